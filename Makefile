@@ -1,0 +1,43 @@
+# Meridian. Two commands matter: `make run` and `make test`.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+export CGO_ENABLED := 1
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build
+
+build:
+	$(GO) build ./...
+
+run:
+	$(GO) run ./cmd/meridiand
+
+test: lint unit fuzz-short
+
+lint: vet staticcheck
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) tool staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Short runs of every fuzz target (each package's Fuzz* functions).
+fuzz-short:
+	@FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+fuzz:
+	@FUZZTIME=2m ./scripts/fuzz.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+sim:
+	$(GO) run ./cmd/meridian-sim run sim/scenarios
+
+sim-long:
+	$(GO) run ./cmd/meridian-sim run --duration-scale 10 sim/scenarios

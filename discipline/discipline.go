@@ -1,0 +1,496 @@
+package discipline
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// segment is one stretch during which the servo's frequency correction was
+// constant. Local readings L map to the free-running timescale U (what the
+// oscillator alone would read) by U = u0 + (L − l0)/(1 + freq). Steps start a
+// new segment with a new l0 and the same U, so U is continuous across every
+// correction the discipline makes. Samples are stored in U terms, so they
+// stay valid across steps and frequency changes.
+type segment struct {
+	l0   int64   // local reading at the start, ns
+	u0   float64 // U at l0, ns relative to Discipline.epochL
+	freq float64 // correction during the segment, dimensionless
+}
+
+const maxSegments = 64
+
+// rawSample is a Sample translated to the free-running timescale.
+type rawSample struct {
+	u, xr, boundNS float64 // U at the midpoint; U − true time; |error| bound
+	localNS            int64
+	delayNS            int64
+	rootDelayNS        int64
+	rootDispNS         int64
+	stratum            uint8
+	leap               truetime.Leap
+	refID              uint32
+	inRegression       bool
+}
+
+type source struct {
+	name    string
+	samples []rawSample // oldest first, at most FilterLen
+	report  SourceReport
+}
+
+// Discipline is the pure core: samples and local clock readings in,
+// clock corrections and TrueTime estimates out. It never reads a clock.
+// It is not safe for concurrent use.
+type Discipline struct {
+	cfg    Config
+	epochL int64
+	segs   []segment
+	srcs   map[string]*source
+
+	reg      []point
+	fit      fit
+	freq     float64 // applied correction c, dimensionless
+	integ    float64 // PI integrator (dimensionless frequency)
+	lastPIL  int64
+	updates  int // updates that selected sources
+	est      truetime.Estimate
+	haveEst  bool
+	lastNow  int64
+	started  bool
+	priorS   float64
+	reports  []SourceReport
+	spansBuf []span
+}
+
+// New returns a discipline whose clock currently reads nowNS with frequency
+// correction cfg.InitialFreqPPB already applied. Zero fields of cfg take
+// DefaultConfig values.
+func New(cfg Config, nowNS int64) (*Discipline, error) {
+	def := DefaultConfig()
+	if cfg.MinSources == 0 {
+		cfg.MinSources = def.MinSources
+	}
+	if cfg.DriftBoundPPB == 0 {
+		cfg.DriftBoundPPB = def.DriftBoundPPB
+	}
+	if cfg.OscillatorTolerancePPB == 0 {
+		cfg.OscillatorTolerancePPB = def.OscillatorTolerancePPB
+	}
+	if cfg.MaxFreqPPB == 0 {
+		cfg.MaxFreqPPB = def.MaxFreqPPB
+	}
+	if cfg.MaxErrorNS == 0 {
+		cfg.MaxErrorNS = def.MaxErrorNS
+	}
+	if cfg.PrecisionNS == 0 {
+		cfg.PrecisionNS = def.PrecisionNS
+	}
+	if cfg.FilterLen == 0 {
+		cfg.FilterLen = def.FilterLen
+	}
+	if cfg.RegressionLen == 0 {
+		cfg.RegressionLen = def.RegressionLen
+	}
+	if cfg.SlewTimeConstantNS == 0 {
+		cfg.SlewTimeConstantNS = def.SlewTimeConstantNS
+	}
+	if cfg.HoldoverAfterNS == 0 {
+		cfg.HoldoverAfterNS = 4 * cfg.SlewTimeConstantNS
+	}
+	switch {
+	case cfg.MinSources < 1:
+		return nil, fmt.Errorf("discipline: min sources must be ≥ 1, got %d", cfg.MinSources)
+	case cfg.DriftBoundPPB < 0 || math.IsNaN(cfg.DriftBoundPPB):
+		return nil, fmt.Errorf("discipline: drift bound must be ≥ 0, got %v ppb", cfg.DriftBoundPPB)
+	case cfg.OscillatorTolerancePPB < 0 || math.IsNaN(cfg.OscillatorTolerancePPB):
+		return nil, fmt.Errorf("discipline: oscillator tolerance must be ≥ 0, got %v ppb", cfg.OscillatorTolerancePPB)
+	case cfg.MaxFreqPPB <= 0 || math.IsNaN(cfg.MaxFreqPPB):
+		return nil, fmt.Errorf("discipline: max frequency must be > 0, got %v ppb", cfg.MaxFreqPPB)
+	case math.IsNaN(cfg.InitialFreqPPB) || math.Abs(cfg.InitialFreqPPB) > cfg.MaxFreqPPB:
+		return nil, fmt.Errorf("discipline: initial frequency %v ppb outside ±%v ppb", cfg.InitialFreqPPB, cfg.MaxFreqPPB)
+	case cfg.MaxErrorNS < 0 || cfg.PrecisionNS < 0 || cfg.StepThresholdNS < 0:
+		return nil, errors.New("discipline: max error, precision and step threshold must be ≥ 0")
+	case cfg.FilterLen < 1 || cfg.RegressionLen < 2:
+		return nil, fmt.Errorf("discipline: filter length %d must be ≥ 1 and regression length %d ≥ 2", cfg.FilterLen, cfg.RegressionLen)
+	case cfg.SlewTimeConstantNS < 0 || cfg.HoldoverAfterNS < 0:
+		return nil, errors.New("discipline: slew time constant and holdover time must be ≥ 0")
+	case cfg.Servo != ServoLinReg && cfg.Servo != ServoPI:
+		return nil, fmt.Errorf("discipline: unknown servo %v", cfg.Servo)
+	}
+	c := cfg.InitialFreqPPB * 1e-9
+	d := &Discipline{
+		cfg:     cfg,
+		epochL:  nowNS,
+		segs:    []segment{{l0: nowNS, u0: 0, freq: c}},
+		srcs:    make(map[string]*source),
+		freq:    c,
+		integ:   c,
+		lastPIL: nowNS,
+		lastNow: nowNS,
+		// The oscillator's own rate error s (dxr/du) is what the drift file's
+		// correction cancelled: c + s = 0.
+		priorS: -c,
+	}
+	return d, nil
+}
+
+// FreqPPB is the frequency correction the discipline last asked for: what a
+// drift file should hold.
+func (d *Discipline) FreqPPB() float64 { return d.freq * 1e9 }
+
+// Estimate is the last estimate Update produced.
+func (d *Discipline) Estimate() truetime.Estimate { return d.est }
+
+// uAt maps a local reading (relative to epoch, may be fractional) to U.
+func (d *Discipline) uAt(lRel float64) float64 {
+	for i := len(d.segs) - 1; i >= 0; i-- {
+		s := d.segs[i]
+		if l0 := float64(s.l0 - d.epochL); lRel >= l0 || i == 0 {
+			return s.u0 + (lRel-l0)/(1+s.freq)
+		}
+	}
+	panic("unreachable")
+}
+
+func (d *Discipline) pushSegment(s segment) {
+	if n := len(d.segs); n > 0 && d.segs[n-1].l0 == s.l0 {
+		d.segs[n-1] = s
+		return
+	}
+	if len(d.segs) == maxSegments {
+		copy(d.segs, d.segs[1:])
+		d.segs = d.segs[:maxSegments-1]
+	}
+	d.segs = append(d.segs, s)
+}
+
+// AddSample records one measurement from the named source. The exchange must
+// not span a clock step: callers discard exchanges in flight when they apply
+// a Correction with a non-zero StepNS.
+func (d *Discipline) AddSample(name string, s Sample) error {
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("%w (source %s)", err, name)
+	}
+	src := d.srcs[name]
+	if src == nil {
+		src = &source{name: name}
+		d.srcs[name] = src
+	}
+	mid := s.T1NS + (s.T4NS-s.T1NS)/2
+	if n := len(src.samples); n > 0 && mid <= src.samples[n-1].localNS {
+		return fmt.Errorf("discipline: source %s: sample at %d is not newer than the last (%d)", name, mid, src.samples[n-1].localNS)
+	}
+	delay := float64(s.DelayNS())
+	bound := float64(s.RootDelayNS)/2 + float64(s.RootDispersionNS) + float64(d.cfg.PrecisionNS) +
+		// The local clock's rate error during the exchange skews t1..t4.
+		delay*(d.cfg.OscillatorTolerancePPB+d.cfg.MaxFreqPPB)*1e-9
+	if !d.cfg.Ablation.OmitPathDelay {
+		bound += delay / 2 // asymmetry: the one-way split of δ is unknown
+	}
+	lRel := float64(s.T1NS-d.epochL) + float64(s.T4NS-s.T1NS)/2
+	u := d.uAt(lRel)
+	x := -s.OffsetNS() // local minus source
+	rs := rawSample{
+		u: u, xr: x - (lRel - u), boundNS: bound,
+		localNS: mid, delayNS: s.DelayNS(),
+		rootDelayNS: s.RootDelayNS, rootDispNS: s.RootDispersionNS,
+		stratum: s.Stratum, leap: s.Leap, refID: s.RefID,
+	}
+	if len(src.samples) == d.cfg.FilterLen {
+		copy(src.samples, src.samples[1:])
+		src.samples = src.samples[:len(src.samples)-1]
+	}
+	src.samples = append(src.samples, rs)
+	return nil
+}
+
+// rate returns the raw frequency estimate s and the bound on its error.
+func (d *Discipline) rate() (s, unc float64) {
+	prior := d.cfg.OscillatorTolerancePPB*1e-9 + math.Abs(d.priorS)
+	if d.fit.ok && d.fit.slopeUnc < prior {
+		return d.fit.slope, d.fit.slopeUnc
+	}
+	return d.priorS, prior
+}
+
+// growth is how fast an aged bound widens per ns of U.
+func (d *Discipline) growth() float64 {
+	if d.cfg.Ablation.OmitDrift {
+		return 0
+	}
+	_, unc := d.rate()
+	return unc + d.cfg.DriftBoundPPB*1e-9
+}
+
+// Update runs filter, selection, combining and the servo for local reading
+// nowNS. The caller applies the returned Correction to the clock at once and
+// publishes the Estimate.
+func (d *Discipline) Update(nowNS int64) Update {
+	d.lastNow = nowNS
+	nowRel := float64(nowNS - d.epochL)
+	uNow := d.uAt(nowRel)
+	cNow := nowRel - uNow // L − U at now
+	sRate, _ := d.rate()
+	g := d.growth()
+
+	names := make([]string, 0, len(d.srcs))
+	for n := range d.srcs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	type cand struct {
+		src    *source
+		best   int
+		center float64
+		half   float64
+	}
+	cands := make([]cand, 0, len(names))
+	d.reports = d.reports[:0]
+	for _, n := range names {
+		src := d.srcs[n]
+		src.report = SourceReport{Name: n, State: SourceUnused, Samples: len(src.samples)}
+		if len(src.samples) == 0 {
+			continue
+		}
+		best, bc, bh := -1, 0.0, math.Inf(1)
+		for i, rs := range src.samples {
+			age := math.Abs(uNow - rs.u)
+			h := rs.boundNS + g*age
+			if h < bh {
+				best, bc, bh = i, rs.xr+sRate*(uNow-rs.u)+cNow, h
+			}
+		}
+		var jit float64
+		for _, rs := range src.samples {
+			c := rs.xr + sRate*(uNow-rs.u) + cNow
+			jit += (c - bc) * (c - bc)
+		}
+		bs := src.samples[best]
+		last := src.samples[len(src.samples)-1]
+		src.report.OffsetNS = bc
+		src.report.DelayNS = bs.delayNS
+		src.report.BoundNS = bh
+		src.report.Stratum = bs.stratum
+		src.report.LastLocalNS = last.localNS
+		if len(src.samples) > 1 {
+			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
+		}
+		if bh <= float64(d.cfg.MaxErrorNS) {
+			cands = append(cands, cand{src: src, best: best, center: bc, half: bh})
+		}
+	}
+
+	spans := d.spansBuf[:0]
+	for _, c := range cands {
+		spans = append(spans, span{c.center - c.half, c.center + c.half})
+	}
+	d.spansBuf = spans
+	lo, hi, ok := intersect(spans, len(spans)-maxLiars(len(spans)))
+	var selected []cand
+	if ok {
+		for _, c := range cands {
+			if c.center+c.half >= lo && c.center-c.half <= hi {
+				c.src.report.State = SourceSelected
+				selected = append(selected, c)
+			} else {
+				c.src.report.State = SourceFalseticker
+			}
+		}
+		if len(selected) < d.cfg.MinSources {
+			for _, c := range selected {
+				c.src.report.State = SourceTooFew
+			}
+			ok = false
+		}
+	}
+
+	// Propagate the previous estimate: still a valid bound under the same
+	// drift assumption, used alone in holdover and to tighten fresh results.
+	var prevLo, prevHi float64
+	havePrev := false
+	if d.haveEst && d.est.Status != truetime.Unsynchronized {
+		dt := float64(nowNS - d.est.LocalNS)
+		off := d.est.OffsetNS + d.est.SkewPPB*dt*1e-9
+		eps := float64(d.est.Eps0NS) + (d.est.DriftBoundPPB+d.est.FreqUncPPB)*math.Abs(dt)*1e-9
+		if eps <= float64(d.cfg.MaxErrorNS) {
+			prevLo, prevHi, havePrev = off-eps, off+eps, true
+		}
+	}
+
+	var steer float64
+	var est truetime.Estimate
+	status := truetime.Unsynchronized
+	fresh := false
+	switch {
+	case ok:
+		if havePrev && prevLo <= hi && prevHi >= lo {
+			lo, hi = math.Max(lo, prevLo), math.Min(hi, prevHi)
+		}
+		var sw, sx float64
+		newest := int64(math.MinInt64)
+		bestIdx := 0
+		leapVotes := map[truetime.Leap]int{}
+		for i, c := range selected {
+			w := 1 / (c.half * c.half)
+			sw += w
+			sx += w * c.center
+			if c.half < selected[bestIdx].half {
+				bestIdx = i
+			}
+			if l := c.src.report.LastLocalNS; l > newest {
+				newest = l
+			}
+			leapVotes[c.src.samples[c.best].leap]++
+			for j := range c.src.samples {
+				rs := &c.src.samples[j]
+				if !rs.inRegression {
+					rs.inRegression = true
+					d.reg = append(d.reg, point{u: rs.u, xr: rs.xr, boundNS: rs.boundNS})
+					fresh = true
+				}
+			}
+		}
+		steer = math.Min(math.Max(sx/sw, lo), hi)
+		b := selected[bestIdx].src.samples[selected[bestIdx].best]
+		minStratum := uint8(255)
+		for _, c := range selected {
+			minStratum = min(minStratum, c.src.samples[c.best].stratum)
+		}
+		leap := truetime.LeapNone
+		for l, v := range leapVotes {
+			if l != truetime.LeapNone && 2*v > len(selected) {
+				leap = l
+			}
+		}
+		status = truetime.Synchronized
+		if nowNS-newest > d.cfg.HoldoverAfterNS {
+			status = truetime.Holdover
+		}
+		est = truetime.Estimate{
+			Status:       status,
+			Leap:         leap,
+			OffsetNS:     (lo + hi) / 2,
+			Eps0NS:       int64(math.Ceil((hi-lo)/2)) + d.cfg.PrecisionNS,
+			Stratum:      min(minStratum+1, 15),
+			RefID:        b.refID,
+			RootDelayNS:  b.rootDelayNS + b.delayNS,
+			LastSampleNS: newest,
+		}
+		if fresh {
+			d.updates++
+			d.refit()
+		}
+	case havePrev:
+		steer = (prevLo + prevHi) / 2
+		status = truetime.Holdover
+		est = d.est
+		est.Status = status
+		est.OffsetNS = steer
+		est.Eps0NS = int64(math.Ceil((prevHi - prevLo) / 2))
+	}
+
+	u := Update{}
+	if status == truetime.Unsynchronized {
+		d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
+		d.haveEst = false
+		u.Estimate = d.est
+		u.Sources = d.collectReports(names)
+		return u
+	}
+
+	// Servo: step the clock when far off (only early on), then set the
+	// frequency that cancels the oscillator's rate and slews out the rest.
+	local := nowNS
+	if ok && fresh && d.cfg.StepThresholdNS > 0 && math.Abs(steer) > float64(d.cfg.StepThresholdNS) &&
+		(d.cfg.StepLimit < 0 || d.updates <= d.cfg.StepLimit) {
+		step := -int64(math.Round(steer))
+		u.Correction.StepNS = step
+		local = nowNS + step
+		d.pushSegment(segment{l0: local, u0: uNow, freq: d.freq})
+		steer += float64(step)
+		est.OffsetNS += float64(step)
+		est.LastSampleNS += step
+	}
+	s, unc := d.rate()
+	newFreq := d.servo(local, steer, s, ok && fresh)
+	if newFreq != d.freq {
+		d.freq = newFreq
+		d.pushSegment(segment{l0: local, u0: uNow, freq: newFreq})
+		u.Correction.SetFreq = true
+		u.Correction.FreqPPB = newFreq * 1e9
+	}
+	est.LocalNS = local
+	est.SkewPPB = (newFreq + s) / (1 + newFreq) * 1e9
+	est.FreqPPB = newFreq * 1e9
+	est.MaxErrorNS = d.cfg.MaxErrorNS
+	est.HoldoverAfterNS = d.cfg.HoldoverAfterNS
+	if !d.cfg.Ablation.OmitDrift {
+		est.DriftBoundPPB = d.cfg.DriftBoundPPB
+		est.FreqUncPPB = unc / (1 + newFreq) * 1e9
+	}
+	est.RootDispersionNS = max(0, est.Eps0NS-est.RootDelayNS/2)
+	if est.Eps0NS > d.cfg.MaxErrorNS {
+		est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
+	}
+	d.est, d.haveEst = est, est.Status != truetime.Unsynchronized
+	u.Estimate = est
+	u.Sources = d.collectReports(names)
+	return u
+}
+
+func (d *Discipline) collectReports(names []string) []SourceReport {
+	out := make([]SourceReport, 0, len(names))
+	for _, n := range names {
+		out = append(out, d.srcs[n].report)
+	}
+	return out
+}
+
+// refit trims the regression window and refits; when the fitted line misses
+// a point by more than its bound the oscillator's rate changed inside the
+// window, so the oldest points are dropped.
+func (d *Discipline) refit() {
+	if over := len(d.reg) - d.cfg.RegressionLen; over > 0 {
+		d.reg = append(d.reg[:0], d.reg[over:]...)
+	}
+	d.fit = regress(d.reg)
+	for !consistent(d.reg, d.fit) && len(d.reg) > 4 {
+		drop := len(d.reg) / 4
+		d.reg = append(d.reg[:0], d.reg[drop:]...)
+		d.fit = regress(d.reg)
+	}
+}
+
+// servo returns the frequency correction to apply from local reading
+// nowNS on, given the steering offset (local minus true, ns) and the raw
+// rate s.
+func (d *Discipline) servo(nowNS int64, offNS, s float64, freshSample bool) float64 {
+	tau := float64(d.cfg.SlewTimeConstantNS)
+	var c float64
+	switch d.cfg.Servo {
+	case ServoPI:
+		// Second-order loop, damping 1/√2, natural period ~ τ: the integral
+		// term learns the frequency, the proportional term removes phase.
+		if freshSample {
+			dt := float64(nowNS - d.lastPIL)
+			d.integ -= offNS * dt / (tau * tau)
+			d.lastPIL = nowNS
+		}
+		c = d.integ - math.Sqrt2*offNS/tau
+	default:
+		// Cancel the oscillator's rate and slew the offset out with time
+		// constant τ: dx/dL = (c + s)/(1 + c) = −x/τ.
+		k := 0.0
+		if tau > 0 {
+			k = offNS / tau
+		}
+		c = -(s + k) / (1 + k)
+	}
+	maxF := d.cfg.MaxFreqPPB * 1e-9
+	return math.Max(-maxF, math.Min(maxF, c))
+}

@@ -1,0 +1,77 @@
+package discipline
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestRegressExactLine(t *testing.T) {
+	var pts []point
+	for i := 0; i < 10; i++ {
+		u := float64(i) * 1e9
+		pts = append(pts, point{u: u, xr: 5000 + 20e-6*u, boundNS: 100})
+	}
+	f := regress(pts)
+	if !f.ok || math.Abs(f.slope-20e-6) > 1e-12 {
+		t.Fatalf("slope %v ok=%v, want 20e-6", f.slope, f.ok)
+	}
+	if !consistent(pts, f) {
+		t.Fatal("exact line reported inconsistent")
+	}
+}
+
+// The slope bound is a hard bound: for errors anywhere within the per-point
+// bounds (worst cases included), the fitted slope stays within it.
+func TestRegressSlopeBoundHolds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 2000; trial++ {
+		n := 2 + rng.IntN(20)
+		trueSlope := (rng.Float64() - 0.5) * 200e-6
+		var pts []point
+		u := 0.0
+		for i := 0; i < n; i++ {
+			u += 1e8 + rng.Float64()*4e9
+			b := 10 + rng.Float64()*1e5
+			e := (rng.Float64()*2 - 1) * b
+			if trial%2 == 0 { // extreme errors
+				e = b
+				if rng.IntN(2) == 0 {
+					e = -b
+				}
+			}
+			pts = append(pts, point{u: u, xr: 1e6 + trueSlope*u + e, boundNS: b})
+		}
+		f := regress(pts)
+		if !f.ok {
+			t.Fatalf("trial %d: no fit for %d points", trial, n)
+		}
+		if d := math.Abs(f.slope - trueSlope); d > f.slopeUnc*(1+1e-9)+1e-15 {
+			t.Fatalf("trial %d: slope error %g exceeds bound %g", trial, d, f.slopeUnc)
+		}
+	}
+}
+
+func TestRegressDegenerate(t *testing.T) {
+	if regress(nil).ok || regress([]point{{u: 1, xr: 1, boundNS: 1}}).ok {
+		t.Fatal("fit from fewer than two points")
+	}
+	if regress([]point{{u: 1, xr: 1, boundNS: 1}, {u: 1, xr: 2, boundNS: 1}}).ok {
+		t.Fatal("fit from points at one instant")
+	}
+}
+
+func TestConsistentDetectsKink(t *testing.T) {
+	var pts []point
+	for i := 0; i < 20; i++ {
+		u := float64(i) * 1e9
+		x := 10e-6 * u
+		if i >= 10 {
+			x = 10e-6*10e9 + 30e-6*(u-10e9) // frequency step of 20 ppm
+		}
+		pts = append(pts, point{u: u, xr: x, boundNS: 1000})
+	}
+	if consistent(pts, regress(pts)) {
+		t.Fatal("a 20 ppm kink went unnoticed")
+	}
+}

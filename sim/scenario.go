@@ -1,0 +1,227 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Scenario is one simulated run. Scenario files state only what differs
+// from Defaults(); every duration is in seconds (float) or the unit in the
+// key's name.
+type Scenario struct {
+	Name        string  `yaml:"name"`
+	Description string  `yaml:"description"`
+	Seed        int64   `yaml:"seed"`
+	DurationS   float64 `yaml:"duration_s"`
+	ReadEveryMS float64 `yaml:"read_every_ms"` // mean spacing of TrueTime reads (uniformly jittered)
+	TickS       float64 `yaml:"tick_s"`        // discipline update period
+
+	Host       Host       `yaml:"host"`
+	Discipline Discipline `yaml:"discipline"`
+	Sources    []Source   `yaml:"sources"`
+	Expect     Expect     `yaml:"expect"`
+}
+
+// Host is the simulated machine's oscillator and starting state.
+type Host struct {
+	OffsetMS          float64    `yaml:"offset_ms"`      // initial clock minus true time
+	FreqErrorPPM      float64    `yaml:"freq_error_ppm"` // oscillator rate error
+	WanderPPBPerSqrtS float64    `yaml:"wander_ppb_per_sqrt_s"`
+	TempSteps         []TempStep `yaml:"temp_steps"`
+	DriftFilePPM      *float64   `yaml:"drift_file_ppm"` // restart with this frequency correction
+}
+
+// TempStep is a sudden oscillator frequency change (a temperature step).
+type TempStep struct {
+	AtS      float64 `yaml:"at_s"`
+	DeltaPPM float64 `yaml:"delta_ppm"`
+}
+
+// Discipline overrides the discipline's configuration.
+type Discipline struct {
+	Servo           string  `yaml:"servo"` // linreg | pi
+	MinSources      int     `yaml:"min_sources"`
+	DriftBoundPPM   float64 `yaml:"drift_bound_ppm"`
+	MaxErrorMS      float64 `yaml:"max_error_ms"`
+	StepThresholdMS float64 `yaml:"step_threshold_ms"`
+}
+
+// Source is a simulated time source behind a simulated link.
+type Source struct {
+	Name             string   `yaml:"name"`
+	PollS            float64  `yaml:"poll_s"`
+	DelayUS          float64  `yaml:"delay_us"`      // base round trip
+	AsymmetryUS      float64  `yaml:"asymmetry_us"`  // forward minus return one-way delay
+	JitterUS         float64  `yaml:"jitter_us"`     // mean of exponential queueing per direction
+	LossPct          float64  `yaml:"loss_pct"`      // per direction
+	Outages          []Window `yaml:"outages"`       // no replies
+	Stratum          uint8    `yaml:"stratum"`       // advertised
+	RootDispersionUS float64  `yaml:"root_dispersion_us"`
+	RootDelayUS      float64  `yaml:"root_delay_us"`
+	Errors           []Error  `yaml:"errors"` // the source's clock minus true time, piecewise
+}
+
+// Window is a half-open span of simulated time.
+type Window struct {
+	FromS float64 `yaml:"from_s"`
+	ToS   float64 `yaml:"to_s"`
+}
+
+// Error makes the source's clock read OffsetMS away from true time from FromS
+// on (until the next Error). A lie when larger than the advertised root
+// dispersion.
+type Error struct {
+	FromS    float64 `yaml:"from_s"`
+	OffsetMS float64 `yaml:"offset_ms"`
+}
+
+// Expect is what the scenario must show besides zero containment violations.
+type Expect struct {
+	SyncedByS        float64  `yaml:"synced_by_s"`         // first synchronized read no later than this (0: no check)
+	NeverSynced      bool     `yaml:"never_synced"`        // must never report synchronized
+	MaxAbsErrorUS    float64  `yaml:"max_abs_error_us"`    // clock error bound after SettleS (0: no check)
+	SettleS          float64  `yaml:"settle_s"`            // reads before this are not checked against MaxAbsErrorUS
+	Falsetickers     []string `yaml:"falsetickers"`        // sources that must be flagged at the end
+	HoldoverSeen     bool     `yaml:"holdover_seen"`       // some read must report holdover
+	UnsyncAfterSync  bool     `yaml:"unsync_after_sync"`   // some read after first sync must be unsynchronized
+	SyncedAtEnd      bool     `yaml:"synced_at_end"`       // last read synchronized
+	MinSteps         int      `yaml:"min_steps"`           // clock steps at least
+	MaxSteps         *int     `yaml:"max_steps"`           // clock steps at most
+}
+
+// Defaults returns the baseline scenario every file starts from.
+func Defaults() Scenario {
+	return Scenario{
+		Seed:        1,
+		DurationS:   3600,
+		ReadEveryMS: 30,
+		TickS:       1,
+	}
+}
+
+// DefaultSource is the baseline for every entry of sources.
+func DefaultSource() Source {
+	return Source{PollS: 4, DelayUS: 200, Stratum: 1, RootDispersionUS: 1}
+}
+
+// ParseScenario decodes one scenario over the defaults. Unknown keys are
+// errors.
+func ParseScenario(data []byte) (Scenario, error) {
+	sc := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&sc); err != nil {
+		return Scenario{}, fmt.Errorf("scenario: %w", err)
+	}
+	if len(sc.Sources) == 0 {
+		sc.Sources = []Source{{Name: "ref"}}
+	}
+	// Re-decode sources over per-source defaults so files list only differences.
+	var raw struct {
+		Sources []yaml.Node `yaml:"sources"`
+	}
+	_ = yaml.Unmarshal(data, &raw)
+	for i := range sc.Sources {
+		s := DefaultSource()
+		if i < len(raw.Sources) {
+			if err := raw.Sources[i].Decode(&s); err != nil {
+				return Scenario{}, fmt.Errorf("scenario: sources[%d]: %w", i, err)
+			}
+		} else {
+			s.Name = sc.Sources[i].Name
+		}
+		if s.Name == "" {
+			s.Name = fmt.Sprintf("src%d", i)
+		}
+		sc.Sources[i] = s
+	}
+	return sc, sc.Validate()
+}
+
+// Validate reports the first bad value, naming its key.
+func (sc Scenario) Validate() error {
+	var errs []string
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
+	if sc.Name == "" {
+		bad("name: must be set")
+	}
+	if sc.DurationS <= 0 {
+		bad("duration_s: must be > 0, got %v", sc.DurationS)
+	}
+	if sc.ReadEveryMS <= 0 {
+		bad("read_every_ms: must be > 0, got %v", sc.ReadEveryMS)
+	}
+	if sc.TickS <= 0 {
+		bad("tick_s: must be > 0, got %v", sc.TickS)
+	}
+	switch sc.Discipline.Servo {
+	case "", "linreg", "pi":
+	default:
+		bad("discipline.servo: want linreg or pi, got %q", sc.Discipline.Servo)
+	}
+	seen := map[string]bool{}
+	for i, s := range sc.Sources {
+		if seen[s.Name] {
+			bad("sources[%d].name: duplicate %q", i, s.Name)
+		}
+		seen[s.Name] = true
+		if s.PollS <= 0 {
+			bad("sources[%d].poll_s: must be > 0, got %v", i, s.PollS)
+		}
+		if s.DelayUS < 0 || s.JitterUS < 0 || s.RootDelayUS < 0 || s.RootDispersionUS < 0 {
+			bad("sources[%d]: delays, jitter and root values must be ≥ 0", i)
+		}
+		if s.DelayUS/2 < abs(s.AsymmetryUS)/2 {
+			bad("sources[%d].asymmetry_us: |%v| exceeds delay_us %v", i, s.AsymmetryUS, s.DelayUS)
+		}
+		if s.LossPct < 0 || s.LossPct >= 100 {
+			bad("sources[%d].loss_pct: must be in [0, 100), got %v", i, s.LossPct)
+		}
+		if s.Stratum == 0 || s.Stratum > 15 {
+			bad("sources[%d].stratum: must be 1..15, got %d", i, s.Stratum)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("scenario %q: %s", sc.Name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// LoadDir reads every *.yaml scenario in dir, sorted by file name.
+func LoadDir(dir string) ([]Scenario, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("sim: no *.yaml scenarios in %s", dir)
+	}
+	sort.Strings(files)
+	var out []Scenario
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := ParseScenario(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+

@@ -1,0 +1,57 @@
+// Package truetime turns what the discipline knows into a TrueTime interval
+// [earliest, latest] that contains true time on every read, and publishes it
+// to other processes through shared memory.
+//
+// # The bound
+//
+// All offsets are "local clock minus true time". A two-way exchange with a
+// source gives t1 (local send), t2, t3 (source receive and send) and t4
+// (local receive):
+//
+//	θ = ((t2 − t1) + (t3 − t4)) / 2      offset of the source from us
+//	δ = (t4 − t1) − (t3 − t2)            round-trip path delay
+//
+// Whatever the split of δ between the two directions, the source's clock at
+// our midpoint lies within θ ± δ/2 — the path-delay term is what bounds
+// asymmetry and is what makes the bound provable rather than statistical.
+// The source's own error is bounded by what it advertises (root delay/2 +
+// root dispersion, RFC 5905). So one sample bounds our offset x by
+//
+//	|x − (−θ)| ≤ M = δ/2 + rootDelay/2 + rootDispersion + precision + δ·(tol + maxfreq)
+//
+// where the last term covers our own rate error during the exchange. The
+// discipline keeps samples on the oscillator's free-running timescale, ages
+// each by the rate bound (below), selects sources by intersection (the hull
+// of points covered by n − ⌊(n−1)/2⌋ intervals contains true time when a
+// majority is honest) and hands an Estimate to this package:
+//
+//	Eps0 = half-width of that hull + precision           (at local time T0)
+//	ε(t) = Eps0 + (DriftBoundPPB + FreqUncPPB)·|t − T0|
+//	x̂(t) = OffsetNS + SkewPPB·(t − T0)                 (the residual still being slewed)
+//	[earliest, latest] = [t − x̂(t) − ε(t),  t − x̂(t) + ε(t)]
+//
+// DESIGN.md writes the same promise as [t − ε', t + ε'] with ε' = ε + |x̂(t)|
+// (|residual offset| is one of its Eps0 terms); centring on the corrected
+// reading gives the identical guarantee with a narrower interval.
+// DriftBoundPPB is the configured wander bound (15 ppm by default, RFC
+// 5905's PHI). FreqUncPPB is the servo's residual frequency error: the
+// oscillator tolerance (500 ppm) until two samples exist, then the hard
+// bound Σ|a_i|·M_i of the weighted regression slope (see package discipline),
+// so the first seconds after a fresh start or a ±100 ppm crystal do not
+// violate containment. A leap second announced by the sources widens the
+// interval by 1 s on both sides within a second of a UTC midnight.
+//
+// # Statuses
+//
+// Unsynchronized: never synchronised, or ε(t) > MaxErrorNS — reads return
+// ErrUnsynchronized, never a small number. Synchronized: the newest sample
+// behind the estimate is younger than HoldoverAfterNS. Holdover: older, the
+// interval still valid and widening. A reader of a dead daemon's segment sees
+// holdover and then unsynchronized as ε grows.
+//
+// # Invariants
+//
+//   - Bound is pure: no clock reads, no allocation.
+//   - earliest ≤ latest whenever Status ≠ Unsynchronized.
+//   - Nothing in this package imports discipline, sockets or gRPC.
+package truetime
