@@ -26,14 +26,14 @@ const maxSegments = 64
 // rawSample is a Sample translated to the free-running timescale.
 type rawSample struct {
 	u, xr, boundNS float64 // U at the midpoint; U − true time; |error| bound
-	localNS            int64
-	delayNS            int64
-	rootDelayNS        int64
-	rootDispNS         int64
-	stratum            uint8
-	leap               truetime.Leap
-	refID              uint32
-	inRegression       bool
+	localNS        int64
+	delayNS        int64
+	rootDelayNS    int64
+	rootDispNS     int64
+	stratum        uint8
+	leap           truetime.Leap
+	refID          uint32
+	inRegression   bool
 }
 
 type source struct {
@@ -60,7 +60,6 @@ type Discipline struct {
 	est      truetime.Estimate
 	haveEst  bool
 	lastNow  int64
-	started  bool
 	priorS   float64
 	reports  []SourceReport
 	spansBuf []span
@@ -181,9 +180,6 @@ func (d *Discipline) AddSample(name string, s Sample) error {
 		d.srcs[name] = src
 	}
 	mid := s.T1NS + (s.T4NS-s.T1NS)/2
-	if n := len(src.samples); n > 0 && mid <= src.samples[n-1].localNS {
-		return fmt.Errorf("discipline: source %s: sample at %d is not newer than the last (%d)", name, mid, src.samples[n-1].localNS)
-	}
 	delay := float64(s.DelayNS())
 	bound := float64(s.RootDelayNS)/2 + float64(s.RootDispersionNS) + float64(d.cfg.PrecisionNS) +
 		// The local clock's rate error during the exchange skews t1..t4.
@@ -193,6 +189,11 @@ func (d *Discipline) AddSample(name string, s Sample) error {
 	}
 	lRel := float64(s.T1NS-d.epochL) + float64(s.T4NS-s.T1NS)/2
 	u := d.uAt(lRel)
+	// Compare on the free-running timescale: local readings go back after a
+	// negative step, U never does.
+	if n := len(src.samples); n > 0 && u <= src.samples[n-1].u {
+		return fmt.Errorf("discipline: source %s: sample at %d is not newer than the last (%d)", name, mid, src.samples[n-1].localNS)
+	}
 	x := -s.OffsetNS() // local minus source
 	rs := rawSample{
 		u: u, xr: x - (lRel - u), boundNS: bound,
@@ -396,6 +397,15 @@ func (d *Discipline) Update(nowNS int64) Update {
 
 	u := Update{}
 	if status == truetime.Unsynchronized {
+		if d.haveEst {
+			// Lost the bound: stop slewing and hold the best frequency, so an
+			// unsynchronized clock drifts as little as it can.
+			if hold := d.holdFreq(); hold != d.freq {
+				d.freq = hold
+				d.pushSegment(segment{l0: nowNS, u0: uNow, freq: hold})
+				u.Correction = Correction{SetFreq: true, FreqPPB: hold * 1e9}
+			}
+		}
 		d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
 		d.haveEst = false
 		u.Estimate = d.est
@@ -466,6 +476,18 @@ func (d *Discipline) refit() {
 	}
 }
 
+// holdFreq is the correction that cancels the oscillator's estimated rate
+// with no phase slew.
+func (d *Discipline) holdFreq() float64 {
+	c := d.integ
+	if d.cfg.Servo == ServoLinReg {
+		s, _ := d.rate()
+		c = -s
+	}
+	maxF := d.cfg.MaxFreqPPB * 1e-9
+	return math.Max(-maxF, math.Min(maxF, c))
+}
+
 // servo returns the frequency correction to apply from local reading
 // nowNS on, given the steering offset (local minus true, ns) and the raw
 // rate s.
@@ -477,7 +499,9 @@ func (d *Discipline) servo(nowNS int64, offNS, s float64, freshSample bool) floa
 		// Second-order loop, damping 1/√2, natural period ~ τ: the integral
 		// term learns the frequency, the proportional term removes phase.
 		if freshSample {
-			dt := float64(nowNS - d.lastPIL)
+			// After an outage the gap says nothing about the loop: cap it so
+			// one late sample cannot wind the integrator up.
+			dt := math.Min(float64(nowNS-d.lastPIL), tau)
 			d.integ -= offNS * dt / (tau * tau)
 			d.lastPIL = nowNS
 		}

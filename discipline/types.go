@@ -131,10 +131,10 @@ type Correction struct {
 type SourceState int
 
 const (
-	SourceUnused SourceState = iota // no usable sample yet, or not fresh
-	SourceSelected                  // agreed with the majority and was combined
-	SourceFalseticker               // outside the majority's intersection
-	SourceTooFew                    // agreeing set smaller than min_sources
+	SourceUnused      SourceState = iota // no usable sample yet, or not fresh
+	SourceSelected                       // agreed with the majority and was combined
+	SourceFalseticker                    // outside the majority's intersection
+	SourceTooFew                         // agreeing set smaller than min_sources
 )
 
 func (s SourceState) String() string {

@@ -32,7 +32,8 @@ type Result struct {
 	ErrP50, ErrP99  float64
 	ErrMax          float64
 	EpsP50, EpsP99  float64
-	Ratio           float64 // ε p50 / |error| p50
+	Ratio           float64 // ε p50 / |error| p50, errors below 1 µs counted as 1 µs
+	Tightness       float64 // max |interval mid − true time| / ε: > 1 is a violation
 	FirstSyncS      float64 // −1: never
 	SyncedPct       float64
 	HoldoverSeen    bool
@@ -91,6 +92,9 @@ type runner struct {
 	rngs  []*rand.Rand
 	rRead *rand.Rand
 	res   Result
+
+	failKinds map[string]bool
+	tight     float64 // max |mid − true| / ε over reads
 }
 
 func sec(s float64) int64 { return int64(math.Round(s * 1e9)) }
@@ -132,7 +136,7 @@ func DisciplineConfig(sc Scenario, opt Options) (discipline.Config, error) {
 	if sc.Host.DriftFilePPM != nil {
 		cfg.InitialFreqPPB = *sc.Host.DriftFilePPM * 1000
 	}
-	cfg.PrecisionNS = 1
+	cfg.PrecisionNS = 10 // covers ns rounding of the four timestamps and the read
 	cfg.Ablation = opt.Ablation
 	return cfg, nil
 }
@@ -248,9 +252,13 @@ func Run(sc Scenario, opt Options) (Result, error) {
 				}
 				errUS := math.Abs(float64(local-r.now)) / 1e3
 				errs = append(errs, errUS)
-				epss = append(epss, float64(iv.LatestNS-iv.EarliestNS)/2e3)
+				eps := float64(iv.LatestNS-iv.EarliestNS) / 2
+				epss = append(epss, eps/1e3)
+				if eps > 0 {
+					r.tight = max(r.tight, math.Abs(float64(iv.MidNS()-r.now))/eps)
+				}
 				if sc.Expect.MaxAbsErrorUS > 0 && float64(r.now-startTrueNS)/1e9 >= sc.Expect.SettleS && errUS > sc.Expect.MaxAbsErrorUS {
-					r.fail("clock error %.1f µs at t=%.0fs exceeds max_abs_error_us %v", errUS, float64(r.now-startTrueNS)/1e9, sc.Expect.MaxAbsErrorUS)
+					r.fail("maxerr", "first clock error beyond expectation: %.1f µs at t=%.0fs exceeds max_abs_error_us %v", errUS, float64(r.now-startTrueNS)/1e9, sc.Expect.MaxAbsErrorUS)
 				}
 			} else if r.res.FirstSyncS >= 0 {
 				r.res.UnsyncAfterSync = true
@@ -263,15 +271,16 @@ func Run(sc Scenario, opt Options) (Result, error) {
 	return r.res, nil
 }
 
-func (r *runner) fail(f string, a ...any) {
-	msg := fmt.Sprintf(f, a...)
-	// one failure of each kind is enough to report
-	for _, m := range r.res.Failures {
-		if len(m) > 20 && len(msg) > 20 && m[:20] == msg[:20] {
-			return
-		}
+// fail records an unmet expectation; kind keeps one message per kind.
+func (r *runner) fail(kind, f string, a ...any) {
+	if r.failKinds[kind] {
+		return
 	}
-	r.res.Failures = append(r.res.Failures, msg)
+	if r.failKinds == nil {
+		r.failKinds = map[string]bool{}
+	}
+	r.failKinds[kind] = true
+	r.res.Failures = append(r.res.Failures, fmt.Sprintf(f, a...))
 }
 
 // poll sends one request on source i's link and schedules its reply.
@@ -331,41 +340,40 @@ func (r *runner) summarise(errs, epss []float64, synced int, last truetime.Statu
 		res.ErrMax = errs[len(errs)-1]
 	}
 	res.EpsP50, res.EpsP99 = pct(epss, 0.5), pct(epss, 0.99)
-	if res.ErrP50 > 0 {
-		res.Ratio = res.EpsP50 / res.ErrP50
-	}
+	res.Ratio = res.EpsP50 / max(res.ErrP50, 1)
+	res.Tightness = r.tight
 	if res.AllReads > 0 {
 		res.SyncedPct = 100 * float64(synced) / float64(res.AllReads)
 	}
 	slices.Sort(res.Falsetickers)
 	x := r.sc.Expect
 	if res.Violations > 0 {
-		r.fail("%d containment violations", res.Violations)
+		r.fail("viol", "%d containment violations", res.Violations)
 	}
 	if x.SyncedByS > 0 && (res.FirstSyncS < 0 || res.FirstSyncS > x.SyncedByS) {
-		r.fail("first synchronized at %.1fs, want ≤ %vs", res.FirstSyncS, x.SyncedByS)
+		r.fail("sync", "first synchronized at %.1fs, want ≤ %vs", res.FirstSyncS, x.SyncedByS)
 	}
 	if x.NeverSynced && res.FirstSyncS >= 0 {
-		r.fail("synchronized at %.1fs, want never", res.FirstSyncS)
+		r.fail("never", "synchronized at %.1fs, want never", res.FirstSyncS)
 	}
 	for _, want := range x.Falsetickers {
 		if !slices.Contains(res.Falsetickers, want) {
-			r.fail("source %s not flagged as falseticker (flagged: %v)", want, res.Falsetickers)
+			r.fail("ft", "source %s not flagged as falseticker (flagged: %v)", want, res.Falsetickers)
 		}
 	}
 	if x.HoldoverSeen && !res.HoldoverSeen {
-		r.fail("never reported holdover")
+		r.fail("ho", "never reported holdover")
 	}
 	if x.UnsyncAfterSync && !res.UnsyncAfterSync {
-		r.fail("never became unsynchronized after first sync")
+		r.fail("unsync", "never became unsynchronized after first sync")
 	}
 	if x.SyncedAtEnd && last != truetime.Synchronized {
-		r.fail("status at end is %v, want synchronized", last)
+		r.fail("end", "status at end is %v, want synchronized", last)
 	}
 	if res.Steps < x.MinSteps {
-		r.fail("%d clock steps, want ≥ %d", res.Steps, x.MinSteps)
+		r.fail("minsteps", "%d clock steps, want ≥ %d", res.Steps, x.MinSteps)
 	}
 	if x.MaxSteps != nil && res.Steps > *x.MaxSteps {
-		r.fail("%d clock steps, want ≤ %d", res.Steps, *x.MaxSteps)
+		r.fail("maxsteps", "%d clock steps, want ≤ %d", res.Steps, *x.MaxSteps)
 	}
 }

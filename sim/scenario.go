@@ -56,12 +56,12 @@ type Discipline struct {
 type Source struct {
 	Name             string   `yaml:"name"`
 	PollS            float64  `yaml:"poll_s"`
-	DelayUS          float64  `yaml:"delay_us"`      // base round trip
-	AsymmetryUS      float64  `yaml:"asymmetry_us"`  // forward minus return one-way delay
-	JitterUS         float64  `yaml:"jitter_us"`     // mean of exponential queueing per direction
-	LossPct          float64  `yaml:"loss_pct"`      // per direction
-	Outages          []Window `yaml:"outages"`       // no replies
-	Stratum          uint8    `yaml:"stratum"`       // advertised
+	DelayUS          float64  `yaml:"delay_us"`     // base round trip
+	AsymmetryUS      float64  `yaml:"asymmetry_us"` // forward minus return one-way delay
+	JitterUS         float64  `yaml:"jitter_us"`    // mean of exponential queueing per direction
+	LossPct          float64  `yaml:"loss_pct"`     // per direction
+	Outages          []Window `yaml:"outages"`      // no replies
+	Stratum          uint8    `yaml:"stratum"`      // advertised
 	RootDispersionUS float64  `yaml:"root_dispersion_us"`
 	RootDelayUS      float64  `yaml:"root_delay_us"`
 	Errors           []Error  `yaml:"errors"` // the source's clock minus true time, piecewise
@@ -83,16 +83,16 @@ type Error struct {
 
 // Expect is what the scenario must show besides zero containment violations.
 type Expect struct {
-	SyncedByS        float64  `yaml:"synced_by_s"`         // first synchronized read no later than this (0: no check)
-	NeverSynced      bool     `yaml:"never_synced"`        // must never report synchronized
-	MaxAbsErrorUS    float64  `yaml:"max_abs_error_us"`    // clock error bound after SettleS (0: no check)
-	SettleS          float64  `yaml:"settle_s"`            // reads before this are not checked against MaxAbsErrorUS
-	Falsetickers     []string `yaml:"falsetickers"`        // sources that must be flagged at the end
-	HoldoverSeen     bool     `yaml:"holdover_seen"`       // some read must report holdover
-	UnsyncAfterSync  bool     `yaml:"unsync_after_sync"`   // some read after first sync must be unsynchronized
-	SyncedAtEnd      bool     `yaml:"synced_at_end"`       // last read synchronized
-	MinSteps         int      `yaml:"min_steps"`           // clock steps at least
-	MaxSteps         *int     `yaml:"max_steps"`           // clock steps at most
+	SyncedByS       float64  `yaml:"synced_by_s"`       // first synchronized read no later than this (0: no check)
+	NeverSynced     bool     `yaml:"never_synced"`      // must never report synchronized
+	MaxAbsErrorUS   float64  `yaml:"max_abs_error_us"`  // clock error bound after SettleS (0: no check)
+	SettleS         float64  `yaml:"settle_s"`          // reads before this are not checked against MaxAbsErrorUS
+	Falsetickers    []string `yaml:"falsetickers"`      // sources that must be flagged at the end
+	HoldoverSeen    bool     `yaml:"holdover_seen"`     // some read must report holdover
+	UnsyncAfterSync bool     `yaml:"unsync_after_sync"` // some read after first sync must be unsynchronized
+	SyncedAtEnd     bool     `yaml:"synced_at_end"`     // last read synchronized
+	MinSteps        int      `yaml:"min_steps"`         // clock steps at least
+	MaxSteps        *int     `yaml:"max_steps"`         // clock steps at most
 }
 
 // Defaults returns the baseline scenario every file starts from.
@@ -224,4 +224,3 @@ func LoadDir(dir string) ([]Scenario, error) {
 	}
 	return out, nil
 }
-

@@ -1,0 +1,162 @@
+package discipline
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/meridiantime/meridian/truetime"
+)
+
+const t0 = int64(1_780_000_000) * 1e9
+
+// exchange builds a sample for a local clock that reads true time plus
+// offsetNS, against an honest source, with the given one-way delays.
+func exchange(trueSend, offsetNS, fwdNS, backNS int64) Sample {
+	return Sample{
+		T1NS:    trueSend + offsetNS,
+		T2NS:    trueSend + fwdNS,
+		T3NS:    trueSend + fwdNS + 10_000,
+		T4NS:    trueSend + fwdNS + 10_000 + backNS + offsetNS,
+		Stratum: 1, RootDispersionNS: 1000,
+	}
+}
+
+func TestUnsynchronizedWithoutSamples(t *testing.T) {
+	d, err := New(DefaultConfig(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := d.Update(t0 + 1e9)
+	if u.Estimate.Status != truetime.Unsynchronized || u.Correction != (Correction{}) {
+		t.Fatalf("no samples: %+v", u)
+	}
+}
+
+func TestOneSampleBoundsTruth(t *testing.T) {
+	const off = 5_000_000 // clock 5 ms ahead
+	d, _ := New(DefaultConfig(), t0+off)
+	// 300 µs out, 100 µs back: asymmetric, the bound must still hold.
+	if err := d.AddSample("a", exchange(t0+1e9, off, 300_000, 100_000)); err != nil {
+		t.Fatal(err)
+	}
+	trueNow := t0 + 1e9 + 500_000
+	u := d.Update(trueNow + off)
+	if u.Estimate.Status != truetime.Synchronized || u.Correction.StepNS != 0 {
+		t.Fatalf("want synchronized without a step: %+v", u)
+	}
+	iv := truetime.Bound(trueNow+off, u.Estimate)
+	if iv.EarliestNS > trueNow || iv.LatestNS < trueNow {
+		t.Fatalf("interval %+v misses true time %d", iv, trueNow)
+	}
+	if eps := iv.LatestNS - iv.EarliestNS; eps > 2*(200_000+2_000) {
+		t.Fatalf("interval width %d ns, want about δ = 400 µs", eps)
+	}
+	if !u.Correction.SetFreq || u.Correction.FreqPPB >= 0 {
+		t.Fatalf("clock is ahead: the servo must slow it, got %+v", u.Correction)
+	}
+	if len(u.Sources) != 1 || u.Sources[0].State != SourceSelected || math.Abs(u.Sources[0].OffsetNS-(off-100_000)) > 1 {
+		t.Fatalf("source report %+v", u.Sources)
+	}
+}
+
+func TestLargeOffsetSteps(t *testing.T) {
+	const off = -2_000_000_000
+	d, _ := New(DefaultConfig(), t0+off)
+	_ = d.AddSample("a", exchange(t0+1e9, off, 100_000, 100_000))
+	u := d.Update(t0 + 1e9 + 300_000 + off)
+	if math.Abs(float64(u.Correction.StepNS+off)) > 1000 {
+		t.Fatalf("step %d, want about %d", u.Correction.StepNS, -off)
+	}
+	// After the step the reading is true time: the estimate says so.
+	trueNow := t0 + 1e9 + 300_000
+	iv := truetime.Bound(trueNow, u.Estimate)
+	if iv.EarliestNS > trueNow || iv.LatestNS < trueNow {
+		t.Fatalf("post-step interval %+v misses %d", iv, trueNow)
+	}
+}
+
+func TestStepLimitAndThreshold(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StepThresholdNS = 0 // never step
+	d, _ := New(cfg, t0+1e9)
+	_ = d.AddSample("a", exchange(t0+1e9, 1e9, 100_000, 100_000))
+	if u := d.Update(t0 + 2e9 + 1e9); u.Correction.StepNS != 0 {
+		t.Fatalf("step threshold 0 must never step, got %d", u.Correction.StepNS)
+	}
+}
+
+func TestFalsetickerRejected(t *testing.T) {
+	d, _ := New(DefaultConfig(), t0)
+	_ = d.AddSample("a", exchange(t0+1e9, 0, 100_000, 100_000))
+	_ = d.AddSample("b", exchange(t0+1e9, 0, 150_000, 150_000))
+	liar := exchange(t0+1e9, 0, 100_000, 100_000)
+	liar.T2NS += 100e6
+	liar.T3NS += 100e6
+	_ = d.AddSample("liar", liar)
+	u := d.Update(t0 + 1e9 + 400_000)
+	states := map[string]SourceState{}
+	for _, s := range u.Sources {
+		states[s.Name] = s.State
+	}
+	if states["a"] != SourceSelected || states["b"] != SourceSelected || states["liar"] != SourceFalseticker {
+		t.Fatalf("states %v", states)
+	}
+	iv := truetime.Bound(t0+1e9+400_000, u.Estimate)
+	if iv.EarliestNS > t0+1e9+400_000 || iv.LatestNS < t0+1e9+400_000 {
+		t.Fatalf("interval %+v follows the liar", iv)
+	}
+}
+
+func TestMinSources(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MinSources = 2
+	d, _ := New(cfg, t0)
+	_ = d.AddSample("a", exchange(t0+1e9, 0, 100_000, 100_000))
+	u := d.Update(t0 + 1e9 + 400_000)
+	if u.Estimate.Status != truetime.Unsynchronized || u.Sources[0].State != SourceTooFew {
+		t.Fatalf("one source with min_sources 2: %+v", u)
+	}
+}
+
+func TestBadSamples(t *testing.T) {
+	d, _ := New(DefaultConfig(), t0)
+	good := exchange(t0+1e9, 0, 100_000, 100_000)
+	for name, mut := range map[string]func(*Sample){
+		"t4 before t1":   func(s *Sample) { s.T4NS = s.T1NS - 1 },
+		"t3 before t2":   func(s *Sample) { s.T3NS = s.T2NS - 1 },
+		"negative delay": func(s *Sample) { s.T3NS += 1e9 },
+		"stratum 0":      func(s *Sample) { s.Stratum = 0 },
+		"stratum 16":     func(s *Sample) { s.Stratum = 16 },
+		"negative root":  func(s *Sample) { s.RootDispersionNS = -1 },
+	} {
+		s := good
+		mut(&s)
+		if err := d.AddSample("a", s); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if err := d.AddSample("a", good); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AddSample("a", good); err == nil || !strings.Contains(err.Error(), "not newer") {
+		t.Fatalf("replayed sample: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, mut := range map[string]func(*Config){
+		"min sources":  func(c *Config) { c.MinSources = -1 },
+		"drift":        func(c *Config) { c.DriftBoundPPB = -1 },
+		"initial freq": func(c *Config) { c.InitialFreqPPB = 600_000 },
+		"nan":          func(c *Config) { c.InitialFreqPPB = math.NaN() },
+		"servo":        func(c *Config) { c.Servo = 7 },
+		"regression":   func(c *Config) { c.RegressionLen = 1 },
+	} {
+		cfg := DefaultConfig()
+		mut(&cfg)
+		if _, err := New(cfg, t0); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package sim
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/meridiantime/meridian/discipline"
+)
+
+func loadMatrix(t *testing.T) []Scenario {
+	t.Helper()
+	scs, err := LoadDir("scenarios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scs) < 12 {
+		t.Fatalf("matrix has %d scenarios, want ≥ 12", len(scs))
+	}
+	return scs
+}
+
+// The promise: zero containment violations on every read of every scenario,
+// and every scenario's own expectations met.
+func TestMatrixContainment(t *testing.T) {
+	scs := loadMatrix(t)
+	rs, err := RunAll(scs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", FormatTable(rs))
+	total := 0
+	for _, r := range rs {
+		total += r.Reads
+		if r.Violations > 0 {
+			t.Errorf("%s: %d containment violations", r.Name, r.Violations)
+		}
+		for _, f := range r.Failures {
+			t.Errorf("%s: %s", r.Name, f)
+		}
+	}
+	if total < 1_000_000 {
+		t.Errorf("only %d checked reads, want ≥ 10⁶", total)
+	}
+}
+
+// Negative controls: the same matrix with a bound term removed must be
+// caught by the containment check, or the check proves nothing.
+func TestNegativeControlPathDelay(t *testing.T) {
+	rs, err := RunAll(loadMatrix(t), Options{Ablation: discipline.Ablation{OmitPathDelay: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := violations(rs, "asymmetry-1ms"); v == 0 {
+		t.Fatalf("without δ/2 the 1 ms asymmetry must violate containment\n%s", FormatTable(rs))
+	}
+}
+
+func TestNegativeControlDrift(t *testing.T) {
+	rs, err := RunAll(loadMatrix(t), Options{Ablation: discipline.Ablation{OmitDrift: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := violations(rs, "outage-holdover"); v == 0 {
+		t.Fatalf("without the drift term holdover must violate containment\n%s", FormatTable(rs))
+	}
+}
+
+func violations(rs []Result, name string) int {
+	for _, r := range rs {
+		if r.Name == name {
+			return r.Violations
+		}
+	}
+	return 0
+}
+
+func TestSameSeedSameReport(t *testing.T) {
+	scs := loadMatrix(t)[:3]
+	for i := range scs {
+		scs[i].DurationS = 600
+	}
+	a, err := RunAll(scs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := RunAll(scs, Options{})
+	if FormatTable(a) != FormatTable(b) {
+		t.Fatalf("reports differ:\n%s\n%s", FormatTable(a), FormatTable(b))
+	}
+	scs[0].Seed++
+	scs[0].Host.WanderPPBPerSqrtS = 5
+	scs[0].Sources[0].JitterUS = 300
+	c, _ := RunAll(scs, Options{})
+	if FormatTable(a) == FormatTable(c) {
+		t.Fatal("a different seed and link gave the same report")
+	}
+}
+
+func TestParseScenarioErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"name: x\nbogus: 1\n", "bogus"},
+		{"name: x\nsources: [{name: a, bogus: 1}]\n", "bogus"},
+		{"duration_s: 10\n", "name: must be set"},
+		{"name: x\nduration_s: -1\n", "duration_s"},
+		{"name: x\nsources: [{name: a, loss_pct: 100}]\n", "sources[0].loss_pct"},
+		{"name: x\nsources: [{name: a, delay_us: 100, asymmetry_us: 500}]\n", "sources[0].asymmetry_us"},
+		{"name: x\nsources: [{name: a}, {name: a}]\n", "duplicate"},
+		{"name: x\ndiscipline: {servo: fancy}\n", "discipline.servo"},
+		{"name: x\nsources: [{name: a, stratum: 16}]\n", "stratum"},
+	} {
+		_, err := ParseScenario([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want mention of %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestScenarioDefaultsApply(t *testing.T) {
+	sc, err := ParseScenario([]byte("name: x\nsources: [{name: a, jitter_us: 5}, {delay_us: 900}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultSource()
+	if sc.Sources[0].PollS != d.PollS || sc.Sources[0].DelayUS != d.DelayUS || sc.Sources[0].JitterUS != 5 {
+		t.Fatalf("source 0 %+v", sc.Sources[0])
+	}
+	if sc.Sources[1].Name != "src1" || sc.Sources[1].DelayUS != 900 || sc.Sources[1].Stratum != 1 {
+		t.Fatalf("source 1 %+v", sc.Sources[1])
+	}
+	if sc.DurationS != Defaults().DurationS {
+		t.Fatalf("duration %v", sc.DurationS)
+	}
+}
