@@ -33,9 +33,18 @@ func (s Sample) OffsetNS() float64 {
 // DelayNS is δ, the round-trip path delay.
 func (s Sample) DelayNS() int64 { return (s.T4NS - s.T1NS) - (s.T3NS - s.T2NS) }
 
+// maxExchangeNS bounds a usable round trip: a reply later than this is
+// useless for timekeeping and likely a bug or an attack.
+const maxExchangeNS = 10_000_000_000
+
 // Validate rejects samples no honest exchange can produce.
 func (s Sample) Validate() error {
 	switch {
+	case s.T1NS <= 0 || s.T2NS <= 0 || s.T3NS <= 0 || s.T4NS <= 0:
+		// Also keeps every difference below from overflowing.
+		return fmt.Errorf("discipline: sample timestamps must be after 1970, got t1..t4 = %d %d %d %d", s.T1NS, s.T2NS, s.T3NS, s.T4NS)
+	case s.T4NS-s.T1NS > maxExchangeNS:
+		return fmt.Errorf("discipline: exchange took %d ns, longer than %d", s.T4NS-s.T1NS, int64(maxExchangeNS))
 	case s.T4NS < s.T1NS:
 		return fmt.Errorf("discipline: sample t4 %d before t1 %d", s.T4NS, s.T1NS)
 	case s.T3NS < s.T2NS:
