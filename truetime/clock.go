@@ -1,0 +1,105 @@
+package truetime
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meridiantime/meridian/clock"
+)
+
+// Clock is the in-process TrueTime API over a clock reading and the newest
+// Estimate. Reads are lock-free.
+type Clock struct {
+	r      clock.Reader
+	timers clock.Timers
+	est    atomic.Pointer[Estimate]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every SetEstimate
+}
+
+// NewClock returns a TrueTime clock, unsynchronized until SetEstimate.
+func NewClock(r clock.Reader, t clock.Timers) *Clock {
+	c := &Clock{r: r, timers: t, changed: make(chan struct{})}
+	c.est.Store(&Estimate{})
+	return c
+}
+
+// SetEstimate publishes a new estimate and wakes waiters.
+func (c *Clock) SetEstimate(e Estimate) {
+	c.est.Store(&e)
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Estimate returns the newest estimate.
+func (c *Clock) Estimate() Estimate { return *c.est.Load() }
+
+// Now returns the interval for the current reading, or ErrUnsynchronized.
+func (c *Clock) Now() (Interval, error) {
+	iv := Bound(c.r.NowNS(), *c.est.Load())
+	if iv.Status == Unsynchronized {
+		return iv, ErrUnsynchronized
+	}
+	return iv, nil
+}
+
+// After reports whether tNS has definitely passed: tNS < earliest.
+func (c *Clock) After(tNS int64) (bool, error) {
+	iv, err := c.Now()
+	if err != nil {
+		return false, err
+	}
+	return tNS < iv.EarliestNS, nil
+}
+
+// Before reports whether tNS has definitely not arrived: tNS > latest.
+func (c *Clock) Before(tNS int64) (bool, error) {
+	iv, err := c.Now()
+	if err != nil {
+		return false, err
+	}
+	return tNS > iv.LatestNS, nil
+}
+
+// unsyncPoll is how often a waiter re-checks while unsynchronized, besides
+// being woken by SetEstimate.
+const unsyncPoll = 100 * time.Millisecond
+
+// WaitUntilAfter blocks until After(tNS) is true (the commit-wait primitive)
+// or ctx ends. While the clock is unsynchronized it keeps waiting: no
+// interval can show that tNS has passed, and giving up would let callers
+// mistake "unknown" for "not yet". It sleeps on timers, never spins: each
+// sleep is the remaining distance tNS − earliest (+1 ns), re-checked on wake
+// because ε may have grown or the estimate changed.
+func (c *Clock) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	for {
+		c.mu.Lock()
+		changed := c.changed
+		c.mu.Unlock()
+		iv, err := c.Now()
+		wait := unsyncPoll
+		if err == nil {
+			if tNS < iv.EarliestNS {
+				return nil
+			}
+			wait = time.Duration(tNS-iv.EarliestNS) + 1
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t := c.timers.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-changed:
+			t.Stop()
+		case <-t.C():
+		}
+	}
+}
