@@ -1,0 +1,325 @@
+// Package daemon assembles meridiand: clock, discipline, TrueTime
+// publication (in-process and shared memory), metrics and the drift file.
+// It keeps cmd/meridiand/main.go short and is what tests start in-process.
+//
+// Invariants:
+//   - The host clock is never touched: only clock: virtual is wired here.
+//   - Every publish carries the clock model and the estimate of one update,
+//     so readers compute the interval against the same model the discipline
+//     steered.
+//   - local_stratum > 0 with no sources: the daemon is its own reference
+//     (chrony's `local stratum N`): it publishes a synchronized estimate of
+//     its own clock with ε = precision, re-based every tick and widening at
+//     the drift bound from the last tick, so readers of a dead daemon see
+//     holdover and then unsynchronized.
+//   - Run returns only after every goroutine it started has stopped.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/virtual"
+	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// Options tune the daemon beyond the config file (tests use short ticks).
+type Options struct {
+	Tick           time.Duration // discipline update period; 0 → 1s
+	DriftFileEvery time.Duration // 0 → 60s
+}
+
+// Daemon is one running meridiand.
+type Daemon struct {
+	cfg  *config.Config
+	opt  Options
+	log  *slog.Logger
+	clk  *virtual.Clock
+	disc *discipline.Discipline
+	tt   *truetime.Clock
+	shm  *truetime.ShmWriter
+	m    *metrics
+
+	ShmPath   string
+	StateDir  string
+	driftPath string
+
+	metricsLn net.Listener
+	lastState truetime.Status
+}
+
+// DefaultShmPath is where the segment lives when shm.path is "": under
+// /run/meridian when writable, else a per-user runtime directory.
+func DefaultShmPath() string { return filepath.Join(runtimeDir(), "truetime.shm") }
+
+func writableDir(dir string) bool {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return true
+}
+
+func runtimeDir() string {
+	if writableDir("/run/meridian") {
+		return "/run/meridian"
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		return filepath.Join(x, "meridian")
+	}
+	return filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid()))
+}
+
+func defaultStateDir() string {
+	if writableDir("/var/lib/meridian") {
+		return "/var/lib/meridian"
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "meridian")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "meridian")
+	}
+	return filepath.Join(os.TempDir(), "meridian-state-"+strconv.Itoa(os.Getuid()))
+}
+
+// New validates what the daemon can run and prepares its parts. Nothing
+// is started until Run.
+func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock != "virtual" {
+		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual", cfg.Clock)
+	}
+	for i, s := range cfg.Sources {
+		return nil, fmt.Errorf("sources[%d]: type %s is not implemented yet (this meridiand runs local_stratum only)", i, s.Type)
+	}
+	if len(cfg.NTPServer.Listen) > 0 || len(cfg.PTPServer.Listen) > 0 || cfg.GRPC.Listen != "" {
+		return nil, errors.New("ntp_server, ptp_server and grpc are not implemented yet: leave their listen lists empty")
+	}
+	if opt.Tick == 0 {
+		opt.Tick = time.Second
+	}
+	if opt.DriftFileEvery == 0 {
+		opt.DriftFileEvery = time.Minute
+	}
+	d := &Daemon{cfg: cfg, opt: opt, log: log, ShmPath: cfg.Shm.Path, StateDir: cfg.StateDir, lastState: 255}
+	if d.ShmPath == "" {
+		d.ShmPath = DefaultShmPath()
+	}
+	if d.StateDir == "" {
+		d.StateDir = defaultStateDir()
+	}
+	d.driftPath = filepath.Join(d.StateDir, "drift")
+	return d, nil
+}
+
+// ReadDriftFile returns the frequency (ppb) stored by a previous run. A
+// missing file is (0, nil).
+func ReadDriftFile(path string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil || v != v || v > 500_000 || v < -500_000 {
+		return 0, fmt.Errorf("drift file %s: want one frequency in ppb within ±500000, got %q", path, strings.TrimSpace(string(b)))
+	}
+	return v, nil
+}
+
+// WriteDriftFile stores the frequency atomically (temp file, fsync, rename).
+func WriteDriftFile(path string, freqPPB float64) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".drift-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := fmt.Fprintf(tmp, "%.3f\n", freqPPB); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Clock is the in-process TrueTime clock (valid after Run starts).
+func (d *Daemon) Clock() *truetime.Clock { return d.tt }
+
+// MetricsAddr is the metrics listener's address, "" when disabled.
+func (d *Daemon) MetricsAddr() string {
+	if d.metricsLn == nil {
+		return ""
+	}
+	return d.metricsLn.Addr().String()
+}
+
+// Start opens files and listeners; Run then serves until ctx ends.
+func (d *Daemon) Start() error {
+	for _, dir := range []string{filepath.Dir(d.ShmPath), d.StateDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	freq, err := ReadDriftFile(d.driftPath)
+	if err != nil {
+		d.log.Warn("ignoring drift file", "err", err)
+		freq = 0
+	}
+	d.clk, err = virtual.New(virtual.Options{
+		OffsetNS: int64(d.cfg.ClockOffset), InitialFreqPPB: freq, PrecisionNS: int64(d.cfg.Precision),
+	})
+	if err != nil {
+		return err
+	}
+	dc := d.cfg.DisciplineConfig()
+	dc.InitialFreqPPB = freq
+	if d.disc, err = discipline.New(dc, d.clk.NowNS()); err != nil {
+		return err
+	}
+	d.tt = truetime.NewClock(d.clk, clock.RealTimers())
+	if d.shm, err = truetime.CreateShm(d.ShmPath); err != nil {
+		return err
+	}
+	d.m = newMetrics()
+	if d.cfg.Metrics.Listen != "" {
+		if d.metricsLn, err = net.Listen("tcp", d.cfg.Metrics.Listen); err != nil {
+			d.shm.Close()
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+	}
+	d.log.Info("meridiand started", "clock", d.cfg.Clock, "clock_offset", d.cfg.ClockOffset.D(),
+		"shm", d.ShmPath, "state_dir", d.StateDir, "metrics", d.MetricsAddr(), "drift_ppb", freq)
+	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum == 0 {
+		d.log.Warn("no sources and local_stratum 0: the clock stays unsynchronized")
+	}
+	d.update() // publish a first snapshot at once
+	return nil
+}
+
+// Run serves until ctx ends, then writes the drift file and releases
+// everything. Call Start first.
+func (d *Daemon) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var srv *http.Server
+	if d.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("metrics server", "err", err)
+			}
+		}()
+	}
+	tick := time.NewTicker(d.opt.Tick)
+	drift := time.NewTicker(d.opt.DriftFileEvery)
+	defer tick.Stop()
+	defer drift.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			d.update()
+		case <-drift.C:
+			d.saveDrift()
+		}
+	}
+	d.saveDrift()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	wg.Wait()
+	err := d.shm.Close()
+	d.log.Info("meridiand stopped")
+	return err
+}
+
+func (d *Daemon) saveDrift() {
+	if err := WriteDriftFile(d.driftPath, d.disc.FreqPPB()); err != nil {
+		d.log.Warn("writing drift file", "path", d.driftPath, "err", err)
+	}
+}
+
+// update runs one discipline step, applies it and publishes the result.
+func (d *Daemon) update() {
+	now := d.clk.NowNS()
+	u := d.disc.Update(now)
+	if u.Correction.StepNS != 0 {
+		if err := d.clk.Step(u.Correction.StepNS); err != nil {
+			d.log.Error("clock step", "err", err)
+		}
+		d.m.steps.Inc()
+		d.log.Warn("clock stepped", "step", time.Duration(u.Correction.StepNS))
+	}
+	if u.Correction.SetFreq {
+		if err := d.clk.AdjFreqPPB(u.Correction.FreqPPB); err != nil {
+			d.log.Error("clock frequency", "err", err)
+		}
+	}
+	e := u.Estimate
+	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum > 0 {
+		e = d.localReference(now)
+	}
+	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
+	d.tt.SetEstimate(e)
+	d.shm.Publish(d.clk.Model(), e)
+	d.m.observe(e, u.Sources, d.clk.NowNS())
+	if e.Status != d.lastState {
+		d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)
+		d.lastState = e.Status
+	}
+}
+
+// localReference is the estimate of a daemon that is its own reference.
+func (d *Daemon) localReference(nowNS int64) truetime.Estimate {
+	freq, _ := d.clk.FreqPPB()
+	return truetime.Estimate{
+		Status:          truetime.Synchronized,
+		LocalNS:         nowNS,
+		Eps0NS:          d.clk.PrecisionNS(),
+		DriftBoundPPB:   d.cfg.DriftBoundPPM * 1000,
+		MaxErrorNS:      int64(d.cfg.MaxError),
+		HoldoverAfterNS: int64(5 * d.opt.Tick),
+		LastSampleNS:    nowNS,
+		FreqPPB:         freq,
+		Stratum:         uint8(d.cfg.LocalStratum),
+		RefID:           0x4c4f434c, // "LOCL"
+	}
+}

@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan error) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Shm.Path = filepath.Join(dir, "tt.shm")
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Tick: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return d, cancel, done
+}
+
+// A local-reference daemon publishes to shm an interval that contains its
+// own virtual clock — computed independently here from CLOCK_MONOTONIC_RAW
+// and the published model — and the injected clock_offset shows up against
+// the host clock.
+func TestLocalReferenceShm(t *testing.T) {
+	d, cancel, done := startDaemon(t, "local_stratum: 1\nclock_offset: +2.5ms\n")
+	r, err := truetime.OpenShm(d.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := 0; i < 200; i++ {
+		raw0 := clock.MonoRawNS()
+		iv, err := r.Now()
+		m, _, _ := r.Snapshot()
+		raw1 := clock.MonoRawNS()
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if iv.Status != truetime.Synchronized {
+			t.Fatalf("status %v", iv.Status)
+		}
+		if lo, hi := m.At(raw0), m.At(raw1); iv.LatestNS < lo || iv.EarliestNS > hi {
+			t.Fatalf("interval [%d, %d] misses the clock [%d, %d]", iv.EarliestNS, iv.LatestNS, lo, hi)
+		}
+		if off := time.Duration(iv.MidNS() - time.Now().UnixNano()); off < 1500*time.Microsecond || off > 3500*time.Microsecond {
+			t.Fatalf("offset from the host clock %v, want about +2.5ms", off)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if iv, err := d.Clock().Now(); err != nil || iv.Status != truetime.Synchronized {
+		t.Fatalf("in-process clock: %+v %v", iv, err)
+	}
+	resp, err := http.Get("http://" + d.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"meridian_offset_seconds", "meridian_frequency_ppb", "meridian_error_bound_seconds",
+		"meridian_status 1", "meridian_synchronized 1", "meridian_updates_total", "meridian_clock_steps_total"} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("metrics lack %q", name)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.StateDir, "drift")); err != nil {
+		t.Fatalf("no drift file on shutdown: %v", err)
+	}
+	// A reader of a stopped daemon sees holdover, then (by ε) unsynchronized.
+	time.Sleep(150 * time.Millisecond)
+	if iv, _ := r.Now(); iv.Status != truetime.Holdover {
+		t.Fatalf("after the daemon stopped: %v", iv.Status)
+	}
+}
+
+func TestNoSourcesStaysUnsynchronized(t *testing.T) {
+	d, cancel, done := startDaemon(t, "local_stratum: 0\n")
+	time.Sleep(60 * time.Millisecond)
+	if _, err := d.Clock().Now(); err != truetime.ErrUnsynchronized {
+		t.Fatalf("want unsynchronized, got %v", err)
+	}
+	cancel()
+	<-done
+}
+
+func TestDriftFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "drift")
+	if v, err := ReadDriftFile(p); v != 0 || err != nil {
+		t.Fatalf("missing: %v %v", v, err)
+	}
+	if err := WriteDriftFile(p, -12345.678); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := ReadDriftFile(p); v != -12345.678 || err != nil {
+		t.Fatalf("round trip: %v %v", v, err)
+	}
+	for _, bad := range []string{"garbage\n", "1e9\n", "NaN\n", ""} {
+		_ = os.WriteFile(p, []byte(bad), 0o644)
+		if _, err := ReadDriftFile(p); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// A corrupt drift file is ignored with a warning; the daemon still starts.
+func TestCorruptDriftFileIgnored(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(dir, "state"), 0o755)
+	_ = os.WriteFile(filepath.Join(dir, "state", "drift"), []byte("junk"), 0o644)
+	cfg := config.Default()
+	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), ""
+	var logs strings.Builder
+	d, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "ignoring drift file") {
+		t.Fatalf("no warning in %q", logs.String())
+	}
+}
+
+func TestUnsupportedConfig(t *testing.T) {
+	for _, y := range []string{
+		"clock: system\n",
+		"sources: [{type: ntp, address: \"127.0.0.1:123\"}]\n",
+		"ntp_server: {listen: [\"127.0.0.1:11123\"]}\n",
+	} {
+		cfg, err := config.Parse([]byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}); err == nil {
+			t.Errorf("%q accepted", y)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// metrics is the daemon's own registry (no global state).
+type metrics struct {
+	reg          *prometheus.Registry
+	offset       prometheus.Gauge
+	freq         prometheus.Gauge
+	errorBound   prometheus.Gauge
+	status       prometheus.Gauge
+	synced       prometheus.Gauge
+	updates      prometheus.Counter
+	steps        prometheus.Counter
+	srcOffset    *prometheus.GaugeVec
+	srcDelay     *prometheus.GaugeVec
+	srcJitter    *prometheus.GaugeVec
+	srcSelected  *prometheus.GaugeVec
+	srcFalsetick *prometheus.GaugeVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	g := func(name, help string) prometheus.Gauge {
+		x := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		m.reg.MustRegister(x)
+		return x
+	}
+	gv := func(name, help string) *prometheus.GaugeVec {
+		x := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"source"})
+		m.reg.MustRegister(x)
+		return x
+	}
+	m.offset = g("meridian_offset_seconds", "Estimated local clock minus true time at the last update.")
+	m.freq = g("meridian_frequency_ppb", "Frequency correction applied to the clock, ppb.")
+	m.errorBound = g("meridian_error_bound_seconds", "Half-width ε of the TrueTime interval at the last update.")
+	m.status = g("meridian_status", "0 unsynchronized, 1 synchronized, 2 holdover.")
+	m.synced = g("meridian_synchronized", "1 when synchronized.")
+	m.updates = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_updates_total", Help: "Discipline updates."})
+	m.steps = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_clock_steps_total", Help: "Clock steps."})
+	m.reg.MustRegister(m.updates, m.steps)
+	m.srcOffset = gv("meridian_source_offset_seconds", "Filtered local minus source offset.")
+	m.srcDelay = gv("meridian_source_delay_seconds", "Round-trip delay of the filtered sample.")
+	m.srcJitter = gv("meridian_source_jitter_seconds", "RMS offset jitter in the clock filter.")
+	m.srcSelected = gv("meridian_source_selected", "1 when the source was combined at the last update.")
+	m.srcFalsetick = gv("meridian_source_falseticker", "1 when the source was rejected as a falseticker.")
+	return m
+}
+
+func (m *metrics) observe(e truetime.Estimate, srcs []discipline.SourceReport, nowNS int64) {
+	m.updates.Inc()
+	m.status.Set(float64(e.Status))
+	if e.Status == truetime.Synchronized {
+		m.synced.Set(1)
+	} else {
+		m.synced.Set(0)
+	}
+	m.freq.Set(e.FreqPPB)
+	if e.Status != truetime.Unsynchronized {
+		iv := truetime.Bound(nowNS, e)
+		m.errorBound.Set(float64(iv.LatestNS-iv.EarliestNS) / 2e9)
+		m.offset.Set(e.OffsetNS / 1e9)
+	}
+	for _, s := range srcs {
+		m.srcOffset.WithLabelValues(s.Name).Set(s.OffsetNS / 1e9)
+		m.srcDelay.WithLabelValues(s.Name).Set(float64(s.DelayNS) / 1e9)
+		m.srcJitter.WithLabelValues(s.Name).Set(s.JitterNS / 1e9)
+		sel, ft := 0.0, 0.0
+		if s.State == discipline.SourceSelected {
+			sel = 1
+		}
+		if s.State == discipline.SourceFalseticker {
+			ft = 1
+		}
+		m.srcSelected.WithLabelValues(s.Name).Set(sel)
+		m.srcFalsetick.WithLabelValues(s.Name).Set(ft)
+	}
+}
