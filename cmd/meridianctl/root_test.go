@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+func runCtl(args ...string) (string, error) {
+	var out, errb bytes.Buffer
+	cmd := newRoot(&out, &errb)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func publish(t *testing.T, e truetime.Estimate) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tt.shm")
+	w, err := truetime.CreateShm(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	raw := clock.MonoRawNS()
+	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw}
+	e.LocalNS, e.LastSampleNS = m.At(raw), m.At(raw)
+	w.Publish(m, e)
+	return p
+}
+
+func TestNowJSON(t *testing.T) {
+	p := publish(t, truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 5000, DriftBoundPPB: 15000, MaxErrorNS: 1e9, Stratum: 2})
+	out, err := runCtl("--shm", p, "now", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	if len(v) != 3 || v["status"] != "synchronized" {
+		t.Fatalf("want exactly earliest_ns, latest_ns, status: %v", v)
+	}
+	var n nowJSON
+	_ = json.Unmarshal([]byte(out), &n)
+	if n.LatestNS-n.EarliestNS < 10000 || n.EarliestNS < 1_800_000_000e9-10000 {
+		t.Fatalf("interval %+v", n)
+	}
+	if out, err := runCtl("--shm", p, "now"); err != nil || !strings.Contains(out, "synchronized") {
+		t.Fatalf("table: %q %v", out, err)
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	p := publish(t, truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 5000, OffsetNS: 42, FreqPPB: -1234.5, MaxErrorNS: 1e9, Stratum: 3, RefID: 0x4c4f434c})
+	out, err := runCtl("--shm", p, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s statusJSON
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != "synchronized" || s.OffsetNS != 42 || s.FreqPPB != -1234.5 || s.Stratum != 3 || s.RefID != "LOCL" || s.ErrorBoundNS < 5000 || s.LastUpdateAgeNS < 0 {
+		t.Fatalf("%+v", s)
+	}
+	if out, err := runCtl("--shm", p, "status"); err != nil || !strings.Contains(out, "error bound") {
+		t.Fatalf("table: %q %v", out, err)
+	}
+}
+
+func TestUnsynchronizedExits1(t *testing.T) {
+	p := publish(t, truetime.Estimate{})
+	out, err := runCtl("--shm", p, "now", "--json")
+	var e exitError
+	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "unsynchronized") {
+		t.Fatalf("err %v", err)
+	}
+	if !strings.Contains(out, `"status":"unsynchronized"`) {
+		t.Fatalf("json %q", out)
+	}
+	if out, err := runCtl("--shm", p, "status", "--json"); err != nil || !strings.Contains(out, `"status":"unsynchronized"`) {
+		t.Fatalf("status of an unsynchronized clock: %q %v", out, err)
+	}
+}
+
+func TestMissingShm(t *testing.T) {
+	_, err := runCtl("--shm", filepath.Join(t.TempDir(), "none.shm"), "now")
+	var e exitError
+	if !errors.As(err, &e) || e.code != 2 || !strings.Contains(e.msg, "is meridiand running?") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	out, err := runCtl("--help")
+	if err != nil || !strings.Contains(out, "meridianctl now --json") {
+		t.Fatalf("%q %v", out, err)
+	}
+}
