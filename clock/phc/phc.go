@@ -21,7 +21,9 @@ type Device interface {
 
 type realDevice struct{}
 
-func (realDevice) Open(path string) (int, error) { return unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0) }
+func (realDevice) Open(path string) (int, error) {
+	return unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+}
 func (realDevice) MaxAdjPPB(fd int) (int32, error) {
 	caps, err := unix.IoctlPtpClockGetcaps(fd)
 	if err != nil {

@@ -24,7 +24,10 @@ func (f *fakeAdj) ClockAdjtime(id int32, tx *unix.Timex) (int, error) {
 	f.ids = append(f.ids, id)
 	return 0, nil
 }
-func (f *fakeAdj) ClockGettime(id int32, ts *unix.Timespec) error { f.ids = append(f.ids, id); return nil }
+func (f *fakeAdj) ClockGettime(id int32, ts *unix.Timespec) error {
+	f.ids = append(f.ids, id)
+	return nil
+}
 
 func TestClockIDEncoding(t *testing.T) {
 	// FD_TO_CLOCKID(fd) = ((~fd) << 3) | 3: fd 3 → -29, fd 7 → -61.
