@@ -20,6 +20,7 @@ test: lint unit fuzz-short
 lint: vet staticcheck
 
 vet:
+	@test -z "$$(gofmt -l .)" || { echo 'gofmt needed:'; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
 staticcheck:
