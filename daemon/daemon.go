@@ -80,27 +80,35 @@ func writableDir(dir string) bool {
 	return true
 }
 
+// firstWritable returns the first candidate directory that can be created
+// and written, or the last candidate.
+func firstWritable(candidates ...string) string {
+	for _, c := range candidates[:len(candidates)-1] {
+		if writableDir(c) {
+			return c
+		}
+	}
+	return candidates[len(candidates)-1]
+}
+
 func runtimeDir() string {
-	if writableDir("/run/meridian") {
-		return "/run/meridian"
-	}
+	var c []string
+	c = append(c, "/run/meridian")
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		return filepath.Join(x, "meridian")
+		c = append(c, filepath.Join(x, "meridian"))
 	}
-	return filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid()))
+	return firstWritable(append(c, filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid())))...)
 }
 
 func defaultStateDir() string {
-	if writableDir("/var/lib/meridian") {
-		return "/var/lib/meridian"
-	}
+	c := []string{"/var/lib/meridian"}
 	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
-		return filepath.Join(x, "meridian")
+		c = append(c, filepath.Join(x, "meridian"))
 	}
 	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "state", "meridian")
+		c = append(c, filepath.Join(h, ".local", "state", "meridian"))
 	}
-	return filepath.Join(os.TempDir(), "meridian-state-"+strconv.Itoa(os.Getuid()))
+	return firstWritable(append(c, filepath.Join(os.TempDir(), "meridian-state-"+strconv.Itoa(os.Getuid())))...)
 }
 
 // New validates what the daemon can run and prepares its parts. Nothing

@@ -171,3 +171,18 @@ func TestUnsupportedConfig(t *testing.T) {
 		}
 	}
 }
+
+// Unprivileged fallback: a directory that cannot be created (even by root:
+// its parent is a file) is skipped for the next candidate.
+func TestFirstWritableFallsBack(t *testing.T) {
+	tmp := t.TempDir()
+	blocker := filepath.Join(tmp, "file")
+	_ = os.WriteFile(blocker, nil, 0o644)
+	want := filepath.Join(tmp, "user", "meridian")
+	if got := firstWritable(filepath.Join(blocker, "meridian"), want, "/last"); got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if got := firstWritable(filepath.Join(blocker, "x"), "/last"); got != "/last" {
+		t.Fatalf("got %s", got)
+	}
+}

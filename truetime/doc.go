@@ -49,6 +49,17 @@
 // interval still valid and widening. A reader of a dead daemon's segment sees
 // holdover and then unsynchronized as ε grows.
 //
+// # Shared memory
+//
+// ShmWriter publishes (clock.Linear model, Estimate) to a 4096-byte file,
+// layout version 1, little-endian 64-bit words under a seqlock; the byte
+// layout is tabulated at the top of shm.go. A reader maps it read-only,
+// copies the words while the sequence is even and unchanged, reads
+// CLOCK_MONOTONIC_RAW through the vDSO, applies the model and calls Bound —
+// no system call, no lock, no allocation (measured at 1.4× a bare vDSO
+// clock read). Version mismatches are refused with ErrShmVersion; a checksum
+// word catches torn or corrupt copies (Snapshot verifies it).
+//
 // # Invariants
 //
 //   - Bound is pure: no clock reads, no allocation.
