@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,6 +36,7 @@ import (
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -61,6 +63,11 @@ type Daemon struct {
 
 	metricsLn net.Listener
 	lastState truetime.Status
+
+	sources   []*ntp.Source
+	ntpServer *ntp.Server
+	samples   chan ntp.SourceSample
+	stepGen   atomic.Uint64
 }
 
 // DefaultShmPath is where the segment lives when shm.path is "": under
@@ -121,10 +128,12 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual", cfg.Clock)
 	}
 	for i, s := range cfg.Sources {
-		return nil, fmt.Errorf("sources[%d]: type %s is not implemented yet (this meridiand runs local_stratum only)", i, s.Type)
+		if s.Type != "ntp" {
+			return nil, fmt.Errorf("sources[%d]: type %s is not implemented yet (ntp is)", i, s.Type)
+		}
 	}
-	if len(cfg.NTPServer.Listen) > 0 || len(cfg.PTPServer.Listen) > 0 || cfg.GRPC.Listen != "" {
-		return nil, errors.New("ntp_server, ptp_server and grpc are not implemented yet: leave their listen lists empty")
+	if len(cfg.PTPServer.Listen) > 0 || cfg.GRPC.Listen != "" {
+		return nil, errors.New("ptp_server and grpc are not implemented yet: leave their listen settings empty")
 	}
 	if opt.Tick == 0 {
 		opt.Tick = time.Second
@@ -184,6 +193,14 @@ func WriteDriftFile(path string, freqPPB float64) error {
 // Clock is the in-process TrueTime clock (valid after Run starts).
 func (d *Daemon) Clock() *truetime.Clock { return d.tt }
 
+// NTPServerAddr is the first NTP server socket's address, "" when off.
+func (d *Daemon) NTPServerAddr() string {
+	if d.ntpServer == nil {
+		return ""
+	}
+	return d.ntpServer.Addr()
+}
+
 // MetricsAddr is the metrics listener's address, "" when disabled.
 func (d *Daemon) MetricsAddr() string {
 	if d.metricsLn == nil {
@@ -226,6 +243,27 @@ func (d *Daemon) Start() error {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 	}
+	d.samples = make(chan ntp.SourceSample, 64)
+	for _, sc := range d.cfg.Sources {
+		cc := ntp.ClientConfig{Poll: sc.Poll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
+		if cc.Poll == 0 && sc.MinPoll != 0 {
+			cc.Poll = sc.MinPoll.D()
+		}
+		d.sources = append(d.sources, ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.stepGen.Load, d.log))
+	}
+	if len(d.cfg.NTPServer.Listen) > 0 {
+		rl := d.cfg.NTPServer.RateLimit
+		d.ntpServer = ntp.NewServer(d.tt, ntp.RateLimit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst, TableSize: rl.TableSize}, d.log)
+		for _, addr := range d.cfg.NTPServer.Listen {
+			if err := d.ntpServer.Listen(addr, 2); err != nil {
+				d.shm.Close()
+				if d.metricsLn != nil {
+					d.metricsLn.Close()
+				}
+				return fmt.Errorf("ntp_server.listen: %w", err)
+			}
+		}
+	}
 	d.log.Info("meridiand started", "clock", d.cfg.Clock, "clock_offset", d.cfg.ClockOffset.D(),
 		"shm", d.ShmPath, "state_dir", d.StateDir, "metrics", d.MetricsAddr(), "drift_ppb", freq)
 	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum == 0 {
@@ -252,6 +290,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	srcCtx, cancelSrc := context.WithCancel(ctx)
+	defer cancelSrc()
+	for _, src := range d.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := src.Run(srcCtx, d.samples); err != nil {
+				d.log.Warn("ntp source ended", "source", src.Name, "err", err)
+			}
+		}()
+	}
+	if d.ntpServer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = d.ntpServer.Serve(srcCtx)
+		}()
+	}
 	tick := time.NewTicker(d.opt.Tick)
 	drift := time.NewTicker(d.opt.DriftFileEvery)
 	defer tick.Stop()
@@ -263,11 +319,19 @@ loop:
 			break loop
 		case <-tick.C:
 			d.update()
+		case smp := <-d.samples:
+			if smp.Gen != d.stepGen.Load() {
+				continue // the exchange spanned a clock step
+			}
+			if err := d.disc.AddSample(smp.Name, smp.Sample); err != nil {
+				d.log.Debug("sample rejected", "source", smp.Name, "err", err)
+			}
 		case <-drift.C:
 			d.saveDrift()
 		}
 	}
 	d.saveDrift()
+	cancelSrc()
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)
@@ -293,6 +357,7 @@ func (d *Daemon) update() {
 		if err := d.clk.Step(u.Correction.StepNS); err != nil {
 			d.log.Error("clock step", "err", err)
 		}
+		d.stepGen.Add(1)
 		d.m.steps.Inc()
 		d.log.Warn("clock stepped", "step", time.Duration(u.Correction.StepNS))
 	}

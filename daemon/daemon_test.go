@@ -159,8 +159,8 @@ func TestCorruptDriftFileIgnored(t *testing.T) {
 func TestUnsupportedConfig(t *testing.T) {
 	for _, y := range []string{
 		"clock: system\n",
-		"sources: [{type: ntp, address: \"127.0.0.1:123\"}]\n",
-		"ntp_server: {listen: [\"127.0.0.1:11123\"]}\n",
+		"sources: [{type: ptp, address: \"127.0.0.1\"}]\n",
+		"grpc: {listen: \"unix:///tmp/x.sock\"}\n",
 	} {
 		cfg, err := config.Parse([]byte(y))
 		if err != nil {

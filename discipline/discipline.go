@@ -427,7 +427,7 @@ func (d *Discipline) Update(nowNS int64) Update {
 		est.LastSampleNS += step
 	}
 	s, unc := d.rate()
-	newFreq := d.servo(local, steer, s, ok && fresh)
+	newFreq := d.servo(local, steer, float64(est.Eps0NS), s, ok && fresh)
 	if newFreq != d.freq {
 		d.freq = newFreq
 		d.pushSegment(segment{l0: local, u0: uNow, freq: newFreq})
@@ -491,8 +491,14 @@ func (d *Discipline) holdFreq() float64 {
 // servo returns the frequency correction to apply from local reading
 // nowNS on, given the steering offset (local minus true, ns) and the raw
 // rate s.
-func (d *Discipline) servo(nowNS int64, offNS, s float64, freshSample bool) float64 {
+func (d *Discipline) servo(nowNS int64, offNS, halfNS, s float64, freshSample bool) float64 {
 	tau := float64(d.cfg.SlewTimeConstantNS)
+	// An offset many times the measurement's half-width is certainly real:
+	// remove it faster (down to 1 s, then limited by MaxFreqPPB). Offsets
+	// within the noise are smoothed over the full time constant.
+	if a := math.Abs(offNS); a > 2*halfNS && halfNS >= 0 {
+		tau = math.Max(1e9, tau*2*halfNS/a)
+	}
 	var c float64
 	switch d.cfg.Servo {
 	case ServoPI:

@@ -119,10 +119,10 @@ func DefaultConfig() Config {
 		StepLimit:              3,
 		MaxErrorNS:             1_000_000_000,
 		PrecisionNS:            100,
-		HoldoverAfterNS:        0, // New derives 4 × the slew time constant when 0
+		HoldoverAfterNS:        64_000_000_000,
 		FilterLen:              8,
 		RegressionLen:          32,
-		SlewTimeConstantNS:     16_000_000_000,
+		SlewTimeConstantNS:     8_000_000_000,
 		Servo:                  ServoLinReg,
 	}
 }

@@ -39,6 +39,9 @@ func (c *Clock) SetEstimate(e Estimate) {
 // Estimate returns the newest estimate.
 func (c *Clock) Estimate() Estimate { return *c.est.Load() }
 
+// LocalNS is the underlying clock's reading.
+func (c *Clock) LocalNS() int64 { return c.r.NowNS() }
+
 // Now returns the interval for the current reading, or ErrUnsynchronized.
 func (c *Clock) Now() (Interval, error) {
 	iv := Bound(c.r.NowNS(), *c.est.Load())

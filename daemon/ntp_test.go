@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// meridiand as client of meridiand: B starts 3 ms behind A and polls A over
+// loopback NTP. Both virtual clocks run on the same CLOCK_MONOTONIC_RAW, so
+// A's time at any raw instant is known exactly: B's interval must contain it
+// on every read once B is synchronized, and B must converge towards A.
+func TestMeridianClientOfMeridianServer(t *testing.T) {
+	a, cancelA, doneA := startDaemon(t, "local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:0\"]}\n")
+	defer func() { cancelA(); <-doneA }()
+	b, cancelB, doneB := startDaemon(t, fmt.Sprintf(
+		"local_stratum: 0\nclock_offset: -3ms\nsources: [{type: ntp, address: %q, poll: 250ms}]\n", a.NTPServerAddr()))
+	defer func() { cancelB(); <-doneB }()
+	ra, err := truetime.OpenShm(a.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	rb, err := truetime.OpenShm(b.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+
+	deadline := time.Now().Add(10 * time.Second)
+	synced, reads := false, 0
+	var lastErr time.Duration
+	for time.Now().Before(deadline) {
+		ma, _, err := ra.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, eb, err := rb.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := clock.MonoRawNS()
+		truth := ma.At(raw) // A is the reference
+		iv := truetime.Bound(mb.At(raw), eb)
+		if iv.Status == truetime.Unsynchronized {
+			if synced {
+				t.Fatal("B lost synchronization")
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		synced = true
+		reads++
+		if truth < iv.EarliestNS || truth > iv.LatestNS {
+			t.Fatalf("read %d: B's interval [%d, %d] (ε %v) misses A's time %d by %v", reads, iv.EarliestNS, iv.LatestNS,
+				time.Duration(iv.EpsNS()), truth, time.Duration(max(iv.EarliestNS-truth, truth-iv.LatestNS)))
+		}
+		lastErr = time.Duration(mb.At(raw) - truth)
+		if reads > 300 && lastErr.Abs() < 500*time.Microsecond {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !synced || reads < 100 {
+		t.Fatalf("B synchronized=%v after %d reads", synced, reads)
+	}
+	if lastErr.Abs() > 500*time.Microsecond {
+		t.Fatalf("B's clock still %v from A's after 10 s (started at -3ms)", lastErr)
+	}
+	t.Logf("%d reads contained A's time; B's clock error now %v", reads, lastErr)
+}

@@ -1,0 +1,159 @@
+package ntp
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// Client response errors. A caller counts them and keeps waiting for a good
+// reply; only ErrKissStop ends the source.
+var (
+	ErrShort         = errors.New("ntp: short packet")
+	ErrNotServer     = errors.New("ntp: not a server-mode packet")
+	ErrNotPending    = errors.New("ntp: no request outstanding (duplicate or late reply)")
+	ErrOrigin        = errors.New("ntp: origin timestamp mismatch (spoofed or stale reply)")
+	ErrUnsyncSource  = errors.New("ntp: source is unsynchronized (LI=3 or stratum 16)")
+	ErrBadTimestamps = errors.New("ntp: implausible timestamps")
+	ErrKissRate      = errors.New("ntp: kiss-o'-death RATE: polling less often")
+	ErrKissStop      = errors.New("ntp: kiss-o'-death DENY/RSTR: source stopped")
+	ErrKiss          = errors.New("ntp: unknown kiss-o'-death code")
+)
+
+// ClientConfig tunes one source's polling.
+type ClientConfig struct {
+	Poll    time.Duration // steady poll interval (0 → 16s)
+	MaxPoll time.Duration // cap when a server asks us to slow down (0 → 1024s)
+	IBurst  bool          // four requests 2 s apart at start
+}
+
+// maxRootDisp rejects servers that claim an error beyond usefulness (RFC 5905 MAXDISP).
+const maxRootDispNS = 16e9
+
+// Client is the pure per-source state machine: it builds requests and
+// validates replies; the caller owns the socket and the clock.
+type Client struct {
+	cfg      ClientConfig
+	rng      *rand.Rand
+	reach    uint8
+	sent     int
+	pending  bool
+	origin   uint64 // random transmit timestamp we sent (anti-spoofing)
+	t1       int64
+	poll     time.Duration
+	stopped  error
+	lastKiss uint32
+}
+
+// NewClient returns a client; seed makes origins unpredictable to off-path
+// attackers (pass a crypto-random seed) and reproducible in tests.
+func NewClient(cfg ClientConfig, seed uint64) *Client {
+	if cfg.Poll <= 0 {
+		cfg.Poll = 16 * time.Second
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 1024 * time.Second
+	}
+	return &Client{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), poll: cfg.Poll}
+}
+
+// Reach is the reachability register: bit 0 is the newest poll.
+func (c *Client) Reach() uint8 { return c.reach }
+
+// Stopped is non-nil once a server told us to stop (DENY, RSTR).
+func (c *Client) Stopped() error { return c.stopped }
+
+// Poll is the current steady poll interval.
+func (c *Client) Poll() time.Duration { return c.poll }
+
+// NextInterval is the wait before the next request.
+func (c *Client) NextInterval() time.Duration {
+	if c.cfg.IBurst && c.sent < 4 {
+		return 2 * time.Second
+	}
+	return c.poll
+}
+
+// Request writes a 48-byte client request into buf for a send at local time
+// t1NS. The transmit timestamp on the wire is random: the reply must echo it,
+// and it reveals nothing about our clock.
+func (c *Client) Request(buf []byte, t1NS int64) int {
+	c.reach <<= 1
+	c.sent++
+	c.pending = true
+	c.origin = c.rng.Uint64()
+	c.t1 = t1NS
+	h := header{Version: 4, Mode: ModeClient, Transmit: c.origin, Poll: pollExp(c.poll)}
+	h.encode(buf)
+	return headerLen
+}
+
+func pollExp(d time.Duration) int8 {
+	e := int8(0)
+	for s := time.Second; s < d && e < 17; s *= 2 {
+		e++
+	}
+	return e
+}
+
+// Response validates a reply received at local time t4NS and returns the
+// sample for the discipline.
+func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
+	h, ok := decodeHeader(b)
+	switch {
+	case !ok:
+		return discipline.Sample{}, ErrShort
+	case h.Mode != ModeServer || h.Version < 1 || h.Version > 4:
+		return discipline.Sample{}, ErrNotServer
+	case !c.pending:
+		return discipline.Sample{}, ErrNotPending
+	case h.Origin != c.origin:
+		return discipline.Sample{}, ErrOrigin
+	}
+	c.pending = false
+	if h.Stratum == StratumKoD {
+		c.lastKiss = h.RefID
+		switch h.RefID {
+		case KissRATE:
+			c.poll = min(2*c.poll, c.cfg.MaxPoll)
+			return discipline.Sample{}, ErrKissRate
+		case KissDENY, KissRSTR:
+			c.stopped = fmt.Errorf("%w (%s)", ErrKissStop, kissString(h.RefID))
+			return discipline.Sample{}, c.stopped
+		}
+		return discipline.Sample{}, fmt.Errorf("%w %q", ErrKiss, kissString(h.RefID))
+	}
+	c.reach |= 1
+	if h.Leap == LeapUnsync || h.Stratum >= StratumNone {
+		return discipline.Sample{}, ErrUnsyncSource
+	}
+	if h.Transmit == 0 || h.Receive == 0 {
+		return discipline.Sample{}, ErrBadTimestamps
+	}
+	s := discipline.Sample{
+		T1NS: c.t1, T2NS: ToUnixNS(h.Receive, c.t1), T3NS: ToUnixNS(h.Transmit, c.t1), T4NS: t4NS,
+		RootDelayNS: ShortToNS(h.RootDelay), RootDispersionNS: ShortToNS(h.RootDisp),
+		Stratum: h.Stratum, RefID: h.RefID,
+	}
+	switch h.Leap {
+	case LeapInsert:
+		s.Leap = truetime.LeapInsert
+	case LeapDelete:
+		s.Leap = truetime.LeapDelete
+	}
+	if s.RootDispersionNS > maxRootDispNS {
+		return discipline.Sample{}, fmt.Errorf("%w: root dispersion %v", ErrBadTimestamps, time.Duration(s.RootDispersionNS))
+	}
+	if err := s.Validate(); err != nil {
+		return discipline.Sample{}, fmt.Errorf("%w: %v", ErrBadTimestamps, err)
+	}
+	return s, nil
+}
+
+func kissString(id uint32) string {
+	return string([]byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
+}
