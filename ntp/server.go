@@ -184,7 +184,9 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS int64, from netip.A
 		out.RootDelay = NSToShort(e.RootDelayNS)
 		out.RootDisp = NSToShort(max(0, iv.EpsNS()-e.RootDelayNS/2))
 	}
-	out.Transmit = ToNTP(iv.MidNS())
+	// A new estimate between receive and transmit may move the midpoint
+	// back a little; a reply must never send before it received.
+	out.Transmit = ToNTP(max(iv.MidNS(), rxNS))
 	out.encode(resp)
 	s.replies.Add(1)
 	return headerLen, Reply

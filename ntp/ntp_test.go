@@ -1,0 +1,274 @@
+package ntp
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/facebook/time/ntp/protocol"
+
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// fakeTS serves a fixed estimate over a settable local clock.
+type fakeTS struct {
+	local int64
+	est   truetime.Estimate
+}
+
+func (f *fakeTS) LocalNS() int64              { return f.local }
+func (f *fakeTS) Estimate() truetime.Estimate { return f.est }
+func (f *fakeTS) Now() (truetime.Interval, error) {
+	iv := truetime.Bound(f.local, f.est)
+	if iv.Status == truetime.Unsynchronized {
+		return iv, truetime.ErrUnsynchronized
+	}
+	return iv, nil
+}
+
+const now = int64(1_795_000_000_123_456_789)
+
+func synced() *fakeTS {
+	return &fakeTS{local: now, est: truetime.Estimate{
+		Status: truetime.Synchronized, LocalNS: now, OffsetNS: 1000, Eps0NS: 50_000, MaxErrorNS: 1e9,
+		Stratum: 2, RefID: 0x7f000001, RootDelayNS: 20_000, LastSampleNS: now - 1e9,
+	}}
+}
+
+func clientReq(version, mode uint8, xmt uint64) []byte {
+	b := make([]byte, 48)
+	h := header{Version: version, Mode: mode, Transmit: xmt}
+	h.encode(b)
+	return b
+}
+
+var client = netip.MustParseAddr("192.0.2.7")
+
+func TestWireConversions(t *testing.T) {
+	for _, ns := range []int64{0, 1, now, 2_085_978_495_999_999_999} {
+		if got := ToUnixNS(ToNTP(ns), now); got-ns > 1 || ns-got > 1 {
+			t.Errorf("round trip %d → %d", ns, got)
+		}
+	}
+	// Agrees with facebook/time's conversion.
+	sec, frac := protocol.Time(time.Unix(0, now))
+	if ToNTP(now) != uint64(sec)<<32|uint64(frac) {
+		t.Errorf("ToNTP %x, protocol.Time %x.%x", ToNTP(now), sec, frac)
+	}
+	if ShortToNS(NSToShort(1_000_000)) < 1_000_000 {
+		t.Error("short format must round a bound up")
+	}
+	if NSToShort(1e15) != ^uint32(0) || NSToShort(-5) != 0 {
+		t.Error("short format must saturate")
+	}
+}
+
+func TestServerReplySynchronized(t *testing.T) {
+	ts := synced()
+	s := NewServer(ts, RateLimit{}, nil)
+	resp := make([]byte, 48)
+	n, v := s.handle(nil, clientReq(4, ModeClient, 0xabcdef), resp, now-10_000, client)
+	if v != Reply || n != 48 {
+		t.Fatalf("verdict %v n %d", v, n)
+	}
+	var p protocol.Packet
+	if err := p.UnmarshalBinary(resp); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := decodeHeader(resp)
+	if h.Leap != LeapNone || h.Version != 4 || h.Mode != ModeServer || h.Stratum != 2 || h.RefID != 0x7f000001 {
+		t.Fatalf("header %+v", h)
+	}
+	if h.Origin != 0xabcdef {
+		t.Fatalf("origin %x not echoed", h.Origin)
+	}
+	// Transmit is the TrueTime midpoint: local − offset.
+	if got := ToUnixNS(h.Transmit, now); got < now-1000-1 || got > now-1000+1 {
+		t.Fatalf("transmit %d, want %d", got, now-1000)
+	}
+	// Root delay/2 + root dispersion covers ε.
+	if bound := ShortToNS(h.RootDelay)/2 + ShortToNS(h.RootDisp); bound < 50_000 {
+		t.Fatalf("advertised bound %d < ε", bound)
+	}
+}
+
+func TestServerReplyUnsynchronized(t *testing.T) {
+	ts := &fakeTS{local: now}
+	s := NewServer(ts, RateLimit{}, nil)
+	resp := make([]byte, 48)
+	n, v := s.handle(nil, clientReq(3, ModeClient, 1), resp, now, client)
+	h, _ := decodeHeader(resp)
+	if v != Reply || n != 48 || h.Leap != LeapUnsync || h.Stratum != StratumNone || h.Version != 3 {
+		t.Fatalf("unsynchronized reply %+v verdict %v", h, v)
+	}
+	if s.Stats().RepliesUnsynchronized != 1 {
+		t.Fatal("not counted")
+	}
+}
+
+func TestServerDropsBadInput(t *testing.T) {
+	s := NewServer(synced(), RateLimit{}, nil)
+	resp := make([]byte, 48)
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want Verdict
+	}{
+		{"empty", nil, DropShort},
+		{"short", make([]byte, 47), DropShort},
+		{"mode 6 control", clientReq(2, 6, 1), DropMode},
+		{"mode 7 private", clientReq(2, 7, 1), DropMode},
+		{"server mode", clientReq(4, ModeServer, 1), DropMode},
+		{"symmetric", clientReq(4, 1, 1), DropMode},
+		{"version 0", clientReq(0, ModeClient, 1), DropVersion},
+		{"version 5", clientReq(5, ModeClient, 1), DropVersion},
+	} {
+		if n, v := s.handle(nil, tc.req, resp, now, client); n != 0 || v != tc.want {
+			t.Errorf("%s: n %d verdict %v, want drop %v", tc.name, n, v, tc.want)
+		}
+	}
+	st := s.Stats()
+	if st.DropShort != 2 || st.DropMode != 4 || st.DropVersion != 2 || st.Replies != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestServerRateLimitKoD(t *testing.T) {
+	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 2}, nil)
+	lim := newLimiter(s.limit, s.seed)
+	resp := make([]byte, 48)
+	var verdicts []Verdict
+	for i := 0; i < 4; i++ {
+		_, v := s.handle(lim, clientReq(4, ModeClient, 9), resp, now+int64(i)*1e6, client)
+		verdicts = append(verdicts, v)
+	}
+	if verdicts[0] != Reply || verdicts[1] != Reply || verdicts[2] != ReplyKoD || verdicts[3] != ReplyKoD {
+		t.Fatalf("verdicts %v", verdicts)
+	}
+	h, _ := decodeHeader(resp)
+	if h.Stratum != StratumKoD || h.RefID != KissRATE || h.Origin != 9 {
+		t.Fatalf("KoD %+v", h)
+	}
+	// Another client is unaffected; the first recovers after 1 s.
+	if _, v := s.handle(lim, clientReq(4, ModeClient, 9), resp, now+4e6, netip.MustParseAddr("192.0.2.8")); v != Reply {
+		t.Fatal("second client limited")
+	}
+	if _, v := s.handle(lim, clientReq(4, ModeClient, 9), resp, now+1100e6, client); v != Reply {
+		t.Fatal("no recovery after a second")
+	}
+}
+
+func TestServerNoAllocs(t *testing.T) {
+	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1e9, Burst: 1e9}, nil)
+	lim := newLimiter(s.limit, s.seed)
+	req, resp := clientReq(4, ModeClient, 5), make([]byte, 48)
+	if a := testing.AllocsPerRun(1000, func() { s.handle(lim, req, resp, now, client) }); a != 0 {
+		t.Fatalf("handle allocates %v per request", a)
+	}
+}
+
+func TestClientServerExchange(t *testing.T) {
+	ts := synced()
+	s := NewServer(ts, RateLimit{}, nil)
+	c := NewClient(ClientConfig{Poll: 16 * time.Second, IBurst: true}, 1)
+	req, resp := make([]byte, 48), make([]byte, 48)
+	c.Request(req, now-50_000)
+	s.handle(nil, req, resp, now-1000, client) // rx stamped with the same midpoint
+	smp, err := c.Response(resp, now+50_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Server time is local − 1000 ns at now; client clock equals local: θ ≈ −1000.
+	if off := smp.OffsetNS(); off < -1100 || off > -900 {
+		t.Fatalf("offset %v", off)
+	}
+	if smp.Stratum != 2 || c.Reach() != 1 || smp.RootDispersionNS <= 0 {
+		t.Fatalf("sample %+v reach %b", smp, c.Reach())
+	}
+	if c.NextInterval() != 2*time.Second {
+		t.Fatal("iburst must poll every 2 s at start")
+	}
+	// Replayed reply: nothing pending.
+	if _, err := c.Response(resp, now+60_000); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("replay: %v", err)
+	}
+}
+
+func TestClientRejects(t *testing.T) {
+	ts := synced()
+	s := NewServer(ts, RateLimit{}, nil)
+	req, resp := make([]byte, 48), make([]byte, 48)
+
+	c := NewClient(ClientConfig{}, 2)
+	c.Request(req, now)
+	spoof := clientReq(4, ModeClient, 12345) // an attacker guessing the origin
+	s.handle(nil, spoof, resp, now, client)
+	if _, err := c.Response(resp, now+1000); !errors.Is(err, ErrOrigin) {
+		t.Fatalf("spoofed origin: %v", err)
+	}
+
+	c = NewClient(ClientConfig{}, 3)
+	c.Request(req, now)
+	uts := &fakeTS{local: now}
+	NewServer(uts, RateLimit{}, nil).handle(nil, req, resp, now, client)
+	if _, err := c.Response(resp, now+1000); !errors.Is(err, ErrUnsyncSource) || c.Reach() != 1 {
+		t.Fatalf("unsynchronized server: %v reach %b", err, c.Reach())
+	}
+
+	for _, tc := range []struct {
+		code uint32
+		want error
+	}{{KissRATE, ErrKissRate}, {KissDENY, ErrKissStop}, {KissRSTR, ErrKissStop}, {kiss("XXXX"), ErrKiss}} {
+		c = NewClient(ClientConfig{Poll: 16 * time.Second}, 4)
+		c.Request(req, now)
+		h, _ := decodeHeader(req)
+		k := header{Version: 4, Mode: ModeServer, Stratum: StratumKoD, RefID: tc.code, Origin: h.Transmit, Leap: LeapUnsync}
+		k.encode(resp)
+		if _, err := c.Response(resp, now+1000); !errors.Is(err, tc.want) {
+			t.Errorf("kiss %s: %v", kissString(tc.code), err)
+		}
+		if tc.code == KissRATE && c.Poll() != 32*time.Second {
+			t.Errorf("RATE must double the poll, got %v", c.Poll())
+		}
+		if tc.want == ErrKissStop && c.Stopped() == nil {
+			t.Error("DENY/RSTR must stop the source")
+		}
+	}
+}
+
+func FuzzServerHandle(f *testing.F) {
+	f.Add(clientReq(4, ModeClient, 1))
+	f.Add(clientReq(2, 7, 1))
+	f.Add(append(clientReq(4, ModeClient, 1), make([]byte, 20)...))
+	f.Add([]byte{0x1b})
+	f.Fuzz(func(t *testing.T, req []byte) {
+		s := NewServer(synced(), RateLimit{RequestsPerSecond: 10, Burst: 2}, nil)
+		resp := make([]byte, 48)
+		n, _ := s.handle(newLimiter(s.limit, s.seed), req, resp, now, client)
+		if n > len(req) {
+			t.Fatalf("reply %d bytes to a %d-byte request: amplification", n, len(req))
+		}
+	})
+}
+
+func FuzzClientResponse(f *testing.F) {
+	resp := make([]byte, 48)
+	req := make([]byte, 48)
+	c := NewClient(ClientConfig{}, 7)
+	c.Request(req, now)
+	NewServer(synced(), RateLimit{}, nil).handle(nil, req, resp, now, client)
+	f.Add(resp)
+	f.Add(resp[:20])
+	f.Add(make([]byte, 60))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := NewClient(ClientConfig{}, 7) // same seed: same origin as the seed reply
+		c.Request(make([]byte, 48), now)
+		smp, err := c.Response(b, now+1000)
+		if err == nil {
+			if verr := smp.Validate(); verr != nil {
+				t.Fatalf("accepted an invalid sample: %v", verr)
+			}
+		}
+	})
+}
