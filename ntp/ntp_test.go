@@ -1,12 +1,14 @@
 package ntp
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/facebook/time/ntp/protocol"
+	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -271,4 +273,41 @@ func FuzzClientResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestKernelRxStampParse(t *testing.T) {
+	oob := make([]byte, 32)
+	binary.NativeEndian.PutUint64(oob[0:], 32)
+	binary.NativeEndian.PutUint32(oob[8:], uint32(unix.SOL_SOCKET))
+	binary.NativeEndian.PutUint32(oob[12:], uint32(unix.SCM_TIMESTAMPNS))
+	binary.NativeEndian.PutUint64(oob[16:], 1_795_000_000)
+	binary.NativeEndian.PutUint64(oob[24:], 123)
+	if ns, ok := kernelRxNS(oob); !ok || ns != 1_795_000_000_000_000_123 {
+		t.Fatalf("%d %v", ns, ok)
+	}
+	for _, bad := range [][]byte{nil, oob[:10], append([]byte{200}, oob[1:]...)} {
+		if _, ok := kernelRxNS(bad); ok {
+			t.Errorf("parsed %v", bad)
+		}
+	}
+	// A stamp 30 µs old moves the receive time back by 30 µs.
+	binary.NativeEndian.PutUint64(oob[16:], 0)
+	rt := time.Now().UnixNano()
+	binary.NativeEndian.PutUint64(oob[24:], uint64(rt-30_000))
+	if got := rxAt(rt, 1e18, oob); 1e18-got != 30_000 {
+		t.Fatalf("rx moved by %d", int64(1e18)-got)
+	}
+	// A stamp from the future or from long ago (host clock stepped) is ignored.
+	if got := rxAt(rt-40_000, 1e18, oob); got != 1e18 {
+		t.Fatalf("future stamp used: %d", got)
+	}
+	if got := rxAt(rt+2e9, 1e18, oob); got != 1e18 {
+		t.Fatalf("stale stamp used: %d", got)
+	}
+}
+
+func FuzzKernelRxStamp(f *testing.F) {
+	f.Add(make([]byte, 32))
+	f.Add([]byte{16, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 35, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, oob []byte) { kernelRxNS(oob) })
 }

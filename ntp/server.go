@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -202,7 +203,10 @@ func (s *Server) Listen(addr string, workers int) error {
 		if err != nil {
 			return err
 		}
-		return serr
+		if serr != nil {
+			return serr
+		}
+		return enableRxTimestamps(c)
 	}}
 	for i := 0; i < max(1, workers); i++ {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
@@ -262,18 +266,21 @@ func (s *Server) worker(c *net.UDPConn) {
 	lim := newLimiter(s.limit, s.seed)
 	req := make([]byte, 1500)
 	resp := make([]byte, headerLen)
+	oob := make([]byte, oobLen)
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(req)
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(req, oob)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				s.log.Warn("ntp server read", "err", err)
 			}
 			return
 		}
+		realtime := time.Now().UnixNano() // before the clock read: see rxAt
 		rxNS := s.ts.LocalNS()
 		if iv, err := s.ts.Now(); err == nil {
 			rxNS = iv.MidNS()
 		}
+		rxNS = rxAt(realtime, rxNS, oob[:oobn])
 		if rl, _ := s.handle(lim, req[:n], resp, rxNS, from.Addr()); rl > 0 {
 			if _, err := c.WriteToUDPAddrPort(resp[:rl], from); err != nil {
 				s.writeErrs.Add(1)

@@ -60,6 +60,9 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 		return err
 	}
 	defer conn.Close()
+	if rc, err := conn.SyscallConn(); err == nil {
+		_ = enableRxTimestamps(rc) // best effort: without it t4 is a user-space stamp
+	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var seed [8]byte
@@ -67,6 +70,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	c := NewClient(s.cfg, binary.LittleEndian.Uint64(seed[:]))
 	req := make([]byte, headerLen)
 	buf := make([]byte, 1500)
+	oob := make([]byte, oobLen)
 	wait := time.Duration(0)
 	for {
 		t := time.NewTimer(wait)
@@ -86,8 +90,9 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 		s.Stats.Sent.Add(1)
 		_ = conn.SetReadDeadline(time.Now().Add(min(2*time.Second, wait)))
 		for {
-			m, err := conn.Read(buf)
-			t4 := s.clk.NowNS()
+			m, oobn, _, _, err := conn.ReadMsgUDPAddrPort(buf, oob)
+			realtime := time.Now().UnixNano() // before the clock read: see rxAt
+			t4 := rxAt(realtime, s.clk.NowNS(), oob[:oobn])
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil

@@ -1,0 +1,127 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/daemon"
+)
+
+// need returns the path of a peer program, skipping (or failing under CI).
+func need(t *testing.T, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required under CI (install it in .ci/run): %v", prog, err)
+		}
+		t.Skipf("%s not installed", prog)
+	}
+	return p
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startMeridian runs a daemon in-process with temp dirs and a fast tick.
+func startMeridian(t *testing.T, yaml string) *daemon.Daemon {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), ""
+	d, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), daemon.Options{Tick: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+// chronyd runs chronyd -x (never adjusts the clock) under a bounding set
+// without CAP_SYS_TIME, with every file in a temp dir. It returns the
+// chronyc command socket.
+func chronyd(t *testing.T, directives string) string {
+	t.Helper()
+	bin := need(t, "chronyd")
+	need(t, "chronyc")
+	setpriv := need(t, "setpriv")
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o700) // chronyd refuses a command socket in a group/world-accessible dir
+	sock := filepath.Join(dir, "chronyd.sock")
+	conf := fmt.Sprintf("%s\ncmdport 0\nbindcmdaddress %s\npidfile %s\ndriftfile %s\n",
+		directives, sock, filepath.Join(dir, "chronyd.pid"), filepath.Join(dir, "drift"))
+	cf := filepath.Join(dir, "chrony.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--bounding-set", "-sys_time", "--", bin, "-x", "-d", "-u", "root", "-f", cf)
+	log, _ := os.Create(filepath.Join(dir, "chronyd.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			t.Logf("chronyd log:\n%s", b)
+		}
+	})
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("chronyd did not open its command socket")
+	return ""
+}
+
+// chronyc runs one chronyc command in CSV mode and returns its lines' fields.
+func chronyc(t *testing.T, sock string, args ...string) [][]string {
+	t.Helper()
+	out, err := exec.Command("chronyc", append([]string{"-h", sock, "-c"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("chronyc %v: %v\n%s", args, err, out)
+	}
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" {
+			rows = append(rows, strings.Split(l, ","))
+		}
+	}
+	return rows
+}
