@@ -38,6 +38,9 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) build -o bin/meridiand ./cmd/meridiand
+	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
+	./bin/meridian-bench ntp-server --duration 10s
 
 sim:
 	$(GO) run ./cmd/meridian-sim run sim/scenarios

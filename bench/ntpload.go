@@ -1,0 +1,162 @@
+// Package bench has Meridian's load generators and measurement helpers,
+// used by tests and by meridian-bench. Every load is bounded in count and
+// time and stops by itself.
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// NTPLoad configures a load against an NTP server.
+type NTPLoad struct {
+	Addr        string        // host:port
+	Clients     int           // sockets (distinct source ports), each one goroutine
+	InFlight    int           // requests outstanding per client
+	Duration    time.Duration // stop after this long ...
+	MaxRequests int64         // ... or after this many requests (0: no cap)
+}
+
+// NTPLoadResult is what a load measured.
+type NTPLoadResult struct {
+	Sent, Received     int64
+	Elapsed            time.Duration
+	RepliesPerSecond   float64
+	LatencyP50, LatP99 time.Duration
+}
+
+func (r NTPLoadResult) String() string {
+	return fmt.Sprintf("sent %d, received %d in %v: %.0f replies/s, latency p50 %v p99 %v",
+		r.Sent, r.Received, r.Elapsed.Round(time.Millisecond), r.RepliesPerSecond, r.LatencyP50, r.LatP99)
+}
+
+// RunNTPLoad sends NTPv4 client requests and counts replies. The origin
+// timestamp of each reply carries the send time, for latency.
+func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
+	if cfg.Clients <= 0 || cfg.InFlight <= 0 || cfg.Duration <= 0 {
+		return NTPLoadResult{}, errors.New("bench: clients, in-flight and duration must be > 0")
+	}
+	if cfg.Duration > 10*time.Minute {
+		return NTPLoadResult{}, errors.New("bench: a load runs at most 10 minutes")
+	}
+	raddr, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	if err != nil {
+		return NTPLoadResult{}, err
+	}
+	if !raddr.IP.IsLoopback() && !raddr.IP.IsPrivate() {
+		return NTPLoadResult{}, fmt.Errorf("bench: refusing to load %s: only loopback or private test addresses", cfg.Addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	var sent, recv atomic.Int64
+	lats := make([][]time.Duration, cfg.Clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	errc := make(chan error, cfg.Clients)
+	for i := 0; i < cfg.Clients; i++ {
+		conn, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return NTPLoadResult{}, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+			defer stop()
+			req := make([]byte, 48)
+			buf := make([]byte, 128)
+			send := func() bool {
+				if cfg.MaxRequests > 0 && sent.Add(1) > cfg.MaxRequests {
+					return false
+				} else if cfg.MaxRequests == 0 {
+					sent.Add(1)
+				}
+				req[0] = 4<<3 | 3
+				binary.BigEndian.PutUint64(req[40:], uint64(time.Since(start)))
+				_, err := conn.Write(req)
+				return err == nil
+			}
+			for j := 0; j < cfg.InFlight; j++ {
+				if !send() {
+					return
+				}
+			}
+			for ctx.Err() == nil {
+				_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				n, err := conn.Read(buf)
+				if err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+						// a lost request: replace it
+						if !send() {
+							return
+						}
+						continue
+					}
+					if ctx.Err() == nil {
+						errc <- err
+					}
+					return
+				}
+				if n >= 48 {
+					recv.Add(1)
+					lats[i] = append(lats[i], time.Since(start)-time.Duration(binary.BigEndian.Uint64(buf[24:])))
+				}
+				if !send() {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	select {
+	case err := <-errc:
+		return NTPLoadResult{}, err
+	default:
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	r := NTPLoadResult{Sent: min(sent.Load(), max(cfg.MaxRequests, sent.Load())), Received: recv.Load(), Elapsed: el}
+	if cfg.MaxRequests > 0 {
+		r.Sent = min(sent.Load(), cfg.MaxRequests)
+	}
+	r.RepliesPerSecond = float64(r.Received) / el.Seconds()
+	if len(all) > 0 {
+		r.LatencyP50, r.LatP99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	return r, nil
+}
+
+// ProcessCPU returns a process's user+system CPU time from /proc.
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: short /proc/%d/stat", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz, nil
+}

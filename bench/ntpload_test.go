@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+type tsFixed struct{}
+
+func (tsFixed) Now() (truetime.Interval, error) {
+	n := time.Now().UnixNano()
+	return truetime.Interval{EarliestNS: n - 1000, LatestNS: n + 1000, Status: truetime.Synchronized}, nil
+}
+func (tsFixed) Estimate() truetime.Estimate {
+	return truetime.Estimate{Status: truetime.Synchronized, Stratum: 2}
+}
+func (tsFixed) LocalNS() int64 { return time.Now().UnixNano() }
+
+// The generator stops by itself at its request cap and counts every reply
+// of a real server.
+func TestNTPLoadAgainstServer(t *testing.T) {
+	s := ntp.NewServer(tsFixed{}, ntp.RateLimit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Listen("127.0.0.1:0", 2); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	r, err := RunNTPLoad(context.Background(), NTPLoad{Addr: s.Addr(), Clients: 4, InFlight: 2, Duration: 10 * time.Second, MaxRequests: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent != 2000 || r.Received < 1990 || r.Received > 2000 {
+		t.Fatalf("%v", r)
+	}
+	if st := s.Stats(); st.Replies < uint64(r.Received) {
+		t.Fatalf("server replied %d, generator received %d", st.Replies, r.Received)
+	}
+	t.Log(r)
+}
+
+func TestNTPLoadRefusesForeignAddresses(t *testing.T) {
+	if _, err := RunNTPLoad(context.Background(), NTPLoad{Addr: "8.8.8.8:123", Clients: 1, InFlight: 1, Duration: time.Second}); err == nil {
+		t.Fatal("load against a public address accepted")
+	}
+	if _, err := RunNTPLoad(context.Background(), NTPLoad{Addr: "127.0.0.1:1", Clients: 1, InFlight: 1, Duration: time.Hour}); err == nil {
+		t.Fatal("unbounded load accepted")
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	if d, err := ProcessCPU(os.Getpid()); err != nil || d < 0 {
+		t.Fatalf("%v %v", d, err)
+	}
+}
