@@ -36,6 +36,7 @@ import (
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -249,7 +250,13 @@ func (d *Daemon) Start() error {
 		if cc.Poll == 0 && sc.MinPoll != 0 {
 			cc.Poll = sc.MinPoll.D()
 		}
-		d.sources = append(d.sources, ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.stepGen.Load, d.log))
+		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.stepGen.Load, d.log)
+		src.Interface = sc.Interface
+		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {
+			d.shm.Close()
+			return err
+		}
+		d.sources = append(d.sources, src)
 	}
 	if len(d.cfg.NTPServer.Listen) > 0 {
 		rl := d.cfg.NTPServer.RateLimit

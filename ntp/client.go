@@ -92,6 +92,15 @@ func (c *Client) Request(buf []byte, t1NS int64) int {
 	return headerLen
 }
 
+// SetT1 replaces the send time of the outstanding request with a better
+// (kernel) stamp taken after the send. It must not be later than the real
+// departure (see txAt).
+func (c *Client) SetT1(t1NS int64) {
+	if c.pending {
+		c.t1 = t1NS
+	}
+}
+
 func pollExp(d time.Duration) int8 {
 	e := int8(0)
 	for s := time.Second; s < d && e < 17; s *= 2 {
