@@ -244,7 +244,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.worker(c)
+			s.batchWorker(c)
 		}()
 	}
 	<-ctx.Done()
