@@ -261,6 +261,7 @@ func (d *Daemon) Start() error {
 	if len(d.cfg.NTPServer.Listen) > 0 {
 		rl := d.cfg.NTPServer.RateLimit
 		d.ntpServer = ntp.NewServer(d.tt, ntp.RateLimit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst, TableSize: rl.TableSize}, d.log)
+		d.m.registerServer(d.ntpServer)
 		for _, addr := range d.cfg.NTPServer.Listen {
 			if err := d.ntpServer.Listen(addr, 2); err != nil {
 				d.shm.Close()
@@ -381,6 +382,7 @@ func (d *Daemon) update() {
 	d.tt.SetEstimate(e)
 	d.shm.Publish(d.clk.Model(), e)
 	d.m.observe(e, u.Sources, d.clk.NowNS())
+	d.m.observeSources(d.sources)
 	if e.Status != d.lastState {
 		d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)
 		d.lastState = e.Status

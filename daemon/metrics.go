@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -22,6 +23,8 @@ type metrics struct {
 	srcJitter    *prometheus.GaugeVec
 	srcSelected  *prometheus.GaugeVec
 	srcFalsetick *prometheus.GaugeVec
+	srcReach     *prometheus.GaugeVec
+	srcStratum   *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -49,6 +52,8 @@ func newMetrics() *metrics {
 	m.srcJitter = gv("meridian_source_jitter_seconds", "RMS offset jitter in the clock filter.")
 	m.srcSelected = gv("meridian_source_selected", "1 when the source was combined at the last update.")
 	m.srcFalsetick = gv("meridian_source_falseticker", "1 when the source was rejected as a falseticker.")
+	m.srcReach = gv("meridian_source_reach", "Reachability register of the source (8 bits, newest poll in bit 0).")
+	m.srcStratum = gv("meridian_source_stratum", "Stratum the source advertised in its last valid reply.")
 	return m
 }
 
@@ -80,4 +85,27 @@ func (m *metrics) observe(e truetime.Estimate, srcs []discipline.SourceReport, n
 		m.srcSelected.WithLabelValues(s.Name).Set(sel)
 		m.srcFalsetick.WithLabelValues(s.Name).Set(ft)
 	}
+}
+
+// observeSources publishes per-source protocol state.
+func (m *metrics) observeSources(srcs []*ntp.Source) {
+	for _, s := range srcs {
+		m.srcReach.WithLabelValues(s.Name).Set(float64(s.Stats.Reach.Load()))
+		m.srcStratum.WithLabelValues(s.Name).Set(float64(s.Stats.Stratum.Load()))
+	}
+}
+
+// registerServer exports the NTP server's counters.
+func (m *metrics) registerServer(s *ntp.Server) {
+	c := func(name, help string, f func(ntp.ServerStats) uint64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(s.Stats())) }))
+	}
+	c("meridian_ntp_server_requests_total", "NTP requests received.", func(x ntp.ServerStats) uint64 { return x.Requests })
+	c("meridian_ntp_server_replies_total", "NTP replies sent (KoD excluded).", func(x ntp.ServerStats) uint64 { return x.Replies })
+	c("meridian_ntp_server_kod_rate_total", "Kiss-o'-death RATE replies (rate limit).", func(x ntp.ServerStats) uint64 { return x.KoDRate })
+	c("meridian_ntp_server_dropped_short_total", "Requests dropped: shorter than 48 bytes.", func(x ntp.ServerStats) uint64 { return x.DropShort })
+	c("meridian_ntp_server_dropped_mode_total", "Requests dropped: not client mode (control, private, ...).", func(x ntp.ServerStats) uint64 { return x.DropMode })
+	c("meridian_ntp_server_dropped_version_total", "Requests dropped: bad version.", func(x ntp.ServerStats) uint64 { return x.DropVersion })
+	c("meridian_ntp_server_unsynchronized_replies_total", "Replies sent with LI=3 / stratum 16.", func(x ntp.ServerStats) uint64 { return x.RepliesUnsynchronized })
 }

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +72,31 @@ func TestMeridianClientOfMeridianServer(t *testing.T) {
 	}
 	if lastErr.Abs() > 500*time.Microsecond {
 		t.Fatalf("B's clock still %v from A's after 10 s (started at -3ms)", lastErr)
+	}
+	// B's estimate names the selected source: stratum 1 + 1, reference
+	// 127.0.0.1 (what meridianctl status shows).
+	if e := b.Clock().Estimate(); e.Stratum != 2 || e.RefID != 0x7f000001 {
+		t.Fatalf("B's estimate: stratum %d refid %#x", e.Stratum, e.RefID)
+	}
+	for _, c := range []struct {
+		d    *Daemon
+		want string
+	}{
+		{b, `meridian_source_reach{source="ntp:` + a.NTPServerAddr() + `"}`},
+		{b, `meridian_source_stratum{source="ntp:` + a.NTPServerAddr() + `"} 1`},
+		{b, `meridian_source_selected{source="ntp:` + a.NTPServerAddr() + `"} 1`},
+		{a, "meridian_ntp_server_requests_total"},
+		{a, "meridian_ntp_server_dropped_mode_total 0"},
+	} {
+		resp, err := http.Get("http://" + c.d.MetricsAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), c.want) {
+			t.Errorf("metrics lack %s", c.want)
+		}
 	}
 	t.Logf("%d reads contained A's time; B's clock error now %v", reads, lastErr)
 }

@@ -169,6 +169,11 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				}
 				break
 			}
+			if ip4 := raddr.IP.To4(); ip4 != nil {
+				// For a stratum ≥ 2 server, NTP's reference ID is the IPv4
+				// address of its upstream: us → this server.
+				smp.RefID = binary.BigEndian.Uint32(ip4)
+			}
 			s.Stats.Valid.Add(1)
 			s.Stats.LastTxSource.Store(int32(txSrc))
 			s.Stats.LastRxSource.Store(int32(rxSrc))
