@@ -61,3 +61,22 @@ func TestProcessCPU(t *testing.T) {
 		t.Fatalf("%v %v", d, err)
 	}
 }
+
+func TestNTPLoadBatchedAgainstServer(t *testing.T) {
+	s := ntp.NewServer(tsFixed{}, ntp.RateLimit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Listen("127.0.0.1:0", 2); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	r, err := RunNTPLoadBatched(context.Background(), NTPLoad{Addr: s.Addr(), Clients: 2, InFlight: 16, Duration: 10 * time.Second, MaxRequests: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent != 5000 || r.Received < 4900 || r.Received > 5000 {
+		t.Fatalf("%v", r)
+	}
+	t.Log(r)
+}

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meridiantime/meridian/internal/mmsg"
 )
 
 // Batched server I/O: recvmmsg/sendmmsg through the socket's RawConn, so
@@ -17,15 +19,8 @@ import (
 
 const batchSize = 32
 
-// mmsghdr is struct mmsghdr (linux/amd64 and arm64 layout).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-	_   [4]byte
-}
-
 type batchIO struct {
-	rx, tx   [batchSize]mmsghdr
+	rx, tx   [batchSize]mmsg.Hdr
 	names    [batchSize]unix.RawSockaddrInet6
 	rxIov    [batchSize]unix.Iovec
 	txIov    [batchSize]unix.Iovec
@@ -43,30 +38,27 @@ func newBatchIO() *batchIO {
 	for i := range b.rx {
 		b.rxIov[i].Base = &b.bufs[i][0]
 		b.rxIov[i].SetLen(len(b.bufs[i]))
-		b.rx[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
-		b.rx[i].hdr.Iov = &b.rxIov[i]
-		b.rx[i].hdr.Iovlen = 1
-		b.rx[i].hdr.Control = &b.oobs[i][0]
+		b.rx[i].Msghdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.rx[i].Msghdr.Iov = &b.rxIov[i]
+		b.rx[i].Msghdr.Iovlen = 1
+		b.rx[i].Msghdr.Control = &b.oobs[i][0]
 	}
 	b.recvFunc = func(fd uintptr) bool {
 		for i := range b.rx {
-			b.rx[i].hdr.Namelen = unix.SizeofSockaddrInet6
-			b.rx[i].hdr.SetControllen(oobLen)
+			b.rx[i].Msghdr.Namelen = unix.SizeofSockaddrInet6
+			b.rx[i].Msghdr.SetControllen(oobLen)
 		}
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rx[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+		n, e := mmsg.Recv(fd, b.rx[:], 0)
 		if e == unix.EAGAIN {
 			return false // wait for readability
 		}
-		b.n, b.errno = int(n), e
-		if e != 0 {
-			b.n = 0
-		}
+		b.n, b.errno = n, e
 		return true
 	}
 	b.sendFunc = func(fd uintptr) bool {
 		sent := 0
 		for sent < b.nTx {
-			n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.tx[sent])), uintptr(b.nTx-sent), unix.MSG_DONTWAIT, 0, 0)
+			n, e := mmsg.Send(fd, b.tx[sent:b.nTx], 0)
 			if e == unix.EAGAIN {
 				return false
 			}
@@ -74,7 +66,7 @@ func newBatchIO() *batchIO {
 				b.errno = e
 				return true
 			}
-			sent += int(n)
+			sent += n
 		}
 		b.errno = 0
 		return true
@@ -122,18 +114,18 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 		b.nTx = 0
 		for i := 0; i < b.n; i++ {
 			m := &b.rx[i]
-			rxNS := rxAt(realtime, now, b.oobs[i][:m.hdr.Controllen])
-			rl, _ := s.handle(lim, b.bufs[i][:m.len], b.resps[i][:], rxNS, b.addrOf(i))
+			rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
+			rl, _ := s.handle(lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, b.addrOf(i))
 			if rl == 0 {
 				continue
 			}
 			t := &b.tx[b.nTx]
 			b.txIov[b.nTx].Base = &b.resps[i][0]
 			b.txIov[b.nTx].SetLen(rl)
-			t.hdr.Name = m.hdr.Name
-			t.hdr.Namelen = m.hdr.Namelen
-			t.hdr.Iov = &b.txIov[b.nTx]
-			t.hdr.Iovlen = 1
+			t.Msghdr.Name = m.Msghdr.Name
+			t.Msghdr.Namelen = m.Msghdr.Namelen
+			t.Msghdr.Iov = &b.txIov[b.nTx]
+			t.Msghdr.Iovlen = 1
 			b.nTx++
 		}
 		if b.nTx == 0 {

@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -58,7 +59,8 @@ const (
 	shmSeqOff     = 64
 	shmWordsOff   = 72
 	shmMinSize    = shmWordsOff + 8*shmWords
-	shmMaxRetries = 10_000
+	shmSpins      = 64      // tight retries before yielding
+	shmMaxRetries = 200_000 // then give up with ErrShmBusy (≈ 0.1–1 s of yields)
 )
 
 // Errors from opening or reading a segment.
@@ -251,9 +253,28 @@ func checkHeader(data []byte, path string) error {
 }
 
 // load copies one consistent set of words under the seqlock. seq is 0 before
-// the first publish.
+// the first publish. The first attempt is the fast path; contention goes to
+// loadSlow.
 func (r *ShmReader) load(w *[shmWords]uint64) (seq uint64, ok bool) {
+	s1 := atomic.LoadUint64(r.seq)
+	if s1&1 == 0 {
+		for i := range w {
+			w[i] = atomic.LoadUint64(&r.words[i])
+		}
+		if atomic.LoadUint64(r.seq) == s1 {
+			return s1, true
+		}
+	}
+	return r.loadSlow(w)
+}
+
+func (r *ShmReader) loadSlow(w *[shmWords]uint64) (seq uint64, ok bool) {
 	for try := 0; try < shmMaxRetries; try++ {
+		if try >= shmSpins {
+			// The writer is inside an update and not running (preempted,
+			// or another process descheduled): let it run.
+			runtime.Gosched()
+		}
 		s1 := atomic.LoadUint64(r.seq)
 		if s1&1 != 0 {
 			continue

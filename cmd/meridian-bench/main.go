@@ -2,7 +2,7 @@
 // today, in one run, and reports ratios (absolute numbers are noisy on
 // shared machines).
 //
-//	meridian-bench ntp-server [--duration 10s] [--clients 64] [--inflight 2] [--meridiand bin/meridiand]
+//	meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--batched] [--meridiand bin/meridiand]
 //
 // ntp-server serves NTP from meridiand and from chronyd (-x, `local stratum
 // 1`, never touching the clock) on loopback, each pinned to CPU 1 with the
@@ -30,19 +30,26 @@ func main() {
 	}
 	fs := flag.NewFlagSet("ntp-server", flag.ExitOnError)
 	dur := fs.Duration("duration", 10*time.Second, "load per server (≤ 2m)")
-	clients := fs.Int("clients", 64, "client sockets")
-	inflight := fs.Int("inflight", 2, "requests in flight per client")
+	clients := fs.Int("clients", 2, "client sockets")
+	inflight := fs.Int("inflight", 64, "requests in flight per client (≤ 64 batched)")
 	md := fs.String("meridiand", "bin/meridiand", "meridiand binary")
+	batched := fs.Bool("batched", true, "batched generator (sendmmsg/recvmmsg), so the generator is not the bottleneck")
 	_ = fs.Parse(os.Args[2:])
 	if *dur > 2*time.Minute {
 		fmt.Fprintln(os.Stderr, "meridian-bench: --duration at most 2m")
 		os.Exit(2)
+	}
+	load = bench.RunNTPLoad
+	if *batched {
+		load = bench.RunNTPLoadBatched
 	}
 	if err := run(*md, *dur, *clients, *inflight); err != nil {
 		fmt.Fprintln(os.Stderr, "meridian-bench:", err)
 		os.Exit(1)
 	}
 }
+
+var load func(context.Context, bench.NTPLoad) (bench.NTPLoadResult, error)
 
 func freePort() int {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -81,7 +88,7 @@ func measure(name string, cmd *exec.Cmd, addr string, dur time.Duration, clients
 	if err != nil {
 		return measured{}, err
 	}
-	res, err := bench.RunNTPLoad(ctx, bench.NTPLoad{Addr: addr, Clients: clients, InFlight: inflight, Duration: dur})
+	res, err := load(ctx, bench.NTPLoad{Addr: addr, Clients: clients, InFlight: inflight, Duration: dur})
 	if err != nil {
 		return measured{}, err
 	}
