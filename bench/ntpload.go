@@ -40,21 +40,33 @@ func (r NTPLoadResult) String() string {
 		r.Sent, r.Received, r.Elapsed.Round(time.Millisecond), r.RepliesPerSecond, r.LatencyP50, r.LatP99)
 }
 
-// RunNTPLoad sends NTPv4 client requests and counts replies. The origin
-// timestamp of each reply carries the send time, for latency.
-func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
-	if cfg.Clients <= 0 || cfg.InFlight <= 0 || cfg.Duration <= 0 {
-		return NTPLoadResult{}, errors.New("bench: clients, in-flight and duration must be > 0")
+// check validates a load: bounded in time, aimed only at loopback or
+// private test addresses (network namespaces), at most maxInFlight requests
+// outstanding per client.
+func (cfg NTPLoad) check(maxInFlight int) (*net.UDPAddr, error) {
+	if cfg.Clients <= 0 || cfg.InFlight <= 0 || cfg.InFlight > maxInFlight || cfg.Duration <= 0 {
+		return nil, fmt.Errorf("bench: clients > 0, 0 < in-flight ≤ %d and duration > 0 required", maxInFlight)
 	}
 	if cfg.Duration > 10*time.Minute {
-		return NTPLoadResult{}, errors.New("bench: a load runs at most 10 minutes")
+		return nil, errors.New("bench: a load runs at most 10 minutes")
 	}
 	raddr, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
-		return NTPLoadResult{}, err
+		return nil, err
 	}
 	if !raddr.IP.IsLoopback() && !raddr.IP.IsPrivate() {
-		return NTPLoadResult{}, fmt.Errorf("bench: refusing to load %s: only loopback or private test addresses", cfg.Addr)
+		return nil, fmt.Errorf("bench: refusing to load %s: only loopback or private test addresses", cfg.Addr)
+	}
+	return raddr, nil
+}
+
+// RunNTPLoad sends NTPv4 client requests, one datagram per system call, and
+// counts replies. The origin timestamp of each reply carries the send time,
+// for latency.
+func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
+	raddr, err := cfg.check(1 << 20)
+	if err != nil {
+		return NTPLoadResult{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"sort"
 	"sync"
@@ -20,18 +19,9 @@ import (
 // generator is not the bottleneck of a 2-core measurement.
 func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 	const maxBatch = 64
-	if cfg.Clients <= 0 || cfg.InFlight <= 0 || cfg.InFlight > maxBatch || cfg.Duration <= 0 {
-		return NTPLoadResult{}, fmt.Errorf("bench: clients > 0, 0 < in-flight ≤ %d and duration > 0 required", maxBatch)
-	}
-	if cfg.Duration > 10*time.Minute {
-		return NTPLoadResult{}, fmt.Errorf("bench: a load runs at most 10 minutes")
-	}
-	raddr, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	raddr, err := cfg.check(maxBatch)
 	if err != nil {
 		return NTPLoadResult{}, err
-	}
-	if !raddr.IP.IsLoopback() && !raddr.IP.IsPrivate() {
-		return NTPLoadResult{}, fmt.Errorf("bench: refusing to load %s: only loopback or private test addresses", cfg.Addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()

@@ -25,7 +25,9 @@ func (tsFixed) LocalNS() int64 { return time.Now().UnixNano() }
 
 // The generator stops by itself at its request cap and counts every reply
 // of a real server.
-func TestNTPLoadAgainstServer(t *testing.T) {
+// startServer runs a real NTP server on loopback for the test.
+func startServer(t *testing.T) *ntp.Server {
+	t.Helper()
 	s := ntp.NewServer(tsFixed{}, ntp.RateLimit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.Listen("127.0.0.1:0", 2); err != nil {
 		t.Fatal(err)
@@ -33,7 +35,12 @@ func TestNTPLoadAgainstServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func TestNTPLoadAgainstServer(t *testing.T) {
+	s := startServer(t)
 	r, err := RunNTPLoad(context.Background(), NTPLoad{Addr: s.Addr(), Clients: 4, InFlight: 2, Duration: 10 * time.Second, MaxRequests: 2000})
 	if err != nil {
 		t.Fatal(err)
@@ -63,14 +70,7 @@ func TestProcessCPU(t *testing.T) {
 }
 
 func TestNTPLoadBatchedAgainstServer(t *testing.T) {
-	s := ntp.NewServer(tsFixed{}, ntp.RateLimit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := s.Listen("127.0.0.1:0", 2); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	s := startServer(t)
 	r, err := RunNTPLoadBatched(context.Background(), NTPLoad{Addr: s.Addr(), Clients: 2, InFlight: 16, Duration: 10 * time.Second, MaxRequests: 5000})
 	if err != nil {
 		t.Fatal(err)

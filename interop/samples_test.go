@@ -12,13 +12,19 @@ import (
 	"github.com/meridiantime/meridian/ntp"
 )
 
-func TestDbgSamples(t *testing.T) {
+// Every sample our NTP client takes from chronyd — while its own clock's
+// frequency is changed under it every 100 ms, as the servo does — bounds
+// the true offset within ±δ/2 (plus the server's root dispersion). Ground
+// truth: chronyd serves CLOCK_REALTIME and our clock's offset from it is
+// read directly. This is the measurement assumption the whole bound rests
+// on; it caught receive stamps that could be early.
+func TestSamplesWithinDelayBound(t *testing.T) {
 	port := freeUDPPort(t)
 	chronyd(t, fmt.Sprintf("local stratum 1\nallow 127.0.0.1\nport %d\nbindaddress 127.0.0.1", port))
 	clk, _ := virtual.New(virtual.Options{OffsetNS: -3e6})
 	src := ntp.NewSource("x", fmt.Sprintf("127.0.0.1:%d", port), ntp.ClientConfig{Poll: 130 * time.Millisecond}, clk, func() uint64 { return 0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	out := make(chan ntp.SourceSample, 10)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	go src.Run(ctx, out)
 	go func() {
@@ -31,7 +37,10 @@ func TestDbgSamples(t *testing.T) {
 	for {
 		select {
 		case <-ctx.Done():
-			t.Logf("%d samples, %d outside δ/2", n, bad)
+			if n < 50 || bad > 0 {
+				t.Fatalf("%d samples, %d outside ±δ/2 of the true offset", n, bad)
+			}
+			t.Logf("%d samples, all within ±δ/2 of the true offset", n)
 			return
 		case s := <-out:
 			n++
@@ -39,7 +48,8 @@ func TestDbgSamples(t *testing.T) {
 			x := -s.Sample.OffsetNS()
 			d := float64(s.Sample.DelayNS())
 			e := x - xTrue
-			if e > d/2+1000 || e < -d/2-1000 {
+			slack := d/2 + float64(s.Sample.RootDispersionNS) + 1000 // 1 µs: freq changes between t4 and this read
+			if e > slack || e < -slack {
 				bad++
 				sm := s.Sample
 				t.Logf("sample %d: err %.0f ns, δ %.0f, t2-t1 %d, t4-t3 %d, t3-t2 %d", n, e, d, sm.T2NS-sm.T1NS, sm.T4NS-sm.T3NS, sm.T3NS-sm.T2NS)
