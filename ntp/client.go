@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/facebook/time/ntp/protocol"
+
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -112,10 +114,25 @@ func pollExp(d time.Duration) int8 {
 // Response validates a reply received at local time t4NS and returns the
 // sample for the discipline.
 func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
-	h, ok := decodeHeader(b)
-	switch {
-	case !ok:
+	// facebook/time's parser validates the whole packet (extension fields,
+	// legacy MAC); a reply it rejects is not used.
+	var p protocol.Packet
+	if len(b) < headerLen {
 		return discipline.Sample{}, ErrShort
+	}
+	if err := p.UnmarshalBinary(b); err != nil {
+		return discipline.Sample{}, fmt.Errorf("%w: %v", ErrShort, err)
+	}
+	h := header{
+		Leap: p.Settings >> 6, Version: p.Settings >> 3 & 7, Mode: p.Settings & 7,
+		Stratum: p.Stratum, Poll: p.Poll, Precision: p.Precision,
+		RootDelay: p.RootDelay, RootDisp: p.RootDispersion, RefID: p.ReferenceID,
+		RefTime:  uint64(p.RefTimeSec)<<32 | uint64(p.RefTimeFrac),
+		Origin:   uint64(p.OrigTimeSec)<<32 | uint64(p.OrigTimeFrac),
+		Receive:  uint64(p.RxTimeSec)<<32 | uint64(p.RxTimeFrac),
+		Transmit: uint64(p.TxTimeSec)<<32 | uint64(p.TxTimeFrac),
+	}
+	switch {
 	case h.Mode != ModeServer || h.Version < 1 || h.Version > 4:
 		return discipline.Sample{}, ErrNotServer
 	case !c.pending:

@@ -16,8 +16,9 @@
 //   - Replies are never longer than requests (no amplification); malformed,
 //     short, control (6) and private (7) packets are dropped and counted.
 //
-// Wire format: 48-byte headers encoded here for the allocation-free hot
-// path; ParsePacket uses facebook/time's ntp/protocol for full parsing.
+// Wire format: the client parses replies with facebook/time's ntp/protocol;
+// the server decodes and encodes the 48-byte header itself so its hot path
+// does not allocate.
 //
 // Not yet (see the issue notes): hardware timestamps (package hwts),
 // recvmmsg/sendmmsg batching, interleaved mode, NTS.

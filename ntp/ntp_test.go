@@ -1,9 +1,14 @@
 package ntp
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -310,4 +315,49 @@ func FuzzKernelRxStamp(f *testing.F) {
 	f.Add(make([]byte, 32))
 	f.Add([]byte{16, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 35, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, oob []byte) { kernelRxNS(oob) })
+}
+
+// The whole server loop — recvmmsg, stamps, handle, sendmmsg — allocates
+// nothing per request: measured over thousands of loopback round trips with
+// a client that does not allocate either.
+func TestServerLoopNoAllocs(t *testing.T) {
+	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1e9, Burst: 1e9}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	raddr, _ := net.ResolveUDPAddr("udp", s.Addr())
+	conn, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, buf := clientReq(4, ModeClient, 1), make([]byte, 128)
+	roundTrip := func() {
+		if _, err := conn.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 200; i++ { // warm up: goroutines, poller, pools
+		roundTrip()
+	}
+	const n = 5000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		roundTrip()
+	}
+	runtime.ReadMemStats(&after)
+	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
+		t.Fatalf("%.3f allocations per request (client and server together)", per)
+	}
+	if st := s.Stats(); st.Replies < n {
+		t.Fatalf("replies %d", st.Replies)
+	}
 }

@@ -115,13 +115,3 @@ func (h *header) encode(b []byte) {
 	binary.BigEndian.PutUint64(b[32:], h.Receive)
 	binary.BigEndian.PutUint64(b[40:], h.Transmit)
 }
-
-// ParsePacket decodes a packet with facebook/time's protocol package (full
-// validation, extension fields); the client uses it for responses.
-func ParsePacket(b []byte) (*protocol.Packet, error) {
-	var p protocol.Packet
-	if err := p.UnmarshalBinary(b); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
