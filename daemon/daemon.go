@@ -246,10 +246,7 @@ func (d *Daemon) Start() error {
 	}
 	d.samples = make(chan ntp.SourceSample, 64)
 	for _, sc := range d.cfg.Sources {
-		cc := ntp.ClientConfig{Poll: sc.Poll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
-		if cc.Poll == 0 && sc.MinPoll != 0 {
-			cc.Poll = sc.MinPoll.D()
-		}
+		cc := ntp.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
 		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.stepGen.Load, d.log)
 		src.Interface = sc.Interface
 		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {

@@ -28,8 +28,9 @@ var (
 
 // ClientConfig tunes one source's polling.
 type ClientConfig struct {
-	Poll    time.Duration // steady poll interval (0 → 16s)
-	MaxPoll time.Duration // cap when a server asks us to slow down (0 → 1024s)
+	Poll    time.Duration // starting poll interval (0 → MinPoll, or 16s)
+	MinPoll time.Duration // with MaxPoll > MinPoll the poll adapts between them
+	MaxPoll time.Duration // also the cap when a server asks us to slow down (0 → 1024s)
 	IBurst  bool          // four requests 2 s apart at start
 }
 
@@ -47,6 +48,7 @@ type Client struct {
 	origin   uint64 // random transmit timestamp we sent (anti-spoofing)
 	t1       int64
 	poll     time.Duration
+	good     int // consecutive valid replies at this poll
 	stopped  error
 	lastKiss uint32
 }
@@ -54,6 +56,9 @@ type Client struct {
 // NewClient returns a client; seed makes origins unpredictable to off-path
 // attackers (pass a crypto-random seed) and reproducible in tests.
 func NewClient(cfg ClientConfig, seed uint64) *Client {
+	if cfg.Poll <= 0 {
+		cfg.Poll = cfg.MinPoll
+	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 16 * time.Second
 	}
@@ -68,6 +73,28 @@ func (c *Client) Reach() uint8 { return c.reach }
 
 // Stopped is non-nil once a server told us to stop (DENY, RSTR).
 func (c *Client) Stopped() error { return c.stopped }
+
+// adaptive reports whether the poll moves between MinPoll and MaxPoll.
+func (c *Client) adaptive() bool { return c.cfg.MinPoll > 0 && c.cfg.MaxPoll > c.cfg.MinPoll }
+
+// missed shortens an adaptive poll after a request went unanswered, so a
+// flaky path is sampled more often (never below MinPoll).
+func (c *Client) missed() {
+	c.good = 0
+	if c.adaptive() {
+		c.poll = max(c.poll/2, c.cfg.MinPoll)
+	}
+}
+
+// answered lengthens an adaptive poll after 8 good replies in a row (ntpd
+// and chrony do the same): a stable path needs fewer samples.
+func (c *Client) answered() {
+	c.good++
+	if c.adaptive() && c.good >= 8 && c.poll < c.cfg.MaxPoll {
+		c.poll = min(2*c.poll, c.cfg.MaxPoll)
+		c.good = 0
+	}
+}
 
 // Poll is the current steady poll interval.
 func (c *Client) Poll() time.Duration { return c.poll }
@@ -84,6 +111,9 @@ func (c *Client) NextInterval() time.Duration {
 // t1NS. The transmit timestamp on the wire is random: the reply must echo it,
 // and it reveals nothing about our clock.
 func (c *Client) Request(buf []byte, t1NS int64) int {
+	if c.pending {
+		c.missed()
+	}
 	c.reach <<= 1
 	c.sent++
 	c.pending = true
@@ -177,6 +207,7 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 	if err := s.Validate(); err != nil {
 		return discipline.Sample{}, fmt.Errorf("%w: %v", ErrBadTimestamps, err)
 	}
+	c.answered()
 	return s, nil
 }
 

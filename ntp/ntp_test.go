@@ -361,3 +361,44 @@ func TestServerLoopNoAllocs(t *testing.T) {
 		t.Fatalf("replies %d", st.Replies)
 	}
 }
+
+func TestAdaptivePoll(t *testing.T) {
+	ts := synced()
+	s := NewServer(ts, RateLimit{}, nil)
+	c := NewClient(ClientConfig{MinPoll: 16 * time.Second, MaxPoll: 64 * time.Second}, 5)
+	req, resp := make([]byte, 48), make([]byte, 48)
+	exchange := func() {
+		c.Request(req, now-50_000)
+		s.handle(nil, req, resp, now-1000, client)
+		if _, err := c.Response(resp, now+50_000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Poll() != 16*time.Second {
+		t.Fatalf("starts at %v", c.Poll())
+	}
+	for i := 0; i < 8; i++ {
+		exchange()
+	}
+	if c.Poll() != 32*time.Second {
+		t.Fatalf("after 8 good replies: %v", c.Poll())
+	}
+	for i := 0; i < 40; i++ {
+		exchange()
+	}
+	if c.Poll() != 64*time.Second {
+		t.Fatalf("capped at max poll: %v", c.Poll())
+	}
+	c.Request(req, now) // unanswered
+	c.Request(req, now) // the next request notices
+	if c.Poll() != 32*time.Second {
+		t.Fatalf("after a miss: %v", c.Poll())
+	}
+	fixed := NewClient(ClientConfig{Poll: 8 * time.Second}, 6)
+	for i := 0; i < 20; i++ {
+		fixed.Request(req, now)
+	}
+	if fixed.Poll() != 8*time.Second {
+		t.Fatalf("a fixed poll moved: %v", fixed.Poll())
+	}
+}
