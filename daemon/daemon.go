@@ -37,6 +37,7 @@ import (
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/internal/atomicfile"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -170,25 +171,9 @@ func ReadDriftFile(path string) (float64, error) {
 	return v, nil
 }
 
-// WriteDriftFile stores the frequency atomically (temp file, fsync, rename).
+// WriteDriftFile stores the frequency durably (see atomicfile).
 func WriteDriftFile(path string, freqPPB float64) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".drift-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := fmt.Fprintf(tmp, "%.3f\n", freqPPB); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, []byte(fmt.Sprintf("%.3f\n", freqPPB)))
 }
 
 // Clock is the in-process TrueTime clock (valid after Run starts).

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/meridiantime/meridian/internal/atomicfile"
 )
 
 // FilePersister keeps the bound in dir/hlc.upper: written to a temporary
@@ -38,29 +40,5 @@ func (p FilePersister) Store(upperUS int64) error {
 	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(p.Dir, ".hlc.upper-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := fmt.Fprintf(tmp, "%d\n", upperUS); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p.path()); err != nil {
-		return err
-	}
-	d, err := os.Open(p.Dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(p.path(), []byte(fmt.Sprintf("%d\n", upperUS)))
 }
