@@ -203,6 +203,29 @@ func TestLoopbackSoftwareStamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The kernel turns receive stamping on through a static key flipped from
+	// a workqueue (net_enable_timestamp), so the first datagrams after
+	// Enable may arrive unstamped on a host where no other socket wanted
+	// stamps. Warm up until one is stamped; after that every one must be.
+	warm := make([]byte, 64)
+	woob := make([]byte, 256)
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("no software receive stamp after 200 datagrams")
+		}
+		tx.NextTxID() // keep OPT_IDs in step; TxStamp skips older stamps
+		if _, err := cli.Write([]byte("warm")); err != nil {
+			t.Fatal(err)
+		}
+		_, oobn, _, _, err := srv.ReadMsgUDP(warm, woob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ParseRx(woob[:oobn]); ok {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for i := 0; i < 3; i++ {
 		before := time.Now().UnixNano()
 		id := tx.NextTxID()
