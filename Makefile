@@ -7,7 +7,7 @@ GO ?= go
 # (golang/go#75804) and fails with a bare "context deadline exceeded".
 FUZZTIME ?= 20000x
 
-.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build
+.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build proto proto-check
 
 build:
 	$(GO) build ./...
@@ -15,7 +15,7 @@ build:
 run:
 	$(GO) run ./cmd/meridiand
 
-test: lint unit fuzz-short
+test: proto-check lint unit fuzz-short
 
 lint: vet staticcheck
 
@@ -41,6 +41,22 @@ bench:
 	$(GO) build -o bin/meridiand ./cmd/meridiand
 	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
 	./bin/meridian-bench ntp-server --duration 10s
+
+# Regenerate the gRPC API from api/**/*.proto with protoc (Debian's
+# protobuf-compiler) and the plugin versions pinned as tools in go.mod.
+PROTOS := $(shell find api -name '*.proto')
+proto:
+	@mkdir -p bin
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o bin/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	protoc -I api --plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc \
+	  --go_out=api --go_opt=paths=source_relative \
+	  --go-grpc_out=api --go-grpc_opt=paths=source_relative $(PROTOS)
+
+# CI: the committed generated code must be what `make proto` produces.
+proto-check: proto
+	@git diff --exit-code -- api || { echo 'generated code is stale: run make proto and commit'; exit 1; }
+	@test -z "$$(git status --porcelain -- api)" || { echo 'untracked generated files:'; git status --porcelain -- api; exit 1; }
 
 sim:
 	$(GO) run ./cmd/meridian-sim run sim/scenarios

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -85,10 +86,61 @@ type TLS struct {
 	CA   string `yaml:"ca"`
 }
 
-// GRPC configures the TimeService listener.
+// DefaultGRPCSocket is the default TimeService listener. When /run/meridian
+// is not writable the daemon falls back to its per-user runtime directory
+// (the same one as the shm segment) and meridianctl looks there too.
+const DefaultGRPCSocket = "unix:///run/meridian/grpc.sock"
+
+// ListenList is one address or a list of them ("" or [] disables).
+type ListenList []string
+
+// UnmarshalYAML accepts a scalar or a sequence.
+func (l *ListenList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return err
+		}
+		*l = nil
+		if s != "" {
+			*l = ListenList{s}
+		}
+		return nil
+	}
+	var v []string
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
+// ParseListenAddr splits a gRPC listen or dial address: "unix:///abs/path"
+// or "host:port" (TCP).
+func ParseListenAddr(addr string) (network, address string, err error) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		p := strings.TrimPrefix(addr, "unix://")
+		if !strings.HasPrefix(p, "/") {
+			return "", "", fmt.Errorf("%q: a unix socket needs an absolute path (unix:///run/meridian/grpc.sock)", addr)
+		}
+		return "unix", p, nil
+	case strings.HasPrefix(addr, "unix:"):
+		return "", "", fmt.Errorf("%q: write unix sockets as unix:///absolute/path", addr)
+	default:
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return "", "", fmt.Errorf("%q: want unix:///path or host:port", addr)
+		}
+		return "tcp", addr, nil
+	}
+}
+
+// GRPC configures the TimeService listeners.
 type GRPC struct {
-	Listen string `yaml:"listen"`
-	TLS    TLS    `yaml:"tls"`
+	Listen ListenList `yaml:"listen"`
+	TLS    TLS        `yaml:"tls"`
+	// MaxWatchers caps concurrent Watch streams (0: 1024).
+	MaxWatchers int `yaml:"max_watchers"`
 }
 
 // Metrics configures the Prometheus endpoint; "" disables it.
@@ -99,6 +151,14 @@ type Metrics struct {
 // Shm configures the shared-memory segment; "" means the default directory.
 type Shm struct {
 	Path string `yaml:"path"`
+}
+
+// HLC configures the hybrid logical clock's remote-timestamp rejection:
+// a remote further ahead than max(max_offset_floor, eps_factor·ε) is refused.
+type HLC struct {
+	MaxOffsetFloor Duration `yaml:"max_offset_floor"`
+	EpsFactor      float64  `yaml:"eps_factor"`
+	Persist        bool     `yaml:"persist"` // upper bound in state_dir (default true)
 }
 
 // Config is the whole file.
@@ -118,6 +178,7 @@ type Config struct {
 	NTPServer              NTPServer `yaml:"ntp_server"`
 	PTPServer              PTPServer `yaml:"ptp_server"`
 	GRPC                   GRPC      `yaml:"grpc"`
+	HLC                    HLC       `yaml:"hlc"`
 	Metrics                Metrics   `yaml:"metrics"`
 	Shm                    Shm       `yaml:"shm"`
 	StateDir               string    `yaml:"state_dir"`
@@ -142,7 +203,8 @@ func Default() *Config {
 		Sources:                []Source{},
 		NTPServer:              NTPServer{Listen: []string{}},
 		PTPServer:              PTPServer{Listen: []string{}},
-		GRPC:                   GRPC{},
+		GRPC:                   GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024},
+		HLC:                    HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
 		Metrics:                Metrics{Listen: "127.0.0.1:9390"},
 		LogLevel:               "info",
 	}
@@ -165,7 +227,14 @@ precision: 100ns            # reading precision of the clock
 sources: []                 # e.g. [{type: ntp, address: "10.200.0.2:123", poll: 16s, iburst: true}]
 ntp_server: {listen: []}    # e.g. {listen: ["127.0.0.1:11123"]}
 ptp_server: {listen: []}
-grpc: {listen: ""}          # e.g. unix:///run/meridian/grpc.sock
+grpc:
+  listen: [unix:///run/meridian/grpc.sock]   # and/or "host:port" (TCP); [] disables
+  tls: {cert: "", key: "", ca: ""}  # TCP only; ca set: clients need a certificate (mTLS)
+  max_watchers: 1024        # concurrent Watch streams
+hlc:                        # remote HLC timestamps further ahead than
+  max_offset_floor: 1ms     #   max(max_offset_floor, eps_factor·ε) are rejected
+  eps_factor: 2
+  persist: true             # write-ahead upper bound in state_dir: no regression across restarts
 metrics: {listen: "127.0.0.1:9390"}   # "" disables
 shm: {path: ""}             # "": /run/meridian/truetime.shm, else a per-user runtime dir
 state_dir: ""               # "": /var/lib/meridian, else a per-user state dir
@@ -291,6 +360,23 @@ func (c *Config) Validate() error {
 	}
 	if (c.GRPC.TLS.Cert == "") != (c.GRPC.TLS.Key == "") {
 		return bad("grpc.tls", "cert and key must be set together")
+	}
+	if c.GRPC.TLS.CA != "" && c.GRPC.TLS.Cert == "" {
+		return bad("grpc.tls.ca", "mTLS needs the server's own cert and key too")
+	}
+	for i, a := range c.GRPC.Listen {
+		if _, _, err := ParseListenAddr(a); err != nil {
+			return bad(fmt.Sprintf("grpc.listen[%d]", i), "%v", err)
+		}
+	}
+	if c.HLC.MaxOffsetFloor < 0 {
+		return bad("hlc.max_offset_floor", "must be ≥ 0")
+	}
+	if c.HLC.EpsFactor < 0 || c.HLC.EpsFactor != c.HLC.EpsFactor {
+		return bad("hlc.eps_factor", "must be ≥ 0, got %v", c.HLC.EpsFactor)
+	}
+	if c.GRPC.MaxWatchers < 0 {
+		return bad("grpc.max_watchers", "must be ≥ 0, got %d", c.GRPC.MaxWatchers)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

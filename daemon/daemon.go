@@ -36,9 +36,11 @@ import (
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/atomicfile"
 	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -68,9 +70,21 @@ type Daemon struct {
 
 	sources   []*ntp.Source
 	ntpServer *ntp.Server
+	hlc       *hlc.Clock
+
+	grpcListen []string
+	grpc       *timeservice.Server
+	started    time.Time
+
+	reportsMu sync.Mutex
+	reports   map[string]discipline.SourceReport // newest per source, for the Sources call
 	samples   chan ntp.SourceSample
 	stepGen   atomic.Uint64
 }
+
+// DefaultGRPCSocketPath is the unix socket the default grpc.listen falls
+// back to when /run/meridian is not writable (see DefaultShmPath).
+func DefaultGRPCSocketPath() string { return filepath.Join(runtimeDir(), "grpc.sock") }
 
 // DefaultShmPath is where the segment lives when shm.path is "": under
 // /run/meridian when writable, else a per-user runtime directory.
@@ -134,8 +148,8 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 			return nil, fmt.Errorf("sources[%d]: type %s is not implemented yet (ntp is)", i, s.Type)
 		}
 	}
-	if len(cfg.PTPServer.Listen) > 0 || cfg.GRPC.Listen != "" {
-		return nil, errors.New("ptp_server and grpc are not implemented yet: leave their listen settings empty")
+	if len(cfg.PTPServer.Listen) > 0 {
+		return nil, errors.New("ptp_server is not implemented yet: leave ptp_server.listen empty")
 	}
 	if opt.Tick == 0 {
 		opt.Tick = time.Second
@@ -143,7 +157,8 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	if opt.DriftFileEvery == 0 {
 		opt.DriftFileEvery = time.Minute
 	}
-	d := &Daemon{cfg: cfg, opt: opt, log: log, ShmPath: cfg.Shm.Path, StateDir: cfg.StateDir, lastState: 255}
+	d := &Daemon{cfg: cfg, opt: opt, log: log, ShmPath: cfg.Shm.Path, StateDir: cfg.StateDir, lastState: 255,
+		reports: map[string]discipline.SourceReport{}, started: time.Now()}
 	if d.ShmPath == "" {
 		d.ShmPath = DefaultShmPath()
 	}
@@ -151,6 +166,12 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 		d.StateDir = defaultStateDir()
 	}
 	d.driftPath = filepath.Join(d.StateDir, "drift")
+	for _, a := range cfg.GRPC.Listen {
+		if a == config.DefaultGRPCSocket && !writableDir("/run/meridian") {
+			a = "unix://" + DefaultGRPCSocketPath() // unprivileged: next to the shm segment
+		}
+		d.grpcListen = append(d.grpcListen, a)
+	}
 	return d, nil
 }
 
@@ -185,6 +206,17 @@ func (d *Daemon) NTPServerAddr() string {
 		return ""
 	}
 	return d.ntpServer.Addr()
+}
+
+// HLC is the daemon's hybrid logical clock (valid after Start).
+func (d *Daemon) HLC() *hlc.Clock { return d.hlc }
+
+// GRPCAddrs are the TimeService listeners ("unix:///path", "host:port").
+func (d *Daemon) GRPCAddrs() []string {
+	if d.grpc == nil {
+		return nil
+	}
+	return d.grpc.Addrs()
 }
 
 // MetricsAddr is the metrics listener's address, "" when disabled.
@@ -254,8 +286,18 @@ func (d *Daemon) Start() error {
 			}
 		}
 	}
+	if err := d.startGRPC(); err != nil {
+		d.shm.Close()
+		if d.metricsLn != nil {
+			d.metricsLn.Close()
+		}
+		if d.ntpServer != nil {
+			d.ntpServer.Close()
+		}
+		return err
+	}
 	d.log.Info("meridiand started", "clock", d.cfg.Clock, "clock_offset", d.cfg.ClockOffset.D(),
-		"shm", d.ShmPath, "state_dir", d.StateDir, "metrics", d.MetricsAddr(), "drift_ppb", freq)
+		"shm", d.ShmPath, "state_dir", d.StateDir, "metrics", d.MetricsAddr(), "grpc", strings.Join(d.GRPCAddrs(), ","), "drift_ppb", freq)
 	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum == 0 {
 		d.log.Warn("no sources and local_stratum 0: the clock stays unsynchronized")
 	}
@@ -296,6 +338,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			_ = d.ntpServer.Serve(srcCtx)
+		}()
+	}
+	if d.grpc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.grpc.Serve(srcCtx); err != nil {
+				d.log.Error("gRPC server", "err", err)
+			}
 		}()
 	}
 	tick := time.NewTicker(d.opt.Tick)
@@ -364,6 +415,11 @@ func (d *Daemon) update() {
 	d.tt.SetEstimate(e)
 	d.shm.Publish(d.clk.Model(), e)
 	d.m.observe(e, u.Sources, d.clk.NowNS())
+	d.reportsMu.Lock()
+	for _, r := range u.Sources {
+		d.reports[r.Name] = r
+	}
+	d.reportsMu.Unlock()
 	d.m.observeSources(d.sources)
 	if e.Status != d.lastState {
 		d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)

@@ -30,6 +30,7 @@ func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan e
 	cfg.Shm.Path = filepath.Join(dir, "tt.shm")
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Metrics.Listen = "127.0.0.1:0"
+	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
 	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +144,7 @@ func TestCorruptDriftFileIgnored(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(dir, "state", "drift"), []byte("junk"), 0o644)
 	cfg := config.Default()
 	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), ""
+	cfg.GRPC.Listen = nil
 	var logs strings.Builder
 	d, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), Options{})
 	if err != nil {
@@ -165,7 +167,7 @@ func TestUnsupportedConfig(t *testing.T) {
 	for _, y := range []string{
 		"clock: system\n",
 		"sources: [{type: ptp, address: \"127.0.0.1\"}]\n",
-		"grpc: {listen: \"unix:///tmp/x.sock\"}\n",
+		"ptp_server: {listen: [\"127.0.0.1\"]}\n",
 	} {
 		cfg, err := config.Parse([]byte(y))
 		if err != nil {

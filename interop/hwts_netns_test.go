@@ -54,7 +54,7 @@ func TestNTPSoftwareStampsOverVeth(t *testing.T) {
 	bin := buildMeridiand(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "m.yaml")
-	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("local_stratum: 1\nclock_offset: +2.5ms\nntp_server: {listen: [\"%s:123\"]}\nmetrics: {listen: \"\"}\nshm: {path: %s}\nstate_dir: %s\n",
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("local_stratum: 1\nclock_offset: +2.5ms\nntp_server: {listen: [\"%s:123\"]}\nmetrics: {listen: \"\"}\ngrpc: {listen: []}\nshm: {path: %s}\nstate_dir: %s\n",
 		addrB, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)
 	d := exec.Command("ip", "netns", "exec", nsB, bin, "--config", cfg)
 	if err := d.Start(); err != nil {

@@ -75,6 +75,7 @@ func TestNtpdigInNetns(t *testing.T) {
 clock_offset: +2.5ms
 ntp_server: {listen: ["%s:123"]}
 metrics: {listen: ""}
+grpc: {listen: []}
 shm: {path: %s}
 state_dir: %s
 `, addrB, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)

@@ -49,6 +49,7 @@ func startMeridian(t *testing.T, yaml string) *daemon.Daemon {
 		t.Fatal(err)
 	}
 	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), ""
+	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
 	d, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), daemon.Options{Tick: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

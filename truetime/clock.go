@@ -36,6 +36,14 @@ func (c *Clock) SetEstimate(e Estimate) {
 	c.mu.Unlock()
 }
 
+// Changed returns a channel that is closed by the next SetEstimate. Take
+// the channel before reading Estimate so that no update is missed.
+func (c *Clock) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // Estimate returns the newest estimate.
 func (c *Clock) Estimate() Estimate { return *c.est.Load() }
 

@@ -111,7 +111,7 @@ func run(meridiand string, dur time.Duration, clients, inflight int) error {
 
 	mport := freePort()
 	cfg := filepath.Join(dir, "m.yaml")
-	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:%d\"]}\nmetrics: {listen: \"\"}\nshm: {path: %s}\nstate_dir: %s\nlog_level: warn\n",
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:%d\"]}\nmetrics: {listen: \"\"}\ngrpc: {listen: []}\nshm: {path: %s}\nstate_dir: %s\nlog_level: warn\n",
 		mport, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)
 	m, err := measure("meridiand", exec.Command(meridiand, "--config", cfg), fmt.Sprintf("127.0.0.1:%d", mport), dur, clients, inflight)
 	if err != nil {

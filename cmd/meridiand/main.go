@@ -34,6 +34,7 @@ func run(args []string) int {
 	state := fs.String("state-dir", "", "override state_dir")
 	metrics := fs.String("metrics-listen", "-", `override metrics.listen ("" disables)`)
 	offset := fs.String("clock-offset", "", "override clock_offset (virtual clock), e.g. +2.5ms")
+	grpcListen := fs.String("grpc-listen", "-", `override grpc.listen: comma-separated unix:///path or host:port ("" disables)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,6 +58,18 @@ func run(args []string) int {
 	}
 	if *metrics != "-" {
 		cfg.Metrics.Listen = *metrics
+	}
+	if *grpcListen != "-" {
+		cfg.GRPC.Listen = nil
+		for _, a := range strings.Split(*grpcListen, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.GRPC.Listen = append(cfg.GRPC.Listen, a)
+			}
+		}
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintln(os.Stderr, "meridiand: --grpc-listen:", err)
+			return 2
+		}
 	}
 	if *offset != "" {
 		d, err := time.ParseDuration(strings.TrimPrefix(*offset, "+"))

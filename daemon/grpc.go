@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/timeservice"
+)
+
+// startGRPC creates the HLC (restoring its persisted bound) and opens the
+// TimeService listeners.
+func (d *Daemon) startGRPC() error {
+	ho := hlc.Options{MaxOffsetFloor: d.cfg.HLC.MaxOffsetFloor.D(), EpsFactor: d.cfg.HLC.EpsFactor}
+	if d.cfg.HLC.Persist {
+		ho.Persist = hlc.FilePersister{Dir: d.StateDir}
+	}
+	var err error
+	if d.hlc, err = hlc.New(d.tt, ho); err != nil {
+		return err
+	}
+	d.m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "meridian_hlc_rejected_total",
+		Help: "HLCUpdate calls refused because the remote timestamp was further ahead than the max offset.",
+	}, func() float64 { return float64(d.hlc.Rejected()) }))
+	svc, err := timeservice.NewService(timeservice.Options{
+		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, MaxWatchers: d.cfg.GRPC.MaxWatchers,
+	})
+	if err != nil {
+		return err
+	}
+	tlsf := d.cfg.GRPC.TLS
+	d.grpc, err = timeservice.NewServer(svc, timeservice.ServerConfig{
+		Listen: d.grpcListen, TLS: timeservice.TLSFiles{Cert: tlsf.Cert, Key: tlsf.Key, CA: tlsf.CA},
+		Registerer: d.m.reg, Log: d.log,
+	})
+	return err
+}
+
+// sourceInfo is the Sources call: configuration, protocol counters and the
+// discipline's newest report for each source.
+func (d *Daemon) sourceInfo() []*timev1.Source {
+	now := d.clk.NowNS()
+	d.reportsMu.Lock()
+	defer d.reportsMu.Unlock()
+	out := make([]*timev1.Source, 0, len(d.sources))
+	for _, s := range d.sources {
+		x := &timev1.Source{
+			Name: s.Name, Address: s.Addr, Type: "ntp", State: "unused", LastSampleAgeNs: -1,
+			Stratum: s.Stats.Stratum.Load(), Reach: s.Stats.Reach.Load(),
+			Sent: s.Stats.Sent.Load(), Valid: s.Stats.Valid.Load(), Rejected: s.Stats.Rejected.Load(), Timeouts: s.Stats.Timeouts.Load(),
+			TxTimestamping: hwts.Source(s.Stats.LastTxSource.Load()).String(),
+			RxTimestamping: hwts.Source(s.Stats.LastRxSource.Load()).String(),
+		}
+		if r, ok := d.reports[s.Name]; ok {
+			x.State = r.State.String()
+			x.OffsetNs, x.DelayNs, x.JitterNs, x.BoundNs = r.OffsetNS, r.DelayNS, r.JitterNS, r.BoundNS
+			if r.LastLocalNS != 0 {
+				x.LastSampleAgeNs = now - r.LastLocalNS
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}

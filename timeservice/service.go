@@ -1,0 +1,326 @@
+package timeservice
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// MaxWaitAheadNS is how far past the current latest bound WaitUntilAfter
+// accepts a target: further is OUT_OF_RANGE (almost surely a unit mistake,
+// and a call without deadline would hold a server goroutine for it).
+const MaxWaitAheadNS = int64(time.Hour)
+
+// Options configure a Service.
+type Options struct {
+	TT  *truetime.Clock // required
+	HLC *hlc.Clock      // nil: the HLC calls answer UNIMPLEMENTED
+	// Sources lists the configured sources for the Sources call (nil: none).
+	Sources func() []*timev1.Source
+	// ClockName is reported by Status (virtual | system | phc:...).
+	ClockName string
+	// MaxWatchers caps concurrent Watch streams (0 → 1024).
+	MaxWatchers int
+}
+
+// Service implements timev1.TimeServiceServer over an in-process TrueTime
+// clock and HLC.
+type Service struct {
+	timev1.UnimplementedTimeServiceServer
+	opt      Options
+	started  time.Time
+	watchers atomic.Int64
+	life     context.Context // cancelled by Shutdown: long calls end with UNAVAILABLE
+	shutdown context.CancelFunc
+}
+
+// NewService returns a Service; it starts nothing.
+func NewService(opt Options) (*Service, error) {
+	if opt.TT == nil {
+		return nil, errors.New("timeservice: Options.TT is required")
+	}
+	if opt.MaxWatchers == 0 {
+		opt.MaxWatchers = 1024
+	}
+	life, shutdown := context.WithCancel(context.Background())
+	return &Service{opt: opt, started: time.Now(), life: life, shutdown: shutdown}, nil
+}
+
+// Shutdown ends every blocked WaitUntilAfter and Watch with UNAVAILABLE so
+// that a graceful stop does not wait for them. Idempotent.
+func (s *Service) Shutdown() { s.shutdown() }
+
+// Watchers is the number of open Watch streams.
+func (s *Service) Watchers() int64 { return s.watchers.Load() }
+
+var errShutdown = status.Error(codes.Unavailable, "meridiand is shutting down")
+
+// StatusOf converts a truetime status to the wire enum.
+func StatusOf(st truetime.Status) timev1.ClockStatus {
+	switch st {
+	case truetime.Synchronized:
+		return timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED
+	case truetime.Holdover:
+		return timev1.ClockStatus_CLOCK_STATUS_HOLDOVER
+	default:
+		return timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED
+	}
+}
+
+func intervalOf(iv truetime.Interval) *timev1.Interval {
+	return &timev1.Interval{EarliestNs: iv.EarliestNS, LatestNs: iv.LatestNS, Status: StatusOf(iv.Status)}
+}
+
+// ttErr maps TrueTime and context errors to gRPC status codes.
+func ttErr(err error) error {
+	switch {
+	case errors.Is(err, truetime.ErrUnsynchronized):
+		return status.Error(codes.FailedPrecondition, "clock is unsynchronized: no interval can be promised (see `meridianctl status`)")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+func checkTS(ts int64) error {
+	if ts <= 0 {
+		return status.Errorf(codes.InvalidArgument, "ts_ns must be a positive Unix time in nanoseconds, got %d", ts)
+	}
+	return nil
+}
+
+// Now implements TimeService.Now.
+func (s *Service) Now(context.Context, *timev1.NowRequest) (*timev1.Interval, error) {
+	iv, err := s.opt.TT.Now()
+	if err != nil {
+		return nil, ttErr(err)
+	}
+	return intervalOf(iv), nil
+}
+
+func (s *Service) compare(ts int64, after bool) (*timev1.BoolResponse, error) {
+	if err := checkTS(ts); err != nil {
+		return nil, err
+	}
+	iv, err := s.opt.TT.Now()
+	if err != nil {
+		return nil, ttErr(err)
+	}
+	v := ts > iv.LatestNS
+	if after {
+		v = ts < iv.EarliestNS
+	}
+	return &timev1.BoolResponse{Value: v, Interval: intervalOf(iv)}, nil
+}
+
+// After implements TimeService.After: ts_ns < earliest.
+func (s *Service) After(_ context.Context, r *timev1.TimestampRequest) (*timev1.BoolResponse, error) {
+	return s.compare(r.GetTsNs(), true)
+}
+
+// Before implements TimeService.Before: ts_ns > latest.
+func (s *Service) Before(_ context.Context, r *timev1.TimestampRequest) (*timev1.BoolResponse, error) {
+	return s.compare(r.GetTsNs(), false)
+}
+
+// WaitUntilAfter implements TimeService.WaitUntilAfter on
+// truetime.Clock.WaitUntilAfter (timer sleeps, woken by new estimates).
+func (s *Service) WaitUntilAfter(ctx context.Context, r *timev1.TimestampRequest) (*timev1.Interval, error) {
+	ts := r.GetTsNs()
+	if err := checkTS(ts); err != nil {
+		return nil, err
+	}
+	if iv, err := s.opt.TT.Now(); err == nil && ts-iv.LatestNS > MaxWaitAheadNS {
+		return nil, status.Errorf(codes.OutOfRange, "ts_ns is %v past the latest bound (limit %v): check the units (nanoseconds)",
+			time.Duration(ts-iv.LatestNS).Round(time.Second), time.Duration(MaxWaitAheadNS))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.life, cancel)() // Shutdown ends the wait
+	if err := s.opt.TT.WaitUntilAfter(ctx, ts); err != nil {
+		if s.life.Err() != nil {
+			return nil, errShutdown
+		}
+		return nil, ttErr(err)
+	}
+	iv, err := s.opt.TT.Now()
+	if err != nil {
+		return nil, ttErr(err)
+	}
+	return intervalOf(iv), nil
+}
+
+// refID renders an NTP reference ID: ASCII for stratum ≤ 1, else IPv4.
+func refID(stratum uint8, id uint32) string {
+	if id == 0 {
+		return ""
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], id)
+	if stratum <= 1 {
+		n := 0
+		for n < 4 && b[n] != 0 {
+			n++
+		}
+		return string(b[:n])
+	}
+	return net.IP(b[:]).String()
+}
+
+func (s *Service) status() *timev1.StatusResponse {
+	e := s.opt.TT.Estimate()
+	now := s.opt.TT.LocalNS()
+	iv := truetime.Bound(now, e)
+	r := &timev1.StatusResponse{
+		Status:           StatusOf(iv.Status),
+		Leap:             timev1.LeapIndicator(e.Leap),
+		OffsetNs:         e.OffsetNS,
+		FrequencyPpb:     e.FreqPPB,
+		Stratum:          uint32(e.Stratum),
+		ReferenceId:      refID(e.Stratum, e.RefID),
+		RootDelayNs:      e.RootDelayNS,
+		RootDispersionNs: e.RootDispersionNS,
+		LastSampleAgeNs:  -1,
+		MaxErrorNs:       e.MaxErrorNS,
+		Clock:            s.opt.ClockName,
+		UptimeNs:         int64(time.Since(s.started)),
+	}
+	if e.LastSampleNS != 0 {
+		r.LastSampleAgeNs = now - e.LastSampleNS
+	}
+	if iv.Status != truetime.Unsynchronized {
+		r.Interval = intervalOf(iv)
+		r.ErrorBoundNs = iv.EpsNS()
+	}
+	return r
+}
+
+// Status implements TimeService.Status; it never fails.
+func (s *Service) Status(context.Context, *timev1.StatusRequest) (*timev1.StatusResponse, error) {
+	return s.status(), nil
+}
+
+// Sources implements TimeService.Sources.
+func (s *Service) Sources(context.Context, *timev1.SourcesRequest) (*timev1.SourcesResponse, error) {
+	r := &timev1.SourcesResponse{}
+	if s.opt.Sources != nil {
+		r.Sources = s.opt.Sources()
+	}
+	return r, nil
+}
+
+// Watch implements TimeService.Watch: the status at once, then on every
+// status change, and (unless changes_only) on estimate updates at most
+// every min_interval_ms. Time-driven transitions (holdover, loss of
+// synchronisation as ε grows) are caught by a timer at that interval.
+func (s *Service) Watch(r *timev1.WatchRequest, stream grpc.ServerStreamingServer[timev1.StatusResponse]) error {
+	minMS := r.GetMinIntervalMs()
+	switch {
+	case minMS == 0:
+		minMS = 1000
+	case minMS < 10 || minMS > 3_600_000:
+		return status.Errorf(codes.InvalidArgument, "min_interval_ms must be 0 (1000) or within [10, 3600000], got %d", minMS)
+	}
+	if n := s.watchers.Add(1); n > int64(s.opt.MaxWatchers) {
+		s.watchers.Add(-1)
+		return status.Errorf(codes.ResourceExhausted, "too many Watch streams (limit %d)", s.opt.MaxWatchers)
+	}
+	defer s.watchers.Add(-1)
+	minIv := time.Duration(minMS) * time.Millisecond
+	ctx := stream.Context()
+	tick := time.NewTicker(minIv)
+	defer tick.Stop()
+
+	changed := s.opt.TT.Changed()
+	cur := s.status()
+	lastEst := s.opt.TT.Estimate().LocalNS
+	if err := stream.Send(cur); err != nil {
+		return err
+	}
+	lastStatus, lastSent := cur.Status, time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.life.Done():
+			return errShutdown
+		case <-changed:
+		case <-tick.C:
+		}
+		changed = s.opt.TT.Changed()
+		cur = s.status()
+		est := s.opt.TT.Estimate().LocalNS
+		send := cur.Status != lastStatus ||
+			(!r.GetChangesOnly() && est != lastEst && time.Since(lastSent) >= minIv)
+		if !send {
+			continue
+		}
+		if err := stream.Send(cur); err != nil {
+			return err
+		}
+		lastStatus, lastSent, lastEst = cur.Status, time.Now(), est
+	}
+}
+
+func hlcOf(t hlc.Timestamp) *timev1.HLCTimestamp {
+	return &timev1.HLCTimestamp{Encoded: t.Encode(), WallUs: t.WallUS, Logical: uint32(t.Logical), Text: t.String()}
+}
+
+func hlcErr(err error) error {
+	var far *hlc.RemoteTooFarAheadError
+	if errors.As(err, &far) {
+		return status.Error(codes.OutOfRange, far.Error())
+	}
+	return ttErr(err)
+}
+
+// HLCNow implements TimeService.HLCNow.
+func (s *Service) HLCNow(context.Context, *timev1.HLCNowRequest) (*timev1.HLCTimestamp, error) {
+	if s.opt.HLC == nil {
+		return nil, status.Error(codes.Unimplemented, "this server has no hybrid logical clock")
+	}
+	t, err := s.opt.HLC.Now()
+	if err != nil {
+		return nil, hlcErr(err)
+	}
+	return hlcOf(t), nil
+}
+
+// HLCUpdate implements TimeService.HLCUpdate.
+func (s *Service) HLCUpdate(_ context.Context, r *timev1.HLCUpdateRequest) (*timev1.HLCTimestamp, error) {
+	if s.opt.HLC == nil {
+		return nil, status.Error(codes.Unimplemented, "this server has no hybrid logical clock")
+	}
+	if r.GetRemote() == 0 {
+		return nil, status.Error(codes.InvalidArgument, "remote must be a non-zero encoded HLC timestamp")
+	}
+	t, err := s.opt.HLC.Update(hlc.Decode(r.GetRemote()))
+	if err != nil {
+		return nil, hlcErr(err)
+	}
+	return hlcOf(t), nil
+}
+
+var _ timev1.TimeServiceServer = (*Service)(nil)
+
+// methodName is the short name of a full gRPC method ("/pkg.Svc/Now" → "Now").
+func methodName(full string) string {
+	for i := len(full) - 1; i >= 0; i-- {
+		if full[i] == '/' {
+			return full[i+1:]
+		}
+	}
+	return full
+}
