@@ -117,14 +117,14 @@ func ServerTLS(f TLSFiles) (*tls.Config, error) {
 
 // NewServer opens every listener (so that errors surface before serving)
 // and registers the services. Nothing is served until Serve.
-func NewServer(svc *Service, cfg ServerConfig) (s *Server, err error) {
+func NewServer(svc *Service, cfg ServerConfig) (_ *Server, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.GracePeriod == 0 {
 		cfg.GracePeriod = 2 * time.Second
 	}
-	s = &Server{svc: svc, cfg: cfg, health: health.NewServer()}
+	s := &Server{svc: svc, cfg: cfg, health: health.NewServer()}
 	defer func() {
 		if err != nil {
 			for _, l := range s.lns {

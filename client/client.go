@@ -1,0 +1,322 @@
+// Package client gives applications Meridian's TrueTime through one
+// interface, TimeSource, with three implementations chosen by
+// configuration:
+//
+//   - Shm: the daemon's shared-memory segment, lock-free and without a
+//     system call (the fast path for processes on the same host);
+//   - GRPC: the daemon's TimeService over a unix socket or TCP (+TLS);
+//   - Local: an in-process *truetime.Clock (tests, embedded use).
+//
+// All three return the same errors: truetime.ErrUnsynchronized when no
+// interval can be promised, the context's error when it ends.
+//
+// Invariants:
+//   - An interval returned by any implementation was computed by
+//     truetime.Bound from one estimate and one reading of the clock it was
+//     published for; no implementation caches an interval.
+//   - WaitUntilAfter returns nil only after After(t) was observed true; it
+//     sleeps (timers, or the server's wait), never spins.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// TimeSource is TrueTime as an application sees it.
+type TimeSource interface {
+	// Now returns an interval that contains true time.
+	Now(ctx context.Context) (truetime.Interval, error)
+	// After reports whether tNS has definitely passed (tNS < earliest).
+	After(ctx context.Context, tNS int64) (bool, error)
+	// Before reports whether tNS has definitely not arrived (tNS > latest).
+	Before(ctx context.Context, tNS int64) (bool, error)
+	// WaitUntilAfter blocks until After(tNS) is true or ctx ends.
+	WaitUntilAfter(ctx context.Context, tNS int64) error
+	Close() error
+}
+
+// Config selects and configures a TimeSource.
+type Config struct {
+	Kind    string // "shm" (default) | "grpc"
+	ShmPath string // shm: the segment (see daemon.DefaultShmPath)
+	Address string // grpc: unix:///path or host:port
+	TLS     TLS    // grpc over TCP: zero value means plaintext
+}
+
+// Open returns the TimeSource that c names.
+func Open(c Config) (TimeSource, error) {
+	switch c.Kind {
+	case "", "shm":
+		if c.ShmPath == "" {
+			return nil, errors.New("client: shm needs ShmPath")
+		}
+		return OpenShm(c.ShmPath)
+	case "grpc":
+		return DialGRPC(c.Address, c.TLS)
+	default:
+		return nil, fmt.Errorf("client: kind %q: want shm or grpc", c.Kind)
+	}
+}
+
+func between(iv truetime.Interval, tNS int64, after bool) bool {
+	if after {
+		return tNS < iv.EarliestNS
+	}
+	return tNS > iv.LatestNS
+}
+
+// ---- in-process ----
+
+// Local is a TimeSource over an in-process TrueTime clock.
+type Local struct{ C *truetime.Clock }
+
+// Now implements TimeSource.
+func (l Local) Now(context.Context) (truetime.Interval, error) { return l.C.Now() }
+
+// After implements TimeSource.
+func (l Local) After(_ context.Context, tNS int64) (bool, error) { return l.C.After(tNS) }
+
+// Before implements TimeSource.
+func (l Local) Before(_ context.Context, tNS int64) (bool, error) { return l.C.Before(tNS) }
+
+// WaitUntilAfter implements TimeSource.
+func (l Local) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	return l.C.WaitUntilAfter(ctx, tNS)
+}
+
+// Close implements TimeSource.
+func (Local) Close() error { return nil }
+
+// ---- shared memory ----
+
+// Shm is a TimeSource over the daemon's shared-memory segment.
+type Shm struct{ r *truetime.ShmReader }
+
+// OpenShm maps the segment at path.
+func OpenShm(path string) (*Shm, error) {
+	r, err := truetime.OpenShm(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Shm{r: r}, nil
+}
+
+// MaxShmSleep caps one sleep of Shm.WaitUntilAfter: shared memory cannot
+// wake a waiter, so a new, narrower estimate is noticed within this time.
+const MaxShmSleep = 10 * time.Millisecond
+
+// Now implements TimeSource; it neither allocates nor enters the kernel.
+func (s *Shm) Now(context.Context) (truetime.Interval, error) { return s.r.Now() }
+
+// After implements TimeSource.
+func (s *Shm) After(_ context.Context, tNS int64) (bool, error) {
+	iv, err := s.r.Now()
+	if err != nil {
+		return false, err
+	}
+	return between(iv, tNS, true), nil
+}
+
+// Before implements TimeSource.
+func (s *Shm) Before(_ context.Context, tNS int64) (bool, error) {
+	iv, err := s.r.Now()
+	if err != nil {
+		return false, err
+	}
+	return between(iv, tNS, false), nil
+}
+
+// WaitUntilAfter implements TimeSource: it sleeps for the remaining
+// distance tNS − earliest (at most MaxShmSleep), re-reading after each
+// sleep. While unsynchronized it keeps waiting, like truetime.Clock.
+func (s *Shm) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for {
+		d := MaxShmSleep
+		if iv, err := s.r.Now(); err == nil {
+			if tNS < iv.EarliestNS {
+				return nil
+			}
+			d = min(d, time.Duration(tNS-iv.EarliestNS+1))
+		}
+		t.Reset(d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Close unmaps the segment.
+func (s *Shm) Close() error { return s.r.Close() }
+
+// ---- gRPC ----
+
+// TLS configures a gRPC client over TCP: CA verifies the server (empty: the
+// system roots), Cert/Key present a client certificate (mTLS),
+// ServerName overrides the name checked in the server's certificate.
+type TLS struct {
+	Enable                    bool
+	CA, Cert, Key, ServerName string
+}
+
+func (t TLS) config() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: t.ServerName}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", t.CA)
+		}
+	}
+	if t.Cert != "" || t.Key != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, err
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// Dial connects to a TimeService address (unix:///path or host:port). The
+// connection is made lazily; the first call reports an unreachable daemon.
+func Dial(address string, t TLS) (*grpc.ClientConn, error) {
+	network, addr, err := config.ParseListenAddr(address)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	creds := insecure.NewCredentials()
+	if t.Enable || t.CA != "" || t.Cert != "" {
+		if network == "unix" {
+			return nil, errors.New("client: TLS is for TCP; unix sockets are protected by their file mode")
+		}
+		c, err := t.config()
+		if err != nil {
+			return nil, fmt.Errorf("client: TLS: %w", err)
+		}
+		creds = credentials.NewTLS(c)
+	}
+	target := "unix://" + addr
+	if network == "tcp" {
+		target = "passthrough:///" + addr
+	}
+	return grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+}
+
+// GRPC is a TimeSource over the daemon's TimeService.
+type GRPC struct {
+	conn *grpc.ClientConn
+	c    timev1.TimeServiceClient
+}
+
+// DialGRPC returns a TimeSource over a new connection to address.
+func DialGRPC(address string, t TLS) (*GRPC, error) {
+	conn, err := Dial(address, t)
+	if err != nil {
+		return nil, err
+	}
+	return &GRPC{conn: conn, c: timev1.NewTimeServiceClient(conn)}, nil
+}
+
+// NewGRPC wraps an existing connection (Close then closes it).
+func NewGRPC(conn *grpc.ClientConn) *GRPC {
+	return &GRPC{conn: conn, c: timev1.NewTimeServiceClient(conn)}
+}
+
+// Service is the generated client, for the calls TimeSource does not cover
+// (Status, Sources, Watch, HLC).
+func (g *GRPC) Service() timev1.TimeServiceClient { return g.c }
+
+// FromStatus converts a TimeService error: FAILED_PRECONDITION becomes
+// truetime.ErrUnsynchronized, cancellation and deadlines the context
+// errors; everything else is returned unchanged (a *status.Status error).
+func FromStatus(err error) error {
+	switch status.Code(err) {
+	case codes.OK:
+		return err
+	case codes.FailedPrecondition:
+		return truetime.ErrUnsynchronized
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	case codes.Canceled:
+		return context.Canceled
+	}
+	return err
+}
+
+// Interval converts the wire interval.
+func Interval(iv *timev1.Interval) truetime.Interval {
+	st := truetime.Unsynchronized
+	switch iv.GetStatus() {
+	case timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED:
+		st = truetime.Synchronized
+	case timev1.ClockStatus_CLOCK_STATUS_HOLDOVER:
+		st = truetime.Holdover
+	}
+	return truetime.Interval{EarliestNS: iv.GetEarliestNs(), LatestNS: iv.GetLatestNs(), Status: st}
+}
+
+// Now implements TimeSource.
+func (g *GRPC) Now(ctx context.Context) (truetime.Interval, error) {
+	iv, err := g.c.Now(ctx, &timev1.NowRequest{})
+	if err != nil {
+		return truetime.Interval{}, FromStatus(err)
+	}
+	return Interval(iv), nil
+}
+
+// After implements TimeSource.
+func (g *GRPC) After(ctx context.Context, tNS int64) (bool, error) {
+	r, err := g.c.After(ctx, &timev1.TimestampRequest{TsNs: tNS})
+	if err != nil {
+		return false, FromStatus(err)
+	}
+	return r.GetValue(), nil
+}
+
+// Before implements TimeSource.
+func (g *GRPC) Before(ctx context.Context, tNS int64) (bool, error) {
+	r, err := g.c.Before(ctx, &timev1.TimestampRequest{TsNs: tNS})
+	if err != nil {
+		return false, FromStatus(err)
+	}
+	return r.GetValue(), nil
+}
+
+// WaitUntilAfter implements TimeSource with the server's wait.
+func (g *GRPC) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	_, err := g.c.WaitUntilAfter(ctx, &timev1.TimestampRequest{TsNs: tNS})
+	return FromStatus(err)
+}
+
+// Close closes the connection.
+func (g *GRPC) Close() error { return g.conn.Close() }
+
+var (
+	_ TimeSource = Local{}
+	_ TimeSource = (*Shm)(nil)
+	_ TimeSource = (*GRPC)(nil)
+)
