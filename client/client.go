@@ -246,6 +246,9 @@ func NewGRPC(conn *grpc.ClientConn) *GRPC {
 	return &GRPC{conn: conn, c: timev1.NewTimeServiceClient(conn)}
 }
 
+// Conn is the underlying connection (for health checks and reflection).
+func (g *GRPC) Conn() *grpc.ClientConn { return g.conn }
+
 // Service is the generated client, for the calls TimeSource does not cover
 // (Status, Sources, Watch, HLC).
 func (g *GRPC) Service() timev1.TimeServiceClient { return g.c }

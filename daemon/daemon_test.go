@@ -30,7 +30,9 @@ func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan e
 	cfg.Shm.Path = filepath.Join(dir, "tt.shm")
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
+	if !strings.Contains(yaml, "grpc:") {
+		cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
+	}
 	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

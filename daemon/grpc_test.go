@@ -1,0 +1,172 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/client"
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/internal/testcerts"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// End to end over gRPC: B starts 3 ms behind reference A and disciplines
+// itself from A over loopback NTP; B serves TimeService on a unix socket
+// and on TCP with mTLS. A's clock, read from its shm model on the same
+// CLOCK_MONOTONIC_RAW, is the ground truth: every interval B serves over
+// either transport contains A's time (bracketed by reads before and after
+// the call), WaitUntilAfter returns only once A's time has passed the
+// target, and HLC timestamps are never below true time.
+func TestGRPCEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	certs, err := testcerts.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, cancelA, doneA := startDaemon(t, "local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:0\"]}\n")
+	defer func() { cancelA(); <-doneA }()
+	sock := filepath.Join(dir, "b.sock")
+	b, cancelB, doneB := startDaemon(t, fmt.Sprintf(`local_stratum: 0
+clock_offset: -3ms
+sources: [{type: ntp, address: %q, poll: 250ms}]
+grpc:
+  listen: ["unix://%s", "127.0.0.1:0"]
+  tls: {cert: %s, key: %s, ca: %s}
+`, a.NTPServerAddr(), sock, certs.ServerCert, certs.ServerKey, certs.CA))
+	defer func() {
+		cancelB()
+		if err := <-doneB; err != nil {
+			t.Error(err)
+		}
+	}()
+	addrs := b.GRPCAddrs()
+	if len(addrs) != 2 || addrs[0] != "unix://"+sock {
+		t.Fatalf("listeners %v", addrs)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
+	}
+	ra, err := truetime.OpenShm(a.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	truth := func() int64 {
+		m, _, err := ra.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.At(clock.MonoRawNS())
+	}
+	rb, err := truetime.OpenShm(b.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	// Control: B's raw clock really is ~3 ms off A's, so an interval
+	// around it (ε well under 3 ms) would miss the truth.
+	if mb, _, _ := rb.Snapshot(); time.Duration(mb.At(clock.MonoRawNS())-truth()).Abs() < 2*time.Millisecond {
+		t.Fatal("B does not start offset from A: the containment check would prove nothing")
+	}
+
+	transports := map[string]client.TLS{
+		addrs[0]: {},
+		addrs[1]: {CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey},
+	}
+	for addr, tl := range transports {
+		src, err := client.DialGRPC(addr, tl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		// Wait for synchronisation: FAILED_PRECONDITION → ErrUnsynchronized.
+		for {
+			_, err := src.Now(ctx)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, truetime.ErrUnsynchronized) {
+				t.Fatalf("%s: %v", addr, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		var maxEps int64
+		for i := 0; i < 300; i++ {
+			lo := truth()
+			iv, err := src.Now(ctx)
+			hi := truth()
+			if err != nil {
+				t.Fatalf("%s read %d: %v", addr, i, err)
+			}
+			if iv.EarliestNS > hi || iv.LatestNS < lo {
+				t.Fatalf("%s read %d: [%d, %d] misses A's time in [%d, %d]", addr, i, iv.EarliestNS, iv.LatestNS, lo, hi)
+			}
+			maxEps = max(maxEps, iv.EpsNS())
+		}
+		if maxEps >= int64(2*time.Millisecond) {
+			t.Fatalf("%s: ε up to %v: too wide for the 3 ms control to matter", addr, time.Duration(maxEps))
+		}
+		for i := 0; i < 3; i++ {
+			iv, _ := src.Now(ctx)
+			target := iv.LatestNS + int64(5*time.Millisecond)
+			if err := src.WaitUntilAfter(ctx, target); err != nil {
+				t.Fatal(err)
+			}
+			if now := truth(); now <= target {
+				t.Fatalf("%s: WaitUntilAfter returned %v before A's clock reached the target", addr, time.Duration(target-now))
+			}
+			if ok, err := src.After(ctx, target); err != nil || !ok {
+				t.Fatalf("%s: After(target) %v %v after the wait", addr, ok, err)
+			}
+		}
+		svc := src.Service()
+		lo := truth()
+		h, err := svc.HLCNow(ctx, &timev1.HLCNowRequest{})
+		if err != nil || h.WallUs*1000 < lo/1000*1000 {
+			t.Fatalf("%s: HLC %v below true time %d: %v", addr, h, lo, err)
+		}
+		st, err := svc.Status(ctx, &timev1.StatusRequest{})
+		if err != nil || st.Status != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || st.Stratum != 2 || st.ReferenceId != "127.0.0.1" || st.Clock != "virtual" {
+			t.Fatalf("%s: status %v %v", addr, st, err)
+		}
+		srcs, err := svc.Sources(ctx, &timev1.SourcesRequest{})
+		if err != nil || len(srcs.Sources) != 1 || srcs.Sources[0].State != "selected" || srcs.Sources[0].Reach == 0 || srcs.Sources[0].Valid == 0 {
+			t.Fatalf("%s: sources %v %v", addr, srcs, err)
+		}
+		hr, err := healthpb.NewHealthClient(src.Conn()).Check(ctx, &healthpb.HealthCheckRequest{Service: "meridian.time.v1.TimeService"})
+		if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("%s: health %v %v", addr, hr, err)
+		}
+		cancel()
+		src.Close()
+	}
+	// The metrics endpoint has the gRPC latency and HLC rejection series.
+	resp, err := http.Get("http://" + b.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`meridian_grpc_request_duration_seconds_count\{code="OK",method="Now"\} (\d+)`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no Now latency histogram in\n%s", body)
+	}
+	if n, _ := strconv.Atoi(string(m[1])); n < 600 {
+		t.Fatalf("Now count %d, want ≥ 600", n)
+	}
+	if !regexp.MustCompile(`(?m)^meridian_hlc_rejected_total 0$`).Match(body) {
+		t.Fatal("no meridian_hlc_rejected_total")
+	}
+}
