@@ -114,13 +114,29 @@ func firstWritable(candidates ...string) string {
 	return candidates[len(candidates)-1]
 }
 
-func runtimeDir() string {
-	var c []string
-	c = append(c, "/run/meridian")
+// runtimeDirs are the candidate runtime directories, most privileged first.
+func runtimeDirs() []string {
+	c := []string{"/run/meridian"}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		c = append(c, filepath.Join(x, "meridian"))
 	}
-	return firstWritable(append(c, filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid())))...)
+	return append(c, filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid())))
+}
+
+func runtimeDir() string { return firstWritable(runtimeDirs()...) }
+
+// LocateRuntimeFile is where a client finds a daemon's runtime file (name
+// "truetime.shm" or "grpc.sock"): the first candidate directory holding it,
+// so an unprivileged client finds a system daemon's files under
+// /run/meridian; when none exists, the path this user's daemon would use.
+func LocateRuntimeFile(name string) string {
+	for _, d := range runtimeDirs() {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join(runtimeDir(), name)
 }
 
 func defaultStateDir() string {

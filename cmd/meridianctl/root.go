@@ -1,23 +1,31 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/daemon"
+	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/truetime"
 )
 
 // exitError carries an exit code: 1 for "the clock cannot answer", 2 for
-// usage and access errors.
+// usage, connection and access errors.
 type exitError struct {
 	code int
 	msg  string
@@ -25,154 +33,598 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.msg }
 
+var errUnsync = exitError{1, "clock is unsynchronized: no interval can be promised (meridianctl status shows why)"}
+
 type nowJSON struct {
 	EarliestNS int64  `json:"earliest_ns"`
 	LatestNS   int64  `json:"latest_ns"`
 	Status     string `json:"status"`
 }
 
+// statusJSON is `status --json`, the same fields from gRPC or shm.
 type statusJSON struct {
 	Status           string  `json:"status"`
+	Leap             string  `json:"leap,omitempty"`
 	EarliestNS       int64   `json:"earliest_ns"`
 	LatestNS         int64   `json:"latest_ns"`
 	ErrorBoundNS     int64   `json:"error_bound_ns"`
 	OffsetNS         float64 `json:"offset_ns"`
-	SkewPPB          float64 `json:"skew_ppb"`
 	FreqPPB          float64 `json:"freq_ppb"`
-	DriftBoundPPB    float64 `json:"drift_bound_ppb"`
-	FreqUncPPB       float64 `json:"freq_unc_ppb"`
-	Stratum          uint8   `json:"stratum"`
+	Stratum          uint32  `json:"stratum"`
 	RefID            string  `json:"ref_id"`
 	RootDelayNS      int64   `json:"root_delay_ns"`
 	RootDispersionNS int64   `json:"root_dispersion_ns"`
-	LastUpdateAgeNS  int64   `json:"last_update_age_ns"`
 	LastSampleAgeNS  int64   `json:"last_sample_age_ns"`
 	MaxErrorNS       int64   `json:"max_error_ns"`
+	Clock            string  `json:"clock,omitempty"`
+	UptimeNS         int64   `json:"uptime_ns,omitempty"`
+	// shm only: the ε growth terms.
+	DriftBoundPPB float64 `json:"drift_bound_ppb,omitempty"`
+	FreqUncPPB    float64 `json:"freq_unc_ppb,omitempty"`
 }
 
+type sourceJSON struct {
+	Name            string  `json:"name"`
+	Type            string  `json:"type"`
+	Address         string  `json:"address"`
+	State           string  `json:"state"`
+	Stratum         uint32  `json:"stratum"`
+	Reach           uint32  `json:"reach"`
+	OffsetNS        float64 `json:"offset_ns"`
+	DelayNS         int64   `json:"delay_ns"`
+	JitterNS        float64 `json:"jitter_ns"`
+	BoundNS         float64 `json:"bound_ns"`
+	LastSampleAgeNS int64   `json:"last_sample_age_ns"`
+	Sent            uint64  `json:"sent"`
+	Valid           uint64  `json:"valid"`
+	Rejected        uint64  `json:"rejected"`
+	Timeouts        uint64  `json:"timeouts"`
+	TxTimestamping  string  `json:"tx_timestamping"`
+	RxTimestamping  string  `json:"rx_timestamping"`
+}
+
+type hlcJSON struct {
+	Encoded uint64 `json:"encoded"`
+	WallUS  int64  `json:"wall_us"`
+	Logical uint32 `json:"logical"`
+	Text    string `json:"text"`
+}
+
+type opts struct {
+	addr, shm            string
+	ca, cert, key, sname string
+	timeout              time.Duration
+	json                 bool
+	stdout               io.Writer
+}
+
+func statusName(s timev1.ClockStatus) string {
+	switch s {
+	case timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED:
+		return truetime.Synchronized.String()
+	case timev1.ClockStatus_CLOCK_STATUS_HOLDOVER:
+		return truetime.Holdover.String()
+	}
+	return truetime.Unsynchronized.String()
+}
+
+func (o *opts) address() string {
+	if o.addr != "" {
+		return o.addr
+	}
+	return "unix://" + daemon.LocateRuntimeFile("grpc.sock")
+}
+
+func (o *opts) dial() (*client.GRPC, error) {
+	g, err := client.DialGRPC(o.address(), client.TLS{CA: o.ca, Cert: o.cert, Key: o.key, ServerName: o.sname})
+	if err != nil {
+		return nil, exitError{2, err.Error()}
+	}
+	return g, nil
+}
+
+func (o *opts) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), o.timeout)
+}
+
+// rpcErr turns a gRPC error into a message a newcomer can act on.
+func (o *opts) rpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.FailedPrecondition:
+		return errUnsync
+	case codes.Unavailable:
+		hint := "is meridiand running, with grpc.listen set? (--addr)"
+		if strings.Contains(st.Message(), "tls") || strings.Contains(st.Message(), "certificate") || strings.Contains(st.Message(), "handshake") {
+			hint = "TLS failed: check --tls-ca/--tls-cert/--tls-key"
+		}
+		return exitError{2, fmt.Sprintf("cannot reach meridiand at %s: %s (%s)", o.address(), hint, st.Message())}
+	case codes.DeadlineExceeded:
+		return exitError{2, fmt.Sprintf("no answer from %s within --timeout %v", o.address(), o.timeout)}
+	case codes.PermissionDenied:
+		return exitError{2, fmt.Sprintf("%s: permission denied", o.address())}
+	}
+	return exitError{2, fmt.Sprintf("%s: %s", st.Code(), st.Message())}
+}
+
+func (o *opts) printJSON(v any) error { return json.NewEncoder(o.stdout).Encode(v) }
+
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	var shmPath string
-	var asJSON bool
+	o := &opts{stdout: stdout}
 	root := &cobra.Command{
 		Use:   "meridianctl",
-		Short: "Read TrueTime and status from a running meridiand",
-		Long: `meridianctl reads the TrueTime interval that meridiand publishes in shared memory.
-The interval [earliest, latest] contains true time whenever the status is
-synchronized or holdover; when meridiand cannot promise that, "now" fails
-with "clock is unsynchronized" (exit status 1) instead of printing a number.`,
+		Short: "Query a running meridiand: TrueTime, status, sources, HLC",
+		Long: `meridianctl talks to meridiand's TimeService over gRPC (by default the unix
+socket /run/meridian/grpc.sock, or a per-user runtime directory when the
+daemon runs unprivileged). The interval [earliest, latest] contains true time
+whenever the status is synchronized or holdover; when meridiand cannot
+promise that, commands fail with "clock is unsynchronized" (exit status 1)
+instead of printing a number. Exit status 2: usage or connection errors.
+
+With --shm, "now" and "status" read the shared-memory segment instead (no
+daemon round trip; what applications on the same host use).`,
 		Example: `  # start a daemon in one shell (unprivileged, virtual clock):
   make run
   # then, in another:
-  meridianctl now                 # earliest, latest, ε and status
-  meridianctl now --json          # {"earliest_ns":…,"latest_ns":…,"status":"synchronized"}
-  meridianctl status              # estimate: offset, frequency, error bound, update age
-  meridianctl status --json
-  meridianctl --shm /tmp/x.shm now   # a daemon started with --shm /tmp/x.shm`,
+  meridianctl now                    # earliest, latest, ε and status
+  meridianctl now --json             # {"earliest_ns":…,"latest_ns":…,"status":"synchronized"}
+  meridianctl status                 # offset, frequency, error bound, stratum, reference
+  meridianctl sources                # each source: state, reach, offset, delay, jitter
+  meridianctl hlc                    # a hybrid logical clock timestamp
+  meridianctl hlc update 1795587542850187884   # merge a remote HLC timestamp
+  meridianctl watch --count 5        # stream status changes and updates
+  meridianctl wait-until +20ms       # commit wait: return once now+20ms has surely passed
+  meridianctl --addr 10.0.0.5:9393 --tls-ca ca.pem --tls-cert me.pem --tls-key me-key.pem status
+  meridianctl --shm /tmp/x.shm now   # read a segment directly`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&shmPath, "shm", "", "shared memory segment (default: the daemon's default, "+daemon.DefaultShmPath()+")")
-	root.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	pf := root.PersistentFlags()
+	pf.StringVar(&o.addr, "addr", "", "daemon address: unix:///path or host:port (default: the daemon's unix socket)")
+	pf.StringVar(&o.shm, "shm", "", "read now/status from this shared-memory segment instead of gRPC")
+	pf.StringVar(&o.ca, "tls-ca", "", "TCP: CA that signed the daemon's certificate (enables TLS)")
+	pf.StringVar(&o.cert, "tls-cert", "", "TCP: client certificate for mTLS")
+	pf.StringVar(&o.key, "tls-key", "", "TCP: client key for mTLS")
+	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
+	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
+	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), hlcCmd(o), watchCmd(o), waitCmd(o))
+	return root
+}
 
-	open := func() (*truetime.ShmReader, error) {
-		p := shmPath
-		if p == "" {
-			p = daemon.DefaultShmPath()
-		}
-		r, err := truetime.OpenShm(p)
-		switch {
-		case err == nil:
-			return r, nil
-		case errors.Is(err, os.ErrNotExist):
-			return nil, exitError{2, fmt.Sprintf("cannot open %s: no such file: is meridiand running? (see --shm)", p)}
-		case errors.Is(err, os.ErrPermission):
-			return nil, exitError{2, fmt.Sprintf("cannot open %s: permission denied", p)}
-		default:
-			return nil, exitError{2, err.Error()}
-		}
+func openShm(p string) (*truetime.ShmReader, error) {
+	r, err := truetime.OpenShm(p)
+	switch {
+	case err == nil:
+		return r, nil
+	case errors.Is(err, os.ErrNotExist):
+		return nil, exitError{2, fmt.Sprintf("cannot open %s: no such file: is meridiand running? (see --shm)", p)}
+	case errors.Is(err, os.ErrPermission):
+		return nil, exitError{2, fmt.Sprintf("cannot open %s: permission denied", p)}
+	default:
+		return nil, exitError{2, err.Error()}
 	}
+}
 
-	now := &cobra.Command{
+func printInterval(o *opts, iv truetime.Interval) error {
+	if o.json {
+		return o.printJSON(nowJSON{iv.EarliestNS, iv.LatestNS, iv.Status.String()})
+	}
+	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "earliest\t%s\t%d\n", fmtTime(iv.EarliestNS), iv.EarliestNS)
+	fmt.Fprintf(tw, "latest\t%s\t%d\n", fmtTime(iv.LatestNS), iv.LatestNS)
+	fmt.Fprintf(tw, "ε\t%v\t\n", time.Duration(iv.EpsNS()))
+	fmt.Fprintf(tw, "status\t%s\t\n", iv.Status)
+	return tw.Flush()
+}
+
+func nowCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
 		Use:   "now",
 		Short: "Print the TrueTime interval [earliest, latest]",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := open()
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			iv, err := r.Now()
-			if errors.Is(err, truetime.ErrUnsynchronized) {
-				if asJSON {
-					_ = json.NewEncoder(stdout).Encode(nowJSON{Status: truetime.Unsynchronized.String()})
+		RunE: func(*cobra.Command, []string) error {
+			var iv truetime.Interval
+			var err error
+			if o.shm != "" {
+				r, oerr := openShm(o.shm)
+				if oerr != nil {
+					return oerr
 				}
-				return exitError{1, "clock is unsynchronized: no interval can be promised"}
+				defer r.Close()
+				iv, err = r.Now()
+			} else {
+				g, derr := o.dial()
+				if derr != nil {
+					return derr
+				}
+				defer g.Close()
+				ctx, cancel := o.ctx()
+				defer cancel()
+				iv, err = g.Now(ctx)
+				if err != nil && !errors.Is(err, truetime.ErrUnsynchronized) {
+					return o.rpcErr(err)
+				}
+			}
+			if errors.Is(err, truetime.ErrUnsynchronized) {
+				if o.json {
+					_ = o.printJSON(nowJSON{Status: truetime.Unsynchronized.String()})
+				}
+				return errUnsync
 			}
 			if err != nil {
 				return exitError{2, err.Error()}
 			}
-			if asJSON {
-				return json.NewEncoder(stdout).Encode(nowJSON{iv.EarliestNS, iv.LatestNS, iv.Status.String()})
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintf(tw, "earliest\t%s\t%d\n", fmtTime(iv.EarliestNS), iv.EarliestNS)
-			fmt.Fprintf(tw, "latest\t%s\t%d\n", fmtTime(iv.LatestNS), iv.LatestNS)
-			fmt.Fprintf(tw, "ε\t%v\t\n", time.Duration(iv.EpsNS()))
-			fmt.Fprintf(tw, "status\t%s\t\n", iv.Status)
-			return tw.Flush()
+			return printInterval(o, iv)
 		},
 	}
+}
 
-	status := &cobra.Command{
+func statusFromShm(p string) (statusJSON, error) {
+	r, err := openShm(p)
+	if err != nil {
+		return statusJSON{}, err
+	}
+	defer r.Close()
+	m, e, err := r.Snapshot()
+	if err != nil {
+		return statusJSON{}, exitError{2, err.Error()}
+	}
+	local := m.At(clock.MonoRawNS())
+	iv := truetime.Bound(local, e)
+	st := statusJSON{
+		Status: iv.Status.String(), OffsetNS: e.OffsetNS, FreqPPB: e.FreqPPB,
+		DriftBoundPPB: e.DriftBoundPPB, FreqUncPPB: e.FreqUncPPB, Stratum: uint32(e.Stratum),
+		RefID: refID(e.RefID), RootDelayNS: e.RootDelayNS, RootDispersionNS: e.RootDispersionNS,
+		MaxErrorNS: e.MaxErrorNS, LastSampleAgeNS: -1,
+	}
+	if iv.Status != truetime.Unsynchronized {
+		st.EarliestNS, st.LatestNS, st.ErrorBoundNS = iv.EarliestNS, iv.LatestNS, iv.EpsNS()
+	}
+	if e.LastSampleNS != 0 {
+		st.LastSampleAgeNS = local - e.LastSampleNS
+	}
+	return st, nil
+}
+
+func statusFromRPC(r *timev1.StatusResponse) statusJSON {
+	st := statusJSON{
+		Status: statusName(r.Status), OffsetNS: r.OffsetNs, FreqPPB: r.FrequencyPpb, Stratum: r.Stratum,
+		RefID: r.ReferenceId, RootDelayNS: r.RootDelayNs, RootDispersionNS: r.RootDispersionNs,
+		LastSampleAgeNS: r.LastSampleAgeNs, MaxErrorNS: r.MaxErrorNs, Clock: r.Clock, UptimeNS: r.UptimeNs,
+		ErrorBoundNS: r.ErrorBoundNs, EarliestNS: r.GetInterval().GetEarliestNs(), LatestNS: r.GetInterval().GetLatestNs(),
+	}
+	if r.Leap != timev1.LeapIndicator_LEAP_INDICATOR_NONE {
+		st.Leap = strings.ToLower(strings.TrimPrefix(r.Leap.String(), "LEAP_INDICATOR_"))
+	}
+	return st
+}
+
+func printStatus(o *opts, st statusJSON) error {
+	if o.json {
+		return o.printJSON(st)
+	}
+	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "status\t%s\n", st.Status)
+	if st.Status != truetime.Unsynchronized.String() {
+		fmt.Fprintf(tw, "error bound (ε)\t%v\n", time.Duration(st.ErrorBoundNS))
+		fmt.Fprintf(tw, "interval\t[%s, %s]\n", fmtTime(st.EarliestNS), fmtTime(st.LatestNS))
+	}
+	fmt.Fprintf(tw, "offset (local − true)\t%.0f ns\n", st.OffsetNS)
+	fmt.Fprintf(tw, "frequency\t%.3f ppb\n", st.FreqPPB)
+	fmt.Fprintf(tw, "stratum\t%d\n", st.Stratum)
+	fmt.Fprintf(tw, "reference\t%s\n", st.RefID)
+	fmt.Fprintf(tw, "root delay / dispersion\t%v / %v\n", time.Duration(st.RootDelayNS), time.Duration(st.RootDispersionNS))
+	if st.LastSampleAgeNS >= 0 {
+		fmt.Fprintf(tw, "last sample\t%v ago\n", time.Duration(st.LastSampleAgeNS).Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(tw, "last sample\tnone\n")
+	}
+	fmt.Fprintf(tw, "max error\t%v\n", time.Duration(st.MaxErrorNS))
+	if st.Leap != "" {
+		fmt.Fprintf(tw, "leap second\t%s pending\n", st.Leap)
+	}
+	if st.DriftBoundPPB+st.FreqUncPPB != 0 {
+		fmt.Fprintf(tw, "ε growth\t%.0f ppb (drift bound %.0f + frequency uncertainty %.0f)\n", st.DriftBoundPPB+st.FreqUncPPB, st.DriftBoundPPB, st.FreqUncPPB)
+	}
+	if st.Clock != "" {
+		fmt.Fprintf(tw, "clock\t%s\n", st.Clock)
+		fmt.Fprintf(tw, "uptime\t%v\n", time.Duration(st.UptimeNS).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+func statusCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
 		Use:   "status",
-		Short: "Print the daemon's estimate: offset, frequency, error bound, update age",
+		Short: "Print the daemon's state: status, error bound, offset, frequency, stratum, reference",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := open()
+		RunE: func(*cobra.Command, []string) error {
+			if o.shm != "" {
+				st, err := statusFromShm(o.shm)
+				if err != nil {
+					return err
+				}
+				return printStatus(o, st)
+			}
+			g, err := o.dial()
 			if err != nil {
 				return err
 			}
-			defer r.Close()
-			m, e, err := r.Snapshot()
+			defer g.Close()
+			ctx, cancel := o.ctx()
+			defer cancel()
+			r, err := g.Service().Status(ctx, &timev1.StatusRequest{})
 			if err != nil {
-				return exitError{2, err.Error()}
+				return o.rpcErr(err)
 			}
-			local := m.At(clock.MonoRawNS())
-			iv := truetime.Bound(local, e)
-			st := statusJSON{
-				Status: iv.Status.String(), EarliestNS: iv.EarliestNS, LatestNS: iv.LatestNS,
-				OffsetNS: e.OffsetNS, SkewPPB: e.SkewPPB, FreqPPB: e.FreqPPB,
-				DriftBoundPPB: e.DriftBoundPPB, FreqUncPPB: e.FreqUncPPB, Stratum: e.Stratum,
-				RefID: refID(e.RefID), RootDelayNS: e.RootDelayNS, RootDispersionNS: e.RootDispersionNS,
-				MaxErrorNS: e.MaxErrorNS,
+			return printStatus(o, statusFromRPC(r))
+		},
+	}
+}
+
+func sourcesCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sources",
+		Short: "List the time sources: state, reach, offset, delay, jitter, bound",
+		Long: `State is what the last discipline update did with the source: selected
+(agreed with the majority and was combined), falseticker (outside the
+majority's intersection), too-few (agreeing set below min_sources) or unused
+(no fresh sample). Reach is the 8-bit register of the last polls, octal as in
+chronyc. Offset is local minus source.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			g, err := o.dial()
+			if err != nil {
+				return err
 			}
-			if iv.Status != truetime.Unsynchronized {
-				st.ErrorBoundNS = iv.EpsNS()
-				st.LastUpdateAgeNS = local - e.LocalNS
-				st.LastSampleAgeNS = local - e.LastSampleNS
+			defer g.Close()
+			ctx, cancel := o.ctx()
+			defer cancel()
+			r, err := g.Service().Sources(ctx, &timev1.SourcesRequest{})
+			if err != nil {
+				return o.rpcErr(err)
 			}
-			if asJSON {
-				return json.NewEncoder(stdout).Encode(st)
+			var out []sourceJSON
+			for _, s := range r.Sources {
+				out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
+					s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping})
 			}
-			tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintf(tw, "status\t%s\n", st.Status)
-			if iv.Status != truetime.Unsynchronized {
-				fmt.Fprintf(tw, "error bound (ε)\t%v\n", time.Duration(st.ErrorBoundNS))
-				fmt.Fprintf(tw, "offset (local − true)\t%.0f ns\n", st.OffsetNS)
-				fmt.Fprintf(tw, "stratum\t%d\n", st.Stratum)
-				fmt.Fprintf(tw, "reference\t%s\n", st.RefID)
-				fmt.Fprintf(tw, "last update\t%v ago\n", time.Duration(st.LastUpdateAgeNS))
+			if o.json {
+				if out == nil {
+					out = []sourceJSON{}
+				}
+				return o.printJSON(out)
 			}
-			fmt.Fprintf(tw, "frequency\t%.3f ppb\n", st.FreqPPB)
-			fmt.Fprintf(tw, "ε growth\t%.0f ppb (drift bound %.0f + frequency uncertainty %.0f)\n", st.DriftBoundPPB+st.FreqUncPPB, st.DriftBoundPPB, st.FreqUncPPB)
+			if len(out) == 0 {
+				fmt.Fprintln(o.stdout, "no sources configured (the daemon may be its own reference: see local_stratum)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tSTRATUM\tREACH\tOFFSET\tDELAY\tJITTER\tBOUND\tLAST\tVALID/SENT\tSTAMPS(tx/rx)")
+			for _, s := range out {
+				last := "-"
+				if s.LastSampleAgeNS >= 0 {
+					last = time.Duration(s.LastSampleAgeNS).Round(time.Millisecond).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%03o\t%v\t%v\t%v\t%v\t%s\t%d/%d\t%s/%s\n", s.Name, s.State, s.Stratum, s.Reach,
+					time.Duration(s.OffsetNS), time.Duration(s.DelayNS), time.Duration(s.JitterNS), time.Duration(s.BoundNS),
+					last, s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
+			}
 			return tw.Flush()
 		},
 	}
-	root.AddCommand(now, status)
-	return root
+}
+
+func printHLC(o *opts, t *timev1.HLCTimestamp) error {
+	if o.json {
+		return o.printJSON(hlcJSON{t.Encoded, t.WallUs, t.Logical, t.Text})
+	}
+	fmt.Fprintf(o.stdout, "%s\t%d\n", t.Text, t.Encoded)
+	return nil
+}
+
+// parseHLC accepts an encoded timestamp (decimal uint64) or the text form.
+func parseHLC(s string) (uint64, error) {
+	if v, err := strconv.ParseUint(s, 10, 64); err == nil {
+		return v, nil
+	}
+	t, err := hlc.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want an encoded HLC timestamp (decimal) or 2006-01-02T15:04:05.000000Z+c", s)
+	}
+	return t.Encode(), nil
+}
+
+func hlcCmd(o *opts) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "hlc",
+		Short: "Print a new hybrid logical clock timestamp (text and 64-bit encoding)",
+		Long: `An HLC timestamp is (l, c): l is physical time in µs, never below the
+daemon's TrueTime latest bound, c a logical counter. The 64-bit encoding
+sorts like the timestamps. "hlc update TS" merges a timestamp received from
+another node; one further ahead than max(hlc.max_offset_floor,
+hlc.eps_factor·ε) is refused (exit status 1).`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			g, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			ctx, cancel := o.ctx()
+			defer cancel()
+			t, err := g.Service().HLCNow(ctx, &timev1.HLCNowRequest{})
+			if err != nil {
+				return o.rpcErr(err)
+			}
+			return printHLC(o, t)
+		},
+	}
+	c.AddCommand(&cobra.Command{
+		Use:     "update TS",
+		Short:   "Merge a remote HLC timestamp and print the local one after it",
+		Example: "  meridianctl hlc update 1795587542850187884\n  meridianctl hlc update 2026-11-25T06:30:00.000000Z+3",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			v, err := parseHLC(args[0])
+			if err != nil {
+				return exitError{2, err.Error()}
+			}
+			g, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			ctx, cancel := o.ctx()
+			defer cancel()
+			t, err := g.Service().HLCUpdate(ctx, &timev1.HLCUpdateRequest{Remote: v})
+			if status.Code(err) == codes.OutOfRange {
+				return exitError{1, "refused: " + status.Convert(err).Message()}
+			}
+			if err != nil {
+				return o.rpcErr(err)
+			}
+			return printHLC(o, t)
+		},
+	})
+	return c
+}
+
+func watchCmd(o *opts) *cobra.Command {
+	var changesOnly bool
+	var interval time.Duration
+	var count int
+	c := &cobra.Command{
+		Use:   "watch",
+		Short: "Stream status: at once, on every status change and on updates",
+		Long: `watch prints the status when it starts, then whenever it changes
+(unsynchronized, synchronized, holdover) and, unless --changes-only, on
+estimate updates at most every --interval. It runs until interrupted or
+--count lines; --timeout does not apply.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if count < 0 {
+				return exitError{2, "--count must be ≥ 0"}
+			}
+			g, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			s, err := g.Service().Watch(ctx, &timev1.WatchRequest{ChangesOnly: changesOnly, MinIntervalMs: interval.Milliseconds()})
+			if err != nil {
+				return o.rpcErr(err)
+			}
+			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+			if !o.json {
+				fmt.Fprintln(tw, "TIME\tSTATUS\tε\tOFFSET\tFREQ(ppb)\tSTRATUM\tREFERENCE")
+			}
+			for n := 0; count == 0 || n < count; n++ {
+				r, err := s.Recv()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return o.rpcErr(err)
+				}
+				st := statusFromRPC(r)
+				if o.json {
+					if err := o.printJSON(st); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%.0f ns\t%.3f\t%d\t%s\n", time.Now().UTC().Format("15:04:05.000"), st.Status,
+					time.Duration(st.ErrorBoundNS), st.OffsetNS, st.FreqPPB, st.Stratum, st.RefID)
+				tw.Flush()
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&changesOnly, "changes-only", false, "only status changes")
+	c.Flags().DurationVar(&interval, "interval", time.Second, "at most one update line per interval (≥ 10ms)")
+	c.Flags().IntVar(&count, "count", 0, "stop after this many lines (0: run until interrupted)")
+	return c
+}
+
+// parseWhen reads a target time: "+20ms" (after the current latest
+// bound), an integer of Unix nanoseconds, or RFC 3339.
+func parseWhen(ctx context.Context, g *client.GRPC, s string) (int64, error) {
+	if strings.HasPrefix(s, "+") {
+		d, err := time.ParseDuration(s[1:])
+		if err != nil || d < 0 {
+			return 0, exitError{2, fmt.Sprintf("%q: want +duration (e.g. +20ms), Unix nanoseconds or RFC 3339", s)}
+		}
+		iv, err := g.Now(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return iv.LatestNS + int64(d), nil
+	}
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return v, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, exitError{2, fmt.Sprintf("%q: want +duration (e.g. +20ms), Unix nanoseconds or RFC 3339", s)}
+	}
+	return t.UnixNano(), nil
+}
+
+func waitCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "wait-until TIME",
+		Short: "Block until TIME has definitely passed (TrueTime After), then print the interval",
+		Long: `wait-until is Spanner's commit wait from the shell: it returns only once
+the daemon's earliest bound is past TIME, so TIME is in the past on every
+correct clock. TIME is +duration (from the current latest bound), Unix
+nanoseconds, or RFC 3339. The whole wait is bounded by --timeout.`,
+		Example: "  meridianctl wait-until +50ms\n  meridianctl --timeout 1m wait-until 2026-11-25T07:00:00Z",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			g, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			ctx, cancel := o.ctx()
+			defer cancel()
+			ts, err := parseWhen(ctx, g, args[0])
+			if err != nil {
+				return mapClientErr(o, err)
+			}
+			iv, err := g.Service().WaitUntilAfter(ctx, &timev1.TimestampRequest{TsNs: ts})
+			if err != nil {
+				return o.rpcErr(err)
+			}
+			return printInterval(o, client.Interval(iv))
+		},
+	}
+}
+
+// mapClientErr handles errors already converted by the client package.
+func mapClientErr(o *opts, err error) error {
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee
+	case errors.Is(err, truetime.ErrUnsynchronized):
+		return errUnsync
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitError{2, fmt.Sprintf("no answer from %s within --timeout %v", o.address(), o.timeout)}
+	}
+	return o.rpcErr(err)
 }
 
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000000000Z") }

@@ -68,7 +68,7 @@ func TestStatusJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Status != "synchronized" || s.OffsetNS != 42 || s.FreqPPB != -1234.5 || s.Stratum != 3 || s.RefID != "LOCL" || s.ErrorBoundNS < 5000 || s.LastUpdateAgeNS < 0 {
+	if s.Status != "synchronized" || s.OffsetNS != 42 || s.FreqPPB != -1234.5 || s.Stratum != 3 || s.RefID != "LOCL" || s.ErrorBoundNS < 5000 || s.LastSampleAgeNS < 0 {
 		t.Fatalf("%+v", s)
 	}
 	if out, err := runCtl("--shm", p, "status"); err != nil || !strings.Contains(out, "error bound") {

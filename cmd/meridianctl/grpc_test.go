@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/timeservice"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+type wall struct{}
+
+func (wall) NowNS() int64 { return time.Now().UnixNano() }
+
+// serve starts a TimeService on a unix socket over the wall clock and
+// returns its address and TrueTime clock (unsynchronized).
+func serve(t *testing.T) (string, *truetime.Clock) {
+	t.Helper()
+	tt := truetime.NewClock(wall{}, clock.RealTimers())
+	h, err := hlc.New(tt, hlc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := timeservice.NewService(timeservice.Options{TT: tt, HLC: h, ClockName: "virtual",
+		Sources: func() []*timev1.Source {
+			return []*timev1.Source{{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9}}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := timeservice.NewServer(svc, timeservice.ServerConfig{Listen: []string{"unix://" + filepath.Join(t.TempDir(), "g.sock")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv.Addrs()[0], tt
+}
+
+func syncedEstimate(eps time.Duration) truetime.Estimate {
+	now := time.Now().UnixNano()
+	return truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, Eps0NS: int64(eps), DriftBoundPPB: 15000,
+		MaxErrorNS: 1e9, LastSampleNS: now, Stratum: 2, RefID: 0x7f000001}
+}
+
+func exitCode(err error) int {
+	var e exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestGRPCCommands(t *testing.T) {
+	addr, tt := serve(t)
+	// Unsynchronized: now fails with exit 1, status answers.
+	if _, err := runCtl("--addr", addr, "now"); exitCode(err) != 1 {
+		t.Fatalf("now while unsynchronized: %v", err)
+	}
+	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "unsynchronized") {
+		t.Fatalf("status: %q %v", out, err)
+	}
+	tt.SetEstimate(syncedEstimate(300 * time.Microsecond))
+
+	before := time.Now().UnixNano()
+	out, err := runCtl("--addr", addr, "now", "--json")
+	after := time.Now().UnixNano()
+	var n nowJSON
+	if err != nil || json.Unmarshal([]byte(out), &n) != nil || n.Status != "synchronized" || n.EarliestNS > after || n.LatestNS < before {
+		t.Fatalf("now --json: %q %v (truth in [%d, %d])", out, err, before, after)
+	}
+	if out, err := runCtl("--addr", addr, "now"); err != nil || !strings.Contains(out, "earliest") || !strings.Contains(out, "ε") {
+		t.Fatalf("now: %q %v", out, err)
+	}
+
+	out, err = runCtl("--addr", addr, "status", "--json")
+	var st statusJSON
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Status != "synchronized" || st.ErrorBoundNS < 300_000 || st.RefID != "127.0.0.1" || st.Clock != "virtual" {
+		t.Fatalf("status --json: %q %v", out, err)
+	}
+	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "error bound (ε)") || !strings.Contains(out, "127.0.0.1") {
+		t.Fatalf("status: %q %v", out, err)
+	}
+
+	out, err = runCtl("--addr", addr, "sources", "--json")
+	var srcs []sourceJSON
+	if err != nil || json.Unmarshal([]byte(out), &srcs) != nil || len(srcs) != 1 || srcs[0].Reach != 0o377 || srcs[0].State != "selected" {
+		t.Fatalf("sources --json: %q %v", out, err)
+	}
+	if out, err := runCtl("--addr", addr, "sources"); err != nil || !strings.Contains(out, "REACH") || !strings.Contains(out, "377") {
+		t.Fatalf("sources: %q %v", out, err)
+	}
+
+	out, err = runCtl("--addr", addr, "hlc", "--json")
+	var h hlcJSON
+	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.WallUS*1000 < before/1000*1000 {
+		t.Fatalf("hlc: %q %v", out, err)
+	}
+	out, err = runCtl("--addr", addr, "hlc", "update", h.Text, "--json")
+	var h2 hlcJSON
+	if err != nil || json.Unmarshal([]byte(out), &h2) != nil || h2.Encoded <= h.Encoded {
+		t.Fatalf("hlc update: %q %v", out, err)
+	}
+	far := hlc.Timestamp{WallUS: time.Now().UnixMicro() + 10_000_000}
+	if _, err := runCtl("--addr", addr, "hlc", "update", far.String()); exitCode(err) != 1 || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("far update: %v", err)
+	}
+	if _, err := runCtl("--addr", addr, "hlc", "update", "yesterday"); exitCode(err) != 2 {
+		t.Fatalf("bad update: %v", err)
+	}
+
+	out, err = runCtl("--addr", addr, "wait-until", "+30ms", "--json")
+	returned := time.Now().UnixNano()
+	if err != nil || json.Unmarshal([]byte(out), &n) != nil {
+		t.Fatalf("wait-until: %q %v", out, err)
+	}
+	if returned-before < int64(30*time.Millisecond) {
+		t.Fatalf("wait-until +30ms returned after %v", time.Duration(returned-before))
+	}
+	if _, err := runCtl("--addr", addr, "--timeout", "50ms", "wait-until", "+10s"); exitCode(err) != 2 || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("wait-until past the timeout: %v", err)
+	}
+	if _, err := runCtl("--addr", addr, "wait-until", "soon"); exitCode(err) != 2 {
+		t.Fatalf("bad time: %v", err)
+	}
+
+	out, err = runCtl("--addr", addr, "watch", "--count", "1", "--json")
+	if err != nil || !strings.Contains(out, `"status":"synchronized"`) {
+		t.Fatalf("watch: %q %v", out, err)
+	}
+	// Updates stream as the daemon publishes estimates (here every 5 ms).
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				tt.SetEstimate(syncedEstimate(300 * time.Microsecond))
+			}
+		}
+	}()
+	out, err = runCtl("--addr", addr, "watch", "--count", "3", "--interval", "20ms")
+	close(stop)
+	if err != nil || strings.Count(out, "synchronized") != 3 || !strings.Contains(out, "STATUS") {
+		t.Fatalf("watch table: %q %v", out, err)
+	}
+}
+
+func TestUnreachableDaemon(t *testing.T) {
+	addr := "unix://" + filepath.Join(t.TempDir(), "nobody.sock")
+	for _, cmd := range [][]string{{"now"}, {"status"}, {"sources"}, {"hlc"}, {"watch", "--count", "1"}, {"wait-until", "+1ms"}} {
+		_, err := runCtl(append([]string{"--addr", addr, "--timeout", "2s"}, cmd...)...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "cannot reach meridiand") {
+			t.Errorf("%v: %v", cmd, err)
+		}
+	}
+	if _, err := runCtl("--addr", "unix:relative", "now"); exitCode(err) != 2 {
+		t.Errorf("bad address: %v", err)
+	}
+}
