@@ -41,6 +41,8 @@ bench:
 	$(GO) build -o bin/meridiand ./cmd/meridiand
 	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
 	./bin/meridian-bench ntp-server --duration 10s
+	./bin/meridian-bench grpc --duration 5s
+	./bin/meridian-bench grpc --duration 5s --pin
 
 # Regenerate the gRPC API from api/**/*.proto with protoc (Debian's
 # protobuf-compiler) and the plugin versions pinned as tools in go.mod.

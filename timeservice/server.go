@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -164,7 +165,7 @@ func NewServer(svc *Service, cfg ServerConfig) (_ *Server, err error) {
 	build := func(creds credentials.TransportCredentials) *grpc.Server {
 		g := grpc.NewServer(grpc.Creds(creds),
 			grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream),
-			grpc.MaxRecvMsgSize(64<<10), grpc.MaxConcurrentStreams(4096))
+			grpc.MaxRecvMsgSize(64<<10), grpc.MaxConcurrentStreams(4096), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 		timev1.RegisterTimeServiceServer(g, svc)
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)

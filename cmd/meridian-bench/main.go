@@ -3,11 +3,18 @@
 // shared machines).
 //
 //	meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--batched] [--meridiand bin/meridiand]
+//	meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand bin/meridiand]
 //
 // ntp-server serves NTP from meridiand and from chronyd (-x, `local stratum
 // 1`, never touching the clock) on loopback, each pinned to CPU 1 with the
 // load generator on CPU 0, and reports replies/s and replies per
 // server-CPU-second (the fair figure on 2 cores). Every load is bounded.
+//
+// grpc loads meridiand's TimeService on its unix socket with closed-loop
+// unary Now calls (each reply checked) and, as the baseline on the same
+// server, grpc.health.v1 Check, and reports calls/s, p50/p99/p99.9 and
+// calls per server-CPU-second; then one caller's gRPC Now latency against
+// a shared-memory read of the same daemon's segment.
 package main
 
 import (
@@ -24,17 +31,34 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "ntp-server" {
-		fmt.Fprintln(os.Stderr, "usage: meridian-bench ntp-server [--duration 10s] [--clients 64] [--inflight 2] [--meridiand PATH]")
-		os.Exit(2)
+	if len(os.Args) < 2 {
+		usage()
 	}
+	switch os.Args[1] {
+	case "ntp-server":
+		ntpServerMain(os.Args[2:])
+	case "grpc":
+		grpcMain(os.Args[2:])
+	default:
+		usage()
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage:
+  meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--meridiand PATH]
+  meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand PATH]`)
+	os.Exit(2)
+}
+
+func ntpServerMain(args []string) {
 	fs := flag.NewFlagSet("ntp-server", flag.ExitOnError)
 	dur := fs.Duration("duration", 10*time.Second, "load per server (≤ 2m)")
 	clients := fs.Int("clients", 2, "client sockets")
 	inflight := fs.Int("inflight", 64, "requests in flight per client (≤ 64 batched)")
 	md := fs.String("meridiand", "bin/meridiand", "meridiand binary")
 	batched := fs.Bool("batched", true, "batched generator (sendmmsg/recvmmsg), so the generator is not the bottleneck")
-	_ = fs.Parse(os.Args[2:])
+	_ = fs.Parse(args)
 	if *dur > 2*time.Minute {
 		fmt.Fprintln(os.Stderr, "meridian-bench: --duration at most 2m")
 		os.Exit(2)

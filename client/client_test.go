@@ -1,0 +1,158 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/meridiantime/meridian/client"
+	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/timeservice"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fixture publishes one estimate of a model clock both in process (gRPC
+// server over a truetime.Clock) and in a shm segment, so the three
+// implementations answer about the same clock.
+type fixture struct {
+	tt      *truetime.Clock
+	shmPath string
+	addr    string
+	w       *truetime.ShmWriter
+	model   clock.Linear
+}
+
+type modelReader struct{ m clock.Linear }
+
+func (r modelReader) NowNS() int64 { return r.m.At(clock.MonoRawNS()) }
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	f := &fixture{shmPath: filepath.Join(t.TempDir(), "tt.shm")}
+	f.model = clock.Linear{BaseNS: time.Now().UnixNano(), BaseRawNS: clock.MonoRawNS()}
+	f.tt = truetime.NewClock(modelReader{f.model}, clock.RealTimers())
+	var err error
+	if f.w, err = truetime.CreateShm(f.shmPath); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.w.Close() })
+	svc, err := timeservice.NewService(timeservice.Options{TT: f.tt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := timeservice.NewServer(svc, timeservice.ServerConfig{Listen: []string{"unix://" + filepath.Join(t.TempDir(), "g.sock")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = srv.Addrs()[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+func (f *fixture) publish(e truetime.Estimate) {
+	f.tt.SetEstimate(e)
+	f.w.Publish(f.model, e)
+}
+
+func (f *fixture) sources(t *testing.T) map[string]client.TimeSource {
+	t.Helper()
+	shm, err := client.Open(client.Config{Kind: "shm", ShmPath: f.shmPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := client.Open(client.Config{Kind: "grpc", Address: f.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shm.Close(); g.Close() })
+	return map[string]client.TimeSource{"local": client.Local{C: f.tt}, "shm": shm, "grpc": g}
+}
+
+// Every implementation gives an interval containing the model clock's
+// time (the truth here), the same error on an unsynchronized clock, and a
+// WaitUntilAfter that returns only after the target has passed.
+func TestImplementationsAgree(t *testing.T) {
+	f := newFixture(t)
+	srcs := f.sources(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for name, s := range srcs {
+		if _, err := s.Now(ctx); !errors.Is(err, truetime.ErrUnsynchronized) {
+			t.Fatalf("%s unsynchronized: %v", name, err)
+		}
+		if _, err := s.After(ctx, 1); !errors.Is(err, truetime.ErrUnsynchronized) {
+			t.Fatalf("%s After unsynchronized: %v", name, err)
+		}
+	}
+	now := f.model.At(clock.MonoRawNS())
+	f.publish(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: int64(time.Millisecond),
+		DriftBoundPPB: 15000, MaxErrorNS: int64(time.Second)})
+	truth := func() int64 { return f.model.At(clock.MonoRawNS()) }
+	for name, s := range srcs {
+		for i := 0; i < 50; i++ {
+			lo := truth()
+			iv, err := s.Now(ctx)
+			hi := truth()
+			if err != nil || iv.EarliestNS > hi || iv.LatestNS < lo {
+				t.Fatalf("%s: %+v %v misses [%d, %d]", name, iv, err, lo, hi)
+			}
+		}
+		past, future := truth()-int64(10*time.Millisecond), truth()+int64(10*time.Millisecond)
+		if ok, err := s.After(ctx, past); err != nil || !ok {
+			t.Fatalf("%s After(past) %v %v", name, ok, err)
+		}
+		if ok, err := s.Before(ctx, future); err != nil || !ok {
+			t.Fatalf("%s Before(future) %v %v", name, ok, err)
+		}
+		if ok, err := s.After(ctx, future); err != nil || ok {
+			t.Fatalf("%s After(future) %v %v", name, ok, err)
+		}
+		target := truth() + int64(5*time.Millisecond)
+		if err := s.WaitUntilAfter(ctx, target); err != nil {
+			t.Fatalf("%s wait: %v", name, err)
+		}
+		// True time must be past target + ε (1 ms) − the drift slack.
+		if got := truth(); got < target+int64(time.Millisecond)-int64(50*time.Microsecond) {
+			t.Fatalf("%s: returned %v early", name, time.Duration(target+int64(time.Millisecond)-got))
+		}
+		short, c2 := context.WithTimeout(ctx, 20*time.Millisecond)
+		err := s.WaitUntilAfter(short, truth()+int64(time.Minute))
+		c2()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s deadline: %v", name, err)
+		}
+	}
+	if _, err := client.Open(client.Config{Kind: "carrier-pigeon"}); err == nil {
+		t.Fatal("unknown kind accepted")
+	}
+}
+
+func BenchmarkNow(b *testing.B) {
+	f := newFixture(b)
+	now := f.model.At(clock.MonoRawNS())
+	f.publish(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: int64(time.Hour)})
+	shm, _ := client.OpenShm(f.shmPath)
+	defer shm.Close()
+	g, _ := client.DialGRPC(f.addr, client.TLS{})
+	defer g.Close()
+	ctx := context.Background()
+	for name, s := range map[string]client.TimeSource{"shm": shm, "grpc": g, "local": client.Local{C: f.tt}} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Now(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
