@@ -74,7 +74,11 @@ func Parse(s string) (Timestamp, error) {
 	if _, err := fmt.Sscanf(logical, "%d", &c); err != nil || c > maxLogical || fmt.Sprint(c) != logical {
 		return Timestamp{}, fmt.Errorf("hlc: %q: logical part must be 0..%d", s, maxLogical)
 	}
-	return Timestamp{WallUS: tm.UnixMicro(), Logical: uint16(c)}, nil
+	w := tm.UnixMicro()
+	if w < 0 || w > maxWallUS {
+		return Timestamp{}, fmt.Errorf("hlc: %q: outside the encodable range 1970..2112", s)
+	}
+	return Timestamp{WallUS: w, Logical: uint16(c)}, nil
 }
 
 // Physical is the clock the HLC follows: TrueTime.

@@ -427,3 +427,23 @@ func BenchmarkHLCUpdate(b *testing.B) {
 		_, _ = c.Update(r)
 	}
 }
+
+// Parse takes text from other nodes and from the command line: it never
+// panics, and what it accepts round-trips through String and Encode.
+func FuzzParse(f *testing.F) {
+	f.Add("2026-11-25T06:30:00.000000Z+3")
+	f.Add(Timestamp{WallUS: 1, Logical: 4095}.String())
+	f.Add("2026-11-25T06:30:00Z+")
+	f.Add("+5")
+	f.Add("9999-99-99T99:99:99.999999Z+99999")
+	f.Fuzz(func(t *testing.T, s string) {
+		ts, err := Parse(s)
+		if err != nil {
+			return
+		}
+		back, err := Parse(ts.String())
+		if err != nil || back != ts || Decode(ts.Encode()) != ts {
+			t.Fatalf("%q → %v → %q → %v %v", s, ts, ts.String(), back, err)
+		}
+	})
+}
