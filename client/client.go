@@ -34,7 +34,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
-	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/internal/addr"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -204,7 +204,7 @@ func (t TLS) config() (*tls.Config, error) {
 // Dial connects to a TimeService address (unix:///path or host:port). The
 // connection is made lazily; the first call reports an unreachable daemon.
 func Dial(address string, t TLS) (*grpc.ClientConn, error) {
-	network, addr, err := config.ParseListenAddr(address)
+	network, where, err := addr.Parse(address)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -219,9 +219,9 @@ func Dial(address string, t TLS) (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(c)
 	}
-	target := "unix://" + addr
+	target := "unix://" + where
 	if network == "tcp" {
-		target = "passthrough:///" + addr
+		target = "passthrough:///" + where
 	}
 	return grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/internal/addr"
 )
 
 // Duration is a time.Duration written as a Go duration string ("1s",
@@ -117,23 +117,7 @@ func (l *ListenList) UnmarshalYAML(n *yaml.Node) error {
 
 // ParseListenAddr splits a gRPC listen or dial address: "unix:///abs/path"
 // or "host:port" (TCP).
-func ParseListenAddr(addr string) (network, address string, err error) {
-	switch {
-	case strings.HasPrefix(addr, "unix://"):
-		p := strings.TrimPrefix(addr, "unix://")
-		if !strings.HasPrefix(p, "/") {
-			return "", "", fmt.Errorf("%q: a unix socket needs an absolute path (unix:///run/meridian/grpc.sock)", addr)
-		}
-		return "unix", p, nil
-	case strings.HasPrefix(addr, "unix:"):
-		return "", "", fmt.Errorf("%q: write unix sockets as unix:///absolute/path", addr)
-	default:
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return "", "", fmt.Errorf("%q: want unix:///path or host:port", addr)
-		}
-		return "tcp", addr, nil
-	}
-}
+func ParseListenAddr(a string) (network, address string, err error) { return addr.Parse(a) }
 
 // GRPC configures the TimeService listeners.
 type GRPC struct {

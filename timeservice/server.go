@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
-	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/internal/addr"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -140,22 +140,22 @@ func NewServer(svc *Service, cfg ServerConfig) (_ *Server, err error) {
 		}
 	}
 	for _, a := range cfg.Listen {
-		network, addr, err := config.ParseListenAddr(a)
+		network, where, err := addr.Parse(a)
 		if err != nil {
 			return nil, fmt.Errorf("grpc.listen: %w", err)
 		}
 		var ln net.Listener
 		if network == "unix" {
-			ln, err = listenUnix(addr)
+			ln, err = listenUnix(where)
 		} else {
-			ln, err = net.Listen("tcp", addr)
+			ln, err = net.Listen("tcp", where)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("grpc.listen %s: %w", a, err)
 		}
 		secure := network == "tcp" && tlsConf != nil
 		if network == "tcp" && !secure {
-			if h, _, _ := net.SplitHostPort(addr); !isLoopback(h) {
+			if h, _, _ := net.SplitHostPort(where); !isLoopback(h) {
 				cfg.Log.Warn("gRPC on TCP without TLS: anyone on the network can read and spoof time", "listen", a)
 			}
 		}

@@ -21,12 +21,27 @@ func deps(t *testing.T, pkg string) []string {
 
 func TestPureCores(t *testing.T) {
 	forbidden := []string{"net", "net/http", "os/exec", "google.golang.org/grpc", mod + "hwts", mod + "sim", mod + "daemon", mod + "cmd", mod + "discipline"}
-	for _, pkg := range []string{"discipline", "truetime"} {
+	for _, pkg := range []string{"discipline", "truetime", "hlc"} {
 		for _, d := range deps(t, pkg) {
 			for _, f := range forbidden {
 				if pkg == "discipline" && f == mod+"discipline" {
 					continue
 				}
+				if d == f || strings.HasPrefix(d, f+"/") {
+					t.Errorf("%s imports %s", pkg, d)
+				}
+			}
+		}
+	}
+}
+
+// The gRPC service and the client library serve and read TrueTime; they
+// never reach into the daemon, the protocols or the discipline.
+func TestServiceLayers(t *testing.T) {
+	forbidden := []string{mod + "daemon", mod + "ntp", mod + "discipline", mod + "hwts", mod + "sim", mod + "cmd"}
+	for _, pkg := range []string{"timeservice", "client"} {
+		for _, d := range deps(t, pkg) {
+			for _, f := range forbidden {
 				if d == f || strings.HasPrefix(d, f+"/") {
 					t.Errorf("%s imports %s", pkg, d)
 				}
