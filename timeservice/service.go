@@ -162,14 +162,15 @@ func (s *Service) WaitUntilAfter(ctx context.Context, r *timev1.TimestampRequest
 	return intervalOf(iv), nil
 }
 
-// refID renders an NTP reference ID: ASCII for stratum ≤ 1, else IPv4.
+// refID renders an NTP reference ID: ASCII for stratum ≤ 1 and for LOCL,
+// else IPv4.
 func refID(stratum uint8, id uint32) string {
 	if id == 0 {
 		return ""
 	}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], id)
-	if stratum <= 1 {
+	if stratum <= 1 || id == 0x4c4f434c { // a reference clock, or "LOCL" (our own clock as reference)
 		n := 0
 		for n < 4 && b[n] != 0 {
 			n++

@@ -523,9 +523,9 @@ estimate updates at most every --interval. It runs until interrupted or
 			if err != nil {
 				return o.rpcErr(err)
 			}
-			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+			const row = "%-12s  %-14s  %10s  %12s  %12s  %7s  %s\n"
 			if !o.json {
-				fmt.Fprintln(tw, "TIME\tSTATUS\tε\tOFFSET\tFREQ(ppb)\tSTRATUM\tREFERENCE")
+				fmt.Fprintf(o.stdout, row, "TIME", "STATUS", "ε", "OFFSET", "FREQ(ppb)", "STRATUM", "REFERENCE")
 			}
 			for n := 0; count == 0 || n < count; n++ {
 				r, err := s.Recv()
@@ -545,9 +545,8 @@ estimate updates at most every --interval. It runs until interrupted or
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%.0f ns\t%.3f\t%d\t%s\n", time.Now().UTC().Format("15:04:05.000"), st.Status,
-					time.Duration(st.ErrorBoundNS), st.OffsetNS, st.FreqPPB, st.Stratum, st.RefID)
-				tw.Flush()
+				fmt.Fprintf(o.stdout, row, time.Now().UTC().Format("15:04:05.000"), st.Status, time.Duration(st.ErrorBoundNS),
+					fmt.Sprintf("%.0f ns", st.OffsetNS), fmt.Sprintf("%.3f", st.FreqPPB), fmt.Sprint(st.Stratum), st.RefID)
 			}
 			return nil
 		},
