@@ -2,39 +2,19 @@ package bench
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/meridiantime/meridian/clock"
-	"github.com/meridiantime/meridian/timeservice"
-	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/internal/testdaemon"
 )
-
-type wall struct{}
-
-func (wall) NowNS() int64 { return time.Now().UnixNano() }
 
 func grpcServer(t *testing.T, synced bool) string {
 	t.Helper()
-	tt := truetime.NewClock(wall{}, clock.RealTimers())
+	addr, tt := testdaemon.ServeWall(t, nil)
 	if synced {
-		now := time.Now().UnixNano()
-		tt.SetEstimate(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: 1e9})
+		tt.SetEstimate(testdaemon.WallEstimate(time.Microsecond))
 	}
-	svc, err := timeservice.NewService(timeservice.Options{TT: tt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := timeservice.NewServer(svc, timeservice.ServerConfig{Listen: []string{"unix://" + filepath.Join(t.TempDir(), "g.sock")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv.Addrs()[0]
+	return addr
 }
 
 // The gRPC generator stops at its request cap, checks every reply, and

@@ -33,6 +33,13 @@ func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan e
 	if !strings.Contains(yaml, "grpc:") {
 		cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
 	}
+	return runDaemon(t, cfg)
+}
+
+// runDaemon starts and runs a daemon on cfg; cancel stops it, done reports
+// Run's error.
+func runDaemon(t *testing.T, cfg *config.Config) (*Daemon, context.CancelFunc, chan error) {
+	t.Helper()
 	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -184,16 +183,7 @@ func restartHLC(t *testing.T, stateDir, offset string, persist bool) uint64 {
 	}
 	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), stateDir, ""
 	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "g.sock")}
-	d, err := New(cfg, slog.New(slog.DiscardHandler), Options{Tick: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	d, cancel, done := runDaemon(t, cfg)
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -205,7 +195,7 @@ func restartHLC(t *testing.T, stateDir, offset string, persist bool) uint64 {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 	var last uint64
 	for i := 0; i < 20; i++ {

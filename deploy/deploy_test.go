@@ -7,13 +7,11 @@ package deploy_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +28,7 @@ import (
 
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/daemon"
+	"github.com/meridiantime/meridian/internal/testdaemon"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -621,33 +620,14 @@ func TestMissingMetricsNegativeControl(t *testing.T) {
 // until the test ends.
 func startDaemon(t *testing.T, edit func(*config.Config)) *daemon.Daemon {
 	t.Helper()
-	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.NTPServer.Listen = []string{"127.0.0.1:0"}
-	cfg.Shm.Path = filepath.Join(dir, "truetime.shm")
-	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
+	testdaemon.TempPaths(t, cfg)
 	if edit != nil {
 		edit(cfg)
 	}
-	d, err := daemon.New(cfg, slog.New(slog.DiscardHandler), daemon.Options{Tick: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return d
+	return testdaemon.Start(t, cfg, daemon.Options{Tick: 50 * time.Millisecond})
 }
 
 // scrapeTypes returns the metric families ("# TYPE name type") of a

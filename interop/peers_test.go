@@ -1,10 +1,7 @@
 package interop
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/daemon"
+	"github.com/meridiantime/meridian/internal/testdaemon"
 )
 
 // need returns the path of a peer program, skipping (or failing under CI).
@@ -43,30 +41,13 @@ func freeUDPPort(t *testing.T) int {
 // startMeridian runs a daemon in-process with temp dirs and a fast tick.
 func startMeridian(t *testing.T, yaml string) *daemon.Daemon {
 	t.Helper()
-	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), ""
-	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
-	d, err := daemon.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), daemon.Options{Tick: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return d
+	testdaemon.TempPaths(t, cfg)
+	cfg.Metrics.Listen = ""
+	return testdaemon.Start(t, cfg, daemon.Options{Tick: 100 * time.Millisecond})
 }
 
 // chronyd runs chronyd -x (never adjusts the clock) under a bounding set

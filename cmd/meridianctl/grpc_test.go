@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -10,48 +9,28 @@ import (
 	"time"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
-	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/internal/testdaemon"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 )
 
-type wall struct{}
-
-func (wall) NowNS() int64 { return time.Now().UnixNano() }
-
-// serve starts a TimeService on a unix socket over the wall clock and
-// returns its address and TrueTime clock (unsynchronized).
+// serve starts a TimeService with an HLC on a unix socket over the wall
+// clock and returns its address and TrueTime clock (unsynchronized).
 func serve(t *testing.T) (string, *truetime.Clock) {
 	t.Helper()
-	tt := truetime.NewClock(wall{}, clock.RealTimers())
-	h, err := hlc.New(tt, hlc.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := timeservice.NewService(timeservice.Options{TT: tt, HLC: h, ClockName: "virtual",
-		Sources: func() []*timev1.Source {
+	return testdaemon.ServeWall(t, func(tt *truetime.Clock) timeservice.Options {
+		h, err := hlc.New(tt, hlc.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return timeservice.Options{HLC: h, ClockName: "virtual", Sources: func() []*timev1.Source {
 			return []*timev1.Source{{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9}}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := timeservice.NewServer(svc, timeservice.ServerConfig{Listen: []string{"unix://" + filepath.Join(t.TempDir(), "g.sock")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv.Addrs()[0], tt
+		}}
+	})
 }
 
-func syncedEstimate(eps time.Duration) truetime.Estimate {
-	now := time.Now().UnixNano()
-	return truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, Eps0NS: int64(eps), DriftBoundPPB: 15000,
-		MaxErrorNS: 1e9, LastSampleNS: now, Stratum: 2, RefID: 0x7f000001}
-}
+func syncedEstimate(eps time.Duration) truetime.Estimate { return testdaemon.WallEstimate(eps) }
 
 func exitCode(err error) int {
 	var e exitError

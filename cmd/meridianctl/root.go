@@ -127,6 +127,17 @@ func (o *opts) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), o.timeout)
 }
 
+// session dials the daemon and gives a context bounded by --timeout; done
+// releases both.
+func (o *opts) session() (*client.GRPC, context.Context, func(), error) {
+	g, err := o.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := o.ctx()
+	return g, ctx, func() { cancel(); g.Close() }, nil
+}
+
 // rpcErr turns a gRPC error into a message a newcomer can act on.
 func (o *opts) rpcErr(err error) error {
 	if err == nil {
@@ -352,13 +363,11 @@ func statusCmd(o *opts) *cobra.Command {
 				}
 				return printStatus(o, st)
 			}
-			g, err := o.dial()
+			g, ctx, done, err := o.session()
 			if err != nil {
 				return err
 			}
-			defer g.Close()
-			ctx, cancel := o.ctx()
-			defer cancel()
+			defer done()
 			r, err := g.Service().Status(ctx, &timev1.StatusRequest{})
 			if err != nil {
 				return o.rpcErr(err)
@@ -379,13 +388,11 @@ majority's intersection), too-few (agreeing set below min_sources) or unused
 chronyc. Offset is local minus source.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			g, err := o.dial()
+			g, ctx, done, err := o.session()
 			if err != nil {
 				return err
 			}
-			defer g.Close()
-			ctx, cancel := o.ctx()
-			defer cancel()
+			defer done()
 			r, err := g.Service().Sources(ctx, &timev1.SourcesRequest{})
 			if err != nil {
 				return o.rpcErr(err)
@@ -452,13 +459,11 @@ another node; one further ahead than max(hlc.max_offset_floor,
 hlc.eps_factor·ε) is refused (exit status 1).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			g, err := o.dial()
+			g, ctx, done, err := o.session()
 			if err != nil {
 				return err
 			}
-			defer g.Close()
-			ctx, cancel := o.ctx()
-			defer cancel()
+			defer done()
 			t, err := g.Service().HLCNow(ctx, &timev1.HLCNowRequest{})
 			if err != nil {
 				return o.rpcErr(err)
@@ -476,13 +481,11 @@ hlc.eps_factor·ε) is refused (exit status 1).`,
 			if err != nil {
 				return exitError{2, err.Error()}
 			}
-			g, err := o.dial()
+			g, ctx, done, err := o.session()
 			if err != nil {
 				return err
 			}
-			defer g.Close()
-			ctx, cancel := o.ctx()
-			defer cancel()
+			defer done()
 			t, err := g.Service().HLCUpdate(ctx, &timev1.HLCUpdateRequest{Remote: v})
 			if status.Code(err) == codes.OutOfRange {
 				return exitError{1, "refused: " + status.Convert(err).Message()}
@@ -592,13 +595,11 @@ nanoseconds, or RFC 3339. The whole wait is bounded by --timeout.`,
 		Example: "  meridianctl wait-until +50ms\n  meridianctl --timeout 1m wait-until 2026-11-25T07:00:00Z",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			g, err := o.dial()
+			g, ctx, done, err := o.session()
 			if err != nil {
 				return err
 			}
-			defer g.Close()
-			ctx, cancel := o.ctx()
-			defer cancel()
+			defer done()
 			ts, err := parseWhen(ctx, g, args[0])
 			if err != nil {
 				return mapClientErr(o, err)
