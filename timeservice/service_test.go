@@ -120,7 +120,8 @@ func TestNowContainsTruth(t *testing.T) {
 	if err != nil || st.Status != timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED || st.Interval != nil {
 		t.Fatalf("status while unsynchronized: %v %v", st, err)
 	}
-	f.tt.SetEstimate(synced(200 * time.Microsecond))
+	est := synced(200 * time.Microsecond)
+	f.tt.SetEstimate(est)
 	for i := 0; i < 200; i++ {
 		before := time.Now().UnixNano()
 		iv, err := c.Now(ctx, &timev1.NowRequest{})
@@ -131,7 +132,8 @@ func TestNowContainsTruth(t *testing.T) {
 		if iv.EarliestNs > after || iv.LatestNs < before {
 			t.Fatalf("read %d: [%d, %d] misses truth in [%d, %d]", i, iv.EarliestNs, iv.LatestNs, before, after)
 		}
-		if eps := (iv.LatestNs - iv.EarliestNs) / 2; eps < int64(200*time.Microsecond) || eps > int64(210*time.Microsecond) {
+		// ε is the estimate's 200 µs plus 15 ppm of the time since it.
+		if eps, grown := (iv.LatestNs-iv.EarliestNs)/2, (after-est.LocalNS)*15/1_000_000+1; eps < int64(200*time.Microsecond) || eps > int64(200*time.Microsecond)+grown {
 			t.Fatalf("ε %d", eps)
 		}
 	}
@@ -145,14 +147,14 @@ func TestNowContainsTruth(t *testing.T) {
 	}
 	// After / Before against known points.
 	now := time.Now().UnixNano()
-	if r, err := c.After(ctx, &timev1.TimestampRequest{TsNs: now - int64(10*time.Millisecond)}); err != nil || !r.Value {
-		t.Fatalf("After(now−10ms): %v %v", r, err)
+	if r, err := c.After(ctx, &timev1.TimestampRequest{TsNs: now - int64(5*time.Second)}); err != nil || !r.Value {
+		t.Fatalf("After(now−5s): %v %v", r, err)
 	}
-	if r, err := c.After(ctx, &timev1.TimestampRequest{TsNs: now + int64(10*time.Millisecond)}); err != nil || r.Value {
-		t.Fatalf("After(now+10ms): %v %v", r, err)
+	if r, err := c.After(ctx, &timev1.TimestampRequest{TsNs: now + int64(5*time.Second)}); err != nil || r.Value {
+		t.Fatalf("After(now+5s): %v %v", r, err)
 	}
-	if r, err := c.Before(ctx, &timev1.TimestampRequest{TsNs: now + int64(10*time.Millisecond)}); err != nil || !r.Value {
-		t.Fatalf("Before(now+10ms): %v %v", r, err)
+	if r, err := c.Before(ctx, &timev1.TimestampRequest{TsNs: now + int64(5*time.Second)}); err != nil || !r.Value {
+		t.Fatalf("Before(now+5s): %v %v", r, err)
 	}
 	if r, err := c.Before(ctx, &timev1.TimestampRequest{TsNs: now}); err != nil || r.Value {
 		t.Fatalf("Before(now): %v %v", r, err)
@@ -276,8 +278,10 @@ func TestWatchStreamsStatusChanges(t *testing.T) {
 		t.Fatalf("first: %v %v", first, err)
 	}
 	e := synced(time.Millisecond)
-	e.MaxErrorNS = int64(1*time.Millisecond + 300*time.Microsecond) // ε passes it after ~20 ms at 15 ppm
-	e.DriftBoundPPB = 15_000_000                                    // 1.5%: 20 ms → 300 µs
+	// ε grows at 1%: it passes max error 200 ms later (time enough for
+	// the synchronized status to be seen even on a loaded machine).
+	e.MaxErrorNS = int64(3 * time.Millisecond)
+	e.DriftBoundPPB = 10_000_000
 	f.tt.SetEstimate(e)
 	second, err := w.Recv()
 	if err != nil || second.Status != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || second.Interval == nil {
