@@ -41,7 +41,7 @@ func runGRPC(meridiand string, dur time.Duration, conns, conc int, pin bool) err
 	cfg := filepath.Join(dir, "m.yaml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("local_stratum: 1\nmetrics: {listen: \"\"}\ngrpc: {listen: [\"unix://%s\"]}\nshm: {path: %s}\nstate_dir: %s\nlog_level: warn\n",
 		sock, shm, filepath.Join(dir, "state"))), 0o644)
-	cmd := exec.Command(meridiand, "--config", cfg)
+	cmd := diesWithUs(exec.Command(meridiand, "--config", cfg))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err

@@ -24,13 +24,18 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/meridiantime/meridian/bench"
 )
 
 func main() {
+	// `meridian-bench … | head` must still stop its peers and remove its
+	// files: a closed stdout becomes a write error, not a fatal SIGPIPE.
+	signal.Ignore(syscall.SIGPIPE)
 	if len(os.Args) < 2 {
 		usage()
 	}
@@ -91,7 +96,15 @@ type measured struct {
 	perCPU float64
 }
 
+// diesWithUs makes the kernel kill a peer when meridian-bench dies, even by
+// a signal that skips the deferred cleanup (SIGPIPE from `| head`, SIGKILL).
+func diesWithUs(cmd *exec.Cmd) *exec.Cmd {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 func measure(name string, cmd *exec.Cmd, addr string, dur time.Duration, clients, inflight int) (measured, error) {
+	diesWithUs(cmd)
 	if err := cmd.Start(); err != nil {
 		return measured{}, fmt.Errorf("%s: %w", name, err)
 	}
