@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,19 +115,12 @@ func RunGRPCLoad(ctx context.Context, l GRPCLoad) (GRPCLoadResult, error) {
 	}
 	wg.Wait()
 	el := time.Since(start)
-	var all []time.Duration
-	for _, m := range lats {
-		all = append(all, m...)
-	}
-	slices.Sort(all)
+	all := mergeLatencies(lats)
 	r := GRPCLoadResult{Requests: uint64(len(all)), Errors: errs.Load(), BadReplies: bad.Load(), Elapsed: el}
 	if e := firstErr.Load(); e != nil {
 		r.FirstError = *e
 	}
-	if len(all) > 0 {
-		q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-		r.P50, r.P99, r.P999, r.Max = q(0.5), q(0.99), q(0.999), all[len(all)-1]
-		r.RPS = float64(len(all)) / el.Seconds()
-	}
+	r.P50, r.P99, r.P999, r.Max = all.q(500), all.q(990), all.q(999), all.q(1000)
+	r.RPS = float64(len(all)) / el.Seconds()
 	return r, nil
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,19 +139,13 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 		return NTPLoadResult{}, err
 	default:
 	}
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	all := mergeLatencies(lats)
 	r := NTPLoadResult{Sent: min(sent.Load(), max(cfg.MaxRequests, sent.Load())), Received: recv.Load(), Elapsed: el}
 	if cfg.MaxRequests > 0 {
 		r.Sent = min(sent.Load(), cfg.MaxRequests)
 	}
 	r.RepliesPerSecond = float64(r.Received) / el.Seconds()
-	if len(all) > 0 {
-		r.LatencyP50, r.LatP99 = all[len(all)/2], all[len(all)*99/100]
-	}
+	r.LatencyP50, r.LatP99 = all.q(500), all.q(990)
 	return r, nil
 }
 

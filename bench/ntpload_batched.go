@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,18 +132,12 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 	}
 	wg.Wait()
 	el := time.Since(start)
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	all := mergeLatencies(lats)
 	r := NTPLoadResult{Sent: sent.Load(), Received: recv.Load(), Elapsed: el}
 	if cfg.MaxRequests > 0 {
 		r.Sent = min(r.Sent, cfg.MaxRequests)
 	}
 	r.RepliesPerSecond = float64(r.Received) / el.Seconds()
-	if len(all) > 0 {
-		r.LatencyP50, r.LatP99 = all[len(all)/2], all[len(all)*99/100]
-	}
+	r.LatencyP50, r.LatP99 = all.q(500), all.q(990)
 	return r, nil
 }
