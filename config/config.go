@@ -115,10 +115,6 @@ func (l *ListenList) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParseListenAddr splits a gRPC listen or dial address: "unix:///abs/path"
-// or "host:port" (TCP).
-func ParseListenAddr(a string) (network, address string, err error) { return addr.Parse(a) }
-
 // GRPC configures the TimeService listeners.
 type GRPC struct {
 	Listen ListenList `yaml:"listen"`
@@ -349,7 +345,7 @@ func (c *Config) Validate() error {
 		return bad("grpc.tls.ca", "mTLS needs the server's own cert and key too")
 	}
 	for i, a := range c.GRPC.Listen {
-		if _, _, err := ParseListenAddr(a); err != nil {
+		if _, _, err := addr.Parse(a); err != nil {
 			return bad(fmt.Sprintf("grpc.listen[%d]", i), "%v", err)
 		}
 	}

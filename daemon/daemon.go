@@ -456,6 +456,6 @@ func (d *Daemon) localReference(nowNS int64) truetime.Estimate {
 		LastSampleNS:    nowNS,
 		FreqPPB:         freq,
 		Stratum:         uint8(d.cfg.LocalStratum),
-		RefID:           0x4c4f434c, // "LOCL"
+		RefID:           truetime.RefIDLocal,
 	}
 }

@@ -2,9 +2,7 @@ package timeservice
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"net"
 	"sync/atomic"
 	"time"
 
@@ -162,24 +160,6 @@ func (s *Service) WaitUntilAfter(ctx context.Context, r *timev1.TimestampRequest
 	return intervalOf(iv), nil
 }
 
-// refID renders an NTP reference ID: ASCII for stratum ≤ 1 and for LOCL,
-// else IPv4.
-func refID(stratum uint8, id uint32) string {
-	if id == 0 {
-		return ""
-	}
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], id)
-	if stratum <= 1 || id == 0x4c4f434c { // a reference clock, or "LOCL" (our own clock as reference)
-		n := 0
-		for n < 4 && b[n] != 0 {
-			n++
-		}
-		return string(b[:n])
-	}
-	return net.IP(b[:]).String()
-}
-
 func (s *Service) status() *timev1.StatusResponse {
 	e := s.opt.TT.Estimate()
 	now := s.opt.TT.LocalNS()
@@ -190,7 +170,7 @@ func (s *Service) status() *timev1.StatusResponse {
 		OffsetNs:         e.OffsetNS,
 		FrequencyPpb:     e.FreqPPB,
 		Stratum:          uint32(e.Stratum),
-		ReferenceId:      refID(e.Stratum, e.RefID),
+		ReferenceId:      e.Reference(),
 		RootDelayNs:      e.RootDelayNS,
 		RootDispersionNs: e.RootDispersionNS,
 		LastSampleAgeNs:  -1,

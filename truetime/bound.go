@@ -134,3 +134,26 @@ func widenForLeap(lo, hi int64) (int64, int64) {
 	}
 	return lo, hi
 }
+
+// Reference renders the estimate's NTP reference ID as chronyc does: the
+// ASCII code of a reference clock (stratum ≤ 1) or of our own clock
+// ("LOCL", local_stratum), else the upstream server's IPv4 address; "" when
+// there is none.
+func (e Estimate) Reference() string {
+	id := e.RefID
+	if id == 0 {
+		return ""
+	}
+	b := [4]byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
+	if e.Stratum <= 1 || id == RefIDLocal {
+		n := 0
+		for n < 4 && b[n] != 0 {
+			n++
+		}
+		return string(b[:n])
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", b[0], b[1], b[2], b[3])
+}
+
+// RefIDLocal is "LOCL": the daemon serves its own clock as the reference.
+const RefIDLocal = 0x4c4f434c

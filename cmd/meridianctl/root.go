@@ -291,7 +291,7 @@ func statusFromShm(p string) (statusJSON, error) {
 	st := statusJSON{
 		Status: iv.Status.String(), OffsetNS: e.OffsetNS, FreqPPB: e.FreqPPB,
 		DriftBoundPPB: e.DriftBoundPPB, FreqUncPPB: e.FreqUncPPB, Stratum: uint32(e.Stratum),
-		RefID: refID(e.RefID), RootDelayNS: e.RootDelayNS, RootDispersionNS: e.RootDispersionNS,
+		RefID: e.Reference(), RootDelayNS: e.RootDelayNS, RootDispersionNS: e.RootDispersionNS,
 		MaxErrorNS: e.MaxErrorNS, LastSampleAgeNS: -1,
 	}
 	if iv.Status != truetime.Unsynchronized {
@@ -628,15 +628,3 @@ func mapClientErr(o *opts, err error) error {
 }
 
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000000000Z") }
-
-// refID renders an NTP reference ID: four ASCII letters when printable,
-// else a dotted quad.
-func refID(id uint32) string {
-	b := []byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return fmt.Sprintf("%d.%d.%d.%d", b[0], b[1], b[2], b[3])
-		}
-	}
-	return string(b)
-}

@@ -1,8 +1,8 @@
-package timeservice
+package truetime
 
 import "testing"
 
-func TestRefID(t *testing.T) {
+func TestReference(t *testing.T) {
 	for _, c := range []struct {
 		stratum uint8
 		id      uint32
@@ -14,8 +14,8 @@ func TestRefID(t *testing.T) {
 		{3, 0x4c4f434d, "76.79.67.77"},
 		{2, 0, ""},
 	} {
-		if got := refID(c.stratum, c.id); got != c.want {
-			t.Errorf("refID(%d, %#x) = %q, want %q", c.stratum, c.id, got, c.want)
+		if got := (Estimate{Stratum: c.stratum, RefID: c.id}).Reference(); got != c.want {
+			t.Errorf("stratum %d, id %#x: %q, want %q", c.stratum, c.id, got, c.want)
 		}
 	}
 }
