@@ -33,12 +33,12 @@ type rawSample struct {
 	stratum        uint8
 	leap           truetime.Leap
 	refID          uint32
-	inRegression   bool
 }
 
 type source struct {
 	name    string
 	samples []rawSample // oldest first, at most FilterLen
+	usedU   float64     // U of the newest sample a selection has used
 	report  SourceReport
 }
 
@@ -63,7 +63,24 @@ type Discipline struct {
 	priorS   float64
 	reports  []SourceReport
 	spansBuf []span
+
+	discards    int // regression windows dropped as inconsistent
+	faults      int // selections that missed the carried-forward estimate
+	floorRaises int // estimates widened so TrueTime does not go backwards
+	// floorNS is the largest earliest bound any estimate can have handed
+	// out (true time, ns); prevForFloor is the estimate it came from.
+	floorNS          int64
+	prevForFloor     truetime.Estimate
+	havePrevForFloor bool
+	prevFloorAt      int64
 }
+
+// Faults counts selections that missed the previous estimate carried
+// forward: a reference stepped, or the assumptions broke.
+func (d *Discipline) Faults() int { return d.faults }
+
+// FloorRaises counts estimates widened to keep TrueTime monotonic.
+func (d *Discipline) FloorRaises() int { return d.floorRaises }
 
 // New returns a discipline whose clock currently reads nowNS with frequency
 // correction cfg.InitialFreqPPB already applied. Zero fields of cfg take
@@ -227,164 +244,46 @@ func (d *Discipline) growth() float64 {
 	return unc + d.cfg.DriftBoundPPB*1e-9
 }
 
-// Update runs filter, selection, combining and the servo for local reading
-// nowNS. The caller applies the returned Correction to the clock at once and
-// publishes the Estimate.
+// candidate is one source's interval for the selection stage: local minus
+// true time at the update, centre ± half.
+type candidate struct {
+	src    *source
+	sample rawSample // the newest sample, whose interval this is
+	center float64
+	half   float64
+}
+
+// Update runs the stages filter → select → combine/holdover → servo →
+// estimate for local reading nowNS. The caller applies the returned
+// Correction to the clock at once and publishes the Estimate.
 func (d *Discipline) Update(nowNS int64) Update {
 	d.lastNow = nowNS
-	nowRel := float64(nowNS - d.epochL)
-	uNow := d.uAt(nowRel)
-	cNow := nowRel - uNow // L − U at now
-	sRate, _ := d.rate()
-	g := d.growth()
+	uNow := d.uAt(float64(nowNS - d.epochL))
+	names := d.sourceNames()
+	cands := d.filter(names, uNow)
+	lo, hi, selected, ok := d.selectSources(cands)
+	prevLo, prevHi, havePrev := d.carryForward(nowNS)
 
-	names := make([]string, 0, len(d.srcs))
-	for n := range d.srcs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-
-	type cand struct {
-		src    *source
-		best   int
-		center float64
-		half   float64
-	}
-	cands := make([]cand, 0, len(names))
-	d.reports = d.reports[:0]
-	for _, n := range names {
-		src := d.srcs[n]
-		src.report = SourceReport{Name: n, State: SourceUnused, Samples: len(src.samples)}
-		if len(src.samples) == 0 {
-			continue
-		}
-		best, bc, bh := -1, 0.0, math.Inf(1)
-		for i, rs := range src.samples {
-			age := math.Abs(uNow - rs.u)
-			h := rs.boundNS + g*age
-			if h < bh {
-				best, bc, bh = i, rs.xr+sRate*(uNow-rs.u)+cNow, h
-			}
-		}
-		var jit float64
-		for _, rs := range src.samples {
-			c := rs.xr + sRate*(uNow-rs.u) + cNow
-			jit += (c - bc) * (c - bc)
-		}
-		bs := src.samples[best]
-		last := src.samples[len(src.samples)-1]
-		src.report.OffsetNS = bc
-		src.report.DelayNS = bs.delayNS
-		src.report.BoundNS = bh
-		src.report.Stratum = bs.stratum
-		src.report.LastLocalNS = last.localNS
-		if len(src.samples) > 1 {
-			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
-		}
-		if bh <= float64(d.cfg.MaxErrorNS) {
-			cands = append(cands, cand{src: src, best: best, center: bc, half: bh})
+	fresh := false
+	for _, c := range selected {
+		if c.sample.u > c.src.usedU {
+			fresh = true
 		}
 	}
-
-	spans := d.spansBuf[:0]
-	for _, c := range cands {
-		spans = append(spans, span{c.center - c.half, c.center + c.half})
-	}
-	d.spansBuf = spans
-	lo, hi, ok := intersect(spans, len(spans)-maxLiars(len(spans)))
-	var selected []cand
-	if ok {
-		for _, c := range cands {
-			if c.center+c.half >= lo && c.center-c.half <= hi {
-				c.src.report.State = SourceSelected
-				selected = append(selected, c)
-			} else {
-				c.src.report.State = SourceFalseticker
-			}
-		}
-		if len(selected) < d.cfg.MinSources {
-			for _, c := range selected {
-				c.src.report.State = SourceTooFew
-			}
-			ok = false
-		}
-	}
-
-	// Propagate the previous estimate: still a valid bound under the same
-	// drift assumption, used alone in holdover and to tighten fresh results.
-	var prevLo, prevHi float64
-	havePrev := false
-	if d.haveEst && d.est.Status != truetime.Unsynchronized {
-		dt := float64(nowNS - d.est.LocalNS)
-		off := d.est.OffsetNS + d.est.SkewPPB*dt*1e-9
-		eps := float64(d.est.Eps0NS) + (d.est.DriftBoundPPB+d.est.FreqUncPPB)*math.Abs(dt)*1e-9
-		if eps <= float64(d.cfg.MaxErrorNS) {
-			prevLo, prevHi, havePrev = off-eps, off+eps, true
-		}
-	}
-
 	var steer float64
 	var est truetime.Estimate
 	status := truetime.Unsynchronized
-	fresh := false
 	switch {
 	case ok:
-		if havePrev && prevLo <= hi && prevHi >= lo {
-			lo, hi = math.Max(lo, prevLo), math.Min(hi, prevHi)
-		}
-		var sw, sx float64
-		newest := int64(math.MinInt64)
-		bestIdx := 0
-		leapVotes := map[truetime.Leap]int{}
-		for i, c := range selected {
-			w := 1 / (c.half * c.half)
-			sw += w
-			sx += w * c.center
-			if c.half < selected[bestIdx].half {
-				bestIdx = i
-			}
-			if l := c.src.report.LastLocalNS; l > newest {
-				newest = l
-			}
-			leapVotes[c.src.samples[c.best].leap]++
-			for j := range c.src.samples {
-				rs := &c.src.samples[j]
-				if !rs.inRegression {
-					rs.inRegression = true
-					d.reg = append(d.reg, point{u: rs.u, xr: rs.xr, boundNS: rs.boundNS})
-					fresh = true
-				}
-			}
-		}
-		steer = math.Min(math.Max(sx/sw, lo), hi)
-		b := selected[bestIdx].src.samples[selected[bestIdx].best]
-		minStratum := uint8(255)
-		for _, c := range selected {
-			minStratum = min(minStratum, c.src.samples[c.best].stratum)
-		}
-		leap := truetime.LeapNone
-		for l, v := range leapVotes {
-			if l != truetime.LeapNone && 2*v > len(selected) {
-				leap = l
-			}
-		}
-		status = truetime.Synchronized
-		if nowNS-newest > d.cfg.HoldoverAfterNS {
-			status = truetime.Holdover
-		}
-		est = truetime.Estimate{
-			Status:       status,
-			Leap:         leap,
-			OffsetNS:     (lo + hi) / 2,
-			Eps0NS:       int64(math.Ceil((hi-lo)/2)) + d.cfg.PrecisionNS,
-			Stratum:      min(minStratum+1, 15),
-			RefID:        b.refID,
-			RootDelayNS:  b.rootDelayNS + b.delayNS,
-			LastSampleNS: newest,
-		}
+		lo, hi = d.mergeWithPrevious(lo, hi, prevLo, prevHi, havePrev, fresh)
+		steer, est = d.combine(nowNS, lo, hi, selected)
+		status = est.Status
 		if fresh {
+			for _, c := range selected {
+				c.src.usedU = max(c.src.usedU, c.sample.u)
+			}
 			d.updates++
-			d.refit()
+			d.addRegressionPoint(uNow, nowNS, lo, hi)
 		}
 	case havePrev:
 		steer = (prevLo + prevHi) / 2
@@ -397,60 +296,305 @@ func (d *Discipline) Update(nowNS int64) Update {
 
 	u := Update{}
 	if status == truetime.Unsynchronized {
-		if d.haveEst {
-			// Lost the bound: stop slewing and hold the best frequency, so an
-			// unsynchronized clock drifts as little as it can.
-			if hold := d.holdFreq(); hold != d.freq {
-				d.freq = hold
-				d.pushSegment(segment{l0: nowNS, u0: uNow, freq: hold})
-				u.Correction = Correction{SetFreq: true, FreqPPB: hold * 1e9}
-			}
-		}
-		d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
-		d.haveEst = false
-		u.Estimate = d.est
+		d.goUnsynchronized(nowNS, uNow, &u)
 		u.Sources = d.collectReports(names)
 		return u
 	}
+	local := d.servoStep(nowNS, uNow, ok && fresh, &steer, &est, &u)
+	d.finishEstimate(nowNS, local, &est)
+	d.est, d.haveEst = est, est.Status != truetime.Unsynchronized
+	u.Estimate = est
+	u.Sources = d.collectReports(names)
+	return u
+}
 
-	// Servo: step the clock when far off (only early on), then set the
-	// frequency that cancels the oscillator's rate and slews out the rest.
+func (d *Discipline) sourceNames() []string {
+	names := make([]string, 0, len(d.srcs))
+	for n := range d.srcs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// filter turns each source's samples into one candidate interval for the
+// offset now. Only the newest sample speaks for a source: an older sample
+// may date from before the source changed behaviour (a liar that became
+// honest still has its lies in the filter), and the selection's majority
+// argument holds for what each source says now, not for what it said once.
+// What older samples knew is not lost: the previous estimate, carried
+// forward and intersected with every new selection, keeps the tightest
+// bound any past selection proved.
+func (d *Discipline) filter(names []string, uNow float64) []candidate {
+	cNow := float64(d.lastNow-d.epochL) - uNow // L − U at now
+	sRate, _ := d.rate()
+	g := d.growth()
+	cands := make([]candidate, 0, len(names))
+	d.reports = d.reports[:0]
+	for _, n := range names {
+		src := d.srcs[n]
+		src.report = SourceReport{Name: n, State: SourceUnused, Samples: len(src.samples)}
+		if len(src.samples) == 0 {
+			continue
+		}
+		last := src.samples[len(src.samples)-1]
+		age := math.Abs(uNow - last.u)
+		half := last.boundNS + g*age
+		center := last.xr + sRate*(uNow-last.u) + cNow
+		var jit float64
+		for _, rs := range src.samples {
+			c := rs.xr + sRate*(uNow-rs.u) + cNow
+			jit += (c - center) * (c - center)
+		}
+		src.report.OffsetNS = center
+		src.report.DelayNS = last.delayNS
+		src.report.BoundNS = half
+		src.report.Stratum = last.stratum
+		src.report.LastLocalNS = last.localNS
+		if len(src.samples) > 1 {
+			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
+		}
+		if half <= float64(d.cfg.MaxErrorNS) {
+			cands = append(cands, candidate{src: src, sample: last, center: center, half: half})
+		}
+	}
+	return cands
+}
+
+// selectSources finds the hull of points covered by a majority of the
+// candidates and marks each source selected, falseticker or too few.
+func (d *Discipline) selectSources(cands []candidate) (lo, hi float64, selected []candidate, ok bool) {
+	spans := d.spansBuf[:0]
+	for _, c := range cands {
+		spans = append(spans, span{c.center - c.half, c.center + c.half})
+	}
+	d.spansBuf = spans
+	lo, hi, ok = intersect(spans, len(spans)-maxLiars(len(spans)))
+	if !ok {
+		return 0, 0, nil, false
+	}
+	for _, c := range cands {
+		if c.center+c.half >= lo && c.center-c.half <= hi {
+			c.src.report.State = SourceSelected
+			selected = append(selected, c)
+		} else {
+			c.src.report.State = SourceFalseticker
+		}
+	}
+	if len(selected) < d.cfg.MinSources {
+		for _, c := range selected {
+			c.src.report.State = SourceTooFew
+		}
+		return 0, 0, nil, false
+	}
+	return lo, hi, selected, true
+}
+
+// carryForward is the previous estimate's interval at nowNS: still a valid
+// bound under the same drift assumption.
+func (d *Discipline) carryForward(nowNS int64) (lo, hi float64, ok bool) {
+	if !d.haveEst || d.est.Status == truetime.Unsynchronized {
+		return 0, 0, false
+	}
+	dt := float64(nowNS - d.est.LocalNS)
+	off := d.est.OffsetNS + d.est.SkewPPB*dt*1e-9
+	eps := float64(d.est.Eps0NS) + (d.est.DriftBoundPPB+d.est.FreqUncPPB)*math.Abs(dt)*1e-9
+	if eps > float64(d.cfg.MaxErrorNS) {
+		return 0, 0, false
+	}
+	return off - eps, off + eps, true
+}
+
+// mergeWithPrevious intersects the new selection with the previous
+// estimate carried forward. Within the assumptions both contain true time,
+// so they overlap; when they do not, an assumption broke (a lone or
+// majority reference stepped, or the oscillator left the drift bound): that
+// is a fault, not a sample to fit. The estimate then covers both (the
+// reference's old and new time, as chrony widens its dispersion in the same
+// event) and the frequency regression starts afresh, since its points
+// straddle the fault.
+func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev, fresh bool) (float64, float64) {
+	if !havePrev {
+		return lo, hi
+	}
+	if prevLo <= hi && prevHi >= lo {
+		return math.Max(lo, prevLo), math.Min(hi, prevHi)
+	}
+	if fresh {
+		d.faults++
+		d.reg = d.reg[:0]
+		d.fit = fit{}
+	}
+	return math.Min(lo, prevLo), math.Max(hi, prevHi)
+}
+
+// combine weights the selected sources into the steering offset and builds
+// the estimate's centre, width and reference fields from the hull [lo, hi].
+func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) (float64, truetime.Estimate) {
+	var sw, sx float64
+	newest := int64(math.MinInt64)
+	bestIdx := 0
+	leapVotes := map[truetime.Leap]int{}
+	minStratum := uint8(255)
+	for i, c := range selected {
+		w := 1 / (c.half * c.half)
+		sw += w
+		sx += w * c.center
+		if c.half < selected[bestIdx].half {
+			bestIdx = i
+		}
+		newest = max(newest, c.sample.localNS)
+		leapVotes[c.sample.leap]++
+		minStratum = min(minStratum, c.sample.stratum)
+	}
+	steer := math.Min(math.Max(sx/sw, lo), hi)
+	b := selected[bestIdx].sample
+	leap := truetime.LeapNone
+	for l, v := range leapVotes {
+		if l != truetime.LeapNone && 2*v > len(selected) {
+			leap = l
+		}
+	}
+	status := truetime.Synchronized
+	if nowNS-newest > d.cfg.HoldoverAfterNS {
+		status = truetime.Holdover
+	}
+	return steer, truetime.Estimate{
+		Status:       status,
+		Leap:         leap,
+		OffsetNS:     (lo + hi) / 2,
+		Eps0NS:       int64(math.Ceil((hi-lo)/2)) + d.cfg.PrecisionNS,
+		Stratum:      min(minStratum+1, 15),
+		RefID:        b.refID,
+		RootDelayNS:  b.rootDelayNS + b.delayNS,
+		LastSampleNS: newest,
+	}
+}
+
+// addRegressionPoint records the selection's proven interval as one point
+// of the frequency regression. The selection's interval, not each source's
+// samples: a hull of a majority holds true time whichever sources lied, so
+// the regression's hard slope bound holds too; a liar's samples never enter
+// it.
+func (d *Discipline) addRegressionPoint(uNow float64, nowNS int64, lo, hi float64) {
+	cNow := float64(nowNS-d.epochL) - uNow
+	d.reg = append(d.reg, point{u: uNow, xr: (lo+hi)/2 - cNow, boundNS: math.Max((hi-lo)/2, 1)})
+	d.refit()
+}
+
+// goUnsynchronized drops the estimate and holds the best frequency.
+func (d *Discipline) goUnsynchronized(nowNS int64, uNow float64, u *Update) {
+	if d.haveEst {
+		// Lost the bound: stop slewing and hold the best frequency, so an
+		// unsynchronized clock drifts as little as it can.
+		if hold := d.holdFreq(); hold != d.freq {
+			d.freq = hold
+			d.pushSegment(segment{l0: nowNS, u0: uNow, freq: hold})
+			u.Correction = Correction{SetFreq: true, FreqPPB: hold * 1e9}
+		}
+		d.noteFloor(nowNS)
+	}
+	d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
+	d.haveEst = false
+	u.Estimate = d.est
+}
+
+// servoStep steps the clock when far off (only early on), then sets the
+// frequency that cancels the oscillator's rate and slews out the rest. It
+// returns the local reading after any step.
+func (d *Discipline) servoStep(nowNS int64, uNow float64, freshSample bool, steer *float64, est *truetime.Estimate, u *Update) int64 {
 	local := nowNS
-	if ok && fresh && d.cfg.StepThresholdNS > 0 && math.Abs(steer) > float64(d.cfg.StepThresholdNS) &&
+	if freshSample && d.cfg.StepThresholdNS > 0 && math.Abs(*steer) > float64(d.cfg.StepThresholdNS) &&
 		(d.cfg.StepLimit < 0 || d.updates <= d.cfg.StepLimit) {
-		step := -int64(math.Round(steer))
+		step := -int64(math.Round(*steer))
 		u.Correction.StepNS = step
 		local = nowNS + step
 		d.pushSegment(segment{l0: local, u0: uNow, freq: d.freq})
-		steer += float64(step)
+		*steer += float64(step)
 		est.OffsetNS += float64(step)
 		est.LastSampleNS += step
 	}
-	s, unc := d.rate()
-	newFreq := d.servo(local, steer, float64(est.Eps0NS), s, ok && fresh)
+	s, _ := d.rate()
+	newFreq := d.servo(local, *steer, float64(est.Eps0NS), s, freshSample)
 	if newFreq != d.freq {
 		d.freq = newFreq
 		d.pushSegment(segment{l0: local, u0: uNow, freq: newFreq})
 		u.Correction.SetFreq = true
 		u.Correction.FreqPPB = newFreq * 1e9
 	}
+	return local
+}
+
+// finishEstimate fills the estimate's rates and limits, keeps TrueTime from
+// going backwards, and drops it when it is wider than MaxErrorNS.
+func (d *Discipline) finishEstimate(nowNS, local int64, est *truetime.Estimate) {
+	s, unc := d.rate()
 	est.LocalNS = local
-	est.SkewPPB = (newFreq + s) / (1 + newFreq) * 1e9
-	est.FreqPPB = newFreq * 1e9
+	est.SkewPPB = (d.freq + s) / (1 + d.freq) * 1e9
+	est.FreqPPB = d.freq * 1e9
 	est.MaxErrorNS = d.cfg.MaxErrorNS
 	est.HoldoverAfterNS = d.cfg.HoldoverAfterNS
 	if !d.cfg.Ablation.OmitDrift {
 		est.DriftBoundPPB = d.cfg.DriftBoundPPB
-		est.FreqUncPPB = unc / (1 + newFreq) * 1e9
+		est.FreqUncPPB = unc / (1 + d.freq) * 1e9
+	}
+	if d.haveEst {
+		d.noteFloor(nowNS)
+	}
+	if !d.cfg.Ablation.OmitFloor {
+		d.raiseToFloor(nowNS, local, est)
 	}
 	est.RootDispersionNS = max(0, est.Eps0NS-est.RootDelayNS/2)
 	if est.Eps0NS > d.cfg.MaxErrorNS {
-		est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
+		*est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
 	}
-	d.est, d.haveEst = est, est.Status != truetime.Unsynchronized
-	u.Estimate = est
-	u.Sources = d.collectReports(names)
-	return u
+}
+
+// floorWindowNS is how long after a new estimate a reader may still be
+// computing with the previous one (copied, then descheduled before reading
+// the clock): the monotonicity check covers that window.
+const floorWindowNS = int64(1e9)
+
+// noteFloor records the latest earliest bound the current estimate can
+// have handed out before it is replaced at local reading nowNS.
+func (d *Discipline) noteFloor(nowNS int64) {
+	if iv := truetime.Bound(nowNS, d.est); iv.Status != truetime.Unsynchronized {
+		d.floorNS = max(d.floorNS, iv.EarliestNS)
+		d.prevForFloor, d.havePrevForFloor, d.prevFloorAt = d.est, true, nowNS
+	}
+}
+
+// raiseToFloor keeps TrueTime from going backwards: a later read's latest
+// is never below an earlier read's earliest. Within the assumptions this
+// never triggers (every earliest was ≤ true time ≤ every later latest); when
+// a reference stepped back it does, and the interval then reaches up to what
+// was already promised, covering the reference's old time as well as its
+// new one until true time passes the floor. Earliest is never moved.
+func (d *Discipline) raiseToFloor(nowNS, local int64, est *truetime.Estimate) {
+	if d.floorNS == 0 || est.Status == truetime.Unsynchronized {
+		return
+	}
+	need := int64(0)
+	if iv := truetime.Bound(local, *est); iv.Status != truetime.Unsynchronized {
+		need = max(need, d.floorNS-iv.LatestNS)
+	}
+	// A reader racing the publish may still use the previous estimate for a
+	// while: the new latest must stay above its earliest over that window
+	// (both are linear in time, so the window's end suffices).
+	if d.havePrevForFloor && d.prevFloorAt == nowNS {
+		old := truetime.Bound(nowNS+floorWindowNS, d.prevForFloor)
+		iv := truetime.Bound(local+floorWindowNS, *est)
+		if old.Status != truetime.Unsynchronized && iv.Status != truetime.Unsynchronized {
+			need = max(need, old.EarliestNS-iv.LatestNS)
+		}
+	}
+	if need <= 0 {
+		return
+	}
+	half := (need + 1) / 2
+	est.OffsetNS -= float64(half)
+	est.Eps0NS += half + 1
+	d.floorRaises++
 }
 
 func (d *Discipline) collectReports(names []string) []SourceReport {
@@ -463,13 +607,22 @@ func (d *Discipline) collectReports(names []string) []SourceReport {
 
 // refit trims the regression window and refits; when the fitted line misses
 // a point by more than its bound the oscillator's rate changed inside the
-// window, so the oldest points are dropped.
+// window, so the oldest points are dropped. A window that stays
+// inconsistent after trimming proves that an assumption broke: it is
+// discarded, and the rate falls back to the oscillator tolerance, rather
+// than used with a slope bound it does not have.
 func (d *Discipline) refit() {
 	if over := len(d.reg) - d.cfg.RegressionLen; over > 0 {
 		d.reg = append(d.reg[:0], d.reg[over:]...)
 	}
 	d.fit = regress(d.reg)
-	for !consistent(d.reg, d.fit) && len(d.reg) > 4 {
+	for !consistent(d.reg, d.fit) {
+		if len(d.reg) <= 4 {
+			d.reg = d.reg[:0]
+			d.fit = fit{}
+			d.discards++
+			return
+		}
 		drop := len(d.reg) / 4
 		d.reg = append(d.reg[:0], d.reg[drop:]...)
 		d.fit = regress(d.reg)

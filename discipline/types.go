@@ -86,6 +86,7 @@ func (k ServoKind) String() string {
 type Ablation struct {
 	OmitPathDelay bool // drop δ/2 (asymmetry) from each sample's bound
 	OmitDrift     bool // drop the drift bound and frequency uncertainty growth
+	OmitFloor     bool // let a later interval fall below an earlier earliest
 }
 
 // Config is the discipline's tuning. Zero values are replaced by defaults in
