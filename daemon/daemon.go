@@ -57,6 +57,8 @@ type Daemon struct {
 	log  *slog.Logger
 	clk  *virtual.Clock
 	disc *discipline.Discipline
+	loop *discipline.Loop
+	pub  truetime.Publisher
 	tt   *truetime.Clock
 	shm  *truetime.ShmWriter
 	m    *metrics
@@ -266,10 +268,12 @@ func (d *Daemon) Start() error {
 	if d.disc, err = discipline.New(dc, d.clk.NowNS()); err != nil {
 		return err
 	}
+	d.loop = discipline.NewLoop(d.disc, d.clk)
 	d.tt = truetime.NewClock(d.clk, clock.RealTimers())
 	if d.shm, err = truetime.CreateShm(d.ShmPath); err != nil {
 		return err
 	}
+	d.pub = truetime.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model}
 	d.m = newMetrics()
 	if d.cfg.Metrics.Listen != "" {
 		if d.metricsLn, err = net.Listen("tcp", d.cfg.Metrics.Listen); err != nil {
@@ -377,10 +381,7 @@ loop:
 		case <-tick.C:
 			d.update()
 		case smp := <-d.samples:
-			if smp.Gen != d.stepGen.Load() {
-				continue // the exchange spanned a clock step
-			}
-			if err := d.disc.AddSample(smp.Name, smp.Sample); err != nil {
+			if err := d.loop.AddSample(smp.Name, smp.Sample, smp.Gen); err != nil {
 				d.log.Debug("sample rejected", "source", smp.Name, "err", err)
 			}
 		case <-drift.C:
@@ -406,30 +407,25 @@ func (d *Daemon) saveDrift() {
 	}
 }
 
-// update runs one discipline step, applies it and publishes the result.
+// update runs one step of the loop shared with the simulator and publishes
+// the result.
 func (d *Daemon) update() {
 	now := d.clk.NowNS()
-	u := d.disc.Update(now)
+	u, err := d.loop.Update()
+	if err != nil {
+		d.log.Error("applying correction", "err", err)
+	}
 	if u.Correction.StepNS != 0 {
-		if err := d.clk.Step(u.Correction.StepNS); err != nil {
-			d.log.Error("clock step", "err", err)
-		}
-		d.stepGen.Add(1)
+		d.stepGen.Store(d.loop.Gen())
 		d.m.steps.Inc()
 		d.log.Warn("clock stepped", "step", time.Duration(u.Correction.StepNS))
-	}
-	if u.Correction.SetFreq {
-		if err := d.clk.AdjFreqPPB(u.Correction.FreqPPB); err != nil {
-			d.log.Error("clock frequency", "err", err)
-		}
 	}
 	e := u.Estimate
 	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum > 0 {
 		e = d.localReference(now)
 	}
 	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
-	d.tt.SetEstimate(e)
-	d.shm.Publish(d.clk.Model(), e)
+	d.pub.Publish(e)
 	d.m.observe(e, u.Sources, d.clk.NowNS())
 	d.reportsMu.Lock()
 	for _, r := range u.Sources {

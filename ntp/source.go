@@ -99,45 +99,51 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	defer stop()
 	var seed [8]byte
 	_, _ = crand.Read(seed[:])
-	c := NewClient(s.cfg, binary.LittleEndian.Uint64(seed[:]))
-	req := make([]byte, headerLen)
+	e := NewEngine(s.cfg, binary.LittleEndian.Uint64(seed[:]), s.clk.NowNS())
+	var refID uint32
+	if ip4 := raddr.IP.To4(); ip4 != nil {
+		// For a stratum ≥ 2 server, NTP's reference ID is the IPv4 address
+		// of its upstream: us → this server.
+		refID = binary.BigEndian.Uint32(ip4)
+	}
 	buf := make([]byte, 1500)
 	oob := make([]byte, oobLen)
-	wait := time.Duration(0)
+	var sendGen uint64
+	awaiting := false
+	txSrc := hwts.SourceUser
 	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if ctx.Err() != nil {
 			return nil
-		case <-t.C:
 		}
-		wait = c.NextInterval()
-		gen := s.gen()
-		id := stamps.NextTxID()
-		n := c.Request(req, s.clk.NowNS()) // user-space t1: read before the send, so early
-		if _, err := conn.Write(req[:n]); err != nil {
-			s.log.Debug("ntp send", "source", s.Name, "err", err)
-			continue
-		}
-		s.Stats.Sent.Add(1)
-		txSrc := hwts.SourceUser
-		if stamps.Chosen() == hwts.SourceSoftware {
-			if st, ok := stamps.TxStamp(id, 2*time.Millisecond); ok && st.Source == hwts.SourceSoftware {
-				now := s.clk.NowNS()
-				if t1, ok := txAt(now, time.Now().UnixNano(), st.NS); ok {
-					c.SetT1(t1)
-					txSrc = hwts.SourceSoftware
-				}
+		e.Step(s.clk.NowNS(), Input{Kind: InputTick})
+		if rd := e.Ready(); rd.Send != nil {
+			if awaiting {
+				s.Stats.Timeouts.Add(1)
+			}
+			sendGen = s.gen()
+			id := stamps.NextTxID()
+			_, err := conn.Write(rd.Send)
+			e.Advance()
+			if err != nil {
+				s.log.Debug("ntp send", "source", s.Name, "err", err)
 			} else {
-				s.Stats.TxStampsMissing.Add(1)
+				s.Stats.Sent.Add(1)
+				awaiting = true
+				txSrc = s.txStamp(e, stamps, id)
 			}
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(min(2*time.Second, wait)))
+		wait := time.Duration(e.Ready().DeadlineNS - s.clk.NowNS())
+		_ = conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
 		for {
 			m, oobn, _, _, err := conn.ReadMsgUDPAddrPort(buf, oob)
 			realtime := time.Now().UnixNano() // before the clock read: see rxAt
 			t4 := s.clk.NowNS()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				break // deadline (the next poll is due), or ICMP unreachable
+			}
 			rxSrc := hwts.SourceUser
 			if st, ok := hwts.ParseRx(oob[:oobn]); ok && st.Source == hwts.SourceSoftware {
 				if age := realtime - st.NS; age >= 0 && age < int64(time.Second) {
@@ -145,45 +151,56 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 					rxSrc = hwts.SourceSoftware
 				}
 			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					s.Stats.Timeouts.Add(1)
-				}
-				break // ICMP unreachable or timeout: try at the next poll
-			}
-			smp, err := c.Response(buf[:m], t4)
-			s.Stats.Reach.Store(uint32(c.Reach()))
-			if err != nil {
+			e.Step(t4, Input{Kind: InputDatagram, Datagram: buf[:m], RxNS: t4})
+			rd := e.Ready()
+			s.Stats.Reach.Store(uint32(e.Client().Reach()))
+			for _, err := range rd.Rejected {
 				s.Stats.Rejected.Add(1)
 				s.log.Debug("ntp reply rejected", "source", s.Name, "err", err)
-				if errors.Is(err, ErrKissStop) {
-					s.log.Warn("ntp source stopped by server", "source", s.Name, "err", err)
-					return err
+				if !errors.Is(err, ErrOrigin) && !errors.Is(err, ErrNotPending) {
+					awaiting = false // answered, if uselessly
 				}
-				if errors.Is(err, ErrOrigin) || errors.Is(err, ErrNotPending) {
-					continue // keep waiting for the real reply
+			}
+			samples := append([]discipline.Sample(nil), rd.Samples...)
+			e.Advance()
+			if rd.Stopped != nil {
+				s.log.Warn("ntp source stopped by server", "source", s.Name, "err", rd.Stopped)
+				return rd.Stopped
+			}
+			for _, smp := range samples {
+				awaiting = false
+				smp.RefID = refID
+				s.Stats.Valid.Add(1)
+				s.Stats.LastTxSource.Store(int32(txSrc))
+				s.Stats.LastRxSource.Store(int32(rxSrc))
+				s.Stats.Stratum.Store(uint32(smp.Stratum))
+				select {
+				case out <- SourceSample{Name: s.Name, Sample: smp, Gen: sendGen}:
+				case <-ctx.Done():
+					return nil
 				}
-				break
 			}
-			if ip4 := raddr.IP.To4(); ip4 != nil {
-				// For a stratum ≥ 2 server, NTP's reference ID is the IPv4
-				// address of its upstream: us → this server.
-				smp.RefID = binary.BigEndian.Uint32(ip4)
-			}
-			s.Stats.Valid.Add(1)
-			s.Stats.LastTxSource.Store(int32(txSrc))
-			s.Stats.LastRxSource.Store(int32(rxSrc))
-			s.Stats.Stratum.Store(uint32(smp.Stratum))
-			select {
-			case out <- SourceSample{Name: s.Name, Sample: smp, Gen: gen}:
-			case <-ctx.Done():
-				return nil
-			}
-			break
 		}
 	}
+}
+
+// txStamp waits briefly for the kernel's transmit stamp of request id and
+// hands it to the engine; it returns where t1 came from.
+func (s *Source) txStamp(e *Engine, stamps *hwts.Socket, id uint32) hwts.Source {
+	if stamps.Chosen() != hwts.SourceSoftware {
+		return hwts.SourceUser
+	}
+	st, ok := stamps.TxStamp(id, 2*time.Millisecond)
+	if !ok || st.Source != hwts.SourceSoftware {
+		s.Stats.TxStampsMissing.Add(1)
+		return hwts.SourceUser
+	}
+	now := s.clk.NowNS()
+	t1, ok := txAt(now, time.Now().UnixNano(), st.NS)
+	if !ok {
+		return hwts.SourceUser
+	}
+	e.Step(now, Input{Kind: InputTxStamp, TxNS: t1})
+	e.Advance()
+	return hwts.SourceSoftware
 }

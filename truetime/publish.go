@@ -1,0 +1,23 @@
+package truetime
+
+import "github.com/meridiantime/meridian/clock"
+
+// Publisher hands each new estimate to the in-process Clock and to the
+// shared-memory segment together with the clock model it refers to, so
+// both read the same interval. meridiand and the simulator publish through
+// it alike.
+type Publisher struct {
+	Clock *Clock              // in-process readers (gRPC, NTP server, HLC)
+	Shm   *ShmWriter          // other processes; nil: none
+	Model func() clock.Linear // the disciplined clock's current model
+}
+
+// Publish makes e visible to every reader.
+func (p Publisher) Publish(e Estimate) {
+	if p.Shm != nil {
+		p.Shm.Publish(p.Model(), e)
+	}
+	if p.Clock != nil {
+		p.Clock.SetEstimate(e)
+	}
+}
