@@ -193,6 +193,14 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS int64, from netip.A
 	return headerLen, Reply
 }
 
+// HandleRequest answers one request exactly as the server's sockets do,
+// without rate limiting: the simulator answers its simulated clients with
+// it. rxNS is the receive timestamp; the reply goes into resp (≥ 48 bytes)
+// and its length is returned (0: drop).
+func (s *Server) HandleRequest(req, resp []byte, rxNS int64, from netip.Addr) (int, Verdict) {
+	return s.handle(nil, req, resp, rxNS, from)
+}
+
 // Listen opens workers SO_REUSEPORT sockets on addr ("host:port").
 func (s *Server) Listen(addr string, workers int) error {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {

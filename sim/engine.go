@@ -2,14 +2,20 @@ package sim
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/meridiantime/meridian/clock/simclock"
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -21,24 +27,37 @@ type Options struct {
 	Ablation      discipline.Ablation // negative controls only
 	Servo         string              // overrides the scenario's servo when set
 	DurationScale float64             // multiplies duration_s (sim-long); 0 means 1
+	// MutateReply, when set, rewrites each reply on the wire before the
+	// client sees it: tests use it to prove that a wire-format or server bug
+	// shows up in the simulator.
+	MutateReply func(src int, reply []byte)
+	// ShmDir is where the host's shared-memory segment lives; "" means a
+	// fresh temporary directory, removed at the end.
+	ShmDir string
 }
 
 // Result is one scenario's outcome. Times are µs unless named otherwise.
 type Result struct {
 	Name            string
+	Mode            TruthMode
 	Reads           int // reads that returned an interval (not unsynchronized)
 	AllReads        int
-	Violations      int // reads whose interval missed true time
+	Violations      int // reads whose interval missed the truth (see TruthMode)
+	Backwards       int // reads whose latest fell below an earlier read's earliest
+	ShmMismatches   int // reads where shared memory and the in-process clock disagreed
 	ErrP50, ErrP99  float64
 	ErrMax          float64
 	EpsP50, EpsP99  float64
-	Ratio           float64 // ε p50 / |error| p50, errors below 1 µs counted as 1 µs
+	EpsMinUS        float64 // provable minimum half-width: δ_min/2 + root delay/2 + root dispersion of the best source
+	EpsVsMin        float64 // ε p50 / EpsMinUS
 	Tightness       float64 // max |interval mid − true time| / ε: > 1 is a violation
 	FirstSyncS      float64 // −1: never
 	SyncedPct       float64
 	HoldoverSeen    bool
 	UnsyncAfterSync bool
 	Steps           int
+	Faults          int // selections that missed the carried-forward estimate
+	FloorRaises     int // estimates widened to keep TrueTime monotonic
 	Falsetickers    []string
 	Failures        []string // unmet expectations
 }
@@ -46,10 +65,11 @@ type Result struct {
 type evKind int
 
 const (
-	evPoll evKind = iota
-	evReply
-	evTick
-	evRead
+	evPoll    evKind = iota // a source engine's timer
+	evAtSrv                 // a request reaches a source's server
+	evAtHost                // a reply reaches the host
+	evTick                  // the host's discipline update
+	evRead                  // a TrueTime read
 )
 
 type event struct {
@@ -57,9 +77,8 @@ type event struct {
 	seq  uint64
 	kind evKind
 	src  int
-	// reply payload
-	t1, t2, t3 int64
-	gen        int
+	gen  uint64 // the host's step generation when the request left
+	pkt  []byte
 }
 
 type queue []*event
@@ -80,21 +99,62 @@ func (q *queue) Pop() any {
 	return e
 }
 
+// refTime is what a simulated source's server serves: true time plus the
+// source's error, with the root values the scenario says it advertises.
+type refTime struct {
+	r   *runner
+	src int
+}
+
+func (t refTime) clockNS() int64 {
+	s := t.r.sc.Sources[t.src]
+	return t.r.now + sourceErrorNS(s, float64(t.r.now-startTrueNS)/1e9)
+}
+
+func (t refTime) Now() (truetime.Interval, error) {
+	s := t.r.sc.Sources[t.src]
+	eps := int64(s.RootDispersionUS*1e3) + int64(s.RootDelayUS*1e3)/2
+	c := t.clockNS()
+	return truetime.Interval{EarliestNS: c - eps, LatestNS: c + eps, Status: truetime.Synchronized}, nil
+}
+
+func (t refTime) Estimate() truetime.Estimate {
+	s := t.r.sc.Sources[t.src]
+	return truetime.Estimate{Status: truetime.Synchronized, Stratum: s.Stratum, RefID: uint32(t.src + 1),
+		RootDelayNS: int64(s.RootDelayUS * 1e3), LastSampleNS: t.clockNS()}
+}
+
+func (t refTime) LocalNS() int64 { return t.clockNS() }
+
+// host is the simulated meridiand: the same loop, engines, server handler,
+// TrueTime clock and shared-memory segment as the daemon, over a simulated
+// oscillator.
+type host struct {
+	osc     *simclock.Oscillator
+	clk     *simclock.Clock
+	loop    *discipline.Loop
+	tt      *truetime.Clock
+	shmW    *truetime.ShmWriter
+	shmR    *truetime.ShmReader
+	pub     truetime.Publisher
+	engines []*ntp.Engine
+	servers []*ntp.Server
+}
+
 type runner struct {
 	sc    Scenario
+	opt   Options
 	now   int64
 	seq   uint64
 	q     queue
-	clk   *simclock.Clock
-	disc  *discipline.Discipline
-	est   truetime.Estimate
-	gen   int // bumps on every clock step: replies in flight are dropped
+	h     host
 	rngs  []*rand.Rand
 	rRead *rand.Rand
 	res   Result
 
-	failKinds map[string]bool
-	tight     float64 // max |mid − true| / ε over reads
+	failKinds   map[string]bool
+	tight       float64 // max |mid − true| / ε over reads
+	maxEarliest int64
 }
 
 func sec(s float64) int64 { return int64(math.Round(s * 1e9)) }
@@ -141,8 +201,63 @@ func DisciplineConfig(sc Scenario, opt Options) (discipline.Config, error) {
 	return cfg, nil
 }
 
-// Run simulates one scenario with the real discipline and truetime code.
-// The same scenario and options always give the same Result.
+// newHost builds the simulated daemon: oscillator, clock, discipline loop,
+// TrueTime clock, shared-memory segment, one NTP engine per source and one
+// server per source.
+func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
+	sc := r.sc
+	var steps []simclock.TempStep
+	for _, t := range sc.Host.TempSteps {
+		steps = append(steps, simclock.TempStep{AtNS: startTrueNS + sec(t.AtS), DeltaPPB: t.DeltaPPM * 1000})
+	}
+	h := &r.h
+	h.osc = simclock.NewOscillator(simclock.OscillatorConfig{
+		FreqErrorPPB:      sc.Host.FreqErrorPPM * 1000,
+		WanderPPBPerSqrtS: sc.Host.WanderPPBPerSqrtS,
+		TempSteps:         steps,
+		Seed:              sc.Seed,
+	}, startTrueNS)
+	h.clk = simclock.NewClock(h.osc, func() int64 { return r.now }, int64(sc.Host.OffsetMS*1e6), cfg.MaxFreqPPB)
+	if cfg.InitialFreqPPB != 0 {
+		if err := h.clk.AdjFreqPPB(cfg.InitialFreqPPB); err != nil {
+			return err
+		}
+	}
+	disc, err := discipline.New(cfg, h.clk.NowNS())
+	if err != nil {
+		return err
+	}
+	h.loop = discipline.NewLoop(disc, h.clk)
+	h.tt = truetime.NewClock(h.clk, nil)
+	path := filepath.Join(shmDir, "truetime.shm")
+	if h.shmW, err = truetime.CreateShm(path); err != nil {
+		return err
+	}
+	if h.shmR, err = truetime.OpenShm(path); err != nil {
+		h.shmW.Close()
+		return err
+	}
+	h.pub = truetime.Publisher{Clock: h.tt, Shm: h.shmW, Model: h.clk.Model}
+	for i, s := range sc.Sources {
+		r.rngs = append(r.rngs, rand.New(rand.NewPCG(uint64(sc.Seed), uint64(i+1))))
+		// First requests spread over the first second, as iburst would.
+		first := h.clk.NowNS() + sec(0.1*float64(i+1))
+		cc := ntp.ClientConfig{Poll: time.Duration(sec(s.PollS))}
+		h.engines = append(h.engines, ntp.NewEngine(cc, uint64(sc.Seed)<<8|uint64(i), first))
+		h.servers = append(h.servers, ntp.NewServer(refTime{r: r, src: i}, ntp.RateLimit{}, nil))
+		r.push(&event{at: startTrueNS + sec(0.1*float64(i+1)), kind: evPoll, src: i})
+	}
+	return nil
+}
+
+func (h *host) close() {
+	h.shmR.Close()
+	h.shmW.Close()
+}
+
+// Run simulates one scenario with the real NTP engines and server handler,
+// discipline loop, TrueTime clock and shared memory. The same scenario and
+// options always give the same Result.
 func Run(sc Scenario, opt Options) (Result, error) {
 	scale := opt.DurationScale
 	if scale == 0 {
@@ -152,34 +267,20 @@ func Run(sc Scenario, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var steps []simclock.TempStep
-	for _, t := range sc.Host.TempSteps {
-		steps = append(steps, simclock.TempStep{AtNS: startTrueNS + sec(t.AtS), DeltaPPB: t.DeltaPPM * 1000})
-	}
-	osc := simclock.NewOscillator(simclock.OscillatorConfig{
-		FreqErrorPPB:      sc.Host.FreqErrorPPM * 1000,
-		WanderPPBPerSqrtS: sc.Host.WanderPPBPerSqrtS,
-		TempSteps:         steps,
-		Seed:              sc.Seed,
-	}, startTrueNS)
-	r := &runner{sc: sc, now: startTrueNS}
-	r.clk = simclock.NewClock(osc, func() int64 { return r.now }, int64(sc.Host.OffsetMS*1e6), cfg.MaxFreqPPB)
-	if cfg.InitialFreqPPB != 0 {
-		if err := r.clk.AdjFreqPPB(cfg.InitialFreqPPB); err != nil {
+	dir := opt.ShmDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "meridian-sim-"); err != nil {
 			return Result{}, err
 		}
+		defer os.RemoveAll(dir)
 	}
-	r.disc, err = discipline.New(cfg, r.clk.NowNS())
-	if err != nil {
+	r := &runner{sc: sc, opt: opt, now: startTrueNS}
+	r.res = Result{Name: sc.Name, FirstSyncS: -1, Mode: sc.TruthMode()}
+	if err := r.newHost(cfg, dir); err != nil {
 		return Result{}, err
 	}
-	r.res = Result{Name: sc.Name, FirstSyncS: -1}
+	defer r.h.close()
 	r.rRead = rand.New(rand.NewPCG(uint64(sc.Seed), 0x7ead))
-	for i := range sc.Sources {
-		r.rngs = append(r.rngs, rand.New(rand.NewPCG(uint64(sc.Seed), uint64(i+1))))
-		// iburst-like start: first polls spread over the first second
-		r.push(&event{at: startTrueNS + sec(0.1*float64(i+1)), kind: evPoll, src: i})
-	}
 	r.push(&event{at: startTrueNS + sec(sc.TickS), kind: evTick})
 	r.push(&event{at: startTrueNS + sec(sc.ReadEveryMS/1000), kind: evRead})
 	end := startTrueNS + sec(sc.DurationS*scale)
@@ -196,67 +297,33 @@ func Run(sc Scenario, opt Options) (Result, error) {
 		switch e.kind {
 		case evPoll:
 			r.poll(e.src)
-		case evReply:
-			if e.gen != r.gen {
-				continue // the clock stepped while this exchange was in flight
-			}
-			s := r.sc.Sources[e.src]
-			smp := discipline.Sample{
-				T1NS: e.t1, T2NS: e.t2, T3NS: e.t3, T4NS: r.clk.NowNS(),
-				RootDelayNS: int64(s.RootDelayUS * 1e3), RootDispersionNS: int64(s.RootDispersionUS * 1e3),
-				Stratum: s.Stratum, RefID: uint32(e.src + 1),
-			}
-			if err := r.disc.AddSample(s.Name, smp); err != nil {
+		case evAtSrv:
+			r.serve(e)
+		case evAtHost:
+			if err := r.receive(e); err != nil {
 				return Result{}, fmt.Errorf("sim %s: %w", sc.Name, err)
 			}
 		case evTick:
-			u := r.disc.Update(r.clk.NowNS())
-			if u.Correction.StepNS != 0 {
-				if err := r.clk.Step(u.Correction.StepNS); err != nil {
-					return Result{}, err
-				}
-				r.gen++
-				r.res.Steps++
+			if err := r.tick(); err != nil {
+				return Result{}, fmt.Errorf("sim %s: %w", sc.Name, err)
 			}
-			if u.Correction.SetFreq {
-				if err := r.clk.AdjFreqPPB(u.Correction.FreqPPB); err != nil {
-					return Result{}, err
-				}
-			}
-			r.est = u.Estimate
-			r.res.Falsetickers = r.res.Falsetickers[:0]
-			for _, s := range u.Sources {
-				if s.State == discipline.SourceFalseticker {
-					r.res.Falsetickers = append(r.res.Falsetickers, s.Name)
-				}
-			}
-			r.push(&event{at: r.now + sec(sc.TickS), kind: evTick})
 		case evRead:
+			st, errUS, epsUS, ok := r.read()
 			r.res.AllReads++
-			local := r.clk.NowNS()
-			iv := truetime.Bound(local, r.est)
-			lastStatus = iv.Status
-			if iv.Status != truetime.Unsynchronized {
+			lastStatus = st
+			if ok {
 				r.res.Reads++
-				if iv.EarliestNS > r.now || iv.LatestNS < r.now {
-					r.res.Violations++
-				}
-				if r.res.FirstSyncS < 0 && iv.Status == truetime.Synchronized {
+				if r.res.FirstSyncS < 0 && st == truetime.Synchronized {
 					r.res.FirstSyncS = float64(r.now-startTrueNS) / 1e9
 				}
-				if iv.Status == truetime.Synchronized {
+				if st == truetime.Synchronized {
 					synced++
 				}
-				if iv.Status == truetime.Holdover {
+				if st == truetime.Holdover {
 					r.res.HoldoverSeen = true
 				}
-				errUS := math.Abs(float64(local-r.now)) / 1e3
 				errs = append(errs, errUS)
-				eps := float64(iv.LatestNS-iv.EarliestNS) / 2
-				epss = append(epss, eps/1e3)
-				if eps > 0 {
-					r.tight = max(r.tight, math.Abs(float64(iv.MidNS()-r.now))/eps)
-				}
+				epss = append(epss, epsUS)
 				if sc.Expect.MaxAbsErrorUS > 0 && float64(r.now-startTrueNS)/1e9 >= sc.Expect.SettleS && errUS > sc.Expect.MaxAbsErrorUS {
 					r.fail("maxerr", "first clock error beyond expectation: %.1f µs at t=%.0fs exceeds max_abs_error_us %v", errUS, float64(r.now-startTrueNS)/1e9, sc.Expect.MaxAbsErrorUS)
 				}
@@ -267,8 +334,151 @@ func Run(sc Scenario, opt Options) (Result, error) {
 			r.push(&event{at: r.now + max(1, sec(gap/1000)), kind: evRead})
 		}
 	}
+	d := r.h.loop.Discipline()
+	r.res.Steps, r.res.Faults, r.res.FloorRaises = r.h.loop.Steps(), d.Faults(), d.FloorRaises()
 	r.summarise(errs, epss, synced, lastStatus)
 	return r.res, nil
+}
+
+// tick runs one update of the loop and publishes it.
+func (r *runner) tick() error {
+	u, err := r.h.loop.Update()
+	if err != nil {
+		return err
+	}
+	r.h.pub.Publish(u.Estimate)
+	r.res.Falsetickers = r.res.Falsetickers[:0]
+	for _, s := range u.Sources {
+		if s.State == discipline.SourceFalseticker {
+			r.res.Falsetickers = append(r.res.Falsetickers, s.Name)
+		}
+	}
+	r.push(&event{at: r.now + sec(r.sc.TickS), kind: evTick})
+	return nil
+}
+
+// read reads TrueTime in process and through shared memory, checks that
+// they agree, and checks the interval against the truth and against every
+// earlier read.
+func (r *runner) read() (st truetime.Status, errUS, epsUS float64, ok bool) {
+	local := r.h.clk.NowNS()
+	iv, err := r.h.tt.Now()
+	ivShm, errShm := r.h.shmR.NowAtRaw(r.h.osc.RawAt(r.now))
+	if (err == nil) != (errShm == nil) || (err == nil && iv != ivShm) {
+		r.res.ShmMismatches++
+		r.fail("shm", "shared memory read %+v (%v) differs from in-process %+v (%v) at t=%.3fs", ivShm, errShm, iv, err, float64(r.now-startTrueNS)/1e9)
+	}
+	if err != nil {
+		return iv.Status, 0, 0, false
+	}
+	if iv.LatestNS < r.maxEarliest {
+		r.res.Backwards++
+		r.fail("back", "TrueTime went backwards at t=%.3fs: latest %d below an earlier earliest %d", float64(r.now-startTrueNS)/1e9, iv.LatestNS, r.maxEarliest)
+	}
+	r.maxEarliest = max(r.maxEarliest, iv.EarliestNS)
+	if !r.contains(iv) {
+		r.res.Violations++
+	}
+	eps := float64(iv.LatestNS-iv.EarliestNS) / 2
+	if eps > 0 {
+		r.tight = max(r.tight, math.Abs(float64(iv.MidNS()-r.now))/eps)
+	}
+	return iv.Status, math.Abs(float64(local-r.now)) / 1e3, eps / 1e3, true
+}
+
+// contains applies the scenario's truth: true time within the assumptions;
+// for a lone reference that steps, its time before or after its latest
+// step; nothing outside both (only monotonicity is checked there).
+func (r *runner) contains(iv truetime.Interval) bool {
+	in := func(t int64) bool { return iv.EarliestNS <= t && t <= iv.LatestNS }
+	switch r.res.Mode {
+	case TruthTrue:
+		return in(r.now)
+	case TruthReference:
+		s := r.sc.Sources[0]
+		tS := float64(r.now-startTrueNS) / 1e9
+		cur, prev := sourceErrorNS(s, tS), previousErrorNS(s, tS)
+		return in(r.now+cur) || in(r.now+prev)
+	}
+	return true
+}
+
+// link is source i's path at simulated second tS: one-way delays in ns
+// (forward, back), or ok=false when the packet is lost.
+func (r *runner) link(i int, forward bool) (int64, bool) {
+	s := r.sc.Sources[i]
+	rng := r.rngs[i]
+	lost := rng.Float64()*100 < s.LossPct
+	j := rng.ExpFloat64() * s.JitterUS
+	tS := float64(r.now-startTrueNS) / 1e9
+	for _, w := range s.Outages {
+		if tS >= w.FromS && tS < w.ToS {
+			return 0, false
+		}
+	}
+	if lost {
+		return 0, false
+	}
+	delay, asym := s.DelayUS, s.AsymmetryUS
+	for _, rc := range s.Routes {
+		if tS >= rc.FromS {
+			delay, asym = rc.DelayUS, rc.AsymmetryUS
+		}
+	}
+	if forward {
+		return sec((delay/2 + asym/2 + j) / 1e6), true
+	}
+	return sec((delay/2 - asym/2 + j) / 1e6), true
+}
+
+// poll fires source i's engine timer and puts any request on the wire.
+func (r *runner) poll(i int) {
+	e := r.h.engines[i]
+	e.Step(r.h.clk.NowNS(), ntp.Input{Kind: ntp.InputTick})
+	rd := e.Ready()
+	if rd.Send != nil {
+		if d, ok := r.link(i, true); ok {
+			pkt := append([]byte(nil), rd.Send...)
+			r.push(&event{at: r.now + d, kind: evAtSrv, src: i, pkt: pkt, gen: r.h.loop.Gen()})
+		}
+	}
+	e.Advance()
+	wait := max(rd.DeadlineNS-r.h.clk.NowNS(), int64(1e6))
+	r.push(&event{at: r.now + wait, kind: evPoll, src: i})
+}
+
+// serve answers a request with the real server handler.
+func (r *runner) serve(e *event) {
+	srv := r.h.servers[e.src]
+	t := refTime{r: r, src: e.src}
+	resp := make([]byte, 48)
+	n, _ := srv.HandleRequest(e.pkt, resp, t.clockNS(), netip.AddrFrom4([4]byte{10, 0, 0, 1}))
+	if n == 0 {
+		return
+	}
+	if d, ok := r.link(e.src, false); ok {
+		r.push(&event{at: r.now + d, kind: evAtHost, src: e.src, pkt: resp[:n], gen: e.gen})
+	}
+}
+
+// receive hands a reply to the engine and its samples to the loop.
+func (r *runner) receive(e *event) error {
+	if r.opt.MutateReply != nil {
+		r.opt.MutateReply(e.src, e.pkt)
+	}
+	eng := r.h.engines[e.src]
+	t4 := r.h.clk.NowNS()
+	eng.Step(t4, ntp.Input{Kind: ntp.InputDatagram, Datagram: e.pkt, RxNS: t4})
+	rd := eng.Ready()
+	defer eng.Advance()
+	for _, smp := range rd.Samples {
+		smp.RefID = uint32(e.src + 1)
+		err := r.h.loop.AddSample(r.sc.Sources[e.src].Name, smp, e.gen)
+		if err != nil && !errors.Is(err, discipline.ErrStaleSample) {
+			return err
+		}
+	}
+	return nil
 }
 
 // fail records an unmet expectation; kind keeps one message per kind.
@@ -283,35 +493,6 @@ func (r *runner) fail(kind, f string, a ...any) {
 	r.res.Failures = append(r.res.Failures, fmt.Sprintf(f, a...))
 }
 
-// poll sends one request on source i's link and schedules its reply.
-func (r *runner) poll(i int) {
-	s := r.sc.Sources[i]
-	rng := r.rngs[i]
-	r.push(&event{at: r.now + sec(s.PollS*(0.95+0.1*rng.Float64())), kind: evPoll, src: i})
-	tS := float64(r.now-startTrueNS) / 1e9
-	lostOut := rng.Float64()*100 < s.LossPct
-	lostBack := rng.Float64()*100 < s.LossPct
-	jf, jb := rng.ExpFloat64()*s.JitterUS, rng.ExpFloat64()*s.JitterUS
-	if lostOut || lostBack {
-		return
-	}
-	for _, w := range s.Outages {
-		if tS >= w.FromS && tS < w.ToS {
-			return
-		}
-	}
-	fwd := sec((s.DelayUS/2 + s.AsymmetryUS/2 + jf) / 1e6)
-	back := sec((s.DelayUS/2 - s.AsymmetryUS/2 + jb) / 1e6)
-	const procNS = 15_000
-	arriveSrv := r.now + fwd
-	srvErr := sourceErrorNS(s, float64(arriveSrv-startTrueNS)/1e9)
-	t2 := arriveSrv + srvErr
-	r.push(&event{
-		at: arriveSrv + procNS + back, kind: evReply, src: i,
-		t1: r.clk.NowNS(), t2: t2, t3: t2 + procNS, gen: r.gen,
-	})
-}
-
 // sourceErrorNS is source s's clock minus true time at simulated second tS.
 func sourceErrorNS(s Source, tS float64) int64 {
 	var off float64
@@ -321,6 +502,19 @@ func sourceErrorNS(s Source, tS float64) int64 {
 		}
 	}
 	return int64(off * 1e6)
+}
+
+// previousErrorNS is source s's error before its latest step at or before
+// tS (its current error when it has not stepped).
+func previousErrorNS(s Source, tS float64) int64 {
+	var off, prev float64
+	for _, e := range s.Errors {
+		if tS >= e.FromS {
+			prev, off = off, e.OffsetMS
+		}
+	}
+	_ = off
+	return int64(prev * 1e6)
 }
 
 func pct(sorted []float64, p float64) float64 {
@@ -340,7 +534,10 @@ func (r *runner) summarise(errs, epss []float64, synced int, last truetime.Statu
 		res.ErrMax = errs[len(errs)-1]
 	}
 	res.EpsP50, res.EpsP99 = pct(epss, 0.5), pct(epss, 0.99)
-	res.Ratio = res.EpsP50 / max(res.ErrP50, 1)
+	res.EpsMinUS = r.sc.ProvableMinUS()
+	if res.EpsMinUS > 0 {
+		res.EpsVsMin = res.EpsP50 / res.EpsMinUS
+	}
 	res.Tightness = r.tight
 	if res.AllReads > 0 {
 		res.SyncedPct = 100 * float64(synced) / float64(res.AllReads)
@@ -348,7 +545,7 @@ func (r *runner) summarise(errs, epss []float64, synced int, last truetime.Statu
 	slices.Sort(res.Falsetickers)
 	x := r.sc.Expect
 	if res.Violations > 0 {
-		r.fail("viol", "%d containment violations", res.Violations)
+		r.fail("viol", "%d containment violations (truth: %v)", res.Violations, res.Mode)
 	}
 	if x.SyncedByS > 0 && (res.FirstSyncS < 0 || res.FirstSyncS > x.SyncedByS) {
 		r.fail("sync", "first synchronized at %.1fs, want ≤ %vs", res.FirstSyncS, x.SyncedByS)

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -65,6 +66,14 @@ type Source struct {
 	RootDispersionUS float64  `yaml:"root_dispersion_us"`
 	RootDelayUS      float64  `yaml:"root_delay_us"`
 	Errors           []Error  `yaml:"errors"` // the source's clock minus true time, piecewise
+	Routes           []Route  `yaml:"routes"` // path changes: new delay and asymmetry from a time on
+}
+
+// Route replaces a source's delay_us and asymmetry_us from FromS on.
+type Route struct {
+	FromS       float64 `yaml:"from_s"`
+	DelayUS     float64 `yaml:"delay_us"`
+	AsymmetryUS float64 `yaml:"asymmetry_us"`
 }
 
 // Window is a half-open span of simulated time.
@@ -183,6 +192,11 @@ func (sc Scenario) Validate() error {
 		if s.LossPct < 0 || s.LossPct >= 100 {
 			bad("sources[%d].loss_pct: must be in [0, 100), got %v", i, s.LossPct)
 		}
+		for j, rc := range s.Routes {
+			if rc.DelayUS < 0 || abs(rc.AsymmetryUS) > rc.DelayUS {
+				bad("sources[%d].routes[%d]: delay_us must be ≥ 0 and |asymmetry_us| ≤ delay_us, got %v and %v", i, j, rc.DelayUS, rc.AsymmetryUS)
+			}
+		}
 		if s.Stratum == 0 || s.Stratum > 15 {
 			bad("sources[%d].stratum: must be 1..15, got %d", i, s.Stratum)
 		}
@@ -223,4 +237,116 @@ func LoadDir(dir string) ([]Scenario, error) {
 		out = append(out, sc)
 	}
 	return out, nil
+}
+
+// TruthMode is what a scenario's reads are checked against.
+type TruthMode int
+
+const (
+	// TruthTrue: within the stated assumptions, every read contains true time.
+	TruthTrue TruthMode = iota
+	// TruthReference: a lone reference lies or steps (outside the
+	// assumptions); every synchronized read contains the reference's time
+	// before or after its latest step.
+	TruthReference
+	// TruthNone: a majority lies at some instant; nothing can be proven and
+	// only monotonicity (and the scenario's expectations) are checked.
+	TruthNone
+)
+
+func (m TruthMode) String() string {
+	switch m {
+	case TruthTrue:
+		return "true"
+	case TruthReference:
+		return "ref"
+	}
+	return "none"
+}
+
+// lies reports whether a source's error at an instant exceeds what it
+// advertises (root delay/2 + root dispersion): an honest source's clock is
+// within that of true time.
+func (s Source) lies(errMS float64) bool {
+	return abs(errMS)*1000 > s.RootDispersionUS+s.RootDelayUS/2
+}
+
+// lyingWindows are the spans during which source s's newest sample may be a
+// lie: each lying segment extended by the time its samples stay newest
+// (two polls and a round trip).
+func (s Source) lyingWindows(endS float64) []Window {
+	var out []Window
+	memory := 2*s.PollS + 1
+	for i, e := range s.Errors {
+		if !s.lies(e.OffsetMS) {
+			continue
+		}
+		to := endS
+		if i+1 < len(s.Errors) {
+			to = s.Errors[i+1].FromS
+		}
+		out = append(out, Window{FromS: e.FromS, ToS: to + memory})
+	}
+	return out
+}
+
+// TruthMode says which truth the scenario's reads are checked against: at
+// most ⌊(n−1)/2⌋ of n sources may be lying at any instant (counting a
+// source as lying while its newest sample may still be a lie) for true
+// time; a lone lying or stepping reference is checked against its own old
+// and new time; anything else only for monotonicity.
+func (sc Scenario) TruthMode() TruthMode {
+	n := len(sc.Sources)
+	maxLiars := (n - 1) / 2
+	var edges []float64
+	var wins [][]Window
+	for _, s := range sc.Sources {
+		w := s.lyingWindows(sc.DurationS * 1e6)
+		wins = append(wins, w)
+		for _, x := range w {
+			edges = append(edges, x.FromS)
+		}
+	}
+	for _, at := range edges {
+		liars := 0
+		for _, ws := range wins {
+			for _, w := range ws {
+				if at >= w.FromS && at < w.ToS {
+					liars++
+					break
+				}
+			}
+		}
+		if liars > maxLiars {
+			if n == 1 {
+				return TruthReference
+			}
+			return TruthNone
+		}
+	}
+	return TruthTrue
+}
+
+// ProvableMinUS is the narrowest half-width any bound can prove from the
+// best source: δ_min/2 + root delay/2 + root dispersion (µs), the root
+// values as the wire carries them (NTP's short format rounds up to 2⁻¹⁶ s).
+func (sc Scenario) ProvableMinUS() float64 {
+	best := math.Inf(1)
+	for _, s := range sc.Sources {
+		d := s.DelayUS
+		for _, rc := range s.Routes {
+			d = min(d, rc.DelayUS)
+		}
+		best = min(best, d/2+wireShortUS(s.RootDelayUS)/2+wireShortUS(s.RootDispersionUS))
+	}
+	if math.IsInf(best, 1) {
+		return 0
+	}
+	return best
+}
+
+// wireShortUS is v µs after a round trip through NTP's 16.16 short format,
+// rounded up as a bound must be.
+func wireShortUS(v float64) float64 {
+	return math.Ceil(v*65536/1e6) * 1e6 / 65536
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -62,6 +63,64 @@ func TestNegativeControlDrift(t *testing.T) {
 	}
 	if v := violations(rs, "outage-holdover"); v == 0 {
 		t.Fatalf("without the drift term holdover must violate containment\n%s", FormatTable(rs))
+	}
+}
+
+// Without the floor a lone reference stepping back takes TrueTime
+// backwards; with it, never (TestMatrixContainment).
+func TestNegativeControlFloor(t *testing.T) {
+	var sc Scenario
+	for _, s := range loadMatrix(t) {
+		if s.Name == "lone-reference-back-3s" {
+			sc = s
+		}
+	}
+	sc.DurationS = 900
+	r, err := Run(sc, Options{Ablation: discipline.Ablation{OmitFloor: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Backwards == 0 {
+		t.Fatalf("without the floor a reference stepping back must take TrueTime backwards\n%s", FormatTable([]Result{r}))
+	}
+	r, err = Run(sc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Backwards != 0 || r.FloorRaises == 0 {
+		t.Fatalf("with the floor: %d backwards reads, %d floor raises\n%s", r.Backwards, r.FloorRaises, FormatTable([]Result{r}))
+	}
+}
+
+// A bug on the wire or in the server shows up in the simulator: replies
+// whose timestamps a buggy server writes 2 ms late are caught as
+// containment violations.
+func TestWireBugIsCaught(t *testing.T) {
+	var sc Scenario
+	for _, s := range loadMatrix(t) {
+		if s.Name == "one-liar" {
+			sc = s
+		}
+	}
+	sc.DurationS = 300
+	sc.Expect = Expect{}
+	late := func(_ int, b []byte) {
+		// receive and transmit timestamps (bytes 32..47) 2 ms late
+		for _, off := range []int{32, 40} {
+			v := binary.BigEndian.Uint64(b[off:])
+			binary.BigEndian.PutUint64(b[off:], v+8_589_935) // 2 ms in 2⁻³² s units
+		}
+	}
+	r, err := Run(sc, Options{MutateReply: late})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Violations == 0 {
+		t.Fatalf("a server that stamps its transmit 2 ms late must be caught\n%s", FormatTable([]Result{r}))
+	}
+	r, err = Run(sc, Options{})
+	if err != nil || r.Violations != 0 {
+		t.Fatalf("unmutated control: %v\n%s", err, FormatTable([]Result{r}))
 	}
 }
 

@@ -312,8 +312,11 @@ func (r *ShmReader) Snapshot() (clock.Linear, Estimate, error) {
 // be promised. It does not allocate. The seqlock alone guarantees a whole
 // snapshot here; the checksum (a corruption check) is left to Snapshot to
 // keep this path within 1.5× of a bare clock read.
-func (r *ShmReader) Now() (Interval, error) {
-	raw := clock.MonoRawNS()
+func (r *ShmReader) Now() (Interval, error) { return r.NowAtRaw(clock.MonoRawNS()) }
+
+// NowAtRaw is Now for a raw counter reading taken by the caller (the
+// simulator reads its simulated oscillator).
+func (r *ShmReader) NowAtRaw(raw int64) (Interval, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	if !ok {

@@ -1,7 +1,7 @@
 // Command meridian-sim runs the deterministic simulator's scenario matrix
 // against the real discipline and truetime code and prints a table.
 //
-//	meridian-sim run [--duration-scale N] [--servo linreg|pi] [--ablate path-delay|drift] DIR
+//	meridian-sim run [--duration-scale N] [--servo linreg|pi] [--ablate path-delay|drift|floor] DIR
 //
 // It exits 1 when any scenario has a containment violation or misses an
 // expectation (with --ablate, violations are the expected outcome).
@@ -17,13 +17,13 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] != "run" {
-		fmt.Fprintln(os.Stderr, "usage: meridian-sim run [--duration-scale N] [--servo linreg|pi] [--ablate path-delay|drift] SCENARIO_DIR")
+		fmt.Fprintln(os.Stderr, "usage: meridian-sim run [--duration-scale N] [--servo linreg|pi] [--ablate path-delay|drift|floor] SCENARIO_DIR")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	scale := fs.Float64("duration-scale", 1, "multiply every scenario's duration")
 	servo := fs.String("servo", "", "override the servo (linreg or pi)")
-	ablate := fs.String("ablate", "", "negative control: remove a bound term (path-delay or drift)")
+	ablate := fs.String("ablate", "", "negative control: remove a bound term (path-delay, drift or floor)")
 	_ = fs.Parse(os.Args[2:])
 	if fs.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "meridian-sim run: want exactly one scenario directory")
@@ -36,8 +36,10 @@ func main() {
 		opt.Ablation.OmitPathDelay = true
 	case "drift":
 		opt.Ablation.OmitDrift = true
+	case "floor":
+		opt.Ablation.OmitFloor = true
 	default:
-		fmt.Fprintf(os.Stderr, "meridian-sim: --ablate: want path-delay or drift, got %q\n", *ablate)
+		fmt.Fprintf(os.Stderr, "meridian-sim: --ablate: want path-delay, drift or floor, got %q\n", *ablate)
 		os.Exit(2)
 	}
 	scs, err := sim.LoadDir(fs.Arg(0))
