@@ -65,11 +65,11 @@ type Result struct {
 type evKind int
 
 const (
-	evPoll    evKind = iota // a source engine's timer
-	evAtSrv                 // a request reaches a source's server
-	evAtHost                // a reply reaches the host
-	evTick                  // the host's discipline update
-	evRead                  // a TrueTime read
+	evPoll   evKind = iota // a source engine's timer
+	evAtSrv                // a request reaches a source's server
+	evAtHost               // a reply reaches the host
+	evTick                 // the host's discipline update
+	evRead                 // a TrueTime read
 )
 
 type event struct {
