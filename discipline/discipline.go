@@ -275,7 +275,8 @@ func (d *Discipline) Update(nowNS int64) Update {
 	status := truetime.Unsynchronized
 	switch {
 	case ok:
-		lo, hi = d.mergeWithPrevious(lo, hi, prevLo, prevHi, havePrev, fresh)
+		lone := len(cands) == 1
+		lo, hi = d.mergeWithPrevious(lo, hi, prevLo, prevHi, havePrev, fresh, lone)
 		steer, est = d.combine(nowNS, lo, hi, selected)
 		status = est.Status
 		if fresh {
@@ -413,9 +414,19 @@ func (d *Discipline) carryForward(nowNS int64) (lo, hi float64, ok bool) {
 // reference's old and new time, as chrony widens its dispersion in the same
 // event) and the frequency regression starts afresh, since its points
 // straddle the fault.
-func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev, fresh bool) (float64, float64) {
+//
+// A lone source has no majority to outvote a step that stays within its
+// advertised error, and the intersection could then exclude both its old
+// and its new time. So when its new reading (the hull's centre) falls
+// outside the previous estimate, the two are covered together rather than
+// intersected: every read holds the reference's old or new time. The price
+// is a wider interval after an honest but jittery reading.
+func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev, fresh, lone bool) (float64, float64) {
 	if !havePrev {
 		return lo, hi
+	}
+	if c := (lo + hi) / 2; lone && (c < prevLo || c > prevHi) && prevLo <= hi && prevHi >= lo {
+		return math.Min(lo, prevLo), math.Max(hi, prevHi)
 	}
 	if prevLo <= hi && prevHi >= lo {
 		return math.Max(lo, prevLo), math.Min(hi, prevHi)

@@ -57,6 +57,12 @@ type Result struct {
 	UnsyncAfterSync bool
 	Steps           int
 	Faults          int // selections that missed the carried-forward estimate
+	// LeftAssumptionsS is when, during this realization, more than
+	// ⌊(m−1)/2⌋ of the m sources with samples spoke from a lie at an update
+	// (loss or an outage can keep a liar's last sample newest long after it
+	// stopped lying); −1: never. From then on a TruthTrue world's reads are
+	// checked for monotonicity only.
+	LeftAssumptionsS float64
 	FloorRaises     int // estimates widened to keep TrueTime monotonic
 	Falsetickers    []string
 	Failures        []string // unmet expectations
@@ -79,6 +85,7 @@ type event struct {
 	src  int
 	gen  uint64 // the host's step generation when the request left
 	pkt  []byte
+	lie  bool // the server's clock was lying when it stamped this reply
 }
 
 type queue []*event
@@ -155,6 +162,10 @@ type runner struct {
 	failKinds   map[string]bool
 	tight       float64 // max |mid − true| / ε over reads
 	maxEarliest int64
+
+	// Per source: has the loop taken a sample, and was the newest one a lie.
+	hasSample, newestLies []bool
+	outside               bool // the majority assumption broke at some update
 }
 
 func sec(s float64) int64 { return int64(math.Round(s * 1e9)) }
@@ -275,7 +286,8 @@ func Run(sc Scenario, opt Options) (Result, error) {
 		defer os.RemoveAll(dir)
 	}
 	r := &runner{sc: sc, opt: opt, now: startTrueNS}
-	r.res = Result{Name: sc.Name, FirstSyncS: -1, Mode: sc.TruthMode()}
+	r.res = Result{Name: sc.Name, FirstSyncS: -1, Mode: sc.TruthMode(), LeftAssumptionsS: -1}
+	r.hasSample, r.newestLies = make([]bool, len(sc.Sources)), make([]bool, len(sc.Sources))
 	if err := r.newHost(cfg, dir); err != nil {
 		return Result{}, err
 	}
@@ -342,6 +354,21 @@ func Run(sc Scenario, opt Options) (Result, error) {
 
 // tick runs one update of the loop and publishes it.
 func (r *runner) tick() error {
+	if !r.outside {
+		m, liars := 0, 0
+		for i, ok := range r.hasSample {
+			if ok {
+				m++
+				if r.newestLies[i] {
+					liars++
+				}
+			}
+		}
+		if liars > (m-1)/2 && liars > 0 {
+			r.outside = true
+			r.res.LeftAssumptionsS = float64(r.now-startTrueNS) / 1e9
+		}
+	}
 	u, err := r.h.loop.Update()
 	if err != nil {
 		return err
@@ -393,7 +420,7 @@ func (r *runner) contains(iv truetime.Interval) bool {
 	in := func(t int64) bool { return iv.EarliestNS <= t && t <= iv.LatestNS }
 	switch r.res.Mode {
 	case TruthTrue:
-		return in(r.now)
+		return r.outside || in(r.now)
 	case TruthReference:
 		s := r.sc.Sources[0]
 		tS := float64(r.now-startTrueNS) / 1e9
@@ -456,8 +483,10 @@ func (r *runner) serve(e *event) {
 	if n == 0 {
 		return
 	}
+	s := r.sc.Sources[e.src]
+	lie := s.lies(float64(sourceErrorNS(s, float64(r.now-startTrueNS)/1e9)) / 1e6)
 	if d, ok := r.link(e.src, false); ok {
-		r.push(&event{at: r.now + d, kind: evAtHost, src: e.src, pkt: resp[:n], gen: e.gen})
+		r.push(&event{at: r.now + d, kind: evAtHost, src: e.src, pkt: resp[:n], gen: e.gen, lie: lie})
 	}
 }
 
@@ -476,6 +505,9 @@ func (r *runner) receive(e *event) error {
 		err := r.h.loop.AddSample(r.sc.Sources[e.src].Name, smp, e.gen)
 		if err != nil && !errors.Is(err, discipline.ErrStaleSample) {
 			return err
+		}
+		if err == nil {
+			r.hasSample[e.src], r.newestLies[e.src] = true, e.lie
 		}
 	}
 	return nil
