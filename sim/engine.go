@@ -63,9 +63,9 @@ type Result struct {
 	// stopped lying); −1: never. From then on a TruthTrue world's reads are
 	// checked for monotonicity only.
 	LeftAssumptionsS float64
-	FloorRaises     int // estimates widened to keep TrueTime monotonic
-	Falsetickers    []string
-	Failures        []string // unmet expectations
+	FloorRaises      int // estimates widened to keep TrueTime monotonic
+	Falsetickers     []string
+	Failures         []string // unmet expectations
 }
 
 type evKind int

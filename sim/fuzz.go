@@ -300,7 +300,9 @@ func shrinkCandidates(sc Scenario) []Scenario {
 			func(x *Source) { x.LossPct = 0 },
 			func(x *Source) { x.JitterUS = 0 },
 			func(x *Source) { x.AsymmetryUS = 0 },
-			func(x *Source) { x.RootDelayUS, x.RootDispersionUS, x.Stratum = d.RootDelayUS, d.RootDispersionUS, d.Stratum },
+			func(x *Source) {
+				x.RootDelayUS, x.RootDispersionUS, x.Stratum = d.RootDelayUS, d.RootDispersionUS, d.Stratum
+			},
 			func(x *Source) { x.PollS = d.PollS },
 			func(x *Source) { x.DelayUS = d.DelayUS },
 		}
