@@ -63,5 +63,8 @@ proto-check: proto
 sim:
 	$(GO) run ./cmd/meridian-sim run sim/scenarios
 
+# The long campaign: the scenario matrix at 10× duration, then 20,000 random
+# worlds (≥ 10⁸ checked reads); the first broken world is shrunk and printed.
 sim-long:
 	$(GO) run ./cmd/meridian-sim run --duration-scale 10 sim/scenarios
+	$(GO) run ./cmd/meridian-sim fuzz --worlds 20000 --seed 1
