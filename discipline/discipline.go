@@ -416,17 +416,23 @@ func (d *Discipline) carryForward(nowNS int64) (lo, hi float64, ok bool) {
 // straddle the fault.
 //
 // A lone source has no majority to outvote a step that stays within its
-// advertised error, and the intersection could then exclude both its old
-// and its new time. So when its new reading (the hull's centre) falls
-// outside the previous estimate, the two are covered together rather than
-// intersected: every read holds the reference's old or new time. The price
-// is a wider interval after an honest but jittery reading.
+// advertised error, and a partial intersection could then exclude both its
+// old and its new time (the reference's time may lie anywhere in the new
+// interval). So for a lone source the result is always one whole interval:
+// the inner one when they nest, else both covered together. Every read then
+// holds the reference's old or new time. The price is a wider interval
+// after an honest but jittery reading.
 func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev, fresh, lone bool) (float64, float64) {
 	if !havePrev {
 		return lo, hi
 	}
-	if c := (lo + hi) / 2; lone && (c < prevLo || c > prevHi) && prevLo <= hi && prevHi >= lo {
-		return math.Min(lo, prevLo), math.Max(hi, prevHi)
+	if lone && prevLo <= hi && prevHi >= lo {
+		switch {
+		case lo >= prevLo && hi <= prevHi, prevLo >= lo && prevHi <= hi:
+			// nested: the intersection is one of the two whole intervals
+		default:
+			return math.Min(lo, prevLo), math.Max(hi, prevHi)
+		}
 	}
 	if prevLo <= hi && prevHi >= lo {
 		return math.Max(lo, prevLo), math.Min(hi, prevHi)
