@@ -51,7 +51,7 @@ func Generate(seed uint64, i int) Scenario {
 	}
 	if pick(0.2) {
 		// A restart from the drift file: right, or a little stale.
-		v := round3(-h.FreqErrorPPM + u(-5, 5))
+		v := round3(math.Max(-500, math.Min(500, -h.FreqErrorPPM+u(-5, 5))))
 		h.DriftFilePPM = &v
 	}
 	n := 1 + rng.IntN(7)

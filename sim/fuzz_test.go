@@ -126,6 +126,9 @@ func TestGeneratorStaysInside(t *testing.T) {
 		for _, ts := range sc.Host.TempSteps {
 			total += abs(ts.DeltaPPM)
 		}
+		if d := sc.Host.DriftFilePPM; d != nil && abs(*d) > 500 {
+			t.Fatalf("world %d drift file %v ppm beyond the clock's range", i, *d)
+		}
 		if total > 15 || abs(sc.Host.FreqErrorPPM) > 500 {
 			t.Fatalf("world %d oscillator outside the bounds: %+v", i, sc.Host)
 		}
