@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/meridiantime/meridian/clock/fake"
 	"github.com/meridiantime/meridian/clock/simclock"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/ntp"
@@ -239,7 +240,7 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 		return err
 	}
 	h.loop = discipline.NewLoop(disc, h.clk)
-	h.tt = truetime.NewClock(h.clk, nil)
+	h.tt = truetime.NewClock(h.clk, fake.PanicTimers{})
 	path := filepath.Join(shmDir, "truetime.shm")
 	if h.shmW, err = truetime.CreateShm(path); err != nil {
 		return err

@@ -41,6 +41,60 @@
 // violate containment. A leap second announced by the sources widens the
 // interval by 1 s on both sides within a second of a UTC midnight.
 //
+// # What the promise assumes
+//
+// earliest ≤ true time ≤ latest holds on every read when all of these hold:
+//
+//  1. Majority of honest sources. A source is honest while its clock is
+//     within rootDelay/2 + rootDispersion of true time (what it advertises)
+//     and the network delivers its packets unaltered. Of the m sources whose
+//     newest sample the selection uses, at most ⌊(m−1)/2⌋ speak from a lie
+//     (their newest sample was taken while they lied). Memory matters: a
+//     liar's last sample stays its newest through loss or an outage after
+//     it stopped lying. With m = 1 or 2 no lie can be tolerated.
+//  2. Oscillator tolerance. The uncorrected oscillator's frequency error is
+//     within OscillatorTolerancePPB (500 ppm), and a drift file's frequency
+//     is used for steering only, never for the bound.
+//  3. Drift bound. Between the frequency regression's window and the read,
+//     the oscillator's frequency moves by less than DriftBoundPPB (15 ppm,
+//     RFC 5905's PHI) from the regression's estimate: temperature steps,
+//     ageing and wander together stay within it.
+//  4. Path asymmetry within the round trip: each one-way delay is ≥ 0, so
+//     the δ/2 term covers any split.
+//  5. The raw counter runs whenever the host runs (suspend, VM pauses and
+//     migration are detected, see below).
+//
+// Outside them nothing can be proven, and the daemon still behaves:
+//
+//   - A selection that misses the previous estimate carried forward is a
+//     fault (a lone or majority reference stepped, or the oscillator left
+//     the drift bound), not a sample to fit: the estimate covers both (as
+//     chrony widens its root dispersion in the same event), and the
+//     frequency regression starts afresh. A regression window whose points
+//     stay inconsistent after trimming is discarded, and the rate falls
+//     back to the oscillator tolerance.
+//   - A lone source's new interval is never partially intersected with the
+//     previous estimate: when a lone reference steps, every read is either
+//     synchronized and holds the reference's old or its new time, or
+//     unsynchronized (when covering both is wider than max_error).
+//   - A lone source that drifts slowly away, or a majority that lies
+//     together, cannot be caught: the interval then follows them.
+//
+// TrueTime never goes backwards: a later read's latest is ≥ every earlier
+// read's earliest. Within the assumptions this follows from containment;
+// outside them the discipline enforces it: it remembers the largest
+// earliest any estimate could have handed out (including readers that copy
+// an estimate up to a second before reading the clock) and raises a new
+// estimate's latest to it. When that would exceed max_error the clock is
+// unsynchronized until true time has passed what was promised.
+//
+// meridian-sim checks all of this: its scenario files (sim/scenarios) and
+// its random worlds (meridian-sim fuzz) draw only inside these assumptions,
+// check every read against true time, a lone stepping reference's old or
+// new time, and every earlier read; a realization that leaves assumption 1
+// mid-run (loss keeping a liar's sample newest) is checked for monotonicity
+// only from then on.
+//
 // # Statuses
 //
 // Unsynchronized: never synchronised, or ε(t) > MaxErrorNS — reads return

@@ -150,3 +150,12 @@ func (t *timer) Reset(d time.Duration) bool {
 	t.deadline = t.ts.now + d
 	return was
 }
+
+// PanicTimers panics when asked for a timer: give it to code that must not
+// wait on its own (the simulator's TrueTime clock is read, never waited on).
+type PanicTimers struct{}
+
+// NewTimer panics.
+func (PanicTimers) NewTimer(time.Duration) clock.Timer {
+	panic("fake.PanicTimers: code under simulation started a timer")
+}
