@@ -48,6 +48,9 @@ import (
 type Options struct {
 	Tick           time.Duration // discipline update period; 0 → 1s
 	DriftFileEvery time.Duration // 0 → 60s
+	// Ablation removes a safety term from the discipline: negative controls
+	// in tests only, never set by meridiand.
+	Ablation discipline.Ablation
 }
 
 // Daemon is one running meridiand.
@@ -265,6 +268,7 @@ func (d *Daemon) Start() error {
 	}
 	dc := d.cfg.DisciplineConfig()
 	dc.InitialFreqPPB = freq
+	dc.Ablation = d.opt.Ablation
 	if d.disc, err = discipline.New(dc, d.clk.NowNS()); err != nil {
 		return err
 	}

@@ -40,7 +40,12 @@ func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan e
 // Run's error.
 func runDaemon(t *testing.T, cfg *config.Config) (*Daemon, context.CancelFunc, chan error) {
 	t.Helper()
-	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Tick: 20 * time.Millisecond})
+	return runDaemonOpt(t, cfg, Options{Tick: 20 * time.Millisecond})
+}
+
+func runDaemonOpt(t *testing.T, cfg *config.Config, opt Options) (*Daemon, context.CancelFunc, chan error) {
+	t.Helper()
+	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
