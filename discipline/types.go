@@ -109,7 +109,8 @@ type Config struct {
 	Ablation               Ablation
 }
 
-// DefaultConfig returns the defaults named in DESIGN.md.
+// DefaultConfig returns the defaults (the config keys drift_bound_ppm,
+// oscillator_tolerance_ppm, max_error, … document the same values).
 func DefaultConfig() Config {
 	return Config{
 		MinSources:             1,

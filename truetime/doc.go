@@ -30,7 +30,7 @@
 //	x̂(t) = OffsetNS + SkewPPB·(t − T0)                 (the residual still being slewed)
 //	[earliest, latest] = [t − x̂(t) − ε(t),  t − x̂(t) + ε(t)]
 //
-// DESIGN.md writes the same promise as [t − ε', t + ε'] with ε' = ε + |x̂(t)|
+// The same promise is often written [t − ε', t + ε'] with ε' = ε + |x̂(t)|
 // (|residual offset| is one of its Eps0 terms); centring on the corrected
 // reading gives the identical guarantee with a narrower interval.
 // DriftBoundPPB is the configured wander bound (15 ppm by default, RFC
