@@ -54,6 +54,12 @@ func Generate(seed uint64, i int) Scenario {
 		v := round3(math.Max(-500, math.Min(500, -h.FreqErrorPPM+u(-5, 5))))
 		h.DriftFilePPM = &v
 	}
+	if pick(0.25) {
+		sc.Discipline.Servo = "pi"
+	}
+	if pick(0.2) {
+		sc.Discipline.MinSources = 2
+	}
 	n := 1 + rng.IntN(7)
 	for j := range n {
 		sc.Sources = append(sc.Sources, genSource(rng, j, sc.DurationS))
