@@ -74,13 +74,6 @@ func Open(c Config) (TimeSource, error) {
 	}
 }
 
-func between(iv truetime.Interval, tNS int64, after bool) bool {
-	if after {
-		return tNS < iv.EarliestNS
-	}
-	return tNS > iv.LatestNS
-}
-
 // ---- in-process ----
 
 // Local is a TimeSource over an in-process TrueTime clock.
@@ -130,7 +123,7 @@ func (s *Shm) After(_ context.Context, tNS int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return between(iv, tNS, true), nil
+	return iv.After(tNS), nil
 }
 
 // Before implements TimeSource.
@@ -139,7 +132,7 @@ func (s *Shm) Before(_ context.Context, tNS int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return between(iv, tNS, false), nil
+	return iv.Before(tNS), nil
 }
 
 // WaitUntilAfter implements TimeSource: it sleeps for the remaining
@@ -152,10 +145,10 @@ func (s *Shm) WaitUntilAfter(ctx context.Context, tNS int64) error {
 	for {
 		d := MaxShmSleep
 		if iv, err := s.r.Now(); err == nil {
-			if tNS < iv.EarliestNS {
+			if iv.After(tNS) {
 				return nil
 			}
-			d = min(d, time.Duration(tNS-iv.EarliestNS+1))
+			d = min(d, time.Duration(iv.UntilAfterNS(tNS)))
 		}
 		t.Reset(d)
 		select {
@@ -291,13 +284,32 @@ func (g *GRPC) Now(ctx context.Context) (truetime.Interval, error) {
 	return Interval(iv), nil
 }
 
+// ErrInconsistentAnswer is returned when a server's After/Before value
+// contradicts the interval it sent with it (truetime.Interval.After/Before
+// applied to that interval): a server bug, never a true or false answer.
+var ErrInconsistentAnswer = errors.New("client: server's answer contradicts its own interval")
+
+// checked returns the server's answer after verifying it against the
+// interval it came from.
+func checked(r *timev1.BoolResponse, tNS int64, after bool) (bool, error) {
+	iv := Interval(r.GetInterval())
+	want := iv.Before(tNS)
+	if after {
+		want = iv.After(tNS)
+	}
+	if r.GetInterval() == nil || r.GetValue() != want {
+		return false, fmt.Errorf("%w: ts %d, value %v, interval [%d, %d]", ErrInconsistentAnswer, tNS, r.GetValue(), iv.EarliestNS, iv.LatestNS)
+	}
+	return want, nil
+}
+
 // After implements TimeSource.
 func (g *GRPC) After(ctx context.Context, tNS int64) (bool, error) {
 	r, err := g.c.After(ctx, &timev1.TimestampRequest{TsNs: tNS})
 	if err != nil {
 		return false, FromStatus(err)
 	}
-	return r.GetValue(), nil
+	return checked(r, tNS, true)
 }
 
 // Before implements TimeSource.
@@ -306,7 +318,7 @@ func (g *GRPC) Before(ctx context.Context, tNS int64) (bool, error) {
 	if err != nil {
 		return false, FromStatus(err)
 	}
-	return r.GetValue(), nil
+	return checked(r, tNS, false)
 }
 
 // WaitUntilAfter implements TimeSource with the server's wait.

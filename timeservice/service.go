@@ -116,9 +116,9 @@ func (s *Service) compare(ts int64, after bool) (*timev1.BoolResponse, error) {
 	if err != nil {
 		return nil, ttErr(err)
 	}
-	v := ts > iv.LatestNS
+	v := iv.Before(ts)
 	if after {
-		v = ts < iv.EarliestNS
+		v = iv.After(ts)
 	}
 	return &timev1.BoolResponse{Value: v, Interval: intervalOf(iv)}, nil
 }

@@ -95,6 +95,19 @@ func (i Interval) MidNS() int64 { return i.EarliestNS + (i.LatestNS-i.EarliestNS
 // EpsNS is the half-width of the interval.
 func (i Interval) EpsNS() int64 { return (i.LatestNS - i.EarliestNS + 1) / 2 }
 
+// After reports whether tNS has definitely passed: tNS < EarliestNS. This is
+// the one implementation of the comparison; truetime.Clock, the gRPC
+// service, every client transport and every WaitUntilAfter loop call it.
+func (i Interval) After(tNS int64) bool { return tNS < i.EarliestNS }
+
+// Before reports whether tNS has definitely not arrived: tNS > LatestNS.
+func (i Interval) Before(tNS int64) bool { return tNS > i.LatestNS }
+
+// UntilAfterNS is how much further the interval must move before After(tNS)
+// holds: tNS − EarliestNS + 1, ≤ 0 when it already holds. WaitUntilAfter
+// loops sleep this long (capped) and then read again.
+func (i Interval) UntilAfterNS(tNS int64) int64 { return tNS - i.EarliestNS + 1 }
+
 // Bound computes the interval for local clock reading nowNS. It is pure and
 // does not allocate. An unsynchronized estimate, or one whose half-width has
 // grown past MaxErrorNS, yields Status Unsynchronized and a zero interval.

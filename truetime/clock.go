@@ -65,7 +65,7 @@ func (c *Clock) After(tNS int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return tNS < iv.EarliestNS, nil
+	return iv.After(tNS), nil
 }
 
 // Before reports whether tNS has definitely not arrived: tNS > latest.
@@ -74,7 +74,7 @@ func (c *Clock) Before(tNS int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return tNS > iv.LatestNS, nil
+	return iv.Before(tNS), nil
 }
 
 // unsyncPoll is how often a waiter re-checks while unsynchronized, besides
@@ -95,10 +95,10 @@ func (c *Clock) WaitUntilAfter(ctx context.Context, tNS int64) error {
 		iv, err := c.Now()
 		wait := unsyncPoll
 		if err == nil {
-			if tNS < iv.EarliestNS {
+			if iv.After(tNS) {
 				return nil
 			}
-			wait = time.Duration(tNS-iv.EarliestNS) + 1
+			wait = time.Duration(iv.UntilAfterNS(tNS))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
