@@ -5,16 +5,21 @@ import (
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/hlc/hlcfile"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/timeservice"
 )
 
-// startGRPC creates the HLC (restoring its persisted bound) and opens the
-// TimeService listeners.
+// startGRPC creates the HLC and opens the TimeService listeners. With
+// hlc.persist the HLC loads the bound that the previous run persisted in
+// state_dir/hlc.upper (converting the old microsecond form, see
+// hlc/hlcfile): it issues nothing until TrueTime's latest has passed that
+// bound, and the TimeService waits that out (or answers UNAVAILABLE with a
+// retry hint) instead of handing out timestamps ahead of physical time.
 func (d *Daemon) startGRPC() error {
 	ho := hlc.Options{MaxOffsetFloor: d.cfg.HLC.MaxOffsetFloor.D(), EpsFactor: d.cfg.HLC.EpsFactor}
 	if d.cfg.HLC.Persist {
-		ho.Persist = hlc.FilePersister{Dir: d.StateDir}
+		ho.Persist = hlcfile.Persister{Dir: d.StateDir}
 	}
 	var err error
 	if d.hlc, err = hlc.New(d.tt, ho); err != nil {

@@ -13,12 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/hlc/hlcfile"
 	"github.com/meridiantime/meridian/internal/testcerts"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -135,7 +140,7 @@ grpc:
 		svc := src.Service()
 		lo := truth()
 		h, err := svc.HLCNow(ctx, &timev1.HLCNowRequest{})
-		if err != nil || h.WallUs*1000 < lo/1000*1000 {
+		if err != nil || h.WallNs < lo {
 			t.Fatalf("%s: HLC %v below true time %d: %v", addr, h, lo, err)
 		}
 		st, err := svc.Status(ctx, &timev1.StatusRequest{})
@@ -173,8 +178,10 @@ grpc:
 }
 
 // restartHLC runs a daemon on stateDir with the given clock offset, takes
-// an HLC timestamp over gRPC and stops the daemon.
-func restartHLC(t *testing.T, stateDir, offset string, persist bool) uint64 {
+// HLC timestamps over gRPC and stops the daemon. It returns the last
+// timestamp, the first error, and the largest lead of a timestamp over the
+// daemon's TrueTime latest read right after it.
+func restartHLC(t *testing.T, stateDir, offset string, persist bool) (last hlc.Timestamp, maxLead time.Duration, err error) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(fmt.Sprintf("local_stratum: 1\nclock_offset: %s\nhlc: {persist: %v}\n", offset, persist)))
@@ -197,36 +204,68 @@ func restartHLC(t *testing.T, stateDir, offset string, persist bool) uint64 {
 	defer g.Close()
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
-	var last uint64
 	for i := 0; i < 20; i++ {
 		h, err := g.Service().HLCNow(cctx, &timev1.HLCNowRequest{})
 		if err != nil {
+			return last, maxLead, err
+		}
+		iv, err := g.Now(cctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		last = h.Encoded
+		last = hlc.Timestamp{WallNS: h.WallNs, Logical: h.Logical}
+		maxLead = max(maxLead, time.Duration(h.WallNs-iv.LatestNS))
 	}
-	return last
+	return last, maxLead, nil
 }
 
-// HLC timestamps never go backwards across a daemon restart even when the
-// clock comes back 5 s behind (a host clock stepped back, or a fresh
-// virtual clock): the bound persisted in state_dir lifts the restarted
-// HLC above everything issued before. Negative control: with
-// hlc.persist false the same restart regresses, and the check sees it.
+// HLC timestamps never go backwards across a daemon restart, and a
+// restarted daemon's timestamps are not ahead of its physical time
+// (TrueTime latest read just after; 1 ms of slack for an estimate update
+// in between — the old restart rule put them ~0.9 s ahead): restarted at once, or with its clock 300 ms behind (a
+// host clock stepped back), it waits until latest passes the bound
+// persisted in state_dir and then issues timestamps above everything issued
+// before. With the clock 5 s behind it answers UNAVAILABLE with a retry
+// hint instead of waiting. Negative control: with hlc.persist false the
+// 300 ms step back regresses, and the check sees it.
 func TestHLCMonotonicAcrossRestart(t *testing.T) {
 	for _, persist := range []bool{true, false} {
 		state := t.TempDir()
-		before := restartHLC(t, state, "0s", persist)
-		after := restartHLC(t, state, "-5s", persist)
-		if persist && after <= before {
-			t.Fatalf("after restart %d ≤ %d", after, before)
+		before, _, err := restartHLC(t, state, "0s", persist)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !persist && after > before {
-			t.Fatalf("without persistence the restart should regress (control), got %d then %d", before, after)
+		again, lead, err := restartHLC(t, state, "0s", persist)
+		if err != nil || lead > time.Millisecond || (persist && !before.Less(again)) {
+			t.Fatalf("persist=%v, immediate restart: %v after %v, lead %v, %v", persist, again, before, lead, err)
 		}
-		_, err := os.Stat(filepath.Join(state, "hlc.upper"))
-		if persist != (err == nil) {
-			t.Fatalf("persist=%v but hlc.upper: %v", persist, err)
+		after, lead, err := restartHLC(t, state, "-300ms", persist)
+		if err != nil || lead > time.Millisecond {
+			t.Fatalf("persist=%v, restart 300 ms behind: lead %v, %v", persist, lead, err)
+		}
+		if persist && !again.Less(after) {
+			t.Fatalf("after restart %v ≤ %v", after, again)
+		}
+		if !persist && again.Less(after) {
+			t.Fatalf("without persistence the restart should regress (control), got %v then %v", again, after)
+		}
+		_, statErr := os.Stat(filepath.Join(state, hlcfile.Name))
+		if persist != (statErr == nil) {
+			t.Fatalf("persist=%v but hlc.upper: %v", persist, statErr)
+		}
+		if !persist {
+			continue
+		}
+		_, _, err = restartHLC(t, state, "-5s", persist)
+		st := status.Convert(err)
+		var hint time.Duration
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok {
+				hint = ri.GetRetryDelay().AsDuration()
+			}
+		}
+		if st.Code() != codes.Unavailable || hint < 4*time.Second || hint > 6*time.Second {
+			t.Fatalf("restart 5 s behind: %v (retry hint %v), want UNAVAILABLE with a ~5 s hint", err, hint)
 		}
 	}
 }

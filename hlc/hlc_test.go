@@ -1,10 +1,9 @@
 package hlc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// phys is a settable TrueTime: true time + offset, ± epsNS.
+// phys is a settable TrueTime: the reading nowNS ± epsNS.
 type phys struct {
 	nowNS  atomic.Int64
 	epsNS  int64
@@ -30,7 +29,7 @@ func (p *phys) Now() (truetime.Interval, error) {
 		return truetime.Interval{}, truetime.ErrUnsynchronized
 	}
 	n := p.nowNS.Load()
-	return truetime.Interval{EarliestNS: n - p.epsNS, LatestNS: n + p.epsNS, Status: truetime.Synchronized}, nil
+	return truetime.Interval{EarliestNS: max(n-p.epsNS, 0), LatestNS: n + min(p.epsNS, MaxWallNS-n), Status: truetime.Synchronized}, nil
 }
 
 const base = int64(1_795_000_000_000_000_000)
@@ -42,9 +41,9 @@ func newPhys(ns, eps int64) *phys {
 }
 
 func TestAlgorithmTable(t *testing.T) {
-	p := newPhys(base, 0) // pt = base/1000 µs
+	p := newPhys(base, 0) // pt = base
 	c, _ := New(p, Options{MaxOffsetFloor: 10 * time.Millisecond})
-	pt := base / 1000
+	pt := base
 	steps := []struct {
 		name   string
 		do     func() (Timestamp, error)
@@ -56,7 +55,7 @@ func TestAlgorithmTable(t *testing.T) {
 		{"remote same l, bigger c", func() (Timestamp, error) { return c.Update(Timestamp{pt, 7}) }, Timestamp{pt, 8}},
 		{"remote ahead (within max offset)", func() (Timestamp, error) { return c.Update(Timestamp{pt + 3000, 4}) }, Timestamp{pt + 3000, 5}},
 		{"now: l ahead of pt", c.Now, Timestamp{pt + 3000, 6}},
-		{"pt passes l", func() (Timestamp, error) { p.nowNS.Add(5_000_000); return c.Now() }, Timestamp{pt + 5000, 0}},
+		{"pt passes l", func() (Timestamp, error) { p.nowNS.Add(5_000_000); return c.Now() }, Timestamp{pt + 5_000_000, 0}},
 	}
 	for _, s := range steps {
 		got, err := s.do()
@@ -68,40 +67,109 @@ func TestAlgorithmTable(t *testing.T) {
 
 func TestEncodingOrderAndString(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		a := Timestamp{rapid.Int64Range(0, maxWallUS).Draw(t, "a"), uint16(rapid.IntRange(0, maxLogical).Draw(t, "ac"))}
-		b := Timestamp{rapid.Int64Range(0, maxWallUS).Draw(t, "b"), uint16(rapid.IntRange(0, maxLogical).Draw(t, "bc"))}
-		lexLess := a.WallUS < b.WallUS || (a.WallUS == b.WallUS && a.Logical < b.Logical)
-		if (a.Encode() < b.Encode()) != lexLess || Decode(a.Encode()) != a {
-			t.Fatalf("encoding breaks order or round trip: %v %v", a, b)
+		a := Timestamp{rapid.Int64Range(0, MaxWallNS).Draw(t, "a"), rapid.Uint32().Draw(t, "ac")}
+		b := Timestamp{rapid.Int64Range(0, MaxWallNS).Draw(t, "b"), rapid.Uint32().Draw(t, "bc")}
+		if rapid.Bool().Draw(t, "same wall") {
+			b.WallNS = a.WallNS
+		}
+		lexLess := a.WallNS < b.WallNS || (a.WallNS == b.WallNS && a.Logical < b.Logical)
+		ka, kb := a.Key(), b.Key()
+		if a.Less(b) != lexLess || (bytes.Compare(ka[:], kb[:]) < 0) != lexLess || (a.Compare(b) == 0) != (a == b) {
+			t.Fatalf("order: %v %v", a, b)
+		}
+		if back, err := FromKey(ka[:]); err != nil || back != a {
+			t.Fatalf("key round trip %v → %x → %v %v", a, ka, back, err)
 		}
 		if p, err := Parse(a.String()); err != nil || p != a {
 			t.Fatalf("string round trip %v → %q → %v %v", a, a.String(), p, err)
 		}
 	})
-	for _, bad := range []string{"", "x+1", "2026-11-25T03:00:00.123456Z", "2026-11-25T03:00:00.123456Z+99999", "2026-11-25T03:00:00.123456Z+-1"} {
-		if _, err := Parse(bad); err == nil {
-			t.Errorf("Parse(%q) accepted", bad)
+	for _, bad := range []string{"", "x+1", "2026-11-25T03:00:00.123456Z", "2026-11-25T03:00:00.123456Z+4294967296", "2026-11-25T03:00:00.123456Z+-1",
+		"2026-11-25T03:00:00.123456Z+01", "1969-12-31T23:59:59.999999999Z+0", "2262-04-11T23:47:16.854775808Z+0", "2300-01-01T00:00:00Z+0"} {
+		if ts, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) accepted: %v", bad, ts)
 		}
+	}
+	if _, err := FromKey(make([]byte, 11)); err == nil {
+		t.Error("FromKey accepted 11 bytes")
+	}
+	if _, err := FromKey(bytes.Repeat([]byte{0xff}, KeySize)); err == nil {
+		t.Error("FromKey accepted a wall time beyond int64")
+	}
+}
+
+// The range reaches 2262-04-11T23:47:16.854775807Z: beyond 2041-05-10
+// (where the old 51-bit µs encoding ended) and 2200, timestamps are
+// issued, merged by a peer, keyed and printed; at the very end the counter
+// still ticks and its overflow is an error, never a wrap to 1970.
+func TestRangeEdges(t *testing.T) {
+	for _, when := range []string{"2041-05-10T00:00:00Z", "2041-05-11T00:00:00Z", "2112-01-01T00:00:00Z", "2200-01-01T00:00:00Z", "2262-04-11T23:47:16.854Z"} {
+		tm, err := time.Parse(time.RFC3339Nano, when)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := New(newPhys(tm.UnixNano(), 100_000), Options{})
+		b, _ := New(newPhys(tm.UnixNano()+50_000, 100_000), Options{})
+		ta, err := a.Now()
+		if err != nil {
+			t.Fatalf("%s: Now: %v", when, err)
+		}
+		tb, err := b.Update(ta)
+		if err != nil || !ta.Less(tb) {
+			t.Fatalf("%s: a peer refuses or misorders %v: %v %v", when, ta, tb, err)
+		}
+		if got := time.Unix(0, ta.WallNS).UTC().Year(); got != tm.Year() {
+			t.Fatalf("%s: issued %v (year %d)", when, ta, got)
+		}
+		if p, err := Parse(ta.String()); err != nil || p != ta {
+			t.Fatalf("%s: %q does not round-trip: %v %v", when, ta.String(), p, err)
+		}
+	}
+	last := Timestamp{WallNS: MaxWallNS, Logical: MaxLogical}
+	if s := last.String(); s != "2262-04-11T23:47:16.854775807Z+4294967295" {
+		t.Fatalf("last timestamp prints %q", s)
+	}
+	if p, err := Parse(last.String()); err != nil || p != last {
+		t.Fatalf("last timestamp: %v %v", p, err)
+	}
+	k0, k1 := Timestamp{}.Key(), last.Key()
+	if bytes.Compare(k0[:], k1[:]) >= 0 {
+		t.Fatal("key order at the range's ends")
+	}
+	// At the end: physical time at MaxWallNS, counter one below full.
+	c, _ := New(newPhys(MaxWallNS, 0), Options{})
+	c.last = Timestamp{WallNS: MaxWallNS, Logical: MaxLogical - 1}
+	if ts, err := c.Now(); err != nil || ts != last {
+		t.Fatalf("last tick: %v %v", ts, err)
+	}
+	if ts, err := c.Now(); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("past the end: %v %v, want ErrExhausted", ts, err)
+	}
+	if _, err := c.Update(Timestamp{WallNS: -1}); !errors.Is(err, ErrInvalidTimestamp) {
+		t.Fatalf("negative remote: %v", err)
 	}
 }
 
 func TestRejectsRemoteTooFarAhead(t *testing.T) {
 	p := newPhys(base, 200_000) // ε = 200 µs → max offset max(1 ms, 2·200 µs) = 1 ms
 	c, _ := New(p, Options{})
-	pt := (base + 200_000) / 1000
-	if _, err := c.Update(Timestamp{pt + 1000, 0}); err != nil {
+	pt := base + 200_000
+	if _, err := c.Update(Timestamp{pt + 1_000_000, 0}); err != nil {
 		t.Fatalf("just inside the max offset: %v", err)
 	}
-	_, err := c.Update(Timestamp{pt + 1001, 0})
+	_, err := c.Update(Timestamp{pt + 1_000_001, 0})
 	var tf *RemoteTooFarAheadError
-	if !errors.Is(err, ErrRemoteTooFarAhead) || !errors.As(err, &tf) || tf.MaxOffsetUS != 1000 || c.Rejected() != 1 {
+	if !errors.Is(err, ErrRemoteTooFarAhead) || !errors.As(err, &tf) || tf.MaxOffsetNS != 1_000_000 || c.Rejected() != 1 {
 		t.Fatalf("just outside: %v (rejected %d)", err, c.Rejected())
 	}
 	// The max offset follows ε: with ε = 2 ms it is 4 ms.
 	p2 := newPhys(base, 2_000_000)
 	c2, _ := New(p2, Options{})
-	if _, err := c2.Update(Timestamp{(base+2_000_000)/1000 + 3999, 0}); err != nil {
+	if _, err := c2.Update(Timestamp{base + 2_000_000 + 4_000_000, 0}); err != nil {
 		t.Fatalf("inside 2ε: %v", err)
+	}
+	if _, err := c2.Update(Timestamp{base + 2_000_000 + 4_000_001, 0}); !errors.Is(err, ErrRemoteTooFarAhead) {
+		t.Fatalf("just outside 2ε: %v", err)
 	}
 }
 
@@ -116,8 +184,9 @@ func TestUnsynchronizedFails(t *testing.T) {
 
 func TestLogicalOverflowAdvancesWall(t *testing.T) {
 	c, _ := New(newPhys(base, 0), Options{})
+	c.last = Timestamp{WallNS: base, Logical: MaxLogical - 2}
 	var prev Timestamp
-	for i := 0; i < 3*maxLogical; i++ {
+	for i := 0; i < 5; i++ {
 		ts, err := c.Now()
 		if err != nil {
 			t.Fatal(err)
@@ -127,8 +196,8 @@ func TestLogicalOverflowAdvancesWall(t *testing.T) {
 		}
 		prev = ts
 	}
-	if prev.WallUS-base/1000 != 2 {
-		t.Fatalf("after 3·4095 events in one µs, l leads pt by %d µs, want 2", prev.WallUS-base/1000)
+	if want := (Timestamp{WallNS: base + 1, Logical: 2}); prev != want {
+		t.Fatalf("after the counter filled: %v, want %v (l moves 1 ns on)", prev, want)
 	}
 }
 
@@ -198,11 +267,11 @@ func TestPropertiesAgainstVectorClocks(t *testing.T) {
 				t.Fatalf("node %d not monotonic: %v then %v", i, last[i], ts)
 			}
 			last[i] = ts
-			pt := (nd.p.nowNS.Load() + 999) / 1000
+			pt := nd.p.nowNS.Load()
 			// Paper's bound: l − pt ≤ ε, ε = the largest difference between
 			// two nodes' physical clocks (here 2·300 µs).
-			if ts.WallUS-pt > 2*skewNS/1000+1 {
-				t.Fatalf("l − pt = %d µs exceeds the skew bound", ts.WallUS-pt)
+			if ts.WallNS-pt > 2*skewNS {
+				t.Fatalf("l − pt = %d ns exceeds the skew bound", ts.WallNS-pt)
 			}
 			events = append(events, event{ts, nd.vc.Clone(), pt})
 			if rapid.Bool().Draw(t, "send") {
@@ -275,8 +344,28 @@ func restartScenario(t *testing.T, persist bool) (before, after Timestamp) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if persist {
+		// Physical time is 10 s behind the bound: no timestamp yet, and the
+		// error says how long to wait.
+		_, err := c2.Now()
+		var rw *RestartWaitError
+		if !errors.As(err, &rw) || !errors.Is(err, ErrRestarting) || rw.BoundNS != cp.durable || rw.Remaining() != time.Duration(cp.durable-p.nowNS.Load()+1) {
+			t.Fatalf("before physical time passes the bound: %v", err)
+		}
+		if _, err := c2.Update(Timestamp{WallNS: p.nowNS.Load() - 1}); !errors.Is(err, ErrRestarting) {
+			t.Fatalf("Update before physical time passes the bound: %v", err)
+		}
+		p.nowNS.Add(int64(rw.Remaining()) - 1)
+		if _, err := c2.Now(); !errors.Is(err, ErrRestarting) {
+			t.Fatalf("1 ns before the bound: %v", err)
+		}
+		p.nowNS.Add(1)
+	}
 	if after, err = c2.Now(); err != nil {
 		t.Fatal(err)
+	}
+	if persist && after != (Timestamp{WallNS: p.nowNS.Load()}) {
+		t.Fatalf("first timestamp after the wait is %v, want physical time %d exactly", after, p.nowNS.Load())
 	}
 	if persist && cp.stores > 5 {
 		t.Fatalf("%d fsyncs for 100 ms of timestamps: persisting is not cheap", cp.stores)
@@ -300,31 +389,6 @@ func TestRestartWithoutPersistenceRegresses(t *testing.T) {
 	}
 }
 
-func TestFilePersister(t *testing.T) {
-	dir := t.TempDir()
-	p := FilePersister{Dir: dir}
-	if _, ok, err := p.Load(); ok || err != nil {
-		t.Fatalf("fresh: %v %v", ok, err)
-	}
-	if err := p.Store(1_795_000_000_123_456); err != nil {
-		t.Fatal(err)
-	}
-	if v, ok, err := p.Load(); v != 1_795_000_000_123_456 || !ok || err != nil {
-		t.Fatalf("%v %v %v", v, ok, err)
-	}
-	c, err := New(newPhys(base, 0), Options{Persist: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ts, _ := c.Now(); ts.WallUS <= 1_795_000_000_123_456 {
-		t.Fatalf("restarted clock issued %v, not above the stored bound", ts)
-	}
-	_ = os.WriteFile(filepath.Join(dir, "hlc.upper"), []byte("12abc\n"), 0o644)
-	if _, err := New(newPhys(base, 0), Options{Persist: p}); err == nil {
-		t.Fatal("corrupt bound accepted")
-	}
-}
-
 func TestConcurrentUniqueAndIncreasing(t *testing.T) {
 	p := newPhys(base, 0)
 	c, _ := New(p, Options{Persist: &crashPersister{}, PersistAhead: time.Millisecond})
@@ -342,7 +406,7 @@ func TestConcurrentUniqueAndIncreasing(t *testing.T) {
 				var ts Timestamp
 				var err error
 				if i%3 == 0 {
-					ts, err = c.Update(Timestamp{WallUS: p.nowNS.Load() / 1000, Logical: 3})
+					ts, err = c.Update(Timestamp{WallNS: p.nowNS.Load(), Logical: 3})
 				} else {
 					ts, err = c.Now()
 				}
@@ -392,7 +456,7 @@ func TestLamportAndVector(t *testing.T) {
 
 func TestNoAllocs(t *testing.T) {
 	c, _ := New(newPhys(base, 1000), Options{})
-	r := Timestamp{WallUS: base / 1000, Logical: 1}
+	r := Timestamp{WallNS: base, Logical: 1}
 	if a := testing.AllocsPerRun(1000, func() { _, _ = c.Now(); _, _ = c.Update(r) }); a != 0 {
 		t.Fatalf("%v allocations", a)
 	}
@@ -421,7 +485,7 @@ func BenchmarkHLCNow(b *testing.B) {
 
 func BenchmarkHLCUpdate(b *testing.B) {
 	c, _ := New(wallPhys{}, Options{})
-	r := Timestamp{WallUS: time.Now().UnixMicro(), Logical: 2}
+	r := Timestamp{WallNS: time.Now().UnixNano(), Logical: 2}
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = c.Update(r)
@@ -432,7 +496,8 @@ func BenchmarkHLCUpdate(b *testing.B) {
 // panics, and what it accepts round-trips through String and Encode.
 func FuzzParse(f *testing.F) {
 	f.Add("2026-11-25T06:30:00.000000Z+3")
-	f.Add(Timestamp{WallUS: 1, Logical: 4095}.String())
+	f.Add(Timestamp{WallNS: 1, Logical: 4095}.String())
+	f.Add(Timestamp{WallNS: MaxWallNS, Logical: MaxLogical}.String())
 	f.Add("2026-11-25T06:30:00Z+")
 	f.Add("+5")
 	f.Add("9999-99-99T99:99:99.999999Z+99999")
@@ -442,7 +507,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		back, err := Parse(ts.String())
-		if err != nil || back != ts || Decode(ts.Encode()) != ts {
+		k := ts.Key()
+		fk, kerr := FromKey(k[:])
+		if err != nil || back != ts || kerr != nil || fk != ts || !ts.Valid() {
 			t.Fatalf("%q → %v → %q → %v %v", s, ts, ts.String(), back, err)
 		}
 	})

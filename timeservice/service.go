@@ -6,9 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/hlc"
@@ -30,7 +32,17 @@ type Options struct {
 	ClockName string
 	// MaxWatchers caps concurrent Watch streams (0 → 1024).
 	MaxWatchers int
+	// HLCRestartWait is how long an HLC call waits, right after a restart,
+	// for physical time to pass the bound persisted by the previous run
+	// (0 → DefaultHLCRestartWait). A longer wait, or one past the call's
+	// deadline, is answered at once with UNAVAILABLE and a RetryInfo.
+	HLCRestartWait time.Duration
 }
+
+// DefaultHLCRestartWait is Options.HLCRestartWait's default: ten times the
+// HLC's default persisted window, so a restart whose host clock did not step
+// back is always waited out.
+const DefaultHLCRestartWait = time.Second
 
 // Service implements timev1.TimeServiceServer over an in-process TrueTime
 // clock and HLC.
@@ -50,6 +62,9 @@ func NewService(opt Options) (*Service, error) {
 	}
 	if opt.MaxWatchers == 0 {
 		opt.MaxWatchers = 1024
+	}
+	if opt.HLCRestartWait == 0 {
+		opt.HLCRestartWait = DefaultHLCRestartWait
 	}
 	life, shutdown := context.WithCancel(context.Background())
 	return &Service{opt: opt, started: time.Now(), life: life, shutdown: shutdown}, nil
@@ -256,42 +271,83 @@ func (s *Service) Watch(r *timev1.WatchRequest, stream grpc.ServerStreamingServe
 }
 
 func hlcOf(t hlc.Timestamp) *timev1.HLCTimestamp {
-	return &timev1.HLCTimestamp{Encoded: t.Encode(), WallUs: t.WallUS, Logical: uint32(t.Logical), Text: t.String()}
+	k := t.Key()
+	return &timev1.HLCTimestamp{WallNs: t.WallNS, Logical: t.Logical, Text: t.String(), Key: k[:]}
 }
 
 func hlcErr(err error) error {
 	var far *hlc.RemoteTooFarAheadError
-	if errors.As(err, &far) {
+	switch {
+	case errors.As(err, &far):
 		return status.Error(codes.OutOfRange, far.Error())
+	case errors.Is(err, hlc.ErrInvalidTimestamp):
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return ttErr(err)
 }
 
+// restartUnavailable is the answer when the restart wait would outlast the
+// call: UNAVAILABLE (retryable) with the remaining time as RetryInfo.
+func restartUnavailable(rw *hlc.RestartWaitError) error {
+	st, err := status.New(codes.Unavailable, rw.Error()).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(rw.Remaining())})
+	if err != nil {
+		return status.Error(codes.Unavailable, rw.Error())
+	}
+	return st.Err()
+}
+
+// hlcCall runs an HLC operation; right after a restart it sleeps until
+// physical time passes the persisted bound, if that is within
+// HLCRestartWait and the call's deadline.
+func (s *Service) hlcCall(ctx context.Context, op func() (hlc.Timestamp, error)) (*timev1.HLCTimestamp, error) {
+	deadline := time.Now().Add(s.opt.HLCRestartWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for {
+		t, err := op()
+		var rw *hlc.RestartWaitError
+		if !errors.As(err, &rw) {
+			if err != nil {
+				return nil, hlcErr(err)
+			}
+			return hlcOf(t), nil
+		}
+		wait := rw.Remaining()
+		if time.Until(deadline) < wait {
+			return nil, restartUnavailable(rw)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-s.life.Done():
+			timer.Stop()
+			return nil, errShutdown
+		case <-timer.C:
+		}
+	}
+}
+
 // HLCNow implements TimeService.HLCNow.
-func (s *Service) HLCNow(context.Context, *timev1.HLCNowRequest) (*timev1.HLCTimestamp, error) {
+func (s *Service) HLCNow(ctx context.Context, _ *timev1.HLCNowRequest) (*timev1.HLCTimestamp, error) {
 	if s.opt.HLC == nil {
 		return nil, status.Error(codes.Unimplemented, "this server has no hybrid logical clock")
 	}
-	t, err := s.opt.HLC.Now()
-	if err != nil {
-		return nil, hlcErr(err)
-	}
-	return hlcOf(t), nil
+	return s.hlcCall(ctx, s.opt.HLC.Now)
 }
 
 // HLCUpdate implements TimeService.HLCUpdate.
-func (s *Service) HLCUpdate(_ context.Context, r *timev1.HLCUpdateRequest) (*timev1.HLCTimestamp, error) {
+func (s *Service) HLCUpdate(ctx context.Context, r *timev1.HLCUpdateRequest) (*timev1.HLCTimestamp, error) {
 	if s.opt.HLC == nil {
 		return nil, status.Error(codes.Unimplemented, "this server has no hybrid logical clock")
 	}
-	if r.GetRemote() == 0 {
-		return nil, status.Error(codes.InvalidArgument, "remote must be a non-zero encoded HLC timestamp")
+	if r.GetRemoteWallNs() <= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "remote_wall_ns must be a positive Unix time in nanoseconds, got %d", r.GetRemoteWallNs())
 	}
-	t, err := s.opt.HLC.Update(hlc.Decode(r.GetRemote()))
-	if err != nil {
-		return nil, hlcErr(err)
-	}
-	return hlcOf(t), nil
+	remote := hlc.Timestamp{WallNS: r.GetRemoteWallNs(), Logical: r.GetRemoteLogical()}
+	return s.hlcCall(ctx, func() (hlc.Timestamp, error) { return s.opt.HLC.Update(remote) })
 }
 
 var _ timev1.TimeServiceServer = (*Service)(nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -54,7 +55,9 @@ func start(t *testing.T, cfg timeservice.ServerConfig, opt timeservice.Options) 
 	t.Helper()
 	f := &fixture{tt: truetime.NewClock(wall{}, clock.RealTimers()), reg: prometheus.NewRegistry()}
 	var err error
-	if f.hlc, err = hlc.New(f.tt, hlc.Options{}); err != nil {
+	if opt.HLC != nil { // made by the caller over its own physical clock
+		f.hlc = opt.HLC
+	} else if f.hlc, err = hlc.New(f.tt, hlc.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	opt.TT, opt.HLC = f.tt, f.hlc
@@ -360,33 +363,37 @@ func TestHLC(t *testing.T) {
 		t.Fatalf("unsynchronized HLCNow: %v", err)
 	}
 	f.tt.SetEstimate(synced(100 * time.Microsecond))
-	var last uint64
+	var last hlc.Timestamp
 	for i := 0; i < 100; i++ {
-		before := time.Now().UnixMicro()
+		before := time.Now().UnixNano()
 		ts, err := c.HLCNow(ctx, &timev1.HLCNowRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ts.Encoded <= last {
-			t.Fatalf("not monotonic: %d after %d", ts.Encoded, last)
+		got := hlc.Timestamp{WallNS: ts.WallNs, Logical: ts.Logical}
+		if !last.Less(got) {
+			t.Fatalf("not monotonic: %v after %v", got, last)
 		}
-		if ts.WallUs < before { // l ≥ pt = latest ≥ true time
-			t.Fatalf("l %d below true time %d", ts.WallUs, before)
+		if ts.WallNs < before { // l ≥ pt = latest ≥ true time
+			t.Fatalf("l %d below true time %d", ts.WallNs, before)
 		}
-		if p, err := hlc.Parse(ts.Text); err != nil || p.Encode() != ts.Encoded {
+		if p, err := hlc.Parse(ts.Text); err != nil || p != got {
 			t.Fatalf("text %q: %v", ts.Text, err)
 		}
-		last = ts.Encoded
+		if k, err := hlc.FromKey(ts.Key); err != nil || k != got {
+			t.Fatalf("key %x: %v %v", ts.Key, k, err)
+		}
+		last = got
 	}
 	// A remote slightly ahead is merged: the result is above it.
-	remote := hlc.Timestamp{WallUS: time.Now().UnixMicro() + 500, Logical: 7}
-	got, err := c.HLCUpdate(ctx, &timev1.HLCUpdateRequest{Remote: remote.Encode()})
-	if err != nil || got.Encoded <= remote.Encode() || got.Encoded <= last {
+	remote := hlc.Timestamp{WallNS: time.Now().UnixNano() + 500_000, Logical: 7}
+	got, err := c.HLCUpdate(ctx, &timev1.HLCUpdateRequest{RemoteWallNs: remote.WallNS, RemoteLogical: remote.Logical})
+	if err != nil || !remote.Less(hlc.Timestamp{WallNS: got.WallNs, Logical: got.Logical}) || !last.Less(hlc.Timestamp{WallNS: got.WallNs, Logical: got.Logical}) {
 		t.Fatalf("update: %v %v", got, err)
 	}
 	// A remote 1 s ahead (max offset is max(1 ms, 2ε)) is refused and counted.
-	far := hlc.Timestamp{WallUS: time.Now().UnixMicro() + 1_000_000}
-	if _, err := c.HLCUpdate(ctx, &timev1.HLCUpdateRequest{Remote: far.Encode()}); code(err) != codes.OutOfRange {
+	far := time.Now().UnixNano() + 1_000_000_000
+	if _, err := c.HLCUpdate(ctx, &timev1.HLCUpdateRequest{RemoteWallNs: far}); code(err) != codes.OutOfRange {
 		t.Fatalf("far remote: %v", err)
 	}
 	if f.hlc.Rejected() != 1 {
@@ -396,8 +403,84 @@ func TestHLC(t *testing.T) {
 		t.Fatalf("zero remote: %v", err)
 	}
 	after, _ := c.HLCNow(ctx, &timev1.HLCNowRequest{})
-	if after.Encoded <= got.Encoded {
+	if !(hlc.Timestamp{WallNS: got.WallNs, Logical: got.Logical}).Less(hlc.Timestamp{WallNS: after.WallNs, Logical: after.Logical}) {
 		t.Fatal("HLC regressed after a rejection")
+	}
+}
+
+// memBound is a persisted HLC bound in memory.
+type memBound struct{ ns int64 }
+
+func (m *memBound) Load() (int64, bool, error) { return m.ns, true, nil }
+func (m *memBound) Store(ns int64) error       { m.ns = ns; return nil }
+
+// Right after a restart the HLC calls wait until TrueTime's latest passes
+// the persisted bound, then answer with a timestamp that is not ahead of
+// physical time (the wall clock is the truth here). A wait longer than
+// HLCRestartWait, or than the call's deadline, is answered at once with
+// UNAVAILABLE and a RetryInfo holding the remaining time.
+func TestHLCRestartWait(t *testing.T) {
+	const eps = 100 * time.Microsecond
+	var bound int64
+	serve := func(boundAhead time.Duration) timev1.TimeServiceClient {
+		tt := truetime.NewClock(wall{}, clock.RealTimers())
+		tt.SetEstimate(synced(eps))
+		bound = time.Now().UnixNano() + int64(boundAhead)
+		h, err := hlc.New(tt, hlc.Options{Persist: &memBound{ns: bound}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := start(t, timeservice.ServerConfig{}, timeservice.Options{HLC: h})
+		f.tt.SetEstimate(synced(eps))
+		_, c := dial(t, f.addr[0], client.TLS{})
+		return c
+	}
+	// 150 ms ahead: waited out.
+	c := serve(150 * time.Millisecond)
+	ts, err := c.HLCNow(ctxT(t, 10*time.Second), &timev1.HLCNowRequest{})
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("restart wait of 150 ms: %v", err)
+	}
+	// Answered only once latest (≤ wall + ε) passed the bound, and above it.
+	if early := time.Duration(bound - after.UnixNano()); early > eps || ts.WallNs <= bound {
+		t.Fatalf("answered %v before the wall clock reached the bound, with %d (bound %d)", early, ts.WallNs, bound)
+	}
+	// Not ahead of physical time: l ≤ latest at the answer ≤ wall + ε (+ drift slack).
+	if lead := time.Duration(ts.WallNs - after.UnixNano()); lead > eps+50*time.Microsecond {
+		t.Fatalf("first timestamp after the restart is %v ahead of the wall clock", lead)
+	}
+	retryAfter := func(err error) time.Duration {
+		t.Helper()
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable {
+			t.Fatalf("want UNAVAILABLE, got %v", err)
+		}
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok {
+				return ri.GetRetryDelay().AsDuration()
+			}
+		}
+		t.Fatalf("UNAVAILABLE without RetryInfo: %v", err)
+		return 0
+	}
+	// 5 s ahead (a clock stepped back at restart): beyond HLCRestartWait.
+	c = serve(5 * time.Second)
+	t0 := time.Now()
+	_, err = c.HLCNow(ctxT(t, 10*time.Second), &timev1.HLCNowRequest{})
+	if d := retryAfter(err); d < 4*time.Second || d > 5*time.Second+eps {
+		t.Fatalf("retry hint %v for a bound 5 s ahead", d)
+	}
+	_, err = c.HLCUpdate(ctxT(t, 10*time.Second), &timev1.HLCUpdateRequest{RemoteWallNs: time.Now().UnixNano()})
+	retryAfter(err)
+	if took := time.Since(t0); took > time.Second {
+		t.Fatalf("UNAVAILABLE took %v: it should not wait for what it cannot wait out", took)
+	}
+	// 300 ms ahead but a 50 ms deadline: UNAVAILABLE at once, not DEADLINE_EXCEEDED.
+	c = serve(300 * time.Millisecond)
+	_, err = c.HLCNow(ctxT(t, 50*time.Millisecond), &timev1.HLCNowRequest{})
+	if d := retryAfter(err); d < 200*time.Millisecond || d > 300*time.Millisecond+eps {
+		t.Fatalf("retry hint %v for a bound 300 ms ahead", d)
 	}
 }
 

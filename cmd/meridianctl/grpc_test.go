@@ -85,15 +85,15 @@ func TestGRPCCommands(t *testing.T) {
 
 	out, err = runCtl("--addr", addr, "hlc", "--json")
 	var h hlcJSON
-	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.WallUS*1000 < before/1000*1000 {
+	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.WallNS < before {
 		t.Fatalf("hlc: %q %v", out, err)
 	}
 	out, err = runCtl("--addr", addr, "hlc", "update", h.Text, "--json")
 	var h2 hlcJSON
-	if err != nil || json.Unmarshal([]byte(out), &h2) != nil || h2.Encoded <= h.Encoded {
+	if err != nil || json.Unmarshal([]byte(out), &h2) != nil || h2.Key <= h.Key {
 		t.Fatalf("hlc update: %q %v", out, err)
 	}
-	far := hlc.Timestamp{WallUS: time.Now().UnixMicro() + 10_000_000}
+	far := hlc.Timestamp{WallNS: time.Now().UnixNano() + 10_000_000_000}
 	if _, err := runCtl("--addr", addr, "hlc", "update", far.String()); exitCode(err) != 1 || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("far update: %v", err)
 	}

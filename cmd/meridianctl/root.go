@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,10 +85,10 @@ type sourceJSON struct {
 }
 
 type hlcJSON struct {
-	Encoded uint64 `json:"encoded"`
-	WallUS  int64  `json:"wall_us"`
+	WallNS  int64  `json:"wall_ns"`
 	Logical uint32 `json:"logical"`
 	Text    string `json:"text"`
+	Key     string `json:"key"` // hex of the 12-byte order-preserving key
 }
 
 type opts struct {
@@ -185,7 +186,7 @@ daemon round trip; what applications on the same host use).`,
   meridianctl status                 # offset, frequency, error bound, stratum, reference
   meridianctl sources                # each source: state, reach, offset, delay, jitter
   meridianctl hlc                    # a hybrid logical clock timestamp
-  meridianctl hlc update 1795587542850187884   # merge a remote HLC timestamp
+  meridianctl hlc update 2026-11-25T06:30:00.000000000Z+3   # merge a remote HLC timestamp
   meridianctl watch --count 5        # stream status changes and updates
   meridianctl wait-until +20ms       # commit wait: return once now+20ms has surely passed
   meridianctl --addr 10.0.0.5:9393 --tls-ca ca.pem --tls-cert me.pem --tls-key me-key.pem status
@@ -430,30 +431,30 @@ chronyc. Offset is local minus source.`,
 
 func printHLC(o *opts, t *timev1.HLCTimestamp) error {
 	if o.json {
-		return o.printJSON(hlcJSON{t.Encoded, t.WallUs, t.Logical, t.Text})
+		return o.printJSON(hlcJSON{t.WallNs, t.Logical, t.Text, hex.EncodeToString(t.Key)})
 	}
-	fmt.Fprintf(o.stdout, "%s\t%d\n", t.Text, t.Encoded)
+	fmt.Fprintf(o.stdout, "%s\t%x\n", t.Text, t.Key)
 	return nil
 }
 
-// parseHLC accepts an encoded timestamp (decimal uint64) or the text form.
-func parseHLC(s string) (uint64, error) {
-	if v, err := strconv.ParseUint(s, 10, 64); err == nil {
-		return v, nil
+// parseHLC accepts the text form or the 12-byte key in hex.
+func parseHLC(s string) (hlc.Timestamp, error) {
+	if b, err := hex.DecodeString(s); err == nil && len(b) == hlc.KeySize {
+		return hlc.FromKey(b)
 	}
 	t, err := hlc.Parse(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q: want an encoded HLC timestamp (decimal) or 2006-01-02T15:04:05.000000Z+c", s)
+		return hlc.Timestamp{}, fmt.Errorf("%q: want 2006-01-02T15:04:05.000000000Z+c or a 24-digit hex key", s)
 	}
-	return t.Encode(), nil
+	return t, nil
 }
 
 func hlcCmd(o *opts) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "hlc",
-		Short: "Print a new hybrid logical clock timestamp (text and 64-bit encoding)",
-		Long: `An HLC timestamp is (l, c): l is physical time in µs, never below the
-daemon's TrueTime latest bound, c a logical counter. The 64-bit encoding
+		Short: "Print a new hybrid logical clock timestamp (text and 12-byte key)",
+		Long: `An HLC timestamp is (l, c): l is physical time in ns, never below the
+daemon's TrueTime latest bound, c a logical counter. The 12-byte key (hex)
 sorts like the timestamps. "hlc update TS" merges a timestamp received from
 another node; one further ahead than max(hlc.max_offset_floor,
 hlc.eps_factor·ε) is refused (exit status 1).`,
@@ -474,10 +475,10 @@ hlc.eps_factor·ε) is refused (exit status 1).`,
 	c.AddCommand(&cobra.Command{
 		Use:     "update TS",
 		Short:   "Merge a remote HLC timestamp and print the local one after it",
-		Example: "  meridianctl hlc update 1795587542850187884\n  meridianctl hlc update 2026-11-25T06:30:00.000000Z+3",
+		Example: "  meridianctl hlc update 18e9c1f4b2a3c00000000003\n  meridianctl hlc update 2026-11-25T06:30:00.000000000Z+3",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			v, err := parseHLC(args[0])
+			ts, err := parseHLC(args[0])
 			if err != nil {
 				return exitError{2, err.Error()}
 			}
@@ -486,7 +487,7 @@ hlc.eps_factor·ε) is refused (exit status 1).`,
 				return err
 			}
 			defer done()
-			t, err := g.Service().HLCUpdate(ctx, &timev1.HLCUpdateRequest{Remote: v})
+			t, err := g.Service().HLCUpdate(ctx, &timev1.HLCUpdateRequest{RemoteWallNs: ts.WallNS, RemoteLogical: ts.Logical})
 			if status.Code(err) == codes.OutOfRange {
 				return exitError{1, "refused: " + status.Convert(err).Message()}
 			}

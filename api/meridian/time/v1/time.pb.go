@@ -848,12 +848,14 @@ func (*HLCNowRequest) Descriptor() ([]byte, []int) {
 	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{10}
 }
 
+// HLCTimestamp is (wall_ns, logical), ordered by wall_ns then logical. The
+// range is 1970-01-01 to 2262-04-11T23:47:16.854775807Z (int64 ns).
 type HLCTimestamp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Encoded       uint64                 `protobuf:"varint,1,opt,name=encoded,proto3" json:"encoded,omitempty"` // order-preserving: 51 bits of µs since the epoch, 12 of counter
-	WallUs        int64                  `protobuf:"varint,2,opt,name=wall_us,json=wallUs,proto3" json:"wall_us,omitempty"`
 	Logical       uint32                 `protobuf:"varint,3,opt,name=logical,proto3" json:"logical,omitempty"`
-	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"` // 2006-01-02T15:04:05.000000Z+c
+	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`                    // 2006-01-02T15:04:05.000000000Z+c
+	WallNs        int64                  `protobuf:"varint,5,opt,name=wall_ns,json=wallNs,proto3" json:"wall_ns,omitempty"` // ns since the Unix epoch
+	Key           []byte                 `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`                      // 12 bytes, big-endian wall_ns then logical: bytewise order is timestamp order
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -888,20 +890,6 @@ func (*HLCTimestamp) Descriptor() ([]byte, []int) {
 	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *HLCTimestamp) GetEncoded() uint64 {
-	if x != nil {
-		return x.Encoded
-	}
-	return 0
-}
-
-func (x *HLCTimestamp) GetWallUs() int64 {
-	if x != nil {
-		return x.WallUs
-	}
-	return 0
-}
-
 func (x *HLCTimestamp) GetLogical() uint32 {
 	if x != nil {
 		return x.Logical
@@ -916,9 +904,24 @@ func (x *HLCTimestamp) GetText() string {
 	return ""
 }
 
+func (x *HLCTimestamp) GetWallNs() int64 {
+	if x != nil {
+		return x.WallNs
+	}
+	return 0
+}
+
+func (x *HLCTimestamp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 type HLCUpdateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Remote        uint64                 `protobuf:"varint,1,opt,name=remote,proto3" json:"remote,omitempty"` // encoded remote timestamp, must be > 0
+	RemoteWallNs  int64                  `protobuf:"varint,2,opt,name=remote_wall_ns,json=remoteWallNs,proto3" json:"remote_wall_ns,omitempty"` // must be > 0
+	RemoteLogical uint32                 `protobuf:"varint,3,opt,name=remote_logical,json=remoteLogical,proto3" json:"remote_logical,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -953,9 +956,16 @@ func (*HLCUpdateRequest) Descriptor() ([]byte, []int) {
 	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *HLCUpdateRequest) GetRemote() uint64 {
+func (x *HLCUpdateRequest) GetRemoteWallNs() int64 {
 	if x != nil {
-		return x.Remote
+		return x.RemoteWallNs
+	}
+	return 0
+}
+
+func (x *HLCUpdateRequest) GetRemoteLogical() uint32 {
+	if x != nil {
+		return x.RemoteLogical
 	}
 	return 0
 }
@@ -1020,14 +1030,15 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\fWatchRequest\x12!\n" +
 	"\fchanges_only\x18\x01 \x01(\bR\vchangesOnly\x12&\n" +
 	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"\x0f\n" +
-	"\rHLCNowRequest\"o\n" +
+	"\rHLCNowRequest\"\x85\x01\n" +
 	"\fHLCTimestamp\x12\x18\n" +
-	"\aencoded\x18\x01 \x01(\x04R\aencoded\x12\x17\n" +
-	"\awall_us\x18\x02 \x01(\x03R\x06wallUs\x12\x18\n" +
 	"\alogical\x18\x03 \x01(\rR\alogical\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"*\n" +
-	"\x10HLCUpdateRequest\x12\x16\n" +
-	"\x06remote\x18\x01 \x01(\x04R\x06remote*\x86\x01\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12\x17\n" +
+	"\awall_ns\x18\x05 \x01(\x03R\x06wallNs\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\fR\x03keyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03R\aencodedR\awall_us\"m\n" +
+	"\x10HLCUpdateRequest\x12$\n" +
+	"\x0eremote_wall_ns\x18\x02 \x01(\x03R\fremoteWallNs\x12%\n" +
+	"\x0eremote_logical\x18\x03 \x01(\rR\rremoteLogicalJ\x04\b\x01\x10\x02R\x06remote*\x86\x01\n" +
 	"\vClockStatus\x12\x1c\n" +
 	"\x18CLOCK_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCLOCK_STATUS_UNSYNCHRONIZED\x10\x01\x12\x1d\n" +

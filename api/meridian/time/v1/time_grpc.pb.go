@@ -67,11 +67,16 @@ type TimeServiceClient interface {
 	// min_interval_ms). Streams are capped per daemon: RESOURCE_EXHAUSTED.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusResponse], error)
 	// HLCNow returns a new hybrid-logical-clock timestamp for a local or send
-	// event.
+	// event. Right after a restart the daemon issues nothing until its
+	// TrueTime latest bound has passed the bound persisted by the previous run
+	// (so no timestamp is ahead of physical time); the call waits for that up
+	// to its deadline (at most 1 s) and otherwise answers UNAVAILABLE with a
+	// google.rpc.RetryInfo detail saying when to retry.
 	HLCNow(ctx context.Context, in *HLCNowRequest, opts ...grpc.CallOption) (*HLCTimestamp, error)
 	// HLCUpdate merges a remote timestamp (a receive event) and returns the
 	// new local timestamp. A remote more than max_offset ahead of our physical
-	// time is rejected with OUT_OF_RANGE and counted.
+	// time is rejected with OUT_OF_RANGE and counted. After a restart it waits
+	// like HLCNow.
 	HLCUpdate(ctx context.Context, in *HLCUpdateRequest, opts ...grpc.CallOption) (*HLCTimestamp, error)
 }
 
@@ -210,11 +215,16 @@ type TimeServiceServer interface {
 	// min_interval_ms). Streams are capped per daemon: RESOURCE_EXHAUSTED.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[StatusResponse]) error
 	// HLCNow returns a new hybrid-logical-clock timestamp for a local or send
-	// event.
+	// event. Right after a restart the daemon issues nothing until its
+	// TrueTime latest bound has passed the bound persisted by the previous run
+	// (so no timestamp is ahead of physical time); the call waits for that up
+	// to its deadline (at most 1 s) and otherwise answers UNAVAILABLE with a
+	// google.rpc.RetryInfo detail saying when to retry.
 	HLCNow(context.Context, *HLCNowRequest) (*HLCTimestamp, error)
 	// HLCUpdate merges a remote timestamp (a receive event) and returns the
 	// new local timestamp. A remote more than max_offset ahead of our physical
-	// time is rejected with OUT_OF_RANGE and counted.
+	// time is rejected with OUT_OF_RANGE and counted. After a restart it waits
+	// like HLCNow.
 	HLCUpdate(context.Context, *HLCUpdateRequest) (*HLCTimestamp, error)
 	mustEmbedUnimplementedTimeServiceServer()
 }
