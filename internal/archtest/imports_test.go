@@ -1,6 +1,7 @@
-// Package archtest checks DESIGN.md's import rules: pure cores never import
-// sockets, timestamping, gRPC, the simulator or the daemon.
 package archtest
+
+// Transitive import rules (go list -deps): pure cores never import sockets,
+// timestamping, gRPC, the simulator or the daemon.
 
 import (
 	"os/exec"

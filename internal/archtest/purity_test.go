@@ -1,0 +1,92 @@
+package archtest
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const root = "../.."
+
+// Every core in the table is pure, and every exception is still needed.
+func TestCoresArePure(t *testing.T) {
+	for _, c := range Cores {
+		viol, stale, err := CheckDir(filepath.Join(root, c.Dir), c.Except)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Dir, err)
+		}
+		for _, v := range viol {
+			t.Errorf("%s/%v", c.Dir, v)
+		}
+		for _, s := range stale {
+			t.Errorf("%s: exception for %s is no longer needed: remove it from Cores", c.Dir, s)
+		}
+	}
+}
+
+// Negative control: the check finds every kind of violation in a package
+// built to have them, and nothing more (a shadowing local, time.Duration
+// and time.Unix are allowed).
+func TestPurityFindsViolations(t *testing.T) {
+	viol, _, err := CheckDir("testdata/impure", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range viol {
+		got = append(got, v.String())
+	}
+	want := []string{
+		`impure.go:6: uses cgo (import "C")`,
+		"impure.go:9: imports net/netip",
+		"impure.go:10: imports os",
+		"impure.go:11: imports syscall",
+		"impure.go:13: imports unsafe",
+		"impure.go:15: imports golang.org/x/sys/unix",
+		"impure.go:27: refers to time.Now",
+		"impure.go:28: refers to time.Sleep",
+		"impure.go:29: refers to time.Since",
+		"impure.go:30: refers to time.After",
+		"impure.go:31: refers to time.NewTimer",
+		"shadow.go:17: refers to time.Until",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("violations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Negative controls on real packages: the daemon (sockets, files, the host
+// clock) and truetime without its exception (shm.go, which the split into
+// a bound package and a shm package moves out) are found impure; clock.go
+// sleeps only on injected clock.Timers and passes.
+func TestPurityFindsRealViolations(t *testing.T) {
+	viol, _, err := CheckDir(filepath.Join(root, "daemon"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var imports, reads bool
+	for _, v := range viol {
+		imports = imports || v.What == "imports os" || v.What == "imports net"
+		reads = reads || strings.HasPrefix(v.What, "refers to time.")
+	}
+	if !imports || !reads {
+		t.Fatalf("daemon: os/net imports %v, time reads %v in %v", imports, reads, viol)
+	}
+	viol, _, err = CheckDir(filepath.Join(root, "truetime"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{}
+	for _, v := range viol {
+		files[v.File] = true
+	}
+	if !files["shm.go"] || len(files) != 1 {
+		t.Fatalf("truetime without exceptions: violations only in %v", files)
+	}
+	// An exception for a file that is already pure is reported as stale.
+	_, stale, err := CheckDir(filepath.Join(root, "hlc"), map[string]string{"hlc.go": "test"})
+	if err != nil || !reflect.DeepEqual(stale, []string{"hlc.go"}) {
+		t.Fatalf("stale exception not reported: %v %v", stale, err)
+	}
+}
