@@ -191,14 +191,3 @@ func TestScenarioDefaultsApply(t *testing.T) {
 	}
 }
 
-func FuzzParseScenario(f *testing.F) {
-	f.Add([]byte("name: x\n"))
-	f.Add([]byte("name: y\nhost: {freq_error_ppm: 100}\nsources: [{name: a, loss_pct: 30}, {delay_us: 3000, asymmetry_us: 1000}]\n"))
-	f.Add([]byte("name: [\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		sc, err := ParseScenario(data)
-		if err == nil && sc.Validate() != nil {
-			t.Fatalf("parsed scenario fails validation: %v", sc.Validate())
-		}
-	})
-}
