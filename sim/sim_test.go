@@ -190,4 +190,3 @@ func TestScenarioDefaultsApply(t *testing.T) {
 		t.Fatalf("duration %v", sc.DurationS)
 	}
 }
-
