@@ -77,10 +77,12 @@ func (f *fixture) sources(t *testing.T) map[string]client.TimeSource {
 	return map[string]client.TimeSource{"local": client.Local{C: f.tt}, "shm": shm, "grpc": g}
 }
 
-// Every implementation gives an interval containing the model clock's
-// time (the truth here), the same error on an unsynchronized clock, and a
-// WaitUntilAfter that returns only after the target has passed.
-func TestImplementationsAgree(t *testing.T) {
+// Plumbing: every implementation gives an interval containing the model
+// clock's time — the served clock itself, not an independent truth — the
+// same error on an unsynchronized clock, and a WaitUntilAfter that returns
+// only after the target has passed on that clock. The exact comparison
+// rule is TestAfterBeforeBoundaryAllTransports.
+func TestImplementationsAgreePlumbing(t *testing.T) {
 	f := newFixture(t)
 	srcs := f.sources(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

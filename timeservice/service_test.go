@@ -28,8 +28,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// wall reads the host's realtime clock: in these tests it is the ground
-// truth the estimate describes (offset 0, ε known).
+// wall reads the host's realtime clock: it is the server's own clock in
+// these tests, and the estimate says it is exact (offset 0, ε known). So the
+// tests here that compare intervals with it are plumbing tests (the service
+// serves what truetime computes for its clock), not evidence that an
+// interval contains true time: that is checked against an independent clock
+// by daemon.TestGRPCEndToEnd (reference daemon A) and, to the nanosecond, by
+// client.TestAfterBeforeBoundaryAllTransports.
 type wall struct{}
 
 func (wall) NowNS() int64 { return time.Now().UnixNano() }
@@ -110,9 +115,10 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 
 func code(err error) codes.Code { return status.Code(err) }
 
-// The interval served contains the wall clock read before and after the
-// call, and its half-width is the estimate's.
-func TestNowContainsTruth(t *testing.T) {
+// Plumbing: the interval served contains the server's own clock (wall)
+// read before and after the call, its half-width is the estimate's, and
+// status, sources, After/Before and the latency metrics follow.
+func TestNowPlumbing(t *testing.T) {
 	f := start(t, timeservice.ServerConfig{}, timeservice.Options{})
 	_, c := dial(t, f.addr[0], client.TLS{})
 	ctx := ctxT(t, 10*time.Second)
@@ -133,7 +139,7 @@ func TestNowContainsTruth(t *testing.T) {
 			t.Fatal(err)
 		}
 		if iv.EarliestNs > after || iv.LatestNs < before {
-			t.Fatalf("read %d: [%d, %d] misses truth in [%d, %d]", i, iv.EarliestNs, iv.LatestNs, before, after)
+			t.Fatalf("read %d: [%d, %d] misses the served clock's [%d, %d]", i, iv.EarliestNs, iv.LatestNs, before, after)
 		}
 		// ε is the estimate's 200 µs plus 15 ppm of the time since it.
 		if eps, grown := (iv.LatestNs-iv.EarliestNs)/2, (after-est.LocalNS)*15/1_000_000+1; eps < int64(200*time.Microsecond) || eps > int64(200*time.Microsecond)+grown {
@@ -194,10 +200,10 @@ func histCount(t *testing.T, reg *prometheus.Registry, method, code string) uint
 	return 0
 }
 
-// WaitUntilAfter returns only once After(ts) holds on the server's clock,
-// not before ts + ε of wall time has passed, and honours deadlines,
-// cancellation and shutdown.
-func TestWaitUntilAfter(t *testing.T) {
+// Plumbing: WaitUntilAfter returns only once After(ts) holds on the
+// server's clock, not before ts + ε of that clock (wall) has passed, and
+// honours deadlines, cancellation and shutdown.
+func TestWaitUntilAfterPlumbing(t *testing.T) {
 	f := start(t, timeservice.ServerConfig{}, timeservice.Options{})
 	_, c := dial(t, f.addr[0], client.TLS{})
 	const eps = 2 * time.Millisecond
@@ -215,7 +221,7 @@ func TestWaitUntilAfter(t *testing.T) {
 		if ok, _ := f.tt.After(ts); !ok {
 			t.Fatal("server's After(ts) false after the wait")
 		}
-		// Ground truth: true time (wall) must be past ts + ε − slack.
+		// The served clock (wall) must be past ts + ε − slack.
 		if returned < ts+int64(eps)-int64(100*time.Microsecond) {
 			t.Fatalf("returned %v before ts+ε", time.Duration(ts+int64(eps)-returned))
 		}
@@ -374,8 +380,8 @@ func TestHLC(t *testing.T) {
 		if !last.Less(got) {
 			t.Fatalf("not monotonic: %v after %v", got, last)
 		}
-		if ts.WallNs < before { // l ≥ pt = latest ≥ true time
-			t.Fatalf("l %d below true time %d", ts.WallNs, before)
+		if ts.WallNs < before { // l ≥ pt = latest ≥ the served clock
+			t.Fatalf("l %d below the served clock %d", ts.WallNs, before)
 		}
 		if p, err := hlc.Parse(ts.Text); err != nil || p != got {
 			t.Fatalf("text %q: %v", ts.Text, err)
