@@ -56,8 +56,9 @@ var ErrUnsynchronized = errors.New("truetime: clock is unsynchronized")
 //	[earliest, latest] = [t − x̂(t) − ε(t), t − x̂(t) + ε(t)]
 //
 // The interval is centred on the corrected reading rather than on the raw
-// reading t: this is the same promise as DESIGN.md's [t − ε', t + ε'] with
-// ε' = ε + |x̂(t)|, only tighter. See doc.go for the derivation of Eps0NS.
+// reading t: this is the same promise as [t − ε', t + ε'] around the raw
+// reading with ε' = ε + |x̂(t)|, only tighter. See doc.go for the
+// derivation of Eps0NS.
 type Estimate struct {
 	Status Status
 	Leap   Leap
