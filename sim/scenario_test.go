@@ -24,19 +24,27 @@ func same(t *testing.T, a, b Scenario) bool {
 	return string(ya) == string(yb)
 }
 
-// roundTrip encodes sc as YAML and parses it back.
+// roundTrip encodes sc as YAML — every field, and as MarshalScenario
+// writes it (only what differs from the defaults, the shrinker's output) —
+// and parses it back.
 func roundTrip(t *testing.T, sc Scenario) {
 	t.Helper()
-	out, err := yaml.Marshal(sc)
+	full, err := yaml.Marshal(sc)
 	if err != nil {
 		t.Fatalf("marshal: %v", err)
 	}
-	back, err := ParseScenario(out)
+	short, err := MarshalScenario(sc)
 	if err != nil {
-		t.Fatalf("a parsed scenario, written back, does not parse: %v\n%s", err, out)
+		t.Fatalf("MarshalScenario: %v", err)
 	}
-	if !same(t, back, sc) {
-		t.Fatalf("round trip changed the scenario:\n%+v\n%+v\nvia\n%s", sc, back, out)
+	for _, out := range [][]byte{full, short} {
+		back, err := ParseScenario(out)
+		if err != nil {
+			t.Fatalf("a parsed scenario, written back, does not parse: %v\n%s", err, out)
+		}
+		if !same(t, back, sc) {
+			t.Fatalf("round trip changed the scenario:\n%+v\n%+v\nvia\n%s", sc, back, out)
+		}
 	}
 }
 
