@@ -1,5 +1,6 @@
-// Package archtest checks the repository's architecture rules (README.md,
-// "Layout"; each package's doc.go says which side of them it is on):
+// Package archtest checks the repository's architecture rules
+// (docs/architecture.md, "Pure cores, thin shells"; each package's doc.go
+// says which side of them it is on):
 //
 //   - pure cores — the clock discipline, TrueTime's bound, the HLC and the
 //     protocol engines, listed in Cores — import no os, net, syscall,
@@ -13,7 +14,8 @@
 //
 // The purity check (Check) parses each core's non-test Go files with
 // go/parser: a per-file check, so a package that is not yet split can list
-// the files that are not part of its core, each with the reason.
+// the files that are not part of its core, each with the reason, or the
+// files that are.
 package archtest
 
 import (
@@ -35,6 +37,10 @@ type Core struct {
 	// yet, each with the reason. Check reports an exception that is no
 	// longer needed, so splitting a package forces its entry to shrink.
 	Except map[string]string
+	// Only, when set, limits the check to these files of Dir: for a
+	// package that holds a core and its shell (ntp: the engine and the
+	// socket code). Each must exist.
+	Only []string
 }
 
 // Cores is the table of pure packages. Add a protocol engine here when it
@@ -45,6 +51,40 @@ var Cores = []Core{
 	{Dir: "truetime", Except: map[string]string{
 		"shm.go": "the shared-memory segment (mmap via x/sys, unsafe, os): to move to its own package",
 	}},
+	{Dir: "ntp", Only: []string{"engine.go", "client.go", "wire.go"}}, // the protocol engine; source.go, server.go, rxstamp.go, batch.go are its shell
+}
+
+// Check runs CheckDir for one core, under root (the module's directory).
+func (c Core) Check(root string) (viol []Violation, stale []string, err error) {
+	dir := filepath.Join(root, c.Dir)
+	if c.Only == nil {
+		return CheckDir(dir, c.Except)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	only := map[string]bool{}
+	for _, f := range c.Only {
+		only[f] = true
+	}
+	except := map[string]string{}
+	for _, e := range ents {
+		if !only[e.Name()] {
+			except[e.Name()] = "not in Only"
+		}
+	}
+	viol, _, err = CheckDir(dir, except)
+	var missing []string
+	for _, f := range c.Only {
+		if _, serr := os.Stat(filepath.Join(dir, f)); serr != nil {
+			missing = append(missing, f)
+		}
+	}
+	if err == nil && len(missing) > 0 {
+		err = fmt.Errorf("%s: Only lists missing files %v", c.Dir, missing)
+	}
+	return viol, nil, err // with Only, the shell's files are expected to be impure or not: no staleness
 }
 
 // ForbiddenImports may not be imported by a core, nor anything under them
