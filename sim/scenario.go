@@ -160,6 +160,9 @@ func (sc Scenario) Validate() error {
 	if sc.Name == "" {
 		bad("name: must be set")
 	}
+	for _, k := range nonFinite(sc) {
+		bad("%s: must be a finite number", k)
+	}
 	if sc.DurationS <= 0 {
 		bad("duration_s: must be > 0, got %v", sc.DurationS)
 	}
@@ -349,4 +352,54 @@ func (sc Scenario) ProvableMinUS() float64 {
 // rounded up as a bound must be.
 func wireShortUS(v float64) float64 {
 	return math.Ceil(v*65536/1e6) * 1e6 / 65536
+}
+
+// nonFinite lists the keys whose values are NaN or infinite.
+func nonFinite(sc Scenario) []string {
+	var out []string
+	check := func(key string, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			out = append(out, key)
+		}
+	}
+	check("duration_s", sc.DurationS)
+	check("read_every_ms", sc.ReadEveryMS)
+	check("tick_s", sc.TickS)
+	h := sc.Host
+	check("host.offset_ms", h.OffsetMS)
+	check("host.freq_error_ppm", h.FreqErrorPPM)
+	check("host.wander_ppb_per_sqrt_s", h.WanderPPBPerSqrtS)
+	if h.DriftFilePPM != nil {
+		check("host.drift_file_ppm", *h.DriftFilePPM)
+	}
+	for i, t := range h.TempSteps {
+		check(fmt.Sprintf("host.temp_steps[%d].at_s", i), t.AtS)
+		check(fmt.Sprintf("host.temp_steps[%d].delta_ppm", i), t.DeltaPPM)
+	}
+	d := sc.Discipline
+	check("discipline.drift_bound_ppm", d.DriftBoundPPM)
+	check("discipline.max_error_ms", d.MaxErrorMS)
+	check("discipline.step_threshold_ms", d.StepThresholdMS)
+	for i, s := range sc.Sources {
+		k := fmt.Sprintf("sources[%d].", i)
+		for name, v := range map[string]float64{"poll_s": s.PollS, "delay_us": s.DelayUS, "asymmetry_us": s.AsymmetryUS,
+			"jitter_us": s.JitterUS, "loss_pct": s.LossPct, "root_dispersion_us": s.RootDispersionUS, "root_delay_us": s.RootDelayUS} {
+			check(k+name, v)
+		}
+		for j, e := range s.Errors {
+			check(fmt.Sprintf("%serrors[%d].from_s", k, j), e.FromS)
+			check(fmt.Sprintf("%serrors[%d].offset_ms", k, j), e.OffsetMS)
+		}
+		for j, w := range s.Outages {
+			check(fmt.Sprintf("%soutages[%d].from_s", k, j), w.FromS)
+			check(fmt.Sprintf("%soutages[%d].to_s", k, j), w.ToS)
+		}
+		for j, r := range s.Routes {
+			check(fmt.Sprintf("%sroutes[%d].from_s", k, j), r.FromS)
+			check(fmt.Sprintf("%sroutes[%d].delay_us", k, j), r.DelayUS)
+			check(fmt.Sprintf("%sroutes[%d].asymmetry_us", k, j), r.AsymmetryUS)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -190,3 +190,16 @@ func TestScenarioDefaultsApply(t *testing.T) {
 		t.Fatalf("duration %v", sc.DurationS)
 	}
 }
+
+func TestParseScenarioRefusesNonFinite(t *testing.T) {
+	for _, in := range []string{
+		"name: x\nduration_s: .nan\n",
+		"name: x\nhost: {offset_ms: .inf}\n",
+		"name: x\nsources: [{delay_us: .nan}]\n",
+		"name: x\nsources: [{errors: [{from_s: 1, offset_ms: -.inf}]}]\n",
+	} {
+		if _, err := ParseScenario([]byte(in)); err == nil || !strings.Contains(err.Error(), "finite") {
+			t.Errorf("%q: want a finite-number error, got %v", in, err)
+		}
+	}
+}
