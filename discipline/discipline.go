@@ -441,6 +441,10 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 		d.faults++
 		d.reg = d.reg[:0]
 		d.fit = fit{}
+		// As at a start, the clock may be stepped again (a resume after a
+		// suspend, a reference that stepped): slewing a large offset at
+		// max_freq would take hours.
+		d.updates = 0
 	}
 	return math.Min(lo, prevLo), math.Max(hi, prevHi)
 }
@@ -510,6 +514,7 @@ func (d *Discipline) goUnsynchronized(nowNS int64, uNow float64, u *Update) {
 			u.Correction = Correction{SetFreq: true, FreqPPB: hold * 1e9}
 		}
 		d.noteFloor(nowNS)
+		d.updates = 0 // re-acquiring may step, as at a start
 	}
 	d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
 	d.haveEst = false

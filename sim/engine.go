@@ -223,10 +223,15 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 		steps = append(steps, simclock.TempStep{AtNS: startTrueNS + sec(t.AtS), DeltaPPB: t.DeltaPPM * 1000})
 	}
 	h := &r.h
+	var pauses []simclock.Pause
+	for _, p := range sc.Host.Suspends {
+		pauses = append(pauses, simclock.Pause{FromNS: startTrueNS + sec(p.AtS), ToNS: startTrueNS + sec(p.AtS+p.DurationS)})
+	}
 	h.osc = simclock.NewOscillator(simclock.OscillatorConfig{
 		FreqErrorPPB:      sc.Host.FreqErrorPPM * 1000,
 		WanderPPBPerSqrtS: sc.Host.WanderPPBPerSqrtS,
 		TempSteps:         steps,
+		Pauses:            pauses,
 		Seed:              sc.Seed,
 	}, startTrueNS)
 	h.clk = simclock.NewClock(h.osc, func() int64 { return r.now }, int64(sc.Host.OffsetMS*1e6), cfg.MaxFreqPPB)
@@ -307,6 +312,17 @@ func Run(sc Scenario, opt Options) (Result, error) {
 			break
 		}
 		r.now = e.at
+		if e.kind != evAtSrv {
+			if wake, asleep := r.suspendedUntil(e.at); asleep {
+				// The host is suspended: it runs nothing, and a reply that
+				// arrives meanwhile is lost. Its timers fire at resume.
+				if e.kind != evAtHost {
+					e.at = wake
+					r.push(e)
+				}
+				continue
+			}
+		}
 		switch e.kind {
 		case evPoll:
 			r.poll(e.src)
@@ -351,6 +367,18 @@ func Run(sc Scenario, opt Options) (Result, error) {
 	r.res.Steps, r.res.Faults, r.res.FloorRaises = r.h.loop.Steps(), d.Faults(), d.FloorRaises()
 	r.summarise(errs, epss, synced, lastStatus)
 	return r.res, nil
+}
+
+// suspendedUntil reports whether the host is suspended at true time t and
+// when it resumes.
+func (r *runner) suspendedUntil(t int64) (int64, bool) {
+	for _, p := range r.sc.Host.Suspends {
+		from, to := startTrueNS+sec(p.AtS), startTrueNS+sec(p.AtS+p.DurationS)
+		if t >= from && t < to {
+			return to, true
+		}
+	}
+	return 0, false
 }
 
 // tick runs one update of the loop and publishes it.

@@ -36,6 +36,14 @@ type Host struct {
 	WanderPPBPerSqrtS float64    `yaml:"wander_ppb_per_sqrt_s"`
 	TempSteps         []TempStep `yaml:"temp_steps"`
 	DriftFilePPM      *float64   `yaml:"drift_file_ppm"` // restart with this frequency correction
+	Suspends          []Suspend  `yaml:"suspends"`       // host suspend / VM pause: the raw clock and the daemon stop
+}
+
+// Suspend stops the host at AtS for DurationS: CLOCK_MONOTONIC_RAW stands
+// still and the daemon runs nothing; CLOCK_BOOTTIME and the sources go on.
+type Suspend struct {
+	AtS       float64 `yaml:"at_s"`
+	DurationS float64 `yaml:"duration_s"`
 }
 
 // TempStep is a sudden oscillator frequency change (a temperature step).
@@ -171,6 +179,14 @@ func (sc Scenario) Validate() error {
 	}
 	if sc.TickS <= 0 {
 		bad("tick_s: must be > 0, got %v", sc.TickS)
+	}
+	for i, p := range sc.Host.Suspends {
+		if p.AtS < 0 || p.DurationS <= 0 {
+			bad("host.suspends[%d]: at_s must be ≥ 0 and duration_s > 0, got %v and %v", i, p.AtS, p.DurationS)
+		}
+		if i > 0 && p.AtS < sc.Host.Suspends[i-1].AtS+sc.Host.Suspends[i-1].DurationS {
+			bad("host.suspends[%d]: starts before suspends[%d] ends (list them in order, not overlapping)", i, i-1)
+		}
 	}
 	switch sc.Discipline.Servo {
 	case "", "linreg", "pi":
@@ -375,6 +391,10 @@ func nonFinite(sc Scenario) []string {
 	for i, t := range h.TempSteps {
 		check(fmt.Sprintf("host.temp_steps[%d].at_s", i), t.AtS)
 		check(fmt.Sprintf("host.temp_steps[%d].delta_ppm", i), t.DeltaPPM)
+	}
+	for i, p := range h.Suspends {
+		check(fmt.Sprintf("host.suspends[%d].at_s", i), p.AtS)
+		check(fmt.Sprintf("host.suspends[%d].duration_s", i), p.DurationS)
 	}
 	d := sc.Discipline
 	check("discipline.drift_bound_ppm", d.DriftBoundPPM)

@@ -23,11 +23,17 @@ type TempStep struct {
 	DeltaPPB float64
 }
 
+// Pause is a span of true time [FromNS, ToNS) during which the raw counter
+// stands still: a host suspend or VM pause (CLOCK_MONOTONIC_RAW stops,
+// CLOCK_BOOTTIME does not).
+type Pause struct{ FromNS, ToNS int64 }
+
 // OscillatorConfig describes a simulated crystal.
 type OscillatorConfig struct {
 	FreqErrorPPB      float64 // constant rate error (+ runs fast)
 	WanderPPBPerSqrtS float64 // random walk: each 1 s step adds N(0, w²) ppb
 	TempSteps         []TempStep
+	Pauses            []Pause // sorted, not overlapping
 	Seed              int64
 }
 
@@ -69,8 +75,20 @@ func (o *Oscillator) advance(toNS int64) {
 				break
 			}
 		}
+		paused := false
+		for _, p := range o.cfg.Pauses {
+			switch {
+			case o.t >= p.FromNS && o.t < p.ToNS:
+				paused, next = true, min(next, p.ToNS)
+			case p.FromNS > o.t && p.FromNS < next:
+				next = p.FromNS
+			}
+		}
 		end := min(next, toNS)
 		d := float64(end-o.t) * (1 + o.y*1e-9)
+		if paused {
+			d = 0
+		}
 		o.rFrac += d
 		whole := math.Floor(o.rFrac)
 		o.rInt += int64(whole)

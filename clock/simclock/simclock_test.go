@@ -91,3 +91,21 @@ func TestClockDiscipline(t *testing.T) {
 		t.Fatal("accepted a correction beyond the limit")
 	}
 }
+
+// A pause stops the raw counter for exactly its length and nothing else.
+func TestPauseStopsRaw(t *testing.T) {
+	const start = int64(1_000_000_000_000)
+	cfg := OscillatorConfig{FreqErrorPPB: 100_000, Pauses: []Pause{{FromNS: start + 10e9, ToNS: start + 3610e9}}}
+	paused, free := NewOscillator(cfg, start), NewOscillator(OscillatorConfig{FreqErrorPPB: 100_000}, start)
+	if a, b := paused.RawAt(start+10e9), free.RawAt(start+10e9); a != b {
+		t.Fatalf("before the pause: %d vs %d", a, b)
+	}
+	if a, b := paused.RawAt(start+3000e9), paused.RawAt(start+3610e9); a != b {
+		t.Fatalf("raw moved during the pause: %d → %d", a, b)
+	}
+	got := paused.RawAt(start + 3620e9)
+	want := free.RawAt(start + 20e9)
+	if d := got - want; d < -1 || d > 1 {
+		t.Fatalf("after the pause raw %d, want %d (the free oscillator 3600 s earlier)", got, want)
+	}
+}
