@@ -441,10 +441,6 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 		d.faults++
 		d.reg = d.reg[:0]
 		d.fit = fit{}
-		// As at a start, the clock may be stepped again (a resume after a
-		// suspend, a reference that stepped): slewing a large offset at
-		// max_freq would take hours.
-		d.updates = 0
 	}
 	return math.Min(lo, prevLo), math.Max(hi, prevHi)
 }
@@ -514,7 +510,9 @@ func (d *Discipline) goUnsynchronized(nowNS int64, uNow float64, u *Update) {
 			u.Correction = Correction{SetFreq: true, FreqPPB: hold * 1e9}
 		}
 		d.noteFloor(nowNS)
-		d.updates = 0 // re-acquiring may step, as at a start
+		// Re-acquiring may step, as at a start: after a long suspend the
+		// clock is hours behind, which max_freq would take months to slew.
+		d.updates = 0
 	}
 	d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
 	d.haveEst = false
@@ -569,6 +567,7 @@ func (d *Discipline) finishEstimate(nowNS, local int64, est *truetime.Estimate) 
 	est.RootDispersionNS = max(0, est.Eps0NS-est.RootDelayNS/2)
 	if est.Eps0NS > d.cfg.MaxErrorNS {
 		*est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
+		d.updates = 0 // re-acquiring may step, as at a start (see goUnsynchronized)
 	}
 }
 
