@@ -39,6 +39,7 @@ import (
 	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/atomicfile"
+	"github.com/meridiantime/meridian/internal/fsown"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
@@ -51,6 +52,10 @@ type Options struct {
 	// Ablation removes a safety term from the discipline: negative controls
 	// in tests only, never set by meridiand.
 	Ablation discipline.Ablation
+	// ShmVoidAfter: readers treat a snapshot older than this as void (the
+	// daemon died or stopped). 0 → truetime.DefaultVoidAfter (5 s); keep it
+	// a few ticks.
+	ShmVoidAfter time.Duration
 }
 
 // Daemon is one running meridiand.
@@ -69,6 +74,7 @@ type Daemon struct {
 	ShmPath   string
 	StateDir  string
 	driftPath string
+	stateLock *os.File // flock on StateDir/meridiand.lock, held for the daemon's life
 
 	metricsLn net.Listener
 	lastState truetime.Status
@@ -95,6 +101,13 @@ func DefaultGRPCSocketPath() string { return filepath.Join(runtimeDir(), "grpc.s
 // /run/meridian when writable, else a per-user runtime directory.
 func DefaultShmPath() string { return filepath.Join(runtimeDir(), "truetime.shm") }
 
+// The system directories, most privileged first; tests point them into a
+// temporary directory.
+var (
+	systemRuntimeDir = "/run/meridian"
+	systemStateDir   = "/var/lib/meridian"
+)
+
 func writableDir(dir string) bool {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false
@@ -108,51 +121,142 @@ func writableDir(dir string) bool {
 	return true
 }
 
-// firstWritable returns the first candidate directory that can be created
-// and written, or the last candidate.
-func firstWritable(candidates ...string) string {
-	for _, c := range candidates[:len(candidates)-1] {
-		if writableDir(c) {
-			return c
+// dirCandidate is a directory the daemon may fall back to. A private one
+// (under /tmp or $XDG_RUNTIME_DIR) is used only when it is this user's own,
+// mode 0700, and not a symlink (fsown.EnsurePrivateDir): another local user
+// could have created it first.
+type dirCandidate struct {
+	path    string
+	private bool
+}
+
+// usable reports whether the daemon can use c (creating it if absent).
+func (c dirCandidate) usable() error {
+	if c.private {
+		if err := fsown.EnsurePrivateDir(c.path); err != nil {
+			return err
+		}
+	} else if !writableDir(c.path) {
+		return fmt.Errorf("%s is not writable", c.path)
+	}
+	_, err := fsown.CheckTrustedDir(c.path)
+	return err
+}
+
+// firstUsable returns the first candidate directory that is usable, or the
+// last candidate (Start then refuses it and says why).
+func firstUsable(candidates []dirCandidate) string {
+	for _, c := range candidates {
+		if c.usable() == nil {
+			return c.path
 		}
 	}
-	return candidates[len(candidates)-1]
+	return candidates[len(candidates)-1].path
 }
 
 // runtimeDirs are the candidate runtime directories, most privileged first.
-func runtimeDirs() []string {
-	c := []string{"/run/meridian"}
+func runtimeDirs() []dirCandidate {
+	c := []dirCandidate{{systemRuntimeDir, false}}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		c = append(c, filepath.Join(x, "meridian"))
+		c = append(c, dirCandidate{filepath.Join(x, "meridian"), true})
 	}
-	return append(c, filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid())))
+	return append(c, dirCandidate{filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid())), true})
 }
 
-func runtimeDir() string { return firstWritable(runtimeDirs()...) }
+func stateDirs() []dirCandidate {
+	c := []dirCandidate{{systemStateDir, false}}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		c = append(c, dirCandidate{filepath.Join(x, "meridian"), false})
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		c = append(c, dirCandidate{filepath.Join(h, ".local", "state", "meridian"), false})
+	}
+	return append(c, dirCandidate{filepath.Join(os.TempDir(), "meridian-state-"+strconv.Itoa(os.Getuid())), true})
+}
+
+func runtimeDir() string { return firstUsable(runtimeDirs()) }
 
 // LocateRuntimeFile is where a client finds a daemon's runtime file (name
-// "truetime.shm" or "grpc.sock"): the first candidate directory holding it,
-// so an unprivileged client finds a system daemon's files under
-// /run/meridian; when none exists, the path this user's daemon would use.
+// "truetime.shm" or "grpc.sock"): the first candidate directory holding it
+// that this user can trust (a private fallback must be this user's own with
+// mode 0700; see fsown), so an unprivileged client finds a system daemon's
+// files under /run/meridian and never one another local user planted under
+// /tmp; when none qualifies, the path this user's daemon would use.
 func LocateRuntimeFile(name string) string {
 	for _, d := range runtimeDirs() {
-		p := filepath.Join(d, name)
-		if _, err := os.Stat(p); err == nil {
+		if d.private && fsown.CheckPrivateDir(d.path) != nil {
+			continue
+		}
+		if _, err := fsown.CheckTrustedDir(d.path); err != nil {
+			continue
+		}
+		p := filepath.Join(d.path, name)
+		if _, err := os.Lstat(p); err == nil {
 			return p
 		}
 	}
 	return filepath.Join(runtimeDir(), name)
 }
 
-func defaultStateDir() string {
-	c := []string{"/var/lib/meridian"}
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
-		c = append(c, filepath.Join(x, "meridian"))
+func defaultStateDir() string { return firstUsable(stateDirs()) }
+
+// prepareDir creates dir if needed and refuses one that another user could
+// control: a fallback directory, or any directory directly inside a
+// world-writable one (/tmp), must be private (this user's, mode 0700, no
+// symlink); any other must pass fsown.CheckTrustedDir. what names the
+// config key for the message.
+func prepareDir(what, dir string) error {
+	private := false
+	for _, c := range append(runtimeDirs(), stateDirs()...) {
+		if c.private && filepath.Clean(c.path) == filepath.Clean(dir) {
+			private = true
+		}
 	}
-	if h, err := os.UserHomeDir(); err == nil {
-		c = append(c, filepath.Join(h, ".local", "state", "meridian"))
+	if fi, err := os.Stat(filepath.Dir(dir)); err == nil && fi.Mode().Perm()&0o002 != 0 {
+		private = true
 	}
-	return firstWritable(append(c, filepath.Join(os.TempDir(), "meridian-state-"+strconv.Itoa(os.Getuid())))...)
+	if private {
+		if err := fsown.EnsurePrivateDir(dir); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("%s: create %s: %w", what, dir, err)
+	}
+	if _, err := fsown.CheckTrustedDir(dir); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// claimDirs prepares the segment's and the state directory and takes the
+// state directory's lock, before anything is read or written there: a
+// second daemon on the same state directory stops here.
+func (d *Daemon) claimDirs() error {
+	if err := prepareDir("shm.path", filepath.Dir(d.ShmPath)); err != nil {
+		return err
+	}
+	if err := prepareDir("state_dir", d.StateDir); err != nil {
+		return err
+	}
+	f, err := fsown.LockFile(filepath.Join(d.StateDir, "meridiand.lock"))
+	if err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	d.stateLock = f
+	return nil
+}
+
+// releaseDirs marks the segment stopped and releases both locks.
+func (d *Daemon) releaseDirs() error {
+	var err error
+	if d.shm != nil {
+		err = d.shm.Close()
+	}
+	if d.stateLock != nil {
+		d.stateLock.Close()
+		d.stateLock = nil
+	}
+	return err
 }
 
 // New validates what the daemon can run and prepares its parts. Nothing
@@ -249,11 +353,22 @@ func (d *Daemon) MetricsAddr() string {
 }
 
 // Start opens files and listeners; Run then serves until ctx ends.
-func (d *Daemon) Start() error {
-	for _, dir := range []string{filepath.Dir(d.ShmPath), d.StateDir} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
+//
+// Ownership comes first: the state directory's lock, then the segment's
+// (truetime.CreateShmWith); a second daemon pointed at either refuses here
+// and leaves the live daemon's files byte-identical. Any later failure
+// marks the segment stopped and releases both locks.
+func (d *Daemon) Start() (err error) {
+	if err := d.claimDirs(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = d.releaseDirs()
 		}
+	}()
+	if d.shm, err = truetime.CreateShmWith(d.ShmPath, truetime.ShmOptions{VoidAfter: d.opt.ShmVoidAfter}); err != nil {
+		return err
 	}
 	freq, err := ReadDriftFile(d.driftPath)
 	if err != nil {
@@ -274,9 +389,6 @@ func (d *Daemon) Start() error {
 	}
 	d.loop = discipline.NewLoop(d.disc, d.clk)
 	d.tt = truetime.NewClock(d.clk, clock.RealTimers())
-	if d.shm, err = truetime.CreateShm(d.ShmPath); err != nil {
-		return err
-	}
 	d.pub = truetime.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model}
 	d.m = newMetrics()
 	if d.cfg.Metrics.Listen != "" {
@@ -400,7 +512,7 @@ loop:
 		cancel()
 	}
 	wg.Wait()
-	err := d.shm.Close()
+	err := d.releaseDirs() // readers see unsynchronized at once
 	d.log.Info("meridiand stopped")
 	return err
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -116,10 +117,10 @@ func TestLocalReferenceShmPlumbing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.StateDir, "drift")); err != nil {
 		t.Fatalf("no drift file on shutdown: %v", err)
 	}
-	// A reader of a stopped daemon sees holdover, then (by ε) unsynchronized.
-	time.Sleep(150 * time.Millisecond)
-	if iv, _ := r.Now(); iv.Status != truetime.Holdover {
-		t.Fatalf("after the daemon stopped: %v", iv.Status)
+	// A clean stop marks the segment at once: a reader of a stopped daemon
+	// gets unsynchronized, not holdover.
+	if iv, err := r.Now(); !errors.Is(err, truetime.ErrUnsynchronized) || iv.Status != truetime.Unsynchronized {
+		t.Fatalf("after the daemon stopped: %v %v", iv.Status, err)
 	}
 }
 
@@ -196,15 +197,15 @@ func TestUnsupportedConfig(t *testing.T) {
 
 // Unprivileged fallback: a directory that cannot be created (even by root:
 // its parent is a file) is skipped for the next candidate.
-func TestFirstWritableFallsBack(t *testing.T) {
+func TestFirstUsableFallsBack(t *testing.T) {
 	tmp := t.TempDir()
 	blocker := filepath.Join(tmp, "file")
 	_ = os.WriteFile(blocker, nil, 0o644)
 	want := filepath.Join(tmp, "user", "meridian")
-	if got := firstWritable(filepath.Join(blocker, "meridian"), want, "/last"); got != want {
+	if got := firstUsable([]dirCandidate{{filepath.Join(blocker, "meridian"), false}, {want, false}, {"/last", true}}); got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
-	if got := firstWritable(filepath.Join(blocker, "x"), "/last"); got != "/last" {
+	if got := firstUsable([]dirCandidate{{filepath.Join(blocker, "x"), true}, {"/last", true}}); got != "/last" {
 		t.Fatalf("got %s", got)
 	}
 }

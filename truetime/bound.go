@@ -28,6 +28,8 @@ func (s Status) String() string {
 		return "synchronized"
 	case Holdover:
 		return "holdover"
+	case Disrupted:
+		return "disrupted"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -113,8 +115,8 @@ func (i Interval) UntilAfterNS(tNS int64) int64 { return tNS - i.EarliestNS + 1 
 // does not allocate. An unsynchronized estimate, or one whose half-width has
 // grown past MaxErrorNS, yields Status Unsynchronized and a zero interval.
 func Bound(nowNS int64, e Estimate) Interval {
-	if e.Status == Unsynchronized {
-		return Interval{}
+	if e.Status == Unsynchronized || e.Status == Disrupted {
+		return Interval{Status: e.Status} // no bounds: see Disrupted
 	}
 	dt := float64(nowNS - e.LocalNS)
 	off := e.OffsetNS + e.SkewPPB*dt*1e-9

@@ -50,13 +50,11 @@ func (c *Clock) Estimate() Estimate { return *c.est.Load() }
 // LocalNS is the underlying clock's reading.
 func (c *Clock) LocalNS() int64 { return c.r.NowNS() }
 
-// Now returns the interval for the current reading, or ErrUnsynchronized.
+// Now returns the interval for the current reading, or ErrUnsynchronized
+// (ErrDisrupted for status Disrupted).
 func (c *Clock) Now() (Interval, error) {
 	iv := Bound(c.r.NowNS(), *c.est.Load())
-	if iv.Status == Unsynchronized {
-		return iv, ErrUnsynchronized
-	}
-	return iv, nil
+	return iv, readErr(iv.Status)
 }
 
 // After reports whether tNS has definitely passed: tNS < earliest.

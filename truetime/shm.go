@@ -1,15 +1,16 @@
 package truetime
 
-// Shared-memory segment layout, version 1. Little-endian, one 4096-byte
+// Shared-memory segment layout, version 2. Little-endian, one 4096-byte
 // file under /run/meridian (configurable). Every field is a 64-bit word at an
 // 8-byte aligned offset and is read and written with atomic operations.
 //
 //	offset size  field
 //	0      8     magic "MRDNTTSH"
-//	8      4     layout version (1)
+//	8      4     layout version (2)
 //	12     4     header size (64)
-//	16     4     payload words (17)
-//	20     44    reserved, zero
+//	16     4     payload words (23)
+//	20     4     pid of the writer that last initialised the segment (informational)
+//	24     40    reserved, zero
 //	64     8     seq: odd while the writer is inside an update, 0 before the first
 //	72     8     w0  clock.Linear BaseNS (int64)
 //	80     8     w1  clock.Linear BaseRawNS (int64, CLOCK_MONOTONIC_RAW ns)
@@ -27,35 +28,54 @@ package truetime
 //	176    8     w13 Estimate.RootDelayNS
 //	184    8     w14 Estimate.RootDispersionNS
 //	192    8     w15 Estimate.LastSampleNS
-//	200    8     w16 checksum: word-wise FNV-1a over seq and w0..w15
+//	200    8     w16 checksum: word-wise FNV-1a over seq, w0..w15 and w17..w22
+//	-- appended in version 2 (version 1 ends at 208) --
+//	208    8     w17 Stamp.RawNS: CLOCK_MONOTONIC_RAW at the publish (the heartbeat)
+//	216    8     w18 Stamp.BootNS: CLOCK_BOOTTIME at the publish
+//	224    8     w19 Stamp.VoidAfterNS: CLOCK_BOOTTIME after which the snapshot is void (0: writer stopped)
+//	232    8     w20 Stamp.GapSlackNS
+//	240    8     w21 Stamp.GapTolPPB (float64 bits)
+//	248    8     w22 Stamp.Marker: VMClock disruption marker at the publish (0: no device)
 //
 // Protocol (seqlock): the writer increments seq to an odd value, stores the
 // words and the checksum, and increments seq to even. A reader loads seq,
 // retries while it is odd, copies the words, and accepts the copy only if
 // seq is unchanged; the checksum catches anything else (a torn copy or a
-// corrupt file). Later versions may append words; readers reject a newer
-// version rather than misread it.
+// corrupt file). Versions only append words, so every field keeps its
+// offset; a reader accepts exactly the version it was built for and tells
+// the operator which side to upgrade otherwise.
+//
+// Ownership: the writer holds an exclusive flock on the segment file for its
+// life. A second writer fails to take it and refuses before changing a byte.
+// Liveness: every publish refreshes the stamp; a reader past VoidAfterNS
+// (by CLOCK_BOOTTIME) reads unsynchronized, and Close sets VoidAfterNS to 0.
+// Disruption: see Judge and Guard (disrupt.go).
 
 import (
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/internal/fsown"
 )
 
 const (
 	shmMagic      = "MRDNTTSH"
-	shmVersion    = 1
+	shmVersion    = 2
 	shmHeaderSize = 64
-	shmWords      = 17
+	shmWords      = 23
+	shmCkWord     = 16 // index of the checksum word
 	shmFileSize   = 4096
+	shmPidOff     = 20
 	shmSeqOff     = 64
 	shmWordsOff   = 72
 	shmMinSize    = shmWordsOff + 8*shmWords
@@ -70,6 +90,11 @@ var (
 	ErrShmTruncated = errors.New("truetime: shm segment too small")
 	ErrShmCorrupt   = errors.New("truetime: shm checksum mismatch")
 	ErrShmBusy      = errors.New("truetime: shm writer did not finish an update")
+	// ErrShmUntrusted: the segment or its directory could have been
+	// written by a user other than root, this user or the daemon's user.
+	ErrShmUntrusted = errors.New("truetime: shm segment is not trustworthy")
+	// ErrShmInUse: another writer holds the segment's lock.
+	ErrShmInUse = errors.New("truetime: shm segment is in use by another writer")
 )
 
 func wordPtr(b []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&b[off])) }
@@ -77,13 +102,15 @@ func wordPtr(b []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&b[off
 func checksum(seq uint64, w *[shmWords]uint64) uint64 {
 	// FNV-1a over whole words: cheap enough for every read.
 	h := (uint64(14695981039346656037) ^ seq) * 1099511628211
-	for i := 0; i < shmWords-1; i++ {
-		h = (h ^ w[i]) * 1099511628211
+	for i := 0; i < shmWords; i++ {
+		if i != shmCkWord {
+			h = (h ^ w[i]) * 1099511628211
+		}
 	}
 	return h
 }
 
-func encode(m clock.Linear, e Estimate) (w [shmWords]uint64) {
+func encode(m clock.Linear, e Estimate, s Stamp) (w [shmWords]uint64) {
 	w[0] = uint64(m.BaseNS)
 	w[1] = uint64(m.BaseRawNS)
 	w[2] = math.Float64bits(m.FreqPPB)
@@ -100,6 +127,12 @@ func encode(m clock.Linear, e Estimate) (w [shmWords]uint64) {
 	w[13] = uint64(e.RootDelayNS)
 	w[14] = uint64(e.RootDispersionNS)
 	w[15] = uint64(e.LastSampleNS)
+	w[17] = uint64(s.RawNS)
+	w[18] = uint64(s.BootNS)
+	w[19] = uint64(s.VoidAfterNS)
+	w[20] = uint64(s.GapSlackNS)
+	w[21] = math.Float64bits(s.GapTolPPB)
+	w[22] = s.Marker
 	return w
 }
 
@@ -126,19 +159,78 @@ func decode(w *[shmWords]uint64) (clock.Linear, Estimate) {
 	return m, e
 }
 
-// ShmWriter publishes snapshots. One goroutine may call Publish at a time.
-type ShmWriter struct {
-	f    *os.File
-	data []byte
+func decodeStamp(w *[shmWords]uint64) Stamp {
+	return Stamp{
+		RawNS: int64(w[17]), BootNS: int64(w[18]), VoidAfterNS: int64(w[19]),
+		GapSlackNS: int64(w[20]), GapTolPPB: math.Float64frombits(w[21]), Marker: w[22],
+	}
 }
 
-// CreateShm creates (or reuses, keeping its inode so mapped readers follow
-// along) the segment at path, writes the header and an unsynchronized
-// snapshot. The parent directory must exist.
-func CreateShm(path string) (*ShmWriter, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+// ShmOptions tune a writer or a reader. Zero values take defaults.
+type ShmOptions struct {
+	// VoidAfter is how long after a publish the snapshot stays valid
+	// without a newer one (writer; 0 → DefaultVoidAfter). It must exceed
+	// the publish period by a few periods.
+	VoidAfter time.Duration
+	// GapSlack and GapTolPPB bound how far CLOCK_BOOTTIME may run ahead of
+	// CLOCK_MONOTONIC_RAW before it counts as a disruption (writer; 0 →
+	// DefaultGapSlack, DefaultGapTolPPB).
+	GapSlack  time.Duration
+	GapTolPPB float64
+	// Clocks reads (CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME); nil → the vDSO
+	// (clock.RawBootNS for a writer, clock.BootRawNS for a reader). Tests
+	// pass fakes.
+	Clocks func() (raw, boot int64)
+	// VMClock is the VMClock device; "" → /dev/vmclock0 when it exists,
+	// "-" → none.
+	VMClock string
+}
+
+const defaultVMClock = "/dev/vmclock0"
+
+// ShmWriter publishes snapshots. One goroutine may call Publish at a time.
+type ShmWriter struct {
+	f      *os.File
+	data   []byte
+	clocks func() (raw, boot int64)
+	vm     *vmClock
+	void   int64
+	slack  int64
+	tol    float64
+	guard  Guard
+	lastM  clock.Linear
+	lastE  Estimate
+	closed bool
+}
+
+// CreateShm is CreateShmWith(path, ShmOptions{}).
+func CreateShm(path string) (*ShmWriter, error) { return CreateShmWith(path, ShmOptions{}) }
+
+// CreateShmWith creates (or reuses, keeping its inode so mapped readers
+// follow along) the segment at path and takes its lock; only then does it
+// write the header and an unsynchronized snapshot. The parent directory
+// must exist. The file is opened without following a symlink and must be a
+// regular file owned by this user that nobody else can write. A segment
+// another writer holds is refused with ErrShmInUse before any byte changes.
+func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("truetime: create shm %s: it is a symlink, which the writer never follows: remove it", path)
+		}
 		return nil, fmt.Errorf("truetime: create shm: %w", err)
+	}
+	if err := fsown.Lock(f, "truetime: shm "+path); err != nil {
+		pid := ownerPid(f)
+		f.Close()
+		if errors.Is(err, fsown.ErrLocked) {
+			return nil, fmt.Errorf("%w: %s is held by pid %d: stop that meridiand or set a different shm.path", ErrShmInUse, path, pid)
+		}
+		return nil, err
+	}
+	if err := fsown.CheckOwnFile(f, path); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("truetime: shm %w", err)
 	}
 	if err := f.Truncate(shmFileSize); err != nil {
 		f.Close()
@@ -149,7 +241,22 @@ func CreateShm(path string) (*ShmWriter, error) {
 		f.Close()
 		return nil, fmt.Errorf("truetime: mmap %s: %w", path, err)
 	}
-	w := &ShmWriter{f: f, data: data}
+	w := &ShmWriter{f: f, data: data, clocks: o.Clocks, void: int64(o.VoidAfter),
+		slack: int64(o.GapSlack), tol: o.GapTolPPB}
+	if w.clocks == nil {
+		w.clocks = clock.RawBootNS
+	}
+	if w.void <= 0 {
+		w.void = int64(DefaultVoidAfter)
+	}
+	if w.slack <= 0 {
+		w.slack = int64(DefaultGapSlack)
+	}
+	if w.tol <= 0 {
+		w.tol = DefaultGapTolPPB
+	}
+	w.guard = Guard{GapSlackNS: w.slack, GapTolPPB: w.tol}
+	w.vm = openVMClock(o.VMClock)
 	// Mark "writing" while the header changes so readers of an old segment
 	// at this inode retry rather than mix versions.
 	seq := wordPtr(data, shmSeqOff)
@@ -160,30 +267,69 @@ func CreateShm(path string) (*ShmWriter, error) {
 	*(*uint32)(unsafe.Pointer(&data[8])) = shmVersion
 	*(*uint32)(unsafe.Pointer(&data[12])) = shmHeaderSize
 	*(*uint32)(unsafe.Pointer(&data[16])) = shmWords
-	w.store(clock.Linear{}, Estimate{})
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&data[shmPidOff])), uint32(os.Getpid()))
+	w.Publish(clock.Linear{}, Estimate{})
 	return w, nil
 }
 
-func (w *ShmWriter) store(m clock.Linear, e Estimate) {
-	seq := wordPtr(w.data, shmSeqOff)
-	s := atomic.LoadUint64(seq)
-	if s&1 == 0 {
-		s = atomic.AddUint64(seq, 1)
+// ownerPid reads the pid a writer recorded in the header (0 if none).
+func ownerPid(f *os.File) uint32 {
+	var b [4]byte
+	if n, _ := f.ReadAt(b[:], shmPidOff); n != 4 {
+		return 0
 	}
-	words := encode(m, e)
-	words[shmWords-1] = checksum(s+1, &words)
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+func (w *ShmWriter) store(m clock.Linear, e Estimate, s Stamp) {
+	seq := wordPtr(w.data, shmSeqOff)
+	sq := atomic.LoadUint64(seq)
+	if sq&1 == 0 {
+		sq = atomic.AddUint64(seq, 1)
+	}
+	words := encode(m, e, s)
+	words[shmCkWord] = checksum(sq+1, &words)
 	for i, v := range words {
 		atomic.StoreUint64(wordPtr(w.data, shmWordsOff+8*i), v)
 	}
-	atomic.StoreUint64(seq, s+1)
+	atomic.StoreUint64(seq, sq+1)
 }
 
-// Publish writes one snapshot under the seqlock. It does not allocate.
-func (w *ShmWriter) Publish(m clock.Linear, e Estimate) { w.store(m, e) }
+// Publish writes one snapshot under the seqlock, stamped with the clocks
+// (the heartbeat: readers treat it as void VoidAfter later), and returns
+// the estimate as published: e, or e with Status Disrupted while the
+// writer's Guard holds a disruption it noticed between publishes (suspend,
+// VMClock marker change). Callers that also serve the estimate in process
+// should use the returned one. It does not allocate.
+func (w *ShmWriter) Publish(m clock.Linear, e Estimate) Estimate {
+	raw, boot := w.clocks()
+	marker := w.vm.marker()
+	e, _ = w.guard.Check(raw, boot, marker, m.At(raw), e)
+	w.lastM, w.lastE = m, e
+	w.store(m, e, Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void,
+		GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker})
+	return e
+}
 
-// Close unmaps the segment; the file stays for readers to find.
+// Heartbeat republishes the last snapshot with fresh stamps, for a caller
+// that has no new estimate this period.
+func (w *ShmWriter) Heartbeat() Estimate { return w.Publish(w.lastM, w.lastE) }
+
+// Disruption reports whether the writer holds a disruption (publishing
+// Disrupted) and the last gap it detected, in ns.
+func (w *ShmWriter) Disruption() (held bool, gapNS int64) { return w.guard.Held() }
+
+// Close marks the segment stopped — readers get unsynchronized at once —
+// unmaps it and releases its lock; the file stays for readers to find.
 func (w *ShmWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	raw, boot := w.clocks()
+	w.store(w.lastM, Estimate{}, Stamp{RawNS: raw, BootNS: boot, GapSlackNS: w.slack, GapTolPPB: w.tol})
 	err := unix.Munmap(w.data)
+	w.vm.close()
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
@@ -192,16 +338,36 @@ func (w *ShmWriter) Close() error {
 
 // ShmReader reads snapshots lock-free from a read-only mapping.
 type ShmReader struct {
-	data  []byte
-	seq   *uint64
-	words *[shmWords]uint64
-	path  string
+	data    []byte
+	seq     *uint64
+	words   *[shmWords]uint64
+	path    string
+	clocks  func() (raw, boot int64)
+	vm      *vmClock
+	noJudge bool // test hook: the negative control without liveness and gap checks
 }
 
-// OpenShm maps the segment at path read-only and validates its header.
-func OpenShm(path string) (*ShmReader, error) {
-	f, err := os.Open(path)
+// OpenShm is OpenShmWith(path, ShmOptions{}).
+func OpenShm(path string) (*ShmReader, error) { return OpenShmWith(path, ShmOptions{}) }
+
+// OpenShmWith maps the segment at path read-only and validates its header.
+// The segment must be a regular file reached without a symlink in its last
+// component, in a directory only root, this user or a user root handed the
+// directory to could have written (fsown.CheckTrustedDir), owned by one of
+// them and writable by nobody else; otherwise ErrShmUntrusted.
+func OpenShmWith(path string, o ShmOptions) (*ShmReader, error) {
+	dirOwner, err := fsown.CheckTrustedDir(filepath.Dir(path))
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("truetime: open shm: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrShmUntrusted, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%w: %s is a symlink: readers do not follow it (another user may have planted it): use the real path", ErrShmUntrusted, path)
+		}
 		return nil, fmt.Errorf("truetime: open shm: %w", err)
 	}
 	defer f.Close()
@@ -211,6 +377,9 @@ func OpenShm(path string) (*ShmReader, error) {
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("truetime: shm %s is not a regular file (%v)", path, st.Mode().Type())
+	}
+	if err := fsown.CheckTrustedFile(f, path, dirOwner); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrShmUntrusted, err)
 	}
 	if st.Size() < shmMinSize {
 		return nil, fmt.Errorf("%w: %s has %d bytes, need at least %d", ErrShmTruncated, path, st.Size(), shmMinSize)
@@ -224,12 +393,18 @@ func OpenShm(path string) (*ShmReader, error) {
 		_ = unix.Munmap(data)
 		return nil, err
 	}
-	return &ShmReader{
-		data:  data,
-		seq:   wordPtr(data, shmSeqOff),
-		words: (*[shmWords]uint64)(unsafe.Pointer(&data[shmWordsOff])),
-		path:  path,
-	}, nil
+	r := &ShmReader{
+		data:   data,
+		seq:    wordPtr(data, shmSeqOff),
+		words:  (*[shmWords]uint64)(unsafe.Pointer(&data[shmWordsOff])),
+		path:   path,
+		clocks: o.Clocks,
+		vm:     openVMClock(o.VMClock),
+	}
+	if r.clocks == nil {
+		r.clocks = clock.BootRawNS
+	}
+	return r, nil
 }
 
 func checkHeader(data []byte, path string) error {
@@ -241,7 +416,7 @@ func checkHeader(data []byte, path string) error {
 		return fmt.Errorf("%w: %s has layout version %d, newer than this reader's %d: upgrade the reader", ErrShmVersion, path, v, shmVersion)
 	}
 	if v < shmVersion {
-		return fmt.Errorf("%w: %s has layout version %d, this reader needs %d: restart meridiand", ErrShmVersion, path, v, shmVersion)
+		return fmt.Errorf("%w: %s has layout version %d, this reader needs %d: upgrade and restart meridiand", ErrShmVersion, path, v, shmVersion)
 	}
 	if hs := *(*uint32)(unsafe.Pointer(&data[12])); hs != shmHeaderSize {
 		return fmt.Errorf("%w: %s header size %d, want %d", ErrShmMagic, path, hs, shmHeaderSize)
@@ -291,31 +466,120 @@ func (r *ShmReader) loadSlow(w *[shmWords]uint64) (seq uint64, ok bool) {
 
 // Snapshot copies the newest complete snapshot and verifies its checksum. It
 // is lock-free and does not allocate. Before the first Publish it returns an
-// unsynchronized estimate.
+// unsynchronized estimate. It does not judge liveness: see Inspect and Now.
 func (r *ShmReader) Snapshot() (clock.Linear, Estimate, error) {
+	m, e, _, err := r.snapshot()
+	return m, e, err
+}
+
+func (r *ShmReader) snapshot() (clock.Linear, Estimate, Stamp, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	switch {
 	case !ok:
-		return clock.Linear{}, Estimate{}, ErrShmBusy
+		return clock.Linear{}, Estimate{}, Stamp{}, ErrShmBusy
 	case seq == 0:
-		return clock.Linear{}, Estimate{}, nil
-	case checksum(seq, &w) != w[shmWords-1]:
-		return clock.Linear{}, Estimate{}, ErrShmCorrupt
+		return clock.Linear{}, Estimate{}, Stamp{}, nil
+	case checksum(seq, &w) != w[shmCkWord]:
+		return clock.Linear{}, Estimate{}, Stamp{}, ErrShmCorrupt
 	}
 	m, e := decode(&w)
-	return m, e, nil
+	return m, e, decodeStamp(&w), nil
 }
 
-// Now reads CLOCK_MONOTONIC_RAW (vDSO), applies the published clock model
-// and returns the TrueTime interval, or ErrUnsynchronized when no bound can
-// be promised. It does not allocate. The seqlock alone guarantees a whole
-// snapshot here; the checksum (a corruption check) is left to Snapshot to
-// keep this path within 1.5× of a bare clock read.
-func (r *ShmReader) Now() (Interval, error) { return r.NowAtRaw(clock.MonoRawNS()) }
+// Inspection is a checked snapshot with the reader's verdict, for status
+// tools.
+type Inspection struct {
+	Model    clock.Linear
+	Estimate Estimate
+	Stamp    Stamp
+	Verdict  Verdict
+	LocalNS  int64    // the model's reading at the read instant
+	BootNS   int64    // CLOCK_BOOTTIME at the read instant
+	Interval Interval // what Now would return at LocalNS
+}
 
-// NowAtRaw is Now for a raw counter reading taken by the caller (the
-// simulator reads its simulated oscillator).
+// Inspect is Snapshot (checksum verified) plus the liveness and disruption
+// verdict and the interval Now would return.
+func (r *ShmReader) Inspect() (Inspection, error) {
+	raw, boot := r.clocks()
+	marker := r.vm.marker()
+	m, e, s, err := r.snapshot()
+	if err != nil {
+		return Inspection{}, err
+	}
+	in := Inspection{Model: m, Estimate: e, Stamp: s, LocalNS: m.At(raw), BootNS: boot, Verdict: Judge(s, raw, boot, marker)}
+	in.Interval = r.bound(m, e, s, raw, boot, marker)
+	return in, nil
+}
+
+func (r *ShmReader) bound(m clock.Linear, e Estimate, s Stamp, raw, boot int64, marker uint64) Interval {
+	if !r.noJudge {
+		switch Judge(s, raw, boot, marker) {
+		case Void:
+			return Interval{}
+		case Gap:
+			return Interval{Status: Disrupted}
+		}
+	}
+	return Bound(m.At(raw), e)
+}
+
+// Now reads CLOCK_BOOTTIME and CLOCK_MONOTONIC_RAW (vDSO, one cgo call),
+// applies the published clock model and returns the TrueTime interval. It
+// returns ErrUnsynchronized when no bound can be promised — including a
+// snapshot whose writer stopped or missed its heartbeat (void) — and
+// ErrDisrupted when the clocks diverged since the publish (Judge). It does
+// not allocate. The seqlock alone guarantees a whole snapshot here; the
+// checksum (a corruption check) is left to Snapshot to keep this path fast.
+func (r *ShmReader) Now() (Interval, error) {
+	raw, boot := r.clocks()
+	marker := r.vm.marker()
+	var w [shmWords]uint64
+	seq, ok := r.load(&w)
+	if !ok {
+		return Interval{}, ErrShmBusy
+	}
+	if seq == 0 {
+		return Interval{}, ErrUnsynchronized
+	}
+	m, e := decode(&w)
+	iv := r.bound(m, e, decodeStamp(&w), raw, boot, marker)
+	return iv, readErr(iv.Status)
+}
+
+// Path is the file the reader mapped.
+func (r *ShmReader) Path() string { return r.path }
+
+// Close unmaps the segment.
+func (r *ShmReader) Close() error {
+	r.vm.close()
+	return unix.Munmap(r.data)
+}
+
+// NowAt is Now at clock readings the caller took (raw: CLOCK_MONOTONIC_RAW
+// or a simulated oscillator; boot: CLOCK_BOOTTIME or its simulation),
+// judged against the segment's stamps like Now. The simulator reads through
+// it with a writer created with ShmOptions.Clocks on the same simulated
+// clocks.
+func (r *ShmReader) NowAt(raw, boot int64) (Interval, error) {
+	var w [shmWords]uint64
+	seq, ok := r.load(&w)
+	if !ok {
+		return Interval{}, ErrShmBusy
+	}
+	if seq == 0 {
+		return Interval{}, ErrUnsynchronized
+	}
+	m, e := decode(&w)
+	iv := r.bound(m, e, decodeStamp(&w), raw, boot, 0)
+	return iv, readErr(iv.Status)
+}
+
+// NowAtRaw is the interval at a raw reading the caller took, WITHOUT the
+// liveness and disruption judgement (no boottime is known): the model and
+// the estimate only. Kept for the simulator's segment written with host
+// clocks; prefer NowAt.
 func (r *ShmReader) NowAtRaw(raw int64) (Interval, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
@@ -327,14 +591,5 @@ func (r *ShmReader) NowAtRaw(raw int64) (Interval, error) {
 	}
 	m, e := decode(&w)
 	iv := Bound(m.At(raw), e)
-	if iv.Status == Unsynchronized {
-		return iv, ErrUnsynchronized
-	}
-	return iv, nil
+	return iv, readErr(iv.Status)
 }
-
-// Path is the file the reader mapped.
-func (r *ShmReader) Path() string { return r.path }
-
-// Close unmaps the segment.
-func (r *ShmReader) Close() error { return unix.Munmap(r.data) }

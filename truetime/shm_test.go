@@ -160,9 +160,11 @@ func validBytes(t *testing.T) []byte {
 func TestShmBadFiles(t *testing.T) {
 	good := validBytes(t)
 	newer := append([]byte(nil), good...)
-	binary.LittleEndian.PutUint32(newer[8:], 2)
+	binary.LittleEndian.PutUint32(newer[8:], 3)
 	older := append([]byte(nil), good...)
 	binary.LittleEndian.PutUint32(older[8:], 0)
+	v1 := append([]byte(nil), good...)
+	binary.LittleEndian.PutUint32(v1[8:], 1)
 	badMagic := append([]byte(nil), good...)
 	copy(badMagic, "NOTMERID")
 	corrupt := append([]byte(nil), good...)
@@ -178,8 +180,9 @@ func TestShmBadFiles(t *testing.T) {
 		{"directory", t.TempDir(), nil, "not a regular file"},
 		{"truncated", writeFile(t, good[:100]), ErrShmTruncated, "100 bytes"},
 		{"empty", writeFile(t, nil), ErrShmTruncated, "0 bytes"},
-		{"newer version", writeFile(t, newer), ErrShmVersion, "version 2, newer"},
+		{"newer version", writeFile(t, newer), ErrShmVersion, "version 3, newer"},
 		{"older version", writeFile(t, older), ErrShmVersion, "version 0"},
+		{"version 1 (no heartbeat)", writeFile(t, v1), ErrShmVersion, "version 1, this reader needs 2"},
 		{"bad magic", writeFile(t, badMagic), ErrShmMagic, "NOTMERID"},
 	} {
 		r, err := OpenShm(tc.path)
@@ -240,9 +243,9 @@ func FuzzOpenShm(f *testing.F) {
 	good, _ := os.ReadFile(path)
 	f.Add(good)
 	f.Add(good[:200])
-	v2 := append([]byte(nil), good...)
-	v2[8] = 2
-	f.Add(v2)
+	v3 := append([]byte(nil), good...)
+	v3[8] = 3
+	f.Add(v3)
 	f.Add([]byte("MRDNTTSH"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(t.TempDir(), "f.shm")
@@ -325,13 +328,15 @@ func BenchmarkBound(b *testing.B) {
 // (what a reader without the seqlock re-check could get) fails both the
 // invariant used above and the checksum.
 func TestShmChecksumCatchesMixedCopy(t *testing.T) {
-	a := encode(sampleEstimate(1))
-	b := encode(sampleEstimate(2))
-	a[shmWords-1] = checksum(2, &a)
-	b[shmWords-1] = checksum(4, &b)
+	m1, e1 := sampleEstimate(1)
+	m2, e2 := sampleEstimate(2)
+	a := encode(m1, e1, Stamp{RawNS: 1, BootNS: 2, VoidAfterNS: 3})
+	b := encode(m2, e2, Stamp{RawNS: 4, BootNS: 5, VoidAfterNS: 6})
+	a[shmCkWord] = checksum(2, &a)
+	b[shmCkWord] = checksum(4, &b)
 	mixed := a
 	copy(mixed[8:], b[8:])
-	if checksum(4, &mixed) == mixed[shmWords-1] {
+	if checksum(4, &mixed) == mixed[shmCkWord] {
 		t.Fatal("checksum accepted a copy mixing two snapshots")
 	}
 	m, e := decode(&mixed)
