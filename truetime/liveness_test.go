@@ -1,0 +1,356 @@
+package truetime
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/clock"
+)
+
+// fakeHost is a host whose clocks the test moves: CLOCK_MONOTONIC_RAW,
+// CLOCK_BOOTTIME and true time. Running advances all three; a suspend (or a
+// VM pause that stops the guest's counter) advances only boottime and true
+// time.
+type fakeHost struct{ raw, boot, truth int64 }
+
+func newFakeHost() *fakeHost {
+	return &fakeHost{raw: 1_000e9, boot: 1_500e9, truth: 1_800_000_000e9}
+}
+
+func (h *fakeHost) clocks() (int64, int64) { return h.raw, h.boot }
+func (h *fakeHost) run(d time.Duration)    { h.raw += int64(d); h.boot += int64(d); h.truth += int64(d) }
+func (h *fakeHost) suspend(d time.Duration) {
+	h.boot += int64(d)
+	h.truth += int64(d)
+}
+
+const fakeOffsetNS = 300_000 // local − true at publish
+
+// model is the virtual clock on the fake host: it reads true time plus
+// fakeOffsetNS at the current raw instant and runs at the raw clock's rate.
+func (h *fakeHost) model() clock.Linear {
+	return clock.Linear{BaseNS: h.truth + fakeOffsetNS, BaseRawNS: h.raw}
+}
+
+// estimate is what a discipline that just took a sample would publish.
+func (h *fakeHost) estimate(m clock.Linear) Estimate {
+	local := m.At(h.raw)
+	return Estimate{Status: Synchronized, LocalNS: local, OffsetNS: fakeOffsetNS, Eps0NS: 1_000_000,
+		DriftBoundPPB: 15_000, MaxErrorNS: int64(time.Second), HoldoverAfterNS: int64(64 * time.Second), LastSampleNS: local}
+}
+
+func contains(iv Interval, truth int64) bool { return iv.EarliestNS <= truth && truth <= iv.LatestNS }
+
+func fakePair(t *testing.T, h *fakeHost, void time.Duration) (*ShmWriter, *ShmReader) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tt.shm")
+	w, err := CreateShmWith(path, ShmOptions{Clocks: h.clocks, VoidAfter: void, VMClock: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	r, err := OpenShmWith(path, ShmOptions{Clocks: h.clocks, VMClock: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return w, r
+}
+
+// A writer that stops publishing (killed, hung): reads stay valid until
+// void_after, then return unsynchronized. Negative control: without the
+// check, the same reads still claim an interval hours later (the bug: a
+// killed daemon's segment read "synchronized", then holdover, for ~18 h).
+func TestShmVoidAfterDeadWriter(t *testing.T) {
+	h := newFakeHost()
+	w, r := fakePair(t, h, 5*time.Second)
+	m := h.model()
+	w.Publish(m, h.estimate(m))
+	for _, step := range []time.Duration{time.Second, 3 * time.Second, 999 * time.Millisecond} {
+		h.run(step)
+		iv, err := r.Now()
+		if err != nil || iv.Status != Synchronized || !contains(iv, h.truth) {
+			t.Fatalf("within the void window: %+v %v (true %d)", iv, err, h.truth)
+		}
+	}
+	h.run(time.Millisecond) // exactly void_after
+	if iv, err := r.Now(); !errors.Is(err, ErrUnsynchronized) || iv.Status != Unsynchronized {
+		t.Fatalf("at void_after: %+v %v", iv, err)
+	}
+	in, err := r.Inspect()
+	if err != nil || in.Verdict != Void {
+		t.Fatalf("Inspect: %+v %v", in, err)
+	}
+	// A new publish revives the segment.
+	m = h.model()
+	w.Publish(m, h.estimate(m))
+	if _, err := r.Now(); err != nil {
+		t.Fatalf("after a new publish: %v", err)
+	}
+
+	// Negative control: the liveness check off.
+	h.run(time.Hour)
+	r.noJudge = true
+	iv, err := r.Now()
+	if err != nil {
+		t.Fatalf("negative control: the stale segment should still read as valid without the check: %v", err)
+	}
+	r.noJudge = false
+	if _, err := r.Now(); !errors.Is(err, ErrUnsynchronized) {
+		t.Fatalf("check back on: %v", err)
+	}
+	t.Logf("without the check, 1 h after the writer stopped: status %v, ε %v", iv.Status, time.Duration(iv.EpsNS()))
+}
+
+// A clean Close marks the segment stopped: readers get unsynchronized at
+// once, with real clocks, long before void_after.
+func TestShmCloseMarksStopped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tt.shm")
+	w, err := CreateShm(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenShm(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	raw := clock.MonoRawNS()
+	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw}
+	w.Publish(m, Estimate{Status: Synchronized, LocalNS: m.At(raw), Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: 1e9, LastSampleNS: m.At(raw)})
+	if _, err := r.Now(); err != nil {
+		t.Fatalf("live writer: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if iv, err := r.Now(); !errors.Is(err, ErrUnsynchronized) || iv.Status != Unsynchronized {
+		t.Fatalf("after Close: %+v %v", iv, err)
+	}
+	in, err := r.Inspect()
+	if err != nil || in.Verdict != Void || in.Stamp.VoidAfterNS != 0 {
+		t.Fatalf("Inspect after Close: %+v %v", in, err)
+	}
+	// The lock went with Close: a restarted writer takes the segment.
+	w2, err := CreateShm(path)
+	if err != nil {
+		t.Fatalf("restart after Close: %v", err)
+	}
+	w2.Close()
+}
+
+// A suspend between the publish and the read (the raw clock stopped, so the
+// virtual clock is behind true time by the gap): every read either contains
+// true time or fails — unsynchronized when the gap outlasts void_after
+// (measured in CLOCK_BOOTTIME), disrupted when it does not. Negative
+// control: without the check the reads succeed and miss true time by the
+// gap.
+func TestShmSuspendReaderSide(t *testing.T) {
+	for _, tc := range []struct {
+		gap, void time.Duration
+		want      Status
+		wantErr   error
+	}{
+		{10 * time.Second, 5 * time.Second, Unsynchronized, ErrUnsynchronized},
+		{time.Hour, 5 * time.Second, Unsynchronized, ErrUnsynchronized},
+		{10 * time.Second, 2 * time.Hour, Disrupted, ErrDisrupted},
+		{time.Hour, 2 * time.Hour, Disrupted, ErrDisrupted},
+		{3 * time.Second, 5 * time.Second, Disrupted, ErrDisrupted},
+	} {
+		h := newFakeHost()
+		w, r := fakePair(t, h, tc.void)
+		m := h.model()
+		w.Publish(m, h.estimate(m))
+		h.run(400 * time.Millisecond)
+		if iv, err := r.Now(); err != nil || !contains(iv, h.truth) {
+			t.Fatalf("%v: before the suspend: %+v %v", tc, iv, err)
+		}
+		h.suspend(tc.gap)
+		h.run(100 * time.Millisecond)
+		iv, err := r.Now()
+		if err == nil && !contains(iv, h.truth) {
+			t.Fatalf("%v: containment violation: [%d, %d] true %d", tc, iv.EarliestNS, iv.LatestNS, h.truth)
+		}
+		if !errors.Is(err, tc.wantErr) || iv.Status != tc.want {
+			t.Fatalf("%v: got %v %v, want %v %v", tc, iv.Status, err, tc.want, tc.wantErr)
+		}
+		if !errors.Is(err, ErrUnsynchronized) {
+			t.Fatalf("%v: %v must also match ErrUnsynchronized", tc, err)
+		}
+		// Negative control.
+		r.noJudge = true
+		iv, err = r.Now()
+		r.noJudge = false
+		if err != nil || contains(iv, h.truth) {
+			t.Fatalf("%v: negative control: without the check the read should succeed and miss true time: %+v %v", tc, iv, err)
+		}
+		if miss := h.truth - iv.LatestNS; miss < int64(tc.gap)-int64(2*time.Millisecond) {
+			t.Fatalf("%v: negative control misses by %v, want about the gap", tc, time.Duration(miss))
+		}
+	}
+}
+
+// The publish side: a daemon resuming from a suspend publishes the same
+// estimate it had (its discipline saw nothing). The writer's Guard notices
+// boottime ran ahead of the raw clock since the previous publish and
+// publishes Disrupted until an estimate carries a sample taken after the
+// resume. Negative control: without the Guard the resumed daemon publishes
+// "synchronized" intervals 10 s wrong.
+func TestShmSuspendWriterSide(t *testing.T) {
+	for _, gap := range []time.Duration{10 * time.Second, time.Hour} {
+		for _, guard := range []bool{true, false} {
+			h := newFakeHost()
+			w, r := fakePair(t, h, 5*time.Second)
+			w.noGuard = !guard
+			m := h.model()
+			e := h.estimate(m)
+			w.Publish(m, e)
+			h.run(time.Second)
+			w.Publish(m, e)
+			h.suspend(gap)
+			h.run(300 * time.Millisecond)
+			got := w.Publish(m, e) // the first tick after the resume
+			iv, err := r.Now()
+			if !guard {
+				if err != nil || contains(iv, h.truth) || got.Status != Synchronized {
+					t.Fatalf("%v: negative control: want a synchronized read missing true time, got %+v %v", gap, iv, err)
+				}
+				continue
+			}
+			if err == nil && !contains(iv, h.truth) {
+				t.Fatalf("%v: containment violation after resume: %+v true %d", gap, iv, h.truth)
+			}
+			if got.Status != Disrupted || !errors.Is(err, ErrDisrupted) || iv.Status != Disrupted {
+				t.Fatalf("%v: after resume: published %v, read %v %v", gap, got.Status, iv.Status, err)
+			}
+			if held, g := w.Disruption(); !held || g < int64(gap) || g > int64(gap)+int64(time.Millisecond) {
+				t.Fatalf("%v: Disruption() = %v %v", gap, held, time.Duration(g))
+			}
+			// More ticks with the pre-suspend estimate: still disrupted.
+			h.run(time.Second)
+			if got := w.Heartbeat(); got.Status != Disrupted {
+				t.Fatalf("%v: a tick without a new sample released the hold", gap)
+			}
+			// A sample after the resume: the discipline now knows the
+			// clock is behind by the gap (offset = local − true).
+			h.run(time.Second)
+			e2 := h.estimate(m)
+			e2.OffsetNS = float64(m.At(h.raw) - h.truth)
+			if got := w.Publish(m, e2); got.Status != Synchronized {
+				t.Fatalf("%v: a good sample did not release the hold: %v", gap, got.Status)
+			}
+			if iv, err := r.Now(); err != nil || !contains(iv, h.truth) {
+				t.Fatalf("%v: after the good sample: %+v %v (true %d)", gap, iv, err, h.truth)
+			}
+		}
+	}
+}
+
+func TestJudge(t *testing.T) {
+	s := Stamp{RawNS: 100e9, BootNS: 200e9, VoidAfterNS: 205e9, GapSlackNS: 1e6, GapTolPPB: 500_000, Marker: 7}
+	for _, tc := range []struct {
+		name      string
+		raw, boot int64
+		marker    uint64
+		want      Verdict
+	}{
+		{"fresh", 101e9, 201e9, 7, Live},
+		{"rate difference within 500 ppm + slack", 104e9, 204e9 + 2_900_000, 7, Live},
+		{"gap just over the tolerance", 104e9, 204e9 + 3_100_000, 7, Gap},
+		{"boottime behind raw (slew), never a gap", 104e9 + 5e6, 204e9, 7, Live},
+		{"void_after reached", 104e9, 205e9, 7, Void},
+		{"boottime before the stamp (another boot)", 1e9, 150e9, 7, Void},
+		{"raw before the stamp (another boot)", 50e9, 201e9, 7, Void},
+		{"reads just before the publish's stamp", 100e9 - 500, 200e9 - 500, 7, Live},
+		{"VMClock marker moved", 101e9, 201e9, 9, Gap},
+		{"reader without the device", 101e9, 201e9, 0, Live},
+	} {
+		if got := Judge(s, tc.raw, tc.boot, tc.marker); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := Judge(Stamp{RawNS: 1, BootNS: 1, VoidAfterNS: 10, GapSlackNS: 1, GapTolPPB: 1}, 2, 2, 5); got != Live {
+		t.Errorf("writer without the device: %v", got)
+	}
+	if got := Judge(Stamp{RawNS: 1, BootNS: 1}, 2, 2, 0); got != Void {
+		t.Errorf("stopped writer (void_after 0): %v", got)
+	}
+}
+
+// writeVMClock writes a fake VMClock page with the given markers.
+func writeVMClock(t *testing.T, path string, disruption, gen uint64) {
+	t.Helper()
+	b := make([]byte, os.Getpagesize())
+	binary.LittleEndian.PutUint32(b[0:], vmclockMagic)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+	binary.LittleEndian.PutUint16(b[8:], 1)
+	binary.LittleEndian.PutUint64(b[vmclockMarkerOff:], disruption)
+	binary.LittleEndian.PutUint64(b[vmclockFlagsOff:], vmclockFlagGen)
+	binary.LittleEndian.PutUint64(b[vmclockGenOff:], gen)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A live migration or snapshot restore changes the VMClock markers: the
+// raw clock may have jumped with no boottime gap to show it. Readers report
+// disrupted at once; the writer holds Disrupted from its next publish until
+// a new sample. Negative control: without the device the same event goes
+// unnoticed.
+func TestShmVMClockDisruption(t *testing.T) {
+	for _, change := range []struct {
+		name       string
+		dm, gen    uint64
+		withDevice bool
+	}{
+		{"migration", 2, 1, true},
+		{"snapshot restore", 1, 2, true},
+		{"migration, no device (negative control)", 2, 1, false},
+	} {
+		h := newFakeHost()
+		dev := filepath.Join(t.TempDir(), "vmclock0")
+		writeVMClock(t, dev, 1, 1)
+		vm := dev
+		if !change.withDevice {
+			vm = "-"
+		}
+		path := filepath.Join(t.TempDir(), "tt.shm")
+		w, err := CreateShmWith(path, ShmOptions{Clocks: h.clocks, VMClock: vm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := OpenShmWith(path, ShmOptions{Clocks: h.clocks, VMClock: vm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := h.model()
+		e := h.estimate(m)
+		w.Publish(m, e)
+		h.run(time.Second)
+		if _, err := r.Now(); err != nil {
+			t.Fatalf("%s: before: %v", change.name, err)
+		}
+		writeVMClock(t, dev, change.dm, change.gen)
+		_, rerr := r.Now()
+		h.run(time.Second)
+		pub := w.Publish(m, e)
+		if change.withDevice {
+			if !errors.Is(rerr, ErrDisrupted) || pub.Status != Disrupted {
+				t.Fatalf("%s: reader %v, published %v", change.name, rerr, pub.Status)
+			}
+		} else if rerr != nil || pub.Status != Synchronized {
+			t.Fatalf("%s: without the device nothing can notice: reader %v, published %v", change.name, rerr, pub.Status)
+		}
+		r.Close()
+		w.Close()
+	}
+}
