@@ -181,8 +181,10 @@ func runtimeDir() string { return firstUsable(runtimeDirs()) }
 // that this user can trust (a private fallback must be this user's own with
 // mode 0700; see fsown), so an unprivileged client finds a system daemon's
 // files under /run/meridian and never one another local user planted under
-// /tmp; when none qualifies, the path this user's daemon would use.
+// /tmp; when none holds it, the path in the first trusted candidate (the
+// system directory when none is trusted). It creates nothing.
 func LocateRuntimeFile(name string) string {
+	fallback := ""
 	for _, d := range runtimeDirs() {
 		if d.private && fsown.CheckPrivateDir(d.path) != nil {
 			continue
@@ -194,8 +196,14 @@ func LocateRuntimeFile(name string) string {
 		if _, err := os.Lstat(p); err == nil {
 			return p
 		}
+		if fallback == "" {
+			fallback = p
+		}
 	}
-	return filepath.Join(runtimeDir(), name)
+	if fallback == "" {
+		fallback = filepath.Join(systemRuntimeDir, name)
+	}
+	return fallback
 }
 
 func defaultStateDir() string { return firstUsable(stateDirs()) }
@@ -292,7 +300,7 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	}
 	d.driftPath = filepath.Join(d.StateDir, "drift")
 	for _, a := range cfg.GRPC.Listen {
-		if a == config.DefaultGRPCSocket && !writableDir("/run/meridian") {
+		if a == config.DefaultGRPCSocket && !writableDir(systemRuntimeDir) {
 			a = "unix://" + DefaultGRPCSocketPath() // unprivileged: next to the shm segment
 		}
 		d.grpcListen = append(d.grpcListen, a)

@@ -216,7 +216,7 @@ func TestShmReaderRefusesUntrusted(t *testing.T) {
 	}
 	tmp := filepath.Join(base, "tmp")
 	_ = os.Mkdir(tmp, 0o755)
-	_ = os.Chmod(tmp, 0o1777) // like /tmp
+	_ = os.Chmod(tmp, os.ModeSticky|0o777) // like /tmp
 	run := filepath.Join(base, "run")
 	_ = os.Mkdir(run, 0o755) // like /run: root-owned, nobody else writes
 
