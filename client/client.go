@@ -8,7 +8,10 @@
 //   - Local: an in-process *truetime.Clock (tests, embedded use).
 //
 // All three return the same errors: truetime.ErrUnsynchronized when no
-// interval can be promised, the context's error when it ends.
+// interval can be promised (truetime.ErrDisrupted, which also matches
+// ErrUnsynchronized, while the host's clocks are disrupted), the context's
+// error when it ends. Shm and a unix-socket GRPC refuse files in a
+// directory another local user controls.
 //
 // Invariants:
 //   - An interval returned by any implementation was computed by
@@ -25,8 +28,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -35,6 +41,7 @@ import (
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/internal/addr"
+	"github.com/meridiantime/meridian/internal/fsown"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -226,12 +233,43 @@ type GRPC struct {
 }
 
 // DialGRPC returns a TimeSource over a new connection to address.
+//
+// A unix socket must sit in a directory only root, this user or a user root
+// handed the directory to can write (the rule truetime.OpenShm applies to
+// the segment): a socket another local user planted would answer with any
+// time it likes.
 func DialGRPC(address string, t TLS) (*GRPC, error) {
+	if p, ok := strings.CutPrefix(address, "unix://"); ok {
+		if err := checkSocket(p); err != nil {
+			return nil, err
+		}
+	}
 	conn, err := Dial(address, t)
 	if err != nil {
 		return nil, err
 	}
 	return &GRPC{conn: conn, c: timev1.NewTimeServiceClient(conn)}, nil
+}
+
+func checkSocket(p string) error {
+	owner, err := fsown.CheckTrustedDir(filepath.Dir(p))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // nothing to trust or distrust: the dial reports it
+		}
+		return fmt.Errorf("client: refusing %s: %w", p, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return nil
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return fmt.Errorf("client: refusing %s: it is a symlink (another user may have planted it): use the real path", p)
+	}
+	if euid := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != euid && st.Uid != owner {
+		return fmt.Errorf("client: refusing %s: owned by uid %d, neither root, this user (uid %d) nor the directory's owner (uid %d)", p, st.Uid, euid, owner)
+	}
+	return nil
 }
 
 // NewGRPC wraps an existing connection (Close then closes it).
@@ -254,6 +292,9 @@ func FromStatus(err error) error {
 	case codes.OK:
 		return err
 	case codes.FailedPrecondition:
+		if status.Convert(err).Message() == truetime.ErrDisrupted.Error() {
+			return truetime.ErrDisrupted
+		}
 		return truetime.ErrUnsynchronized
 	case codes.DeadlineExceeded:
 		return context.DeadlineExceeded
@@ -271,6 +312,8 @@ func Interval(iv *timev1.Interval) truetime.Interval {
 		st = truetime.Synchronized
 	case timev1.ClockStatus_CLOCK_STATUS_HOLDOVER:
 		st = truetime.Holdover
+	case timev1.ClockStatus_CLOCK_STATUS_DISRUPTED:
+		st = truetime.Disrupted
 	}
 	return truetime.Interval{EarliestNS: iv.GetEarliestNs(), LatestNS: iv.GetLatestNs(), Status: st}
 }

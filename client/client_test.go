@@ -3,12 +3,15 @@ package client_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/timeservice"
@@ -157,4 +160,57 @@ func BenchmarkNow(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A disrupted clock (suspend, VM pause, migration) is reported the same way
+// by all three implementations: ErrDisrupted, which also matches
+// ErrUnsynchronized, and the gRPC Status call shows DISRUPTED.
+func TestImplementationsReportDisrupted(t *testing.T) {
+	f := newFixture(t)
+	srcs := f.sources(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := f.model.At(clock.MonoRawNS())
+	f.publish(truetime.Estimate{Status: truetime.Disrupted, LocalNS: now, LastSampleNS: now, Eps0NS: int64(time.Millisecond),
+		DriftBoundPPB: 15000, MaxErrorNS: int64(time.Second)})
+	for name, s := range srcs {
+		iv, err := s.Now(ctx)
+		if !errors.Is(err, truetime.ErrDisrupted) || !errors.Is(err, truetime.ErrUnsynchronized) {
+			t.Errorf("%s Now: %+v %v", name, iv, err)
+		}
+		if _, err := s.After(ctx, 1); !errors.Is(err, truetime.ErrDisrupted) {
+			t.Errorf("%s After: %v", name, err)
+		}
+	}
+	g, err := client.DialGRPC(f.addr, client.TLS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	st, err := g.Service().Status(ctx, &timev1.StatusRequest{})
+	if err != nil || st.Status != timev1.ClockStatus_CLOCK_STATUS_DISRUPTED || st.Interval != nil {
+		t.Fatalf("Status: %v %v", st, err)
+	}
+}
+
+// A unix socket reached through a symlink is refused before dialling: a
+// planted link would hand the client another process's time.
+func TestDialRefusesSymlinkedSocket(t *testing.T) {
+	f := newFixture(t)
+	sock := strings.TrimPrefix(f.addr, "unix://")
+	link := filepath.Join(t.TempDir(), "g.sock")
+	if err := os.Symlink(sock, link); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := client.DialGRPC("unix://"+link, client.TLS{}); err == nil || !strings.Contains(err.Error(), "symlink") {
+		if g != nil {
+			g.Close()
+		}
+		t.Fatalf("symlinked socket: %v", err)
+	}
+	g, err := client.DialGRPC(f.addr, client.TLS{})
+	if err != nil {
+		t.Fatalf("the real socket: %v", err)
+	}
+	g.Close()
 }

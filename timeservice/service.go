@@ -86,6 +86,8 @@ func StatusOf(st truetime.Status) timev1.ClockStatus {
 		return timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED
 	case truetime.Holdover:
 		return timev1.ClockStatus_CLOCK_STATUS_HOLDOVER
+	case truetime.Disrupted:
+		return timev1.ClockStatus_CLOCK_STATUS_DISRUPTED
 	default:
 		return timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED
 	}
@@ -98,6 +100,8 @@ func intervalOf(iv truetime.Interval) *timev1.Interval {
 // ttErr maps TrueTime and context errors to gRPC status codes.
 func ttErr(err error) error {
 	switch {
+	case errors.Is(err, truetime.ErrDisrupted):
+		return status.Error(codes.FailedPrecondition, truetime.ErrDisrupted.Error()) // clients map it back
 	case errors.Is(err, truetime.ErrUnsynchronized):
 		return status.Error(codes.FailedPrecondition, "clock is unsynchronized: no interval can be promised (see `meridianctl status`)")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -196,7 +200,7 @@ func (s *Service) status() *timev1.StatusResponse {
 	if e.LastSampleNS != 0 {
 		r.LastSampleAgeNs = now - e.LastSampleNS
 	}
-	if iv.Status != truetime.Unsynchronized {
+	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
 		r.Interval = intervalOf(iv)
 		r.ErrorBoundNs = iv.EpsNS()
 	}

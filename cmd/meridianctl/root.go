@@ -19,7 +19,6 @@ import (
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
-	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/daemon"
 	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/truetime"
@@ -35,6 +34,16 @@ type exitError struct {
 func (e exitError) Error() string { return e.msg }
 
 var errUnsync = exitError{1, "clock is unsynchronized: no interval can be promised (meridianctl status shows why)"}
+
+var errDisrupted = exitError{1, "clock is disrupted (suspend, VM pause or migration): no interval until the next good sample (meridianctl status)"}
+
+// unsyncErr is the exit error for a read that promised no interval.
+func unsyncErr(err error) exitError {
+	if errors.Is(err, truetime.ErrDisrupted) {
+		return errDisrupted
+	}
+	return errUnsync
+}
 
 type nowJSON struct {
 	EarliestNS int64  `json:"earliest_ns"`
@@ -59,9 +68,13 @@ type statusJSON struct {
 	MaxErrorNS       int64   `json:"max_error_ns"`
 	Clock            string  `json:"clock,omitempty"`
 	UptimeNS         int64   `json:"uptime_ns,omitempty"`
-	// shm only: the ε growth terms.
-	DriftBoundPPB float64 `json:"drift_bound_ppb,omitempty"`
-	FreqUncPPB    float64 `json:"freq_unc_ppb,omitempty"`
+	// shm only: the ε growth terms, and the writer's liveness: "live",
+	// "stopped" (clean stop), "void" (no heartbeat before void_after: dead
+	// or hung) or "disrupted" (clocks diverged since the publish).
+	DriftBoundPPB  float64 `json:"drift_bound_ppb,omitempty"`
+	FreqUncPPB     float64 `json:"freq_unc_ppb,omitempty"`
+	Writer         string  `json:"writer,omitempty"`
+	HeartbeatAgeNS int64   `json:"heartbeat_age_ns,omitempty"`
 }
 
 type sourceJSON struct {
@@ -105,6 +118,8 @@ func statusName(s timev1.ClockStatus) string {
 		return truetime.Synchronized.String()
 	case timev1.ClockStatus_CLOCK_STATUS_HOLDOVER:
 		return truetime.Holdover.String()
+	case timev1.ClockStatus_CLOCK_STATUS_DISRUPTED:
+		return truetime.Disrupted.String()
 	}
 	return truetime.Unsynchronized.String()
 }
@@ -147,6 +162,9 @@ func (o *opts) rpcErr(err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.FailedPrecondition:
+		if st.Message() == truetime.ErrDisrupted.Error() {
+			return errDisrupted
+		}
 		return errUnsync
 	case codes.Unavailable:
 		hint := "is meridiand running, with grpc.listen set? (--addr)"
@@ -173,7 +191,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 socket /run/meridian/grpc.sock, or a per-user runtime directory when the
 daemon runs unprivileged). The interval [earliest, latest] contains true time
 whenever the status is synchronized or holdover; when meridiand cannot
-promise that, commands fail with "clock is unsynchronized" (exit status 1)
+promise that, commands fail with "clock is unsynchronized" (or "clock is
+disrupted" after a suspend, VM pause or migration; exit status 1)
 instead of printing a number. Exit status 2: usage or connection errors.
 
 With --shm, "now" and "status" read the shared-memory segment instead (no
@@ -218,6 +237,8 @@ func openShm(p string) (*truetime.ShmReader, error) {
 		return nil, exitError{2, fmt.Sprintf("cannot open %s: no such file: is meridiand running? (see --shm)", p)}
 	case errors.Is(err, os.ErrPermission):
 		return nil, exitError{2, fmt.Sprintf("cannot open %s: permission denied", p)}
+	case errors.Is(err, truetime.ErrShmUntrusted):
+		return nil, exitError{2, fmt.Sprintf("refusing %s: %v", p, err)}
 	default:
 		return nil, exitError{2, err.Error()}
 	}
@@ -265,9 +286,13 @@ func nowCmd(o *opts) *cobra.Command {
 			}
 			if errors.Is(err, truetime.ErrUnsynchronized) {
 				if o.json {
-					_ = o.printJSON(nowJSON{Status: truetime.Unsynchronized.String()})
+					st := truetime.Unsynchronized
+					if errors.Is(err, truetime.ErrDisrupted) {
+						st = truetime.Disrupted
+					}
+					_ = o.printJSON(nowJSON{Status: st.String()})
 				}
-				return errUnsync
+				return unsyncErr(err)
 			}
 			if err != nil {
 				return exitError{2, err.Error()}
@@ -283,23 +308,33 @@ func statusFromShm(p string) (statusJSON, error) {
 		return statusJSON{}, err
 	}
 	defer r.Close()
-	m, e, err := r.Snapshot()
+	in, err := r.Inspect()
 	if err != nil {
 		return statusJSON{}, exitError{2, err.Error()}
 	}
-	local := m.At(clock.MonoRawNS())
-	iv := truetime.Bound(local, e)
+	e, local, iv := in.Estimate, in.LocalNS, in.Interval
 	st := statusJSON{
 		Status: iv.Status.String(), OffsetNS: e.OffsetNS, FreqPPB: e.FreqPPB,
 		DriftBoundPPB: e.DriftBoundPPB, FreqUncPPB: e.FreqUncPPB, Stratum: uint32(e.Stratum),
 		RefID: e.Reference(), RootDelayNS: e.RootDelayNS, RootDispersionNS: e.RootDispersionNS,
 		MaxErrorNS: e.MaxErrorNS, LastSampleAgeNS: -1,
 	}
-	if iv.Status != truetime.Unsynchronized {
+	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
 		st.EarliestNS, st.LatestNS, st.ErrorBoundNS = iv.EarliestNS, iv.LatestNS, iv.EpsNS()
 	}
 	if e.LastSampleNS != 0 {
 		st.LastSampleAgeNS = local - e.LastSampleNS
+	}
+	switch {
+	case in.Stamp.BootNS == 0 && in.Stamp.VoidAfterNS == 0:
+		st.Writer = "none" // never published
+	case in.Stamp.VoidAfterNS == 0:
+		st.Writer = "stopped"
+	default:
+		st.Writer = in.Verdict.String()
+	}
+	if in.Stamp.BootNS != 0 {
+		st.HeartbeatAgeNS = in.BootNS - in.Stamp.BootNS
 	}
 	return st, nil
 }
@@ -323,7 +358,10 @@ func printStatus(o *opts, st statusJSON) error {
 	}
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", st.Status)
-	if st.Status != truetime.Unsynchronized.String() {
+	if st.Writer != "" {
+		fmt.Fprintf(tw, "writer\t%s (last heartbeat %v ago)\n", st.Writer, time.Duration(st.HeartbeatAgeNS).Round(time.Millisecond))
+	}
+	if st.Status == truetime.Synchronized.String() || st.Status == truetime.Holdover.String() {
 		fmt.Fprintf(tw, "error bound (ε)\t%v\n", time.Duration(st.ErrorBoundNS))
 		fmt.Fprintf(tw, "interval\t[%s, %s]\n", fmtTime(st.EarliestNS), fmtTime(st.LatestNS))
 	}
@@ -508,7 +546,7 @@ func watchCmd(o *opts) *cobra.Command {
 		Use:   "watch",
 		Short: "Stream status: at once, on every status change and on updates",
 		Long: `watch prints the status when it starts, then whenever it changes
-(unsynchronized, synchronized, holdover) and, unless --changes-only, on
+(unsynchronized, synchronized, holdover, disrupted) and, unless --changes-only, on
 estimate updates at most every --interval. It runs until interrupted or
 --count lines; --timeout does not apply.`,
 		Args: cobra.NoArgs,
@@ -621,7 +659,7 @@ func mapClientErr(o *opts, err error) error {
 	case errors.As(err, &ee):
 		return ee
 	case errors.Is(err, truetime.ErrUnsynchronized):
-		return errUnsync
+		return unsyncErr(err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return exitError{2, fmt.Sprintf("no answer from %s within --timeout %v", o.address(), o.timeout)}
 	}

@@ -105,3 +105,40 @@ func TestHelpHasExamples(t *testing.T) {
 		t.Fatalf("%q %v", out, err)
 	}
 }
+
+// Disrupted and stopped segments: now exits 1 naming the cause; status
+// shows the status and the writer's liveness.
+func TestDisruptedAndStoppedShm(t *testing.T) {
+	p := publish(t, truetime.Estimate{Status: truetime.Disrupted, Eps0NS: 5000, MaxErrorNS: 1e9})
+	out, err := runCtl("--shm", p, "now", "--json")
+	var e exitError
+	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "disrupted") || !strings.Contains(out, `"status":"disrupted"`) {
+		t.Fatalf("now on a disrupted segment: %q %v", out, err)
+	}
+	out, err = runCtl("--shm", p, "status")
+	if err != nil || !strings.Contains(out, "disrupted") || !strings.Contains(out, "writer") || strings.Contains(out, "error bound") {
+		t.Fatalf("status on a disrupted segment: %q %v", out, err)
+	}
+
+	// A cleanly stopped writer.
+	q := filepath.Join(t.TempDir(), "tt.shm")
+	w, err := truetime.CreateShm(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := clock.MonoRawNS()
+	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw}
+	w.Publish(m, truetime.Estimate{Status: truetime.Synchronized, LocalNS: m.At(raw), LastSampleNS: m.At(raw), Eps0NS: 5000, MaxErrorNS: 1e9})
+	if _, err := runCtl("--shm", q, "now"); err != nil {
+		t.Fatalf("live: %v", err)
+	}
+	w.Close()
+	if _, err := runCtl("--shm", q, "now"); !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "unsynchronized") {
+		t.Fatalf("now after a clean stop: %v", err)
+	}
+	out, err = runCtl("--shm", q, "status", "--json")
+	var s statusJSON
+	if err != nil || json.Unmarshal([]byte(out), &s) != nil || s.Status != "unsynchronized" || s.Writer != "stopped" {
+		t.Fatalf("status after a clean stop: %q %v", out, err)
+	}
+}

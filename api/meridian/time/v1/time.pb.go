@@ -38,6 +38,10 @@ const (
 	ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED ClockStatus = 1
 	ClockStatus_CLOCK_STATUS_SYNCHRONIZED   ClockStatus = 2
 	ClockStatus_CLOCK_STATUS_HOLDOVER       ClockStatus = 3
+	// The host's clocks were disrupted (suspend, VM pause, live migration):
+	// the local clock may be off by the length of the gap. No interval is
+	// promised (Now fails with FAILED_PRECONDITION) until the next good sample.
+	ClockStatus_CLOCK_STATUS_DISRUPTED ClockStatus = 4
 )
 
 // Enum value maps for ClockStatus.
@@ -47,12 +51,14 @@ var (
 		1: "CLOCK_STATUS_UNSYNCHRONIZED",
 		2: "CLOCK_STATUS_SYNCHRONIZED",
 		3: "CLOCK_STATUS_HOLDOVER",
+		4: "CLOCK_STATUS_DISRUPTED",
 	}
 	ClockStatus_value = map[string]int32{
 		"CLOCK_STATUS_UNSPECIFIED":    0,
 		"CLOCK_STATUS_UNSYNCHRONIZED": 1,
 		"CLOCK_STATUS_SYNCHRONIZED":   2,
 		"CLOCK_STATUS_HOLDOVER":       3,
+		"CLOCK_STATUS_DISRUPTED":      4,
 	}
 )
 
@@ -1038,12 +1044,13 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\x03key\x18\x06 \x01(\fR\x03keyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03R\aencodedR\awall_us\"m\n" +
 	"\x10HLCUpdateRequest\x12$\n" +
 	"\x0eremote_wall_ns\x18\x02 \x01(\x03R\fremoteWallNs\x12%\n" +
-	"\x0eremote_logical\x18\x03 \x01(\rR\rremoteLogicalJ\x04\b\x01\x10\x02R\x06remote*\x86\x01\n" +
+	"\x0eremote_logical\x18\x03 \x01(\rR\rremoteLogicalJ\x04\b\x01\x10\x02R\x06remote*\xa2\x01\n" +
 	"\vClockStatus\x12\x1c\n" +
 	"\x18CLOCK_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCLOCK_STATUS_UNSYNCHRONIZED\x10\x01\x12\x1d\n" +
 	"\x19CLOCK_STATUS_SYNCHRONIZED\x10\x02\x12\x19\n" +
-	"\x15CLOCK_STATUS_HOLDOVER\x10\x03*^\n" +
+	"\x15CLOCK_STATUS_HOLDOVER\x10\x03\x12\x1a\n" +
+	"\x16CLOCK_STATUS_DISRUPTED\x10\x04*^\n" +
 	"\rLeapIndicator\x12\x17\n" +
 	"\x13LEAP_INDICATOR_NONE\x10\x00\x12\x19\n" +
 	"\x15LEAP_INDICATOR_INSERT\x10\x01\x12\x19\n" +
