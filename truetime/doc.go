@@ -100,19 +100,91 @@
 // Unsynchronized: never synchronised, or ε(t) > MaxErrorNS — reads return
 // ErrUnsynchronized, never a small number. Synchronized: the newest sample
 // behind the estimate is younger than HoldoverAfterNS. Holdover: older, the
-// interval still valid and widening. A reader of a dead daemon's segment sees
-// holdover and then unsynchronized as ε grows.
+// interval still valid and widening. Disrupted: the host's clocks were
+// disrupted (below) — reads fail with ErrDisrupted, which also matches
+// ErrUnsynchronized, and no interval is given. A reader of a dead daemon's
+// segment reads unsynchronized once its heartbeat is older than void_after
+// (below), not holdover for hours.
 //
 // # Shared memory
 //
-// ShmWriter publishes (clock.Linear model, Estimate) to a 4096-byte file,
-// layout version 1, little-endian 64-bit words under a seqlock; the byte
-// layout is tabulated at the top of shm.go. A reader maps it read-only,
+// ShmWriter publishes (clock.Linear model, Estimate, Stamp) to a 4096-byte
+// file, layout version 2, little-endian 64-bit words under a seqlock; the
+// byte layout is tabulated at the top of shm.go. A reader maps it read-only,
 // copies the words while the sequence is even and unchanged, reads
-// CLOCK_MONOTONIC_RAW through the vDSO, applies the model and calls Bound —
-// no system call, no lock, no allocation (measured at 1.4× a bare vDSO
-// clock read). Version mismatches are refused with ErrShmVersion; a checksum
-// word catches torn or corrupt copies (Snapshot verifies it).
+// CLOCK_BOOTTIME and CLOCK_MONOTONIC_RAW through the vDSO (one cgo call),
+// judges the stamp (Judge), applies the model and calls Bound — no system
+// call, no lock, no allocation. Measured here (BenchmarkShmNow,
+// BenchmarkShmNowVsMonoRaw): ~130 ns a read, about 2× a bare vDSO
+// CLOCK_MONOTONIC_RAW read, against ~100 ns and 1.45× for version 1; the
+// difference is the second clock read (BenchmarkRawBoot), which through a
+// system call would cost ~330 ns more (BenchmarkBootSyscall). Version
+// mismatches are refused with ErrShmVersion (version 1 segments too: they
+// carry no heartbeat); a checksum word catches torn or corrupt copies
+// (Snapshot and Inspect verify it).
+//
+// # Ownership of the segment
+//
+// The writer takes an exclusive flock on the segment file before it changes
+// a byte and holds it for its life (the kernel drops it when the process
+// dies, however it dies): a second writer gets ErrShmInUse, naming the
+// holder's pid, and leaves the live segment byte-identical. The writer opens
+// the file without following a symlink and refuses one that is not a
+// regular file it owns, that others can write, or that has other hard
+// links. Readers (OpenShm, and so package client and meridianctl) refuse,
+// with ErrShmUntrusted, a segment reached through a symlink, or in a
+// directory that a user other than root, themselves or a user root handed
+// the directory to could have written (internal/fsown.CheckTrustedDir):
+// another local user's /tmp/meridian-$UID cannot serve them a false time.
+//
+// # Liveness
+//
+// Every publish stamps the segment with CLOCK_MONOTONIC_RAW and
+// CLOCK_BOOTTIME (the heartbeat) and void_after = boottime + VoidAfter
+// (ShmOptions; 5 s by default, five of meridiand's 1 s ticks — ClockBound
+// likewise gives its readers an as-of and a void-after instant). A reader
+// whose CLOCK_BOOTTIME has reached void_after reads unsynchronized: the
+// writer died, hung, or the host slept past the window. void_after is in
+// boottime, so a suspend counts against it. Close (a clean stop) publishes
+// an unsynchronized snapshot with void_after 0: readers see unsynchronized
+// at once. A stamp ahead of the reader's clocks (a segment from another
+// boot) is void too.
+//
+// # Disruption: suspend, VM pause, migration
+//
+// CLOCK_MONOTONIC_RAW stops while the host is suspended (and while a guest
+// whose counter is stopped is paused); CLOCK_BOOTTIME does not. After a
+// suspend of length G the virtual clock, built on the raw clock, is behind
+// true time by G: widening ε by tolerance × G would not contain true time —
+// the reading itself is off by G. Meridian does not shift the reading by the
+// boottime gap either: boottime is CLOCK_MONOTONIC plus the sleep time the
+// kernel measured, which another daemon may slew and whose sleep part may
+// come from a coarse RTC. It declares the clock Disrupted instead, until a
+// sample taken after the gap shows where the clock is:
+//
+//   - Reader side (Judge): gap = (boot − stamp boot) − (raw − stamp raw).
+//     A gap above GapSlack (1 ms) + GapTolPPB (500 ppm, the most the kernel
+//     slews CLOCK_MONOTONIC against the raw clock) × elapsed boottime makes
+//     the read Disrupted. Clocks are read boot-then-raw by readers and
+//     raw-then-boot by the writer, so a preemption between the two reads
+//     can only shrink a gap, never invent one.
+//   - Writer side (Guard): the same comparison between consecutive
+//     publishes. On a gap the writer publishes Disrupted (Publish returns
+//     the estimate it published) until an estimate carries a sample taken
+//     after the gap was noticed (LastSampleNS later than the local reading
+//     at detection).
+//   - VMClock: where /dev/vmclock0 exists (Linux vmclock-abi.h), its
+//     disruption_marker and vm_generation_counter are stamped too; a change
+//     (live migration, snapshot restore) is a disruption on both sides,
+//     even without a boottime gap. A side without the device skips the
+//     comparison.
+//
+// Gaps below the tolerance (at most 1 ms + 500 ppm of the void window, 3.5 ms
+// by default) are not detected; real suspends last far longer. A slew of
+// CLOCK_MONOTONIC faster than 500 ppm (chrony's fast slew, ADJ_TICK) can be
+// mistaken for a gap: reads then fail until the next publish, never return
+// a wrong interval. A gap longer than the void window reads unsynchronized
+// rather than disrupted until the writer's next publish.
 //
 // # Invariants
 //

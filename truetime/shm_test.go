@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meridiantime/meridian/clock"
 )
 
@@ -343,5 +345,41 @@ func TestShmChecksumCatchesMixedCopy(t *testing.T) {
 	wm, we := sampleEstimate(m.BaseNS - 1_700_000_000e9)
 	if m == wm && e == we {
 		t.Fatal("invariant check accepted a mixed copy")
+	}
+}
+
+// BenchmarkShmNowV1Path is the read as it was before liveness and
+// disruption checks (one CLOCK_MONOTONIC_RAW read, no Judge), against the
+// same segment, for comparison with BenchmarkShmNow.
+func BenchmarkShmNowV1Path(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "tt.shm")
+	w, _ := CreateShm(path)
+	defer w.Close()
+	m, e := sampleEstimate(3)
+	e.Status, e.MaxErrorNS = Synchronized, 0
+	w.Publish(m, e)
+	r, _ := OpenShmWith(path, ShmOptions{Clocks: func() (int64, int64) { return clock.MonoRawNS(), 0 }})
+	defer r.Close()
+	r.noJudge = true
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = r.Now()
+	}
+}
+
+// BenchmarkRawBoot is the cost of the reader's clock pair (one cgo call,
+// two vDSO reads) next to BenchmarkMonoRaw.
+func BenchmarkRawBoot(b *testing.B) {
+	for b.Loop() {
+		clock.BootRawNS()
+	}
+}
+
+// BenchmarkBootSyscall is CLOCK_BOOTTIME through a real system call
+// (x/sys), what the vDSO path avoids.
+func BenchmarkBootSyscall(b *testing.B) {
+	var ts unix.Timespec
+	for b.Loop() {
+		_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
 	}
 }
