@@ -141,8 +141,10 @@
 //
 // Every publish stamps the segment with CLOCK_MONOTONIC_RAW and
 // CLOCK_BOOTTIME (the heartbeat) and void_after = boottime + VoidAfter
-// (ShmOptions; 5 s by default, five of meridiand's 1 s ticks — ClockBound
-// likewise gives its readers an as-of and a void-after instant). A reader
+// (ShmOptions; 5 s by default, five of meridiand's 1 s ticks). ClockBound's
+// segment carries the same pair (as-of, void-after) in
+// CLOCK_MONOTONIC_COARSE, which stops during a suspend; ours is in
+// CLOCK_BOOTTIME, so a suspend counts against the window. A reader
 // whose CLOCK_BOOTTIME has reached void_after reads unsynchronized: the
 // writer died, hung, or the host slept past the window. void_after is in
 // boottime, so a suspend counts against it. Close (a clean stop) publishes

@@ -281,6 +281,19 @@ func TestShmWriterRefusesForeignFiles(t *testing.T) {
 	if b, _ := os.ReadFile(target); string(b) != "precious" {
 		t.Fatalf("the symlink's target was changed: %q", b)
 	}
+	linked := filepath.Join(dir, "linked.shm")
+	if err := os.Link(target, linked); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := CreateShm(linked); err == nil || !strings.Contains(err.Error(), "hard links") {
+		if w != nil {
+			w.Close()
+		}
+		t.Fatalf("hard link: %v", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious" {
+		t.Fatalf("the hard link's target was changed: %q", b)
+	}
 	if os.Geteuid() != 0 {
 		return
 	}

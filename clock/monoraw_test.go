@@ -1,0 +1,38 @@
+package clock
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func sys(id int32) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(id, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
+}
+
+// The vDSO pair reads the clocks it names: each value lies between system
+// call reads of the same clock taken before and after it.
+func TestRawBootReadTheNamedClocks(t *testing.T) {
+	for _, read := range []struct {
+		name string
+		f    func() (int64, int64)
+	}{{"RawBootNS", RawBootNS}, {"BootRawNS", BootRawNS}} {
+		for i := 0; i < 100; i++ {
+			r0, b0 := sys(unix.CLOCK_MONOTONIC_RAW), sys(unix.CLOCK_BOOTTIME)
+			raw, boot := read.f()
+			r1, b1 := sys(unix.CLOCK_MONOTONIC_RAW), sys(unix.CLOCK_BOOTTIME)
+			if raw < r0 || raw > r1 || boot < b0 || boot > b1 {
+				t.Fatalf("%s: raw %d not in [%d, %d] or boot %d not in [%d, %d]", read.name, raw, r0, r1, boot, b0, b1)
+			}
+		}
+	}
+	b0 := sys(unix.CLOCK_BOOTTIME)
+	b := BootNS()
+	if b1 := sys(unix.CLOCK_BOOTTIME); b < b0 || b > b1 {
+		t.Fatalf("BootNS %d not in [%d, %d]", b, b0, b1)
+	}
+}
