@@ -397,6 +397,7 @@ func (d *Daemon) Start() (err error) {
 	}
 	d.loop = discipline.NewLoop(d.disc, d.clk)
 	d.tt = truetime.NewClock(d.clk, clock.RealTimers())
+	d.tt.SetCheck(d.shm.Check) // in-process reads fail when shm reads would (suspend, stalled loop)
 	d.pub = truetime.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model}
 	d.m = newMetrics()
 	if d.cfg.Metrics.Listen != "" {

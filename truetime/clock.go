@@ -2,6 +2,7 @@ package truetime
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ type Clock struct {
 	r      clock.Reader
 	timers clock.Timers
 	est    atomic.Pointer[Estimate]
+	check  atomic.Pointer[func() error]
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every SetEstimate
@@ -53,9 +55,23 @@ func (c *Clock) LocalNS() int64 { return c.r.NowNS() }
 // Now returns the interval for the current reading, or ErrUnsynchronized
 // (ErrDisrupted for status Disrupted).
 func (c *Clock) Now() (Interval, error) {
+	if f := c.check.Load(); f != nil {
+		if err := (*f)(); err != nil {
+			if errors.Is(err, ErrDisrupted) {
+				return Interval{Status: Disrupted}, err
+			}
+			return Interval{}, err
+		}
+	}
 	iv := Bound(c.r.NowNS(), *c.est.Load())
 	return iv, readErr(iv.Status)
 }
+
+// SetCheck installs a check that runs before every read; a non-nil error
+// (ErrUnsynchronized, ErrDisrupted) fails the read. meridiand installs its
+// shm writer's Check, so in-process readers notice a suspend or a stalled
+// publisher exactly as shm readers do.
+func (c *Clock) SetCheck(f func() error) { c.check.Store(&f) }
 
 // After reports whether tNS has definitely passed: tNS < earliest.
 func (c *Clock) After(tNS int64) (bool, error) {

@@ -175,6 +175,10 @@
 //     the estimate it published) until an estimate carries a sample taken
 //     after the gap was noticed (LastSampleNS later than the local reading
 //     at detection).
+//   - In process: Clock.SetCheck installs ShmWriter.Check, the reader's
+//     verdict against the writer's last stamp, so meridiand's own reads
+//     (gRPC, NTP server, HLC) fail right after a resume exactly as shm
+//     readers do, before the next publish.
 //   - VMClock: where /dev/vmclock0 exists (Linux vmclock-abi.h), its
 //     disruption_marker and vm_generation_counter are stamped too; a change
 //     (live migration, snapshot restore) is a disruption on both sides,

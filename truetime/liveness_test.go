@@ -354,3 +354,65 @@ func TestShmVMClockDisruption(t *testing.T) {
 		w.Close()
 	}
 }
+
+type fakeLocal struct {
+	h *fakeHost
+	m clock.Linear
+}
+
+func (f fakeLocal) NowNS() int64 { return f.m.At(f.h.raw) }
+
+// In-process readers (truetime.Clock, which serves gRPC and NTP) run the
+// writer's Check: right after a resume, before the next publish, they fail
+// as shm readers do, and a stalled publisher voids them too. Negative
+// control: without the check the in-process read misses true time by the
+// gap.
+func TestClockCheckAfterResume(t *testing.T) {
+	for _, tc := range []struct {
+		gap, void time.Duration
+		want      error
+	}{
+		{10 * time.Second, 5 * time.Second, ErrUnsynchronized},
+		{time.Hour, 5 * time.Second, ErrUnsynchronized},
+		{10 * time.Second, 2 * time.Hour, ErrDisrupted},
+	} {
+		for _, check := range []bool{true, false} {
+			h := newFakeHost()
+			w, _ := fakePair(t, h, tc.void)
+			m := h.model()
+			e := h.estimate(m)
+			c := NewClock(fakeLocal{h, m}, clock.RealTimers())
+			if check {
+				c.SetCheck(w.Check)
+			}
+			c.SetEstimate(w.Publish(m, e))
+			h.run(500 * time.Millisecond)
+			if iv, err := c.Now(); err != nil || !contains(iv, h.truth) {
+				t.Fatalf("%v: before the suspend: %+v %v", tc, iv, err)
+			}
+			h.suspend(tc.gap)
+			h.run(10 * time.Millisecond)
+			iv, err := c.Now()
+			if !check {
+				if err != nil || contains(iv, h.truth) {
+					t.Fatalf("%v: negative control: want a read that misses true time, got %+v %v", tc, iv, err)
+				}
+				continue
+			}
+			if err == nil && !contains(iv, h.truth) {
+				t.Fatalf("%v: containment violation: %+v true %d", tc, iv, h.truth)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("%v: %v, want %v", tc, err, tc.want)
+			}
+		}
+	}
+	// After Close, Check reports the stop and does not touch the unmapped
+	// segment.
+	h := newFakeHost()
+	w, _ := fakePair(t, h, 5*time.Second)
+	w.Close()
+	if err := w.Check(); !errors.Is(err, ErrUnsynchronized) {
+		t.Fatalf("Check after Close: %v", err)
+	}
+}

@@ -203,6 +203,12 @@ type ShmWriter struct {
 	closed bool
 
 	noGuard bool // test hook: the negative control without the publish-side Guard
+
+	// The last stamp, under a seqlock of its own in process memory, for
+	// Check (concurrent with Publish, and safe after Close).
+	stampSeq atomic.Uint64
+	stampW   [6]atomic.Uint64
+	fake     bool
 }
 
 // CreateShm is CreateShmWith(path, ShmOptions{}).
@@ -244,7 +250,7 @@ func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
 		return nil, fmt.Errorf("truetime: mmap %s: %w", path, err)
 	}
 	w := &ShmWriter{f: f, data: data, clocks: o.Clocks, void: int64(o.VoidAfter),
-		slack: int64(o.GapSlack), tol: o.GapTolPPB}
+		slack: int64(o.GapSlack), tol: o.GapTolPPB, fake: o.Clocks != nil}
 	if w.clocks == nil {
 		w.clocks = clock.RawBootNS
 	}
@@ -310,9 +316,57 @@ func (w *ShmWriter) Publish(m clock.Linear, e Estimate) Estimate {
 		e, _ = w.guard.Check(raw, boot, marker, m.At(raw), e)
 	}
 	w.lastM, w.lastE = m, e
-	w.store(m, e, Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void,
-		GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker})
+	s := Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void, GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker}
+	w.store(m, e, s)
+	w.keepStamp(s)
 	return e
+}
+
+func (w *ShmWriter) keepStamp(s Stamp) {
+	w.stampSeq.Add(1)
+	for i, v := range [6]uint64{uint64(s.RawNS), uint64(s.BootNS), uint64(s.VoidAfterNS), uint64(s.GapSlackNS), math.Float64bits(s.GapTolPPB), s.Marker} {
+		w.stampW[i].Store(v)
+	}
+	w.stampSeq.Add(1)
+}
+
+// Check judges the clocks now against the last publish, as a reader of the
+// segment would (Judge): nil while live, ErrUnsynchronized when void (no
+// publish within VoidAfter, or Close), ErrDisrupted on a gap. In-process
+// readers install it with Clock.SetCheck so that they fail exactly when
+// shm readers do — notably right after a resume, before the next publish.
+// Safe to call concurrently with Publish and after Close.
+func (w *ShmWriter) Check() error {
+	var raw, boot int64
+	if w.fake {
+		raw, boot = w.clocks()
+	} else {
+		raw, boot = clock.BootRawNS()
+	}
+	marker := w.vm.marker()
+	var v [6]uint64
+	for {
+		s1 := w.stampSeq.Load()
+		if s1&1 != 0 {
+			runtime.Gosched()
+			continue
+		}
+		for i := range v {
+			v[i] = w.stampW[i].Load()
+		}
+		if w.stampSeq.Load() == s1 {
+			break
+		}
+	}
+	s := Stamp{RawNS: int64(v[0]), BootNS: int64(v[1]), VoidAfterNS: int64(v[2]), GapSlackNS: int64(v[3]),
+		GapTolPPB: math.Float64frombits(v[4]), Marker: v[5]}
+	switch Judge(s, raw, boot, marker) {
+	case Void:
+		return ErrUnsynchronized
+	case Gap:
+		return ErrDisrupted
+	}
+	return nil
 }
 
 // Heartbeat republishes the last snapshot with fresh stamps, for a caller
@@ -331,9 +385,10 @@ func (w *ShmWriter) Close() error {
 	}
 	w.closed = true
 	raw, boot := w.clocks()
-	w.store(w.lastM, Estimate{}, Stamp{RawNS: raw, BootNS: boot, GapSlackNS: w.slack, GapTolPPB: w.tol})
-	err := unix.Munmap(w.data)
-	w.vm.close()
+	s := Stamp{RawNS: raw, BootNS: boot, GapSlackNS: w.slack, GapTolPPB: w.tol}
+	w.store(w.lastM, Estimate{}, s)
+	w.keepStamp(s)
+	err := unix.Munmap(w.data) // the VMClock page stays mapped: Check may still run
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
