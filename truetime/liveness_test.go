@@ -416,3 +416,27 @@ func TestClockCheckAfterResume(t *testing.T) {
 		t.Fatalf("Check after Close: %v", err)
 	}
 }
+
+// Publisher hands the in-process Clock the estimate as the writer published
+// it: after a resume both say Disrupted, not only the segment.
+func TestPublisherCarriesDisruption(t *testing.T) {
+	h := newFakeHost()
+	w, r := fakePair(t, h, 2*time.Hour)
+	m := h.model()
+	c := NewClock(fakeLocal{h, m}, clock.RealTimers())
+	p := Publisher{Clock: c, Shm: w, Model: func() clock.Linear { return m }}
+	e := h.estimate(m)
+	p.Publish(e)
+	h.run(time.Second)
+	h.suspend(30 * time.Second)
+	p.Publish(e)
+	if got := c.Estimate().Status; got != Disrupted {
+		t.Fatalf("in-process estimate after resume: %v", got)
+	}
+	if _, err := c.Now(); !errors.Is(err, ErrDisrupted) {
+		t.Fatalf("in-process read: %v", err)
+	}
+	if _, err := r.Now(); !errors.Is(err, ErrDisrupted) {
+		t.Fatalf("shm read: %v", err)
+	}
+}

@@ -12,10 +12,12 @@ type Publisher struct {
 	Model func() clock.Linear // the disciplined clock's current model
 }
 
-// Publish makes e visible to every reader.
+// Publish makes e visible to every reader. The in-process Clock gets the
+// estimate as the segment's writer published it: Disrupted while the
+// writer's Guard holds a suspend or VMClock disruption.
 func (p Publisher) Publish(e Estimate) {
 	if p.Shm != nil {
-		p.Shm.Publish(p.Model(), e)
+		e = p.Shm.Publish(p.Model(), e)
 	}
 	if p.Clock != nil {
 		p.Clock.SetEstimate(e)
