@@ -102,6 +102,10 @@ func TestSecondDaemonRefused(t *testing.T) {
 	if _, err := r.Now(); err != nil {
 		t.Fatalf("the live segment after the refusals: %v", err)
 	}
+	// The daemon's default void window is 5 s of boottime.
+	if in, err := r.Inspect(); err != nil || in.Stamp.VoidAfterNS-in.Stamp.BootNS != int64(truetime.DefaultVoidAfter) || truetime.DefaultVoidAfter != 5*time.Second {
+		t.Fatalf("void window: %+v %v", in.Stamp, err)
+	}
 }
 
 // Negative controls for TestSecondDaemonRefused, with the locks disabled:

@@ -181,6 +181,9 @@ func TestShmSuspendReaderSide(t *testing.T) {
 		if !errors.Is(err, ErrUnsynchronized) {
 			t.Fatalf("%v: %v must also match ErrUnsynchronized", tc, err)
 		}
+		if iv2, err2 := r.NowAt(h.raw, h.boot); iv2 != iv || !errors.Is(err2, tc.wantErr) {
+			t.Fatalf("%v: NowAt %+v %v differs from Now %+v %v", tc, iv2, err2, iv, err)
+		}
 		// Negative control.
 		r.noJudge = true
 		iv, err = r.Now()
@@ -429,8 +432,8 @@ func TestPublisherCarriesDisruption(t *testing.T) {
 	p.Publish(e)
 	h.run(time.Second)
 	h.suspend(30 * time.Second)
-	p.Publish(e)
-	if got := c.Estimate().Status; got != Disrupted {
+	pub := p.Publish(e)
+	if got := c.Estimate().Status; got != Disrupted || pub.Status != Disrupted {
 		t.Fatalf("in-process estimate after resume: %v", got)
 	}
 	if _, err := c.Now(); !errors.Is(err, ErrDisrupted) {

@@ -14,12 +14,14 @@ type Publisher struct {
 
 // Publish makes e visible to every reader. The in-process Clock gets the
 // estimate as the segment's writer published it: Disrupted while the
-// writer's Guard holds a suspend or VMClock disruption.
-func (p Publisher) Publish(e Estimate) {
+// writer's Guard holds a suspend or VMClock disruption. It returns that
+// estimate (for status logs and metrics).
+func (p Publisher) Publish(e Estimate) Estimate {
 	if p.Shm != nil {
 		e = p.Shm.Publish(p.Model(), e)
 	}
 	if p.Clock != nil {
 		p.Clock.SetEstimate(e)
 	}
+	return e
 }
