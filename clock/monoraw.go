@@ -15,6 +15,14 @@ static long long meridian_ns(clockid_t id) {
 typedef struct { long long raw, boot; } meridian_rawboot;
 // Two vDSO reads in one cgo call. rawFirst chooses the order; see RawBootNS
 // and BootRawNS for why the order matters.
+typedef struct { long long raw0, boot, raw1; } meridian_rawbootraw;
+static meridian_rawbootraw meridian_rawbootraw_read(void) {
+	meridian_rawbootraw r;
+	r.raw0 = meridian_ns(CLOCK_MONOTONIC_RAW);
+	r.boot = meridian_ns(CLOCK_BOOTTIME);
+	r.raw1 = meridian_ns(CLOCK_MONOTONIC_RAW);
+	return r;
+}
 static meridian_rawboot meridian_rawboot_read(int rawFirst) {
 	meridian_rawboot r;
 	if (rawFirst) {
@@ -48,6 +56,16 @@ func BootNS() int64 { return int64(C.meridian_ns(C.CLOCK_BOOTTIME)) }
 func RawBootNS() (raw, boot int64) {
 	r := C.meridian_rawboot_read(1)
 	return int64(r.raw), int64(r.boot)
+}
+
+// RawBootRawNS brackets a CLOCK_BOOTTIME read between two
+// CLOCK_MONOTONIC_RAW reads (one cgo call): the raw clock at the boottime
+// instant lies in [raw0, raw1] however long the thread was preempted
+// between the reads. A publisher compares two such brackets to bound a
+// suspend gap from below.
+func RawBootRawNS() (raw0, boot, raw1 int64) {
+	r := C.meridian_rawbootraw_read()
+	return int64(r.raw0), int64(r.boot), int64(r.raw1)
 }
 
 // BootRawNS reads CLOCK_BOOTTIME and then CLOCK_MONOTONIC_RAW in one cgo

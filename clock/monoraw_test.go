@@ -30,6 +30,14 @@ func TestRawBootReadTheNamedClocks(t *testing.T) {
 			}
 		}
 	}
+	for i := 0; i < 100; i++ {
+		r0, b0 := sys(unix.CLOCK_MONOTONIC_RAW), sys(unix.CLOCK_BOOTTIME)
+		raw0, boot, raw1 := RawBootRawNS()
+		r1, b1 := sys(unix.CLOCK_MONOTONIC_RAW), sys(unix.CLOCK_BOOTTIME)
+		if raw0 < r0 || raw1 < raw0 || raw1 > r1 || boot < b0 || boot > b1 {
+			t.Fatalf("RawBootRawNS: %d %d %d outside [%d, %d] / [%d, %d]", raw0, boot, raw1, r0, r1, b0, b1)
+		}
+	}
 	b0 := sys(unix.CLOCK_BOOTTIME)
 	b := BootNS()
 	if b1 := sys(unix.CLOCK_BOOTTIME); b < b0 || b > b1 {

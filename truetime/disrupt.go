@@ -129,7 +129,7 @@ type Guard struct {
 	GapTolPPB  float64 // 0 → DefaultGapTolPPB
 
 	init              bool
-	lastRaw, lastBoot int64
+	lastRaw, lastBoot int64 // lastRaw: the raw reading taken before lastBoot
 	lastMarker        uint64
 	heldAtLocal       int64 // local reading when the disruption was noticed
 	held              bool
@@ -147,16 +147,19 @@ func (g *Guard) tol() (int64, float64) {
 	return slack, tol
 }
 
-// Check takes one publish instant — raw and boot readings (RawBootNS order),
-// the VMClock marker and the local clock's reading at raw — and the estimate
-// about to be published, and returns the estimate to publish: e itself, or
-// e with Status Disrupted while a disruption is held. gapNS is the gap
-// detected at this call (0 if none): the time the local clock missed.
-func (g *Guard) Check(raw, boot int64, marker uint64, localNS int64, e Estimate) (out Estimate, gapNS int64) {
+// Check takes one publish instant — a boottime reading bracketed by raw
+// readings raw0 ≤ (raw at boot) ≤ raw1 (clock.RawBootRawNS), the VMClock
+// marker and the local clock's reading at raw0 — and the estimate about to
+// be published, and returns the estimate to publish: e itself, or e with
+// Status Disrupted while a disruption is held. gapNS is the gap detected at
+// this call (0 if none): the time the local clock missed. The gap is bounded
+// from below with the brackets, so a thread preempted between its clock
+// reads never looks like a suspend.
+func (g *Guard) Check(raw0, boot, raw1 int64, marker uint64, localNS int64, e Estimate) (out Estimate, gapNS int64) {
 	slack, tol := g.tol()
 	if g.init {
 		db := boot - g.lastBoot
-		gap := GapNS(g.lastRaw, g.lastBoot, raw, boot)
+		gap := GapNS(g.lastRaw, g.lastBoot, raw1, boot)
 		moved := marker != 0 && g.lastMarker != 0 && marker != g.lastMarker
 		if moved || !gapTolerated(gap, db, slack, tol) {
 			g.held, g.heldAtLocal = true, localNS
@@ -164,7 +167,7 @@ func (g *Guard) Check(raw, boot int64, marker uint64, localNS int64, e Estimate)
 			g.lastGap = gapNS
 		}
 	}
-	g.init, g.lastRaw, g.lastBoot, g.lastMarker = true, raw, boot, marker
+	g.init, g.lastRaw, g.lastBoot, g.lastMarker = true, raw0, boot, marker
 	if g.held && e.Status != Unsynchronized && e.LastSampleNS > g.heldAtLocal {
 		g.held = false
 	}

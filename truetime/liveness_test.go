@@ -443,3 +443,37 @@ func TestPublisherCarriesDisruption(t *testing.T) {
 		t.Fatalf("shm read: %v", err)
 	}
 }
+
+// A publisher preempted between its clock reads (5 ms, far above the
+// 1.5 ms tolerance over a 1 s tick) is not a suspend: the gap is bounded
+// from below with the raw reads that bracket the boottime read. Negative
+// control: without the bracket (raw1 = raw0) the same readings look like a
+// 5 ms gap and the clock would read disrupted until the next sample.
+func TestGuardPreemptionIsNotAGap(t *testing.T) {
+	_, e := sampleEstimate(1)
+	e.Status, e.LastSampleNS = Synchronized, 0 // no sample after the publishes below
+	for _, bracket := range []bool{true, false} {
+		var g Guard
+		g.Check(100e9, 200e9, 100e9, 0, 1, e) // a prompt publish
+		// One second later, preempted 5 ms between the raw and boot reads.
+		const ms = int64(time.Millisecond)
+		raw0, boot, raw1 := int64(101e9), int64(201e9)+5*ms, int64(101e9)+5*ms
+		if !bracket {
+			raw1 = raw0
+		}
+		out, gap := g.Check(raw0, boot, raw1, 0, 2, e)
+		if bracket && (out.Status != Synchronized || gap != 0) {
+			t.Fatalf("with the bracket: %v gap %v", out.Status, time.Duration(gap))
+		}
+		if !bracket && out.Status != Disrupted {
+			t.Fatalf("negative control: without the bracket the preemption should look like a gap: %v", out.Status)
+		}
+	}
+	// A real 2 s suspend is still seen through the bracket.
+	const ms = int64(time.Millisecond)
+	var g Guard
+	g.Check(100e9, 200e9, 100e9, 0, 1, e)
+	if out, gap := g.Check(101e9, 203e9, 101e9+ms, 0, 2, e); out.Status != Disrupted || gap < 2e9-ms {
+		t.Fatalf("2 s suspend: %v gap %v", out.Status, time.Duration(gap))
+	}
+}

@@ -178,8 +178,8 @@ type ShmOptions struct {
 	GapSlack  time.Duration
 	GapTolPPB float64
 	// Clocks reads (CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME); nil → the vDSO
-	// (clock.RawBootNS for a writer, clock.BootRawNS for a reader). Tests
-	// pass fakes.
+	// (clock.RawBootRawNS for a writer, clock.BootRawNS for a reader).
+	// Tests and the simulator pass fakes.
 	Clocks func() (raw, boot int64)
 	// VMClock is the VMClock device; "" → /dev/vmclock0 when it exists,
 	// "-" → none.
@@ -310,10 +310,16 @@ func (w *ShmWriter) store(m clock.Linear, e Estimate, s Stamp) {
 // VMClock marker change). Callers that also serve the estimate in process
 // should use the returned one. It does not allocate.
 func (w *ShmWriter) Publish(m clock.Linear, e Estimate) Estimate {
-	raw, boot := w.clocks()
+	var raw, boot, raw1 int64
+	if w.fake {
+		raw, boot = w.clocks()
+		raw1 = raw
+	} else {
+		raw, boot, raw1 = clock.RawBootRawNS()
+	}
 	marker := w.vm.marker()
 	if !w.noGuard {
-		e, _ = w.guard.Check(raw, boot, marker, m.At(raw), e)
+		e, _ = w.guard.Check(raw, boot, raw1, marker, m.At(raw), e)
 	}
 	w.lastM, w.lastE = m, e
 	s := Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void, GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker}
@@ -337,13 +343,6 @@ func (w *ShmWriter) keepStamp(s Stamp) {
 // shm readers do — notably right after a resume, before the next publish.
 // Safe to call concurrently with Publish and after Close.
 func (w *ShmWriter) Check() error {
-	var raw, boot int64
-	if w.fake {
-		raw, boot = w.clocks()
-	} else {
-		raw, boot = clock.BootRawNS()
-	}
-	marker := w.vm.marker()
 	var v [6]uint64
 	for {
 		s1 := w.stampSeq.Load()
@@ -360,7 +359,15 @@ func (w *ShmWriter) Check() error {
 	}
 	s := Stamp{RawNS: int64(v[0]), BootNS: int64(v[1]), VoidAfterNS: int64(v[2]), GapSlackNS: int64(v[3]),
 		GapTolPPB: math.Float64frombits(v[4]), Marker: v[5]}
-	switch Judge(s, raw, boot, marker) {
+	// The clocks after the stamp: a publish racing this check cannot make
+	// the stamp look newer than the reading.
+	var raw, boot int64
+	if w.fake {
+		raw, boot = w.clocks()
+	} else {
+		raw, boot = clock.BootRawNS()
+	}
+	switch Judge(s, raw, boot, w.vm.marker()) {
 	case Void:
 		return ErrUnsynchronized
 	case Gap:
@@ -563,12 +570,12 @@ type Inspection struct {
 // Inspect is Snapshot (checksum verified) plus the liveness and disruption
 // verdict and the interval Now would return.
 func (r *ShmReader) Inspect() (Inspection, error) {
-	raw, boot := r.clocks()
-	marker := r.vm.marker()
 	m, e, s, err := r.snapshot()
 	if err != nil {
 		return Inspection{}, err
 	}
+	raw, boot := r.clocks()
+	marker := r.vm.marker()
 	in := Inspection{Model: m, Estimate: e, Stamp: s, LocalNS: m.At(raw), BootNS: boot, Verdict: Judge(s, raw, boot, marker)}
 	in.Interval = r.bound(m, e, s, raw, boot, marker)
 	return in, nil
@@ -593,14 +600,10 @@ func (r *ShmReader) bound(m clock.Linear, e Estimate, s Stamp, raw, boot int64, 
 // ErrDisrupted when the clocks diverged since the publish (Judge). It does
 // not allocate. The seqlock alone guarantees a whole snapshot here; the
 // checksum (a corruption check) is left to Snapshot to keep this path fast.
+//
+// The clocks are read after the snapshot is copied: the stamp then never
+// looks newer than the reading, however long the reader was preempted.
 func (r *ShmReader) Now() (Interval, error) {
-	var raw, boot int64
-	if r.fakeClocks {
-		raw, boot = r.clocks()
-	} else {
-		raw, boot = clock.BootRawNS() // a direct call: the fast path
-	}
-	marker := r.vm.marker()
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	if !ok {
@@ -609,6 +612,13 @@ func (r *ShmReader) Now() (Interval, error) {
 	if seq == 0 {
 		return Interval{}, ErrUnsynchronized
 	}
+	var raw, boot int64
+	if r.fakeClocks {
+		raw, boot = r.clocks()
+	} else {
+		raw, boot = clock.BootRawNS() // a direct call: the fast path
+	}
+	marker := r.vm.marker()
 	m, e := decode(&w)
 	iv := r.bound(m, e, decodeStamp(&w), raw, boot, marker)
 	return iv, readErr(iv.Status)
