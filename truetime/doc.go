@@ -167,11 +167,13 @@
 //   - Reader side (Judge): gap = (boot − stamp boot) − (raw − stamp raw).
 //     A gap above GapSlack (1 ms) + GapTolPPB (500 ppm, the most the kernel
 //     slews CLOCK_MONOTONIC against the raw clock) × elapsed boottime makes
-//     the read Disrupted. Clocks are read boot-then-raw by readers and
-//     raw-then-boot by the writer, so a preemption between the two reads
-//     can only shrink a gap, never invent one.
+//     the read Disrupted. Readers copy the snapshot first and then read
+//     boot, then raw; the writer stamps a raw read taken before its boot
+//     read. A preemption between any two reads can only shrink a gap or
+//     age the reading, never invent a gap or a stamp from the future.
 //   - Writer side (Guard): the same comparison between consecutive
-//     publishes. On a gap the writer publishes Disrupted (Publish returns
+//     publishes, with each boot read bracketed by two raw reads
+//     (clock.RawBootRawNS) so that the gap is bounded from below. On a gap the writer publishes Disrupted (Publish returns
 //     the estimate it published) until an estimate carries a sample taken
 //     after the gap was noticed (LastSampleNS later than the local reading
 //     at detection).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,6 +89,24 @@ func TestUnsynchronizedExits1(t *testing.T) {
 	}
 	if out, err := runCtl("--shm", p, "status", "--json"); err != nil || !strings.Contains(out, `"status":"unsynchronized"`) {
 		t.Fatalf("status of an unsynchronized clock: %q %v", out, err)
+	}
+}
+
+// A segment behind a symlink (another user may have planted it) is refused
+// with exit status 2 and a message saying why.
+func TestUntrustedShmRefused(t *testing.T) {
+	p := publish(t, truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 5000, MaxErrorNS: 1e9})
+	link := filepath.Join(t.TempDir(), "link.shm")
+	if err := os.Symlink(p, link); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runCtl("--shm", link, "now")
+	var e exitError
+	if !errors.As(err, &e) || e.code != 2 || !strings.Contains(e.msg, "refusing") || !strings.Contains(e.msg, "symlink") {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := runCtl("--shm", p, "now"); err != nil {
+		t.Fatalf("the real path: %v", err)
 	}
 }
 
