@@ -115,10 +115,11 @@
 // CLOCK_BOOTTIME and CLOCK_MONOTONIC_RAW through the vDSO (one cgo call),
 // judges the stamp (Judge), applies the model and calls Bound — no system
 // call, no lock, no allocation. Measured here (BenchmarkShmNow,
-// BenchmarkShmNowVsMonoRaw): ~130 ns a read, about 2× a bare vDSO
-// CLOCK_MONOTONIC_RAW read, against ~100 ns and 1.45× for version 1; the
-// difference is the second clock read (BenchmarkRawBoot), which through a
-// system call would cost ~330 ns more (BenchmarkBootSyscall). Version
+// BenchmarkShmNowVsMonoRaw): ~120 ns a read, 2–2.4× a bare vDSO
+// CLOCK_MONOTONIC_RAW read (45 ns), against ~95–100 ns and 1.45× for
+// version 1 (BenchmarkShmNowV1Path): the difference is the second clock
+// read (BenchmarkRawBoot, 68 ns for the pair in one cgo call); CLOCK_BOOTTIME
+// through a system call alone costs ~300 ns (BenchmarkBootSyscall). Version
 // mismatches are refused with ErrShmVersion (version 1 segments too: they
 // carry no heartbeat); a checksum word catches torn or corrupt copies
 // (Snapshot and Inspect verify it).
