@@ -191,6 +191,22 @@ func TestImplementationsReportDisrupted(t *testing.T) {
 	if err != nil || st.Status != timev1.ClockStatus_CLOCK_STATUS_DISRUPTED || st.Interval != nil {
 		t.Fatalf("Status: %v %v", st, err)
 	}
+
+	// A synchronized estimate, but the clock's check (meridiand installs its
+	// shm writer's) reports a disruption noticed before the next publish:
+	// Now and Status agree.
+	f.publish(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: int64(time.Millisecond),
+		DriftBoundPPB: 15000, MaxErrorNS: int64(time.Second)})
+	if _, err := g.Now(ctx); err != nil {
+		t.Fatalf("synchronized: %v", err)
+	}
+	f.tt.SetCheck(func() error { return truetime.ErrDisrupted })
+	if _, err := g.Now(ctx); !errors.Is(err, truetime.ErrDisrupted) {
+		t.Fatalf("Now with a failing check: %v", err)
+	}
+	if st, err := g.Service().Status(ctx, &timev1.StatusRequest{}); err != nil || st.Status != timev1.ClockStatus_CLOCK_STATUS_DISRUPTED {
+		t.Fatalf("Status with a failing check: %v %v", st, err)
+	}
 }
 
 // A unix socket reached through a symlink is refused before dialling: a

@@ -182,7 +182,7 @@ func (s *Service) WaitUntilAfter(ctx context.Context, r *timev1.TimestampRequest
 func (s *Service) status() *timev1.StatusResponse {
 	e := s.opt.TT.Estimate()
 	now := s.opt.TT.LocalNS()
-	iv := truetime.Bound(now, e)
+	iv, _ := s.opt.TT.Now() // with the clock's check: a stalled publisher or a resume shows here too
 	r := &timev1.StatusResponse{
 		Status:           StatusOf(iv.Status),
 		Leap:             timev1.LeapIndicator(e.Leap),
