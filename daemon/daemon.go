@@ -550,7 +550,14 @@ func (d *Daemon) update() {
 		e = d.localReference(now)
 	}
 	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
-	d.pub.Publish(e)
+	seen := d.shm.Disruptions()
+	e = d.pub.Publish(e)
+	if d.shm.Disruptions() != seen {
+		// A suspend or VM pause: what was measured before it is void.
+		d.loop.Disrupted()
+		d.stepGen.Store(d.loop.Gen())
+		d.log.Warn("clock disrupted (suspend, VM pause or migration): samples dropped, re-acquiring")
+	}
 	d.m.observe(e, u.Sources, d.clk.NowNS())
 	d.reportsMu.Lock()
 	for _, r := range u.Sources {

@@ -75,6 +75,28 @@ type Discipline struct {
 	prevFloorAt      int64
 }
 
+// Disrupted forgets everything measured against the local clock before a
+// disruption (a suspend or VM pause stopped the raw counter, a VMClock
+// marker moved): samples, the regression and the estimate, since the gap
+// between the oscillator's timescale and true time is not known well enough
+// to carry them across. The frequency correction and the TrueTime floor
+// stay. The clock is unsynchronized until new samples, and may be stepped
+// again as at a start.
+func (d *Discipline) Disrupted(nowNS int64) {
+	if d.haveEst {
+		d.noteFloor(nowNS)
+	}
+	for _, src := range d.srcs {
+		src.samples = src.samples[:0]
+		src.usedU = 0
+	}
+	d.reg = d.reg[:0]
+	d.fit = fit{}
+	d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
+	d.haveEst = false
+	d.updates = 0
+}
+
 // Faults counts selections that missed the previous estimate carried
 // forward: a reference stepped, or the assumptions broke.
 func (d *Discipline) Faults() int { return d.faults }

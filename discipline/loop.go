@@ -65,3 +65,10 @@ func (l *Loop) Update() (Update, error) {
 	}
 	return u, nil
 }
+
+// Disrupted tells the loop that the clock it steers lost time it cannot
+// account for (see Discipline.Disrupted); exchanges in flight are dropped.
+func (l *Loop) Disrupted() {
+	l.d.Disrupted(l.clk.NowNS())
+	l.gen++
+}

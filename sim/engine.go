@@ -32,6 +32,9 @@ type Options struct {
 	// client sees it: tests use it to prove that a wire-format or server bug
 	// shows up in the simulator.
 	MutateReply func(src int, reply []byte)
+	// NoDisruptionCheck turns the suspend and liveness checks off, in the
+	// readers and in the writer: the negative control for host suspends.
+	NoDisruptionCheck bool
 	// ShmDir is where the host's shared-memory segment lives; "" means a
 	// fresh temporary directory, removed at the end.
 	ShmDir string
@@ -46,6 +49,7 @@ type Result struct {
 	Violations      int // reads whose interval missed the truth (see TruthMode)
 	Backwards       int // reads whose latest fell below an earlier read's earliest
 	ShmMismatches   int // reads where shared memory and the in-process clock disagreed
+	DisruptedReads  int // reads refused as disrupted (after a suspend, before a new sample)
 	ErrP50, ErrP99  float64
 	ErrMax          float64
 	EpsP50, EpsP99  float64
@@ -247,12 +251,19 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 	h.loop = discipline.NewLoop(disc, h.clk)
 	h.tt = truetime.NewClock(h.clk, fake.PanicTimers{})
 	path := filepath.Join(shmDir, "truetime.shm")
-	if h.shmW, err = truetime.CreateShm(path); err != nil {
+	// The segment stamps and judges its snapshots with the simulated
+	// CLOCK_MONOTONIC_RAW (the oscillator, which stops in a suspend) and
+	// CLOCK_BOOTTIME (true time, which does not).
+	shmOpt := truetime.ShmOptions{Clocks: r.clocks, VMClock: "-", NoGuard: r.opt.NoDisruptionCheck}
+	if h.shmW, err = truetime.CreateShmWith(path, shmOpt); err != nil {
 		return err
 	}
 	if h.shmR, err = truetime.OpenShm(path); err != nil {
 		h.shmW.Close()
 		return err
+	}
+	if !r.opt.NoDisruptionCheck {
+		h.tt.SetCheck(h.shmW.Check) // in-process reads fail when shm reads would, as in meridiand
 	}
 	h.pub = truetime.Publisher{Clock: h.tt, Shm: h.shmW, Model: h.clk.Model}
 	for i, s := range sc.Sources {
@@ -318,6 +329,11 @@ func Run(sc Scenario, opt Options) (Result, error) {
 				// arrives meanwhile is lost. Its timers fire at resume.
 				if e.kind != evAtHost {
 					e.at = wake
+					if e.kind == evTick {
+						// Readers resume with the host; the loop's next
+						// update comes a little later.
+						e.at += sec(r.sc.TickS / 2)
+					}
 					r.push(e)
 				}
 				continue
@@ -369,6 +385,11 @@ func Run(sc Scenario, opt Options) (Result, error) {
 	return r.res, nil
 }
 
+// clocks reads the simulated CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME.
+func (r *runner) clocks() (raw, boot int64) {
+	return r.h.osc.RawAt(r.now), r.now - startTrueNS + 1_000_000_000_000
+}
+
 // suspendedUntil reports whether the host is suspended at true time t and
 // when it resumes.
 func (r *runner) suspendedUntil(t int64) (int64, bool) {
@@ -402,7 +423,13 @@ func (r *runner) tick() error {
 	if err != nil {
 		return err
 	}
+	seen := r.h.shmW.Disruptions()
 	r.h.pub.Publish(u.Estimate)
+	if r.h.shmW.Disruptions() != seen {
+		r.h.loop.Disrupted() // as meridiand does
+		clear(r.hasSample)   // the discipline forgot every sample
+		clear(r.newestLies)
+	}
 	r.res.Falsetickers = r.res.Falsetickers[:0]
 	for _, s := range u.Sources {
 		if s.State == discipline.SourceFalseticker {
@@ -419,12 +446,21 @@ func (r *runner) tick() error {
 func (r *runner) read() (st truetime.Status, errUS, epsUS float64, ok bool) {
 	local := r.h.clk.NowNS()
 	iv, err := r.h.tt.Now()
-	ivShm, errShm := r.h.shmR.NowAtRaw(r.h.osc.RawAt(r.now))
+	var ivShm truetime.Interval
+	var errShm error
+	if r.opt.NoDisruptionCheck {
+		ivShm, errShm = r.h.shmR.NowAtRaw(r.h.osc.RawAt(r.now))
+	} else {
+		ivShm, errShm = r.h.shmR.NowAt(r.clocks())
+	}
 	if (err == nil) != (errShm == nil) || (err == nil && iv != ivShm) {
 		r.res.ShmMismatches++
 		r.fail("shm", "shared memory read %+v (%v) differs from in-process %+v (%v) at t=%.3fs", ivShm, errShm, iv, err, float64(r.now-startTrueNS)/1e9)
 	}
 	if err != nil {
+		if errors.Is(err, truetime.ErrDisrupted) {
+			r.res.DisruptedReads++
+		}
 		return iv.Status, 0, 0, false
 	}
 	if iv.LatestNS < r.maxEarliest {
@@ -618,6 +654,9 @@ func (r *runner) summarise(errs, epss []float64, synced int, last truetime.Statu
 		if !slices.Contains(res.Falsetickers, want) {
 			r.fail("ft", "source %s not flagged as falseticker (flagged: %v)", want, res.Falsetickers)
 		}
+	}
+	if x.DisruptedSeen && res.DisruptedReads == 0 {
+		r.fail("disrupted", "no read reported disrupted")
 	}
 	if x.HoldoverSeen && !res.HoldoverSeen {
 		r.fail("ho", "never reported holdover")

@@ -54,6 +54,18 @@ func Generate(seed uint64, i int) Scenario {
 		v := round3(math.Max(-500, math.Min(500, -h.FreqErrorPPM+u(-5, 5))))
 		h.DriftFilePPM = &v
 	}
+	if pick(0.15) {
+		// Host suspends (CLOCK_MONOTONIC_RAW stops), from half a second to
+		// two hours; the run goes on after the last one.
+		at := 0.0
+		for range 1 + rng.IntN(2) {
+			at += math.Round(u(60, sc.DurationS/2))
+			d := round3(0.5 * math.Pow(14400, rng.Float64()))
+			h.Suspends = append(h.Suspends, Suspend{AtS: at, DurationS: d})
+			at += d
+		}
+		sc.DurationS = math.Round(at + u(300, 900))
+	}
 	if pick(0.25) {
 		sc.Discipline.Servo = "pi"
 	}

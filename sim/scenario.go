@@ -106,6 +106,7 @@ type Expect struct {
 	SettleS         float64  `yaml:"settle_s"`          // reads before this are not checked against MaxAbsErrorUS
 	Falsetickers    []string `yaml:"falsetickers"`      // sources that must be flagged at the end
 	HoldoverSeen    bool     `yaml:"holdover_seen"`     // some read must report holdover
+	DisruptedSeen   bool     `yaml:"disrupted_seen"`    // some read must be refused as disrupted
 	UnsyncAfterSync bool     `yaml:"unsync_after_sync"` // some read after first sync must be unsynchronized
 	SyncedAtEnd     bool     `yaml:"synced_at_end"`     // last read synchronized
 	MinSteps        int      `yaml:"min_steps"`         // clock steps at least

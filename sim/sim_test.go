@@ -124,6 +124,27 @@ func TestWireBugIsCaught(t *testing.T) {
 	}
 }
 
+// Suspends: with the checks every read after a resume is refused until a
+// new sample (0 violations, TestMatrixContainment); without them the reads
+// right after the resume miss true time by the sleep.
+func TestNegativeControlSuspend(t *testing.T) {
+	for _, name := range []string{"suspend-3s", "suspend-10s-and-1h"} {
+		var sc Scenario
+		for _, s := range loadMatrix(t) {
+			if s.Name == name {
+				sc = s
+			}
+		}
+		r, err := Run(sc, Options{NoDisruptionCheck: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Violations == 0 {
+			t.Errorf("%s: without the suspend checks, reads after the resume must miss true time\n%s", name, FormatTable([]Result{r}))
+		}
+	}
+}
+
 func violations(rs []Result, name string) int {
 	for _, r := range rs {
 		if r.Name == name {

@@ -184,23 +184,27 @@ type ShmOptions struct {
 	// VMClock is the VMClock device; "" → /dev/vmclock0 when it exists,
 	// "-" → none.
 	VMClock string
+	// NoGuard turns the publish-side disruption Guard off: negative
+	// controls only (meridiand never sets it).
+	NoGuard bool
 }
 
 const defaultVMClock = "/dev/vmclock0"
 
 // ShmWriter publishes snapshots. One goroutine may call Publish at a time.
 type ShmWriter struct {
-	f      *os.File
-	data   []byte
-	clocks func() (raw, boot int64)
-	vm     *vmClock
-	void   int64
-	slack  int64
-	tol    float64
-	guard  Guard
-	lastM  clock.Linear
-	lastE  Estimate
-	closed bool
+	disruptions atomic.Uint64
+	f           *os.File
+	data        []byte
+	clocks      func() (raw, boot int64)
+	vm          *vmClock
+	void        int64
+	slack       int64
+	tol         float64
+	guard       Guard
+	lastM       clock.Linear
+	lastE       Estimate
+	closed      bool
 
 	noGuard bool // test hook: the negative control without the publish-side Guard
 
@@ -249,7 +253,7 @@ func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
 		f.Close()
 		return nil, fmt.Errorf("truetime: mmap %s: %w", path, err)
 	}
-	w := &ShmWriter{f: f, data: data, clocks: o.Clocks, void: int64(o.VoidAfter),
+	w := &ShmWriter{f: f, data: data, clocks: o.Clocks, void: int64(o.VoidAfter), noGuard: o.NoGuard,
 		slack: int64(o.GapSlack), tol: o.GapTolPPB, fake: o.Clocks != nil}
 	if w.clocks == nil {
 		w.clocks = clock.RawBootNS
@@ -319,7 +323,10 @@ func (w *ShmWriter) Publish(m clock.Linear, e Estimate) Estimate {
 	}
 	marker := w.vm.marker()
 	if !w.noGuard {
-		e, _ = w.guard.Check(raw, boot, raw1, marker, m.At(raw), e)
+		var gap int64
+		if e, gap = w.guard.Check(raw, boot, raw1, marker, m.At(raw), e); gap > 0 {
+			w.disruptions.Add(1)
+		}
 	}
 	w.lastM, w.lastE = m, e
 	s := Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void, GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker}
@@ -379,6 +386,11 @@ func (w *ShmWriter) Check() error {
 // Heartbeat republishes the last snapshot with fresh stamps, for a caller
 // that has no new estimate this period.
 func (w *ShmWriter) Heartbeat() Estimate { return w.Publish(w.lastM, w.lastE) }
+
+// Disruptions counts the disruptions (suspends, VMClock events) noticed by
+// Publish so far: a change tells the caller to forget what it measured
+// before (discipline.Loop.Disrupted).
+func (w *ShmWriter) Disruptions() uint64 { return w.disruptions.Load() }
 
 // Disruption reports whether the writer holds a disruption (publishing
 // Disrupted) and the last gap it detected, in ns.
