@@ -9,8 +9,10 @@ import (
 
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // frozenReader is a clock that never moves: the interval, and so the
@@ -25,15 +27,15 @@ func (f frozenReader) NowNS() int64 { return int64(f) }
 // and the gRPC service over that same truetime.Clock.
 func frozenSources(t *testing.T, nowNS int64, e truetime.Estimate) map[string]client.TimeSource {
 	t.Helper()
-	tt := truetime.NewClock(frozenReader(nowNS), clock.RealTimers())
+	tt := truetime.NewClock(frozenReader(nowNS), hostclock.RealTimers())
 	tt.SetEstimate(e)
 	shmPath := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := truetime.CreateShm(shmPath)
+	w, err := shm.Create(shmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	w.Publish(clock.Linear{BaseNS: nowNS, BaseRawNS: clock.MonoRawNS(), FreqPPB: -1e9}, e)
+	w.Publish(clock.Linear{BaseNS: nowNS, BaseRawNS: hostclock.MonoRawNS(), FreqPPB: -1e9}, e)
 	svc, err := timeservice.NewService(timeservice.Options{TT: tt})
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ import (
 	"github.com/meridiantime/meridian/internal/addr"
 	"github.com/meridiantime/meridian/internal/fsown"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // TimeSource is TrueTime as an application sees it.
@@ -106,11 +107,11 @@ func (Local) Close() error { return nil }
 // ---- shared memory ----
 
 // Shm is a TimeSource over the daemon's shared-memory segment.
-type Shm struct{ r *truetime.ShmReader }
+type Shm struct{ r *shm.Reader }
 
 // OpenShm maps the segment at path.
 func OpenShm(path string) (*Shm, error) {
-	r, err := truetime.OpenShm(path)
+	r, err := shm.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +236,7 @@ type GRPC struct {
 // DialGRPC returns a TimeSource over a new connection to address.
 //
 // A unix socket must sit in a directory only root, this user or a user root
-// handed the directory to can write (the rule truetime.OpenShm applies to
+// handed the directory to can write (the rule shm.Open applies to
 // the segment): a socket another local user planted would answer with any
 // time it likes.
 func DialGRPC(address string, t TLS) (*GRPC, error) {

@@ -14,8 +14,10 @@ import (
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,21 +29,21 @@ type fixture struct {
 	tt      *truetime.Clock
 	shmPath string
 	addr    string
-	w       *truetime.ShmWriter
+	w       *shm.Writer
 	model   clock.Linear
 }
 
 type modelReader struct{ m clock.Linear }
 
-func (r modelReader) NowNS() int64 { return r.m.At(clock.MonoRawNS()) }
+func (r modelReader) NowNS() int64 { return r.m.At(hostclock.MonoRawNS()) }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{shmPath: filepath.Join(t.TempDir(), "tt.shm")}
-	f.model = clock.Linear{BaseNS: time.Now().UnixNano(), BaseRawNS: clock.MonoRawNS()}
-	f.tt = truetime.NewClock(modelReader{f.model}, clock.RealTimers())
+	f.model = clock.Linear{BaseNS: time.Now().UnixNano(), BaseRawNS: hostclock.MonoRawNS()}
+	f.tt = truetime.NewClock(modelReader{f.model}, hostclock.RealTimers())
 	var err error
-	if f.w, err = truetime.CreateShm(f.shmPath); err != nil {
+	if f.w, err = shm.Create(f.shmPath); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.w.Close() })
@@ -98,10 +100,10 @@ func TestImplementationsAgreePlumbing(t *testing.T) {
 			t.Fatalf("%s After unsynchronized: %v", name, err)
 		}
 	}
-	now := f.model.At(clock.MonoRawNS())
+	now := f.model.At(hostclock.MonoRawNS())
 	f.publish(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: int64(time.Millisecond),
 		DriftBoundPPB: 15000, MaxErrorNS: int64(time.Second)})
-	truth := func() int64 { return f.model.At(clock.MonoRawNS()) }
+	truth := func() int64 { return f.model.At(hostclock.MonoRawNS()) }
 	for name, s := range srcs {
 		for i := 0; i < 50; i++ {
 			lo := truth()
@@ -143,7 +145,7 @@ func TestImplementationsAgreePlumbing(t *testing.T) {
 
 func BenchmarkNow(b *testing.B) {
 	f := newFixture(b)
-	now := f.model.At(clock.MonoRawNS())
+	now := f.model.At(hostclock.MonoRawNS())
 	f.publish(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: int64(time.Hour)})
 	shm, _ := client.OpenShm(f.shmPath)
 	defer shm.Close()
@@ -170,7 +172,7 @@ func TestImplementationsReportDisrupted(t *testing.T) {
 	srcs := f.sources(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	now := f.model.At(clock.MonoRawNS())
+	now := f.model.At(hostclock.MonoRawNS())
 	f.publish(truetime.Estimate{Status: truetime.Disrupted, LocalNS: now, LastSampleNS: now, Eps0NS: int64(time.Millisecond),
 		DriftBoundPPB: 15000, MaxErrorNS: int64(time.Second)})
 	for name, s := range srcs {

@@ -32,7 +32,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
@@ -43,6 +43,7 @@ import (
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // Options tune the daemon beyond the config file (tests use short ticks).
@@ -66,9 +67,9 @@ type Daemon struct {
 	clk  *virtual.Clock
 	disc *discipline.Discipline
 	loop *discipline.Loop
-	pub  truetime.Publisher
+	pub  shm.Publisher
 	tt   *truetime.Clock
-	shm  *truetime.ShmWriter
+	shm  *shm.Writer
 	m    *metrics
 
 	ShmPath   string
@@ -363,7 +364,7 @@ func (d *Daemon) MetricsAddr() string {
 // Start opens files and listeners; Run then serves until ctx ends.
 //
 // Ownership comes first: the state directory's lock, then the segment's
-// (truetime.CreateShmWith); a second daemon pointed at either refuses here
+// (shm.CreateWith); a second daemon pointed at either refuses here
 // and leaves the live daemon's files byte-identical. Any later failure
 // marks the segment stopped and releases both locks.
 func (d *Daemon) Start() (err error) {
@@ -375,7 +376,7 @@ func (d *Daemon) Start() (err error) {
 			_ = d.releaseDirs()
 		}
 	}()
-	if d.shm, err = truetime.CreateShmWith(d.ShmPath, truetime.ShmOptions{VoidAfter: d.opt.ShmVoidAfter}); err != nil {
+	if d.shm, err = shm.CreateWith(d.ShmPath, shm.Options{VoidAfter: d.opt.ShmVoidAfter}); err != nil {
 		return err
 	}
 	freq, err := ReadDriftFile(d.driftPath)
@@ -396,9 +397,9 @@ func (d *Daemon) Start() (err error) {
 		return err
 	}
 	d.loop = discipline.NewLoop(d.disc, d.clk)
-	d.tt = truetime.NewClock(d.clk, clock.RealTimers())
+	d.tt = truetime.NewClock(d.clk, hostclock.RealTimers())
 	d.tt.SetCheck(d.shm.Check) // in-process reads fail when shm reads would (suspend, stalled loop)
-	d.pub = truetime.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model}
+	d.pub = shm.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model}
 	d.m = newMetrics()
 	if d.cfg.Metrics.Listen != "" {
 		if d.metricsLn, err = net.Listen("tcp", d.cfg.Metrics.Listen); err != nil {

@@ -14,9 +14,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -66,18 +67,18 @@ func runDaemonOpt(t *testing.T, cfg *config.Config, opt Options) (*Daemon, conte
 // truth (the host clock), the injected clock_offset shows up.
 func TestLocalReferenceShmPlumbing(t *testing.T) {
 	d, cancel, done := startDaemon(t, "local_stratum: 1\nclock_offset: +2.5ms\n")
-	r, err := truetime.OpenShm(d.ShmPath)
+	r, err := shm.Open(d.ShmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	for i := 0; i < 200; i++ {
 		rt0 := time.Now().UnixNano()
-		raw0 := clock.MonoRawNS()
+		raw0 := hostclock.MonoRawNS()
 		iv, err := r.Now()
 		rt1 := time.Now().UnixNano()
 		m, _, _ := r.Snapshot()
-		raw1 := clock.MonoRawNS()
+		raw1 := hostclock.MonoRawNS()
 		if err != nil {
 			t.Fatalf("read %d: %v", i, err)
 		}

@@ -20,12 +20,13 @@ import (
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/hlc/hlcfile"
 	"github.com/meridiantime/meridian/internal/testcerts"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // End to end over gRPC: B starts 3 ms behind reference A and disciplines
@@ -64,7 +65,7 @@ grpc:
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
 	}
-	ra, err := truetime.OpenShm(a.ShmPath)
+	ra, err := shm.Open(a.ShmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +75,16 @@ grpc:
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m.At(clock.MonoRawNS())
+		return m.At(hostclock.MonoRawNS())
 	}
-	rb, err := truetime.OpenShm(b.ShmPath)
+	rb, err := shm.Open(b.ShmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rb.Close()
 	// Control: B's raw clock really is ~3 ms off A's, so an interval
 	// around it (ε well under 3 ms) would miss the truth.
-	if mb, _, _ := rb.Snapshot(); time.Duration(mb.At(clock.MonoRawNS())-truth()).Abs() < 2*time.Millisecond {
+	if mb, _, _ := rb.Snapshot(); time.Duration(mb.At(hostclock.MonoRawNS())-truth()).Abs() < 2*time.Millisecond {
 		t.Fatal("B does not start offset from A: the containment check would prove nothing")
 	}
 

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // meridiand as client of meridiand: B starts 3 ms behind A and polls A over
@@ -22,12 +23,12 @@ func TestMeridianClientOfMeridianServer(t *testing.T) {
 	b, cancelB, doneB := startDaemon(t, fmt.Sprintf(
 		"local_stratum: 0\nclock_offset: -3ms\nsources: [{type: ntp, address: %q, poll: 250ms}]\n", a.NTPServerAddr()))
 	defer func() { cancelB(); <-doneB }()
-	ra, err := truetime.OpenShm(a.ShmPath)
+	ra, err := shm.Open(a.ShmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ra.Close()
-	rb, err := truetime.OpenShm(b.ShmPath)
+	rb, err := shm.Open(b.ShmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestMeridianClientOfMeridianServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw := clock.MonoRawNS()
+		raw := hostclock.MonoRawNS()
 		truth := ma.At(raw) // A is the reference
 		iv := truetime.Bound(mb.At(raw), eb)
 		if iv.Status == truetime.Unsynchronized {

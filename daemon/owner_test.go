@@ -14,6 +14,7 @@ import (
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/internal/fsown"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 func needRoot(t *testing.T) {
@@ -27,13 +28,13 @@ func needRoot(t *testing.T) {
 }
 
 // ownerConfig is a local-reference daemon on the given files.
-func ownerConfig(t *testing.T, shm, state, offset string) *config.Config {
+func ownerConfig(t *testing.T, segPath, state, offset string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte("local_stratum: 1\nclock_offset: " + offset + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Shm.Path, cfg.StateDir = shm, state
+	cfg.Shm.Path, cfg.StateDir = segPath, state
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.GRPC.Listen = nil
 	return cfg
@@ -68,19 +69,19 @@ func run(t *testing.T, d *Daemon) {
 // failed later (its metrics port is the first one's).
 func TestSecondDaemonRefused(t *testing.T) {
 	dir := t.TempDir()
-	shm, state := filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state")
-	a := newDaemon(t, ownerConfig(t, shm, state, "0s"), time.Hour)
+	segPath, state := filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state")
+	a := newDaemon(t, ownerConfig(t, segPath, state, "0s"), time.Hour)
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
 	run(t, a)
-	before, _ := os.ReadFile(shm)
+	before, _ := os.ReadFile(segPath)
 
-	for _, tc := range []struct{ name, shm, state, want string }{
-		{"same segment", shm, filepath.Join(dir, "state2"), "pid " + strconv.Itoa(os.Getpid())},
+	for _, tc := range []struct{ name, segPath, state, want string }{
+		{"same segment", segPath, filepath.Join(dir, "state2"), "pid " + strconv.Itoa(os.Getpid())},
 		{"same state dir", filepath.Join(dir, "other.shm"), state, "state_dir"},
 	} {
-		cfg := ownerConfig(t, tc.shm, tc.state, "+10s")
+		cfg := ownerConfig(t, tc.segPath, tc.state, "+10s")
 		cfg.Metrics.Listen = a.MetricsAddr()
 		b := newDaemon(t, cfg, 20*time.Millisecond)
 		err := b.Start()
@@ -90,11 +91,11 @@ func TestSecondDaemonRefused(t *testing.T) {
 		if !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want a refusal mentioning %q", tc.name, err, tc.want)
 		}
-		if after, _ := os.ReadFile(shm); !bytes.Equal(before, after) {
+		if after, _ := os.ReadFile(segPath); !bytes.Equal(before, after) {
 			t.Fatalf("%s: the refused daemon changed the live segment", tc.name)
 		}
 	}
-	r, err := truetime.OpenShm(shm)
+	r, err := shm.Open(segPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,19 +117,19 @@ func TestSecondDaemonWithoutLocks(t *testing.T) {
 	fsown.TestDisableLocks.Store(true)
 	defer fsown.TestDisableLocks.Store(false)
 	dir := t.TempDir()
-	shm := filepath.Join(dir, "tt.shm")
-	a := newDaemon(t, ownerConfig(t, shm, filepath.Join(dir, "a"), "0s"), time.Hour)
+	segPath := filepath.Join(dir, "tt.shm")
+	a := newDaemon(t, ownerConfig(t, segPath, filepath.Join(dir, "a"), "0s"), time.Hour)
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
 	run(t, a)
-	before, _ := os.ReadFile(shm)
-	cfg := ownerConfig(t, shm, filepath.Join(dir, "b"), "+10s")
+	before, _ := os.ReadFile(segPath)
+	cfg := ownerConfig(t, segPath, filepath.Join(dir, "b"), "+10s")
 	cfg.Metrics.Listen = a.MetricsAddr()
 	if err := newDaemon(t, cfg, time.Hour).Start(); err == nil {
 		t.Fatal("the failing daemon started")
 	}
-	if after, _ := os.ReadFile(shm); bytes.Equal(before, after) {
+	if after, _ := os.ReadFile(segPath); bytes.Equal(before, after) {
 		t.Fatal("negative control: without the lock the failed start should have changed the segment")
 	}
 
@@ -140,7 +141,7 @@ func TestSecondDaemonWithoutLocks(t *testing.T) {
 		}
 		run(t, d)
 	}
-	r, err := truetime.OpenShm(shm2)
+	r, err := shm.Open(shm2)
 	if err != nil {
 		t.Fatal(err)
 	}

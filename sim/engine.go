@@ -18,6 +18,7 @@ import (
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // startTrueNS is the simulated epoch: 2026-06-01T00:00:00Z.
@@ -146,9 +147,9 @@ type host struct {
 	clk     *simclock.Clock
 	loop    *discipline.Loop
 	tt      *truetime.Clock
-	shmW    *truetime.ShmWriter
-	shmR    *truetime.ShmReader
-	pub     truetime.Publisher
+	shmW    *shm.Writer
+	shmR    *shm.Reader
+	pub     shm.Publisher
 	engines []*ntp.Engine
 	servers []*ntp.Server
 }
@@ -254,18 +255,18 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 	// The segment stamps and judges its snapshots with the simulated
 	// CLOCK_MONOTONIC_RAW (the oscillator, which stops in a suspend) and
 	// CLOCK_BOOTTIME (true time, which does not).
-	shmOpt := truetime.ShmOptions{Clocks: r.clocks, VMClock: "-", NoGuard: r.opt.NoDisruptionCheck}
-	if h.shmW, err = truetime.CreateShmWith(path, shmOpt); err != nil {
+	shmOpt := shm.Options{Clocks: r.clocks, VMClock: "-", NoGuard: r.opt.NoDisruptionCheck}
+	if h.shmW, err = shm.CreateWith(path, shmOpt); err != nil {
 		return err
 	}
-	if h.shmR, err = truetime.OpenShm(path); err != nil {
+	if h.shmR, err = shm.Open(path); err != nil {
 		h.shmW.Close()
 		return err
 	}
 	if !r.opt.NoDisruptionCheck {
 		h.tt.SetCheck(h.shmW.Check) // in-process reads fail when shm reads would, as in meridiand
 	}
-	h.pub = truetime.Publisher{Clock: h.tt, Shm: h.shmW, Model: h.clk.Model}
+	h.pub = shm.Publisher{Clock: h.tt, Shm: h.shmW, Model: h.clk.Model}
 	for i, s := range sc.Sources {
 		r.rngs = append(r.rngs, rand.New(rand.NewPCG(uint64(sc.Seed), uint64(i+1))))
 		// First requests spread over the first second, as iburst would.

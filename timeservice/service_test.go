@@ -19,7 +19,7 @@ import (
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/internal/testcerts"
 	"github.com/meridiantime/meridian/timeservice"
@@ -58,7 +58,7 @@ type fixture struct {
 
 func start(t *testing.T, cfg timeservice.ServerConfig, opt timeservice.Options) *fixture {
 	t.Helper()
-	f := &fixture{tt: truetime.NewClock(wall{}, clock.RealTimers()), reg: prometheus.NewRegistry()}
+	f := &fixture{tt: truetime.NewClock(wall{}, hostclock.RealTimers()), reg: prometheus.NewRegistry()}
 	var err error
 	if opt.HLC != nil { // made by the caller over its own physical clock
 		f.hlc = opt.HLC
@@ -429,7 +429,7 @@ func TestHLCRestartWait(t *testing.T) {
 	const eps = 100 * time.Microsecond
 	var bound int64
 	serve := func(boundAhead time.Duration) timev1.TimeServiceClient {
-		tt := truetime.NewClock(wall{}, clock.RealTimers())
+		tt := truetime.NewClock(wall{}, hostclock.RealTimers())
 		tt.SetEstimate(synced(eps))
 		bound = time.Now().UnixNano() + int64(boundAhead)
 		h, err := hlc.New(tt, hlc.Options{Persist: &memBound{ns: bound}})
@@ -645,7 +645,7 @@ func TestUnixSocket(t *testing.T) {
 	if fi, err := osStat(path); err != nil || fi&0o777 != 0o660 {
 		t.Fatalf("mode %o %v", fi, err)
 	}
-	tt := truetime.NewClock(wall{}, clock.RealTimers())
+	tt := truetime.NewClock(wall{}, hostclock.RealTimers())
 	svc, _ := timeservice.NewService(timeservice.Options{TT: tt})
 	if _, err := timeservice.NewServer(svc, timeservice.ServerConfig{Listen: []string{"unix://" + path}}); err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Fatalf("second server on a live socket: %v", err)

@@ -64,7 +64,7 @@ func (c *Clock) Now() (Interval, error) {
 		}
 	}
 	iv := Bound(c.r.NowNS(), *c.est.Load())
-	return iv, readErr(iv.Status)
+	return iv, StatusErr(iv.Status)
 }
 
 // SetCheck installs a check that runs before every read; a non-nil error

@@ -25,8 +25,9 @@ func (disruptedError) Error() string {
 
 func (disruptedError) Is(target error) bool { return target == ErrUnsynchronized }
 
-// readErr is the error a read returns for an interval of status st.
-func readErr(st Status) error {
+// StatusErr is the error a read returns for an interval of status st: nil,
+// ErrUnsynchronized or ErrDisrupted.
+func StatusErr(st Status) error {
 	switch st {
 	case Unsynchronized:
 		return ErrUnsynchronized
@@ -148,7 +149,7 @@ func (g *Guard) tol() (int64, float64) {
 }
 
 // Check takes one publish instant — a boottime reading bracketed by raw
-// readings raw0 ≤ (raw at boot) ≤ raw1 (clock.RawBootRawNS), the VMClock
+// readings raw0 ≤ (raw at boot) ≤ raw1 (hostclock.RawBootRawNS), the VMClock
 // marker and the local clock's reading at raw0 — and the estimate about to
 // be published, and returns the estimate to publish: e itself, or e with
 // Status Disrupted while a disruption is held. gapNS is the gap detected at

@@ -133,7 +133,7 @@
 // the file without following a symlink and refuses one that is not a
 // regular file it owns, that others can write, or that has other hard
 // links. Readers (OpenShm, and so package client and meridianctl) refuse,
-// with ErrShmUntrusted, a segment reached through a symlink, or in a
+// with shm.ErrUntrusted, a segment reached through a symlink, or in a
 // directory that a user other than root, themselves or a user root handed
 // the directory to could have written (internal/fsown.CheckTrustedDir):
 // another local user's /tmp/meridian-$UID cannot serve them a false time.
@@ -174,7 +174,7 @@
 //     age the reading, never invent a gap or a stamp from the future.
 //   - Writer side (Guard): the same comparison between consecutive
 //     publishes, with each boot read bracketed by two raw reads
-//     (clock.RawBootRawNS) so that the gap is bounded from below. On a gap the writer publishes Disrupted (Publish returns
+//     (hostclock.RawBootRawNS) so that the gap is bounded from below. On a gap the writer publishes Disrupted (Publish returns
 //     the estimate it published) until an estimate carries a sample taken
 //     after the gap was noticed (LastSampleNS later than the local reading
 //     at detection).

@@ -16,12 +16,13 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 )
 
 // Options configure a virtual clock. Zero values take defaults.
 type Options struct {
 	OffsetNS       int64        // start offset from the host's CLOCK_REALTIME (tests inject known errors)
-	Raw            func() int64 // raw counter; nil → clock.MonoRawNS
+	Raw            func() int64 // raw counter; nil → hostclock.MonoRawNS
 	Wall           func() int64 // wall clock read once at start; nil → time.Now().UnixNano()
 	MaxFreqPPB     float64      // 0 → 500000
 	InitialFreqPPB float64
@@ -44,7 +45,7 @@ var _ clock.Disciplined = (*Clock)(nil)
 // New starts a virtual clock reading the host's wall clock plus OffsetNS.
 func New(o Options) (*Clock, error) {
 	if o.Raw == nil {
-		o.Raw = clock.MonoRawNS
+		o.Raw = hostclock.MonoRawNS
 	}
 	if o.Wall == nil {
 		o.Wall = func() int64 { return time.Now().UnixNano() }

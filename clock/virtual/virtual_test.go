@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 )
 
 type fakeRaw struct{ ns atomic.Int64 }
@@ -118,7 +118,7 @@ func TestConcurrentReadsAndAdjusts(t *testing.T) {
 
 func BenchmarkMonoRaw(b *testing.B) {
 	for b.Loop() {
-		clock.MonoRawNS()
+		hostclock.MonoRawNS()
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/meridiantime/meridian/daemon"
 	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // exitError carries an exit code: 1 for "the clock cannot answer", 2 for
@@ -228,8 +229,8 @@ daemon round trip; what applications on the same host use).`,
 	return root
 }
 
-func openShm(p string) (*truetime.ShmReader, error) {
-	r, err := truetime.OpenShm(p)
+func openShm(p string) (*shm.Reader, error) {
+	r, err := shm.Open(p)
 	switch {
 	case err == nil:
 		return r, nil
@@ -237,7 +238,7 @@ func openShm(p string) (*truetime.ShmReader, error) {
 		return nil, exitError{2, fmt.Sprintf("cannot open %s: no such file: is meridiand running? (see --shm)", p)}
 	case errors.Is(err, os.ErrPermission):
 		return nil, exitError{2, fmt.Sprintf("cannot open %s: permission denied", p)}
-	case errors.Is(err, truetime.ErrShmUntrusted):
+	case errors.Is(err, shm.ErrUntrusted):
 		return nil, exitError{2, fmt.Sprintf("refusing %s: %v", p, err)}
 	default:
 		return nil, exitError{2, err.Error()}

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 func runCtl(args ...string) (string, error) {
@@ -24,12 +26,12 @@ func runCtl(args ...string) (string, error) {
 func publish(t *testing.T, e truetime.Estimate) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := truetime.CreateShm(p)
+	w, err := shm.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	raw := clock.MonoRawNS()
+	raw := hostclock.MonoRawNS()
 	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw}
 	e.LocalNS, e.LastSampleNS = m.At(raw), m.At(raw)
 	w.Publish(m, e)
@@ -141,11 +143,11 @@ func TestDisruptedAndStoppedShm(t *testing.T) {
 
 	// A cleanly stopped writer.
 	q := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := truetime.CreateShm(q)
+	w, err := shm.Create(q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := clock.MonoRawNS()
+	raw := hostclock.MonoRawNS()
 	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw}
 	w.Publish(m, truetime.Estimate{Status: truetime.Synchronized, LocalNS: m.At(raw), LastSampleNS: m.At(raw), Eps0NS: 5000, MaxErrorNS: 1e9})
 	if _, err := runCtl("--shm", q, "now"); err != nil {

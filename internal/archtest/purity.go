@@ -48,9 +48,8 @@ type Core struct {
 var Cores = []Core{
 	{Dir: "discipline"},
 	{Dir: "hlc"},
-	{Dir: "truetime", Except: map[string]string{
-		"shm.go": "the shared-memory segment (mmap via x/sys, unsafe, os): to move to its own package",
-	}},
+	{Dir: "truetime"}, // the bound, statuses, disruption judgement; the segment is truetime/shm
+	{Dir: "clock"},    // interfaces and the linear model; host clocks are clock/hostclock
 	{Dir: "ntp", Only: []string{"engine.go", "client.go", "wire.go"}}, // the protocol engine; source.go, server.go, rxstamp.go, batch.go are its shell
 }
 

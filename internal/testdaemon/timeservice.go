@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -32,7 +32,7 @@ func WallEstimate(eps time.Duration) truetime.Estimate {
 // TT is set regardless.
 func ServeWall(t testing.TB, options func(*truetime.Clock) timeservice.Options) (addr string, tt *truetime.Clock) {
 	t.Helper()
-	tt = truetime.NewClock(Wall{}, clock.RealTimers())
+	tt = truetime.NewClock(Wall{}, hostclock.RealTimers())
 	var opt timeservice.Options
 	if options != nil {
 		opt = options(tt)

@@ -1,6 +1,8 @@
-package truetime
+package shm
 
 import (
+	"github.com/meridiantime/meridian/truetime"
+
 	"encoding/binary"
 	"errors"
 	"os"
@@ -13,12 +15,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 )
 
-func sampleEstimate(k int64) (clock.Linear, Estimate) {
+func sampleEstimate(k int64) (clock.Linear, truetime.Estimate) {
 	m := clock.Linear{BaseNS: 1_700_000_000e9 + k, BaseRawNS: k * 3, FreqPPB: float64(k) / 8}
-	e := Estimate{
-		Status: Status(1 + k%2), Leap: Leap(k % 3), Stratum: uint8(k % 15), RefID: uint32(k * 7),
+	e := truetime.Estimate{
+		Status: truetime.Status(1 + k%2), Leap: truetime.Leap(k % 3), Stratum: uint8(k % 15), RefID: uint32(k * 7),
 		LocalNS: 1_700_000_000e9 + 2*k, OffsetNS: float64(k) / 4, SkewPPB: -float64(k) / 2,
 		Eps0NS: 5 * k, DriftBoundPPB: 15000, FreqUncPPB: float64(k), MaxErrorNS: 1e9,
 		HoldoverAfterNS: 64e9 + k, FreqPPB: float64(k) / 8, RootDelayNS: 11 * k,
@@ -29,20 +32,20 @@ func sampleEstimate(k int64) (clock.Linear, Estimate) {
 
 func TestShmRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := CreateShm(path)
+	w, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	r, err := OpenShm(path)
+	r, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, e, err := r.Snapshot(); err != nil || e.Status != Unsynchronized {
+	if _, e, err := r.Snapshot(); err != nil || e.Status != truetime.Unsynchronized {
 		t.Fatalf("fresh segment: %+v %v", e, err)
 	}
-	if _, err := r.Now(); !errors.Is(err, ErrUnsynchronized) {
+	if _, err := r.Now(); !errors.Is(err, truetime.ErrUnsynchronized) {
 		t.Fatalf("fresh segment Now: %v", err)
 	}
 	m, e := sampleEstimate(12345)
@@ -55,16 +58,16 @@ func TestShmRoundTrip(t *testing.T) {
 
 func TestShmNowMatchesModel(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, _ := CreateShm(path)
+	w, _ := Create(path)
 	defer w.Close()
-	raw := clock.MonoRawNS()
+	raw := hostclock.MonoRawNS()
 	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw, FreqPPB: 50_000}
-	e := Estimate{Status: Synchronized, LocalNS: m.At(raw), Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: 1e9}
+	e := truetime.Estimate{Status: truetime.Synchronized, LocalNS: m.At(raw), Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: 1e9}
 	w.Publish(m, e)
-	r, _ := OpenShm(path)
+	r, _ := Open(path)
 	defer r.Close()
 	iv, err := r.Now()
-	after := m.At(clock.MonoRawNS())
+	after := m.At(hostclock.MonoRawNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +82,14 @@ func TestShmNowMatchesModel(t *testing.T) {
 // many overlapping updates, no reader ever sees a torn snapshot.
 func TestShmNoTornReads(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, _ := CreateShm(path)
+	w, _ := Create(path)
 	defer w.Close()
 	const maxUpdates, wantReads = 2_000_000, 2000
 	var wg sync.WaitGroup
 	var readsDone atomic.Int32
 	done := make(chan struct{})
 	for g := 0; g < 3; g++ {
-		r, err := OpenShm(path)
+		r, err := Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,14 +111,14 @@ func TestShmNoTornReads(t *testing.T) {
 				default:
 				}
 				m, e, err := r.Snapshot()
-				if errors.Is(err, ErrShmBusy) {
+				if errors.Is(err, ErrBusy) {
 					continue
 				}
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				if e.Status == Unsynchronized {
+				if e.Status == truetime.Unsynchronized {
 					continue
 				}
 				k := m.BaseNS - 1_700_000_000e9
@@ -146,7 +149,7 @@ func writeFile(t *testing.T, b []byte) string {
 
 func validBytes(t *testing.T) []byte {
 	path := filepath.Join(t.TempDir(), "v.shm")
-	w, err := CreateShm(path)
+	w, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +183,14 @@ func TestShmBadFiles(t *testing.T) {
 	}{
 		{"missing", filepath.Join(t.TempDir(), "nope.shm"), os.ErrNotExist, "no such file"},
 		{"directory", t.TempDir(), nil, "not a regular file"},
-		{"truncated", writeFile(t, good[:100]), ErrShmTruncated, "100 bytes"},
-		{"empty", writeFile(t, nil), ErrShmTruncated, "0 bytes"},
-		{"newer version", writeFile(t, newer), ErrShmVersion, "version 3, newer"},
-		{"older version", writeFile(t, older), ErrShmVersion, "version 0"},
-		{"version 1 (no heartbeat)", writeFile(t, v1), ErrShmVersion, "version 1, this reader needs 2"},
-		{"bad magic", writeFile(t, badMagic), ErrShmMagic, "NOTMERID"},
+		{"truncated", writeFile(t, good[:100]), ErrTruncated, "100 bytes"},
+		{"empty", writeFile(t, nil), ErrTruncated, "0 bytes"},
+		{"newer version", writeFile(t, newer), ErrVersion, "version 3, newer"},
+		{"older version", writeFile(t, older), ErrVersion, "version 0"},
+		{"version 1 (no heartbeat)", writeFile(t, v1), ErrVersion, "version 1, this reader needs 2"},
+		{"bad magic", writeFile(t, badMagic), ErrMagic, "NOTMERID"},
 	} {
-		r, err := OpenShm(tc.path)
+		r, err := Open(tc.path)
 		if err == nil {
 			r.Close()
 			t.Errorf("%s: opened", tc.name)
@@ -197,12 +200,12 @@ func TestShmBadFiles(t *testing.T) {
 			t.Errorf("%s: error %q, want %v mentioning %q", tc.name, err, tc.is, tc.want)
 		}
 	}
-	r, err := OpenShm(writeFile(t, corrupt))
+	r, err := Open(writeFile(t, corrupt))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, _, err := r.Snapshot(); !errors.Is(err, ErrShmCorrupt) {
+	if _, _, err := r.Snapshot(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt payload: %v", err)
 	}
 }
@@ -213,17 +216,17 @@ func TestShmUnreadable(t *testing.T) {
 	}
 	p := writeFile(t, validBytes(t))
 	_ = os.Chmod(p, 0)
-	if _, err := OpenShm(p); err == nil || !errors.Is(err, os.ErrPermission) {
+	if _, err := Open(p); err == nil || !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("unreadable: %v", err)
 	}
 }
 
 func TestShmReaderAllocs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, _ := CreateShm(path)
+	w, _ := Create(path)
 	defer w.Close()
 	w.Publish(sampleEstimate(3))
-	r, _ := OpenShm(path)
+	r, _ := Open(path)
 	defer r.Close()
 	if a := testing.AllocsPerRun(1000, func() { _, _ = r.Now() }); a != 0 {
 		t.Fatalf("Now allocates %v", a)
@@ -236,7 +239,7 @@ func TestShmReaderAllocs(t *testing.T) {
 
 func FuzzOpenShm(f *testing.F) {
 	path := filepath.Join(f.TempDir(), "v.shm")
-	w, err := CreateShm(path)
+	w, err := Create(path)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -254,7 +257,7 @@ func FuzzOpenShm(f *testing.F) {
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r, err := OpenShm(p)
+		r, err := Open(p)
 		if err != nil {
 			return
 		}
@@ -266,18 +269,18 @@ func FuzzOpenShm(f *testing.F) {
 
 func BenchmarkMonoRaw(b *testing.B) {
 	for b.Loop() {
-		clock.MonoRawNS()
+		hostclock.MonoRawNS()
 	}
 }
 
 func BenchmarkShmNow(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "tt.shm")
-	w, _ := CreateShm(path)
+	w, _ := Create(path)
 	defer w.Close()
 	m, e := sampleEstimate(3)
-	e.Status, e.MaxErrorNS = Synchronized, 0
+	e.Status, e.MaxErrorNS = truetime.Synchronized, 0
 	w.Publish(m, e)
-	r, _ := OpenShm(path)
+	r, _ := Open(path)
 	defer r.Close()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -289,25 +292,25 @@ func BenchmarkShmNow(b *testing.B) {
 // CLOCK_MONOTONIC_RAW read in the same run (DESIGN target ≤ 1.5).
 func BenchmarkShmNowVsMonoRaw(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "tt.shm")
-	w, _ := CreateShm(path)
+	w, _ := Create(path)
 	defer w.Close()
 	m, e := sampleEstimate(3)
-	e.Status, e.MaxErrorNS = Synchronized, 0
+	e.Status, e.MaxErrorNS = truetime.Synchronized, 0
 	w.Publish(m, e)
-	r, _ := OpenShm(path)
+	r, _ := Open(path)
 	defer r.Close()
 	const n = 200_000
 	var best float64
 	for b.Loop() {
-		t0 := clock.MonoRawNS()
+		t0 := hostclock.MonoRawNS()
 		for i := 0; i < n; i++ {
-			clock.MonoRawNS()
+			hostclock.MonoRawNS()
 		}
-		t1 := clock.MonoRawNS()
+		t1 := hostclock.MonoRawNS()
 		for i := 0; i < n; i++ {
 			_, _ = r.Now()
 		}
-		t2 := clock.MonoRawNS()
+		t2 := hostclock.MonoRawNS()
 		ratio := float64(t2-t1) / float64(t1-t0)
 		if best == 0 || ratio < best {
 			best = ratio
@@ -319,9 +322,9 @@ func BenchmarkShmNowVsMonoRaw(b *testing.B) {
 func BenchmarkBound(b *testing.B) {
 	_, e := sampleEstimate(5)
 	b.ReportAllocs()
-	var sink Interval
+	var sink truetime.Interval
 	for b.Loop() {
-		sink = Bound(1_700_000_000e9, e)
+		sink = truetime.Bound(1_700_000_000e9, e)
 	}
 	_ = sink
 }
@@ -332,8 +335,8 @@ func BenchmarkBound(b *testing.B) {
 func TestShmChecksumCatchesMixedCopy(t *testing.T) {
 	m1, e1 := sampleEstimate(1)
 	m2, e2 := sampleEstimate(2)
-	a := encode(m1, e1, Stamp{RawNS: 1, BootNS: 2, VoidAfterNS: 3})
-	b := encode(m2, e2, Stamp{RawNS: 4, BootNS: 5, VoidAfterNS: 6})
+	a := encode(m1, e1, truetime.Stamp{RawNS: 1, BootNS: 2, VoidAfterNS: 3})
+	b := encode(m2, e2, truetime.Stamp{RawNS: 4, BootNS: 5, VoidAfterNS: 6})
 	a[shmCkWord] = checksum(2, &a)
 	b[shmCkWord] = checksum(4, &b)
 	mixed := a
@@ -349,16 +352,16 @@ func TestShmChecksumCatchesMixedCopy(t *testing.T) {
 }
 
 // BenchmarkShmNowV1Path is the read as it was before liveness and
-// disruption checks (one CLOCK_MONOTONIC_RAW read, no Judge), against the
+// disruption checks (one CLOCK_MONOTONIC_RAW read, no truetime.Judge), against the
 // same segment, for comparison with BenchmarkShmNow.
 func BenchmarkShmNowV1Path(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "tt.shm")
-	w, _ := CreateShm(path)
+	w, _ := Create(path)
 	defer w.Close()
 	m, e := sampleEstimate(3)
-	e.Status, e.MaxErrorNS = Synchronized, 0
+	e.Status, e.MaxErrorNS = truetime.Synchronized, 0
 	w.Publish(m, e)
-	r, _ := OpenShmWith(path, ShmOptions{Clocks: func() (int64, int64) { return clock.MonoRawNS(), 0 }})
+	r, _ := OpenWith(path, Options{Clocks: func() (int64, int64) { return hostclock.MonoRawNS(), 0 }})
 	defer r.Close()
 	r.noJudge = true
 	b.ReportAllocs()
@@ -371,7 +374,7 @@ func BenchmarkShmNowV1Path(b *testing.B) {
 // two vDSO reads) next to BenchmarkMonoRaw.
 func BenchmarkRawBoot(b *testing.B) {
 	for b.Loop() {
-		clock.BootRawNS()
+		hostclock.BootRawNS()
 	}
 }
 

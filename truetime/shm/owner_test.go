@@ -1,6 +1,8 @@
-package truetime
+package shm
 
 import (
+	"github.com/meridiantime/meridian/truetime"
+
 	"bufio"
 	"bytes"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/internal/fsown"
 )
 
@@ -30,10 +33,10 @@ func needRoot(t *testing.T) {
 
 // liveEstimate publishes a synchronized snapshot whose clock reads the host
 // clock plus offset.
-func publishLive(w *ShmWriter, offset time.Duration) {
-	raw := clock.MonoRawNS()
+func publishLive(w *Writer, offset time.Duration) {
+	raw := hostclock.MonoRawNS()
 	m := clock.Linear{BaseNS: time.Now().UnixNano() + int64(offset), BaseRawNS: raw}
-	w.Publish(m, Estimate{Status: Synchronized, LocalNS: m.At(raw), Eps0NS: 100_000, DriftBoundPPB: 15_000,
+	w.Publish(m, truetime.Estimate{Status: truetime.Synchronized, LocalNS: m.At(raw), Eps0NS: 100_000, DriftBoundPPB: 15_000,
 		MaxErrorNS: int64(time.Second), LastSampleNS: m.At(raw)})
 }
 
@@ -43,22 +46,22 @@ func publishLive(w *ShmWriter, offset time.Duration) {
 // see time flip by 10 s (the reported failure).
 func TestShmSecondWriterRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w1, err := CreateShm(path)
+	w1, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w1.Close()
 	publishLive(w1, 0)
-	r, err := OpenShm(path)
+	r, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 
 	before, _ := os.ReadFile(path)
-	_, err = CreateShm(path)
+	_, err = Create(path)
 	after, _ := os.ReadFile(path)
-	if !errors.Is(err, ErrShmInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("second writer: %v", err)
 	}
 	if !bytes.Equal(before, after) {
@@ -71,7 +74,7 @@ func TestShmSecondWriterRefused(t *testing.T) {
 	// Negative control: no lock.
 	fsown.TestDisableLocks.Store(true)
 	defer fsown.TestDisableLocks.Store(false)
-	w2, err := CreateShm(path)
+	w2, err := Create(path)
 	if err != nil {
 		t.Fatalf("negative control: without the lock the second writer should start: %v", err)
 	}
@@ -108,7 +111,7 @@ func TestHelperShmWriterProcess(t *testing.T) {
 	if path == "" {
 		t.Skip("helper process for TestShmKilledWriter")
 	}
-	w, err := CreateShmWith(path, ShmOptions{VoidAfter: 300 * time.Millisecond})
+	w, err := CreateWith(path, Options{VoidAfter: 300 * time.Millisecond})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(3)
@@ -147,7 +150,7 @@ func TestShmKilledWriter(t *testing.T) {
 	if strings.TrimSpace(line) != "ready" {
 		t.Fatalf("helper: %q", line)
 	}
-	r, err := OpenShm(path)
+	r, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +158,7 @@ func TestShmKilledWriter(t *testing.T) {
 	if _, err := r.Now(); err != nil {
 		t.Fatalf("live writer process: %v", err)
 	}
-	if _, err := CreateShm(path); !errors.Is(err, ErrShmInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(cmd.Process.Pid)) {
+	if _, err := Create(path); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(cmd.Process.Pid)) {
 		t.Fatalf("second writer next to a live process: %v", err)
 	}
 	if err := cmd.Process.Kill(); err != nil {
@@ -166,7 +169,7 @@ func TestShmKilledWriter(t *testing.T) {
 	t0 := time.Now()
 	for {
 		_, err := r.Now()
-		if errors.Is(err, ErrUnsynchronized) {
+		if errors.Is(err, truetime.ErrUnsynchronized) {
 			break
 		}
 		if err != nil {
@@ -178,7 +181,7 @@ func TestShmKilledWriter(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("unsynchronized %v after the kill (void_after 300 ms from the last publish)", time.Since(t0).Round(time.Millisecond))
-	w, err := CreateShm(path)
+	w, err := Create(path)
 	if err != nil {
 		t.Fatalf("the dead writer's lock should be gone: %v", err)
 	}
@@ -200,7 +203,7 @@ func TestShmReaderRefusesUntrusted(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := filepath.Join(dir, "truetime.shm")
-		w, err := CreateShm(p)
+		w, err := Create(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,18 +247,18 @@ func TestShmReaderRefusesUntrusted(t *testing.T) {
 		{"file owned by another user", otherFile, "owned by uid 4242"},
 		{"group-writable file", groupW, "others can write"},
 	} {
-		r, err := OpenShm(tc.path)
+		r, err := Open(tc.path)
 		if err == nil {
 			r.Close()
 			t.Errorf("%s: opened", tc.name)
 			continue
 		}
-		if !errors.Is(err, ErrShmUntrusted) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want ErrShmUntrusted mentioning %q", tc.name, err, tc.want)
+		if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrUntrusted mentioning %q", tc.name, err, tc.want)
 		}
 	}
 	for _, p := range []string{handed, mine} {
-		r, err := OpenShm(p)
+		r, err := Open(p)
 		if err != nil {
 			t.Errorf("%s: %v", p, err)
 			continue
@@ -272,7 +275,7 @@ func TestShmWriterRefusesForeignFiles(t *testing.T) {
 	_ = os.WriteFile(target, []byte("precious"), 0o644)
 	link := filepath.Join(dir, "tt.shm")
 	_ = os.Symlink(target, link)
-	if w, err := CreateShm(link); err == nil || !strings.Contains(err.Error(), "symlink") {
+	if w, err := Create(link); err == nil || !strings.Contains(err.Error(), "symlink") {
 		if w != nil {
 			w.Close()
 		}
@@ -285,7 +288,7 @@ func TestShmWriterRefusesForeignFiles(t *testing.T) {
 	if err := os.Link(target, linked); err != nil {
 		t.Fatal(err)
 	}
-	if w, err := CreateShm(linked); err == nil || !strings.Contains(err.Error(), "hard links") {
+	if w, err := Create(linked); err == nil || !strings.Contains(err.Error(), "hard links") {
 		if w != nil {
 			w.Close()
 		}
@@ -300,7 +303,7 @@ func TestShmWriterRefusesForeignFiles(t *testing.T) {
 	foreign := filepath.Join(dir, "foreign.shm")
 	_ = os.WriteFile(foreign, []byte("theirs"), 0o644)
 	_ = os.Chown(foreign, 4242, 4242)
-	if w, err := CreateShm(foreign); err == nil || !strings.Contains(err.Error(), "owned by uid 4242") {
+	if w, err := Create(foreign); err == nil || !strings.Contains(err.Error(), "owned by uid 4242") {
 		if w != nil {
 			w.Close()
 		}

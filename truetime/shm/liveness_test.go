@@ -1,6 +1,8 @@
-package truetime
+package shm
 
 import (
+	"github.com/meridiantime/meridian/truetime"
+
 	"encoding/binary"
 	"errors"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 )
 
 // fakeHost is a host whose clocks the test moves: CLOCK_MONOTONIC_RAW,
@@ -37,23 +40,25 @@ func (h *fakeHost) model() clock.Linear {
 }
 
 // estimate is what a discipline that just took a sample would publish.
-func (h *fakeHost) estimate(m clock.Linear) Estimate {
+func (h *fakeHost) estimate(m clock.Linear) truetime.Estimate {
 	local := m.At(h.raw)
-	return Estimate{Status: Synchronized, LocalNS: local, OffsetNS: fakeOffsetNS, Eps0NS: 1_000_000,
+	return truetime.Estimate{Status: truetime.Synchronized, LocalNS: local, OffsetNS: fakeOffsetNS, Eps0NS: 1_000_000,
 		DriftBoundPPB: 15_000, MaxErrorNS: int64(time.Second), HoldoverAfterNS: int64(64 * time.Second), LastSampleNS: local}
 }
 
-func contains(iv Interval, truth int64) bool { return iv.EarliestNS <= truth && truth <= iv.LatestNS }
+func contains(iv truetime.Interval, truth int64) bool {
+	return iv.EarliestNS <= truth && truth <= iv.LatestNS
+}
 
-func fakePair(t *testing.T, h *fakeHost, void time.Duration) (*ShmWriter, *ShmReader) {
+func fakePair(t *testing.T, h *fakeHost, void time.Duration) (*Writer, *Reader) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := CreateShmWith(path, ShmOptions{Clocks: h.clocks, VoidAfter: void, VMClock: "-"})
+	w, err := CreateWith(path, Options{Clocks: h.clocks, VoidAfter: void, VMClock: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	r, err := OpenShmWith(path, ShmOptions{Clocks: h.clocks, VMClock: "-"})
+	r, err := OpenWith(path, Options{Clocks: h.clocks, VMClock: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,16 +78,16 @@ func TestShmVoidAfterDeadWriter(t *testing.T) {
 	for _, step := range []time.Duration{time.Second, 3 * time.Second, 999 * time.Millisecond} {
 		h.run(step)
 		iv, err := r.Now()
-		if err != nil || iv.Status != Synchronized || !contains(iv, h.truth) {
+		if err != nil || iv.Status != truetime.Synchronized || !contains(iv, h.truth) {
 			t.Fatalf("within the void window: %+v %v (true %d)", iv, err, h.truth)
 		}
 	}
 	h.run(time.Millisecond) // exactly void_after
-	if iv, err := r.Now(); !errors.Is(err, ErrUnsynchronized) || iv.Status != Unsynchronized {
+	if iv, err := r.Now(); !errors.Is(err, truetime.ErrUnsynchronized) || iv.Status != truetime.Unsynchronized {
 		t.Fatalf("at void_after: %+v %v", iv, err)
 	}
 	in, err := r.Inspect()
-	if err != nil || in.Verdict != Void {
+	if err != nil || in.Verdict != truetime.Void {
 		t.Fatalf("Inspect: %+v %v", in, err)
 	}
 	// A new publish revives the segment.
@@ -100,7 +105,7 @@ func TestShmVoidAfterDeadWriter(t *testing.T) {
 		t.Fatalf("negative control: the stale segment should still read as valid without the check: %v", err)
 	}
 	r.noJudge = false
-	if _, err := r.Now(); !errors.Is(err, ErrUnsynchronized) {
+	if _, err := r.Now(); !errors.Is(err, truetime.ErrUnsynchronized) {
 		t.Fatalf("check back on: %v", err)
 	}
 	t.Logf("without the check, 1 h after the writer stopped: status %v, ε %v", iv.Status, time.Duration(iv.EpsNS()))
@@ -110,33 +115,33 @@ func TestShmVoidAfterDeadWriter(t *testing.T) {
 // once, with real clocks, long before void_after.
 func TestShmCloseMarksStopped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := CreateShm(path)
+	w, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := OpenShm(path)
+	r, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	raw := clock.MonoRawNS()
+	raw := hostclock.MonoRawNS()
 	m := clock.Linear{BaseNS: 1_800_000_000e9, BaseRawNS: raw}
-	w.Publish(m, Estimate{Status: Synchronized, LocalNS: m.At(raw), Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: 1e9, LastSampleNS: m.At(raw)})
+	w.Publish(m, truetime.Estimate{Status: truetime.Synchronized, LocalNS: m.At(raw), Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: 1e9, LastSampleNS: m.At(raw)})
 	if _, err := r.Now(); err != nil {
 		t.Fatalf("live writer: %v", err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if iv, err := r.Now(); !errors.Is(err, ErrUnsynchronized) || iv.Status != Unsynchronized {
+	if iv, err := r.Now(); !errors.Is(err, truetime.ErrUnsynchronized) || iv.Status != truetime.Unsynchronized {
 		t.Fatalf("after Close: %+v %v", iv, err)
 	}
 	in, err := r.Inspect()
-	if err != nil || in.Verdict != Void || in.Stamp.VoidAfterNS != 0 {
+	if err != nil || in.Verdict != truetime.Void || in.Stamp.VoidAfterNS != 0 {
 		t.Fatalf("Inspect after Close: %+v %v", in, err)
 	}
 	// The lock went with Close: a restarted writer takes the segment.
-	w2, err := CreateShm(path)
+	w2, err := Create(path)
 	if err != nil {
 		t.Fatalf("restart after Close: %v", err)
 	}
@@ -152,14 +157,14 @@ func TestShmCloseMarksStopped(t *testing.T) {
 func TestShmSuspendReaderSide(t *testing.T) {
 	for _, tc := range []struct {
 		gap, void time.Duration
-		want      Status
+		want      truetime.Status
 		wantErr   error
 	}{
-		{10 * time.Second, 5 * time.Second, Unsynchronized, ErrUnsynchronized},
-		{time.Hour, 5 * time.Second, Unsynchronized, ErrUnsynchronized},
-		{10 * time.Second, 2 * time.Hour, Disrupted, ErrDisrupted},
-		{time.Hour, 2 * time.Hour, Disrupted, ErrDisrupted},
-		{3 * time.Second, 5 * time.Second, Disrupted, ErrDisrupted},
+		{10 * time.Second, 5 * time.Second, truetime.Unsynchronized, truetime.ErrUnsynchronized},
+		{time.Hour, 5 * time.Second, truetime.Unsynchronized, truetime.ErrUnsynchronized},
+		{10 * time.Second, 2 * time.Hour, truetime.Disrupted, truetime.ErrDisrupted},
+		{time.Hour, 2 * time.Hour, truetime.Disrupted, truetime.ErrDisrupted},
+		{3 * time.Second, 5 * time.Second, truetime.Disrupted, truetime.ErrDisrupted},
 	} {
 		h := newFakeHost()
 		w, r := fakePair(t, h, tc.void)
@@ -178,8 +183,8 @@ func TestShmSuspendReaderSide(t *testing.T) {
 		if !errors.Is(err, tc.wantErr) || iv.Status != tc.want {
 			t.Fatalf("%v: got %v %v, want %v %v", tc, iv.Status, err, tc.want, tc.wantErr)
 		}
-		if !errors.Is(err, ErrUnsynchronized) {
-			t.Fatalf("%v: %v must also match ErrUnsynchronized", tc, err)
+		if !errors.Is(err, truetime.ErrUnsynchronized) {
+			t.Fatalf("%v: %v must also match truetime.ErrUnsynchronized", tc, err)
 		}
 		if iv2, err2 := r.NowAt(h.raw, h.boot); iv2 != iv || !errors.Is(err2, tc.wantErr) {
 			t.Fatalf("%v: NowAt %+v %v differs from Now %+v %v", tc, iv2, err2, iv, err)
@@ -198,10 +203,10 @@ func TestShmSuspendReaderSide(t *testing.T) {
 }
 
 // The publish side: a daemon resuming from a suspend publishes the same
-// estimate it had (its discipline saw nothing). The writer's Guard notices
+// estimate it had (its discipline saw nothing). The writer's truetime.Guard notices
 // boottime ran ahead of the raw clock since the previous publish and
-// publishes Disrupted until an estimate carries a sample taken after the
-// resume. Negative control: without the Guard the resumed daemon publishes
+// publishes truetime.Disrupted until an estimate carries a sample taken after the
+// resume. Negative control: without the truetime.Guard the resumed daemon publishes
 // "synchronized" intervals 10 s wrong.
 func TestShmSuspendWriterSide(t *testing.T) {
 	for _, gap := range []time.Duration{10 * time.Second, time.Hour} {
@@ -219,7 +224,7 @@ func TestShmSuspendWriterSide(t *testing.T) {
 			got := w.Publish(m, e) // the first tick after the resume
 			iv, err := r.Now()
 			if !guard {
-				if err != nil || contains(iv, h.truth) || got.Status != Synchronized {
+				if err != nil || contains(iv, h.truth) || got.Status != truetime.Synchronized {
 					t.Fatalf("%v: negative control: want a synchronized read missing true time, got %+v %v", gap, iv, err)
 				}
 				continue
@@ -227,7 +232,7 @@ func TestShmSuspendWriterSide(t *testing.T) {
 			if err == nil && !contains(iv, h.truth) {
 				t.Fatalf("%v: containment violation after resume: %+v true %d", gap, iv, h.truth)
 			}
-			if got.Status != Disrupted || !errors.Is(err, ErrDisrupted) || iv.Status != Disrupted {
+			if got.Status != truetime.Disrupted || !errors.Is(err, truetime.ErrDisrupted) || iv.Status != truetime.Disrupted {
 				t.Fatalf("%v: after resume: published %v, read %v %v", gap, got.Status, iv.Status, err)
 			}
 			if held, g := w.Disruption(); !held || g < int64(gap) || g > int64(gap)+int64(time.Millisecond) {
@@ -235,7 +240,7 @@ func TestShmSuspendWriterSide(t *testing.T) {
 			}
 			// More ticks with the pre-suspend estimate: still disrupted.
 			h.run(time.Second)
-			if got := w.Heartbeat(); got.Status != Disrupted {
+			if got := w.Heartbeat(); got.Status != truetime.Disrupted {
 				t.Fatalf("%v: a tick without a new sample released the hold", gap)
 			}
 			// A sample after the resume: the discipline now knows the
@@ -243,7 +248,7 @@ func TestShmSuspendWriterSide(t *testing.T) {
 			h.run(time.Second)
 			e2 := h.estimate(m)
 			e2.OffsetNS = float64(m.At(h.raw) - h.truth)
-			if got := w.Publish(m, e2); got.Status != Synchronized {
+			if got := w.Publish(m, e2); got.Status != truetime.Synchronized {
 				t.Fatalf("%v: a good sample did not release the hold: %v", gap, got.Status)
 			}
 			if iv, err := r.Now(); err != nil || !contains(iv, h.truth) {
@@ -254,32 +259,32 @@ func TestShmSuspendWriterSide(t *testing.T) {
 }
 
 func TestJudge(t *testing.T) {
-	s := Stamp{RawNS: 100e9, BootNS: 200e9, VoidAfterNS: 205e9, GapSlackNS: 1e6, GapTolPPB: 500_000, Marker: 7}
+	s := truetime.Stamp{RawNS: 100e9, BootNS: 200e9, VoidAfterNS: 205e9, GapSlackNS: 1e6, GapTolPPB: 500_000, Marker: 7}
 	for _, tc := range []struct {
 		name      string
 		raw, boot int64
 		marker    uint64
-		want      Verdict
+		want      truetime.Verdict
 	}{
-		{"fresh", 101e9, 201e9, 7, Live},
-		{"rate difference within 500 ppm + slack", 104e9, 204e9 + 2_900_000, 7, Live},
-		{"gap just over the tolerance", 104e9, 204e9 + 3_100_000, 7, Gap},
-		{"boottime behind raw (slew), never a gap", 104e9 + 5e6, 204e9, 7, Live},
-		{"void_after reached", 104e9, 205e9, 7, Void},
-		{"boottime before the stamp (another boot)", 1e9, 150e9, 7, Void},
-		{"raw before the stamp (another boot)", 50e9, 201e9, 7, Void},
-		{"reads just before the publish's stamp", 100e9 - 500, 200e9 - 500, 7, Live},
-		{"VMClock marker moved", 101e9, 201e9, 9, Gap},
-		{"reader without the device", 101e9, 201e9, 0, Live},
+		{"fresh", 101e9, 201e9, 7, truetime.Live},
+		{"rate difference within 500 ppm + slack", 104e9, 204e9 + 2_900_000, 7, truetime.Live},
+		{"gap just over the tolerance", 104e9, 204e9 + 3_100_000, 7, truetime.Gap},
+		{"boottime behind raw (slew), never a gap", 104e9 + 5e6, 204e9, 7, truetime.Live},
+		{"void_after reached", 104e9, 205e9, 7, truetime.Void},
+		{"boottime before the stamp (another boot)", 1e9, 150e9, 7, truetime.Void},
+		{"raw before the stamp (another boot)", 50e9, 201e9, 7, truetime.Void},
+		{"reads just before the publish's stamp", 100e9 - 500, 200e9 - 500, 7, truetime.Live},
+		{"VMClock marker moved", 101e9, 201e9, 9, truetime.Gap},
+		{"reader without the device", 101e9, 201e9, 0, truetime.Live},
 	} {
-		if got := Judge(s, tc.raw, tc.boot, tc.marker); got != tc.want {
+		if got := truetime.Judge(s, tc.raw, tc.boot, tc.marker); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if got := Judge(Stamp{RawNS: 1, BootNS: 1, VoidAfterNS: 10, GapSlackNS: 1, GapTolPPB: 1}, 2, 2, 5); got != Live {
+	if got := truetime.Judge(truetime.Stamp{RawNS: 1, BootNS: 1, VoidAfterNS: 10, GapSlackNS: 1, GapTolPPB: 1}, 2, 2, 5); got != truetime.Live {
 		t.Errorf("writer without the device: %v", got)
 	}
-	if got := Judge(Stamp{RawNS: 1, BootNS: 1}, 2, 2, 0); got != Void {
+	if got := truetime.Judge(truetime.Stamp{RawNS: 1, BootNS: 1}, 2, 2, 0); got != truetime.Void {
 		t.Errorf("stopped writer (void_after 0): %v", got)
 	}
 }
@@ -306,7 +311,7 @@ func writeVMClock(t *testing.T, path string, disruption, gen uint64) {
 
 // A live migration or snapshot restore changes the VMClock markers: the
 // raw clock may have jumped with no boottime gap to show it. Readers report
-// disrupted at once; the writer holds Disrupted from its next publish until
+// disrupted at once; the writer holds truetime.Disrupted from its next publish until
 // a new sample. Negative control: without the device the same event goes
 // unnoticed.
 func TestShmVMClockDisruption(t *testing.T) {
@@ -327,11 +332,11 @@ func TestShmVMClockDisruption(t *testing.T) {
 			vm = "-"
 		}
 		path := filepath.Join(t.TempDir(), "tt.shm")
-		w, err := CreateShmWith(path, ShmOptions{Clocks: h.clocks, VMClock: vm})
+		w, err := CreateWith(path, Options{Clocks: h.clocks, VMClock: vm})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := OpenShmWith(path, ShmOptions{Clocks: h.clocks, VMClock: vm})
+		r, err := OpenWith(path, Options{Clocks: h.clocks, VMClock: vm})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,10 +352,10 @@ func TestShmVMClockDisruption(t *testing.T) {
 		h.run(time.Second)
 		pub := w.Publish(m, e)
 		if change.withDevice {
-			if !errors.Is(rerr, ErrDisrupted) || pub.Status != Disrupted {
+			if !errors.Is(rerr, truetime.ErrDisrupted) || pub.Status != truetime.Disrupted {
 				t.Fatalf("%s: reader %v, published %v", change.name, rerr, pub.Status)
 			}
-		} else if rerr != nil || pub.Status != Synchronized {
+		} else if rerr != nil || pub.Status != truetime.Synchronized {
 			t.Fatalf("%s: without the device nothing can notice: reader %v, published %v", change.name, rerr, pub.Status)
 		}
 		r.Close()
@@ -375,16 +380,16 @@ func TestClockCheckAfterResume(t *testing.T) {
 		gap, void time.Duration
 		want      error
 	}{
-		{10 * time.Second, 5 * time.Second, ErrUnsynchronized},
-		{time.Hour, 5 * time.Second, ErrUnsynchronized},
-		{10 * time.Second, 2 * time.Hour, ErrDisrupted},
+		{10 * time.Second, 5 * time.Second, truetime.ErrUnsynchronized},
+		{time.Hour, 5 * time.Second, truetime.ErrUnsynchronized},
+		{10 * time.Second, 2 * time.Hour, truetime.ErrDisrupted},
 	} {
 		for _, check := range []bool{true, false} {
 			h := newFakeHost()
 			w, _ := fakePair(t, h, tc.void)
 			m := h.model()
 			e := h.estimate(m)
-			c := NewClock(fakeLocal{h, m}, clock.RealTimers())
+			c := truetime.NewClock(fakeLocal{h, m}, hostclock.RealTimers())
 			if check {
 				c.SetCheck(w.Check)
 			}
@@ -415,31 +420,31 @@ func TestClockCheckAfterResume(t *testing.T) {
 	h := newFakeHost()
 	w, _ := fakePair(t, h, 5*time.Second)
 	w.Close()
-	if err := w.Check(); !errors.Is(err, ErrUnsynchronized) {
+	if err := w.Check(); !errors.Is(err, truetime.ErrUnsynchronized) {
 		t.Fatalf("Check after Close: %v", err)
 	}
 }
 
-// Publisher hands the in-process Clock the estimate as the writer published
-// it: after a resume both say Disrupted, not only the segment.
+// Publisher hands the in-process truetime.Clock the estimate as the writer published
+// it: after a resume both say truetime.Disrupted, not only the segment.
 func TestPublisherCarriesDisruption(t *testing.T) {
 	h := newFakeHost()
 	w, r := fakePair(t, h, 2*time.Hour)
 	m := h.model()
-	c := NewClock(fakeLocal{h, m}, clock.RealTimers())
+	c := truetime.NewClock(fakeLocal{h, m}, hostclock.RealTimers())
 	p := Publisher{Clock: c, Shm: w, Model: func() clock.Linear { return m }}
 	e := h.estimate(m)
 	p.Publish(e)
 	h.run(time.Second)
 	h.suspend(30 * time.Second)
 	pub := p.Publish(e)
-	if got := c.Estimate().Status; got != Disrupted || pub.Status != Disrupted {
+	if got := c.Estimate().Status; got != truetime.Disrupted || pub.Status != truetime.Disrupted {
 		t.Fatalf("in-process estimate after resume: %v", got)
 	}
-	if _, err := c.Now(); !errors.Is(err, ErrDisrupted) {
+	if _, err := c.Now(); !errors.Is(err, truetime.ErrDisrupted) {
 		t.Fatalf("in-process read: %v", err)
 	}
-	if _, err := r.Now(); !errors.Is(err, ErrDisrupted) {
+	if _, err := r.Now(); !errors.Is(err, truetime.ErrDisrupted) {
 		t.Fatalf("shm read: %v", err)
 	}
 }
@@ -451,9 +456,9 @@ func TestPublisherCarriesDisruption(t *testing.T) {
 // 5 ms gap and the clock would read disrupted until the next sample.
 func TestGuardPreemptionIsNotAGap(t *testing.T) {
 	_, e := sampleEstimate(1)
-	e.Status, e.LastSampleNS = Synchronized, 0 // no sample after the publishes below
+	e.Status, e.LastSampleNS = truetime.Synchronized, 0 // no sample after the publishes below
 	for _, bracket := range []bool{true, false} {
-		var g Guard
+		var g truetime.Guard
 		g.Check(100e9, 200e9, 100e9, 0, 1, e) // a prompt publish
 		// One second later, preempted 5 ms between the raw and boot reads.
 		const ms = int64(time.Millisecond)
@@ -462,18 +467,18 @@ func TestGuardPreemptionIsNotAGap(t *testing.T) {
 			raw1 = raw0
 		}
 		out, gap := g.Check(raw0, boot, raw1, 0, 2, e)
-		if bracket && (out.Status != Synchronized || gap != 0) {
+		if bracket && (out.Status != truetime.Synchronized || gap != 0) {
 			t.Fatalf("with the bracket: %v gap %v", out.Status, time.Duration(gap))
 		}
-		if !bracket && out.Status != Disrupted {
+		if !bracket && out.Status != truetime.Disrupted {
 			t.Fatalf("negative control: without the bracket the preemption should look like a gap: %v", out.Status)
 		}
 	}
 	// A real 2 s suspend is still seen through the bracket.
 	const ms = int64(time.Millisecond)
-	var g Guard
+	var g truetime.Guard
 	g.Check(100e9, 200e9, 100e9, 0, 1, e)
-	if out, gap := g.Check(101e9, 203e9, 101e9+ms, 0, 2, e); out.Status != Disrupted || gap < 2e9-ms {
+	if out, gap := g.Check(101e9, 203e9, 101e9+ms, 0, 2, e); out.Status != truetime.Disrupted || gap < 2e9-ms {
 		t.Fatalf("2 s suspend: %v gap %v", out.Status, time.Duration(gap))
 	}
 }

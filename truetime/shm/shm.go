@@ -1,4 +1,4 @@
-package truetime
+package shm
 
 // Shared-memory segment layout, version 2. Little-endian, one 4096-byte
 // file under /run/meridian (configurable). Every field is a 64-bit word at an
@@ -15,27 +15,27 @@ package truetime
 //	72     8     w0  clock.Linear BaseNS (int64)
 //	80     8     w1  clock.Linear BaseRawNS (int64, CLOCK_MONOTONIC_RAW ns)
 //	88     8     w2  clock.Linear FreqPPB (float64 bits)
-//	96     8     w3  Status | Leap<<8 | Stratum<<16 | RefID<<32
-//	104    8     w4  Estimate.LocalNS
-//	112    8     w5  Estimate.OffsetNS (float64 bits)
-//	120    8     w6  Estimate.SkewPPB (float64 bits)
-//	128    8     w7  Estimate.Eps0NS
-//	136    8     w8  Estimate.DriftBoundPPB (float64 bits)
-//	144    8     w9  Estimate.FreqUncPPB (float64 bits)
-//	152    8     w10 Estimate.MaxErrorNS
-//	160    8     w11 Estimate.HoldoverAfterNS
-//	168    8     w12 Estimate.FreqPPB (float64 bits)
-//	176    8     w13 Estimate.RootDelayNS
-//	184    8     w14 Estimate.RootDispersionNS
-//	192    8     w15 Estimate.LastSampleNS
+//	96     8     w3  truetime.Status | truetime.Leap<<8 | Stratum<<16 | RefID<<32
+//	104    8     w4  truetime.Estimate.LocalNS
+//	112    8     w5  truetime.Estimate.OffsetNS (float64 bits)
+//	120    8     w6  truetime.Estimate.SkewPPB (float64 bits)
+//	128    8     w7  truetime.Estimate.Eps0NS
+//	136    8     w8  truetime.Estimate.DriftBoundPPB (float64 bits)
+//	144    8     w9  truetime.Estimate.FreqUncPPB (float64 bits)
+//	152    8     w10 truetime.Estimate.MaxErrorNS
+//	160    8     w11 truetime.Estimate.HoldoverAfterNS
+//	168    8     w12 truetime.Estimate.FreqPPB (float64 bits)
+//	176    8     w13 truetime.Estimate.RootDelayNS
+//	184    8     w14 truetime.Estimate.RootDispersionNS
+//	192    8     w15 truetime.Estimate.LastSampleNS
 //	200    8     w16 checksum: word-wise FNV-1a over seq, w0..w15 and w17..w22
 //	-- appended in version 2 (version 1 ends at 208) --
-//	208    8     w17 Stamp.RawNS: CLOCK_MONOTONIC_RAW at the publish (the heartbeat)
-//	216    8     w18 Stamp.BootNS: CLOCK_BOOTTIME at the publish
-//	224    8     w19 Stamp.VoidAfterNS: CLOCK_BOOTTIME after which the snapshot is void (0: writer stopped)
-//	232    8     w20 Stamp.GapSlackNS
-//	240    8     w21 Stamp.GapTolPPB (float64 bits)
-//	248    8     w22 Stamp.Marker: VMClock disruption marker at the publish (0: no device)
+//	208    8     w17 truetime.Stamp.RawNS: CLOCK_MONOTONIC_RAW at the publish (the heartbeat)
+//	216    8     w18 truetime.Stamp.BootNS: CLOCK_BOOTTIME at the publish
+//	224    8     w19 truetime.Stamp.VoidAfterNS: CLOCK_BOOTTIME after which the snapshot is void (0: writer stopped)
+//	232    8     w20 truetime.Stamp.GapSlackNS
+//	240    8     w21 truetime.Stamp.GapTolPPB (float64 bits)
+//	248    8     w22 truetime.Stamp.Marker: VMClock disruption marker at the publish (0: no device)
 //
 // Protocol (seqlock): the writer increments seq to an odd value, stores the
 // words and the checksum, and increments seq to even. A reader loads seq,
@@ -49,9 +49,11 @@ package truetime
 // life. A second writer fails to take it and refuses before changing a byte.
 // Liveness: every publish refreshes the stamp; a reader past VoidAfterNS
 // (by CLOCK_BOOTTIME) reads unsynchronized, and Close sets VoidAfterNS to 0.
-// Disruption: see Judge and Guard (disrupt.go).
+// Disruption: see truetime.Judge and truetime.Guard (disrupt.go).
 
 import (
+	"github.com/meridiantime/meridian/truetime"
+
 	"errors"
 	"fmt"
 	"math"
@@ -65,6 +67,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/clock"
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/internal/fsown"
 )
 
@@ -80,21 +83,21 @@ const (
 	shmWordsOff   = 72
 	shmMinSize    = shmWordsOff + 8*shmWords
 	shmSpins      = 64      // tight retries before yielding
-	shmMaxRetries = 200_000 // then give up with ErrShmBusy (≈ 0.1–1 s of yields)
+	shmMaxRetries = 200_000 // then give up with ErrBusy (≈ 0.1–1 s of yields)
 )
 
 // Errors from opening or reading a segment.
 var (
-	ErrShmMagic     = errors.New("truetime: not a Meridian TrueTime segment")
-	ErrShmVersion   = errors.New("truetime: unsupported shm layout version")
-	ErrShmTruncated = errors.New("truetime: shm segment too small")
-	ErrShmCorrupt   = errors.New("truetime: shm checksum mismatch")
-	ErrShmBusy      = errors.New("truetime: shm writer did not finish an update")
-	// ErrShmUntrusted: the segment or its directory could have been
+	ErrMagic     = errors.New("truetime: not a Meridian TrueTime segment")
+	ErrVersion   = errors.New("truetime: unsupported shm layout version")
+	ErrTruncated = errors.New("truetime: shm segment too small")
+	ErrCorrupt   = errors.New("truetime: shm checksum mismatch")
+	ErrBusy      = errors.New("truetime: shm writer did not finish an update")
+	// ErrUntrusted: the segment or its directory could have been
 	// written by a user other than root, this user or the daemon's user.
-	ErrShmUntrusted = errors.New("truetime: shm segment is not trustworthy")
-	// ErrShmInUse: another writer holds the segment's lock.
-	ErrShmInUse = errors.New("truetime: shm segment is in use by another writer")
+	ErrUntrusted = errors.New("truetime: shm segment is not trustworthy")
+	// ErrInUse: another writer holds the segment's lock.
+	ErrInUse = errors.New("truetime: shm segment is in use by another writer")
 )
 
 func wordPtr(b []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&b[off])) }
@@ -110,7 +113,7 @@ func checksum(seq uint64, w *[shmWords]uint64) uint64 {
 	return h
 }
 
-func encode(m clock.Linear, e Estimate, s Stamp) (w [shmWords]uint64) {
+func encode(m clock.Linear, e truetime.Estimate, s truetime.Stamp) (w [shmWords]uint64) {
 	w[0] = uint64(m.BaseNS)
 	w[1] = uint64(m.BaseRawNS)
 	w[2] = math.Float64bits(m.FreqPPB)
@@ -136,11 +139,11 @@ func encode(m clock.Linear, e Estimate, s Stamp) (w [shmWords]uint64) {
 	return w
 }
 
-func decode(w *[shmWords]uint64) (clock.Linear, Estimate) {
+func decode(w *[shmWords]uint64) (clock.Linear, truetime.Estimate) {
 	m := clock.Linear{BaseNS: int64(w[0]), BaseRawNS: int64(w[1]), FreqPPB: math.Float64frombits(w[2])}
-	e := Estimate{
-		Status:           Status(w[3] & 0xff),
-		Leap:             Leap(w[3] >> 8 & 0xff),
+	e := truetime.Estimate{
+		Status:           truetime.Status(w[3] & 0xff),
+		Leap:             truetime.Leap(w[3] >> 8 & 0xff),
 		Stratum:          uint8(w[3] >> 16 & 0xff),
 		RefID:            uint32(w[3] >> 32),
 		LocalNS:          int64(w[4]),
@@ -159,40 +162,40 @@ func decode(w *[shmWords]uint64) (clock.Linear, Estimate) {
 	return m, e
 }
 
-func decodeStamp(w *[shmWords]uint64) Stamp {
-	return Stamp{
+func decodeStamp(w *[shmWords]uint64) truetime.Stamp {
+	return truetime.Stamp{
 		RawNS: int64(w[17]), BootNS: int64(w[18]), VoidAfterNS: int64(w[19]),
 		GapSlackNS: int64(w[20]), GapTolPPB: math.Float64frombits(w[21]), Marker: w[22],
 	}
 }
 
-// ShmOptions tune a writer or a reader. Zero values take defaults.
-type ShmOptions struct {
+// Options tune a writer or a reader. Zero values take defaults.
+type Options struct {
 	// VoidAfter is how long after a publish the snapshot stays valid
-	// without a newer one (writer; 0 → DefaultVoidAfter). It must exceed
+	// without a newer one (writer; 0 → truetime.DefaultVoidAfter). It must exceed
 	// the publish period by a few periods.
 	VoidAfter time.Duration
 	// GapSlack and GapTolPPB bound how far CLOCK_BOOTTIME may run ahead of
 	// CLOCK_MONOTONIC_RAW before it counts as a disruption (writer; 0 →
-	// DefaultGapSlack, DefaultGapTolPPB).
+	// truetime.DefaultGapSlack, truetime.DefaultGapTolPPB).
 	GapSlack  time.Duration
 	GapTolPPB float64
 	// Clocks reads (CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME); nil → the vDSO
-	// (clock.RawBootRawNS for a writer, clock.BootRawNS for a reader).
+	// (hostclock.RawBootRawNS for a writer, hostclock.BootRawNS for a reader).
 	// Tests and the simulator pass fakes.
 	Clocks func() (raw, boot int64)
 	// VMClock is the VMClock device; "" → /dev/vmclock0 when it exists,
 	// "-" → none.
 	VMClock string
-	// NoGuard turns the publish-side disruption Guard off: negative
+	// NoGuard turns the publish-side disruption truetime.Guard off: negative
 	// controls only (meridiand never sets it).
 	NoGuard bool
 }
 
 const defaultVMClock = "/dev/vmclock0"
 
-// ShmWriter publishes snapshots. One goroutine may call Publish at a time.
-type ShmWriter struct {
+// Writer publishes snapshots. One goroutine may call Publish at a time.
+type Writer struct {
 	disruptions atomic.Uint64
 	f           *os.File
 	data        []byte
@@ -201,12 +204,12 @@ type ShmWriter struct {
 	void        int64
 	slack       int64
 	tol         float64
-	guard       Guard
+	guard       truetime.Guard
 	lastM       clock.Linear
-	lastE       Estimate
+	lastE       truetime.Estimate
 	closed      bool
 
-	noGuard bool // test hook: the negative control without the publish-side Guard
+	noGuard bool // test hook: the negative control without the publish-side truetime.Guard
 
 	// The last stamp, under a seqlock of its own in process memory, for
 	// Check (concurrent with Publish, and safe after Close).
@@ -215,16 +218,16 @@ type ShmWriter struct {
 	fake     bool
 }
 
-// CreateShm is CreateShmWith(path, ShmOptions{}).
-func CreateShm(path string) (*ShmWriter, error) { return CreateShmWith(path, ShmOptions{}) }
+// Create is CreateWith(path, Options{}).
+func Create(path string) (*Writer, error) { return CreateWith(path, Options{}) }
 
-// CreateShmWith creates (or reuses, keeping its inode so mapped readers
+// CreateWith creates (or reuses, keeping its inode so mapped readers
 // follow along) the segment at path and takes its lock; only then does it
 // write the header and an unsynchronized snapshot. The parent directory
 // must exist. The file is opened without following a symlink and must be a
 // regular file owned by this user that nobody else can write. A segment
-// another writer holds is refused with ErrShmInUse before any byte changes.
-func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
+// another writer holds is refused with ErrInUse before any byte changes.
+func CreateWith(path string, o Options) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
@@ -236,7 +239,7 @@ func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
 		pid := ownerPid(f)
 		f.Close()
 		if errors.Is(err, fsown.ErrLocked) {
-			return nil, fmt.Errorf("%w: %s is held by pid %d: stop that meridiand or set a different shm.path", ErrShmInUse, path, pid)
+			return nil, fmt.Errorf("%w: %s is held by pid %d: stop that meridiand or set a different shm.path", ErrInUse, path, pid)
 		}
 		return nil, err
 	}
@@ -253,21 +256,21 @@ func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
 		f.Close()
 		return nil, fmt.Errorf("truetime: mmap %s: %w", path, err)
 	}
-	w := &ShmWriter{f: f, data: data, clocks: o.Clocks, void: int64(o.VoidAfter), noGuard: o.NoGuard,
+	w := &Writer{f: f, data: data, clocks: o.Clocks, void: int64(o.VoidAfter), noGuard: o.NoGuard,
 		slack: int64(o.GapSlack), tol: o.GapTolPPB, fake: o.Clocks != nil}
 	if w.clocks == nil {
-		w.clocks = clock.RawBootNS
+		w.clocks = hostclock.RawBootNS
 	}
 	if w.void <= 0 {
-		w.void = int64(DefaultVoidAfter)
+		w.void = int64(truetime.DefaultVoidAfter)
 	}
 	if w.slack <= 0 {
-		w.slack = int64(DefaultGapSlack)
+		w.slack = int64(truetime.DefaultGapSlack)
 	}
 	if w.tol <= 0 {
-		w.tol = DefaultGapTolPPB
+		w.tol = truetime.DefaultGapTolPPB
 	}
-	w.guard = Guard{GapSlackNS: w.slack, GapTolPPB: w.tol}
+	w.guard = truetime.Guard{GapSlackNS: w.slack, GapTolPPB: w.tol}
 	w.vm = openVMClock(o.VMClock)
 	// Mark "writing" while the header changes so readers of an old segment
 	// at this inode retry rather than mix versions.
@@ -280,7 +283,7 @@ func CreateShmWith(path string, o ShmOptions) (*ShmWriter, error) {
 	*(*uint32)(unsafe.Pointer(&data[12])) = shmHeaderSize
 	*(*uint32)(unsafe.Pointer(&data[16])) = shmWords
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&data[shmPidOff])), uint32(os.Getpid()))
-	w.Publish(clock.Linear{}, Estimate{})
+	w.Publish(clock.Linear{}, truetime.Estimate{})
 	return w, nil
 }
 
@@ -293,7 +296,7 @@ func ownerPid(f *os.File) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-func (w *ShmWriter) store(m clock.Linear, e Estimate, s Stamp) {
+func (w *Writer) store(m clock.Linear, e truetime.Estimate, s truetime.Stamp) {
 	seq := wordPtr(w.data, shmSeqOff)
 	sq := atomic.LoadUint64(seq)
 	if sq&1 == 0 {
@@ -309,17 +312,17 @@ func (w *ShmWriter) store(m clock.Linear, e Estimate, s Stamp) {
 
 // Publish writes one snapshot under the seqlock, stamped with the clocks
 // (the heartbeat: readers treat it as void VoidAfter later), and returns
-// the estimate as published: e, or e with Status Disrupted while the
-// writer's Guard holds a disruption it noticed between publishes (suspend,
+// the estimate as published: e, or e with truetime.Status truetime.Disrupted while the
+// writer's truetime.Guard holds a disruption it noticed between publishes (suspend,
 // VMClock marker change). Callers that also serve the estimate in process
 // should use the returned one. It does not allocate.
-func (w *ShmWriter) Publish(m clock.Linear, e Estimate) Estimate {
+func (w *Writer) Publish(m clock.Linear, e truetime.Estimate) truetime.Estimate {
 	var raw, boot, raw1 int64
 	if w.fake {
 		raw, boot = w.clocks()
 		raw1 = raw
 	} else {
-		raw, boot, raw1 = clock.RawBootRawNS()
+		raw, boot, raw1 = hostclock.RawBootRawNS()
 	}
 	marker := w.vm.marker()
 	if !w.noGuard {
@@ -329,13 +332,13 @@ func (w *ShmWriter) Publish(m clock.Linear, e Estimate) Estimate {
 		}
 	}
 	w.lastM, w.lastE = m, e
-	s := Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void, GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker}
+	s := truetime.Stamp{RawNS: raw, BootNS: boot, VoidAfterNS: boot + w.void, GapSlackNS: w.slack, GapTolPPB: w.tol, Marker: marker}
 	w.store(m, e, s)
 	w.keepStamp(s)
 	return e
 }
 
-func (w *ShmWriter) keepStamp(s Stamp) {
+func (w *Writer) keepStamp(s truetime.Stamp) {
 	w.stampSeq.Add(1)
 	for i, v := range [6]uint64{uint64(s.RawNS), uint64(s.BootNS), uint64(s.VoidAfterNS), uint64(s.GapSlackNS), math.Float64bits(s.GapTolPPB), s.Marker} {
 		w.stampW[i].Store(v)
@@ -344,12 +347,12 @@ func (w *ShmWriter) keepStamp(s Stamp) {
 }
 
 // Check judges the clocks now against the last publish, as a reader of the
-// segment would (Judge): nil while live, ErrUnsynchronized when void (no
-// publish within VoidAfter, or Close), ErrDisrupted on a gap. In-process
-// readers install it with Clock.SetCheck so that they fail exactly when
+// segment would (truetime.Judge): nil while live, truetime.ErrUnsynchronized when void (no
+// publish within VoidAfter, or Close), truetime.ErrDisrupted on a gap. In-process
+// readers install it with truetime.Clock.SetCheck so that they fail exactly when
 // shm readers do — notably right after a resume, before the next publish.
 // Safe to call concurrently with Publish and after Close.
-func (w *ShmWriter) Check() error {
+func (w *Writer) Check() error {
 	var v [6]uint64
 	for {
 		s1 := w.stampSeq.Load()
@@ -364,7 +367,7 @@ func (w *ShmWriter) Check() error {
 			break
 		}
 	}
-	s := Stamp{RawNS: int64(v[0]), BootNS: int64(v[1]), VoidAfterNS: int64(v[2]), GapSlackNS: int64(v[3]),
+	s := truetime.Stamp{RawNS: int64(v[0]), BootNS: int64(v[1]), VoidAfterNS: int64(v[2]), GapSlackNS: int64(v[3]),
 		GapTolPPB: math.Float64frombits(v[4]), Marker: v[5]}
 	// The clocks after the stamp: a publish racing this check cannot make
 	// the stamp look newer than the reading.
@@ -372,40 +375,40 @@ func (w *ShmWriter) Check() error {
 	if w.fake {
 		raw, boot = w.clocks()
 	} else {
-		raw, boot = clock.BootRawNS()
+		raw, boot = hostclock.BootRawNS()
 	}
-	switch Judge(s, raw, boot, w.vm.marker()) {
-	case Void:
-		return ErrUnsynchronized
-	case Gap:
-		return ErrDisrupted
+	switch truetime.Judge(s, raw, boot, w.vm.marker()) {
+	case truetime.Void:
+		return truetime.ErrUnsynchronized
+	case truetime.Gap:
+		return truetime.ErrDisrupted
 	}
 	return nil
 }
 
 // Heartbeat republishes the last snapshot with fresh stamps, for a caller
 // that has no new estimate this period.
-func (w *ShmWriter) Heartbeat() Estimate { return w.Publish(w.lastM, w.lastE) }
+func (w *Writer) Heartbeat() truetime.Estimate { return w.Publish(w.lastM, w.lastE) }
 
 // Disruptions counts the disruptions (suspends, VMClock events) noticed by
 // Publish so far: a change tells the caller to forget what it measured
 // before (discipline.Loop.Disrupted).
-func (w *ShmWriter) Disruptions() uint64 { return w.disruptions.Load() }
+func (w *Writer) Disruptions() uint64 { return w.disruptions.Load() }
 
 // Disruption reports whether the writer holds a disruption (publishing
-// Disrupted) and the last gap it detected, in ns.
-func (w *ShmWriter) Disruption() (held bool, gapNS int64) { return w.guard.Held() }
+// truetime.Disrupted) and the last gap it detected, in ns.
+func (w *Writer) Disruption() (held bool, gapNS int64) { return w.guard.Held() }
 
 // Close marks the segment stopped — readers get unsynchronized at once —
 // unmaps it and releases its lock; the file stays for readers to find.
-func (w *ShmWriter) Close() error {
+func (w *Writer) Close() error {
 	if w.closed {
 		return nil
 	}
 	w.closed = true
 	raw, boot := w.clocks()
-	s := Stamp{RawNS: raw, BootNS: boot, GapSlackNS: w.slack, GapTolPPB: w.tol}
-	w.store(w.lastM, Estimate{}, s)
+	s := truetime.Stamp{RawNS: raw, BootNS: boot, GapSlackNS: w.slack, GapTolPPB: w.tol}
+	w.store(w.lastM, truetime.Estimate{}, s)
 	w.keepStamp(s)
 	err := unix.Munmap(w.data) // the VMClock page stays mapped: Check may still run
 	if cerr := w.f.Close(); err == nil {
@@ -414,8 +417,8 @@ func (w *ShmWriter) Close() error {
 	return err
 }
 
-// ShmReader reads snapshots lock-free from a read-only mapping.
-type ShmReader struct {
+// Reader reads snapshots lock-free from a read-only mapping.
+type Reader struct {
 	data       []byte
 	seq        *uint64
 	words      *[shmWords]uint64
@@ -426,26 +429,26 @@ type ShmReader struct {
 	noJudge    bool // test hook: the negative control without liveness and gap checks
 }
 
-// OpenShm is OpenShmWith(path, ShmOptions{}).
-func OpenShm(path string) (*ShmReader, error) { return OpenShmWith(path, ShmOptions{}) }
+// Open is OpenWith(path, Options{}).
+func Open(path string) (*Reader, error) { return OpenWith(path, Options{}) }
 
-// OpenShmWith maps the segment at path read-only and validates its header.
+// OpenWith maps the segment at path read-only and validates its header.
 // The segment must be a regular file reached without a symlink in its last
 // component, in a directory only root, this user or a user root handed the
 // directory to could have written (fsown.CheckTrustedDir), owned by one of
-// them and writable by nobody else; otherwise ErrShmUntrusted.
-func OpenShmWith(path string, o ShmOptions) (*ShmReader, error) {
+// them and writable by nobody else; otherwise ErrUntrusted.
+func OpenWith(path string, o Options) (*Reader, error) {
 	dirOwner, err := fsown.CheckTrustedDir(filepath.Dir(path))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("truetime: open shm: %w", err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrShmUntrusted, err)
+		return nil, fmt.Errorf("%w: %v", ErrUntrusted, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return nil, fmt.Errorf("%w: %s is a symlink: readers do not follow it (another user may have planted it): use the real path", ErrShmUntrusted, path)
+			return nil, fmt.Errorf("%w: %s is a symlink: readers do not follow it (another user may have planted it): use the real path", ErrUntrusted, path)
 		}
 		return nil, fmt.Errorf("truetime: open shm: %w", err)
 	}
@@ -458,10 +461,10 @@ func OpenShmWith(path string, o ShmOptions) (*ShmReader, error) {
 		return nil, fmt.Errorf("truetime: shm %s is not a regular file (%v)", path, st.Mode().Type())
 	}
 	if err := fsown.CheckTrustedFile(f, path, dirOwner); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrShmUntrusted, err)
+		return nil, fmt.Errorf("%w: %v", ErrUntrusted, err)
 	}
 	if st.Size() < shmMinSize {
-		return nil, fmt.Errorf("%w: %s has %d bytes, need at least %d", ErrShmTruncated, path, st.Size(), shmMinSize)
+		return nil, fmt.Errorf("%w: %s has %d bytes, need at least %d", ErrTruncated, path, st.Size(), shmMinSize)
 	}
 	size := int(min(st.Size(), shmFileSize))
 	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
@@ -472,7 +475,7 @@ func OpenShmWith(path string, o ShmOptions) (*ShmReader, error) {
 		_ = unix.Munmap(data)
 		return nil, err
 	}
-	r := &ShmReader{
+	r := &Reader{
 		data:   data,
 		seq:    wordPtr(data, shmSeqOff),
 		words:  (*[shmWords]uint64)(unsafe.Pointer(&data[shmWordsOff])),
@@ -481,7 +484,7 @@ func OpenShmWith(path string, o ShmOptions) (*ShmReader, error) {
 		vm:     openVMClock(o.VMClock),
 	}
 	if r.clocks == nil {
-		r.clocks = clock.BootRawNS
+		r.clocks = hostclock.BootRawNS
 	}
 	r.fakeClocks = o.Clocks != nil
 	return r, nil
@@ -489,20 +492,20 @@ func OpenShmWith(path string, o ShmOptions) (*ShmReader, error) {
 
 func checkHeader(data []byte, path string) error {
 	if string(data[0:8]) != shmMagic {
-		return fmt.Errorf("%w: %s starts with %q", ErrShmMagic, path, data[0:8])
+		return fmt.Errorf("%w: %s starts with %q", ErrMagic, path, data[0:8])
 	}
 	v := *(*uint32)(unsafe.Pointer(&data[8]))
 	if v > shmVersion {
-		return fmt.Errorf("%w: %s has layout version %d, newer than this reader's %d: upgrade the reader", ErrShmVersion, path, v, shmVersion)
+		return fmt.Errorf("%w: %s has layout version %d, newer than this reader's %d: upgrade the reader", ErrVersion, path, v, shmVersion)
 	}
 	if v < shmVersion {
-		return fmt.Errorf("%w: %s has layout version %d, this reader needs %d: upgrade and restart meridiand", ErrShmVersion, path, v, shmVersion)
+		return fmt.Errorf("%w: %s has layout version %d, this reader needs %d: upgrade and restart meridiand", ErrVersion, path, v, shmVersion)
 	}
 	if hs := *(*uint32)(unsafe.Pointer(&data[12])); hs != shmHeaderSize {
-		return fmt.Errorf("%w: %s header size %d, want %d", ErrShmMagic, path, hs, shmHeaderSize)
+		return fmt.Errorf("%w: %s header size %d, want %d", ErrMagic, path, hs, shmHeaderSize)
 	}
 	if n := *(*uint32)(unsafe.Pointer(&data[16])); n < shmWords {
-		return fmt.Errorf("%w: %s holds %d words, want %d", ErrShmTruncated, path, n, shmWords)
+		return fmt.Errorf("%w: %s holds %d words, want %d", ErrTruncated, path, n, shmWords)
 	}
 	return nil
 }
@@ -510,7 +513,7 @@ func checkHeader(data []byte, path string) error {
 // load copies one consistent set of words under the seqlock. seq is 0 before
 // the first publish. The first attempt is the fast path; contention goes to
 // loadSlow.
-func (r *ShmReader) load(w *[shmWords]uint64) (seq uint64, ok bool) {
+func (r *Reader) load(w *[shmWords]uint64) (seq uint64, ok bool) {
 	s1 := atomic.LoadUint64(r.seq)
 	if s1&1 == 0 {
 		for i := range w {
@@ -523,7 +526,7 @@ func (r *ShmReader) load(w *[shmWords]uint64) (seq uint64, ok bool) {
 	return r.loadSlow(w)
 }
 
-func (r *ShmReader) loadSlow(w *[shmWords]uint64) (seq uint64, ok bool) {
+func (r *Reader) loadSlow(w *[shmWords]uint64) (seq uint64, ok bool) {
 	for try := 0; try < shmMaxRetries; try++ {
 		if try >= shmSpins {
 			// The writer is inside an update and not running (preempted,
@@ -547,21 +550,21 @@ func (r *ShmReader) loadSlow(w *[shmWords]uint64) (seq uint64, ok bool) {
 // Snapshot copies the newest complete snapshot and verifies its checksum. It
 // is lock-free and does not allocate. Before the first Publish it returns an
 // unsynchronized estimate. It does not judge liveness: see Inspect and Now.
-func (r *ShmReader) Snapshot() (clock.Linear, Estimate, error) {
+func (r *Reader) Snapshot() (clock.Linear, truetime.Estimate, error) {
 	m, e, _, err := r.snapshot()
 	return m, e, err
 }
 
-func (r *ShmReader) snapshot() (clock.Linear, Estimate, Stamp, error) {
+func (r *Reader) snapshot() (clock.Linear, truetime.Estimate, truetime.Stamp, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	switch {
 	case !ok:
-		return clock.Linear{}, Estimate{}, Stamp{}, ErrShmBusy
+		return clock.Linear{}, truetime.Estimate{}, truetime.Stamp{}, ErrBusy
 	case seq == 0:
-		return clock.Linear{}, Estimate{}, Stamp{}, nil
+		return clock.Linear{}, truetime.Estimate{}, truetime.Stamp{}, nil
 	case checksum(seq, &w) != w[shmCkWord]:
-		return clock.Linear{}, Estimate{}, Stamp{}, ErrShmCorrupt
+		return clock.Linear{}, truetime.Estimate{}, truetime.Stamp{}, ErrCorrupt
 	}
 	m, e := decode(&w)
 	return m, e, decodeStamp(&w), nil
@@ -571,76 +574,76 @@ func (r *ShmReader) snapshot() (clock.Linear, Estimate, Stamp, error) {
 // tools.
 type Inspection struct {
 	Model    clock.Linear
-	Estimate Estimate
-	Stamp    Stamp
-	Verdict  Verdict
-	LocalNS  int64    // the model's reading at the read instant
-	BootNS   int64    // CLOCK_BOOTTIME at the read instant
-	Interval Interval // what Now would return at LocalNS
+	Estimate truetime.Estimate
+	Stamp    truetime.Stamp
+	Verdict  truetime.Verdict
+	LocalNS  int64             // the model's reading at the read instant
+	BootNS   int64             // CLOCK_BOOTTIME at the read instant
+	Interval truetime.Interval // what Now would return at LocalNS
 }
 
 // Inspect is Snapshot (checksum verified) plus the liveness and disruption
 // verdict and the interval Now would return.
-func (r *ShmReader) Inspect() (Inspection, error) {
+func (r *Reader) Inspect() (Inspection, error) {
 	m, e, s, err := r.snapshot()
 	if err != nil {
 		return Inspection{}, err
 	}
 	raw, boot := r.clocks()
 	marker := r.vm.marker()
-	in := Inspection{Model: m, Estimate: e, Stamp: s, LocalNS: m.At(raw), BootNS: boot, Verdict: Judge(s, raw, boot, marker)}
+	in := Inspection{Model: m, Estimate: e, Stamp: s, LocalNS: m.At(raw), BootNS: boot, Verdict: truetime.Judge(s, raw, boot, marker)}
 	in.Interval = r.bound(m, e, s, raw, boot, marker)
 	return in, nil
 }
 
-func (r *ShmReader) bound(m clock.Linear, e Estimate, s Stamp, raw, boot int64, marker uint64) Interval {
+func (r *Reader) bound(m clock.Linear, e truetime.Estimate, s truetime.Stamp, raw, boot int64, marker uint64) truetime.Interval {
 	if !r.noJudge {
-		switch Judge(s, raw, boot, marker) {
-		case Void:
-			return Interval{}
-		case Gap:
-			return Interval{Status: Disrupted}
+		switch truetime.Judge(s, raw, boot, marker) {
+		case truetime.Void:
+			return truetime.Interval{}
+		case truetime.Gap:
+			return truetime.Interval{Status: truetime.Disrupted}
 		}
 	}
-	return Bound(m.At(raw), e)
+	return truetime.Bound(m.At(raw), e)
 }
 
 // Now reads CLOCK_BOOTTIME and CLOCK_MONOTONIC_RAW (vDSO, one cgo call),
 // applies the published clock model and returns the TrueTime interval. It
-// returns ErrUnsynchronized when no bound can be promised — including a
+// returns truetime.ErrUnsynchronized when no bound can be promised — including a
 // snapshot whose writer stopped or missed its heartbeat (void) — and
-// ErrDisrupted when the clocks diverged since the publish (Judge). It does
+// truetime.ErrDisrupted when the clocks diverged since the publish (truetime.Judge). It does
 // not allocate. The seqlock alone guarantees a whole snapshot here; the
 // checksum (a corruption check) is left to Snapshot to keep this path fast.
 //
 // The clocks are read after the snapshot is copied: the stamp then never
 // looks newer than the reading, however long the reader was preempted.
-func (r *ShmReader) Now() (Interval, error) {
+func (r *Reader) Now() (truetime.Interval, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	if !ok {
-		return Interval{}, ErrShmBusy
+		return truetime.Interval{}, ErrBusy
 	}
 	if seq == 0 {
-		return Interval{}, ErrUnsynchronized
+		return truetime.Interval{}, truetime.ErrUnsynchronized
 	}
 	var raw, boot int64
 	if r.fakeClocks {
 		raw, boot = r.clocks()
 	} else {
-		raw, boot = clock.BootRawNS() // a direct call: the fast path
+		raw, boot = hostclock.BootRawNS() // a direct call: the fast path
 	}
 	marker := r.vm.marker()
 	m, e := decode(&w)
 	iv := r.bound(m, e, decodeStamp(&w), raw, boot, marker)
-	return iv, readErr(iv.Status)
+	return iv, truetime.StatusErr(iv.Status)
 }
 
 // Path is the file the reader mapped.
-func (r *ShmReader) Path() string { return r.path }
+func (r *Reader) Path() string { return r.path }
 
 // Close unmaps the segment.
-func (r *ShmReader) Close() error {
+func (r *Reader) Close() error {
 	r.vm.close()
 	return unix.Munmap(r.data)
 }
@@ -648,38 +651,38 @@ func (r *ShmReader) Close() error {
 // NowAt is Now at clock readings the caller took (raw: CLOCK_MONOTONIC_RAW
 // or a simulated oscillator; boot: CLOCK_BOOTTIME or its simulation),
 // judged against the segment's stamps like Now. The simulator reads through
-// it with a writer created with ShmOptions.Clocks on the same simulated
+// it with a writer created with Options.Clocks on the same simulated
 // clocks.
-func (r *ShmReader) NowAt(raw, boot int64) (Interval, error) {
+func (r *Reader) NowAt(raw, boot int64) (truetime.Interval, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	if !ok {
-		return Interval{}, ErrShmBusy
+		return truetime.Interval{}, ErrBusy
 	}
 	if seq == 0 {
-		return Interval{}, ErrUnsynchronized
+		return truetime.Interval{}, truetime.ErrUnsynchronized
 	}
 	m, e := decode(&w)
 	iv := r.bound(m, e, decodeStamp(&w), raw, boot, 0)
-	return iv, readErr(iv.Status)
+	return iv, truetime.StatusErr(iv.Status)
 }
 
 // NowAtRaw is the interval at a raw reading the caller took, WITHOUT the
 // liveness and disruption judgement (no boottime is known): the model and
 // the estimate only. Kept for the simulator's segment written with host
 // clocks; prefer NowAt.
-func (r *ShmReader) NowAtRaw(raw int64) (Interval, error) {
+func (r *Reader) NowAtRaw(raw int64) (truetime.Interval, error) {
 	var w [shmWords]uint64
 	seq, ok := r.load(&w)
 	if !ok {
-		return Interval{}, ErrShmBusy
+		return truetime.Interval{}, ErrBusy
 	}
 	if seq == 0 {
-		return Interval{}, ErrUnsynchronized
+		return truetime.Interval{}, truetime.ErrUnsynchronized
 	}
 	m, e := decode(&w)
-	iv := Bound(m.At(raw), e)
-	return iv, readErr(iv.Status)
+	iv := truetime.Bound(m.At(raw), e)
+	return iv, truetime.StatusErr(iv.Status)
 }
 
 // VMClock (Linux include/uapi/linux/vmclock-abi.h): a page the hypervisor

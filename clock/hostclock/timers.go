@@ -1,0 +1,24 @@
+// Package hostclock reads the host's clocks (CLOCK_MONOTONIC_RAW and
+// CLOCK_BOOTTIME through the vDSO, via cgo) and makes Go runtime timers. It is
+// the impure half of package clock, kept apart so that the cores that use
+// clock's interfaces import no cgo.
+package hostclock
+
+import (
+	"time"
+
+	"github.com/meridiantime/meridian/clock"
+)
+
+type realTimer struct{ t *time.Timer }
+
+func (r realTimer) C() <-chan time.Time        { return r.t.C }
+func (r realTimer) Stop() bool                 { return r.t.Stop() }
+func (r realTimer) Reset(d time.Duration) bool { return r.t.Reset(d) }
+
+type realTimers struct{}
+
+func (realTimers) NewTimer(d time.Duration) clock.Timer { return realTimer{time.NewTimer(d)} }
+
+// RealTimers returns timers backed by the Go runtime.
+func RealTimers() clock.Timers { return realTimers{} }
