@@ -339,9 +339,12 @@ func (c *Config) Validate() error {
 	if c.MaxError <= 0 || c.MaxError.D() > MaxMaxError {
 		return bad("max_error", "must be in (0, %v], got %v", MaxMaxError, c.MaxError.D())
 	}
-	if c.MaxError <= c.Precision {
-		return bad("max_error", "%v must exceed precision %v (the error bound is never below the precision: the clock would never synchronize)",
-			c.MaxError.D(), c.Precision.D())
+	// ε is at least the precision, and between two updates (one a second)
+	// it grows at the drift bound: a smaller max_error would report
+	// "synchronized" at each update and unsynchronized to every reader.
+	if floor := c.Precision + Duration(c.DriftBoundPPM*1e3); c.MaxError <= floor {
+		return bad("max_error", "%v must exceed precision + drift_bound_ppm × 1s = %v (the error bound between two updates): the clock would never be synchronized",
+			c.MaxError.D(), floor.D())
 	}
 	if c.MinSources < 1 || c.MinSources > 64 {
 		return bad("min_sources", "must be 1..64, got %d", c.MinSources)
