@@ -52,6 +52,14 @@ shm: {path: /tmp/x.shm}
 	if c, _ := Parse([]byte("clock_offset: -3ms\n")); c.ClockOffset.D() != -3*time.Millisecond {
 		t.Fatalf("negative offset: %v", c.ClockOffset.D())
 	}
+	if rl := c.NTPRateLimit(); rl.RequestsPerSecond != 8 || rl.Burst != 16 || rl.TableSize != 4096 || rl.Leak != 0.25 || rl.KoD {
+		t.Fatalf("rate limit %+v", rl)
+	}
+	// leak: 0 in the file means none (the ntp package reads 0 as its default).
+	if c, err := Parse([]byte("ntp_server: {rate_limit: {requests_per_second: 1, leak: 0, kod: true}}\n")); err != nil ||
+		c.NTPRateLimit().Leak != -1 || !c.NTPRateLimit().KoD {
+		t.Fatalf("leak 0: %+v %v", c.NTPRateLimit(), err)
+	}
 	d := c.DisciplineConfig()
 	if d.MinSources != 2 || d.DriftBoundPPB != 15000 || d.MaxErrorNS != 1e9 || d.StepThresholdNS != 128e6 {
 		t.Fatalf("discipline config %+v", d)
