@@ -77,6 +77,7 @@ const (
 	MaxClockOffset       = 10 * 365 * 24 * time.Hour // ±10 years
 	MaxMaxError          = 24 * time.Hour
 	MaxStepThreshold     = 24 * time.Hour
+	MinRequestsPerSecond = 0.001 // one request per 1000 s
 	MaxRequestsPerSecond = 1e6
 	MaxBurst             = 1_000_000
 	MaxRateLimitTable    = ntp.MaxRateLimitTable
@@ -430,8 +431,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	rl := c.NTPServer.RateLimit
-	if !within(rl.RequestsPerSecond, 0, MaxRequestsPerSecond) {
-		return bad("ntp_server.rate_limit.requests_per_second", "must be 0 (off) or in (0, %g], got %v", MaxRequestsPerSecond, rl.RequestsPerSecond)
+	if rl.RequestsPerSecond != 0 && !within(rl.RequestsPerSecond, MinRequestsPerSecond, MaxRequestsPerSecond) {
+		return bad("ntp_server.rate_limit.requests_per_second", "must be 0 (off) or in [%g, %g], got %v", MinRequestsPerSecond, MaxRequestsPerSecond, rl.RequestsPerSecond)
 	}
 	if rl.Burst < 1 || rl.Burst > MaxBurst {
 		return bad("ntp_server.rate_limit.burst", "must be 1..%d, got %d", MaxBurst, rl.Burst)

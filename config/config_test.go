@@ -149,6 +149,8 @@ func TestBoundsRefused(t *testing.T) {
 		{"ntp_server: {rate_limit: {requests_per_second: .nan}}\n", "ntp_server.rate_limit.requests_per_second"},
 		{"ntp_server: {rate_limit: {requests_per_second: .inf}}\n", "ntp_server.rate_limit.requests_per_second"},
 		{"ntp_server: {rate_limit: {requests_per_second: -1}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {requests_per_second: 1e-300}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {requests_per_second: 1000001}}\n", "ntp_server.rate_limit.requests_per_second"},
 		{"ntp_server: {rate_limit: {burst: -3}}\n", "ntp_server.rate_limit.burst: must be 1..1000000, got -3"},
 		{"ntp_server: {rate_limit: {burst: 0}}\n", "ntp_server.rate_limit.burst"},
 		{"ntp_server: {rate_limit: {leak: 1.5}}\n", "ntp_server.rate_limit.leak"},

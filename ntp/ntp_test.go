@@ -184,6 +184,18 @@ func TestServerRateLimitKoD(t *testing.T) {
 	if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+1100e6, now+1100e6, client); v != Reply {
 		t.Fatal("no recovery after a second")
 	}
+	// A tiny rate (burst/rate far beyond int64 nanoseconds) still sends at
+	// most one KoD: the interval is capped at a day, not overflowed.
+	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1e-300, Burst: 1, KoD: true, Leak: -1}, nil)
+	kods := 0
+	for i := 0; i < 10; i++ {
+		if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now, now+int64(i)*1e9, client); v == ReplyKoD {
+			kods++
+		}
+	}
+	if kods != 1 {
+		t.Fatalf("%d KoDs to one address in 10 s at a tiny rate, want 1", kods)
+	}
 	// Without kod: true, no KoD at all.
 	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 2, Leak: -1}, nil)
 	for i := 0; i < 10; i++ {

@@ -108,7 +108,7 @@ type limiter struct {
 	rate, burst, reserve float64
 	leak                 float64
 	kod                  bool
-	kodEveryNS           int64 // also the idle time after which a flow loses trust
+	kodEveryNS           int64 // burst/rate, at most a day; also the idle time after which a flow loses trust
 	seed                 maphash.Seed
 	setMask              uint64 // sets per shard − 1
 	shards               [rlShards]rlShard
@@ -139,7 +139,7 @@ func newLimiter(l RateLimit, seed maphash.Seed) *limiter {
 	if lim.reserve >= lim.burst {
 		lim.reserve = 0 // burst 1: nothing to reserve
 	}
-	lim.kodEveryNS = int64(lim.burst / lim.rate * 1e9)
+	lim.kodEveryNS = int64(min(lim.burst/lim.rate, 86400) * 1e9) // at most a day: no overflow for tiny rates
 	for i := range lim.shards {
 		lim.shards[i].entries = make([]rlEntry, sets*rlWays)
 	}
