@@ -521,3 +521,20 @@ func FuzzServerBatch(f *testing.F) {
 		}
 	})
 }
+
+// The rate-limited hot path, from all cores at once (one shared table):
+// go test -run '^$' -bench HandleRateLimited ./ntp
+func BenchmarkHandleRateLimited(b *testing.B) {
+	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1000, Burst: 8}, nil)
+	req := clientReq(4, ModeClient, 5)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		resp := make([]byte, 48)
+		i := uint32(0)
+		for pb.Next() {
+			i++
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 123)
+			s.handle(s.lim, req, resp, now, monoNS(), from)
+		}
+	})
+}
