@@ -94,7 +94,7 @@ func TestImplementationsAgreePlumbing(t *testing.T) {
 		if _, err := s.Now(ctx); !errors.Is(err, truetime.ErrUnsynchronized) {
 			t.Fatalf("%s unsynchronized: %v", name, err)
 		}
-		if _, err := s.After(ctx, 1); !errors.Is(err, truetime.ErrUnsynchronized) {
+		if _, err := s.After(ctx, time.Now().UnixNano()); !errors.Is(err, truetime.ErrUnsynchronized) { // a valid ns time: gRPC refuses one before 2000 first
 			t.Fatalf("%s After unsynchronized: %v", name, err)
 		}
 	}
