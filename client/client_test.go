@@ -178,7 +178,7 @@ func TestImplementationsReportDisrupted(t *testing.T) {
 		if !errors.Is(err, truetime.ErrDisrupted) || !errors.Is(err, truetime.ErrUnsynchronized) {
 			t.Errorf("%s Now: %+v %v", name, iv, err)
 		}
-		if _, err := s.After(ctx, 1); !errors.Is(err, truetime.ErrDisrupted) {
+		if _, err := s.After(ctx, now); !errors.Is(err, truetime.ErrDisrupted) { // a valid ns time (gRPC refuses one before 2000)
 			t.Errorf("%s After: %v", name, err)
 		}
 	}
