@@ -96,7 +96,7 @@ func TestImplementationsAgreePlumbing(t *testing.T) {
 		if _, err := s.Now(ctx); !errors.Is(err, truetime.ErrUnsynchronized) {
 			t.Fatalf("%s unsynchronized: %v", name, err)
 		}
-		if _, err := s.After(ctx, 1); !errors.Is(err, truetime.ErrUnsynchronized) {
+		if _, err := s.After(ctx, time.Now().UnixNano()); !errors.Is(err, truetime.ErrUnsynchronized) { // a valid ns time: gRPC refuses one before 2000 first
 			t.Fatalf("%s After unsynchronized: %v", name, err)
 		}
 	}
@@ -180,7 +180,7 @@ func TestImplementationsReportDisrupted(t *testing.T) {
 		if !errors.Is(err, truetime.ErrDisrupted) || !errors.Is(err, truetime.ErrUnsynchronized) {
 			t.Errorf("%s Now: %+v %v", name, iv, err)
 		}
-		if _, err := s.After(ctx, 1); !errors.Is(err, truetime.ErrDisrupted) {
+		if _, err := s.After(ctx, now); !errors.Is(err, truetime.ErrDisrupted) { // a valid ns time (gRPC refuses one before 2000)
 			t.Errorf("%s After: %v", name, err)
 		}
 	}

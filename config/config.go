@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/internal/addr"
+	"github.com/meridiantime/meridian/ntp"
 )
 
 // Duration is a time.Duration written as a Go duration string ("1s",
@@ -59,12 +62,29 @@ type Source struct {
 	Timestamping string   `yaml:"timestamping"` // auto | hardware | software
 }
 
-// RateLimit is the NTP server's per-client token bucket.
+// RateLimit is the NTP server's per-client-address token bucket (see
+// ntp/ratelimit.go): requests_per_second 0 disables it.
 type RateLimit struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	Burst             int     `yaml:"burst"`
-	TableSize         int     `yaml:"table_size"`
+	TableSize         int     `yaml:"table_size"` // addresses tracked, ≤ MaxRateLimitTable
+	Leak              float64 `yaml:"leak"`       // fraction of over-limit requests answered anyway
+	KoD               bool    `yaml:"kod"`        // send RATE kiss-o'-death to over-limit clients
 }
+
+// Bounds of the values (Validate refuses anything outside them).
+const (
+	MaxClockOffset       = 10 * 365 * 24 * time.Hour // ±10 years
+	MaxMaxError          = 24 * time.Hour
+	MaxStepThreshold     = 24 * time.Hour
+	MinRequestsPerSecond = 0.001 // one request per 1000 s
+	MaxRequestsPerSecond = 1e6
+	MaxBurst             = 1_000_000
+	MaxRateLimitTable    = ntp.MaxRateLimitTable
+	MaxHoldoverPolls     = 64
+	MaxWatchers          = 1 << 20
+	MaxWaiters           = 1 << 20
+)
 
 // NTPServer configures the NTP server.
 type NTPServer struct {
@@ -121,6 +141,10 @@ type GRPC struct {
 	TLS    TLS        `yaml:"tls"`
 	// MaxWatchers caps concurrent Watch streams (0: 1024).
 	MaxWatchers int `yaml:"max_watchers"`
+	// MaxWaiters caps concurrent WaitUntilAfter calls in total, and
+	// MaxWaitersPerConn per client connection.
+	MaxWaiters        int `yaml:"max_waiters"`
+	MaxWaitersPerConn int `yaml:"max_waiters_per_conn"`
 }
 
 // Metrics configures the Prometheus endpoint; "" disables it.
@@ -154,6 +178,7 @@ type Config struct {
 	StepLimit              int       `yaml:"step_limit"`
 	Servo                  string    `yaml:"servo"` // linreg | pi
 	Precision              Duration  `yaml:"precision"`
+	HoldoverAfterPolls     int       `yaml:"holdover_after_polls"`
 	Sources                []Source  `yaml:"sources"`
 	NTPServer              NTPServer `yaml:"ntp_server"`
 	PTPServer              PTPServer `yaml:"ptp_server"`
@@ -180,13 +205,15 @@ func Default() *Config {
 		StepLimit:              3,
 		Servo:                  "linreg",
 		Precision:              Duration(100 * time.Nanosecond),
+		HoldoverAfterPolls:     4,
 		Sources:                []Source{},
-		NTPServer:              NTPServer{Listen: []string{}},
-		PTPServer:              PTPServer{Listen: []string{}},
-		GRPC:                   GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024},
-		HLC:                    HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
-		Metrics:                Metrics{Listen: "127.0.0.1:9390"},
-		LogLevel:               "info",
+		NTPServer: NTPServer{Listen: []string{},
+			RateLimit: RateLimit{Burst: 8, TableSize: 4096, Leak: ntp.DefaultRateLimitLeak}},
+		PTPServer: PTPServer{Listen: []string{}},
+		GRPC:      GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024, MaxWaiters: 4096, MaxWaitersPerConn: 256},
+		HLC:       HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
+		Metrics:   Metrics{Listen: "127.0.0.1:9390"},
+		LogLevel:  "info",
 	}
 }
 
@@ -204,13 +231,23 @@ step_threshold: 128ms       # step (not slew) offsets beyond this ...
 step_limit: 3               # ... during the first N updates (-1: always)
 servo: linreg               # linreg | pi
 precision: 100ns            # reading precision of the clock
+holdover_after_polls: 4     # holdover once this many polls of the slowest source brought no sample
 sources: []                 # e.g. [{type: ntp, address: "10.200.0.2:123", poll: 16s, iburst: true}]
-ntp_server: {listen: []}    # e.g. {listen: ["127.0.0.1:11123"]}
+ntp_server:
+  listen: []                # e.g. ["127.0.0.1:11123"]
+  rate_limit:               # per client address, shared by all server sockets
+    requests_per_second: 0  # 0: off
+    burst: 8
+    table_size: 4096        # addresses tracked (≤ 1048576, ~64 bytes each); LRU within a 4-way set
+    leak: 0.25              # fraction of over-limit requests answered anyway (chrony's leak 2)
+    kod: false              # true: one RATE kiss-o'-death per burst/rate per address
 ptp_server: {listen: []}
 grpc:
   listen: [unix:///run/meridian/grpc.sock]   # and/or "host:port" (TCP); [] disables
   tls: {cert: "", key: "", ca: ""}  # TCP only; ca set: clients need a certificate (mTLS)
   max_watchers: 1024        # concurrent Watch streams
+  max_waiters: 4096         # concurrent WaitUntilAfter calls ...
+  max_waiters_per_conn: 256 # ... and per client connection
 hlc:                        # remote HLC timestamps further ahead than
   max_offset_floor: 1ms     #   max(max_offset_floor, eps_factor·ε) are rejected
   eps_factor: 2
@@ -235,6 +272,19 @@ func Parse(data []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// `key:` with no value decodes to nil: the same as an empty list.
+	if c.Sources == nil {
+		c.Sources = []Source{}
+	}
+	if c.NTPServer.Listen == nil {
+		c.NTPServer.Listen = []string{}
+	}
+	if c.PTPServer.Listen == nil {
+		c.PTPServer.Listen = []string{}
+	}
+	if c.GRPC.Listen == nil {
+		c.GRPC.Listen = ListenList{}
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -254,15 +304,19 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Validate reports the first bad value, naming its key.
+// Validate reports the first bad value, naming its key. Every value is
+// bounded (NaN and ±Inf are refused everywhere) and cross-key constraints
+// are checked here, so that a config that passes runs as written.
 func (c *Config) Validate() error {
 	bad := func(key, f string, a ...any) error {
 		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(f, a...))
 	}
+	// within reports whether lo ≤ v ≤ hi (false for NaN).
+	within := func(v, lo, hi float64) bool { return v >= lo && v <= hi }
 	switch {
 	case c.Clock == "virtual" || c.Clock == "system":
 	case strings.HasPrefix(c.Clock, "phc:/dev/ptp"):
-		if _, err := strconv.Atoi(strings.TrimPrefix(c.Clock, "phc:/dev/ptp")); err != nil {
+		if n, err := strconv.Atoi(strings.TrimPrefix(c.Clock, "phc:/dev/ptp")); err != nil || n < 0 {
 			return bad("clock", "bad PHC device %q (want phc:/dev/ptpN)", c.Clock)
 		}
 	default:
@@ -271,32 +325,51 @@ func (c *Config) Validate() error {
 	if c.Clock != "virtual" && c.ClockOffset != 0 {
 		return bad("clock_offset", "only applies to clock: virtual")
 	}
-	if c.DriftBoundPPM <= 0 || c.DriftBoundPPM > 1000 {
+	if c.ClockOffset.D().Abs() > MaxClockOffset {
+		return bad("clock_offset", "must be within ±%v (10 years), got %v", MaxClockOffset, c.ClockOffset.D())
+	}
+	if !within(c.DriftBoundPPM, math.SmallestNonzeroFloat64, 1000) {
 		return bad("drift_bound_ppm", "must be in (0, 1000], got %v", c.DriftBoundPPM)
 	}
-	if c.OscillatorTolerancePPM <= 0 || c.OscillatorTolerancePPM > 100000 {
+	if !within(c.OscillatorTolerancePPM, math.SmallestNonzeroFloat64, 100000) {
 		return bad("oscillator_tolerance_ppm", "must be in (0, 100000], got %v", c.OscillatorTolerancePPM)
 	}
-	if c.MaxError <= 0 {
-		return bad("max_error", "must be > 0, got %v", c.MaxError.D())
+	if c.Precision <= 0 || c.Precision > Duration(time.Millisecond) {
+		return bad("precision", "must be in (0, 1ms], got %v", c.Precision.D())
 	}
-	if c.MinSources < 1 {
-		return bad("min_sources", "must be ≥ 1, got %d", c.MinSources)
+	if c.MaxError <= 0 || c.MaxError.D() > MaxMaxError {
+		return bad("max_error", "must be in (0, %v], got %v", MaxMaxError, c.MaxError.D())
+	}
+	// ε is at least the precision, and between two updates (one a second)
+	// it grows at the drift bound: a smaller max_error would report
+	// "synchronized" at each update and unsynchronized to every reader.
+	if floor := c.Precision + Duration(c.DriftBoundPPM*1e3); c.MaxError <= floor {
+		return bad("max_error", "%v must exceed precision + drift_bound_ppm × 1s = %v (the error bound between two updates): the clock would never be synchronized",
+			c.MaxError.D(), floor.D())
+	}
+	if c.MinSources < 1 || c.MinSources > 64 {
+		return bad("min_sources", "must be 1..64, got %d", c.MinSources)
+	}
+	if len(c.Sources) > 0 && c.MinSources > len(c.Sources) {
+		return bad("min_sources", "%d exceeds the %d configured sources (the clock would never synchronize)", c.MinSources, len(c.Sources))
 	}
 	if c.LocalStratum < 0 || c.LocalStratum > 15 {
 		return bad("local_stratum", "must be 0..15, got %d", c.LocalStratum)
 	}
-	if c.StepThreshold < 0 {
-		return bad("step_threshold", "must be ≥ 0, got %v", c.StepThreshold.D())
+	if c.StepThreshold < 0 || c.StepThreshold.D() > MaxStepThreshold {
+		return bad("step_threshold", "must be in [0, %v], got %v", MaxStepThreshold, c.StepThreshold.D())
 	}
-	if c.StepLimit < -1 {
-		return bad("step_limit", "must be ≥ -1, got %d", c.StepLimit)
+	if c.StepLimit < -1 || c.StepLimit > 1_000_000 {
+		return bad("step_limit", "must be -1 (always) or 0..1000000, got %d", c.StepLimit)
 	}
 	if c.Servo != "linreg" && c.Servo != "pi" {
 		return bad("servo", "want linreg or pi, got %q", c.Servo)
 	}
-	if c.Precision <= 0 || c.Precision > Duration(time.Millisecond) {
-		return bad("precision", "must be in (0, 1ms], got %v", c.Precision.D())
+	if c.HoldoverAfterPolls < 1 || c.HoldoverAfterPolls > MaxHoldoverPolls {
+		return bad("holdover_after_polls", "must be 1..%d, got %d", MaxHoldoverPolls, c.HoldoverAfterPolls)
+	}
+	if len(c.Sources) > 256 {
+		return bad("sources", "at most 256 sources, got %d", len(c.Sources))
 	}
 	seen := map[string]int{}
 	for i, s := range c.Sources {
@@ -309,6 +382,13 @@ func (c *Config) Validate() error {
 		if s.Address == "" {
 			return bad(key+".address", "must be set")
 		}
+		if s.Type == "ntp" {
+			if err := hostPort(s.Address, false); err != nil {
+				return bad(key+".address", "%v", err)
+			}
+		} else if err := hostOnly(s.Address); err != nil {
+			return bad(key+".address", "%v", err)
+		}
 		if j, dup := seen[s.Type+"|"+s.Address]; dup {
 			return bad(key+".address", "%q duplicates sources[%d]", s.Address, j)
 		}
@@ -317,7 +397,7 @@ func (c *Config) Validate() error {
 			name string
 			v    Duration
 		}{{"poll", s.Poll}, {"min_poll", s.MinPoll}, {"max_poll", s.MaxPoll}} {
-			if p.v != 0 && p.v < Duration(125*time.Millisecond) {
+			if p.v < 0 || (p.v != 0 && p.v < Duration(125*time.Millisecond)) {
 				return bad(key+"."+p.name, "must be ≥ 125ms, got %v", p.v.D())
 			}
 			if p.v > Duration(36*time.Hour) {
@@ -327,11 +407,49 @@ func (c *Config) Validate() error {
 		if s.MinPoll != 0 && s.MaxPoll != 0 && s.MinPoll > s.MaxPoll {
 			return bad(key+".min_poll", "%v exceeds max_poll %v", s.MinPoll.D(), s.MaxPoll.D())
 		}
+		if s.Poll != 0 && s.MinPoll != 0 && s.Poll < s.MinPoll {
+			return bad(key+".poll", "%v is below min_poll %v", s.Poll.D(), s.MinPoll.D())
+		}
+		if s.Poll != 0 && s.MaxPoll != 0 && s.Poll > s.MaxPoll {
+			return bad(key+".poll", "%v exceeds max_poll %v", s.Poll.D(), s.MaxPoll.D())
+		}
+		if s.MaxPoll == 0 && (s.Poll > Duration(defaultMaxPoll) || s.MinPoll > Duration(defaultMaxPoll)) {
+			return bad(key+".max_poll", "must be set when poll or min_poll exceeds the default max_poll %v", defaultMaxPoll)
+		}
+		if err := ifName(s.Interface); err != nil {
+			return bad(key+".interface", "%v", err)
+		}
 		switch s.Timestamping {
 		case "", "auto", "hardware", "software":
 		default:
 			return bad(key+".timestamping", "want auto, hardware or software, got %q", s.Timestamping)
 		}
+	}
+	for i, a := range c.NTPServer.Listen {
+		if err := hostPort(a, true); err != nil {
+			return bad(fmt.Sprintf("ntp_server.listen[%d]", i), "%v", err)
+		}
+	}
+	rl := c.NTPServer.RateLimit
+	if rl.RequestsPerSecond != 0 && !within(rl.RequestsPerSecond, MinRequestsPerSecond, MaxRequestsPerSecond) {
+		return bad("ntp_server.rate_limit.requests_per_second", "must be 0 (off) or in [%g, %g], got %v", MinRequestsPerSecond, MaxRequestsPerSecond, rl.RequestsPerSecond)
+	}
+	if rl.Burst < 1 || rl.Burst > MaxBurst {
+		return bad("ntp_server.rate_limit.burst", "must be 1..%d, got %d", MaxBurst, rl.Burst)
+	}
+	if rl.TableSize < 1 || rl.TableSize > MaxRateLimitTable {
+		return bad("ntp_server.rate_limit.table_size", "must be 1..%d, got %d", MaxRateLimitTable, rl.TableSize)
+	}
+	if !within(rl.Leak, 0, 1) {
+		return bad("ntp_server.rate_limit.leak", "must be a fraction in [0, 1], got %v", rl.Leak)
+	}
+	for i, a := range c.PTPServer.Listen { // an address: PTP's ports are 319 and 320
+		if err := hostOnly(a); err != nil {
+			return bad(fmt.Sprintf("ptp_server.listen[%d]", i), "%v", err)
+		}
+	}
+	if err := ifName(c.PTPServer.Interface); err != nil {
+		return bad("ptp_server.interface", "%v", err)
 	}
 	switch c.PTPServer.Timestamping {
 	case "", "auto", "hardware", "software":
@@ -345,18 +463,33 @@ func (c *Config) Validate() error {
 		return bad("grpc.tls.ca", "mTLS needs the server's own cert and key too")
 	}
 	for i, a := range c.GRPC.Listen {
-		if _, _, err := addr.Parse(a); err != nil {
+		network, address, err := addr.Parse(a)
+		if err == nil && network == "tcp" {
+			err = hostPort(address, true)
+		}
+		if err != nil {
 			return bad(fmt.Sprintf("grpc.listen[%d]", i), "%v", err)
 		}
 	}
-	if c.HLC.MaxOffsetFloor < 0 {
-		return bad("hlc.max_offset_floor", "must be ≥ 0")
+	if c.GRPC.MaxWatchers < 0 || c.GRPC.MaxWatchers > MaxWatchers {
+		return bad("grpc.max_watchers", "must be 0 (1024) or up to %d, got %d", MaxWatchers, c.GRPC.MaxWatchers)
 	}
-	if c.HLC.EpsFactor < 0 || c.HLC.EpsFactor != c.HLC.EpsFactor {
-		return bad("hlc.eps_factor", "must be ≥ 0, got %v", c.HLC.EpsFactor)
+	if c.GRPC.MaxWaiters < 1 || c.GRPC.MaxWaiters > MaxWaiters {
+		return bad("grpc.max_waiters", "must be 1..%d, got %d", MaxWaiters, c.GRPC.MaxWaiters)
 	}
-	if c.GRPC.MaxWatchers < 0 {
-		return bad("grpc.max_watchers", "must be ≥ 0, got %d", c.GRPC.MaxWatchers)
+	if c.GRPC.MaxWaitersPerConn < 1 || c.GRPC.MaxWaitersPerConn > c.GRPC.MaxWaiters {
+		return bad("grpc.max_waiters_per_conn", "must be 1..max_waiters (%d), got %d", c.GRPC.MaxWaiters, c.GRPC.MaxWaitersPerConn)
+	}
+	if c.HLC.MaxOffsetFloor < 0 || c.HLC.MaxOffsetFloor.D() > time.Hour {
+		return bad("hlc.max_offset_floor", "must be in [0, 1h], got %v", c.HLC.MaxOffsetFloor.D())
+	}
+	if !within(c.HLC.EpsFactor, 0, 1000) {
+		return bad("hlc.eps_factor", "must be in [0, 1000], got %v", c.HLC.EpsFactor)
+	}
+	if c.Metrics.Listen != "" {
+		if err := hostPort(c.Metrics.Listen, true); err != nil {
+			return bad("metrics.listen", "%v", err)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -364,6 +497,93 @@ func (c *Config) Validate() error {
 		return bad("log_level", "want debug, info, warn or error, got %q", c.LogLevel)
 	}
 	return nil
+}
+
+// defaultMaxPoll is the NTP client's max poll when max_poll is unset.
+const defaultMaxPoll = 1024 * time.Second
+
+// defaultPoll is the NTP client's poll when neither poll nor min_poll is set.
+const defaultPoll = 16 * time.Second
+
+// hostPort checks "host:port" syntax now (names resolve later): a port
+// number in 1..65535, or 0 (any free port) when listening.
+func hostPort(a string, listen bool) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port", a)
+	}
+	if strings.ContainsAny(host, " \t/") || (!listen && host == "") {
+		return fmt.Errorf("%q: bad host %q", a, host)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || (n == 0 && !listen) {
+		lo := 1
+		if listen {
+			lo = 0
+		}
+		return fmt.Errorf("%q: port must be a number in %d..65535, got %q", a, lo, port)
+	}
+	return nil
+}
+
+// hostOnly checks a host without a port (PTP).
+func hostOnly(a string) error {
+	if a == "" || strings.ContainsAny(a, " \t/") || (strings.Contains(a, ":") && net.ParseIP(a) == nil) {
+		return fmt.Errorf("%q: want a host name or IP address without a port", a)
+	}
+	return nil
+}
+
+// ifName checks a network interface name ("" is none).
+func ifName(s string) error {
+	if len(s) > 15 || strings.ContainsAny(s, " \t/:") {
+		return fmt.Errorf("%q is not an interface name (at most 15 characters, no spaces, '/' or ':')", s)
+	}
+	return nil
+}
+
+// EffectivePoll is the longest interval between polls the source uses in
+// normal operation: max_poll when the poll adapts, otherwise the fixed poll
+// (with the NTP client's defaults for unset values).
+func (s Source) EffectivePoll() time.Duration {
+	poll, minPoll, maxPoll := s.Poll.D(), s.MinPoll.D(), s.MaxPoll.D()
+	if maxPoll == 0 {
+		maxPoll = defaultMaxPoll
+	}
+	if minPoll > 0 && maxPoll > minPoll {
+		return maxPoll // adaptive
+	}
+	if poll == 0 {
+		poll = minPoll
+	}
+	if poll == 0 {
+		poll = defaultPoll
+	}
+	return poll
+}
+
+// HoldoverAfter is how long the clock stays synchronized without a new
+// sample: holdover_after_polls polls of the slowest source. With no
+// sources it is the discipline's default.
+func (c *Config) HoldoverAfter() time.Duration {
+	var slowest time.Duration
+	for _, s := range c.Sources {
+		slowest = max(slowest, s.EffectivePoll())
+	}
+	if slowest == 0 {
+		return time.Duration(discipline.DefaultConfig().HoldoverAfterNS)
+	}
+	return time.Duration(c.HoldoverAfterPolls) * slowest
+}
+
+// NTPRateLimit is the NTP server's rate limit.
+func (c *Config) NTPRateLimit() ntp.RateLimit {
+	rl := c.NTPServer.RateLimit
+	leak := rl.Leak
+	if leak == 0 {
+		leak = -1 // ntp: 0 means its default; the file's 0 means none
+	}
+	return ntp.RateLimit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst, TableSize: rl.TableSize, Leak: leak, KoD: rl.KoD}
 }
 
 // DisciplineConfig maps the file's keys to the discipline's configuration.
@@ -376,6 +596,7 @@ func (c *Config) DisciplineConfig() discipline.Config {
 	d.StepThresholdNS = int64(c.StepThreshold)
 	d.StepLimit = c.StepLimit
 	d.PrecisionNS = int64(c.Precision)
+	d.HoldoverAfterNS = int64(c.HoldoverAfter())
 	if c.Servo == "pi" {
 		d.Servo = discipline.ServoPI
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestDefaultYAMLRoundTrips(t *testing.T) {
@@ -50,6 +52,14 @@ shm: {path: /tmp/x.shm}
 	if c, _ := Parse([]byte("clock_offset: -3ms\n")); c.ClockOffset.D() != -3*time.Millisecond {
 		t.Fatalf("negative offset: %v", c.ClockOffset.D())
 	}
+	if rl := c.NTPRateLimit(); rl.RequestsPerSecond != 8 || rl.Burst != 16 || rl.TableSize != 4096 || rl.Leak != 0.25 || rl.KoD {
+		t.Fatalf("rate limit %+v", rl)
+	}
+	// leak: 0 in the file means none (the ntp package reads 0 as its default).
+	if c, err := Parse([]byte("ntp_server: {rate_limit: {requests_per_second: 1, leak: 0, kod: true}}\n")); err != nil ||
+		c.NTPRateLimit().Leak != -1 || !c.NTPRateLimit().KoD {
+		t.Fatalf("leak 0: %+v %v", c.NTPRateLimit(), err)
+	}
 	d := c.DisciplineConfig()
 	if d.MinSources != 2 || d.DriftBoundPPB != 15000 || d.MaxErrorNS != 1e9 || d.StepThresholdNS != 128e6 {
 		t.Fatalf("discipline config %+v", d)
@@ -65,16 +75,16 @@ func TestBadConfigs(t *testing.T) {
 		{"clock: system\nclock_offset: 1ms\n", "clock_offset: only applies"},
 		{"clock_offset: soon\n", `bad duration "soon"`},
 		{"drift_bound_ppm: -1\n", "drift_bound_ppm: must be in (0, 1000], got -1"},
-		{"max_error: 0s\n", "max_error: must be > 0"},
-		{"min_sources: 0\n", "min_sources: must be ≥ 1, got 0"},
+		{"max_error: 0s\n", "max_error: must be in (0, 24h0m0s], got 0s"},
+		{"min_sources: 0\n", "min_sources: must be 1..64, got 0"},
 		{"local_stratum: 16\n", "local_stratum: must be 0..15"},
 		{"servo: magic\n", "servo: want linreg or pi"},
 		{"step_limit: -2\n", "step_limit"},
 		{"sources: [{type: gps, address: a}]\n", "sources[0].type: want ntp or ptp"},
 		{"sources: [{type: ntp}]\n", "sources[0].address: must be set"},
-		{"sources: [{type: ntp, address: a, poll: 1s}, {type: ntp, address: b, poll: 10ms}]\n", "sources[1].poll: must be ≥ 125ms, got 10ms"},
-		{"sources: [{type: ntp, address: a}, {type: ntp, address: a}]\n", "sources[1].address: \"a\" duplicates sources[0]"},
-		{"sources: [{type: ntp, address: a, min_poll: 64s, max_poll: 16s}]\n", "sources[0].min_poll"},
+		{"sources: [{type: ntp, address: \"a:123\", poll: 1s}, {type: ntp, address: \"b:123\", poll: 10ms}]\n", "sources[1].poll: must be ≥ 125ms, got 10ms"},
+		{"sources: [{type: ntp, address: \"a:123\"}, {type: ntp, address: \"a:123\"}]\n", "sources[1].address: \"a:123\" duplicates sources[0]"},
+		{"sources: [{type: ntp, address: \"a:123\", min_poll: 64s, max_poll: 16s}]\n", "sources[0].min_poll"},
 		{"sources: [{type: ptp, address: a, timestamping: magic}]\n", "sources[0].timestamping"},
 		{"grpc: {tls: {cert: a}}\n", "grpc.tls"},
 		{"log_level: loud\n", "log_level"},
@@ -99,16 +109,141 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// An accepted config survives a round trip through YAML unchanged: what
+// the daemon runs is what the file says (no value lost or reinterpreted,
+// e.g. by a key that does not marshal back).
 func FuzzParse(f *testing.F) {
 	f.Add(DefaultYAML())
 	f.Add([]byte("sources: [{type: ntp, address: \"127.0.0.1:123\", poll: 1s}]\nclock_offset: -3ms\n"))
+	f.Add([]byte("ntp_server: {listen: [\":123\"], rate_limit: {requests_per_second: 0.5, burst: 3, leak: 0.1, kod: true}}\n"))
 	f.Add([]byte("\x00\xff{[}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
-		if err == nil {
-			if err := c.Validate(); err != nil {
-				t.Fatalf("Parse accepted an invalid config: %v", err)
-			}
+		if err != nil {
+			return
+		}
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal an accepted config: %v", err)
+		}
+		c2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("the marshalled config is refused: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(c, c2) {
+			t.Fatalf("round trip changed the config:\n%+v\n%+v", c, c2)
 		}
 	})
+}
+
+// Values that passed validation before and hurt at run time (issue 9):
+// each is refused at parse time with an error naming its key.
+func TestBoundsRefused(t *testing.T) {
+	for _, tc := range []struct{ yaml, key string }{
+		{"ntp_server: {rate_limit: {table_size: 9000000000000000000}}\n", "ntp_server.rate_limit.table_size"},
+		{"ntp_server: {rate_limit: {table_size: 1000000000}}\n", "ntp_server.rate_limit.table_size"},
+		{"ntp_server: {rate_limit: {table_size: 0}}\n", "ntp_server.rate_limit.table_size"},
+		{"clock_offset: 2562047h\n", "clock_offset"},
+		{"clock_offset: -2562047h\n", "clock_offset"},
+		{"clock_offset: 87601h\n", "clock_offset"},
+		{"ntp_server: {rate_limit: {requests_per_second: .nan}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {requests_per_second: .inf}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {requests_per_second: -1}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {requests_per_second: 1e-300}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {requests_per_second: 1000001}}\n", "ntp_server.rate_limit.requests_per_second"},
+		{"ntp_server: {rate_limit: {burst: -3}}\n", "ntp_server.rate_limit.burst: must be 1..1000000, got -3"},
+		{"ntp_server: {rate_limit: {burst: 0}}\n", "ntp_server.rate_limit.burst"},
+		{"ntp_server: {rate_limit: {leak: 1.5}}\n", "ntp_server.rate_limit.leak"},
+		{"ntp_server: {rate_limit: {leak: .nan}}\n", "ntp_server.rate_limit.leak"},
+		{"ntp_server: {rate_limit: {leak: -0.1}}\n", "ntp_server.rate_limit.leak"},
+		{"drift_bound_ppm: .nan\n", "drift_bound_ppm"},
+		{"drift_bound_ppm: .inf\n", "drift_bound_ppm"},
+		{"oscillator_tolerance_ppm: .nan\n", "oscillator_tolerance_ppm"},
+		{"hlc: {eps_factor: .inf}\n", "hlc.eps_factor"},
+		{"hlc: {eps_factor: .nan}\n", "hlc.eps_factor"},
+		{"hlc: {max_offset_floor: 2h}\n", "hlc.max_offset_floor"},
+		{"max_error: 100ns\n", "max_error: 100ns must exceed precision + drift_bound_ppm × 1s = 15.1µs"},
+		{"max_error: 15100ns\n", "max_error"},
+		{"max_error: 1ms\ndrift_bound_ppm: 1000\n", "max_error"},
+		{"max_error: 50ns\nprecision: 1us\n", "max_error"},
+		{"max_error: 25h\n", "max_error"},
+		{"step_threshold: 48h\n", "step_threshold"},
+		{"step_limit: 2000000\n", "step_limit"},
+		{"min_sources: 65\n", "min_sources"},
+		{"min_sources: 2\nsources: [{type: ntp, address: \"a:123\"}]\n", "min_sources: 2 exceeds the 1 configured sources"},
+		{"holdover_after_polls: 0\n", "holdover_after_polls"},
+		{"holdover_after_polls: 65\n", "holdover_after_polls"},
+		{"sources: [{type: ntp, address: \"a:123\", poll: 128s, max_poll: 64s}]\n", "sources[0].poll: 2m8s exceeds max_poll 1m4s"},
+		{"sources: [{type: ntp, address: \"a:123\", poll: 8s, min_poll: 16s}]\n", "sources[0].poll: 8s is below min_poll 16s"},
+		{"sources: [{type: ntp, address: \"a:123\", poll: 2h}]\n", "sources[0].max_poll: must be set"},
+		{"sources: [{type: ntp, address: \"a:123\", poll: -1s}]\n", "sources[0].poll"},
+		{"sources: [{type: ntp, address: \"a:70000\"}]\n", "sources[0].address: \"a:70000\": port must be a number in 1..65535"},
+		{"sources: [{type: ntp, address: \"a:0\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \"a\"}]\n", "sources[0].address: \"a\": want host:port"},
+		{"sources: [{type: ntp, address: \"a:ntp\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \":123\"}]\n", "sources[0].address"},
+		{"sources: [{type: ptp, address: \"a:319\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \"a:123\", interface: \"a very long interface\"}]\n", "sources[0].interface"},
+		{"ntp_server: {listen: [\"127.0.0.1:65536\"]}\n", "ntp_server.listen[0]"},
+		{"ntp_server: {listen: [\"127.0.0.1\"]}\n", "ntp_server.listen[0]"},
+		{"ntp_server: {listen: [\"127.0.0.1:123\", \"localhost:-1\"]}\n", "ntp_server.listen[1]"},
+		{"ptp_server: {listen: [\"127.0.0.1:319\"]}\n", "ptp_server.listen[0]"},
+		{"ptp_server: {listen: [\"\"]}\n", "ptp_server.listen[0]"},
+		{"metrics: {listen: \"127.0.0.1:99999\"}\n", "metrics.listen"},
+		{"metrics: {listen: \"9390\"}\n", "metrics.listen"},
+		{"grpc: {listen: [\"127.0.0.1:99999\"]}\n", "grpc.listen[0]"},
+		{"grpc: {max_watchers: -1}\n", "grpc.max_watchers"},
+		{"grpc: {max_waiters: 0}\n", "grpc.max_waiters"},
+		{"grpc: {max_waiters: 10, max_waiters_per_conn: 11}\n", "grpc.max_waiters_per_conn"},
+		{"clock: phc:/dev/ptp-1\n", "clock"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), "config: "+tc.key) {
+			t.Errorf("%q: error %v, want one naming %q", tc.yaml, err, tc.key)
+		}
+	}
+}
+
+// The extremes of every range are accepted (the bounds are not off by one).
+func TestBoundsAccepted(t *testing.T) {
+	for _, y := range []string{
+		"clock_offset: 87600h\n", "clock_offset: -87600h\n",
+		"ntp_server: {rate_limit: {requests_per_second: 1000000, burst: 1000000, table_size: 1048576, leak: 1, kod: true}}\n",
+		"ntp_server: {rate_limit: {requests_per_second: 0.001, burst: 1, table_size: 1, leak: 0}}\n",
+		"max_error: 15101ns\n", "max_error: 24h\n", "max_error: 1002us\ndrift_bound_ppm: 1000\nprecision: 1us\n", "holdover_after_polls: 1\n", "holdover_after_polls: 64\n",
+		"sources: [{type: ntp, address: \"[::1]:65535\", poll: 36h, min_poll: 36h, max_poll: 36h}]\n",
+		"sources: [{type: ntp, address: \"time.example:1\", poll: 125ms, min_poll: 125ms, max_poll: 1s}]\n",
+		"sources: [{type: ptp, address: \"10.0.0.1\"}, {type: ptp, address: \"fe80::1\"}]\nmin_sources: 2\n",
+		"ntp_server: {listen: [\"127.0.0.1:0\", \"[::]:123\", \":11123\"]}\nmetrics: {listen: \"localhost:0\"}\n",
+		"grpc: {listen: [\"unix:///tmp/x.sock\", \"0.0.0.0:50051\"], max_waiters: 1048576, max_waiters_per_conn: 1048576}\n",
+	} {
+		if _, err := Parse([]byte(y)); err != nil {
+			t.Errorf("%q: %v", y, err)
+		}
+	}
+}
+
+// holdover_after_polls × the slowest source's poll (max_poll when the poll
+// adapts), as the NTP client would poll.
+func TestHoldoverAfterPolls(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"sources: [{type: ntp, address: \"a:123\", poll: 1s}]\n", 4 * time.Second},
+		{"holdover_after_polls: 2\nsources: [{type: ntp, address: \"a:123\", poll: 1s}]\n", 2 * time.Second},
+		{"sources: [{type: ntp, address: \"a:123\"}]\n", 64 * time.Second}, // default poll 16 s
+		{"sources: [{type: ntp, address: \"a:123\", min_poll: 16s, max_poll: 64s}]\n", 256 * time.Second},
+		{"sources: [{type: ntp, address: \"a:123\", min_poll: 16s}]\n", 4 * 1024 * time.Second}, // adapts up to the default max_poll
+		{"sources: [{type: ntp, address: \"a:123\", min_poll: 8s, max_poll: 8s}]\n", 32 * time.Second},
+		{"sources: [{type: ntp, address: \"a:123\", poll: 1s}, {type: ntp, address: \"b:123\", poll: 8s}]\n", 32 * time.Second},
+	} {
+		c, err := Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Duration(c.DisciplineConfig().HoldoverAfterNS); got != tc.want {
+			t.Errorf("%q: holdover after %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
 }

@@ -419,8 +419,7 @@ func (d *Daemon) Start() (err error) {
 		d.sources = append(d.sources, src)
 	}
 	if len(d.cfg.NTPServer.Listen) > 0 {
-		rl := d.cfg.NTPServer.RateLimit
-		d.ntpServer = ntp.NewServer(d.tt, ntp.RateLimit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst, TableSize: rl.TableSize}, d.log)
+		d.ntpServer = ntp.NewServer(d.tt, d.cfg.NTPRateLimit(), d.log)
 		d.m.registerServer(d.ntpServer)
 		for _, addr := range d.cfg.NTPServer.Listen {
 			if err := d.ntpServer.Listen(addr, 2); err != nil {

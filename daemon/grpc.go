@@ -31,6 +31,7 @@ func (d *Daemon) startGRPC() error {
 	}, func() float64 { return float64(d.hlc.Rejected()) }))
 	svc, err := timeservice.NewService(timeservice.Options{
 		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, MaxWatchers: d.cfg.GRPC.MaxWatchers,
+		MaxWaiters: d.cfg.GRPC.MaxWaiters, MaxWaitersPerConn: d.cfg.GRPC.MaxWaitersPerConn,
 	})
 	if err != nil {
 		return err

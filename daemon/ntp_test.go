@@ -88,6 +88,10 @@ func TestMeridianClientOfMeridianServer(t *testing.T) {
 		{b, `meridian_source_selected{source="ntp:` + a.NTPServerAddr() + `"} 1`},
 		{a, "meridian_ntp_server_requests_total"},
 		{a, "meridian_ntp_server_dropped_mode_total 0"},
+		{a, "meridian_ntp_server_dropped_source_port_total 0"},
+		{a, "meridian_ntp_server_rate_dropped_total 0"},
+		{a, `meridian_ntp_server_send_errors_total{reason="EINVAL"} 0`},
+		{a, `meridian_ntp_server_send_errors_total{reason="other"} 0`},
 	} {
 		resp, err := http.Get("http://" + c.d.MetricsAddr() + "/metrics")
 		if err != nil {

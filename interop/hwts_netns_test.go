@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,7 @@ func TestNTPSoftwareStampsOverVeth(t *testing.T) {
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("local_stratum: 1\nclock_offset: +2.5ms\nntp_server: {listen: [\"%s:123\"]}\nmetrics: {listen: \"\"}\ngrpc: {listen: []}\nshm: {path: %s}\nstate_dir: %s\n",
 		addrB, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)
 	d := exec.Command("ip", "netns", "exec", nsB, bin, "--config", cfg)
+	d.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // ip execs meridiand: this PID is the daemon
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}

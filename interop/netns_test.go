@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,6 +81,7 @@ shm: {path: %s}
 state_dir: %s
 `, addrB, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)
 	d := exec.Command("ip", "netns", "exec", nsB, bin, "--config", cfg)
+	d.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // ip execs meridiand: this PID is the daemon
 	logf, _ := os.Create(filepath.Join(dir, "meridiand.log"))
 	d.Stdout, d.Stderr = logf, logf
 	if err := d.Start(); err != nil {

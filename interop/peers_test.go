@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,6 +69,9 @@ func chronyd(t *testing.T, directives string) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(setpriv, "--bounding-set", "-sys_time", "--", bin, "-x", "-d", "-u", "root", "-f", cf)
+	// Dies with the test binary (a timed-out run leaves no chronyd behind to
+	// hold its ports): stopped by PID here, never by name anywhere.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	log, _ := os.Create(filepath.Join(dir, "chronyd.log"))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

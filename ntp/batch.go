@@ -27,8 +27,11 @@ type batchIO struct {
 	bufs     [batchSize][1500]byte
 	resps    [batchSize][headerLen]byte
 	oobs     [batchSize][oobLen]byte
+	verdicts [batchSize]Verdict // of each tx entry
 	n, nTx   int
+	sent     int // tx entries done (sent or failed): resumes after EAGAIN
 	errno    syscall.Errno
+	failed   func(e syscall.Errno) // counts one entry the kernel refused
 	recvFunc func(fd uintptr) bool
 	sendFunc func(fd uintptr) bool
 }
@@ -55,36 +58,50 @@ func newBatchIO() *batchIO {
 		b.n, b.errno = n, e
 		return true
 	}
+	// sendmmsg stops at the first entry it cannot send: it returns the
+	// count before it, or the entry's error when it is the first. A failed
+	// entry is counted and skipped, and the rest of the batch is sent: one
+	// bad destination must not cost the others their replies.
 	b.sendFunc = func(fd uintptr) bool {
-		sent := 0
-		for sent < b.nTx {
-			n, e := mmsg.Send(fd, b.tx[sent:b.nTx], 0)
-			if e == unix.EAGAIN {
-				return false
+		for b.sent < b.nTx {
+			n, e := mmsg.Send(fd, b.tx[b.sent:b.nTx], 0)
+			switch e {
+			case 0:
+				b.sent += n
+			case unix.EAGAIN:
+				return false // wait for writability, resume at b.sent
+			case unix.EINTR:
+			default:
+				b.failed(e)
+				b.verdicts[b.sent] = verdictFailed
+				b.sent++
 			}
-			if e != 0 {
-				b.errno = e
-				return true
-			}
-			sent += n
 		}
-		b.errno = 0
 		return true
 	}
 	return b
 }
 
+// verdictFailed marks a tx entry the kernel refused (not counted as sent).
+const verdictFailed Verdict = 0xff
+
 // addrOf decodes the sender of message i without allocating.
-func (b *batchIO) addrOf(i int) netip.Addr {
+func (b *batchIO) addrOf(i int) netip.AddrPort {
 	sa := &b.names[i]
 	switch sa.Family {
 	case unix.AF_INET:
 		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrFrom4(s4.Addr)
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port))
 	case unix.AF_INET6:
-		return netip.AddrFrom16(sa.Addr).Unmap()
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port))
 	}
-	return netip.Addr{}
+	return netip.AddrPort{}
+}
+
+// ntohs reads a port stored in network byte order.
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // batchWorker serves one socket with recvmmsg/sendmmsg.
@@ -94,8 +111,8 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 		s.worker(c)
 		return
 	}
-	lim := newLimiter(s.limit, s.seed)
 	b := newBatchIO()
+	b.failed = s.sendFailed
 	for {
 		if err := rc.Read(b.recvFunc); err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -106,36 +123,49 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 		if b.errno != 0 {
 			continue // e.g. ECONNREFUSED from an ICMP error: nothing to serve
 		}
-		realtime := time.Now().UnixNano() // before the clock read: see rxAt
-		now := s.ts.LocalNS()
-		if iv, err := s.ts.Now(); err == nil {
-			now = iv.MidNS()
-		}
-		b.nTx = 0
-		for i := 0; i < b.n; i++ {
-			m := &b.rx[i]
-			rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
-			rl, _ := s.handle(lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, b.addrOf(i))
-			if rl == 0 {
-				continue
-			}
-			t := &b.tx[b.nTx]
-			b.txIov[b.nTx].Base = &b.resps[i][0]
-			b.txIov[b.nTx].SetLen(rl)
-			t.Msghdr.Name = m.Msghdr.Name
-			t.Msghdr.Namelen = m.Msghdr.Namelen
-			t.Msghdr.Iov = &b.txIov[b.nTx]
-			t.Msghdr.Iovlen = 1
-			b.nTx++
-		}
-		if b.nTx == 0 {
-			continue
-		}
-		if err := rc.Write(b.sendFunc); err != nil {
+		if err := s.serveBatch(rc, b); err != nil {
 			return
 		}
-		if b.errno != 0 {
-			s.writeErrs.Add(uint64(b.nTx))
+	}
+}
+
+// serveBatch answers the b.n requests in b.rx and sends the replies.
+func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
+	realtime := time.Now().UnixNano() // before the clock read: see rxAt
+	mono := monoNS()
+	now := s.ts.LocalNS()
+	if iv, err := s.ts.Now(); err == nil {
+		now = iv.MidNS()
+	}
+	b.nTx = 0
+	for i := 0; i < b.n; i++ {
+		m := &b.rx[i]
+		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
+		rl, v := s.handle(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i))
+		if rl == 0 {
+			continue
+		}
+		b.verdicts[b.nTx] = v
+		t := &b.tx[b.nTx]
+		b.txIov[b.nTx].Base = &b.resps[i][0]
+		b.txIov[b.nTx].SetLen(rl)
+		t.Msghdr.Name = m.Msghdr.Name
+		t.Msghdr.Namelen = m.Msghdr.Namelen
+		t.Msghdr.Iov = &b.txIov[b.nTx]
+		t.Msghdr.Iovlen = 1
+		b.nTx++
+	}
+	if b.nTx == 0 {
+		return nil
+	}
+	b.sent = 0
+	if err := rc.Write(b.sendFunc); err != nil {
+		return err
+	}
+	for _, v := range b.verdicts[:b.nTx] {
+		if v != verdictFailed {
+			s.sent(v)
 		}
 	}
+	return nil
 }

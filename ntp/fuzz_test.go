@@ -101,7 +101,7 @@ func FuzzClientResponse(f *testing.F) {
 	req := make([]byte, 48)
 	c := NewClient(ClientConfig{}, 7)
 	c.Request(req, now)
-	NewServer(synced(), RateLimit{}, nil).handle(nil, req, resp, now, client)
+	NewServer(synced(), RateLimit{}, nil).handle(nil, req, resp, now, now, client)
 	f.Add(resp)
 	f.Add(resp[:20])
 	f.Add(make([]byte, 60))
@@ -139,8 +139,8 @@ func FuzzClientResponse(f *testing.F) {
 // reply decodes as a server packet that echoes the request's version, poll
 // and transmit timestamp; a normal reply carries the receive stamp (within
 // NTP-timestamp rounding), transmits at max(TrueTime midpoint, receive) and
-// advertises root delay/2 + root dispersion ≥ ε; a rate-limited one is a
-// RATE kiss-o'-death.
+// advertises root delay/2 + root dispersion ≥ ε; a rate-limited one (with
+// kod set and no leak) is a RATE kiss-o'-death.
 func FuzzServerHandle(f *testing.F) {
 	f.Add(clientReq(4, ModeClient, 1), int64(0))
 	f.Add(clientReq(2, 7, 1), int64(5))
@@ -148,13 +148,12 @@ func FuzzServerHandle(f *testing.F) {
 	f.Add([]byte{0x1b}, int64(1))
 	f.Fuzz(func(t *testing.T, req []byte, rxOff int64) {
 		ts := synced()
-		s := NewServer(ts, RateLimit{RequestsPerSecond: 10, Burst: 2}, nil)
-		lim := newLimiter(s.limit, s.seed)
+		s := NewServer(ts, RateLimit{RequestsPerSecond: 10, Burst: 2, KoD: true, Leak: -1}, nil)
 		rx := now + rxOff%1e9
 		iv, _ := ts.Now()
 		for i := 0; i < 3; i++ { // the third is rate-limited
 			resp := make([]byte, 48)
-			n, v := s.handle(lim, req, resp, rx, client)
+			n, v := s.handle(s.lim, req, resp, rx, rx, client)
 			if n > len(req) {
 				t.Fatalf("reply %d bytes to a %d-byte request: amplification", n, len(req))
 			}
@@ -165,7 +164,7 @@ func FuzzServerHandle(f *testing.F) {
 			if !ok || h.Mode != ModeServer || h.Version != req[0]>>3&7 || h.Poll != int8(req[2]) || h.Origin != binary.BigEndian.Uint64(req[40:]) {
 				t.Fatalf("reply %+v does not answer request %x", h, req[:48])
 			}
-			switch v {
+			switch v.kind() {
 			case Reply:
 				rcv, xmt := ToUnixNS(h.Receive, now), ToUnixNS(h.Transmit, now)
 				if d := rcv - rx; d < -1 || d > 1 {

@@ -50,7 +50,7 @@ func clientReq(version, mode uint8, xmt uint64) []byte {
 	return b
 }
 
-var client = netip.MustParseAddr("192.0.2.7")
+var client = netip.MustParseAddrPort("192.0.2.7:40123")
 
 func TestWireConversions(t *testing.T) {
 	for _, ns := range []int64{0, 1, now, 2_085_978_495_999_999_999} {
@@ -75,7 +75,7 @@ func TestServerReplySynchronized(t *testing.T) {
 	ts := synced()
 	s := NewServer(ts, RateLimit{}, nil)
 	resp := make([]byte, 48)
-	n, v := s.handle(nil, clientReq(4, ModeClient, 0xabcdef), resp, now-10_000, client)
+	n, v := s.handle(nil, clientReq(4, ModeClient, 0xabcdef), resp, now-10_000, now-10_000, client)
 	if v != Reply || n != 48 {
 		t.Fatalf("verdict %v n %d", v, n)
 	}
@@ -104,12 +104,16 @@ func TestServerReplyUnsynchronized(t *testing.T) {
 	ts := &fakeTS{local: now}
 	s := NewServer(ts, RateLimit{}, nil)
 	resp := make([]byte, 48)
-	n, v := s.handle(nil, clientReq(3, ModeClient, 1), resp, now, client)
+	n, v := s.handle(nil, clientReq(3, ModeClient, 1), resp, now, now, client)
 	h, _ := decodeHeader(resp)
-	if v != Reply || n != 48 || h.Leap != LeapUnsync || h.Stratum != StratumNone || h.Version != 3 {
+	if v.kind() != Reply || n != 48 || h.Leap != LeapUnsync || h.Stratum != StratumNone || h.Version != 3 {
 		t.Fatalf("unsynchronized reply %+v verdict %v", h, v)
 	}
-	if s.Stats().RepliesUnsynchronized != 1 {
+	if s.Stats().RepliesUnsynchronized != 0 {
+		t.Fatal("counted before it was sent")
+	}
+	s.sent(v)
+	if s.Stats().RepliesUnsynchronized != 1 || s.Stats().Replies != 1 {
 		t.Fatal("not counted")
 	}
 }
@@ -131,46 +135,88 @@ func TestServerDropsBadInput(t *testing.T) {
 		{"version 0", clientReq(0, ModeClient, 1), DropVersion},
 		{"version 5", clientReq(5, ModeClient, 1), DropVersion},
 	} {
-		if n, v := s.handle(nil, tc.req, resp, now, client); n != 0 || v != tc.want {
+		if n, v := s.handle(nil, tc.req, resp, now, now, client); n != 0 || v != tc.want {
+			t.Errorf("%s: n %d verdict %v, want drop %v", tc.name, n, v, tc.want)
+		}
+	}
+	// UDP source port 0 only comes from a spoofer (raw socket): dropped
+	// before anything else, since its reply cannot be sent.
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want Verdict
+	}{
+		{"port 0", clientReq(4, ModeClient, 1), DropSourcePort},
+	} {
+		if n, v := s.handle(nil, tc.req, resp, now, now, netip.AddrPortFrom(client.Addr(), 0)); n != 0 || v != tc.want {
 			t.Errorf("%s: n %d verdict %v, want drop %v", tc.name, n, v, tc.want)
 		}
 	}
 	st := s.Stats()
-	if st.DropShort != 2 || st.DropMode != 4 || st.DropVersion != 2 || st.Replies != 0 {
+	if st.DropShort != 2 || st.DropMode != 4 || st.DropVersion != 2 || st.DropSourcePort != 1 || st.Replies != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }
 
 func TestServerRateLimitKoD(t *testing.T) {
-	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 2}, nil)
-	lim := newLimiter(s.limit, s.seed)
+	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 2, KoD: true, Leak: -1}, nil)
 	resp := make([]byte, 48)
 	var verdicts []Verdict
 	for i := 0; i < 4; i++ {
-		_, v := s.handle(lim, clientReq(4, ModeClient, 9), resp, now+int64(i)*1e6, client)
+		_, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+int64(i)*1e6, now+int64(i)*1e6, client)
 		verdicts = append(verdicts, v)
+		if i == 2 {
+			h, _ := decodeHeader(resp)
+			if h.Stratum != StratumKoD || h.RefID != KissRATE || h.Origin != 9 {
+				t.Fatalf("KoD %+v", h)
+			}
+		}
 	}
-	if verdicts[0] != Reply || verdicts[1] != Reply || verdicts[2] != ReplyKoD || verdicts[3] != ReplyKoD {
+	// Within the burst: answered; then one KoD; then dropped (one KoD per
+	// burst/rate = 2 s, not one per request).
+	if verdicts[0] != Reply || verdicts[1] != Reply || verdicts[2] != ReplyKoD || verdicts[3] != DropRate {
 		t.Fatalf("verdicts %v", verdicts)
 	}
-	h, _ := decodeHeader(resp)
-	if h.Stratum != StratumKoD || h.RefID != KissRATE || h.Origin != 9 {
-		t.Fatalf("KoD %+v", h)
-	}
 	// Another client is unaffected; the first recovers after 1 s.
-	if _, v := s.handle(lim, clientReq(4, ModeClient, 9), resp, now+4e6, netip.MustParseAddr("192.0.2.8")); v != Reply {
+	if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+4e6, now+4e6, netip.MustParseAddrPort("192.0.2.8:123")); v != Reply {
 		t.Fatal("second client limited")
 	}
-	if _, v := s.handle(lim, clientReq(4, ModeClient, 9), resp, now+1100e6, client); v != Reply {
+	if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+1100e6, now+1100e6, client); v != Reply {
 		t.Fatal("no recovery after a second")
+	}
+	// A tiny rate (burst/rate far beyond int64 nanoseconds) still sends at
+	// most one KoD: the interval is capped at a day, not overflowed.
+	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1e-300, Burst: 1, KoD: true, Leak: -1}, nil)
+	kods := 0
+	for i := 0; i < 10; i++ {
+		if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now, now+int64(i)*1e9, client); v == ReplyKoD {
+			kods++
+		}
+	}
+	if kods != 1 {
+		t.Fatalf("%d KoDs to one address in 10 s at a tiny rate, want 1", kods)
+	}
+	// Without kod: true, no KoD at all.
+	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 2, Leak: -1}, nil)
+	for i := 0; i < 10; i++ {
+		if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+int64(i)*1e6, now+int64(i)*1e6, client); v == ReplyKoD {
+			t.Fatal("KoD sent without kod: true")
+		}
+	}
+	if st := s.Stats(); st.RateDropped != 8 {
+		t.Fatalf("rate drops %d, want 8", st.RateDropped)
 	}
 }
 
 func TestServerNoAllocs(t *testing.T) {
 	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1e9, Burst: 1e9}, nil)
-	lim := newLimiter(s.limit, s.seed)
 	req, resp := clientReq(4, ModeClient, 5), make([]byte, 48)
-	if a := testing.AllocsPerRun(1000, func() { s.handle(lim, req, resp, now, client) }); a != 0 {
+	if a := testing.AllocsPerRun(1000, func() { s.handle(s.lim, req, resp, now, now, client) }); a != 0 {
+		t.Fatalf("handle allocates %v per request", a)
+	}
+	// Over the limit too (leak, drop and KoD paths).
+	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 1, KoD: true}, nil)
+	if a := testing.AllocsPerRun(1000, func() { s.handle(s.lim, req, resp, now, now, client) }); a != 0 {
 		t.Fatalf("handle allocates %v per request", a)
 	}
 }
@@ -184,7 +230,7 @@ func TestClientServerExchangePlumbing(t *testing.T) {
 	c := NewClient(ClientConfig{Poll: 16 * time.Second, IBurst: true}, 1)
 	req, resp := make([]byte, 48), make([]byte, 48)
 	c.Request(req, now-50_000)
-	s.handle(nil, req, resp, now-1000, client) // rx stamped with the same midpoint
+	s.handle(nil, req, resp, now-1000, now-1000, client) // rx stamped with the same midpoint
 	smp, err := c.Response(resp, now+50_000)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +259,7 @@ func TestClientRejects(t *testing.T) {
 	c := NewClient(ClientConfig{}, 2)
 	c.Request(req, now)
 	spoof := clientReq(4, ModeClient, 12345) // an attacker guessing the origin
-	s.handle(nil, spoof, resp, now, client)
+	s.handle(nil, spoof, resp, now, now, client)
 	if _, err := c.Response(resp, now+1000); !errors.Is(err, ErrOrigin) {
 		t.Fatalf("spoofed origin: %v", err)
 	}
@@ -221,7 +267,7 @@ func TestClientRejects(t *testing.T) {
 	c = NewClient(ClientConfig{}, 3)
 	c.Request(req, now)
 	uts := &fakeTS{local: now}
-	NewServer(uts, RateLimit{}, nil).handle(nil, req, resp, now, client)
+	NewServer(uts, RateLimit{}, nil).handle(nil, req, resp, now, now, client)
 	if _, err := c.Response(resp, now+1000); !errors.Is(err, ErrUnsyncSource) || c.Reach() != 1 {
 		t.Fatalf("unsynchronized server: %v reach %b", err, c.Reach())
 	}
@@ -318,7 +364,7 @@ func TestServerLoopNoAllocs(t *testing.T) {
 	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
 		t.Fatalf("%.3f allocations per request (client and server together)", per)
 	}
-	if st := s.Stats(); st.Replies < n {
+	if st := s.Stats(); st.Replies < n || st.Replies > n+200 {
 		t.Fatalf("replies %d", st.Replies)
 	}
 }
@@ -330,7 +376,7 @@ func TestAdaptivePoll(t *testing.T) {
 	req, resp := make([]byte, 48), make([]byte, 48)
 	exchange := func() {
 		c.Request(req, now-50_000)
-		s.handle(nil, req, resp, now-1000, client)
+		s.handle(nil, req, resp, now-1000, now-1000, client)
 		if _, err := c.Response(resp, now+50_000); err != nil {
 			t.Fatal(err)
 		}

@@ -26,23 +26,32 @@ type TimeSource interface {
 	LocalNS() int64 // the clock's own reading, served while unsynchronized
 }
 
-// RateLimit is a per-client token bucket; zero RequestsPerSecond disables it
-// (as in chronyd, rate limiting is off by default).
+// RateLimit is the per-client-address token bucket (see ratelimit.go); zero
+// RequestsPerSecond disables it (as in chronyd, rate limiting is off by
+// default).
 type RateLimit struct {
 	RequestsPerSecond float64
 	Burst             int
-	TableSize         int // clients tracked per worker (rounded up to a power of two)
+	TableSize         int     // addresses tracked, all workers together (power of two, ≤ MaxRateLimitTable)
+	Leak              float64 // fraction of over-limit requests answered anyway (0 → DefaultRateLimitLeak, < 0 → none)
+	KoD               bool    // send RATE kiss-o'-death (at most one per Burst/RequestsPerSecond per address)
 }
 
-// ServerStats are cumulative counters.
+// ServerStats are cumulative counters. Replies, KoDRate,
+// RepliesUnsynchronized and RateLeaked count datagrams the kernel accepted;
+// a reply that could not be sent is counted in SendErrors (by errno name)
+// and WriteErrors instead.
 type ServerStats struct {
 	Requests, Replies, KoDRate         uint64
 	DropShort, DropMode, DropVersion   uint64
+	DropSourcePort                     uint64 // UDP source port 0: no reply can reach it
+	RateDropped, RateLeaked            uint64 // over the limit: dropped / answered anyway
 	RepliesUnsynchronized, WriteErrors uint64
+	SendErrors                         map[string]uint64
 }
 
 // Verdict is what the server does with one request.
-type Verdict int
+type Verdict uint8
 
 const (
 	Reply Verdict = iota
@@ -50,7 +59,28 @@ const (
 	DropShort
 	DropMode
 	DropVersion
+	DropSourcePort
+	DropRate
+
+	flagUnsync Verdict = 0x40 // with Reply: LI=3, stratum 16
+	flagLeak   Verdict = 0x80 // with Reply: over the limit, leaked
 )
+
+// kind strips the flags.
+func (v Verdict) kind() Verdict { return v &^ (flagUnsync | flagLeak) }
+
+// sendErrnos are the errno values counted by name; others count as "other".
+var sendErrnos = [...]syscall.Errno{unix.EINVAL, unix.EPERM, unix.EACCES, unix.ENETUNREACH, unix.EHOSTUNREACH,
+	unix.EMSGSIZE, unix.ENOBUFS, unix.EAFNOSUPPORT, unix.ECONNREFUSED, unix.EADDRNOTAVAIL}
+
+// SendErrorReasons are the keys of ServerStats.SendErrors.
+func SendErrorReasons() []string {
+	r := make([]string, 0, len(sendErrnos)+1)
+	for _, e := range sendErrnos {
+		r = append(r, unix.ErrnoName(e))
+	}
+	return append(r, "other")
+}
 
 // Server answers NTP client requests with the disciplined clock and its real
 // state: LI=3 and stratum 16 while unsynchronized; otherwise the estimate's
@@ -58,90 +88,108 @@ const (
 // current error bound ε (so a client's rootDelay/2 + rootDispersion bounds
 // our error). Timestamps are the TrueTime interval's midpoint.
 type Server struct {
-	ts    TimeSource
-	limit RateLimit
-	seed  maphash.Seed
-	log   *slog.Logger
+	ts  TimeSource
+	lim *limiter // shared by every worker; nil: no limit
+	log *slog.Logger
 
-	requests, replies, kodRate, dropShort, dropMode, dropVersion, unsync, writeErrs atomic.Uint64
+	requests, replies, kodRate, dropShort, dropMode, dropVersion, dropPort, unsync, writeErrs atomic.Uint64
+	rateDropped, rateLeaked                                                                   atomic.Uint64
+	sendErrs                                                                                  [len(sendErrnos) + 1]atomic.Uint64
+
+	allowPort0 bool // test knob: serve UDP source port 0 (the negative control of the check)
 
 	mu    sync.Mutex
 	conns []*net.UDPConn
 }
 
-// NewServer returns a server for ts.
+// NewServer returns a server for ts. Out-of-range rate-limit values are
+// clamped (config validates them; see config.RateLimit).
 func NewServer(ts TimeSource, limit RateLimit, log *slog.Logger) *Server {
 	if limit.TableSize <= 0 {
 		limit.TableSize = 4096
 	}
+	limit.TableSize = min(limit.TableSize, MaxRateLimitTable)
 	if limit.Burst <= 0 {
 		limit.Burst = 8
 	}
-	return &Server{ts: ts, limit: limit, seed: maphash.MakeSeed(), log: log}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if math.IsNaN(limit.RequestsPerSecond) || math.IsInf(limit.RequestsPerSecond, 0) {
+		limit.RequestsPerSecond = 0
+	}
+	if math.IsNaN(limit.Leak) {
+		limit.Leak = 0
+	}
+	limit.Leak = min(limit.Leak, 1)
+	return &Server{ts: ts, lim: newLimiter(limit, maphash.MakeSeed()), log: log}
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() ServerStats {
-	return ServerStats{
+	st := ServerStats{
 		Requests: s.requests.Load(), Replies: s.replies.Load(), KoDRate: s.kodRate.Load(),
 		DropShort: s.dropShort.Load(), DropMode: s.dropMode.Load(), DropVersion: s.dropVersion.Load(),
+		DropSourcePort: s.dropPort.Load(), RateDropped: s.rateDropped.Load(), RateLeaked: s.rateLeaked.Load(),
 		RepliesUnsynchronized: s.unsync.Load(), WriteErrors: s.writeErrs.Load(),
+		SendErrors: map[string]uint64{},
+	}
+	for i, r := range SendErrorReasons() {
+		st.SendErrors[r] = s.sendErrs[i].Load()
+	}
+	return st
+}
+
+// monoBase anchors monoNS.
+var monoBase = time.Now()
+
+// monoNS is a monotonic clock reading (ns since monoBase) for the limiter.
+func monoNS() int64 { return int64(time.Since(monoBase)) }
+
+// sent counts a reply the kernel accepted.
+func (s *Server) sent(v Verdict) {
+	switch v.kind() {
+	case Reply:
+		s.replies.Add(1)
+	case ReplyKoD:
+		s.kodRate.Add(1)
+	}
+	if v&flagUnsync != 0 {
+		s.unsync.Add(1)
+	}
+	if v&flagLeak != 0 {
+		s.rateLeaked.Add(1)
 	}
 }
 
-// limiter is one worker's bounded client table (no locks: one per worker).
-type limiter struct {
-	rate, burst float64
-	seed        maphash.Seed
-	mask        uint64
-	slots       []bucket
-}
-
-type bucket struct {
-	addr   netip.Addr
-	tokens float64
-	lastNS int64
-}
-
-func newLimiter(l RateLimit, seed maphash.Seed) *limiter {
-	if l.RequestsPerSecond <= 0 {
-		return nil
+// sendFailed counts a reply the kernel refused with e.
+func (s *Server) sendFailed(e syscall.Errno) {
+	s.writeErrs.Add(1)
+	i := len(sendErrnos)
+	for j, x := range sendErrnos {
+		if x == e {
+			i = j
+			break
+		}
 	}
-	n := 1
-	for n < l.TableSize {
-		n <<= 1
-	}
-	return &limiter{rate: l.RequestsPerSecond, burst: float64(l.Burst), seed: seed, mask: uint64(n - 1), slots: make([]bucket, n)}
-}
-
-// allow charges one request to addr at nowNS. A client whose slot was taken
-// by another starts with a full bucket: the table is bounded, so an attacker
-// cycling addresses evicts rather than grows it.
-func (l *limiter) allow(addr netip.Addr, nowNS int64) bool {
-	if l == nil {
-		return true
-	}
-	a16 := addr.As16()
-	b := &l.slots[maphash.Bytes(l.seed, a16[:])&l.mask]
-	if b.addr != addr {
-		*b = bucket{addr: addr, tokens: l.burst, lastNS: nowNS}
-	} else if dt := nowNS - b.lastNS; dt > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+l.rate*float64(dt)/1e9)
-		b.lastNS = nowNS
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true
-	}
-	return false
+	s.sendErrs[i].Add(1)
 }
 
 // Handle builds the reply to req in resp (at least 48 bytes) and returns its
 // length; 0 means drop. rxNS is the receive timestamp (TrueTime midpoint);
 // the transmit timestamp is read as late as possible, inside. It does not
 // allocate. The reply is never longer than the request (no amplification).
-func (s *Server) handle(lim *limiter, req, resp []byte, rxNS int64, from netip.Addr) (int, Verdict) {
+// monoNS is a monotonic reading for the rate limiter (steps of the served
+// clock must not refill or stall buckets). The caller counts the reply
+// with s.sent once it is out.
+func (s *Server) handle(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort) (int, Verdict) {
 	s.requests.Add(1)
+	if from.Port() == 0 && !s.allowPort0 {
+		// Only a spoofed (raw) packet has source port 0; its reply cannot be
+		// sent and would fail sendmmsg for the rest of the batch.
+		s.dropPort.Add(1)
+		return 0, DropSourcePort
+	}
 	h, ok := decodeHeader(req)
 	switch {
 	case !ok:
@@ -155,12 +203,18 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS int64, from netip.A
 		return 0, DropVersion
 	}
 	out := header{Version: h.Version, Mode: ModeServer, Poll: h.Poll, Origin: h.Transmit}
-	if !lim.allow(from, rxNS) {
+	v := Reply
+	switch lim.check(from, monoNS) {
+	case rlLeak:
+		v |= flagLeak
+	case rlKoD:
 		out.Leap, out.Stratum, out.RefID = LeapUnsync, StratumKoD, KissRATE
 		out.Receive, out.Transmit = ToNTP(rxNS), ToNTP(rxNS)
 		out.encode(resp)
-		s.kodRate.Add(1)
 		return headerLen, ReplyKoD
+	case rlDrop:
+		s.rateDropped.Add(1)
+		return 0, DropRate
 	}
 	e := s.ts.Estimate()
 	out.Precision = -20 // ~1 µs
@@ -168,7 +222,7 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS int64, from netip.A
 	iv, err := s.ts.Now()
 	if err != nil {
 		out.Leap, out.Stratum = LeapUnsync, StratumNone
-		s.unsync.Add(1)
+		v |= flagUnsync
 		l := s.ts.LocalNS()
 		iv.EarliestNS, iv.LatestNS = l, l
 	} else {
@@ -189,16 +243,19 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS int64, from netip.A
 	// back a little; a reply must never send before it received.
 	out.Transmit = ToNTP(max(iv.MidNS(), rxNS))
 	out.encode(resp)
-	s.replies.Add(1)
-	return headerLen, Reply
+	return headerLen, v
 }
 
 // HandleRequest answers one request exactly as the server's sockets do,
 // without rate limiting: the simulator answers its simulated clients with
 // it. rxNS is the receive timestamp; the reply goes into resp (≥ 48 bytes)
-// and its length is returned (0: drop).
+// and its length is returned (0: drop). The reply counts as sent.
 func (s *Server) HandleRequest(req, resp []byte, rxNS int64, from netip.Addr) (int, Verdict) {
-	return s.handle(nil, req, resp, rxNS, from)
+	n, v := s.handle(nil, req, resp, rxNS, rxNS, netip.AddrPortFrom(from, 123))
+	if n > 0 {
+		s.sent(v)
+	}
+	return n, v.kind()
 }
 
 // Listen opens workers SO_REUSEPORT sockets on addr ("host:port").
@@ -271,7 +328,7 @@ func (s *Server) Close() {
 }
 
 func (s *Server) worker(c *net.UDPConn) {
-	lim := newLimiter(s.limit, s.seed)
+	lim := s.lim
 	req := make([]byte, 1500)
 	resp := make([]byte, headerLen)
 	oob := make([]byte, oobLen)
@@ -289,9 +346,15 @@ func (s *Server) worker(c *net.UDPConn) {
 			rxNS = iv.MidNS()
 		}
 		rxNS = rxAt(realtime, rxNS, oob[:oobn])
-		if rl, _ := s.handle(lim, req[:n], resp, rxNS, from.Addr()); rl > 0 {
+		if rl, v := s.handle(lim, req[:n], resp, rxNS, monoNS(), from); rl > 0 {
 			if _, err := c.WriteToUDPAddrPort(resp[:rl], from); err != nil {
-				s.writeErrs.Add(1)
+				var e syscall.Errno
+				if !errors.As(err, &e) {
+					e = 0 // "other"
+				}
+				s.sendFailed(e)
+			} else {
+				s.sent(v)
 			}
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
@@ -163,7 +164,7 @@ func NewServer(svc *Service, cfg ServerConfig) (_ *Server, err error) {
 	}
 	m := newMetrics(cfg.Registerer, svc)
 	build := func(creds credentials.TransportCredentials) *grpc.Server {
-		g := grpc.NewServer(grpc.Creds(creds),
+		g := grpc.NewServer(grpc.Creds(creds), grpc.StatsHandler(connTagger{}),
 			grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream),
 			grpc.MaxRecvMsgSize(64<<10), grpc.MaxConcurrentStreams(4096), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 		timev1.RegisterTimeServiceServer(g, svc)
@@ -288,7 +289,9 @@ func newMetrics(reg prometheus.Registerer, svc *Service) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.dur, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_grpc_watch_streams", Help: "Open TimeService Watch streams.",
-		}, func() float64 { return float64(svc.Watchers()) }))
+		}, func() float64 { return float64(svc.Watchers()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meridian_grpc_wait_calls", Help: "Blocked TimeService WaitUntilAfter calls.",
+		}, func() float64 { return float64(svc.Waiters()) }))
 	}
 	return m
 }
@@ -321,3 +324,13 @@ func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	m.observe(info.FullMethod, start, err)
 	return err
 }
+
+// connTagger gives each connection its blocking-call counter (Service.acquire).
+type connTagger struct{}
+
+func (connTagger) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return context.WithValue(ctx, connKey{}, &connCalls{})
+}
+func (connTagger) HandleConn(context.Context, stats.ConnStats)                     {}
+func (connTagger) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (connTagger) HandleRPC(context.Context, stats.RPCStats)                       {}

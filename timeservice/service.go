@@ -3,6 +3,7 @@ package timeservice
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -37,12 +38,27 @@ type Options struct {
 	// (0 → DefaultHLCRestartWait). A longer wait, or one past the call's
 	// deadline, is answered at once with UNAVAILABLE and a RetryInfo.
 	HLCRestartWait time.Duration
+	// MaxWaiters caps concurrent WaitUntilAfter calls (0 → 4096), and
+	// MaxWaitersPerConn those of one client connection, Watch streams
+	// included (0 → 256). Beyond: RESOURCE_EXHAUSTED.
+	MaxWaiters, MaxWaitersPerConn int
 }
 
 // DefaultHLCRestartWait is Options.HLCRestartWait's default: ten times the
 // HLC's default persisted window, so a restart whose host clock did not step
 // back is always waited out.
 const DefaultHLCRestartWait = time.Second
+
+// MinTimestampNS is 2000-01-01T00:00:00Z: an earlier ts_ns is almost surely
+// in the wrong unit (µs or ms where ns are expected) and is refused.
+const MinTimestampNS = int64(946_684_800) * 1e9
+
+// Sources paging (AIP-158 style): page_size 0 → DefaultSourcesPage, at
+// most MaxSourcesPage per reply.
+const (
+	DefaultSourcesPage = 256
+	MaxSourcesPage     = 1000
+)
 
 // Service implements timev1.TimeServiceServer over an in-process TrueTime
 // clock and HLC.
@@ -51,6 +67,7 @@ type Service struct {
 	opt      Options
 	started  time.Time
 	watchers atomic.Int64
+	waiters  atomic.Int64
 	life     context.Context // cancelled by Shutdown: long calls end with UNAVAILABLE
 	shutdown context.CancelFunc
 }
@@ -66,6 +83,12 @@ func NewService(opt Options) (*Service, error) {
 	if opt.HLCRestartWait == 0 {
 		opt.HLCRestartWait = DefaultHLCRestartWait
 	}
+	if opt.MaxWaiters == 0 {
+		opt.MaxWaiters = 4096
+	}
+	if opt.MaxWaitersPerConn == 0 {
+		opt.MaxWaitersPerConn = 256
+	}
 	life, shutdown := context.WithCancel(context.Background())
 	return &Service{opt: opt, started: time.Now(), life: life, shutdown: shutdown}, nil
 }
@@ -76,6 +99,40 @@ func (s *Service) Shutdown() { s.shutdown() }
 
 // Watchers is the number of open Watch streams.
 func (s *Service) Watchers() int64 { return s.watchers.Load() }
+
+// Waiters is the number of blocked WaitUntilAfter calls.
+func (s *Service) Waiters() int64 { return s.waiters.Load() }
+
+// connKey tags a connection's context with its blocking-call counter (see
+// connTagger in server.go); RPC contexts derive from it.
+type connKey struct{}
+
+// connCalls counts one connection's blocking calls.
+type connCalls struct{ n atomic.Int64 }
+
+// acquire takes one slot of the total counter (limit max) and of the
+// connection's (limit s.opt.MaxWaitersPerConn); release gives them back.
+func (s *Service) acquire(ctx context.Context, total *atomic.Int64, max int, what string) (release func(), err error) {
+	if n := total.Add(1); n > int64(max) {
+		total.Add(-1)
+		return nil, status.Errorf(codes.ResourceExhausted, "too many concurrent %s calls (limit %d)", what, max)
+	}
+	cc, _ := ctx.Value(connKey{}).(*connCalls)
+	if cc != nil {
+		if n := cc.n.Add(1); n > int64(s.opt.MaxWaitersPerConn) {
+			cc.n.Add(-1)
+			total.Add(-1)
+			return nil, status.Errorf(codes.ResourceExhausted,
+				"too many concurrent blocking calls (WaitUntilAfter, Watch) on this connection (limit %d)", s.opt.MaxWaitersPerConn)
+		}
+	}
+	return func() {
+		if cc != nil {
+			cc.n.Add(-1)
+		}
+		total.Add(-1)
+	}, nil
+}
 
 var errShutdown = status.Error(codes.Unavailable, "meridiand is shutting down")
 
@@ -112,8 +169,10 @@ func ttErr(err error) error {
 }
 
 func checkTS(ts int64) error {
-	if ts <= 0 {
-		return status.Errorf(codes.InvalidArgument, "ts_ns must be a positive Unix time in nanoseconds, got %d", ts)
+	if ts < MinTimestampNS {
+		return status.Errorf(codes.InvalidArgument,
+			"ts_ns %d is before 2000-01-01 (%s): ts_ns is nanoseconds since the Unix epoch (a value in µs or ms is 1000× too small)",
+			ts, time.Unix(0, ts).UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }
@@ -163,6 +222,11 @@ func (s *Service) WaitUntilAfter(ctx context.Context, r *timev1.TimestampRequest
 		return nil, status.Errorf(codes.OutOfRange, "ts_ns is %v past the latest bound (limit %v): check the units (nanoseconds)",
 			time.Duration(ts-iv.LatestNS).Round(time.Second), time.Duration(MaxWaitAheadNS))
 	}
+	release, err := s.acquire(ctx, &s.waiters, s.opt.MaxWaiters, "WaitUntilAfter")
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.life, cancel)() // Shutdown ends the wait
@@ -212,11 +276,37 @@ func (s *Service) Status(context.Context, *timev1.StatusRequest) (*timev1.Status
 	return s.status(), nil
 }
 
-// Sources implements TimeService.Sources.
-func (s *Service) Sources(context.Context, *timev1.SourcesRequest) (*timev1.SourcesResponse, error) {
-	r := &timev1.SourcesResponse{}
+// Sources implements TimeService.Sources, a page at a time: page_token is
+// the index of the first source of the page (opaque to clients).
+func (s *Service) Sources(_ context.Context, req *timev1.SourcesRequest) (*timev1.SourcesResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Errorf(codes.InvalidArgument, "page_size must be ≥ 0, got %d", size)
+	case size == 0:
+		size = DefaultSourcesPage
+	case size > MaxSourcesPage:
+		size = MaxSourcesPage
+	}
+	start := 0
+	if t := req.GetPageToken(); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "bad page_token %q: pass next_page_token of the previous reply", t)
+		}
+		start = n
+	}
+	var all []*timev1.Source
 	if s.opt.Sources != nil {
-		r.Sources = s.opt.Sources()
+		all = s.opt.Sources()
+	}
+	r := &timev1.SourcesResponse{}
+	if start < len(all) {
+		end := min(len(all), start+size)
+		r.Sources = all[start:end]
+		if end < len(all) {
+			r.NextPageToken = strconv.Itoa(end)
+		}
 	}
 	return r, nil
 }
@@ -233,11 +323,11 @@ func (s *Service) Watch(r *timev1.WatchRequest, stream grpc.ServerStreamingServe
 	case minMS < 10 || minMS > 3_600_000:
 		return status.Errorf(codes.InvalidArgument, "min_interval_ms must be 0 (1000) or within [10, 3600000], got %d", minMS)
 	}
-	if n := s.watchers.Add(1); n > int64(s.opt.MaxWatchers) {
-		s.watchers.Add(-1)
-		return status.Errorf(codes.ResourceExhausted, "too many Watch streams (limit %d)", s.opt.MaxWatchers)
+	release, err := s.acquire(stream.Context(), &s.watchers, s.opt.MaxWatchers, "Watch")
+	if err != nil {
+		return err
 	}
-	defer s.watchers.Add(-1)
+	defer release()
 	minIv := time.Duration(minMS) * time.Millisecond
 	ctx := stream.Context()
 	tick := time.NewTicker(minIv)

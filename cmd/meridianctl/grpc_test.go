@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,5 +150,33 @@ func TestUnreachableDaemon(t *testing.T) {
 	}
 	if _, err := runCtl("--addr", "unix:relative", "now"); exitCode(err) != 2 {
 		t.Errorf("bad address: %v", err)
+	}
+}
+
+// The Sources reply is paged; meridianctl sources follows the pages and
+// lists every source once, in order.
+func TestSourcesAllPages(t *testing.T) {
+	const n = 2*timeservice.MaxSourcesPage + 7
+	addr, _ := testdaemon.ServeWall(t, func(*truetime.Clock) timeservice.Options {
+		return timeservice.Options{Sources: func() []*timev1.Source {
+			out := make([]*timev1.Source, n)
+			for i := range out {
+				out[i] = &timev1.Source{Name: fmt.Sprintf("ntp:10.0.%d.%d:123", i/256, i%256), Type: "ntp", State: "unused"}
+			}
+			return out
+		}}
+	})
+	out, err := runCtl("--addr", addr, "sources", "--json")
+	var srcs []sourceJSON
+	if err != nil || json.Unmarshal([]byte(out), &srcs) != nil {
+		t.Fatalf("sources --json: %v", err)
+	}
+	if len(srcs) != n {
+		t.Fatalf("%d sources listed, want %d", len(srcs), n)
+	}
+	for i, s := range srcs {
+		if want := fmt.Sprintf("ntp:10.0.%d.%d:123", i/256, i%256); s.Name != want {
+			t.Fatalf("source %d is %s, want %s", i, s.Name, want)
+		}
 	}
 }

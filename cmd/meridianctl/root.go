@@ -21,6 +21,7 @@ import (
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/daemon"
 	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
@@ -433,14 +434,22 @@ chronyc. Offset is local minus source.`,
 				return err
 			}
 			defer done()
-			r, err := g.Service().Sources(ctx, &timev1.SourcesRequest{})
-			if err != nil {
-				return o.rpcErr(err)
-			}
 			var out []sourceJSON
-			for _, s := range r.Sources {
-				out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
-					s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping})
+			for token, pages := "", 0; ; pages++ { // the reply is paged: follow next_page_token
+				if pages > 100_000 {
+					return errors.New("sources: the server keeps returning pages")
+				}
+				r, err := g.Service().Sources(ctx, &timev1.SourcesRequest{PageSize: timeservice.MaxSourcesPage, PageToken: token})
+				if err != nil {
+					return o.rpcErr(err)
+				}
+				for _, s := range r.Sources {
+					out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
+						s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping})
+				}
+				if token = r.NextPageToken; token == "" {
+					break
+				}
 			}
 			if o.json {
 				if out == nil {

@@ -176,7 +176,7 @@ func (*NowRequest) Descriptor() ([]byte, []int) {
 
 type TimestampRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	TsNs          int64                  `protobuf:"varint,1,opt,name=ts_ns,json=tsNs,proto3" json:"ts_ns,omitempty"` // must be > 0
+	TsNs          int64                  `protobuf:"varint,1,opt,name=ts_ns,json=tsNs,proto3" json:"ts_ns,omitempty"` // nanoseconds since the Unix epoch; before 2000-01-01 is INVALID_ARGUMENT
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -515,7 +515,11 @@ func (x *StatusResponse) GetUptimeNs() int64 {
 }
 
 type SourcesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many sources per reply: 0 → 256; above 1000 → 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply; "" for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +552,20 @@ func (x *SourcesRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SourcesRequest.ProtoReflect.Descriptor instead.
 func (*SourcesRequest) Descriptor() ([]byte, []int) {
 	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SourcesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 type Source struct {
@@ -723,8 +741,10 @@ func (x *Source) GetRxTimestamping() string {
 }
 
 type SourcesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sources       []*Source              `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Sources []*Source              `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	// Pass as page_token for the next page; "" after the last one.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -764,6 +784,13 @@ func (x *SourcesResponse) GetSources() []*Source {
 		return x.Sources
 	}
 	return nil
+}
+
+func (x *SourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WatchRequest struct {
@@ -1010,8 +1037,11 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\fmax_error_ns\x18\f \x01(\x03R\n" +
 	"maxErrorNs\x12\x14\n" +
 	"\x05clock\x18\r \x01(\tR\x05clock\x12\x1b\n" +
-	"\tuptime_ns\x18\x0e \x01(\x03R\buptimeNs\"\x10\n" +
-	"\x0eSourcesRequest\"\xe1\x03\n" +
+	"\tuptime_ns\x18\x0e \x01(\x03R\buptimeNs\"L\n" +
+	"\x0eSourcesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xe1\x03\n" +
 	"\x06Source\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -1030,9 +1060,10 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\brejected\x18\x0e \x01(\x04R\brejected\x12\x1a\n" +
 	"\btimeouts\x18\x0f \x01(\x04R\btimeouts\x12'\n" +
 	"\x0ftx_timestamping\x18\x10 \x01(\tR\x0etxTimestamping\x12'\n" +
-	"\x0frx_timestamping\x18\x11 \x01(\tR\x0erxTimestamping\"E\n" +
+	"\x0frx_timestamping\x18\x11 \x01(\tR\x0erxTimestamping\"m\n" +
 	"\x0fSourcesResponse\x122\n" +
-	"\asources\x18\x01 \x03(\v2\x18.meridian.time.v1.SourceR\asources\"Y\n" +
+	"\asources\x18\x01 \x03(\v2\x18.meridian.time.v1.SourceR\asources\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
 	"\fWatchRequest\x12!\n" +
 	"\fchanges_only\x18\x01 \x01(\bR\vchangesOnly\x12&\n" +
 	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"\x0f\n" +

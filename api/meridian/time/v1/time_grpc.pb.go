@@ -56,11 +56,14 @@ type TimeServiceClient interface {
 	// It honours the call's deadline (DEADLINE_EXCEEDED) and cancellation
 	// (CANCELLED), sleeps on timers (no spinning) and keeps waiting while the
 	// clock is unsynchronized. ts_ns more than one hour past the current latest
-	// bound is OUT_OF_RANGE.
+	// bound is OUT_OF_RANGE. Concurrent calls are capped in total and per
+	// client connection (grpc.max_waiters, grpc.max_waiters_per_conn):
+	// RESOURCE_EXHAUSTED beyond.
 	WaitUntilAfter(ctx context.Context, in *TimestampRequest, opts ...grpc.CallOption) (*Interval, error)
 	// Status is the daemon's synchronisation state; it never fails.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
-	// Sources lists the configured time sources and their last state.
+	// Sources lists the configured time sources and their last state, a page
+	// at a time (in configuration order).
 	Sources(ctx context.Context, in *SourcesRequest, opts ...grpc.CallOption) (*SourcesResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
@@ -204,11 +207,14 @@ type TimeServiceServer interface {
 	// It honours the call's deadline (DEADLINE_EXCEEDED) and cancellation
 	// (CANCELLED), sleeps on timers (no spinning) and keeps waiting while the
 	// clock is unsynchronized. ts_ns more than one hour past the current latest
-	// bound is OUT_OF_RANGE.
+	// bound is OUT_OF_RANGE. Concurrent calls are capped in total and per
+	// client connection (grpc.max_waiters, grpc.max_waiters_per_conn):
+	// RESOURCE_EXHAUSTED beyond.
 	WaitUntilAfter(context.Context, *TimestampRequest) (*Interval, error)
 	// Status is the daemon's synchronisation state; it never fails.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
-	// Sources lists the configured time sources and their last state.
+	// Sources lists the configured time sources and their last state, a page
+	// at a time (in configuration order).
 	Sources(context.Context, *SourcesRequest) (*SourcesResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
