@@ -620,12 +620,8 @@ func (r *Reader) bound(m clock.Linear, e truetime.Estimate, s truetime.Stamp, ra
 // looks newer than the reading, however long the reader was preempted.
 func (r *Reader) Now() (truetime.Interval, error) {
 	var w [shmWords]uint64
-	seq, ok := r.load(&w)
-	if !ok {
-		return truetime.Interval{}, ErrBusy
-	}
-	if seq == 0 {
-		return truetime.Interval{}, truetime.ErrUnsynchronized
+	if err := r.loadCurrent(&w); err != nil {
+		return truetime.Interval{}, err
 	}
 	var raw, boot int64
 	if r.fakeClocks {
@@ -633,9 +629,32 @@ func (r *Reader) Now() (truetime.Interval, error) {
 	} else {
 		raw, boot = hostclock.BootRawNS() // a direct call: the fast path
 	}
-	marker := r.vm.marker()
-	m, e := decode(&w)
-	iv := r.bound(m, e, decodeStamp(&w), raw, boot, marker)
+	return r.intervalAt(&w, raw, boot, r.vm.marker(), true)
+}
+
+// loadCurrent copies the newest snapshot: ErrBusy when the writer did not
+// finish, truetime.ErrUnsynchronized before the first publish.
+func (r *Reader) loadCurrent(w *[shmWords]uint64) error {
+	seq, ok := r.load(w)
+	if !ok {
+		return ErrBusy
+	}
+	if seq == 0 {
+		return truetime.ErrUnsynchronized
+	}
+	return nil
+}
+
+// intervalAt applies a copied snapshot at clock readings, judging liveness
+// and disruption first when judge is set.
+func (r *Reader) intervalAt(w *[shmWords]uint64, raw, boot int64, marker uint64, judge bool) (truetime.Interval, error) {
+	m, e := decode(w)
+	var iv truetime.Interval
+	if judge {
+		iv = r.bound(m, e, decodeStamp(w), raw, boot, marker)
+	} else {
+		iv = truetime.Bound(m.At(raw), e)
+	}
 	return iv, truetime.StatusErr(iv.Status)
 }
 
@@ -655,34 +674,22 @@ func (r *Reader) Close() error {
 // clocks.
 func (r *Reader) NowAt(raw, boot int64) (truetime.Interval, error) {
 	var w [shmWords]uint64
-	seq, ok := r.load(&w)
-	if !ok {
-		return truetime.Interval{}, ErrBusy
+	if err := r.loadCurrent(&w); err != nil {
+		return truetime.Interval{}, err
 	}
-	if seq == 0 {
-		return truetime.Interval{}, truetime.ErrUnsynchronized
-	}
-	m, e := decode(&w)
-	iv := r.bound(m, e, decodeStamp(&w), raw, boot, 0)
-	return iv, truetime.StatusErr(iv.Status)
+	return r.intervalAt(&w, raw, boot, 0, true)
 }
 
 // NowAtRaw is the interval at a raw reading the caller took, WITHOUT the
 // liveness and disruption judgement (no boottime is known): the model and
-// the estimate only. Kept for the simulator's segment written with host
-// clocks; prefer NowAt.
+// the estimate only. The simulator's negative control for suspends reads
+// through it; prefer NowAt.
 func (r *Reader) NowAtRaw(raw int64) (truetime.Interval, error) {
 	var w [shmWords]uint64
-	seq, ok := r.load(&w)
-	if !ok {
-		return truetime.Interval{}, ErrBusy
+	if err := r.loadCurrent(&w); err != nil {
+		return truetime.Interval{}, err
 	}
-	if seq == 0 {
-		return truetime.Interval{}, truetime.ErrUnsynchronized
-	}
-	m, e := decode(&w)
-	iv := truetime.Bound(m.At(raw), e)
-	return iv, truetime.StatusErr(iv.Status)
+	return r.intervalAt(&w, raw, 0, 0, false)
 }
 
 // VMClock (Linux include/uapi/linux/vmclock-abi.h): a page the hypervisor
