@@ -3,13 +3,13 @@ package interop
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/meridiantime/meridian/internal/spoof"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 )
 
 // Rate limiting under attack, meridiand and chronyd side by side on
@@ -32,11 +32,11 @@ func TestRateLimitVsChrony(t *testing.T) {
 	chronyd(t, fmt.Sprintf("local stratum 1\nport %d\nbindaddress 127.0.0.1\nallow 127.0.0.1\nratelimit interval -4 burst 8 leak 2", cport))
 	time.Sleep(300 * time.Millisecond) // chronyd binds its NTP port after the command socket
 
-	raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	raw, err := spoof.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(raw)
+	defer raw.Close()
 	share := map[string]float64{}
 	for _, srv := range []struct {
 		name string
@@ -72,7 +72,7 @@ func ntpRequest(xmt uint64) []byte {
 // spoofedClient polls to every 100 ms from a UDP socket while a raw socket
 // sends 800 requests/s from the same address, another port; it returns how
 // many polls got a real (non-KoD) answer.
-func spoofedClient(t *testing.T, raw int, to netip.AddrPort, dur time.Duration) (answered, asked int) {
+func spoofedClient(t *testing.T, raw *spoof.Sender, to netip.AddrPort, dur time.Duration) (answered, asked int) {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -80,7 +80,7 @@ func spoofedClient(t *testing.T, raw int, to netip.AddrPort, dur time.Duration) 
 	}
 	defer c.Close()
 	from := netip.AddrPortFrom(to.Addr(), uint16(c.LocalAddr().(*net.UDPAddr).Port)+1)
-	pkt := udpDatagram(from, to, ntpRequest(7))
+	pkt := spoof.Datagram(from, to, ntpRequest(7))
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -91,7 +91,7 @@ func spoofedClient(t *testing.T, raw int, to netip.AddrPort, dur time.Duration) 
 			default:
 			}
 			for i := 0; i < 4; i++ {
-				_ = unix.Sendto(raw, pkt, 0, &unix.SockaddrInet4{Addr: to.Addr().As4()})
+				_ = raw.SendPacket(pkt, to)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -148,19 +148,4 @@ func flood(t *testing.T, to netip.AddrPort, n int) (reflected, sent int) {
 		}
 	}
 	return reflected, sent
-}
-
-// udpDatagram is an IPv4/UDP datagram for a raw (IP_HDRINCL) socket.
-func udpDatagram(from, to netip.AddrPort, payload []byte) []byte {
-	pkt := make([]byte, 28+len(payload))
-	pkt[0], pkt[8], pkt[9] = 0x45, 64, unix.IPPROTO_UDP
-	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-	src, dst := from.Addr().As4(), to.Addr().As4()
-	copy(pkt[12:], src[:])
-	copy(pkt[16:], dst[:])
-	binary.BigEndian.PutUint16(pkt[20:], from.Port())
-	binary.BigEndian.PutUint16(pkt[22:], to.Port())
-	binary.BigEndian.PutUint16(pkt[24:], uint16(8+len(payload)))
-	copy(pkt[28:], payload)
-	return pkt
 }

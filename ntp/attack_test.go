@@ -3,6 +3,7 @@ package ntp
 import (
 	"context"
 	"encoding/binary"
+	"github.com/meridiantime/meridian/internal/spoof"
 	"io"
 	"log/slog"
 	"net"
@@ -29,21 +30,21 @@ func needRoot(t *testing.T) {
 }
 
 // rawSender sends UDP datagrams with any IPv4 source address and port.
-type rawSender struct{ fd int }
+type rawSender struct{ s *spoof.Sender }
 
 func newRawSender(t *testing.T) *rawSender {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW) // implies IP_HDRINCL
+	s, err := spoof.New()
 	if err != nil {
 		t.Fatalf("raw socket: %v", err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return &rawSender{fd: fd}
+	t.Cleanup(func() { s.Close() })
+	return &rawSender{s: s}
 }
 
 func (r *rawSender) send(t *testing.T, from, to netip.AddrPort, payload []byte) {
 	t.Helper()
-	if err := unix.Sendto(r.fd, rawUDP(from, to, payload), 0, &unix.SockaddrInet4{Addr: to.Addr().As4()}); err != nil {
+	if err := r.s.Send(from, to, payload); err != nil {
 		t.Fatalf("raw send: %v", err)
 	}
 }
@@ -314,7 +315,7 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 		n := 0
 		defer func() { spoofDone <- n }()
 		from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), vport+1)
-		pkt := rawUDP(from, srv, clientReq(4, ModeClient, 7))
+		pkt := spoof.Datagram(from, srv, clientReq(4, ModeClient, 7))
 		for {
 			select {
 			case <-stop:
@@ -322,7 +323,7 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 			default:
 			}
 			for i := 0; i < 4; i++ {
-				if unix.Sendto(raw.fd, pkt, 0, &unix.SockaddrInet4{Addr: srv.Addr().As4()}) == nil {
+				if raw.s.SendPacket(pkt, srv) == nil {
 					n++
 				}
 			}
@@ -358,24 +359,6 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 	t.Logf("chrony's model %v: victim %d/%d answered (%.0f %%) against %d spoofed requests in 1.5 s",
 		chronyModel, answered, asked, 100*share, spoofed)
 	return share
-}
-
-// rawUDP builds an IPv4/UDP datagram for a raw (IP_HDRINCL) socket.
-func rawUDP(from, to netip.AddrPort, payload []byte) []byte {
-	pkt := make([]byte, 20+8+len(payload))
-	pkt[0] = 0x45 // IPv4, 20-byte header
-	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-	pkt[8] = 64 // TTL
-	pkt[9] = unix.IPPROTO_UDP
-	src, dst := from.Addr().As4(), to.Addr().As4()
-	copy(pkt[12:], src[:])
-	copy(pkt[16:], dst[:])
-	// IP checksum: filled in by the kernel; UDP checksum 0: none (IPv4).
-	binary.BigEndian.PutUint16(pkt[20:], from.Port())
-	binary.BigEndian.PutUint16(pkt[22:], to.Port())
-	binary.BigEndian.PutUint16(pkt[24:], uint16(8+len(payload)))
-	copy(pkt[28:], payload)
-	return pkt
 }
 
 // The table is bounded: a flood of distinct addresses evicts (an evicted
