@@ -298,7 +298,16 @@ func (d *Discipline) Update(nowNS int64) Update {
 	switch {
 	case ok:
 		lone := len(cands) == 1
+		// A lone source's own interval is the regression's point: covering
+		// it with the previous estimate (below) would let a step of the
+		// source hide inside a wide point, and the frequency would then mix
+		// its old and new timescale. A step shows up instead as points the
+		// fitted line cannot pass through (see refit).
+		regLo, regHi := lo, hi
 		lo, hi = d.mergeWithPrevious(lo, hi, prevLo, prevHi, havePrev, fresh, lone)
+		if !lone {
+			regLo, regHi = lo, hi
+		}
 		steer, est = d.combine(nowNS, lo, hi, selected)
 		status = est.Status
 		if fresh {
@@ -306,7 +315,7 @@ func (d *Discipline) Update(nowNS int64) Update {
 				c.src.usedU = max(c.src.usedU, c.sample.u)
 			}
 			d.updates++
-			d.addRegressionPoint(uNow, nowNS, lo, hi)
+			d.addRegressionPoint(uNow, nowNS, regLo, regHi)
 		}
 	case havePrev:
 		steer = (prevLo + prevHi) / 2
@@ -453,6 +462,14 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 		case lo >= prevLo && hi <= prevHi, prevLo >= lo && prevHi <= hi:
 			// nested: the intersection is one of the two whole intervals
 		default:
+			if c := (lo + hi) / 2; fresh && (c < prevLo || c > prevHi) {
+				// Its new reading left the previous estimate: the source may
+				// have stepped, and a regression that mixes its old and new
+				// timescale (across an outage they can look like a
+				// frequency error) is discarded.
+				d.reg = d.reg[:0]
+				d.fit = fit{}
+			}
 			return math.Min(lo, prevLo), math.Max(hi, prevHi)
 		}
 	}

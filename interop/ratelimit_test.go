@@ -9,7 +9,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
 )
 
 // Rate limiting under attack, meridiand and chronyd side by side on
