@@ -1,5 +1,5 @@
-// Package config is meridiand's YAML configuration: the keys of DESIGN.md,
-// their defaults, and validation. Unknown keys and bad values are errors
+// Package config is meridiand's YAML configuration: every key, its default
+// (meridiand --print-default-config prints them all) and its validation. Unknown keys and bad values are errors
 // that name the key's path (`config: sources[1].poll: must be ≥ 125ms, got 10ms`).
 //
 // Invariants: Parse(DefaultYAML()) equals Default(); Validate is pure (it
@@ -219,7 +219,7 @@ func Default() *Config {
 
 // DefaultYAML is Default() as a commented file (meridiand --print-default-config).
 func DefaultYAML() []byte {
-	return []byte(`# meridiand configuration (see DESIGN.md). Every key is optional.
+	return []byte(`# meridiand configuration (README.md and docs/ explain each part). Every key is optional.
 clock: virtual              # virtual | system | phc:/dev/ptpN
 clock_offset: 0s            # virtual only: start offset from the host clock (tests, demos)
 drift_bound_ppm: 15         # assumed bound on frequency wander (RFC 5905 PHI)
