@@ -15,6 +15,7 @@ import (
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -105,7 +106,7 @@ func TestBoundaryConfigsRun(t *testing.T) {
 			}
 			defer conn.Close()
 			req := make([]byte, 48)
-			req[0] = 4<<3 | ntp.ModeClient
+			req[0] = 4<<3 | engine.ModeClient
 			req[47] = 1
 			if _, err := conn.Write(req); err != nil {
 				t.Fatal(err)
@@ -121,11 +122,11 @@ func TestBoundaryConfigsRun(t *testing.T) {
 			for _, c := range resp[40:48] {
 				xmt = xmt<<8 | uint64(c)
 			}
-			got := ntp.ToUnixNS(xmt, want)
+			got := engine.ToUnixNS(xmt, want)
 			if d := time.Duration(got - want).Abs(); d > time.Second {
 				t.Fatalf("served %v, want %v", time.Unix(0, got).UTC(), time.Unix(0, want).UTC())
 			}
-			if synced := resp[0]>>6 != ntp.LeapUnsync; synced != tc.synced {
+			if synced := resp[0]>>6 != engine.LeapUnsync; synced != tc.synced {
 				t.Fatalf("synchronized %v, want %v", synced, tc.synced)
 			}
 			start := time.Now()

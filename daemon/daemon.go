@@ -41,6 +41,7 @@ import (
 	"github.com/meridiantime/meridian/internal/atomicfile"
 	"github.com/meridiantime/meridian/internal/fsown"
 	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
@@ -409,7 +410,7 @@ func (d *Daemon) Start() (err error) {
 	}
 	d.samples = make(chan ntp.SourceSample, 64)
 	for _, sc := range d.cfg.Sources {
-		cc := ntp.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
+		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
 		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.stepGen.Load, d.log)
 		src.Interface = sc.Interface
 		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {

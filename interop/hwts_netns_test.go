@@ -20,6 +20,7 @@ import (
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/ntp/engine"
 )
 
 // dialInNetns opens a UDP socket inside network namespace ns: the socket
@@ -68,7 +69,7 @@ func TestNTPSoftwareStampsOverVeth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := ntp.NewSource("veth", addrB+":123", ntp.ClientConfig{Poll: 200 * time.Millisecond}, clk,
+	src := ntp.NewSource("veth", addrB+":123", engine.ClientConfig{Poll: 200 * time.Millisecond}, clk,
 		func() uint64 { return 0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	src.Timestamping = hwts.Software
 	src.Dial = func(ra *net.UDPAddr) (*net.UDPConn, error) { return dialInNetns(nsA, ra) }

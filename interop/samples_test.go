@@ -10,6 +10,7 @@ import (
 
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/ntp/engine"
 )
 
 // Every sample our NTP client takes from chronyd — while its own clock's
@@ -22,7 +23,7 @@ func TestSamplesWithinDelayBound(t *testing.T) {
 	port := freeUDPPort(t)
 	chronyd(t, fmt.Sprintf("local stratum 1\nallow 127.0.0.1\nport %d\nbindaddress 127.0.0.1", port))
 	clk, _ := virtual.New(virtual.Options{OffsetNS: -3e6})
-	src := ntp.NewSource("x", fmt.Sprintf("127.0.0.1:%d", port), ntp.ClientConfig{Poll: 130 * time.Millisecond}, clk, func() uint64 { return 0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	src := ntp.NewSource("x", fmt.Sprintf("127.0.0.1:%d", port), engine.ClientConfig{Poll: 130 * time.Millisecond}, clk, func() uint64 { return 0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	out := make(chan ntp.SourceSample, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"github.com/meridiantime/meridian/internal/spoof"
+	"github.com/meridiantime/meridian/ntp/engine"
 	"io"
 	"log/slog"
 	"net"
@@ -118,9 +119,9 @@ func TestBatchPort0Poisoning(t *testing.T) {
 			// (where a batch may or may not start with the spoofed request).
 			got := 0
 			for r := 0; r < rounds; r++ {
-				raw.send(t, spoofed, srv, clientReq(4, ModeClient, 1))
+				raw.send(t, spoofed, srv, clientReq(4, engine.ModeClient, 1))
 				for i := 0; i < perRound; i++ {
-					if _, err := legit.WriteToUDPAddrPort(clientReq(4, ModeClient, uint64(r*perRound+i+2)), srv); err != nil {
+					if _, err := legit.WriteToUDPAddrPort(clientReq(4, engine.ModeClient, uint64(r*perRound+i+2)), srv); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -178,7 +179,7 @@ func TestRateLimitFloodReflection(t *testing.T) {
 	for r := 0; r < rounds; r++ {
 		for _, c := range conns {
 			for i := 0; i < perConn; i++ {
-				if _, err := c.WriteToUDPAddrPort(clientReq(4, ModeClient, uint64(i+1)), srv); err != nil {
+				if _, err := c.WriteToUDPAddrPort(clientReq(4, engine.ModeClient, uint64(i+1)), srv); err != nil {
 					t.Fatal(err)
 				}
 				sent++
@@ -192,7 +193,7 @@ func TestRateLimitFloodReflection(t *testing.T) {
 	}
 	el := time.Since(start).Seconds()
 	st := s.Stats()
-	sentBytes := sent * headerLen
+	sentBytes := sent * engine.HeaderLen
 	t.Logf("flood %d requests in %.2fs: %d replies (%d bytes, %.0f %% of received bytes); stats %+v",
 		sent, el, got, gotBytes, 100*float64(gotBytes)/float64(sentBytes), st)
 	if 2*gotBytes > sentBytes {
@@ -213,7 +214,7 @@ func victimShare(t *testing.T, s *Server, poll time.Duration, pps int, spoofPort
 	t.Helper()
 	victim := netip.MustParseAddrPort("198.51.100.7:40123")
 	resp := make([]byte, 48)
-	req := clientReq(4, ModeClient, 1)
+	req := clientReq(4, engine.ModeClient, 1)
 	step := int64(time.Second) / int64(pps)
 	nextPoll, asked, answered := now+int64(poll)/2+12_345_678, 0, 0 // not in phase with the spoofer
 	p := uint16(1024)
@@ -315,7 +316,7 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 		n := 0
 		defer func() { spoofDone <- n }()
 		from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), vport+1)
-		pkt := spoof.Datagram(from, srv, clientReq(4, ModeClient, 7))
+		pkt := spoof.Datagram(from, srv, clientReq(4, engine.ModeClient, 7))
 		for {
 			select {
 			case <-stop:
@@ -337,7 +338,7 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 		start := time.Now()
 		asked++
 		xmt := uint64(1000 + asked)
-		if _, err := victim.WriteToUDPAddrPort(clientReq(4, ModeClient, xmt), srv); err != nil {
+		if _, err := victim.WriteToUDPAddrPort(clientReq(4, engine.ModeClient, xmt), srv); err != nil {
 			t.Fatal(err)
 		}
 		for {
@@ -346,7 +347,7 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 			if err != nil {
 				break
 			}
-			if h, ok := decodeHeader(buf[:n]); ok && h.Origin == xmt && h.Stratum != StratumKoD {
+			if h, ok := engine.DecodeHeader(buf[:n]); ok && h.Origin == xmt && h.Stratum != engine.StratumKoD {
 				answered++
 				break
 			}
@@ -382,7 +383,7 @@ func TestRateLimitTableBounded(t *testing.T) {
 	}
 	resp := make([]byte, 48)
 	ask := func(ap netip.AddrPort, ts int64) Verdict {
-		_, v := s.handle(s.lim, clientReq(4, ModeClient, 1), resp, ts, ts, ap)
+		_, v := s.handle(s.lim, clientReq(4, engine.ModeClient, 1), resp, ts, ts, ap)
 		return v
 	}
 	a := netip.MustParseAddrPort("192.0.2.1:5000")
@@ -408,7 +409,7 @@ func TestRateLimitTableBounded(t *testing.T) {
 // counters must add up to what the kernel took; no reply is longer than
 // its request.
 func FuzzServerBatch(f *testing.F) {
-	req := clientReq(4, ModeClient, 77)
+	req := clientReq(4, engine.ModeClient, 77)
 	f.Add(append([]byte{0x02, 48}, append(req, append([]byte{0x00, 48}, req...)...)...))
 	f.Add(append([]byte{0x00, 48}, append(req, append([]byte{0x02, 48}, append(req, append([]byte{0x01, 60}, req...)...)...)...)...))
 	f.Add([]byte{0x02, 10, 1, 2, 3})
@@ -445,7 +446,7 @@ func FuzzServerBatch(f *testing.F) {
 				binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], rport)
 			}
 			b.rx[i].Msghdr.Namelen = unix.SizeofSockaddrInet4
-			if h, ok := decodeHeader(payload); ok {
+			if h, ok := engine.DecodeHeader(payload); ok {
 				if old, seen := lens[h.Transmit]; !seen || l < old {
 					lens[h.Transmit] = l
 				}
@@ -496,8 +497,8 @@ func FuzzServerBatch(f *testing.F) {
 			if got >= want {
 				t.Fatalf("more replies than the %d counted as sent", want)
 			}
-			h, ok := decodeHeader(buf[:n])
-			if !ok || h.Mode != ModeServer {
+			h, ok := engine.DecodeHeader(buf[:n])
+			if !ok || h.Mode != engine.ModeServer {
 				t.Fatalf("bad reply %x", buf[:n])
 			}
 			if l, ok := lens[h.Origin]; !ok || n > l {
@@ -511,7 +512,7 @@ func FuzzServerBatch(f *testing.F) {
 // go test -run '^$' -bench HandleRateLimited ./ntp
 func BenchmarkHandleRateLimited(b *testing.B) {
 	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1000, Burst: 8}, nil)
-	req := clientReq(4, ModeClient, 5)
+	req := clientReq(4, engine.ModeClient, 5)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		resp := make([]byte, 48)

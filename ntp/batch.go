@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/internal/mmsg"
+	"github.com/meridiantime/meridian/ntp/engine"
 )
 
 // Batched server I/O: recvmmsg/sendmmsg through the socket's RawConn, so
@@ -25,7 +26,7 @@ type batchIO struct {
 	rxIov    [batchSize]unix.Iovec
 	txIov    [batchSize]unix.Iovec
 	bufs     [batchSize][1500]byte
-	resps    [batchSize][headerLen]byte
+	resps    [batchSize][engine.HeaderLen]byte
 	oobs     [batchSize][oobLen]byte
 	verdicts [batchSize]Verdict // of each tx entry
 	n, nTx   int

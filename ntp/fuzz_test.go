@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -27,7 +28,7 @@ func FuzzClientResponseRoundTrip(f *testing.F) {
 	f.Add(int64(-1000), uint32(50_000), uint32(1000), uint32(50_000), uint32(20_000), uint32(30_000), uint8(2), uint8(0), uint32(0x7f000001), uint32(0))
 	f.Add(int64(9_999_999_999), uint32(2_999_999_999), uint32(0), uint32(0), uint32(math.MaxUint32), uint32(math.MaxUint32), uint8(15), uint8(1), uint32(0), uint32(math.MaxUint32))
 	f.Add(int64(-5e9), uint32(0), uint32(7), uint32(1), uint32(0), uint32(0), uint8(1), uint8(2), uint32(0x47505300), uint32(999))
-	f.Add(int64(0), uint32(1), uint32(1), uint32(1), uint32(1), uint32(1), uint8(0), uint8(3), KissRATE, uint32(1))
+	f.Add(int64(0), uint32(1), uint32(1), uint32(1), uint32(1), uint32(1), uint8(0), uint8(3), engine.KissRATE, uint32(1))
 	f.Add(int64(0), uint32(1), uint32(1), uint32(1), uint32(1), uint32(1), uint8(16), uint8(0), uint32(0), uint32(1))
 	f.Fuzz(func(t *testing.T, theta int64, d1, proc, d2, rootDelay, rootDisp uint32, stratum, leap uint8, refID, t1Off uint32) {
 		theta %= 10e9 // |θ| < 10 s
@@ -38,30 +39,30 @@ func FuzzClientResponseRoundTrip(f *testing.F) {
 		t3 := t2 + p
 		t4 := t1 + a + p + b
 
-		c := NewClient(ClientConfig{}, 7)
+		c := engine.NewClient(engine.ClientConfig{}, 7)
 		req, resp := make([]byte, 48), make([]byte, 48)
 		c.Request(req, t1)
-		rq, _ := decodeHeader(req)
-		h := header{Leap: leap, Version: 4, Mode: ModeServer, Stratum: stratum, RefID: refID,
-			RootDelay: NSToShort(int64(rootDelay)), RootDisp: NSToShort(int64(rootDisp)),
-			Origin: rq.Transmit, Receive: ToNTP(t2), Transmit: ToNTP(t3)}
-		h.encode(resp)
+		rq, _ := engine.DecodeHeader(req)
+		h := engine.Header{Leap: leap, Version: 4, Mode: engine.ModeServer, Stratum: stratum, RefID: refID,
+			RootDelay: engine.NSToShort(int64(rootDelay)), RootDisp: engine.NSToShort(int64(rootDisp)),
+			Origin: rq.Transmit, Receive: engine.ToNTP(t2), Transmit: engine.ToNTP(t3)}
+		h.Encode(resp)
 		s, err := c.Response(resp, t4)
 
 		switch {
-		case stratum == StratumKoD:
-			if !errors.Is(err, ErrKiss) && !errors.Is(err, ErrKissRate) && !errors.Is(err, ErrKissStop) {
-				t.Fatalf("kiss-o'-death %q: %v", kissString(refID), err)
+		case stratum == engine.StratumKoD:
+			if !errors.Is(err, engine.ErrKiss) && !errors.Is(err, engine.ErrKissRate) && !errors.Is(err, engine.ErrKissStop) {
+				t.Fatalf("kiss-o'-death %q: %v", engine.KissCode(refID), err)
 			}
 			return
-		case leap == LeapUnsync || stratum >= StratumNone:
-			if !errors.Is(err, ErrUnsyncSource) {
+		case leap == engine.LeapUnsync || stratum >= engine.StratumNone:
+			if !errors.Is(err, engine.ErrUnsyncSource) {
 				t.Fatalf("unsynchronized server (leap %d stratum %d): %v", leap, stratum, err)
 			}
 			return
 		case err != nil:
 			// Only a path delay that rounding can make negative may be refused.
-			if a+b >= 2 || !errors.Is(err, ErrBadTimestamps) {
+			if a+b >= 2 || !errors.Is(err, engine.ErrBadTimestamps) {
 				t.Fatalf("honest reply refused (θ %d, d1 %d, proc %d, d2 %d): %v", theta, a, p, b, err)
 			}
 			return
@@ -86,7 +87,7 @@ func FuzzClientResponseRoundTrip(f *testing.F) {
 				t.Fatalf("%s: decoded %d, encoded %d: must round up by less than one short-format unit", r.name, r.got, r.sent)
 			}
 		}
-		wantLeap := map[uint8]truetime.Leap{LeapNone: truetime.LeapNone, LeapInsert: truetime.LeapInsert, LeapDelete: truetime.LeapDelete}[leap]
+		wantLeap := map[uint8]truetime.Leap{engine.LeapNone: truetime.LeapNone, engine.LeapInsert: truetime.LeapInsert, engine.LeapDelete: truetime.LeapDelete}[leap]
 		if s.Stratum != stratum || s.RefID != refID || s.Leap != wantLeap {
 			t.Fatalf("stratum %d refid %#x leap %v, encoded %d %#x %d", s.Stratum, s.RefID, s.Leap, stratum, refID, leap)
 		}
@@ -99,14 +100,14 @@ func FuzzClientResponseRoundTrip(f *testing.F) {
 func FuzzClientResponse(f *testing.F) {
 	resp := make([]byte, 48)
 	req := make([]byte, 48)
-	c := NewClient(ClientConfig{}, 7)
+	c := engine.NewClient(engine.ClientConfig{}, 7)
 	c.Request(req, now)
 	NewServer(synced(), RateLimit{}, nil).handle(nil, req, resp, now, now, client)
 	f.Add(resp)
 	f.Add(resp[:20])
 	f.Add(make([]byte, 60))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c := NewClient(ClientConfig{}, 7) // same seed: same origin as the seed reply
+		c := engine.NewClient(engine.ClientConfig{}, 7) // same seed: same origin as the seed reply
 		req := make([]byte, 48)
 		c.Request(req, now)
 		s, err := c.Response(b, now+1000)
@@ -116,16 +117,16 @@ func FuzzClientResponse(f *testing.F) {
 		be32 := func(o int) uint32 { return binary.BigEndian.Uint32(b[o:]) }
 		be64 := func(o int) uint64 { return binary.BigEndian.Uint64(b[o:]) }
 		switch {
-		case b[0]&7 != ModeServer:
+		case b[0]&7 != engine.ModeServer:
 			t.Fatalf("accepted mode %d", b[0]&7)
 		case be64(24) != binary.BigEndian.Uint64(req[40:]):
 			t.Fatalf("accepted origin %x, we sent %x", be64(24), binary.BigEndian.Uint64(req[40:]))
 		case s.T1NS != now || s.T4NS != now+1000:
 			t.Fatalf("local stamps %d %d", s.T1NS, s.T4NS)
-		case s.T2NS != ToUnixNS(be64(32), now) || s.T3NS != ToUnixNS(be64(40), now):
-			t.Fatalf("t2/t3 %d %d, wire %d %d", s.T2NS, s.T3NS, ToUnixNS(be64(32), now), ToUnixNS(be64(40), now))
-		case s.RootDelayNS != ShortToNS(be32(4)) || s.RootDispersionNS != ShortToNS(be32(8)):
-			t.Fatalf("root delay/dispersion %d %d, wire %d %d", s.RootDelayNS, s.RootDispersionNS, ShortToNS(be32(4)), ShortToNS(be32(8)))
+		case s.T2NS != engine.ToUnixNS(be64(32), now) || s.T3NS != engine.ToUnixNS(be64(40), now):
+			t.Fatalf("t2/t3 %d %d, wire %d %d", s.T2NS, s.T3NS, engine.ToUnixNS(be64(32), now), engine.ToUnixNS(be64(40), now))
+		case s.RootDelayNS != engine.ShortToNS(be32(4)) || s.RootDispersionNS != engine.ShortToNS(be32(8)):
+			t.Fatalf("root delay/dispersion %d %d, wire %d %d", s.RootDelayNS, s.RootDispersionNS, engine.ShortToNS(be32(4)), engine.ShortToNS(be32(8)))
 		case s.Stratum != b[1] || s.RefID != be32(12):
 			t.Fatalf("stratum %d refid %#x, wire %d %#x", s.Stratum, s.RefID, b[1], be32(12))
 		}
@@ -142,9 +143,9 @@ func FuzzClientResponse(f *testing.F) {
 // advertises root delay/2 + root dispersion ≥ ε; a rate-limited one (with
 // kod set and no leak) is a RATE kiss-o'-death.
 func FuzzServerHandle(f *testing.F) {
-	f.Add(clientReq(4, ModeClient, 1), int64(0))
+	f.Add(clientReq(4, engine.ModeClient, 1), int64(0))
 	f.Add(clientReq(2, 7, 1), int64(5))
-	f.Add(append(clientReq(4, ModeClient, 1), make([]byte, 20)...), int64(-20_000))
+	f.Add(append(clientReq(4, engine.ModeClient, 1), make([]byte, 20)...), int64(-20_000))
 	f.Add([]byte{0x1b}, int64(1))
 	f.Fuzz(func(t *testing.T, req []byte, rxOff int64) {
 		ts := synced()
@@ -160,24 +161,24 @@ func FuzzServerHandle(f *testing.F) {
 			if n == 0 {
 				continue
 			}
-			h, ok := decodeHeader(resp[:n])
-			if !ok || h.Mode != ModeServer || h.Version != req[0]>>3&7 || h.Poll != int8(req[2]) || h.Origin != binary.BigEndian.Uint64(req[40:]) {
+			h, ok := engine.DecodeHeader(resp[:n])
+			if !ok || h.Mode != engine.ModeServer || h.Version != req[0]>>3&7 || h.Poll != int8(req[2]) || h.Origin != binary.BigEndian.Uint64(req[40:]) {
 				t.Fatalf("reply %+v does not answer request %x", h, req[:48])
 			}
 			switch v.kind() {
 			case Reply:
-				rcv, xmt := ToUnixNS(h.Receive, now), ToUnixNS(h.Transmit, now)
+				rcv, xmt := engine.ToUnixNS(h.Receive, now), engine.ToUnixNS(h.Transmit, now)
 				if d := rcv - rx; d < -1 || d > 1 {
 					t.Fatalf("receive stamp %d, received at %d", rcv, rx)
 				}
 				if d := xmt - max(iv.MidNS(), rx); d < -1 || d > 1 || xmt < rcv {
 					t.Fatalf("transmit %d, want max(midpoint %d, receive %d)", xmt, iv.MidNS(), rx)
 				}
-				if bound := ShortToNS(h.RootDelay)/2 + ShortToNS(h.RootDisp); bound < iv.EpsNS() || h.Stratum != 2 || h.Leap != LeapNone {
+				if bound := engine.ShortToNS(h.RootDelay)/2 + engine.ShortToNS(h.RootDisp); bound < iv.EpsNS() || h.Stratum != 2 || h.Leap != engine.LeapNone {
 					t.Fatalf("advertised bound %d < ε %d, or header %+v", bound, iv.EpsNS(), h)
 				}
 			case ReplyKoD:
-				if h.Stratum != StratumKoD || h.RefID != KissRATE || i < 2 {
+				if h.Stratum != engine.StratumKoD || h.RefID != engine.KissRATE || i < 2 {
 					t.Fatalf("kiss %+v on request %d", h, i)
 				}
 			default:

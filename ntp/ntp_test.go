@@ -15,6 +15,7 @@ import (
 	"github.com/facebook/time/ntp/protocol"
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -45,8 +46,8 @@ func synced() *fakeTS {
 
 func clientReq(version, mode uint8, xmt uint64) []byte {
 	b := make([]byte, 48)
-	h := header{Version: version, Mode: mode, Transmit: xmt}
-	h.encode(b)
+	h := engine.Header{Version: version, Mode: mode, Transmit: xmt}
+	h.Encode(b)
 	return b
 }
 
@@ -54,19 +55,19 @@ var client = netip.MustParseAddrPort("192.0.2.7:40123")
 
 func TestWireConversions(t *testing.T) {
 	for _, ns := range []int64{0, 1, now, 2_085_978_495_999_999_999} {
-		if got := ToUnixNS(ToNTP(ns), now); got-ns > 1 || ns-got > 1 {
+		if got := engine.ToUnixNS(engine.ToNTP(ns), now); got-ns > 1 || ns-got > 1 {
 			t.Errorf("round trip %d → %d", ns, got)
 		}
 	}
 	// Agrees with facebook/time's conversion.
 	sec, frac := protocol.Time(time.Unix(0, now))
-	if ToNTP(now) != uint64(sec)<<32|uint64(frac) {
-		t.Errorf("ToNTP %x, protocol.Time %x.%x", ToNTP(now), sec, frac)
+	if engine.ToNTP(now) != uint64(sec)<<32|uint64(frac) {
+		t.Errorf("ToNTP %x, protocol.Time %x.%x", engine.ToNTP(now), sec, frac)
 	}
-	if ShortToNS(NSToShort(1_000_000)) < 1_000_000 {
+	if engine.ShortToNS(engine.NSToShort(1_000_000)) < 1_000_000 {
 		t.Error("short format must round a bound up")
 	}
-	if NSToShort(1e15) != ^uint32(0) || NSToShort(-5) != 0 {
+	if engine.NSToShort(1e15) != ^uint32(0) || engine.NSToShort(-5) != 0 {
 		t.Error("short format must saturate")
 	}
 }
@@ -75,7 +76,7 @@ func TestServerReplySynchronized(t *testing.T) {
 	ts := synced()
 	s := NewServer(ts, RateLimit{}, nil)
 	resp := make([]byte, 48)
-	n, v := s.handle(nil, clientReq(4, ModeClient, 0xabcdef), resp, now-10_000, now-10_000, client)
+	n, v := s.handle(nil, clientReq(4, engine.ModeClient, 0xabcdef), resp, now-10_000, now-10_000, client)
 	if v != Reply || n != 48 {
 		t.Fatalf("verdict %v n %d", v, n)
 	}
@@ -83,19 +84,19 @@ func TestServerReplySynchronized(t *testing.T) {
 	if err := p.UnmarshalBinary(resp); err != nil {
 		t.Fatal(err)
 	}
-	h, _ := decodeHeader(resp)
-	if h.Leap != LeapNone || h.Version != 4 || h.Mode != ModeServer || h.Stratum != 2 || h.RefID != 0x7f000001 {
+	h, _ := engine.DecodeHeader(resp)
+	if h.Leap != engine.LeapNone || h.Version != 4 || h.Mode != engine.ModeServer || h.Stratum != 2 || h.RefID != 0x7f000001 {
 		t.Fatalf("header %+v", h)
 	}
 	if h.Origin != 0xabcdef {
 		t.Fatalf("origin %x not echoed", h.Origin)
 	}
 	// Transmit is the TrueTime midpoint: local − offset.
-	if got := ToUnixNS(h.Transmit, now); got < now-1000-1 || got > now-1000+1 {
+	if got := engine.ToUnixNS(h.Transmit, now); got < now-1000-1 || got > now-1000+1 {
 		t.Fatalf("transmit %d, want %d", got, now-1000)
 	}
 	// Root delay/2 + root dispersion covers ε.
-	if bound := ShortToNS(h.RootDelay)/2 + ShortToNS(h.RootDisp); bound < 50_000 {
+	if bound := engine.ShortToNS(h.RootDelay)/2 + engine.ShortToNS(h.RootDisp); bound < 50_000 {
 		t.Fatalf("advertised bound %d < ε", bound)
 	}
 }
@@ -104,9 +105,9 @@ func TestServerReplyUnsynchronized(t *testing.T) {
 	ts := &fakeTS{local: now}
 	s := NewServer(ts, RateLimit{}, nil)
 	resp := make([]byte, 48)
-	n, v := s.handle(nil, clientReq(3, ModeClient, 1), resp, now, now, client)
-	h, _ := decodeHeader(resp)
-	if v.kind() != Reply || n != 48 || h.Leap != LeapUnsync || h.Stratum != StratumNone || h.Version != 3 {
+	n, v := s.handle(nil, clientReq(3, engine.ModeClient, 1), resp, now, now, client)
+	h, _ := engine.DecodeHeader(resp)
+	if v.kind() != Reply || n != 48 || h.Leap != engine.LeapUnsync || h.Stratum != engine.StratumNone || h.Version != 3 {
 		t.Fatalf("unsynchronized reply %+v verdict %v", h, v)
 	}
 	if s.Stats().RepliesUnsynchronized != 0 {
@@ -130,10 +131,10 @@ func TestServerDropsBadInput(t *testing.T) {
 		{"short", make([]byte, 47), DropShort},
 		{"mode 6 control", clientReq(2, 6, 1), DropMode},
 		{"mode 7 private", clientReq(2, 7, 1), DropMode},
-		{"server mode", clientReq(4, ModeServer, 1), DropMode},
+		{"server mode", clientReq(4, engine.ModeServer, 1), DropMode},
 		{"symmetric", clientReq(4, 1, 1), DropMode},
-		{"version 0", clientReq(0, ModeClient, 1), DropVersion},
-		{"version 5", clientReq(5, ModeClient, 1), DropVersion},
+		{"version 0", clientReq(0, engine.ModeClient, 1), DropVersion},
+		{"version 5", clientReq(5, engine.ModeClient, 1), DropVersion},
 	} {
 		if n, v := s.handle(nil, tc.req, resp, now, now, client); n != 0 || v != tc.want {
 			t.Errorf("%s: n %d verdict %v, want drop %v", tc.name, n, v, tc.want)
@@ -146,7 +147,7 @@ func TestServerDropsBadInput(t *testing.T) {
 		req  []byte
 		want Verdict
 	}{
-		{"port 0", clientReq(4, ModeClient, 1), DropSourcePort},
+		{"port 0", clientReq(4, engine.ModeClient, 1), DropSourcePort},
 	} {
 		if n, v := s.handle(nil, tc.req, resp, now, now, netip.AddrPortFrom(client.Addr(), 0)); n != 0 || v != tc.want {
 			t.Errorf("%s: n %d verdict %v, want drop %v", tc.name, n, v, tc.want)
@@ -163,11 +164,11 @@ func TestServerRateLimitKoD(t *testing.T) {
 	resp := make([]byte, 48)
 	var verdicts []Verdict
 	for i := 0; i < 4; i++ {
-		_, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+int64(i)*1e6, now+int64(i)*1e6, client)
+		_, v := s.handle(s.lim, clientReq(4, engine.ModeClient, 9), resp, now+int64(i)*1e6, now+int64(i)*1e6, client)
 		verdicts = append(verdicts, v)
 		if i == 2 {
-			h, _ := decodeHeader(resp)
-			if h.Stratum != StratumKoD || h.RefID != KissRATE || h.Origin != 9 {
+			h, _ := engine.DecodeHeader(resp)
+			if h.Stratum != engine.StratumKoD || h.RefID != engine.KissRATE || h.Origin != 9 {
 				t.Fatalf("KoD %+v", h)
 			}
 		}
@@ -178,10 +179,10 @@ func TestServerRateLimitKoD(t *testing.T) {
 		t.Fatalf("verdicts %v", verdicts)
 	}
 	// Another client is unaffected; the first recovers after 1 s.
-	if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+4e6, now+4e6, netip.MustParseAddrPort("192.0.2.8:123")); v != Reply {
+	if _, v := s.handle(s.lim, clientReq(4, engine.ModeClient, 9), resp, now+4e6, now+4e6, netip.MustParseAddrPort("192.0.2.8:123")); v != Reply {
 		t.Fatal("second client limited")
 	}
-	if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+1100e6, now+1100e6, client); v != Reply {
+	if _, v := s.handle(s.lim, clientReq(4, engine.ModeClient, 9), resp, now+1100e6, now+1100e6, client); v != Reply {
 		t.Fatal("no recovery after a second")
 	}
 	// A tiny rate (burst/rate far beyond int64 nanoseconds) still sends at
@@ -189,7 +190,7 @@ func TestServerRateLimitKoD(t *testing.T) {
 	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1e-300, Burst: 1, KoD: true, Leak: -1}, nil)
 	kods := 0
 	for i := 0; i < 10; i++ {
-		if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now, now+int64(i)*1e9, client); v == ReplyKoD {
+		if _, v := s.handle(s.lim, clientReq(4, engine.ModeClient, 9), resp, now, now+int64(i)*1e9, client); v == ReplyKoD {
 			kods++
 		}
 	}
@@ -199,7 +200,7 @@ func TestServerRateLimitKoD(t *testing.T) {
 	// Without kod: true, no KoD at all.
 	s = NewServer(synced(), RateLimit{RequestsPerSecond: 1, Burst: 2, Leak: -1}, nil)
 	for i := 0; i < 10; i++ {
-		if _, v := s.handle(s.lim, clientReq(4, ModeClient, 9), resp, now+int64(i)*1e6, now+int64(i)*1e6, client); v == ReplyKoD {
+		if _, v := s.handle(s.lim, clientReq(4, engine.ModeClient, 9), resp, now+int64(i)*1e6, now+int64(i)*1e6, client); v == ReplyKoD {
 			t.Fatal("KoD sent without kod: true")
 		}
 	}
@@ -210,7 +211,7 @@ func TestServerRateLimitKoD(t *testing.T) {
 
 func TestServerNoAllocs(t *testing.T) {
 	s := NewServer(synced(), RateLimit{RequestsPerSecond: 1e9, Burst: 1e9}, nil)
-	req, resp := clientReq(4, ModeClient, 5), make([]byte, 48)
+	req, resp := clientReq(4, engine.ModeClient, 5), make([]byte, 48)
 	if a := testing.AllocsPerRun(1000, func() { s.handle(s.lim, req, resp, now, now, client) }); a != 0 {
 		t.Fatalf("handle allocates %v per request", a)
 	}
@@ -227,7 +228,7 @@ func TestServerNoAllocs(t *testing.T) {
 func TestClientServerExchangePlumbing(t *testing.T) {
 	ts := synced()
 	s := NewServer(ts, RateLimit{}, nil)
-	c := NewClient(ClientConfig{Poll: 16 * time.Second, IBurst: true}, 1)
+	c := engine.NewClient(engine.ClientConfig{Poll: 16 * time.Second, IBurst: true}, 1)
 	req, resp := make([]byte, 48), make([]byte, 48)
 	c.Request(req, now-50_000)
 	s.handle(nil, req, resp, now-1000, now-1000, client) // rx stamped with the same midpoint
@@ -246,7 +247,7 @@ func TestClientServerExchangePlumbing(t *testing.T) {
 		t.Fatal("iburst must poll every 2 s at start")
 	}
 	// Replayed reply: nothing pending.
-	if _, err := c.Response(resp, now+60_000); !errors.Is(err, ErrNotPending) {
+	if _, err := c.Response(resp, now+60_000); !errors.Is(err, engine.ErrNotPending) {
 		t.Fatalf("replay: %v", err)
 	}
 }
@@ -256,38 +257,38 @@ func TestClientRejects(t *testing.T) {
 	s := NewServer(ts, RateLimit{}, nil)
 	req, resp := make([]byte, 48), make([]byte, 48)
 
-	c := NewClient(ClientConfig{}, 2)
+	c := engine.NewClient(engine.ClientConfig{}, 2)
 	c.Request(req, now)
-	spoof := clientReq(4, ModeClient, 12345) // an attacker guessing the origin
+	spoof := clientReq(4, engine.ModeClient, 12345) // an attacker guessing the origin
 	s.handle(nil, spoof, resp, now, now, client)
-	if _, err := c.Response(resp, now+1000); !errors.Is(err, ErrOrigin) {
+	if _, err := c.Response(resp, now+1000); !errors.Is(err, engine.ErrOrigin) {
 		t.Fatalf("spoofed origin: %v", err)
 	}
 
-	c = NewClient(ClientConfig{}, 3)
+	c = engine.NewClient(engine.ClientConfig{}, 3)
 	c.Request(req, now)
 	uts := &fakeTS{local: now}
 	NewServer(uts, RateLimit{}, nil).handle(nil, req, resp, now, now, client)
-	if _, err := c.Response(resp, now+1000); !errors.Is(err, ErrUnsyncSource) || c.Reach() != 1 {
+	if _, err := c.Response(resp, now+1000); !errors.Is(err, engine.ErrUnsyncSource) || c.Reach() != 1 {
 		t.Fatalf("unsynchronized server: %v reach %b", err, c.Reach())
 	}
 
 	for _, tc := range []struct {
 		code uint32
 		want error
-	}{{KissRATE, ErrKissRate}, {KissDENY, ErrKissStop}, {KissRSTR, ErrKissStop}, {kiss("XXXX"), ErrKiss}} {
-		c = NewClient(ClientConfig{Poll: 16 * time.Second}, 4)
+	}{{engine.KissRATE, engine.ErrKissRate}, {engine.KissDENY, engine.ErrKissStop}, {engine.KissRSTR, engine.ErrKissStop}, {binary.BigEndian.Uint32([]byte("XXXX")), engine.ErrKiss}} {
+		c = engine.NewClient(engine.ClientConfig{Poll: 16 * time.Second}, 4)
 		c.Request(req, now)
-		h, _ := decodeHeader(req)
-		k := header{Version: 4, Mode: ModeServer, Stratum: StratumKoD, RefID: tc.code, Origin: h.Transmit, Leap: LeapUnsync}
-		k.encode(resp)
+		h, _ := engine.DecodeHeader(req)
+		k := engine.Header{Version: 4, Mode: engine.ModeServer, Stratum: engine.StratumKoD, RefID: tc.code, Origin: h.Transmit, Leap: engine.LeapUnsync}
+		k.Encode(resp)
 		if _, err := c.Response(resp, now+1000); !errors.Is(err, tc.want) {
-			t.Errorf("kiss %s: %v", kissString(tc.code), err)
+			t.Errorf("kiss %s: %v", engine.KissCode(tc.code), err)
 		}
-		if tc.code == KissRATE && c.Poll() != 32*time.Second {
+		if tc.code == engine.KissRATE && c.Poll() != 32*time.Second {
 			t.Errorf("RATE must double the poll, got %v", c.Poll())
 		}
-		if tc.want == ErrKissStop && c.Stopped() == nil {
+		if tc.want == engine.ErrKissStop && c.Stopped() == nil {
 			t.Error("DENY/RSTR must stop the source")
 		}
 	}
@@ -342,7 +343,7 @@ func TestServerLoopNoAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	req, buf := clientReq(4, ModeClient, 1), make([]byte, 128)
+	req, buf := clientReq(4, engine.ModeClient, 1), make([]byte, 128)
 	roundTrip := func() {
 		if _, err := conn.Write(req); err != nil {
 			t.Fatal(err)
@@ -372,7 +373,7 @@ func TestServerLoopNoAllocs(t *testing.T) {
 func TestAdaptivePoll(t *testing.T) {
 	ts := synced()
 	s := NewServer(ts, RateLimit{}, nil)
-	c := NewClient(ClientConfig{MinPoll: 16 * time.Second, MaxPoll: 64 * time.Second}, 5)
+	c := engine.NewClient(engine.ClientConfig{MinPoll: 16 * time.Second, MaxPoll: 64 * time.Second}, 5)
 	req, resp := make([]byte, 48), make([]byte, 48)
 	exchange := func() {
 		c.Request(req, now-50_000)
@@ -401,7 +402,7 @@ func TestAdaptivePoll(t *testing.T) {
 	if c.Poll() != 32*time.Second {
 		t.Fatalf("after a miss: %v", c.Poll())
 	}
-	fixed := NewClient(ClientConfig{Poll: 8 * time.Second}, 6)
+	fixed := engine.NewClient(engine.ClientConfig{Poll: 8 * time.Second}, 6)
 	for i := 0; i < 20; i++ {
 		fixed.Request(req, now)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -190,60 +191,60 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 		s.dropPort.Add(1)
 		return 0, DropSourcePort
 	}
-	h, ok := decodeHeader(req)
+	h, ok := engine.DecodeHeader(req)
 	switch {
 	case !ok:
 		s.dropShort.Add(1)
 		return 0, DropShort
-	case h.Mode != ModeClient: // control (6), private (7), symmetric, broadcast: not served
+	case h.Mode != engine.ModeClient: // control (6), private (7), symmetric, broadcast: not served
 		s.dropMode.Add(1)
 		return 0, DropMode
 	case h.Version < 1 || h.Version > 4:
 		s.dropVersion.Add(1)
 		return 0, DropVersion
 	}
-	out := header{Version: h.Version, Mode: ModeServer, Poll: h.Poll, Origin: h.Transmit}
+	out := engine.Header{Version: h.Version, Mode: engine.ModeServer, Poll: h.Poll, Origin: h.Transmit}
 	v := Reply
 	switch lim.check(from, monoNS) {
 	case rlLeak:
 		v |= flagLeak
 	case rlKoD:
-		out.Leap, out.Stratum, out.RefID = LeapUnsync, StratumKoD, KissRATE
-		out.Receive, out.Transmit = ToNTP(rxNS), ToNTP(rxNS)
-		out.encode(resp)
-		return headerLen, ReplyKoD
+		out.Leap, out.Stratum, out.RefID = engine.LeapUnsync, engine.StratumKoD, engine.KissRATE
+		out.Receive, out.Transmit = engine.ToNTP(rxNS), engine.ToNTP(rxNS)
+		out.Encode(resp)
+		return engine.HeaderLen, ReplyKoD
 	case rlDrop:
 		s.rateDropped.Add(1)
 		return 0, DropRate
 	}
 	e := s.ts.Estimate()
 	out.Precision = -20 // ~1 µs
-	out.Receive = ToNTP(rxNS)
+	out.Receive = engine.ToNTP(rxNS)
 	iv, err := s.ts.Now()
 	if err != nil {
-		out.Leap, out.Stratum = LeapUnsync, StratumNone
+		out.Leap, out.Stratum = engine.LeapUnsync, engine.StratumNone
 		v |= flagUnsync
 		l := s.ts.LocalNS()
 		iv.EarliestNS, iv.LatestNS = l, l
 	} else {
-		out.Leap = LeapNone
+		out.Leap = engine.LeapNone
 		switch e.Leap {
 		case truetime.LeapInsert:
-			out.Leap = LeapInsert
+			out.Leap = engine.LeapInsert
 		case truetime.LeapDelete:
-			out.Leap = LeapDelete
+			out.Leap = engine.LeapDelete
 		}
 		out.Stratum = max(1, min(e.Stratum, 15))
 		out.RefID = e.RefID
-		out.RefTime = ToNTP(e.LastSampleNS)
-		out.RootDelay = NSToShort(e.RootDelayNS)
-		out.RootDisp = NSToShort(max(0, iv.EpsNS()-e.RootDelayNS/2))
+		out.RefTime = engine.ToNTP(e.LastSampleNS)
+		out.RootDelay = engine.NSToShort(e.RootDelayNS)
+		out.RootDisp = engine.NSToShort(max(0, iv.EpsNS()-e.RootDelayNS/2))
 	}
 	// A new estimate between receive and transmit may move the midpoint
 	// back a little; a reply must never send before it received.
-	out.Transmit = ToNTP(max(iv.MidNS(), rxNS))
-	out.encode(resp)
-	return headerLen, v
+	out.Transmit = engine.ToNTP(max(iv.MidNS(), rxNS))
+	out.Encode(resp)
+	return engine.HeaderLen, v
 }
 
 // HandleRequest answers one request exactly as the server's sockets do,
@@ -330,7 +331,7 @@ func (s *Server) Close() {
 func (s *Server) worker(c *net.UDPConn) {
 	lim := s.lim
 	req := make([]byte, 1500)
-	resp := make([]byte, headerLen)
+	resp := make([]byte, engine.HeaderLen)
 	oob := make([]byte, oobLen)
 	for {
 		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(req, oob)

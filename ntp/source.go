@@ -13,6 +13,7 @@ import (
 	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/ntp/engine"
 )
 
 // SourceSample is one validated exchange, tagged with the clock's step
@@ -42,7 +43,7 @@ type Source struct {
 	Addr  string
 	Stats SourceStats
 
-	cfg ClientConfig
+	cfg engine.ClientConfig
 	clk clock.Reader
 	gen func() uint64
 	log *slog.Logger
@@ -56,7 +57,7 @@ type Source struct {
 }
 
 // NewSource prepares a source; Run starts it.
-func NewSource(name, addr string, cfg ClientConfig, clk clock.Reader, gen func() uint64, log *slog.Logger) *Source {
+func NewSource(name, addr string, cfg engine.ClientConfig, clk clock.Reader, gen func() uint64, log *slog.Logger) *Source {
 	return &Source{Name: name, Addr: addr, cfg: cfg, clk: clk, gen: gen, log: log}
 }
 
@@ -99,7 +100,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	defer stop()
 	var seed [8]byte
 	_, _ = crand.Read(seed[:])
-	e := NewEngine(s.cfg, binary.LittleEndian.Uint64(seed[:]), s.clk.NowNS())
+	e := engine.New(s.cfg, binary.LittleEndian.Uint64(seed[:]), s.clk.NowNS())
 	var refID uint32
 	if ip4 := raddr.IP.To4(); ip4 != nil {
 		// For a stratum ≥ 2 server, NTP's reference ID is the IPv4 address
@@ -115,7 +116,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		e.Step(s.clk.NowNS(), Input{Kind: InputTick})
+		e.Step(s.clk.NowNS(), engine.Input{Kind: engine.InputTick})
 		if rd := e.Ready(); rd.Send != nil {
 			if awaiting {
 				s.Stats.Timeouts.Add(1)
@@ -151,13 +152,13 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 					rxSrc = hwts.SourceSoftware
 				}
 			}
-			e.Step(t4, Input{Kind: InputDatagram, Datagram: buf[:m], RxNS: t4})
+			e.Step(t4, engine.Input{Kind: engine.InputDatagram, Datagram: buf[:m], RxNS: t4})
 			rd := e.Ready()
 			s.Stats.Reach.Store(uint32(e.Client().Reach()))
 			for _, err := range rd.Rejected {
 				s.Stats.Rejected.Add(1)
 				s.log.Debug("ntp reply rejected", "source", s.Name, "err", err)
-				if !errors.Is(err, ErrOrigin) && !errors.Is(err, ErrNotPending) {
+				if !errors.Is(err, engine.ErrOrigin) && !errors.Is(err, engine.ErrNotPending) {
 					awaiting = false // answered, if uselessly
 				}
 			}
@@ -186,7 +187,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 
 // txStamp waits briefly for the kernel's transmit stamp of request id and
 // hands it to the engine; it returns where t1 came from.
-func (s *Source) txStamp(e *Engine, stamps *hwts.Socket, id uint32) hwts.Source {
+func (s *Source) txStamp(e *engine.Engine, stamps *hwts.Socket, id uint32) hwts.Source {
 	if stamps.Chosen() != hwts.SourceSoftware {
 		return hwts.SourceUser
 	}
@@ -200,7 +201,7 @@ func (s *Source) txStamp(e *Engine, stamps *hwts.Socket, id uint32) hwts.Source 
 	if !ok {
 		return hwts.SourceUser
 	}
-	e.Step(now, Input{Kind: InputTxStamp, TxNS: t1})
+	e.Step(now, engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
 	e.Advance()
 	return hwts.SourceSoftware
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/meridiantime/meridian/clock/simclock"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/ntp"
+	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
@@ -150,7 +151,7 @@ type host struct {
 	shmW    *shm.Writer
 	shmR    *shm.Reader
 	pub     shm.Publisher
-	engines []*ntp.Engine
+	engines []*engine.Engine
 	servers []*ntp.Server
 }
 
@@ -271,8 +272,8 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 		r.rngs = append(r.rngs, rand.New(rand.NewPCG(uint64(sc.Seed), uint64(i+1))))
 		// First requests spread over the first second, as iburst would.
 		first := h.clk.NowNS() + sec(0.1*float64(i+1))
-		cc := ntp.ClientConfig{Poll: time.Duration(sec(s.PollS))}
-		h.engines = append(h.engines, ntp.NewEngine(cc, uint64(sc.Seed)<<8|uint64(i), first))
+		cc := engine.ClientConfig{Poll: time.Duration(sec(s.PollS))}
+		h.engines = append(h.engines, engine.New(cc, uint64(sc.Seed)<<8|uint64(i), first))
 		h.servers = append(h.servers, ntp.NewServer(refTime{r: r, src: i}, ntp.RateLimit{}, nil))
 		r.push(&event{at: startTrueNS + sec(0.1*float64(i+1)), kind: evPoll, src: i})
 	}
@@ -527,7 +528,7 @@ func (r *runner) link(i int, forward bool) (int64, bool) {
 // poll fires source i's engine timer and puts any request on the wire.
 func (r *runner) poll(i int) {
 	e := r.h.engines[i]
-	e.Step(r.h.clk.NowNS(), ntp.Input{Kind: ntp.InputTick})
+	e.Step(r.h.clk.NowNS(), engine.Input{Kind: engine.InputTick})
 	rd := e.Ready()
 	if rd.Send != nil {
 		if d, ok := r.link(i, true); ok {
@@ -563,7 +564,7 @@ func (r *runner) receive(e *event) error {
 	}
 	eng := r.h.engines[e.src]
 	t4 := r.h.clk.NowNS()
-	eng.Step(t4, ntp.Input{Kind: ntp.InputDatagram, Datagram: e.pkt, RxNS: t4})
+	eng.Step(t4, engine.Input{Kind: engine.InputDatagram, Datagram: e.pkt, RxNS: t4})
 	rd := eng.Ready()
 	defer eng.Advance()
 	for _, smp := range rd.Samples {

@@ -44,13 +44,13 @@ type Core struct {
 }
 
 // Cores is the table of pure packages. Add a protocol engine here when it
-// is split from its socket shell (e.g. {Dir: "ntp/engine"}).
+// is split from its socket shell, as ntp/engine is.
 var Cores = []Core{
 	{Dir: "discipline"},
 	{Dir: "hlc"},
-	{Dir: "truetime"}, // the bound, statuses, disruption judgement; the segment is truetime/shm
-	{Dir: "clock"},    // interfaces and the linear model; host clocks are clock/hostclock
-	{Dir: "ntp", Only: []string{"engine.go", "client.go", "wire.go"}}, // the protocol engine; source.go, server.go, rxstamp.go, batch.go are its shell
+	{Dir: "truetime"},   // the bound, statuses, disruption judgement; the segment is truetime/shm
+	{Dir: "clock"},      // interfaces and the linear model; host clocks are clock/hostclock
+	{Dir: "ntp/engine"}, // the NTP protocol engine; package ntp is its socket shell and the server
 }
 
 // Check runs CheckDir for one core, under root (the module's directory).

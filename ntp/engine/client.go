@@ -1,4 +1,4 @@
-package ntp
+package engine
 
 import (
 	"errors"
@@ -119,9 +119,9 @@ func (c *Client) Request(buf []byte, t1NS int64) int {
 	c.pending = true
 	c.origin = c.rng.Uint64()
 	c.t1 = t1NS
-	h := header{Version: 4, Mode: ModeClient, Transmit: c.origin, Poll: pollExp(c.poll)}
-	h.encode(buf)
-	return headerLen
+	h := Header{Version: 4, Mode: ModeClient, Transmit: c.origin, Poll: pollExp(c.poll)}
+	h.Encode(buf)
+	return HeaderLen
 }
 
 // SetT1 replaces the send time of the outstanding request with a better
@@ -147,13 +147,13 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 	// facebook/time's parser validates the whole packet (extension fields,
 	// legacy MAC); a reply it rejects is not used.
 	var p protocol.Packet
-	if len(b) < headerLen {
+	if len(b) < HeaderLen {
 		return discipline.Sample{}, ErrShort
 	}
 	if err := p.UnmarshalBinary(b); err != nil {
 		return discipline.Sample{}, fmt.Errorf("%w: %v", ErrShort, err)
 	}
-	h := header{
+	h := Header{
 		Leap: p.Settings >> 6, Version: p.Settings >> 3 & 7, Mode: p.Settings & 7,
 		Stratum: p.Stratum, Poll: p.Poll, Precision: p.Precision,
 		RootDelay: p.RootDelay, RootDisp: p.RootDispersion, RefID: p.ReferenceID,
@@ -178,10 +178,10 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 			c.poll = min(2*c.poll, c.cfg.MaxPoll)
 			return discipline.Sample{}, ErrKissRate
 		case KissDENY, KissRSTR:
-			c.stopped = fmt.Errorf("%w (%s)", ErrKissStop, kissString(h.RefID))
+			c.stopped = fmt.Errorf("%w (%s)", ErrKissStop, KissCode(h.RefID))
 			return discipline.Sample{}, c.stopped
 		}
-		return discipline.Sample{}, fmt.Errorf("%w %q", ErrKiss, kissString(h.RefID))
+		return discipline.Sample{}, fmt.Errorf("%w %q", ErrKiss, KissCode(h.RefID))
 	}
 	c.reach |= 1
 	if h.Leap == LeapUnsync || h.Stratum >= StratumNone {
@@ -211,6 +211,7 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 	return s, nil
 }
 
-func kissString(id uint32) string {
+// KissCode renders a kiss-o'-death code (a reference ID) as its four ASCII letters.
+func KissCode(id uint32) string {
 	return string([]byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
 }

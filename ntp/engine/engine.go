@@ -1,4 +1,4 @@
-package ntp
+package engine
 
 import (
 	"time"
@@ -17,7 +17,7 @@ import (
 type Engine struct {
 	c     *Client
 	next  int64 // local reading at which the next request is due
-	req   [headerLen]byte
+	req   [HeaderLen]byte
 	ready Ready
 }
 
@@ -58,8 +58,8 @@ type Ready struct {
 	DeadlineNS int64
 }
 
-// NewEngine returns an engine whose first request is due at nowNS.
-func NewEngine(cfg ClientConfig, seed uint64, nowNS int64) *Engine {
+// New returns an engine whose first request is due at nowNS.
+func New(cfg ClientConfig, seed uint64, nowNS int64) *Engine {
 	e := &Engine{c: NewClient(cfg, seed), next: nowNS}
 	e.ready.DeadlineNS = nowNS
 	return e

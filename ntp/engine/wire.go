@@ -1,4 +1,4 @@
-package ntp
+package engine
 
 import (
 	"encoding/binary"
@@ -19,7 +19,7 @@ const (
 	StratumKoD  = 0
 	StratumNone = 16
 
-	headerLen = protocol.PacketSizeBytes // 48
+	HeaderLen = protocol.PacketSizeBytes // 48
 )
 
 // Kiss codes (RFC 5905 §7.4) as reference IDs.
@@ -77,7 +77,7 @@ func NSToShort(ns int64) uint32 {
 
 // header is the decoded fixed part of an NTP packet, kept as plain values so
 // the server's hot path decodes and encodes without allocating.
-type header struct {
+type Header struct {
 	Leap, Version, Mode uint8
 	Stratum             uint8
 	Poll, Precision     int8
@@ -87,8 +87,8 @@ type header struct {
 	Receive, Transmit   uint64
 }
 
-func decodeHeader(b []byte) (h header, ok bool) {
-	if len(b) < headerLen {
+func DecodeHeader(b []byte) (h Header, ok bool) {
+	if len(b) < HeaderLen {
 		return h, false
 	}
 	h.Leap, h.Version, h.Mode = b[0]>>6, b[0]>>3&7, b[0]&7
@@ -103,8 +103,8 @@ func decodeHeader(b []byte) (h header, ok bool) {
 	return h, true
 }
 
-func (h *header) encode(b []byte) {
-	_ = b[headerLen-1]
+func (h *Header) Encode(b []byte) {
+	_ = b[HeaderLen-1]
 	b[0] = h.Leap<<6 | (h.Version&7)<<3 | h.Mode&7
 	b[1], b[2], b[3] = h.Stratum, byte(h.Poll), byte(h.Precision)
 	binary.BigEndian.PutUint32(b[4:], h.RootDelay)

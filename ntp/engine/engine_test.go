@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+const t0 = int64(1_790_000_000) * 1e9
+
+// reply answers request req as an honest server whose clock is serverOff
+// ahead of the client's, stamping receive at rx and transmit 10 µs later
+// (both in the client's time).
+func reply(req []byte, rxClientNS, serverOffNS int64, stratum uint8, refID uint32) []byte {
+	q, _ := DecodeHeader(req)
+	h := Header{Version: 4, Mode: ModeServer, Stratum: stratum, RefID: refID, Origin: q.Transmit,
+		Receive: ToNTP(rxClientNS + serverOffNS), Transmit: ToNTP(rxClientNS + serverOffNS + 10_000)}
+	b := make([]byte, HeaderLen)
+	h.Encode(b)
+	return b
+}
+
+// The engine sends when its deadline comes and not before, turns the reply
+// into a sample whose offset is the server's (within NTP's timestamp
+// rounding), takes a better t1 from a transmit stamp, and stops on DENY.
+// It is driven only through Step: it has no clock to read.
+func TestEngineCycle(t *testing.T) {
+	e := New(ClientConfig{Poll: 4 * time.Second}, 1, t0+1e9)
+	e.Step(t0, Input{Kind: InputTick})
+	if rd := e.Ready(); rd.Send != nil || rd.DeadlineNS != t0+1e9 {
+		t.Fatalf("before the deadline: %+v", rd)
+	}
+	e.Step(t0+1e9, Input{Kind: InputTick})
+	rd := e.Ready()
+	if len(rd.Send) != HeaderLen || rd.DeadlineNS != t0+5e9 {
+		t.Fatalf("at the deadline: send %d bytes, next %d", len(rd.Send), rd.DeadlineNS)
+	}
+	req := append([]byte(nil), rd.Send...)
+	e.Advance()
+	// The kernel says the request left 20 µs after the user-space stamp.
+	e.Step(t0+1e9+50_000, Input{Kind: InputTxStamp, TxNS: t0 + 1e9 + 20_000})
+	e.Advance()
+	// 100 µs each way from the kernel's t1, server 3 ms ahead: the offset
+	// is +3 ms (with the user-space t1, 20 µs earlier, it would be 10 µs
+	// off).
+	const off = 3_000_000
+	rx := t0 + 1e9 + 20_000 + 100_000
+	e.Step(rx+10_000+100_000, Input{Kind: InputDatagram, Datagram: reply(req, rx, off, 1, 0x47505300), RxNS: rx + 10_000 + 100_000})
+	rd = e.Ready()
+	if len(rd.Samples) != 1 || len(rd.Rejected) != 0 {
+		t.Fatalf("want one sample: %+v", rd)
+	}
+	s := rd.Samples[0]
+	if s.T1NS != t0+1e9+20_000 {
+		t.Fatalf("t1 %d: the transmit stamp was not used", s.T1NS)
+	}
+	if got := s.OffsetNS(); got < off-2 || got > off+2 {
+		t.Fatalf("offset %.1f ns, want %d", got, off)
+	}
+	e.Advance()
+	if rd := e.Ready(); len(rd.Samples) != 0 {
+		t.Fatalf("Advance kept samples: %+v", rd)
+	}
+	// A replayed reply is rejected (no request outstanding).
+	e.Step(rx+300_000, Input{Kind: InputDatagram, Datagram: reply(req, rx, off, 1, 0), RxNS: rx + 300_000})
+	if rd := e.Ready(); len(rd.Rejected) != 1 || !errors.Is(rd.Rejected[0], ErrNotPending) {
+		t.Fatalf("replay: %+v", rd)
+	}
+	e.Advance()
+	// Next poll; the server says DENY: the engine stops and sends no more.
+	e.Step(t0+5e9, Input{Kind: InputTick})
+	req = append([]byte(nil), e.Ready().Send...)
+	e.Advance()
+	e.Step(t0+5e9+200_000, Input{Kind: InputDatagram, Datagram: reply(req, t0+5e9+100_000, off, StratumKoD, KissDENY), RxNS: t0 + 5e9 + 200_000})
+	if rd := e.Ready(); !errors.Is(rd.Stopped, ErrKissStop) {
+		t.Fatalf("DENY: %+v", rd)
+	}
+	e.Advance()
+	e.Step(t0+100e9, Input{Kind: InputTick})
+	if rd := e.Ready(); rd.Send != nil {
+		t.Fatal("a stopped engine sent a request")
+	}
+}
