@@ -270,6 +270,9 @@ func Parse(data []byte) (*Config, error) {
 		if m := lineRe.FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("config: unknown key %q at line %s", strings.Trim(m[2], `"`), m[1])
 		}
+		if msg := typeErrors(data, err); msg != "" {
+			return nil, errors.New(msg)
+		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	// `key:` with no value decodes to nil: the same as an empty list.
@@ -289,6 +292,78 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// typeErrRe matches one of yaml's type errors: "line N: cannot unmarshal
+// !!str `abc` into int".
+var typeErrRe = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (.+)")
+
+// typeErrors rewrites yaml's type errors to name each value's key path, as
+// every other config error does; "" when err holds none.
+func typeErrors(data []byte, err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return ""
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return ""
+	}
+	var out []string
+	for _, e := range te.Errors {
+		m := typeErrRe.FindStringSubmatch(e)
+		if m == nil {
+			out = append(out, "config: "+e)
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		tag, value, want := m[2], m[3], m[4]
+		key := keyAt(&root, "", line, "!!"+tag, value)
+		if key == "" {
+			key = "line " + m[1]
+		}
+		got := fmt.Sprintf("%q", value)
+		if value == "" && tag != "str" {
+			got = "a " + map[string]string{"seq": "list", "map": "mapping"}[tag]
+		}
+		out = append(out, fmt.Sprintf("config: %s: want %s, got %s (line %d)", key, want, got, line))
+	}
+	return strings.Join(out, "; ")
+}
+
+// keyAt is the path (a.b[2].c) of the value on line with the given tag
+// (and, for a scalar, text), "" when there is none.
+func keyAt(n *yaml.Node, path string, line int, tag, value string) string {
+	// The deepest match wins: a list that starts on the line of the value
+	// inside it is not the culprit.
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := keyAt(c, path, line, tag, value); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			if k := keyAt(n.Content[i+1], p, line, tag, value); k != "" {
+				return k
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if k := keyAt(c, fmt.Sprintf("%s[%d]", path, i), line, tag, value); k != "" {
+				return k
+			}
+		}
+	}
+	if n.Line == line && n.Tag == tag && (n.Kind != yaml.ScalarNode || n.Value == value) && path != "" {
+		return path
+	}
+	return ""
 }
 
 // Load reads and parses a file.

@@ -88,7 +88,10 @@ func TestBadConfigs(t *testing.T) {
 		{"sources: [{type: ptp, address: a, timestamping: magic}]\n", "sources[0].timestamping"},
 		{"grpc: {tls: {cert: a}}\n", "grpc.tls"},
 		{"log_level: loud\n", "log_level"},
-		{"min_sources: [1]\n", "config:"},
+		{"min_sources: [1]\n", "config: min_sources: want int, got a list (line 1)"},
+		{"ntp_server: {listen: [\"127.0.0.1:123\"], rate_limit: {burst: abc}}\n", `config: ntp_server.rate_limit.burst: want int, got "abc" (line 1)`},
+		{"sources:\n  - {type: ntp, address: \"a:123\", poll: [1]}\n", "config: sources[0].poll: want string, got a list (line 2)"},
+		{"drift_bound_ppm: xx\nmin_sources: yy\n", `drift_bound_ppm: want float64, got "xx" (line 1); config: min_sources: want int, got "yy" (line 2)`},
 		{"\t- nonsense", "config:"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
