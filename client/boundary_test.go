@@ -133,3 +133,30 @@ func TestIntervalAfterBefore(t *testing.T) {
 		}
 	}
 }
+
+// A timestamp in the wrong unit (µs or ms where ns are expected, so before
+// 2000) is refused the same way by every transport, and 2000-01-01 itself
+// is not.
+func TestTimestampUnitsAllTransports(t *testing.T) {
+	const now = int64(1_795_000_000_000_000_000)
+	e := truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: 1000,
+		DriftBoundPPB: 15000, MaxErrorNS: int64(time.Second)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for name, s := range frozenSources(t, now, e) {
+		for _, ts := range []int64{now / 1000, now / 1_000_000, truetime.MinTimestampNS - 1} {
+			if _, err := s.After(ctx, ts); !errors.Is(err, truetime.ErrTimestampUnits) {
+				t.Errorf("%s: After(%d): %v, want ErrTimestampUnits", name, ts, err)
+			}
+			if _, err := s.Before(ctx, ts); !errors.Is(err, truetime.ErrTimestampUnits) {
+				t.Errorf("%s: Before(%d): %v, want ErrTimestampUnits", name, ts, err)
+			}
+			if err := s.WaitUntilAfter(ctx, ts); !errors.Is(err, truetime.ErrTimestampUnits) {
+				t.Errorf("%s: WaitUntilAfter(%d): %v, want ErrTimestampUnits", name, ts, err)
+			}
+		}
+		if after, err := s.After(ctx, truetime.MinTimestampNS); err != nil || !after {
+			t.Errorf("%s: After(2000-01-01) = %v, %v", name, after, err)
+		}
+	}
+}

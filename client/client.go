@@ -91,13 +91,26 @@ type Local struct{ C *truetime.Clock }
 func (l Local) Now(context.Context) (truetime.Interval, error) { return l.C.Now() }
 
 // After implements TimeSource.
-func (l Local) After(_ context.Context, tNS int64) (bool, error) { return l.C.After(tNS) }
+func (l Local) After(_ context.Context, tNS int64) (bool, error) {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return false, err
+	}
+	return l.C.After(tNS)
+}
 
 // Before implements TimeSource.
-func (l Local) Before(_ context.Context, tNS int64) (bool, error) { return l.C.Before(tNS) }
+func (l Local) Before(_ context.Context, tNS int64) (bool, error) {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return false, err
+	}
+	return l.C.Before(tNS)
+}
 
 // WaitUntilAfter implements TimeSource.
 func (l Local) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return err
+	}
 	return l.C.WaitUntilAfter(ctx, tNS)
 }
 
@@ -127,6 +140,9 @@ func (s *Shm) Now(context.Context) (truetime.Interval, error) { return s.r.Now()
 
 // After implements TimeSource.
 func (s *Shm) After(_ context.Context, tNS int64) (bool, error) {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return false, err
+	}
 	iv, err := s.r.Now()
 	if err != nil {
 		return false, err
@@ -136,6 +152,9 @@ func (s *Shm) After(_ context.Context, tNS int64) (bool, error) {
 
 // Before implements TimeSource.
 func (s *Shm) Before(_ context.Context, tNS int64) (bool, error) {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return false, err
+	}
 	iv, err := s.r.Now()
 	if err != nil {
 		return false, err
@@ -147,6 +166,9 @@ func (s *Shm) Before(_ context.Context, tNS int64) (bool, error) {
 // distance tNS − earliest (at most MaxShmSleep), re-reading after each
 // sleep. While unsynchronized it keeps waiting, like truetime.Clock.
 func (s *Shm) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return err
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
@@ -349,6 +371,9 @@ func checked(r *timev1.BoolResponse, tNS int64, after bool) (bool, error) {
 
 // After implements TimeSource.
 func (g *GRPC) After(ctx context.Context, tNS int64) (bool, error) {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return false, err
+	}
 	r, err := g.c.After(ctx, &timev1.TimestampRequest{TsNs: tNS})
 	if err != nil {
 		return false, FromStatus(err)
@@ -358,6 +383,9 @@ func (g *GRPC) After(ctx context.Context, tNS int64) (bool, error) {
 
 // Before implements TimeSource.
 func (g *GRPC) Before(ctx context.Context, tNS int64) (bool, error) {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return false, err
+	}
 	r, err := g.c.Before(ctx, &timev1.TimestampRequest{TsNs: tNS})
 	if err != nil {
 		return false, FromStatus(err)
@@ -367,6 +395,9 @@ func (g *GRPC) Before(ctx context.Context, tNS int64) (bool, error) {
 
 // WaitUntilAfter implements TimeSource with the server's wait.
 func (g *GRPC) WaitUntilAfter(ctx context.Context, tNS int64) error {
+	if err := truetime.CheckTimestamp(tNS); err != nil {
+		return err
+	}
 	_, err := g.c.WaitUntilAfter(ctx, &timev1.TimestampRequest{TsNs: tNS})
 	return FromStatus(err)
 }

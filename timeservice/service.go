@@ -50,8 +50,9 @@ type Options struct {
 const DefaultHLCRestartWait = time.Second
 
 // MinTimestampNS is 2000-01-01T00:00:00Z: an earlier ts_ns is almost surely
-// in the wrong unit (µs or ms where ns are expected) and is refused.
-const MinTimestampNS = int64(946_684_800) * 1e9
+// in the wrong unit (µs or ms where ns are expected) and is refused
+// (truetime.CheckTimestamp, which the client library applies too).
+const MinTimestampNS = truetime.MinTimestampNS
 
 // Sources paging (AIP-158 style): page_size 0 → DefaultSourcesPage, at
 // most MaxSourcesPage per reply.
@@ -169,10 +170,8 @@ func ttErr(err error) error {
 }
 
 func checkTS(ts int64) error {
-	if ts < MinTimestampNS {
-		return status.Errorf(codes.InvalidArgument,
-			"ts_ns %d is before 2000-01-01 (%s): ts_ns is nanoseconds since the Unix epoch (a value in µs or ms is 1000× too small)",
-			ts, time.Unix(0, ts).UTC().Format(time.RFC3339Nano))
+	if err := truetime.CheckTimestamp(ts); err != nil {
+		return status.Error(codes.InvalidArgument, "ts_ns: "+err.Error())
 	}
 	return nil
 }
