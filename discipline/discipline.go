@@ -462,7 +462,13 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 		case lo >= prevLo && hi <= prevHi, prevLo >= lo && prevHi <= hi:
 			// nested: the intersection is one of the two whole intervals
 		default:
-			if c := (lo + hi) / 2; fresh && (c < prevLo || c > prevHi) {
+			c := (lo + hi) / 2
+			if c >= prevLo && c <= prevHi {
+				// Its new reading agrees with the estimate: its own
+				// interval, which holds its new time.
+				return lo, hi
+			}
+			if fresh {
 				// Its new reading left the previous estimate: the source may
 				// have stepped, and a regression that mixes its old and new
 				// timescale (across an outage they can look like a
