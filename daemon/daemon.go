@@ -58,6 +58,10 @@ type Options struct {
 	// daemon died or stopped). 0 → truetime.DefaultVoidAfter (5 s); keep it
 	// a few ticks.
 	ShmVoidAfter time.Duration
+	// ShmClocks replaces the (CLOCK_MONOTONIC_RAW, CLOCK_BOOTTIME) pair the
+	// segment's writer stamps and judges with: tests simulate a suspend by
+	// moving boottime ahead. nil: the host's clocks.
+	ShmClocks func() (raw, boot int64)
 }
 
 // Daemon is one running meridiand.
@@ -377,7 +381,7 @@ func (d *Daemon) Start() (err error) {
 			_ = d.releaseDirs()
 		}
 	}()
-	if d.shm, err = shm.CreateWith(d.ShmPath, shm.Options{VoidAfter: d.opt.ShmVoidAfter}); err != nil {
+	if d.shm, err = shm.CreateWith(d.ShmPath, shm.Options{VoidAfter: d.opt.ShmVoidAfter, Clocks: d.opt.ShmClocks}); err != nil {
 		return err
 	}
 	freq, err := ReadDriftFile(d.driftPath)

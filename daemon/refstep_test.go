@@ -42,6 +42,7 @@ func refStepRun(t *testing.T, abl discipline.Ablation) (outside, backwards, sync
 	}
 	dir := t.TempDir()
 	cfg.Shm.Path, cfg.StateDir = dir+"/f.shm", dir+"/state"
+	cfg.Metrics.Listen = "127.0.0.1:0" // never the default port: other tests run in parallel
 	cfg.GRPC.Listen = config.ListenList{"unix://" + dir + "/f.sock"}
 	fol, cancel, done := runDaemonOpt(t, cfg, Options{Tick: 20 * time.Millisecond, Ablation: abl})
 	defer func() {
