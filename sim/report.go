@@ -34,13 +34,17 @@ func FormatTable(rs []Result) string {
 		if r.FirstSyncS >= 0 {
 			sync = fmt.Sprintf("%.1f", r.FirstSyncS)
 		}
+		mode := r.Mode.String()
+		if r.LeftAssumptionsS >= 0 && r.Mode == TruthTrue {
+			mode = "true*" // left the majority assumption mid-run: monotonicity only from then on
+		}
 		fmt.Fprintf(&b, "%-26s %-5s %9d %5d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %7.2f %6.3f %8s %6.1f %5d %6d  %s\n",
-			r.Name, r.Mode, r.Reads, r.Violations, r.Backwards, r.ErrP50, r.ErrP99, r.ErrMax, r.EpsP50, r.EpsP99, r.EpsVsMin, r.Tightness, sync, r.SyncedPct, r.Steps, r.Faults, exp)
+			r.Name, mode, r.Reads, r.Violations, r.Backwards, r.ErrP50, r.ErrP99, r.ErrMax, r.EpsP50, r.EpsP99, r.EpsVsMin, r.Tightness, sync, r.SyncedPct, r.Steps, r.Faults, exp)
 		total += r.Reads
 		viol += r.Violations + r.Backwards
 	}
 	fmt.Fprintf(&b, "total: %d scenarios, %d checked reads, %d containment or monotonicity violations\n", len(rs), total, viol)
-	fmt.Fprintf(&b, "truth: true = true time (within the assumptions), ref = a lone reference's time before or after its latest step, none = outside the assumptions (monotonicity only)\n")
+	fmt.Fprintf(&b, "truth: true = true time (within the assumptions; true* = until the realization left the majority assumption, see LeftAssumptionsS), ref = a lone reference's time before or after its latest step, none = outside the assumptions (monotonicity only)\n")
 	fmt.Fprintf(&b, "back: reads whose latest fell below an earlier earliest; err: |clock − true|; ε: half-width; ε/min: ε50 over the provable minimum δ_min/2 + root delay/2 + root dispersion; tight: max |mid − true|/ε\n")
 	return b.String()
 }
