@@ -93,6 +93,8 @@ type Daemon struct {
 	grpc       *timeservice.Server
 	started    time.Time
 
+	lastFaults, lastFloorRaises int // discipline counters already exported
+
 	reportsMu sync.Mutex
 	reports   map[string]discipline.SourceReport // newest per source, for the Sources call
 	samples   chan ntp.SourceSample
@@ -557,11 +559,21 @@ func (d *Daemon) update() {
 	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
 	seen := d.shm.Disruptions()
 	e = d.pub.Publish(e)
-	if d.shm.Disruptions() != seen {
+	if n := d.shm.Disruptions(); n != seen {
+		d.m.disruptions.Add(float64(n - seen))
 		// A suspend or VM pause: what was measured before it is void.
 		d.loop.Disrupted()
 		d.stepGen.Store(d.loop.Gen())
 		d.log.Warn("clock disrupted (suspend, VM pause or migration): samples dropped, re-acquiring")
+	}
+	if f := d.disc.Faults(); f != d.lastFaults {
+		d.m.faults.Add(float64(f - d.lastFaults))
+		d.log.Warn("selection missed the estimate carried forward: a reference stepped or an assumption broke; the interval covers both", "faults", f)
+		d.lastFaults = f
+	}
+	if f := d.disc.FloorRaises(); f != d.lastFloorRaises {
+		d.m.floorRaises.Add(float64(f - d.lastFloorRaises))
+		d.lastFloorRaises = f
 	}
 	d.m.observe(e, u.Sources, d.clk.NowNS())
 	d.reportsMu.Lock()

@@ -18,6 +18,9 @@ type metrics struct {
 	synced       prometheus.Gauge
 	updates      prometheus.Counter
 	steps        prometheus.Counter
+	faults       prometheus.Counter
+	floorRaises  prometheus.Counter
+	disruptions  prometheus.Counter
 	srcOffset    *prometheus.GaugeVec
 	srcDelay     *prometheus.GaugeVec
 	srcJitter    *prometheus.GaugeVec
@@ -42,11 +45,17 @@ func newMetrics() *metrics {
 	m.offset = g("meridian_offset_seconds", "Estimated local clock minus true time at the last update.")
 	m.freq = g("meridian_frequency_ppb", "Frequency correction applied to the clock, ppb.")
 	m.errorBound = g("meridian_error_bound_seconds", "Half-width ε of the TrueTime interval at the last update.")
-	m.status = g("meridian_status", "0 unsynchronized, 1 synchronized, 2 holdover.")
+	m.status = g("meridian_status", "0 unsynchronized, 1 synchronized, 2 holdover, 3 disrupted.")
 	m.synced = g("meridian_synchronized", "1 when synchronized.")
 	m.updates = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_updates_total", Help: "Discipline updates."})
 	m.steps = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_clock_steps_total", Help: "Clock steps."})
-	m.reg.MustRegister(m.updates, m.steps)
+	m.faults = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_selection_faults_total",
+		Help: "Selections that missed the previous estimate carried forward (a reference stepped, or an assumption broke): the interval covered both."})
+	m.floorRaises = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_floor_raises_total",
+		Help: "Estimates widened so that TrueTime does not go backwards (a reference stepped back)."})
+	m.disruptions = prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_disruptions_total",
+		Help: "Suspends, VM pauses or VMClock disruptions noticed at a publish; samples taken before were dropped."})
+	m.reg.MustRegister(m.updates, m.steps, m.faults, m.floorRaises, m.disruptions)
 	m.srcOffset = gv("meridian_source_offset_seconds", "Filtered local minus source offset.")
 	m.srcDelay = gv("meridian_source_delay_seconds", "Round-trip delay of the filtered sample.")
 	m.srcJitter = gv("meridian_source_jitter_seconds", "RMS offset jitter in the clock filter.")
