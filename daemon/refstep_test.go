@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"net"
 	"testing"
 	"time"
@@ -101,6 +102,13 @@ func refStepRun(t *testing.T, abl discipline.Ablation) (outside, backwards, sync
 	refs = append(refs, ref3)
 	watch(4 * time.Second)
 	stopRef3()
+	if abl == (discipline.Ablation{}) {
+		// Both steps were noticed and exported: the forward one as a fault,
+		// the backward one raising the floor.
+		if f, r := testutil.ToFloat64(fol.m.faults), testutil.ToFloat64(fol.m.floorRaises); f < 1 || r < 1 {
+			t.Errorf("metrics: %v selection faults, %v floor raises; want both ≥ 1", f, r)
+		}
+	}
 	return outside, backwards, synced
 }
 
