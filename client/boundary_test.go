@@ -10,6 +10,7 @@ import (
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/clock/hostclock"
+	"github.com/meridiantime/meridian/internal/testdaemon"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
@@ -36,23 +37,12 @@ func frozenSources(t *testing.T, nowNS int64, e truetime.Estimate) map[string]cl
 	}
 	t.Cleanup(func() { w.Close() })
 	w.Publish(clock.Linear{BaseNS: nowNS, BaseRawNS: hostclock.MonoRawNS(), FreqPPB: -1e9}, e)
-	svc, err := timeservice.NewService(timeservice.Options{TT: tt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := timeservice.NewServer(svc, timeservice.ServerConfig{Listen: []string{"unix://" + filepath.Join(t.TempDir(), "g.sock")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	addr := testdaemon.Serve(t, timeservice.Options{TT: tt})
 	shm, err := client.OpenShm(shmPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := client.DialGRPC(srv.Addrs()[0], client.TLS{})
+	g, err := client.DialGRPC(addr, client.TLS{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +25,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan error) {
 	t.Helper()
+	return startDaemonOpt(t, yaml, Options{Tick: 20 * time.Millisecond})
+}
+
+// startDaemonOpt runs a daemon on yaml with its files in a temporary
+// directory and its metrics on an ephemeral port (other packages' tests run
+// in parallel).
+func startDaemonOpt(t *testing.T, yaml string, opt Options) (*Daemon, context.CancelFunc, chan error) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -35,7 +44,19 @@ func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan e
 	if !strings.Contains(yaml, "grpc:") {
 		cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
 	}
-	return runDaemon(t, cfg)
+	return runDaemonOpt(t, cfg, opt)
+}
+
+// freeUDPAddr is a loopback UDP address that was free a moment ago (for a
+// reference daemon that must restart on the same address).
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.LocalAddr().String()
 }
 
 // runDaemon starts and runs a daemon on cfg; cancel stops it, done reports

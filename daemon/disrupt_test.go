@@ -3,13 +3,11 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meridiantime/meridian/clock/hostclock"
-	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -18,28 +16,16 @@ import (
 // the discipline measured before it: the clock re-acquires from new samples
 // only, and is synchronized again within a few polls.
 func TestSuspendVoidsSamples(t *testing.T) {
-	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.LocalAddr().String()
-	ln.Close()
+	addr := freeUDPAddr(t)
 	_, cancelRef, doneRef := startDaemon(t, fmt.Sprintf("local_stratum: 1\nntp_server: {listen: [%q]}\n", addr))
 	defer func() { cancelRef(); <-doneRef }()
 
 	var sleptNS atomic.Int64
-	cfg, err := config.Parse([]byte(fmt.Sprintf("sources: [{type: ntp, address: %q, poll: 250ms}]\n", addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg.Shm.Path, cfg.StateDir = dir+"/f.shm", dir+"/state"
-	cfg.Metrics.Listen = "127.0.0.1:0" // never the default port: other tests run in parallel
-	cfg.GRPC.Listen = config.ListenList{"unix://" + dir + "/f.sock"}
-	d, cancel, done := runDaemonOpt(t, cfg, Options{Tick: 20 * time.Millisecond, ShmClocks: func() (int64, int64) {
-		raw, boot := hostclock.BootRawNS()
-		return raw, boot + sleptNS.Load()
-	}})
+	d, cancel, done := startDaemonOpt(t, fmt.Sprintf("sources: [{type: ntp, address: %q, poll: 250ms}]\n", addr),
+		Options{Tick: 20 * time.Millisecond, ShmClocks: func() (int64, int64) {
+			raw, boot := hostclock.BootRawNS()
+			return raw, boot + sleptNS.Load()
+		}})
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

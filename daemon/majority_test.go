@@ -2,11 +2,8 @@ package daemon
 
 import (
 	"fmt"
-	"net"
 	"testing"
 	"time"
-
-	"github.com/meridiantime/meridian/config"
 )
 
 // Three reference daemons on loopback; one of them restarts 60 ms ahead
@@ -21,15 +18,7 @@ func TestFalsetickerLiesThenRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("12 s of real time")
 	}
-	var addrs []string
-	for range 3 {
-		ln, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.LocalAddr().String())
-		ln.Close()
-	}
+	addrs := []string{freeUDPAddr(t), freeUDPAddr(t), freeUDPAddr(t)}
 	startRef := func(addr, offset string) (*Daemon, func()) {
 		d, cancel, done := startDaemon(t, fmt.Sprintf("local_stratum: 1\nclock_offset: %s\nntp_server: {listen: [%q]}\n", offset, addr))
 		return d, func() {
@@ -44,15 +33,8 @@ func TestFalsetickerLiesThenRecovers(t *testing.T) {
 	_, stopB := startRef(addrs[1], "0s")
 	defer stopB()
 	_, stopC := startRef(addrs[2], "0s")
-	cfg, err := config.Parse([]byte(fmt.Sprintf("clock_offset: -2ms\nsources: [{type: ntp, address: %q, poll: 250ms}, {type: ntp, address: %q, poll: 250ms}, {type: ntp, address: %q, poll: 250ms}]\n", addrs[0], addrs[1], addrs[2])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg.Shm.Path, cfg.StateDir = dir+"/f.shm", dir+"/state"
-	cfg.Metrics.Listen = "127.0.0.1:0" // never the default port: other tests run in parallel
-	cfg.GRPC.Listen = config.ListenList{"unix://" + dir + "/f.sock"}
-	fol, cancel, done := runDaemonOpt(t, cfg, Options{Tick: 20 * time.Millisecond})
+	fol, cancel, done := startDaemonOpt(t, fmt.Sprintf("clock_offset: -2ms\nsources: [{type: ntp, address: %q, poll: 250ms}, {type: ntp, address: %q, poll: 250ms}, {type: ntp, address: %q, poll: 250ms}]\n", addrs[0], addrs[1], addrs[2]),
+		Options{Tick: 20 * time.Millisecond})
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

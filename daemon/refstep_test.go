@@ -3,11 +3,9 @@ package daemon
 import (
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -21,12 +19,7 @@ import (
 // follower's read brackets what the reference said at that instant.
 func refStepRun(t *testing.T, abl discipline.Ablation) (outside, backwards, synced int) {
 	t.Helper()
-	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.LocalAddr().String()
-	ln.Close()
+	addr := freeUDPAddr(t)
 	startRef := func(offset string) (*Daemon, func()) {
 		d, cancel, done := startDaemon(t, fmt.Sprintf("local_stratum: 1\nclock_offset: %s\nntp_server: {listen: [%q]}\n", offset, addr))
 		return d, func() {
@@ -37,15 +30,8 @@ func refStepRun(t *testing.T, abl discipline.Ablation) (outside, backwards, sync
 		}
 	}
 	ref, stopRef := startRef("0s")
-	cfg, err := config.Parse([]byte(fmt.Sprintf("clock_offset: +3ms\nsources: [{type: ntp, address: %q, poll: 250ms}]\n", addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg.Shm.Path, cfg.StateDir = dir+"/f.shm", dir+"/state"
-	cfg.Metrics.Listen = "127.0.0.1:0" // never the default port: other tests run in parallel
-	cfg.GRPC.Listen = config.ListenList{"unix://" + dir + "/f.sock"}
-	fol, cancel, done := runDaemonOpt(t, cfg, Options{Tick: 20 * time.Millisecond, Ablation: abl})
+	fol, cancel, done := startDaemonOpt(t, fmt.Sprintf("clock_offset: +3ms\nsources: [{type: ntp, address: %q, poll: 250ms}]\n", addr),
+		Options{Tick: 20 * time.Millisecond, Ablation: abl})
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -38,6 +38,13 @@ func ServeWall(t testing.TB, options func(*truetime.Clock) timeservice.Options) 
 		opt = options(tt)
 	}
 	opt.TT = tt
+	return Serve(t, opt), tt
+}
+
+// Serve serves a TimeService with opt on a unix socket until the test ends
+// and returns its address.
+func Serve(t testing.TB, opt timeservice.Options) string {
+	t.Helper()
 	svc, err := timeservice.NewService(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -55,5 +62,5 @@ func ServeWall(t testing.TB, options func(*truetime.Clock) timeservice.Options) 
 			t.Errorf("TimeService: %v", err)
 		}
 	})
-	return srv.Addrs()[0], tt
+	return srv.Addrs()[0]
 }
