@@ -64,15 +64,11 @@ type Discipline struct {
 	reports  []SourceReport
 	spansBuf []span
 
-	discards    int // regression windows dropped as inconsistent
 	faults      int // selections that missed the carried-forward estimate
 	floorRaises int // estimates widened so TrueTime does not go backwards
 	// floorNS is the largest earliest bound any estimate can have handed
-	// out (true time, ns); prevForFloor is the estimate it came from.
-	floorNS          int64
-	prevForFloor     truetime.Estimate
-	havePrevForFloor bool
-	prevFloorAt      int64
+	// out (true time, ns).
+	floorNS int64
 }
 
 // Disrupted forgets everything measured against the local clock before a
@@ -90,8 +86,7 @@ func (d *Discipline) Disrupted(nowNS int64) {
 		src.samples = src.samples[:0]
 		src.usedU = 0
 	}
-	d.reg = d.reg[:0]
-	d.fit = fit{}
+	d.resetRegression()
 	d.est = truetime.Estimate{Status: truetime.Unsynchronized, MaxErrorNS: d.cfg.MaxErrorNS, FreqPPB: d.freq * 1e9}
 	d.haveEst = false
 	d.updates = 0
@@ -473,8 +468,7 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 				// have stepped, and a regression that mixes its old and new
 				// timescale (across an outage they can look like a
 				// frequency error) is discarded.
-				d.reg = d.reg[:0]
-				d.fit = fit{}
+				d.resetRegression()
 			}
 			return math.Min(lo, prevLo), math.Max(hi, prevHi)
 		}
@@ -484,8 +478,7 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 	}
 	if fresh {
 		d.faults++
-		d.reg = d.reg[:0]
-		d.fit = fit{}
+		d.resetRegression()
 	}
 	return math.Min(lo, prevLo), math.Max(hi, prevHi)
 }
@@ -626,7 +619,6 @@ const floorWindowNS = int64(1e9)
 func (d *Discipline) noteFloor(nowNS int64) {
 	if iv := truetime.Bound(nowNS, d.est); iv.Status != truetime.Unsynchronized {
 		d.floorNS = max(d.floorNS, iv.EarliestNS)
-		d.prevForFloor, d.havePrevForFloor, d.prevFloorAt = d.est, true, nowNS
 	}
 }
 
@@ -635,7 +627,9 @@ func (d *Discipline) noteFloor(nowNS int64) {
 // never triggers (every earliest was ≤ true time ≤ every later latest); when
 // a reference stepped back it does, and the interval then reaches up to what
 // was already promised, covering the reference's old time as well as its
-// new one until true time passes the floor. Earliest is never moved.
+// new one until true time passes the floor. Earliest is never moved. It
+// runs before the new estimate replaces d.est, the one readers may still be
+// using.
 func (d *Discipline) raiseToFloor(nowNS, local int64, est *truetime.Estimate) {
 	if d.floorNS == 0 || est.Status == truetime.Unsynchronized {
 		return
@@ -647,12 +641,10 @@ func (d *Discipline) raiseToFloor(nowNS, local int64, est *truetime.Estimate) {
 	// A reader racing the publish may still use the previous estimate for a
 	// while: the new latest must stay above its earliest over that window
 	// (both are linear in time, so the window's end suffices).
-	if d.havePrevForFloor && d.prevFloorAt == nowNS {
-		old := truetime.Bound(nowNS+floorWindowNS, d.prevForFloor)
-		iv := truetime.Bound(local+floorWindowNS, *est)
-		if old.Status != truetime.Unsynchronized && iv.Status != truetime.Unsynchronized {
-			need = max(need, old.EarliestNS-iv.LatestNS)
-		}
+	// An unsynchronized previous estimate bounds nothing: Bound says so.
+	old := truetime.Bound(nowNS+floorWindowNS, d.est)
+	if iv := truetime.Bound(local+floorWindowNS, *est); old.Status != truetime.Unsynchronized && iv.Status != truetime.Unsynchronized {
+		need = max(need, old.EarliestNS-iv.LatestNS)
 	}
 	if need <= 0 {
 		return
@@ -684,15 +676,20 @@ func (d *Discipline) refit() {
 	d.fit = regress(d.reg)
 	for !consistent(d.reg, d.fit) {
 		if len(d.reg) <= 4 {
-			d.reg = d.reg[:0]
-			d.fit = fit{}
-			d.discards++
+			d.resetRegression()
 			return
 		}
 		drop := len(d.reg) / 4
 		d.reg = append(d.reg[:0], d.reg[drop:]...)
 		d.fit = regress(d.reg)
 	}
+}
+
+// resetRegression drops the frequency regression: the rate falls back to
+// the prior (the oscillator tolerance) until new points are fitted.
+func (d *Discipline) resetRegression() {
+	d.reg = d.reg[:0]
+	d.fit = fit{}
 }
 
 // holdFreq is the correction that cancels the oscillator's estimated rate
