@@ -406,7 +406,7 @@ func (d *Daemon) Start() (err error) {
 	d.loop = discipline.NewLoop(d.disc, d.clk)
 	d.tt = truetime.NewClock(d.clk, hostclock.RealTimers())
 	d.tt.SetCheck(d.shm.Check) // in-process reads fail when shm reads would (suspend, stalled loop)
-	d.pub = shm.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model}
+	d.pub = shm.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model, Disrupted: d.disrupted}
 	d.m = newMetrics()
 	if d.cfg.Metrics.Listen != "" {
 		if d.metricsLn, err = net.Listen("tcp", d.cfg.Metrics.Listen); err != nil {
@@ -557,15 +557,7 @@ func (d *Daemon) update() {
 		e = d.localReference(now)
 	}
 	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
-	seen := d.shm.Disruptions()
 	e = d.pub.Publish(e)
-	if n := d.shm.Disruptions(); n != seen {
-		d.m.disruptions.Add(float64(n - seen))
-		// A suspend or VM pause: what was measured before it is void.
-		d.loop.Disrupted()
-		d.stepGen.Store(d.loop.Gen())
-		d.log.Warn("clock disrupted (suspend, VM pause or migration): samples dropped, re-acquiring")
-	}
 	if f := d.disc.Faults(); f != d.lastFaults {
 		d.m.faults.Add(float64(f - d.lastFaults))
 		d.log.Warn("selection missed the estimate carried forward: a reference stepped or an assumption broke; the interval covers both", "faults", f)
@@ -586,6 +578,15 @@ func (d *Daemon) update() {
 		d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)
 		d.lastState = e.Status
 	}
+}
+
+// disrupted voids what was measured before a suspend or VM pause that the
+// segment's writer noticed at a publish (n of them).
+func (d *Daemon) disrupted(n uint64) {
+	d.m.disruptions.Add(float64(n))
+	d.loop.Disrupted()
+	d.stepGen.Store(d.loop.Gen())
+	d.log.Warn("clock disrupted (suspend, VM pause or migration): samples dropped, re-acquiring")
 }
 
 // localReference is the estimate of a daemon that is its own reference.

@@ -77,6 +77,7 @@ func TestSuspendVoidsSamples(t *testing.T) {
 		t.Fatalf("samples from before the suspend were kept: %d", samples())
 	}
 	// ...and new samples bring it back. (Without Loop.Disrupted in the
-	// daemon the filter keeps its 8 samples from before: this fails.)
+	// daemon's publisher (Disrupted) the filter keeps its 8 samples from
+	// before: this fails.)
 	waitStatus("synchronized again", synced, 10*time.Second)
 }

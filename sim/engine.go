@@ -267,7 +267,11 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 	if !r.opt.NoDisruptionCheck {
 		h.tt.SetCheck(h.shmW.Check) // in-process reads fail when shm reads would, as in meridiand
 	}
-	h.pub = shm.Publisher{Clock: h.tt, Shm: h.shmW, Model: h.clk.Model}
+	h.pub = shm.Publisher{Clock: h.tt, Shm: h.shmW, Model: h.clk.Model, Disrupted: func(uint64) {
+		h.loop.Disrupted() // as meridiand does
+		clear(r.hasSample) // the discipline forgot every sample
+		clear(r.newestLies)
+	}}
 	for i, s := range sc.Sources {
 		r.rngs = append(r.rngs, rand.New(rand.NewPCG(uint64(sc.Seed), uint64(i+1))))
 		// First requests spread over the first second, as iburst would.
@@ -425,13 +429,7 @@ func (r *runner) tick() error {
 	if err != nil {
 		return err
 	}
-	seen := r.h.shmW.Disruptions()
 	r.h.pub.Publish(u.Estimate)
-	if r.h.shmW.Disruptions() != seen {
-		r.h.loop.Disrupted() // as meridiand does
-		clear(r.hasSample)   // the discipline forgot every sample
-		clear(r.newestLies)
-	}
 	r.res.Falsetickers = r.res.Falsetickers[:0]
 	for _, s := range u.Sources {
 		if s.State == discipline.SourceFalseticker {
