@@ -80,22 +80,7 @@ func spoofedClient(t *testing.T, raw *spoof.Sender, to netip.AddrPort, dur time.
 	defer c.Close()
 	from := netip.AddrPortFrom(to.Addr(), uint16(c.LocalAddr().(*net.UDPAddr).Port)+1)
 	pkt := spoof.Datagram(from, to, ntpRequest(7))
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for i := 0; i < 4; i++ {
-				_ = raw.SendPacket(pkt, to)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	defer raw.Stream(pkt, to)()
 	buf := make([]byte, 128)
 	for end := time.Now().Add(dur); time.Now().Before(end); {
 		start := time.Now()

@@ -310,27 +310,8 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 	defer victim.Close()
 	vport := netip.MustParseAddrPort(victim.LocalAddr().String()).Port()
 	raw := newRawSender(t)
-	stop := make(chan struct{})
-	spoofDone := make(chan int)
-	go func() {
-		n := 0
-		defer func() { spoofDone <- n }()
-		from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), vport+1)
-		pkt := spoof.Datagram(from, srv, clientReq(4, engine.ModeClient, 7))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for i := 0; i < 4; i++ {
-				if raw.s.SendPacket(pkt, srv) == nil {
-					n++
-				}
-			}
-			time.Sleep(5 * time.Millisecond) // ≤ 800/s
-		}
-	}()
+	from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), vport+1)
+	stopSpoof := raw.s.Stream(spoof.Datagram(from, srv, clientReq(4, engine.ModeClient, 7)), srv) // ≤ 800/s
 	asked, answered := 0, 0
 	buf := make([]byte, 128)
 	deadline := time.Now().Add(1500 * time.Millisecond)
@@ -354,8 +335,7 @@ func spoofedVictimLoopback(t *testing.T, chronyModel bool) float64 {
 		}
 		time.Sleep(time.Until(start.Add(50 * time.Millisecond)))
 	}
-	close(stop)
-	spoofed := <-spoofDone
+	spoofed := stopSpoof()
 	share := float64(answered) / float64(asked)
 	t.Logf("chrony's model %v: victim %d/%d answered (%.0f %%) against %d spoofed requests in 1.5 s",
 		chronyModel, answered, asked, 100*share, spoofed)

@@ -7,6 +7,7 @@ package spoof
 import (
 	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,31 @@ func (s *Sender) Send(from, to netip.AddrPort, payload []byte) error {
 // SendPacket sends a datagram built by Datagram (to reuse one in a loop).
 func (s *Sender) SendPacket(pkt []byte, to netip.AddrPort) error {
 	return unix.Sendto(s.fd, pkt, 0, &unix.SockaddrInet4{Addr: to.Addr().As4()})
+}
+
+// Stream sends pkt to to in bursts of 4 every 5 ms (at most 800/s) from a
+// goroutine until the returned stop is called; stop waits for it and
+// returns how many packets the kernel took.
+func (s *Sender) Stream(pkt []byte, to netip.AddrPort) (stop func() int) {
+	quit, sent := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { sent <- n }()
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			for range 4 {
+				if s.SendPacket(pkt, to) == nil {
+					n++
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() int { close(quit); return <-sent }
 }
 
 // Close closes the socket.
