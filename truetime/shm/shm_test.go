@@ -273,15 +273,28 @@ func BenchmarkMonoRaw(b *testing.B) {
 	}
 }
 
-func BenchmarkShmNow(b *testing.B) {
+// benchReader publishes a synchronized estimate that never expires and
+// returns a reader of it, both closed when the benchmark ends.
+func benchReader(b *testing.B) *Reader {
 	path := filepath.Join(b.TempDir(), "tt.shm")
-	w, _ := Create(path)
-	defer w.Close()
+	w, err := Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
 	m, e := sampleEstimate(3)
 	e.Status, e.MaxErrorNS = truetime.Synchronized, 0
 	w.Publish(m, e)
-	r, _ := Open(path)
-	defer r.Close()
+	r, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	return r
+}
+
+func BenchmarkShmNow(b *testing.B) {
+	r := benchReader(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = r.Now()
@@ -291,14 +304,7 @@ func BenchmarkShmNow(b *testing.B) {
 // BenchmarkShmNowVsMonoRaw reports shm reads relative to a bare vDSO
 // CLOCK_MONOTONIC_RAW read in the same run (DESIGN target ≤ 1.5).
 func BenchmarkShmNowVsMonoRaw(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "tt.shm")
-	w, _ := Create(path)
-	defer w.Close()
-	m, e := sampleEstimate(3)
-	e.Status, e.MaxErrorNS = truetime.Synchronized, 0
-	w.Publish(m, e)
-	r, _ := Open(path)
-	defer r.Close()
+	r := benchReader(b)
 	const n = 200_000
 	var best float64
 	for b.Loop() {
