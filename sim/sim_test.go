@@ -69,12 +69,7 @@ func TestNegativeControlDrift(t *testing.T) {
 // Without the floor a lone reference stepping back takes TrueTime
 // backwards; with it, never (TestMatrixContainment).
 func TestNegativeControlFloor(t *testing.T) {
-	var sc Scenario
-	for _, s := range loadMatrix(t) {
-		if s.Name == "lone-reference-back-3s" {
-			sc = s
-		}
-	}
+	sc := scenarioNamed(t, "lone-reference-back-3s")
 	sc.DurationS = 900
 	r, err := Run(sc, Options{Ablation: discipline.Ablation{OmitFloor: true}})
 	if err != nil {
@@ -96,12 +91,7 @@ func TestNegativeControlFloor(t *testing.T) {
 // whose timestamps a buggy server writes 2 ms late are caught as
 // containment violations.
 func TestWireBugIsCaught(t *testing.T) {
-	var sc Scenario
-	for _, s := range loadMatrix(t) {
-		if s.Name == "one-liar" {
-			sc = s
-		}
-	}
+	sc := scenarioNamed(t, "one-liar")
 	sc.DurationS = 300
 	sc.Expect = Expect{}
 	late := func(_ int, b []byte) {
@@ -129,12 +119,7 @@ func TestWireBugIsCaught(t *testing.T) {
 // right after the resume miss true time by the sleep.
 func TestNegativeControlSuspend(t *testing.T) {
 	for _, name := range []string{"suspend-3s", "suspend-10s-and-1h"} {
-		var sc Scenario
-		for _, s := range loadMatrix(t) {
-			if s.Name == name {
-				sc = s
-			}
-		}
+		sc := scenarioNamed(t, name)
 		r, err := Run(sc, Options{NoDisruptionCheck: true})
 		if err != nil {
 			t.Fatal(err)
@@ -143,6 +128,18 @@ func TestNegativeControlSuspend(t *testing.T) {
 			t.Errorf("%s: without the suspend checks, reads after the resume must miss true time\n%s", name, FormatTable([]Result{r}))
 		}
 	}
+}
+
+// scenarioNamed is the matrix scenario called name.
+func scenarioNamed(t *testing.T, name string) Scenario {
+	t.Helper()
+	for _, s := range loadMatrix(t) {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no scenario %q in sim/scenarios", name)
+	return Scenario{}
 }
 
 func violations(rs []Result, name string) int {
