@@ -489,14 +489,14 @@ func (r *runner) contains(iv truetime.Interval) bool {
 	case TruthReference:
 		s := r.sc.Sources[0]
 		tS := float64(r.now-startTrueNS) / 1e9
-		cur, prev := sourceErrorNS(s, tS), previousErrorNS(s, tS)
+		cur, prev := sourceErrorsNS(s, tS)
 		return in(r.now+cur) || in(r.now+prev)
 	}
 	return true
 }
 
-// link is source i's path at simulated second tS: one-way delays in ns
-// (forward, back), or ok=false when the packet is lost.
+// link draws one packet's trip over source i's path now: its one-way delay
+// in ns (forward or back), or ok=false when the packet is lost.
 func (r *runner) link(i int, forward bool) (int64, bool) {
 	s := r.sc.Sources[i]
 	rng := r.rngs[i]
@@ -592,26 +592,20 @@ func (r *runner) fail(kind, f string, a ...any) {
 
 // sourceErrorNS is source s's clock minus true time at simulated second tS.
 func sourceErrorNS(s Source, tS float64) int64 {
-	var off float64
-	for _, e := range s.Errors {
-		if tS >= e.FromS {
-			off = e.OffsetMS
-		}
-	}
-	return int64(off * 1e6)
+	cur, _ := sourceErrorsNS(s, tS)
+	return cur
 }
 
-// previousErrorNS is source s's error before its latest step at or before
-// tS (its current error when it has not stepped).
-func previousErrorNS(s Source, tS float64) int64 {
-	var off, prev float64
+// sourceErrorsNS is source s's error at tS and its error before its latest
+// step at or before tS (0 before its first one).
+func sourceErrorsNS(s Source, tS float64) (cur, prev int64) {
+	var off, before float64
 	for _, e := range s.Errors {
 		if tS >= e.FromS {
-			prev, off = off, e.OffsetMS
+			before, off = off, e.OffsetMS
 		}
 	}
-	_ = off
-	return int64(prev * 1e6)
+	return int64(off * 1e6), int64(before * 1e6)
 }
 
 func pct(sorted []float64, p float64) float64 {
