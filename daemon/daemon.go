@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -98,7 +97,6 @@ type Daemon struct {
 	reportsMu sync.Mutex
 	reports   map[string]discipline.SourceReport // newest per source, for the Sources call
 	samples   chan ntp.SourceSample
-	stepGen   atomic.Uint64
 }
 
 // DefaultGRPCSocketPath is the unix socket the default grpc.listen falls
@@ -417,7 +415,7 @@ func (d *Daemon) Start() (err error) {
 	d.samples = make(chan ntp.SourceSample, 64)
 	for _, sc := range d.cfg.Sources {
 		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
-		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.stepGen.Load, d.log)
+		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.loop.Gen, d.log)
 		src.Interface = sc.Interface
 		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {
 			d.shm.Close()
@@ -548,7 +546,6 @@ func (d *Daemon) update() {
 		d.log.Error("applying correction", "err", err)
 	}
 	if u.Correction.StepNS != 0 {
-		d.stepGen.Store(d.loop.Gen())
 		d.m.steps.Inc()
 		d.log.Warn("clock stepped", "step", time.Duration(u.Correction.StepNS))
 	}
@@ -585,7 +582,6 @@ func (d *Daemon) update() {
 func (d *Daemon) disrupted(n uint64) {
 	d.m.disruptions.Add(float64(n))
 	d.loop.Disrupted()
-	d.stepGen.Store(d.loop.Gen())
 	d.log.Warn("clock disrupted (suspend, VM pause or migration): samples dropped, re-acquiring")
 }
 

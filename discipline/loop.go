@@ -3,6 +3,7 @@ package discipline
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/meridiantime/meridian/clock"
 )
@@ -20,7 +21,7 @@ var ErrStaleSample = errors.New("discipline: exchange spanned a clock step")
 type Loop struct {
 	d     *Discipline
 	clk   clock.Disciplined
-	gen   uint64
+	gen   atomic.Uint64 // read by protocol drivers on other goroutines
 	steps int
 }
 
@@ -31,8 +32,9 @@ func NewLoop(d *Discipline, clk clock.Disciplined) *Loop { return &Loop{d: d, cl
 func (l *Loop) Discipline() *Discipline { return l.d }
 
 // Gen is the current step generation: attach it to an exchange when its
-// request leaves, and pass it back with the sample.
-func (l *Loop) Gen() uint64 { return l.gen }
+// request leaves, and pass it back with the sample. Safe to call from any
+// goroutine.
+func (l *Loop) Gen() uint64 { return l.gen.Load() }
 
 // Steps counts the clock steps applied.
 func (l *Loop) Steps() int { return l.steps }
@@ -40,7 +42,7 @@ func (l *Loop) Steps() int { return l.steps }
 // AddSample hands one exchange to the discipline unless a step happened
 // since it started (ErrStaleSample).
 func (l *Loop) AddSample(name string, s Sample, gen uint64) error {
-	if gen != l.gen {
+	if gen != l.gen.Load() {
 		return ErrStaleSample
 	}
 	return l.d.AddSample(name, s)
@@ -55,7 +57,7 @@ func (l *Loop) Update() (Update, error) {
 		if err := l.clk.Step(u.Correction.StepNS); err != nil {
 			return u, fmt.Errorf("clock step: %w", err)
 		}
-		l.gen++
+		l.gen.Add(1)
 		l.steps++
 	}
 	if u.Correction.SetFreq {
@@ -70,5 +72,5 @@ func (l *Loop) Update() (Update, error) {
 // account for (see Discipline.Disrupted); exchanges in flight are dropped.
 func (l *Loop) Disrupted() {
 	l.d.Disrupted(l.clk.NowNS())
-	l.gen++
+	l.gen.Add(1)
 }
