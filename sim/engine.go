@@ -55,8 +55,14 @@ type Result struct {
 	ErrP50, ErrP99  float64
 	ErrMax          float64
 	EpsP50, EpsP99  float64
-	EpsMinUS        float64 // provable minimum half-width: δ_min/2 + root delay/2 + root dispersion of the best source
-	EpsVsMin        float64 // ε p50 / EpsMinUS
+	MidP50, MidP99  float64 // |interval midpoint − true|: the best estimate a reader gets
+	// EpsMinUS is the median over reads of the provable minimum half-width
+	// at the read: min over the honest samples taken so far of
+	// δ/2 + root delay/2 + root dispersion + drift bound × age (what any
+	// bound under the same assumptions could prove from the samples the
+	// host actually got; a suspend forgets them, as it must).
+	EpsMinUS float64
+	EpsVsMin float64 // median over reads of ε / the provable minimum at that read
 	Tightness       float64 // max |interval mid − true time| / ε: > 1 is a violation
 	FirstSyncS      float64 // −1: never
 	SyncedPct       float64
@@ -173,6 +179,15 @@ type runner struct {
 	// Per source: has the loop taken a sample, and was the newest one a lie.
 	hasSample, newestLies []bool
 	outside               bool // the majority assumption broke at some update
+
+	// The provable minimum: bestMin + driftPPB·1e-9·(now) is the narrowest
+	// half-width any honest sample taken so far proves at now (ns, true
+	// time relative to startTrueNS); +Inf before the first.
+	driftPPB float64
+	bestMin  float64
+	resumeAt int64 // end of the latest suspend seen by the minimum
+
+	mids, mins, ratios []float64 // per read: |mid − true| µs, provable minimum µs, ε / minimum
 }
 
 func sec(s float64) int64 { return int64(math.Round(s * 1e9)) }
@@ -308,7 +323,11 @@ func Run(sc Scenario, opt Options) (Result, error) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	r := &runner{sc: sc, opt: opt, now: startTrueNS}
+	drift := cfg.DriftBoundPPB
+	if drift == 0 {
+		drift = discipline.DefaultConfig().DriftBoundPPB
+	}
+	r := &runner{sc: sc, opt: opt, now: startTrueNS, driftPPB: drift, bestMin: math.Inf(1)}
 	r.res = Result{Name: sc.Name, FirstSyncS: -1, Mode: sc.TruthMode(), LeftAssumptionsS: -1}
 	r.hasSample, r.newestLies = make([]bool, len(sc.Sources)), make([]bool, len(sc.Sources))
 	if err := r.newHost(cfg, dir); err != nil {
@@ -472,8 +491,14 @@ func (r *runner) read() (st truetime.Status, errUS, epsUS float64, ok bool) {
 		r.res.Violations++
 	}
 	eps := float64(iv.LatestNS-iv.EarliestNS) / 2
+	mid := math.Abs(float64(iv.MidNS() - r.now))
 	if eps > 0 {
-		r.tight = max(r.tight, math.Abs(float64(iv.MidNS()-r.now))/eps)
+		r.tight = max(r.tight, mid/eps)
+	}
+	r.mids = append(r.mids, mid/1e3)
+	if m := r.provableMinNS(); !math.IsInf(m, 1) && m > 0 {
+		r.mins = append(r.mins, m/1e3)
+		r.ratios = append(r.ratios, eps/m)
 	}
 	return iv.Status, math.Abs(float64(local-r.now)) / 1e3, eps / 1e3, true
 }
@@ -573,9 +598,36 @@ func (r *runner) receive(e *event) error {
 		}
 		if err == nil {
 			r.hasSample[e.src], r.newestLies[e.src] = true, e.lie
+			if !e.lie || r.res.Mode == TruthReference {
+				r.noteSampleMin(smp)
+			}
 		}
 	}
 	return nil
+}
+
+// noteSampleMin folds one honest sample into the provable minimum.
+func (r *runner) noteSampleMin(smp discipline.Sample) {
+	r.forgetMinAcrossSuspend()
+	h := float64(smp.DelayNS())/2 + float64(smp.RootDelayNS)/2 + float64(smp.RootDispersionNS)
+	r.bestMin = min(r.bestMin, h-r.driftPPB*1e-9*float64(r.now-startTrueNS))
+}
+
+// forgetMinAcrossSuspend drops what was proven before a suspend the host
+// has since woken from: nothing bounds the time it slept.
+func (r *runner) forgetMinAcrossSuspend() {
+	for _, p := range r.sc.Host.Suspends {
+		if to := startTrueNS + sec(p.AtS+p.DurationS); to <= r.now && to > r.resumeAt {
+			r.resumeAt, r.bestMin = to, math.Inf(1)
+		}
+	}
+}
+
+// provableMinNS is the provable minimum half-width now (+Inf before any
+// honest sample).
+func (r *runner) provableMinNS() float64 {
+	r.forgetMinAcrossSuspend()
+	return r.bestMin + r.driftPPB*1e-9*float64(r.now-startTrueNS)
 }
 
 // fail records an unmet expectation; kind keeps one message per kind.
@@ -625,10 +677,11 @@ func (r *runner) summarise(errs, epss []float64, synced int, last truetime.Statu
 		res.ErrMax = errs[len(errs)-1]
 	}
 	res.EpsP50, res.EpsP99 = pct(epss, 0.5), pct(epss, 0.99)
-	res.EpsMinUS = r.sc.ProvableMinUS()
-	if res.EpsMinUS > 0 {
-		res.EpsVsMin = res.EpsP50 / res.EpsMinUS
+	for _, v := range [][]float64{r.mids, r.mins, r.ratios} {
+		sort.Float64s(v)
 	}
+	res.MidP50, res.MidP99 = pct(r.mids, 0.5), pct(r.mids, 0.99)
+	res.EpsMinUS, res.EpsVsMin = pct(r.mins, 0.5), pct(r.ratios, 0.5)
 	res.Tightness = r.tight
 	if res.AllReads > 0 {
 		res.SyncedPct = 100 * float64(synced) / float64(res.AllReads)
@@ -660,6 +713,12 @@ func (r *runner) summarise(errs, epss []float64, synced int, last truetime.Statu
 	}
 	if x.SyncedAtEnd && last != truetime.Synchronized {
 		r.fail("end", "status at end is %v, want synchronized", last)
+	}
+	if x.MaxEpsVsMin > 0 && res.EpsVsMin > x.MaxEpsVsMin {
+		r.fail("epsmin", "median ε is %.2f× the provable minimum, want ≤ %v", res.EpsVsMin, x.MaxEpsVsMin)
+	}
+	if x.MaxMidP50US > 0 && res.MidP50 > x.MaxMidP50US {
+		r.fail("mid", "median midpoint error %.1f µs, want ≤ %v", res.MidP50, x.MaxMidP50US)
 	}
 	if res.Steps < x.MinSteps {
 		r.fail("minsteps", "%d clock steps, want ≥ %d", res.Steps, x.MinSteps)

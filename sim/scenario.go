@@ -111,6 +111,8 @@ type Expect struct {
 	SyncedAtEnd     bool     `yaml:"synced_at_end"`     // last read synchronized
 	MinSteps        int      `yaml:"min_steps"`         // clock steps at least
 	MaxSteps        *int     `yaml:"max_steps"`         // clock steps at most
+	MaxEpsVsMin     float64  `yaml:"max_eps_vs_min"`    // median ε over the provable minimum at most (0: no check)
+	MaxMidP50US     float64  `yaml:"max_mid_p50_us"`    // median |interval midpoint − true| at most (0: no check)
 }
 
 // Defaults returns the baseline scenario every file starts from.
