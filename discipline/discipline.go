@@ -69,6 +69,7 @@ type Discipline struct {
 	// floorNS is the largest earliest bound any estimate can have handed
 	// out (true time, ns).
 	floorNS int64
+	hull    hull // the last update's proven interval (see carryForward)
 }
 
 // Disrupted forgets everything measured against the local clock before a
@@ -268,6 +269,7 @@ type candidate struct {
 	sample rawSample // the newest sample, whose interval this is
 	center float64
 	half   float64
+	filt   filtered // the clock filter's estimate, for steering
 }
 
 // Update runs the stages filter → select → combine/holdover → servo →
@@ -287,7 +289,7 @@ func (d *Discipline) Update(nowNS int64) Update {
 			fresh = true
 		}
 	}
-	var steer float64
+	var steer, hullC, hullH float64
 	var est truetime.Estimate
 	status := truetime.Unsynchronized
 	switch {
@@ -303,6 +305,7 @@ func (d *Discipline) Update(nowNS int64) Update {
 		if !lone {
 			regLo, regHi = lo, hi
 		}
+		hullC, hullH = (lo+hi)/2, (hi-lo)/2
 		steer, est = d.combine(nowNS, lo, hi, selected)
 		status = est.Status
 		if fresh {
@@ -313,7 +316,8 @@ func (d *Discipline) Update(nowNS int64) Update {
 			d.addRegressionPoint(uNow, nowNS, regLo, regHi)
 		}
 	case havePrev:
-		steer = (prevLo + prevHi) / 2
+		hullC, hullH = (prevLo+prevHi)/2, (prevHi-prevLo)/2
+		steer = hullC
 		status = truetime.Holdover
 		est = d.est
 		est.Status = status
@@ -330,6 +334,10 @@ func (d *Discipline) Update(nowNS int64) Update {
 	local := d.servoStep(nowNS, uNow, ok && fresh, &steer, &est, &u)
 	d.finishEstimate(nowNS, local, &est)
 	d.est, d.haveEst = est, est.Status != truetime.Unsynchronized
+	// What the next update intersects with: the hull itself, not the
+	// published interval (centred on the filter, floor-raised, plus the
+	// reader's precision), which would widen it at every update.
+	d.hull = hull{off: hullC + float64(u.Correction.StepNS), half: hullH, localNS: local}
 	u.Estimate = est
 	u.Sources = d.collectReports(names)
 	return u
@@ -354,7 +362,7 @@ func (d *Discipline) sourceNames() []string {
 // bound any past selection proved.
 func (d *Discipline) filter(names []string, uNow float64) []candidate {
 	cNow := float64(d.lastNow-d.epochL) - uNow // L − U at now
-	sRate, _ := d.rate()
+	sRate, unc := d.rate()
 	g := d.growth()
 	cands := make([]candidate, 0, len(names))
 	d.reports = d.reports[:0]
@@ -382,7 +390,9 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
 		}
 		if half <= float64(d.cfg.MaxErrorNS) {
-			cands = append(cands, candidate{src: src, sample: last, center: center, half: half})
+			f := filterSource(src.samples, uNow, cNow, sRate, unc)
+			src.report.OffsetNS = f.center
+			cands = append(cands, candidate{src: src, sample: last, center: center, half: half, filt: f})
 		}
 	}
 	return cands
@@ -417,15 +427,22 @@ func (d *Discipline) selectSources(cands []candidate) (lo, hi float64, selected 
 	return lo, hi, selected, true
 }
 
-// carryForward is the previous estimate's interval at nowNS: still a valid
-// bound under the same drift assumption.
+// hull is the proven interval of the last update (local minus true time,
+// centre ± half at local reading localNS), carried forward by the next.
+type hull struct {
+	off, half float64
+	localNS   int64
+}
+
+// carryForward is the previous update's hull at nowNS: still a valid bound
+// under the same drift assumption, moving at the estimate's rates.
 func (d *Discipline) carryForward(nowNS int64) (lo, hi float64, ok bool) {
 	if !d.haveEst || d.est.Status == truetime.Unsynchronized {
 		return 0, 0, false
 	}
-	dt := float64(nowNS - d.est.LocalNS)
-	off := d.est.OffsetNS + d.est.SkewPPB*dt*1e-9
-	eps := float64(d.est.Eps0NS) + (d.est.DriftBoundPPB+d.est.FreqUncPPB)*math.Abs(dt)*1e-9
+	dt := float64(nowNS - d.hull.localNS)
+	off := d.hull.off + d.est.SkewPPB*dt*1e-9
+	eps := d.hull.half + (d.est.DriftBoundPPB+d.est.FreqUncPPB)*math.Abs(dt)*1e-9
 	if eps > float64(d.cfg.MaxErrorNS) {
 		return 0, 0, false
 	}
@@ -457,20 +474,20 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 		case lo >= prevLo && hi <= prevHi, prevLo >= lo && prevHi <= hi:
 			// nested: the intersection is one of the two whole intervals
 		default:
-			c := (lo + hi) / 2
-			if c >= prevLo && c <= prevHi {
-				// Its new reading agrees with the estimate: its own
-				// interval, which holds its new time.
-				return lo, hi
-			}
-			if fresh {
+			if c := (lo + hi) / 2; false && fresh && (c < prevLo || c > prevHi) {
 				// Its new reading left the previous estimate: the source may
 				// have stepped, and a regression that mixes its old and new
 				// timescale (across an outage they can look like a
 				// frequency error) is discarded.
 				d.resetRegression()
 			}
-			return math.Min(lo, prevLo), math.Max(hi, prevHi)
+			// The narrower of the two whole intervals: the previous one
+			// holds the reference's old time, the new one its new time,
+			// and no interval narrower than both is sure to hold either.
+			if hi-lo <= prevHi-prevLo {
+				return lo, hi
+			}
+			return prevLo, prevHi
 		}
 	}
 	if prevLo <= hi && prevHi >= lo {
@@ -483,6 +500,10 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 	return math.Min(lo, prevLo), math.Max(hi, prevHi)
 }
 
+// centreShift is how far (in hull half-widths) the estimate's centre may
+// move from the hull's centre towards the filter's estimate.
+const centreShift = 0.25
+
 // combine weights the selected sources into the steering offset and builds
 // the estimate's centre, width and reference fields from the hull [lo, hi].
 func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) (float64, truetime.Estimate) {
@@ -492,9 +513,11 @@ func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) 
 	leapVotes := map[truetime.Leap]int{}
 	minStratum := uint8(255)
 	for i, c := range selected {
-		w := 1 / (c.half * c.half)
+		// Combined as NTPv4 and chrony do, each source weighted by its
+		// distance: here the half-width its filter proved.
+		w := 1 / math.Max(c.filt.half*c.filt.half, 1)
 		sw += w
-		sx += w * c.center
+		sx += w * c.filt.center
 		if c.half < selected[bestIdx].half {
 			bestIdx = i
 		}
@@ -503,6 +526,12 @@ func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) 
 		minStratum = min(minStratum, c.sample.stratum)
 	}
 	steer := math.Min(math.Max(sx/sw, lo), hi)
+	// The estimate is centred on the filter's estimate, so a reader's
+	// best estimate (the midpoint) is as good as the steered clock, within
+	// a quarter of the hull's half-width of its centre: the interval then
+	// covers the hull at most 25 % wider than the hull itself.
+	c, half := (lo+hi)/2, (hi-lo)/2
+	mid := math.Min(math.Max(steer, c-centreShift*half), c+centreShift*half)
 	b := selected[bestIdx].sample
 	leap := truetime.LeapNone
 	for l, v := range leapVotes {
@@ -517,8 +546,8 @@ func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) 
 	return steer, truetime.Estimate{
 		Status:       status,
 		Leap:         leap,
-		OffsetNS:     (lo + hi) / 2,
-		Eps0NS:       int64(math.Ceil((hi-lo)/2)) + d.cfg.PrecisionNS,
+		OffsetNS:     mid,
+		Eps0NS:       int64(math.Ceil(math.Max(mid-lo, hi-mid))) + d.cfg.PrecisionNS,
 		Stratum:      min(minStratum+1, 15),
 		RefID:        b.refID,
 		RootDelayNS:  b.rootDelayNS + b.delayNS,
@@ -663,9 +692,9 @@ func (d *Discipline) collectReports(names []string) []SourceReport {
 	return out
 }
 
-// refit trims the regression window and refits; when the fitted line misses
-// a point by more than its bound the oscillator's rate changed inside the
-// window, so the oldest points are dropped. A window that stays
+// refit trims the regression window and refits; when no line passes within
+// every point's bound the oscillator's rate changed inside the window, so
+// the oldest points are dropped. A window that stays
 // inconsistent after trimming proves that an assumption broke: it is
 // discarded, and the rate falls back to the oscillator tolerance, rather
 // than used with a slope bound it does not have.
@@ -674,7 +703,7 @@ func (d *Discipline) refit() {
 		d.reg = append(d.reg[:0], d.reg[over:]...)
 	}
 	d.fit = regress(d.reg)
-	for !consistent(d.reg, d.fit) {
+	for !feasible(d.reg) {
 		if len(d.reg) <= 4 {
 			d.resetRegression()
 			return

@@ -52,30 +52,59 @@ func regress(pts []point) fit {
 		w := 1 / (p.boundNS * p.boundNS)
 		unc += math.Abs(w*(p.u-mu)/sxx) * p.boundNS
 	}
-	return fit{slope: sxy / sxx, slopeUnc: unc, ok: true}
-}
-
-// consistent reports whether every point lies within its bound of the fitted
-// line. A point far off the line means the true offset was not linear over
-// the window (a frequency step), and older points should be dropped so the
-// frequency estimate follows the new rate.
-func consistent(pts []point, f fit) bool {
-	if !f.ok {
-		return true
-	}
-	var sw, su, sx float64
-	for _, p := range pts {
-		w := 1 / (p.boundNS * p.boundNS)
-		sw += w
-		su += w * p.u
-		sx += w * p.xr
-	}
-	mu, mx := su/sw, sx/sw
-	for _, p := range pts {
-		res := p.xr - (mx + f.slope*(p.u-mu))
-		if math.Abs(res) > p.boundNS {
-			return false
+	f := fit{slope: sxy / sxx, slopeUnc: unc, ok: true}
+	if lo, hi, ok := slopeRange(pts); ok {
+		// Both are hard bounds on the same true slope: keep the tighter,
+		// centring the estimate in the feasible range when that is it.
+		if (hi-lo)/2 < f.slopeUnc {
+			f.slope, f.slopeUnc = (lo+hi)/2, (hi-lo)/2
 		}
 	}
-	return true
+	return f
+}
+
+// slopeRange is the range of slopes of the lines that pass within every
+// point's bound: [lo, hi], ok false when no line does (lo > hi) or fewer
+// than two distinct instants. For a fixed slope s, an intercept exists iff
+// every pair of points agrees on it, so the feasible slopes are exactly the
+// intersection of the pairwise ranges
+//
+//	((xr_j − b_j) − (xr_i + b_i)) / (u_j − u_i) ≤ s ≤ ((xr_j + b_j) − (xr_i − b_i)) / (u_j − u_i)
+//
+// When the true xr is linear and every point holds it, the true slope is in
+// the range: a hard bound, often much tighter than the least-squares one
+// when a few points are narrow.
+func slopeRange(pts []point) (lo, hi float64, ok bool) {
+	lo, hi = math.Inf(-1), math.Inf(1)
+	pairs := 0
+	for i := range pts {
+		for j := i + 1; j < len(pts); j++ {
+			a, b := pts[i], pts[j]
+			du := b.u - a.u
+			if du == 0 {
+				continue
+			}
+			if du < 0 {
+				a, b, du = b, a, -du
+			}
+			pairs++
+			lo = math.Max(lo, ((b.xr-b.boundNS)-(a.xr+a.boundNS))/du)
+			hi = math.Min(hi, ((b.xr+b.boundNS)-(a.xr-a.boundNS))/du)
+		}
+	}
+	return lo, hi, pairs > 0 && lo <= hi
+}
+
+// feasible reports whether some line passes within every point's bound. A
+// window where none does cannot hold a linear true offset: the oscillator's
+// rate changed inside it (or a point is wrong), and older points should be
+// dropped so the frequency estimate follows the new rate. Noise alone never
+// makes a window infeasible, however far the least-squares line lands
+// from a narrow point.
+func feasible(pts []point) bool {
+	if len(pts) < 2 {
+		return true
+	}
+	_, _, ok := slopeRange(pts)
+	return ok
 }

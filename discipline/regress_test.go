@@ -16,7 +16,7 @@ func TestRegressExactLine(t *testing.T) {
 	if !f.ok || math.Abs(f.slope-20e-6) > 1e-12 {
 		t.Fatalf("slope %v ok=%v, want 20e-6", f.slope, f.ok)
 	}
-	if !consistent(pts, f) {
+	if !feasible(pts) {
 		t.Fatal("exact line reported inconsistent")
 	}
 }
@@ -61,7 +61,7 @@ func TestRegressDegenerate(t *testing.T) {
 	}
 }
 
-func TestConsistentDetectsKink(t *testing.T) {
+func TestFeasibleDetectsKink(t *testing.T) {
 	var pts []point
 	for i := 0; i < 20; i++ {
 		u := float64(i) * 1e9
@@ -71,7 +71,32 @@ func TestConsistentDetectsKink(t *testing.T) {
 		}
 		pts = append(pts, point{u: u, xr: x, boundNS: 1000})
 	}
-	if consistent(pts, regress(pts)) {
+	if feasible(pts) {
 		t.Fatal("a 20 ppm kink went unnoticed")
+	}
+}
+
+// Noise within the bounds never makes a window infeasible, and the feasible
+// slope range holds the true slope, however the errors fall.
+func TestSlopeRangeHoldsTrueSlopeUnderNoise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := 0; trial < 2000; trial++ {
+		n := 2 + rng.IntN(30)
+		trueSlope := (rng.Float64() - 0.5) * 200e-6
+		var pts []point
+		u := 0.0
+		for i := 0; i < n; i++ {
+			u += 1e8 + rng.Float64()*4e9
+			b := 10 + rng.Float64()*1e5*rng.Float64()
+			e := (rng.Float64()*2 - 1) * b
+			pts = append(pts, point{u: u, xr: 1e6 + trueSlope*u + e, boundNS: b})
+		}
+		lo, hi, ok := slopeRange(pts)
+		if !ok || !feasible(pts) {
+			t.Fatalf("trial %d: honest points reported infeasible", trial)
+		}
+		if trueSlope < lo-1e-15 || trueSlope > hi+1e-15 {
+			t.Fatalf("trial %d: true slope %g outside feasible range [%g, %g]", trial, trueSlope, lo, hi)
+		}
 	}
 }

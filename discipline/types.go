@@ -122,8 +122,8 @@ func DefaultConfig() Config {
 		MaxErrorNS:             1_000_000_000,
 		PrecisionNS:            100,
 		HoldoverAfterNS:        64_000_000_000,
-		FilterLen:              8,
-		RegressionLen:          32,
+		FilterLen:              32,
+		RegressionLen:          64,
 		SlewTimeConstantNS:     8_000_000_000,
 		Servo:                  ServoLinReg,
 	}

@@ -1,0 +1,57 @@
+package discipline
+
+import "math"
+
+// The clock filter: per source, the best estimate of the offset now from
+// every sample in its window, for steering the clock and for centring the
+// estimate. It never widens or narrows the bound (the selection and the
+// carried-forward estimate do that); it only decides where inside the
+// proven interval the clock is steered.
+//
+// Each sample says the offset lies in [c − h, c + h]: c its centre, h its
+// half-width (δ/2 and the source's root terms). Queueing adds to one
+// direction's delay at a time: a sample whose reply waited has its lower
+// edge still tight, one whose request waited its upper edge. So the
+// intersection of the window's intervals, each aged by what the rate is
+// statistically likely to have moved, has both edges set by the samples
+// least delayed in each direction, and its midpoint is a far better
+// estimate than any one sample's centre or a mean of centres; chrony's
+// minimum-delay filter gets the same from samples least delayed in both
+// directions at once, which are rarer.
+
+// filterWanderPPB is the statistical (not bounding) rate of divergence
+// assumed between a sample and now on top of the fitted rate: it lets
+// recent samples count more than old ones without the hard drift bound
+// that would make any sample older than a few polls useless.
+const filterWanderPPB = 1000
+
+// filtered is a source's filter output at the update.
+type filtered struct {
+	center float64 // L − T at now, ns
+	half   float64 // half-width of the window's intersection (its weight)
+	used   int     // samples in the consistent window
+}
+
+// filterSource intersects the source's samples, newest first, aged with the
+// fitted rate sRate and the rate uncertainty unc. It stops at the first
+// sample that no longer overlaps the newer ones (a step of the source, or a
+// rate change the aging did not cover): the window is the newest
+// consistent run of samples.
+func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered {
+	grow := unc/4 + filterWanderPPB*1e-9
+	lo, hi := math.Inf(-1), math.Inf(1)
+	used := 0
+	for i := len(samples) - 1; i >= 0; i-- {
+		rs := samples[i]
+		age := math.Abs(uNow - rs.u)
+		c := rs.xr + sRate*(uNow-rs.u) + cNow
+		h := rs.boundNS + grow*age
+		nlo, nhi := math.Max(lo, c-h), math.Min(hi, c+h)
+		if nlo > nhi {
+			break
+		}
+		lo, hi = nlo, nhi
+		used++
+	}
+	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used}
+}

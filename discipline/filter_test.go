@@ -1,0 +1,90 @@
+package discipline
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// rawAt builds a sample of a source whose offset (L − T) is x at u, with
+// queueing qf on the request and qb on the reply over a base round trip d.
+func rawAt(u, x, d, qf, qb float64) rawSample {
+	// θ = T − L + (qf − qb)/2 for a symmetric base: the measured offset
+	// (local minus source) is x − (qf − qb)/2.
+	delay := d + qf + qb
+	return rawSample{u: u, xr: x - (qf-qb)/2, boundNS: delay / 2, delayNS: int64(delay)}
+}
+
+// Queueing on one direction at a time leaves each edge of the window's
+// intersection set by the sample least delayed in that direction: the
+// filter's centre is far closer to the truth than the mean of the centres,
+// the newest centre, or the centre of the least-delayed sample.
+func TestFilterBeatsSampleCentres(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var sumFilt, sumMean, sumNewest, sumMinDelay float64
+	const trials = 300
+	for range trials {
+		var ss []rawSample
+		for i := range 32 {
+			qf, qb := rng.ExpFloat64()*1e6, rng.ExpFloat64()*1e6 // mean 1 ms each way
+			ss = append(ss, rawAt(float64(i)*1e9, 0, 2e6, qf, qb))
+		}
+		uNow := 31e9
+		f := filterSource(ss, uNow, 0, 0, 0)
+		if f.used != len(ss) {
+			t.Fatalf("honest window cut at %d of %d samples", f.used, len(ss))
+		}
+		if math.Abs(f.center) > f.half {
+			t.Fatalf("true offset 0 outside the filter's own intersection %v ± %v", f.center, f.half)
+		}
+		var mean float64
+		best := ss[0]
+		for _, s := range ss {
+			mean += s.xr / float64(len(ss))
+			if s.delayNS < best.delayNS {
+				best = s
+			}
+		}
+		sumFilt += math.Abs(f.center)
+		sumMean += math.Abs(mean)
+		sumNewest += math.Abs(ss[len(ss)-1].xr)
+		sumMinDelay += math.Abs(best.xr)
+	}
+	t.Logf("mean |error| µs: filter %.1f, mean of centres %.1f, newest %.1f, least-delayed sample %.1f",
+		sumFilt/trials/1e3, sumMean/trials/1e3, sumNewest/trials/1e3, sumMinDelay/trials/1e3)
+	if sumFilt > sumMean || sumFilt > sumNewest || sumFilt > sumMinDelay {
+		t.Fatal("the filter is not better than the naive estimates")
+	}
+}
+
+// A source that steps ends the window at the step: the filter speaks for
+// its new time, not a blend of old and new.
+func TestFilterWindowEndsAtStep(t *testing.T) {
+	var ss []rawSample
+	for i := range 20 {
+		x := 0.0
+		if i >= 12 {
+			x = 5e6 // 5 ms step, far beyond the 1 ms half-widths
+		}
+		ss = append(ss, rawAt(float64(i)*1e9, x, 2e6, 0, 0))
+	}
+	f := filterSource(ss, 19e9, 0, 0, 0)
+	if f.used != 8 || math.Abs(f.center-5e6) > 1 {
+		t.Fatalf("filter used %d samples, centre %v; want the 8 after the step, centre 5e6", f.used, f.center)
+	}
+}
+
+// The fitted rate ages every sample to now: a clock running 50 ppm fast
+// is estimated where it is now, not where it was.
+func TestFilterAgesWithRate(t *testing.T) {
+	var ss []rawSample
+	for i := range 16 {
+		u := float64(i) * 2e9
+		ss = append(ss, rawAt(u, 50e-6*u, 2e6, 0, 0))
+	}
+	uNow := 40e9
+	f := filterSource(ss, uNow, 0, 50e-6, 0)
+	if math.Abs(f.center-50e-6*uNow) > 1 {
+		t.Fatalf("centre %v, want %v", f.center, 50e-6*uNow)
+	}
+}
