@@ -44,25 +44,25 @@ type Options struct {
 
 // Result is one scenario's outcome. Times are µs unless named otherwise.
 type Result struct {
-	Name            string
-	Mode            TruthMode
-	Reads           int // reads that returned an interval (not unsynchronized)
-	AllReads        int
-	Violations      int // reads whose interval missed the truth (see TruthMode)
-	Backwards       int // reads whose latest fell below an earlier read's earliest
-	ShmMismatches   int // reads where shared memory and the in-process clock disagreed
-	DisruptedReads  int // reads refused as disrupted (after a suspend, before a new sample)
-	ErrP50, ErrP99  float64
-	ErrMax          float64
-	EpsP50, EpsP99  float64
-	MidP50, MidP99  float64 // |interval midpoint − true|: the best estimate a reader gets
+	Name           string
+	Mode           TruthMode
+	Reads          int // reads that returned an interval (not unsynchronized)
+	AllReads       int
+	Violations     int // reads whose interval missed the truth (see TruthMode)
+	Backwards      int // reads whose latest fell below an earlier read's earliest
+	ShmMismatches  int // reads where shared memory and the in-process clock disagreed
+	DisruptedReads int // reads refused as disrupted (after a suspend, before a new sample)
+	ErrP50, ErrP99 float64
+	ErrMax         float64
+	EpsP50, EpsP99 float64
+	MidP50, MidP99 float64 // |interval midpoint − true|: the best estimate a reader gets
 	// EpsMinUS is the median over reads of the provable minimum half-width
 	// at the read: min over the honest samples taken so far of
 	// δ/2 + root delay/2 + root dispersion + drift bound × age (what any
 	// bound under the same assumptions could prove from the samples the
 	// host actually got; a suspend forgets them, as it must).
-	EpsMinUS float64
-	EpsVsMin float64 // median over reads of ε / the provable minimum at that read
+	EpsMinUS        float64
+	EpsVsMin        float64 // median over reads of ε / the provable minimum at that read
 	Tightness       float64 // max |interval mid − true time| / ε: > 1 is a violation
 	FirstSyncS      float64 // −1: never
 	SyncedPct       float64
