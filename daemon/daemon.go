@@ -570,6 +570,11 @@ func (d *Daemon) update() {
 		d.reports[r.Name] = r
 	}
 	d.reportsMu.Unlock()
+	for _, src := range d.sources {
+		if r, ok := d.reports[src.Name]; ok {
+			src.AdvisePoll(r.PollTargetNS)
+		}
+	}
 	d.m.observeSources(d.sources)
 	if e.Status != d.lastState {
 		d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)

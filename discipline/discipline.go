@@ -386,6 +386,7 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 		src.report.BoundNS = half
 		src.report.Stratum = last.stratum
 		src.report.LastLocalNS = last.localNS
+		src.report.PollTargetNS = pollTarget(src.samples, g)
 		if len(src.samples) > 1 {
 			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
 		}

@@ -55,3 +55,32 @@ func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered 
 	}
 	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used}
 }
+
+// pollTarget is the poll interval (ns of local time) at which a source's
+// samples keep the bound near what its best sample proves. The bound a
+// source holds is its best recent half-width h plus the growth G·age since
+// that sample; samples within a quarter of the best come at a fraction p of
+// the polls (the filter's measured noise: near 1 on a clean path, small
+// under heavy queueing). Keeping the expected growth between such samples,
+// G·poll/p, within a quarter of h gives poll = p·h/(4G): a clean, slowly
+// growing path is polled rarely, a noisy or fast-growing one often, as
+// chrony lengthens its poll when the residuals are noise and shortens it
+// when they wander. 0 with fewer than minPollSamples samples.
+func pollTarget(samples []rawSample, growth float64) int64 {
+	const minPollSamples = 4
+	if len(samples) < minPollSamples || growth <= 0 {
+		return 0
+	}
+	best := math.Inf(1)
+	for _, s := range samples {
+		best = math.Min(best, s.boundNS)
+	}
+	near := 0
+	for _, s := range samples {
+		if s.boundNS <= 1.25*best {
+			near++
+		}
+	}
+	p := float64(near) / float64(len(samples))
+	return int64(math.Min(p*best/(4*growth), math.MaxInt64/2))
+}

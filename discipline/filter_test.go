@@ -88,3 +88,31 @@ func TestFilterAgesWithRate(t *testing.T) {
 		t.Fatalf("centre %v, want %v", f.center, 50e-6*uNow)
 	}
 }
+
+// The poll target lengthens with the best half-width and shortens with the
+// bound's growth and with the share of samples far from the best.
+func TestPollTarget(t *testing.T) {
+	clean := make([]rawSample, 16)
+	for i := range clean {
+		clean[i] = rawAt(float64(i)*1e9, 0, 2e6, 0, 0) // h = 1 ms
+	}
+	const g = 20e-6 // 20 ppm
+	if got, want := pollTarget(clean, g), int64(1e6/(4*g)); math.Abs(float64(got-want)) > 1 {
+		t.Fatalf("clean: %d ns, want h/(4G) = %d", got, want)
+	}
+	if pollTarget(clean, 2*g) >= pollTarget(clean, g) {
+		t.Fatal("faster growth did not shorten the poll")
+	}
+	noisy := append([]rawSample(nil), clean...)
+	for i := range noisy {
+		if i%4 != 0 {
+			noisy[i] = rawAt(float64(i)*1e9, 0, 2e6, 3e6, 0) // 1.5 ms of queueing
+		}
+	}
+	if got, want := pollTarget(noisy, g), pollTarget(clean, g)/4; math.Abs(float64(got-want)) > 1 {
+		t.Fatalf("one sample in four near the best: %d ns, want a quarter of the clean target %d", got, want)
+	}
+	if pollTarget(clean[:3], g) != 0 {
+		t.Fatal("advice from three samples")
+	}
+}

@@ -173,6 +173,9 @@ type SourceReport struct {
 	Stratum     uint8
 	Samples     int   // samples in the filter
 	LastLocalNS int64 // local time of the newest sample
+	// PollTargetNS is the poll interval the filter's noise calls for (see
+	// pollTarget); 0 when there are too few samples to say.
+	PollTargetNS int64
 }
 
 // Update is the result of one discipline step.

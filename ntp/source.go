@@ -43,10 +43,11 @@ type Source struct {
 	Addr  string
 	Stats SourceStats
 
-	cfg engine.ClientConfig
-	clk clock.Reader
-	gen func() uint64
-	log *slog.Logger
+	cfg    engine.ClientConfig
+	clk    clock.Reader
+	gen    func() uint64
+	log    *slog.Logger
+	advice atomic.Int64 // poll the discipline asks for (ns), see AdvisePoll
 
 	// Interface and Timestamping select kernel/NIC stamps (package hwts).
 	Interface    string
@@ -116,7 +117,9 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		e.Step(s.clk.NowNS(), engine.Input{Kind: engine.InputTick})
+		now := s.clk.NowNS()
+		e.Step(now, engine.Input{Kind: engine.InputPollAdvice, PollNS: s.advice.Load()})
+		e.Step(now, engine.Input{Kind: engine.InputTick})
 		if rd := e.Ready(); rd.Send != nil {
 			if awaiting {
 				s.Stats.Timeouts.Add(1)
@@ -184,6 +187,11 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 		}
 	}
 }
+
+// AdvisePoll hands the discipline's poll advice for this source (its
+// SourceReport.PollTargetNS) to the source's engine at its next poll. Safe
+// to call from any goroutine.
+func (s *Source) AdvisePoll(ns int64) { s.advice.Store(ns) }
 
 // txStamp waits briefly for the kernel's transmit stamp of request id and
 // hands it to the engine; it returns where t1 came from.

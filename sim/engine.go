@@ -77,6 +77,7 @@ type Result struct {
 	// checked for monotonicity only.
 	LeftAssumptionsS float64
 	FloorRaises      int // estimates widened to keep TrueTime monotonic
+	Requests         int // NTP requests the host sent (the poll's adaptation shows here)
 	Falsetickers     []string
 	Failures         []string // unmet expectations
 }
@@ -292,6 +293,9 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 		// First requests spread over the first second, as iburst would.
 		first := h.clk.NowNS() + sec(0.1*float64(i+1))
 		cc := engine.ClientConfig{Poll: time.Duration(sec(s.PollS))}
+		if s.MaxPollS > s.PollS {
+			cc.MinPoll, cc.MaxPoll = cc.Poll, time.Duration(sec(s.MaxPollS))
+		}
 		h.engines = append(h.engines, engine.New(cc, uint64(sc.Seed)<<8|uint64(i), first))
 		h.servers = append(h.servers, ntp.NewServer(refTime{r: r, src: i}, ntp.RateLimit{}, nil))
 		r.push(&event{at: startTrueNS + sec(0.1*float64(i+1)), kind: evPoll, src: i})
@@ -450,7 +454,12 @@ func (r *runner) tick() error {
 	}
 	r.h.pub.Publish(u.Estimate)
 	r.res.Falsetickers = r.res.Falsetickers[:0]
+	now := r.h.clk.NowNS()
 	for _, s := range u.Sources {
+		// The filter's poll advice, as meridiand hands it to its sources.
+		if i := slices.IndexFunc(r.sc.Sources, func(x Source) bool { return x.Name == s.Name }); i >= 0 {
+			r.h.engines[i].Step(now, engine.Input{Kind: engine.InputPollAdvice, PollNS: s.PollTargetNS})
+		}
 		if s.State == discipline.SourceFalseticker {
 			r.res.Falsetickers = append(r.res.Falsetickers, s.Name)
 		}
@@ -554,6 +563,7 @@ func (r *runner) poll(i int) {
 	e.Step(r.h.clk.NowNS(), engine.Input{Kind: engine.InputTick})
 	rd := e.Ready()
 	if rd.Send != nil {
+		r.res.Requests++
 		if d, ok := r.link(i, true); ok {
 			pkt := append([]byte(nil), rd.Send...)
 			r.push(&event{at: r.now + d, kind: evAtSrv, src: i, pkt: pkt, gen: r.h.loop.Gen()})

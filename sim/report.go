@@ -22,8 +22,8 @@ func RunAll(scs []Scenario, opt Options) ([]Result, error) {
 // only on the results, so the same seeds give byte-identical reports.
 func FormatTable(rs []Result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-26s %-5s %9s %5s %4s %9s %9s %9s %9s %9s %9s %9s %7s %6s %8s %6s %5s %6s  %s\n",
-		"scenario", "truth", "reads", "viol", "back", "err50µs", "err99µs", "errmaxµs", "mid50µs", "mid99µs", "ε50µs", "ε99µs", "ε/min", "tight", "sync@s", "sync%", "steps", "faults", "expectations")
+	fmt.Fprintf(&b, "%-26s %-5s %9s %5s %4s %9s %9s %9s %9s %9s %9s %9s %7s %6s %8s %6s %5s %6s %6s  %s\n",
+		"scenario", "truth", "reads", "viol", "back", "err50µs", "err99µs", "errmaxµs", "mid50µs", "mid99µs", "ε50µs", "ε99µs", "ε/min", "tight", "sync@s", "sync%", "steps", "faults", "reqs", "expectations")
 	total, viol := 0, 0
 	for _, r := range rs {
 		exp := "ok"
@@ -38,8 +38,8 @@ func FormatTable(rs []Result) string {
 		if r.LeftAssumptionsS >= 0 && r.Mode == TruthTrue {
 			mode = "true*" // left the majority assumption mid-run: monotonicity only from then on
 		}
-		fmt.Fprintf(&b, "%-26s %-5s %9d %5d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %7.2f %6.3f %8s %6.1f %5d %6d  %s\n",
-			r.Name, mode, r.Reads, r.Violations, r.Backwards, r.ErrP50, r.ErrP99, r.ErrMax, r.MidP50, r.MidP99, r.EpsP50, r.EpsP99, r.EpsVsMin, r.Tightness, sync, r.SyncedPct, r.Steps, r.Faults, exp)
+		fmt.Fprintf(&b, "%-26s %-5s %9d %5d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %7.2f %6.3f %8s %6.1f %5d %6d %6d  %s\n",
+			r.Name, mode, r.Reads, r.Violations, r.Backwards, r.ErrP50, r.ErrP99, r.ErrMax, r.MidP50, r.MidP99, r.EpsP50, r.EpsP99, r.EpsVsMin, r.Tightness, sync, r.SyncedPct, r.Steps, r.Faults, r.Requests, exp)
 		total += r.Reads
 		viol += r.Violations + r.Backwards
 	}

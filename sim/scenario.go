@@ -65,6 +65,7 @@ type Discipline struct {
 type Source struct {
 	Name             string   `yaml:"name"`
 	PollS            float64  `yaml:"poll_s"`
+	MaxPollS         float64  `yaml:"max_poll_s"`   // > poll_s: the poll adapts between them on the filter's advice
 	DelayUS          float64  `yaml:"delay_us"`     // base round trip
 	AsymmetryUS      float64  `yaml:"asymmetry_us"` // forward minus return one-way delay
 	JitterUS         float64  `yaml:"jitter_us"`    // mean of exponential queueing per direction
@@ -202,6 +203,9 @@ func (sc Scenario) Validate() error {
 			bad("sources[%d].name: duplicate %q", i, s.Name)
 		}
 		seen[s.Name] = true
+		if s.MaxPollS != 0 && s.MaxPollS < s.PollS {
+			bad("sources[%d].max_poll_s: must be 0 or ≥ poll_s %v, got %v", i, s.PollS, s.MaxPollS)
+		}
 		if s.PollS <= 0 {
 			bad("sources[%d].poll_s: must be > 0, got %v", i, s.PollS)
 		}
@@ -298,7 +302,7 @@ func (s Source) lies(errMS float64) bool {
 // (two polls and a round trip).
 func (s Source) lyingWindows(endS float64) []Window {
 	var out []Window
-	memory := 2*s.PollS + 1
+	memory := 2*max(s.PollS, s.MaxPollS) + 1
 	for i, e := range s.Errors {
 		if !s.lies(e.OffsetMS) {
 			continue
@@ -405,7 +409,7 @@ func nonFinite(sc Scenario) []string {
 	check("discipline.step_threshold_ms", d.StepThresholdMS)
 	for i, s := range sc.Sources {
 		k := fmt.Sprintf("sources[%d].", i)
-		for name, v := range map[string]float64{"poll_s": s.PollS, "delay_us": s.DelayUS, "asymmetry_us": s.AsymmetryUS,
+		for name, v := range map[string]float64{"poll_s": s.PollS, "max_poll_s": s.MaxPollS, "delay_us": s.DelayUS, "asymmetry_us": s.AsymmetryUS,
 			"jitter_us": s.JitterUS, "loss_pct": s.LossPct, "root_dispersion_us": s.RootDispersionUS, "root_delay_us": s.RootDelayUS} {
 			check(k+name, v)
 		}

@@ -51,6 +51,7 @@ type Client struct {
 	good     int // consecutive valid replies at this poll
 	stopped  error
 	lastKiss uint32
+	advice   time.Duration // poll the discipline asks for; 0: none
 }
 
 // NewClient returns a client; seed makes origins unpredictable to off-path
@@ -86,15 +87,30 @@ func (c *Client) missed() {
 	}
 }
 
-// answered lengthens an adaptive poll after 8 good replies in a row (ntpd
+// answered moves an adaptive poll after a good reply. With advice from the
+// discipline (Advise) it halves at once when the advice is shorter and
+// doubles after 4 good replies in a row when the advice is at least twice
+// as long; without advice it doubles after 8 good replies in a row (ntpd
 // and chrony do the same): a stable path needs fewer samples.
 func (c *Client) answered() {
 	c.good++
-	if c.adaptive() && c.good >= 8 && c.poll < c.cfg.MaxPoll {
+	if !c.adaptive() {
+		return
+	}
+	switch {
+	case c.advice > 0 && c.advice < c.poll:
+		c.poll = max(c.poll/2, c.cfg.MinPoll)
+		c.good = 0
+	case c.advice > 0 && c.advice >= 2*c.poll && c.good >= 4, c.advice == 0 && c.good >= 8:
 		c.poll = min(2*c.poll, c.cfg.MaxPoll)
 		c.good = 0
 	}
 }
+
+// Advise sets the poll interval the discipline's filter asks for (see
+// discipline.SourceReport.PollTargetNS); 0 withdraws the advice. The poll
+// moves towards it one factor of two per reply, within MinPoll..MaxPoll.
+func (c *Client) Advise(target time.Duration) { c.advice = max(target, 0) }
 
 // Poll is the current steady poll interval.
 func (c *Client) Poll() time.Duration { return c.poll }

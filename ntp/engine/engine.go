@@ -33,6 +33,9 @@ const (
 	// InputTxStamp: the kernel or NIC reported when the last request left
 	// (TxNS), a better t1 than the reading taken before the send.
 	InputTxStamp
+	// InputPollAdvice: the discipline's filter asks for poll interval
+	// PollNS (its SourceReport.PollTargetNS; 0 withdraws the advice).
+	InputPollAdvice
 )
 
 // Input is one event for Step.
@@ -41,6 +44,7 @@ type Input struct {
 	Datagram []byte // InputDatagram; the engine does not keep it
 	RxNS     int64  // InputDatagram: receive stamp
 	TxNS     int64  // InputTxStamp: transmit stamp
+	PollNS   int64  // InputPollAdvice: advised poll interval
 }
 
 // Ready is what the driver must do after Step.
@@ -87,6 +91,8 @@ func (e *Engine) Step(nowNS int64, in Input) {
 		}
 	case InputTxStamp:
 		e.c.SetT1(in.TxNS)
+	case InputPollAdvice:
+		e.c.Advise(time.Duration(in.PollNS))
 	}
 	e.ready.Stopped = e.c.Stopped()
 	e.ready.DeadlineNS = e.next

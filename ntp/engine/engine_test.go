@@ -81,3 +81,51 @@ func TestEngineCycle(t *testing.T) {
 		t.Fatal("a stopped engine sent a request")
 	}
 }
+
+// The discipline's poll advice moves an adaptive poll one factor of two at
+// a time, within MinPoll..MaxPoll: shorter at once, longer after four good
+// replies; a fixed poll ignores it.
+func TestPollAdviceMovesAdaptivePoll(t *testing.T) {
+	now := t0
+	exchange := func(e *Engine) {
+		t.Helper()
+		now = max(now, e.Ready().DeadlineNS)
+		e.Step(now, Input{Kind: InputTick})
+		req := append([]byte(nil), e.Ready().Send...)
+		e.Advance()
+		if req == nil {
+			t.Fatal("no request at the deadline")
+		}
+		e.Step(now+100_000, Input{Kind: InputDatagram, Datagram: reply(req, now+50_000, 0, 1, 0), RxNS: now + 100_000})
+		if rd := e.Ready(); len(rd.Samples) != 1 {
+			t.Fatalf("no sample: %+v", rd)
+		}
+		e.Advance()
+	}
+	e := New(ClientConfig{MinPoll: time.Second, MaxPoll: 64 * time.Second}, 1, t0)
+	e.Step(now, Input{Kind: InputPollAdvice, PollNS: int64(10 * time.Second)})
+	var polls []time.Duration
+	for range 16 {
+		exchange(e)
+		polls = append(polls, e.Client().Poll())
+	}
+	if got := e.Client().Poll(); got != 8*time.Second {
+		t.Fatalf("poll after advice of 10 s: %v (history %v), want 8 s (doubling stops below twice the advice)", got, polls)
+	}
+	e.Step(now, Input{Kind: InputPollAdvice, PollNS: int64(3 * time.Second)})
+	exchange(e)
+	if got := e.Client().Poll(); got != 4*time.Second {
+		t.Fatalf("poll after advice of 3 s: %v, want one halving to 4 s", got)
+	}
+	exchange(e)
+	if got := e.Client().Poll(); got != 2*time.Second {
+		t.Fatalf("poll after a second reply: %v, want 2 s", got)
+	}
+
+	fixed := New(ClientConfig{Poll: 16 * time.Second}, 2, t0)
+	fixed.Step(now, Input{Kind: InputPollAdvice, PollNS: int64(time.Second)})
+	exchange(fixed)
+	if fixed.Client().Poll() != 16*time.Second {
+		t.Fatalf("a fixed poll moved to %v on advice", fixed.Client().Poll())
+	}
+}
