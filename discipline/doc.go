@@ -18,17 +18,32 @@
 //   - Per-sample bound M = δ/2 + rootDelay/2 + rootDispersion + precision +
 //     δ·(tolerance + maxfreq): a hard bound on |measured − true| when the
 //     source is honest (see package truetime for the derivation).
-//   - Clock filter. A sample of age a bounds the offset now by M + g·a with
-//     g = FreqUnc + DriftBound; each source offers its narrowest aged sample.
+//   - Candidates. A sample of age a bounds the offset now by M + g·a with
+//     g = FreqUnc + DriftBound; each source's newest sample is its candidate
+//     for selection (a liar that stopped lying must not speak through old
+//     samples).
 //   - Selection. With n candidate sources, at most ⌊(n−1)/2⌋ may lie: the
 //     hull of points covered by n − ⌊(n−1)/2⌋ intervals contains true time.
 //     Sources whose interval misses it are falsetickers; fewer survivors than
 //     MinSources, or no majority region, means no synchronisation. The hull
-//     is further intersected with the previous estimate carried forward.
-//   - Frequency. A weighted least-squares line through the selected samples'
-//     (U, xr) gives the oscillator's rate s; its hard error bound Σ|a_i|·M_i
-//     becomes FreqUncPPB. Until it is tighter than the oscillator tolerance
-//     (500 ppm), the tolerance is used.
+//     is further intersected with the previous hull carried forward, which
+//     keeps what the best past samples proved; a lone source keeps the
+//     narrower of its new and the carried interval instead.
+//   - Clock filter (filter.go). Per source, the intersection of its window
+//     of samples aged with the fitted rate (statistically, not by the hard
+//     bound) gives the offset estimate used to steer the clock and to centre
+//     the estimate inside the hull: queueing delays one direction at a
+//     time, so each edge comes from the sample least delayed that way.
+//     Selected sources are combined weighted by their filtered widths. The
+//     window ends at the newest sample that no longer overlaps the newer
+//     ones (a step). From the spread of the window's half-widths the filter
+//     also advises each source's poll (pollTarget).
+//   - Frequency. A weighted least-squares line through the selections'
+//     hulls (U, xr) gives the oscillator's rate s; its error bound is the
+//     tighter of Σ|a_i|·M_i and the range of slopes of lines that pass
+//     within every point's bound, and becomes FreqUncPPB. Until it is
+//     tighter than the oscillator tolerance (500 ppm), the tolerance is
+//     used. A window no line passes through is trimmed from the oldest end.
 //   - Servo. Linear regression (default): set c = −(s + x/τ)/(1 + x/τ) so the
 //     offset decays with time constant τ. PI: a second-order loop on the
 //     offset. Either way the Estimate predicts x̂(t) exactly, because the

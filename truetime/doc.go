@@ -25,18 +25,34 @@
 // of points covered by n − ⌊(n−1)/2⌋ intervals contains true time when a
 // majority is honest) and hands an Estimate to this package:
 //
-//	Eps0 = half-width of that hull + precision           (at local time T0)
-//	ε(t) = Eps0 + (DriftBoundPPB + FreqUncPPB)·|t − T0|
-//	x̂(t) = OffsetNS + SkewPPB·(t − T0)                 (the residual still being slewed)
+//	hull  = selection ∩ previous hull carried forward    (at local time T0)
+//	x̂(T0) = OffsetNS: the clock filter's estimate, moved at most a quarter
+//	        of the hull's half-width from the hull's centre
+//	Eps0  = max distance from x̂(T0) to the hull's edges + precision
+//	ε(t)  = Eps0 + (DriftBoundPPB + FreqUncPPB)·|t − T0|
+//	x̂(t)  = OffsetNS + SkewPPB·(t − T0)                (the residual still being slewed)
 //	[earliest, latest] = [t − x̂(t) − ε(t),  t − x̂(t) + ε(t)]
+//
+// The hull carried forward is what keeps ε near what the best recent
+// sample proves (δ_min/2 plus its age times the rate bound) rather than
+// what the newest, perhaps queued, sample proves. The clock filter
+// (package discipline) intersects each source's window of samples, aged
+// with the fitted rate: queueing widens one edge of a sample at a time, so
+// both edges of the intersection come from the samples least delayed in
+// each direction, and its midpoint is where the clock is steered and,
+// within the quarter-width limit, where the interval is centred. The
+// filter decides only where inside the proven hull the centre lies; it
+// never narrows the bound.
 //
 // The same promise is often written [t − ε', t + ε'] with ε' = ε + |x̂(t)|
 // (|residual offset| is one of its Eps0 terms); centring on the corrected
 // reading gives the identical guarantee with a narrower interval.
 // DriftBoundPPB is the configured wander bound (15 ppm by default, RFC
 // 5905's PHI). FreqUncPPB is the servo's residual frequency error: the
-// oscillator tolerance (500 ppm) until two samples exist, then the hard
-// bound Σ|a_i|·M_i of the weighted regression slope (see package discipline),
+// oscillator tolerance (500 ppm) until two samples exist, then the tighter
+// of two hard bounds on the regression's slope: Σ|a_i|·M_i of the weighted
+// least-squares slope, and the range of slopes of the lines that pass
+// within every point's bound (see package discipline),
 // so the first seconds after a fresh start or a ±100 ppm crystal do not
 // violate containment. A leap second announced by the sources widens the
 // interval by 1 s on both sides within a second of a UTC midnight.
@@ -74,7 +90,9 @@
 //     stay inconsistent after trimming is discarded, and the rate falls
 //     back to the oscillator tolerance.
 //   - A lone source's new interval is never partially intersected with the
-//     previous estimate: when a lone reference steps, every read is either
+//     previous hull: the narrower of the two whole intervals is kept (no
+//     narrower interval is sure to hold either the reference's old or its
+//     new time). When a lone reference steps, every read is either
 //     synchronized and holds the reference's old or its new time, or
 //     unsynchronized (when covering both is wider than max_error).
 //   - A lone source that drifts slowly away, or a majority that lies
