@@ -33,25 +33,28 @@ type filtered struct {
 }
 
 // filterSource intersects the source's samples, newest first, aged with the
-// fitted rate sRate and the rate uncertainty unc. It stops at the first
-// sample that no longer overlaps the newer ones (a step of the source, or a
-// rate change the aging did not cover): the window is the newest
-// consistent run of samples.
+// fitted rate sRate and the rate uncertainty unc. A sample that does not
+// overlap the newer ones is an outlier and skipped; a second in a row means
+// the source stepped (or its rate moved more than the aging covers), and
+// the window ends there: it is the newest consistent run of samples, less
+// its lone outliers.
 func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered {
 	grow := unc/4 + filterWanderPPB*1e-9
 	lo, hi := math.Inf(-1), math.Inf(1)
-	used := 0
-	for i := len(samples) - 1; i >= 0; i-- {
+	used, misses := 0, 0
+	for i := len(samples) - 1; i >= 0 && misses < 2; i-- {
 		rs := samples[i]
 		age := math.Abs(uNow - rs.u)
 		c := rs.xr + sRate*(uNow-rs.u) + cNow
 		h := rs.boundNS + grow*age
 		nlo, nhi := math.Max(lo, c-h), math.Min(hi, c+h)
 		if nlo > nhi {
-			break
+			misses++
+			continue
 		}
 		lo, hi = nlo, nhi
 		used++
+		misses = 0
 	}
 	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used}
 }

@@ -116,3 +116,17 @@ func TestPollTarget(t *testing.T) {
 		t.Fatal("advice from three samples")
 	}
 }
+
+// A lone outlier (a corrupted or wildly late exchange) is skipped, not a
+// reason to forget the window behind it.
+func TestFilterSkipsLoneOutlier(t *testing.T) {
+	var ss []rawSample
+	for i := range 20 {
+		ss = append(ss, rawAt(float64(i)*1e9, 0, 2e6, 0, 0))
+	}
+	ss[15].xr = 40e6 // 40 ms off, far beyond its 1 ms half-width
+	f := filterSource(ss, 19e9, 0, 0, 0)
+	if f.used != 19 || math.Abs(f.center) > 1 {
+		t.Fatalf("filter used %d samples, centre %v; want 19 (all but the outlier), centre 0", f.used, f.center)
+	}
+}
