@@ -29,6 +29,9 @@ type batchIO struct {
 	resps    [batchSize][engine.HeaderLen]byte
 	oobs     [batchSize][oobLen]byte
 	verdicts [batchSize]Verdict // of each tx entry
+	xl       [batchSize]xlOut   // of each tx entry: its table entry, if any
+	ts       *txStamper         // nil: no kernel TX stamps (basic mode only)
+	onIdle   func(fd uintptr)   // called when recvmmsg finds nothing (the error queue may have woken us)
 	n, nTx   int
 	sent     int // tx entries done (sent or failed): resumes after EAGAIN
 	errno    syscall.Errno
@@ -54,6 +57,9 @@ func newBatchIO() *batchIO {
 		}
 		n, e := mmsg.Recv(fd, b.rx[:], 0)
 		if e == unix.EAGAIN {
+			if b.onIdle != nil {
+				b.onIdle(fd)
+			}
 			return false // wait for readability
 		}
 		b.n, b.errno = n, e
@@ -114,8 +120,17 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 	}
 	b := newBatchIO()
 	b.failed = s.sendFailed
+	if s.xt != nil {
+		b.ts = newTxStamper(s.HardwareTxToServed != nil)
+		b.ts.idShift = s.testIDShift
+		b.onIdle = func(fd uintptr) { b.ts.drain(fd, s) }
+	}
 	for {
 		if err := rc.Read(b.recvFunc); err != nil {
+			if b.ts != nil && !errors.Is(err, net.ErrClosed) {
+				s.drainAfterPollError(rc, b.ts)
+				continue
+			}
 			if !errors.Is(err, net.ErrClosed) {
 				s.log.Warn("ntp server read", "err", err)
 			}
@@ -142,7 +157,7 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	for i := 0; i < b.n; i++ {
 		m := &b.rx[i]
 		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
-		rl, v := s.handle(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i))
+		rl, v := s.handleX(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i), &b.xl[b.nTx])
 		if rl == 0 {
 			continue
 		}
@@ -163,10 +178,32 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	if err := rc.Write(b.sendFunc); err != nil {
 		return err
 	}
-	for _, v := range b.verdicts[:b.nTx] {
-		if v != verdictFailed {
-			s.sent(v)
+	for j, v := range b.verdicts[:b.nTx] {
+		if v == verdictFailed {
+			if b.ts != nil {
+				b.ts.resync = true
+			}
+			continue
 		}
+		s.sent(v)
+		if b.ts != nil {
+			if x := &b.xl[j]; x.rec {
+				b.ts.add(x.addr, x.rx, x.rxNS)
+			} else {
+				b.ts.skip()
+			}
+		}
+	}
+	if b.ts != nil {
+		// Software stamps are queued before sendmmsg returns: collect
+		// them now, before the clients' next requests.
+		_ = rc.Control(func(fd uintptr) {
+			if b.ts.resync {
+				b.ts.restart(fd, s)
+			} else {
+				b.ts.drain(fd, s)
+			}
+		})
 	}
 	return nil
 }

@@ -16,8 +16,10 @@ import (
 // measurable, and the wake-up latency (tens of µs on a loaded host, which
 // would bias offsets by half of it) drops out.
 
-// oobLen fits one SCM_TIMESTAMPNS control message.
-const oobLen = 64
+// oobLen fits one SCM_TIMESTAMPNS control message (32 bytes) and, on
+// kernels without SOF_TIMESTAMPING_OPT_RX_FILTER, the SCM_TIMESTAMPING one
+// (64) that interleaved mode's TX-stamp setting then adds to every datagram.
+const oobLen = 128
 
 func enableRxTimestamps(c syscall.RawConn) error {
 	var serr error

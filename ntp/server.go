@@ -49,6 +49,15 @@ type ServerStats struct {
 	RateDropped, RateLeaked            uint64 // over the limit: dropped / answered anyway
 	RepliesUnsynchronized, WriteErrors uint64
 	SendErrors                         map[string]uint64
+
+	// Interleaved mode (see xleave.go): replies that carried the previous
+	// reply's kernel TX stamp; kernel stamps stored in the table, and those
+	// dropped as out of range; restarts of the stamp numbering after a
+	// failed send; the table's entries in use, capacity and evictions.
+	InterleavedReplies               uint64
+	TxStamps, TxStampsBad, TxResyncs uint64
+	XleaveEntries, XleaveCapacity    uint64
+	XleaveEvictions                  uint64
 }
 
 // Verdict is what the server does with one request.
@@ -63,12 +72,13 @@ const (
 	DropSourcePort
 	DropRate
 
+	flagXleave Verdict = 0x20 // with Reply: interleaved
 	flagUnsync Verdict = 0x40 // with Reply: LI=3, stratum 16
 	flagLeak   Verdict = 0x80 // with Reply: over the limit, leaked
 )
 
 // kind strips the flags.
-func (v Verdict) kind() Verdict { return v &^ (flagUnsync | flagLeak) }
+func (v Verdict) kind() Verdict { return v &^ (flagXleave | flagUnsync | flagLeak) }
 
 // sendErrnos are the errno values counted by name; others count as "other".
 var sendErrnos = [...]syscall.Errno{unix.EINVAL, unix.EPERM, unix.EACCES, unix.ENETUNREACH, unix.EHOSTUNREACH,
@@ -97,7 +107,17 @@ type Server struct {
 	rateDropped, rateLeaked                                                                   atomic.Uint64
 	sendErrs                                                                                  [len(sendErrnos) + 1]atomic.Uint64
 
-	allowPort0 bool // test knob: serve UDP source port 0 (the negative control of the check)
+	allowPort0  bool   // test knob: serve UDP source port 0 (the negative control of the check)
+	testIDShift uint32 // test knob: pair TX stamps with another reply (see txStamper.idShift)
+
+	// Interleaved mode: the table (nil: basic mode only) and its counters.
+	xt                                              *xtable
+	xleaveReplies, txStamps, txStampsBad, txResyncs atomic.Uint64
+	// HardwareTxToServed maps a NIC (PHC) transmit stamp to the served
+	// clock; set before Listen, it also asks the sockets for hardware TX
+	// stamps (the NIC must have been set up for them, see package hwts).
+	// Nil: hardware stamps are dropped and software ones used.
+	HardwareTxToServed func(phcNS int64) (int64, bool)
 
 	mu    sync.Mutex
 	conns []*net.UDPConn
@@ -126,6 +146,16 @@ func NewServer(ts TimeSource, limit RateLimit, log *slog.Logger) *Server {
 	return &Server{ts: ts, lim: newLimiter(limit, maphash.MakeSeed()), log: log}
 }
 
+// EnableInterleaved turns on interleaved mode (see xleave.go) with a table
+// of tableSize client addresses (0: DefaultInterleavedTable; rounded up to
+// a power of two, at most MaxInterleavedTable). Call it before Listen.
+func (s *Server) EnableInterleaved(tableSize int) {
+	if tableSize <= 0 {
+		tableSize = DefaultInterleavedTable
+	}
+	s.xt = newXTable(tableSize, maphash.MakeSeed())
+}
+
 // Stats returns the counters.
 func (s *Server) Stats() ServerStats {
 	st := ServerStats{
@@ -137,6 +167,13 @@ func (s *Server) Stats() ServerStats {
 	}
 	for i, r := range SendErrorReasons() {
 		st.SendErrors[r] = s.sendErrs[i].Load()
+	}
+	st.InterleavedReplies = s.xleaveReplies.Load()
+	st.TxStamps, st.TxStampsBad, st.TxResyncs = s.txStamps.Load(), s.txStampsBad.Load(), s.txResyncs.Load()
+	if s.xt != nil {
+		st.XleaveEntries = uint64(max(0, s.xt.live.Load()))
+		st.XleaveCapacity = uint64(s.xt.capacity())
+		st.XleaveEvictions = s.xt.evictions.Load()
 	}
 	return st
 }
@@ -161,6 +198,9 @@ func (s *Server) sent(v Verdict) {
 	if v&flagLeak != 0 {
 		s.rateLeaked.Add(1)
 	}
+	if v&flagXleave != 0 {
+		s.xleaveReplies.Add(1)
+	}
 }
 
 // sendFailed counts a reply the kernel refused with e.
@@ -184,6 +224,25 @@ func (s *Server) sendFailed(e syscall.Errno) {
 // clock must not refill or stall buckets). The caller counts the reply
 // with s.sent once it is out.
 func (s *Server) handle(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort) (int, Verdict) {
+	return s.handleX(lim, req, resp, rxNS, monoNS, from, nil)
+}
+
+// xlOut is what handleX tells its caller about a reply in interleaved mode:
+// rec says the table awaits the reply's kernel TX stamp under (addr, rx).
+type xlOut struct {
+	rec  bool
+	addr [16]byte
+	rx   uint64
+	rxNS int64
+}
+
+// handleX is handle on a socket with kernel TX stamps: with x non-nil and
+// interleaved mode on, it answers requests in interleaved form from the
+// table and records the reply there (see xleave.go).
+func (s *Server) handleX(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut) (int, Verdict) {
+	if x != nil {
+		x.rec = false
+	}
 	s.requests.Add(1)
 	if from.Port() == 0 && !s.allowPort0 {
 		// Only a spoofed (raw) packet has source port 0; its reply cannot be
@@ -243,6 +302,19 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 	// A new estimate between receive and transmit may move the midpoint
 	// back a little; a reply must never send before it received.
 	out.Transmit = engine.ToNTP(max(iv.MidNS(), rxNS))
+	if x != nil && s.xt != nil && h.Version == 4 && (h.Origin != 0 || h.Receive != 0) {
+		// Interleaved form: a non-zero origin, receive ≠ transmit (so a
+		// basic request echoing our transmit field is never taken for one),
+		// and the origin is the receive timestamp of our last reply.
+		lookup := h.Origin != 0 && h.Receive != h.Transmit
+		txNS, ok, rx := s.xt.exchange(from.Addr(), h.Origin, lookup, out.Receive, monoNS)
+		out.Receive = rx
+		if ok {
+			out.Origin, out.Transmit = h.Receive, engine.ToNTP(txNS)
+			v |= flagXleave
+		}
+		*x = xlOut{rec: true, addr: from.Addr().As16(), rx: rx, rxNS: rxNS}
+	}
 	out.Encode(resp)
 	return engine.HeaderLen, v
 }
@@ -272,7 +344,14 @@ func (s *Server) Listen(addr string, workers int) error {
 		if serr != nil {
 			return serr
 		}
-		return enableRxTimestamps(c)
+		if err := enableRxTimestamps(c); err != nil || s.xt == nil {
+			return err
+		}
+		return c.Control(func(fd uintptr) {
+			if !enableTxStamps(int(fd), s.HardwareTxToServed != nil) {
+				s.log.Warn("ntp server: no kernel transmit stamps: interleaved mode off on this socket", "addr", addr)
+			}
+		})
 	}}
 	for i := 0; i < max(1, workers); i++ {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)

@@ -1,0 +1,240 @@
+package ntp
+
+import (
+	"encoding/binary"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meridiantime/meridian/internal/mmsg"
+)
+
+// Kernel transmit stamps of the server's replies (interleaved mode; see
+// xleave.go). With SOF_TIMESTAMPING_OPT_ID the kernel numbers the datagrams
+// a socket sends 0, 1, 2, ... and reports each one's stamp on the socket's
+// error queue with that number; OPT_TSONLY leaves the payload out. Each
+// worker (one socket) keeps a ring of the replies it sent by that number
+// and, after every batch and whenever the error queue wakes the socket,
+// drains the queue with one recvmmsg and moves each stamp into the table.
+//
+// A send the kernel refuses may or may not have used a number (EPERM from
+// a firewall does, routing errors do not): after any refused entry the
+// worker restarts the numbering (SO_TIMESTAMPING off and on again resets
+// the counter to 0) rather than risk pairing a reply with another's stamp.
+//
+// Time domains: a software stamp is CLOCK_REALTIME; it is moved to the
+// served clock by its age, reading the served clock BEFORE CLOCK_REALTIME,
+// so a delay between the reads makes the result early, never late (what a
+// transmit stamp must be). A hardware stamp is the NIC's PHC time: used
+// only through Server.HardwareTxToServed, which the caller sets when it
+// can map the PHC to the served clock; otherwise dropped.
+
+const (
+	txRing      = 256     // replies awaiting their stamp, per worker (power of two)
+	txOobLen    = 256     // SCM_TIMESTAMPING (64) + IP(V6)_RECVERR (≤ 64), with slack
+	optRxFilter = 0x20000 // SOF_TIMESTAMPING_OPT_RX_FILTER (Linux 6.12): no RX stamps from this setting
+	// maxServerHoldNS bounds a stamp's distance after the request's
+	// receive: a stamp further away belongs to something else.
+	maxServerHoldNS = int64(time.Second)
+)
+
+type txPending struct {
+	id   uint32
+	used bool
+	addr [16]byte
+	rx   uint64 // the reply's receive timestamp, as sent (the table's key with addr)
+	rxNS int64
+}
+
+type txStamper struct {
+	ring   [txRing]txPending
+	nextID uint32
+	resync bool // a send failed: numbering uncertain
+	msgs   [batchSize]mmsg.Hdr
+	iov    [batchSize]unix.Iovec
+	bufs   [batchSize][16]byte
+	oobs   [batchSize][txOobLen]byte
+	hw     bool // the socket asks for hardware stamps too
+
+	idShift uint32 // test knob: pair each stamp with another reply (negative control of the pairing)
+}
+
+func newTxStamper(hw bool) *txStamper {
+	t := &txStamper{hw: hw}
+	for i := range t.msgs {
+		t.iov[i].Base = &t.bufs[i][0]
+		t.iov[i].SetLen(len(t.bufs[i]))
+		t.msgs[i].Msghdr.Iov = &t.iov[i]
+		t.msgs[i].Msghdr.Iovlen = 1
+		t.msgs[i].Msghdr.Control = &t.oobs[i][0]
+	}
+	return t
+}
+
+// txFlags are the SO_TIMESTAMPING flags of a server socket in interleaved
+// mode: transmit stamps only (receive stamps come from SO_TIMESTAMPNS).
+func txFlags(hw bool) int {
+	f := unix.SOF_TIMESTAMPING_TX_SOFTWARE | unix.SOF_TIMESTAMPING_SOFTWARE |
+		unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
+	if hw {
+		f |= unix.SOF_TIMESTAMPING_TX_HARDWARE | unix.SOF_TIMESTAMPING_RAW_HARDWARE
+	}
+	return f
+}
+
+// enableTxStamps turns on transmit stamps on fd; it returns false when the
+// kernel refuses them (the server then answers in basic mode only).
+func enableTxStamps(fd int, hw bool) bool {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING, txFlags(hw)|optRxFilter) == nil {
+		return true
+	}
+	// Before Linux 6.12: no RX filter; SCM_TIMESTAMPING then also comes with
+	// every datagram (oobLen has room for it next to SCM_TIMESTAMPNS).
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING, txFlags(hw)) == nil
+}
+
+// add remembers the next datagram the socket sends successfully.
+func (t *txStamper) add(addr [16]byte, rx uint64, rxNS int64) {
+	id := t.nextID
+	t.nextID++
+	t.ring[id%txRing] = txPending{id: id, used: true, addr: addr, rx: rx, rxNS: rxNS}
+}
+
+// skip accounts for a datagram sent without a table entry (basic-only
+// reply, KoD): it still takes a number.
+func (t *txStamper) skip() {
+	t.ring[t.nextID%txRing].used = false
+	t.nextID++
+}
+
+// drain reads the error queue of fd and stores the stamps in the table.
+// It does not block or allocate.
+func (t *txStamper) drain(fd uintptr, s *Server) {
+	for {
+		for i := range t.msgs {
+			t.msgs[i].Msghdr.SetControllen(txOobLen)
+			t.msgs[i].Msghdr.Name = nil
+			t.msgs[i].Msghdr.Namelen = 0
+		}
+		n, e := mmsg.Recv(fd, t.msgs[:], unix.MSG_ERRQUEUE)
+		if e != 0 || n == 0 {
+			return
+		}
+		// The stamps are in the past: read the served clock, then
+		// CLOCK_REALTIME (see txAt).
+		now := s.servedNS()
+		realtime := time.Now().UnixNano()
+		for i := 0; i < n; i++ {
+			t.stamp(t.oobs[i][:t.msgs[i].Msghdr.Controllen], now, realtime, s)
+		}
+		if n < len(t.msgs) {
+			return
+		}
+	}
+}
+
+// stamp pairs one error-queue message with the reply it stamps and stores
+// the stamp in the table. now (the served clock) must have been read
+// before realtime (CLOCK_REALTIME), both after the stamp was taken.
+func (t *txStamper) stamp(oob []byte, now, realtime int64, s *Server) {
+	ns, hw, id, ok := parseTxStamp(oob)
+	if !ok {
+		return
+	}
+	id += t.idShift
+	p := &t.ring[id%txRing]
+	if !p.used || p.id != id {
+		return // not ours to pair (after a resync, or overwritten in the ring)
+	}
+	p.used = false
+	var tx int64
+	if hw {
+		if s.HardwareTxToServed == nil {
+			return
+		}
+		if tx, ok = s.HardwareTxToServed(ns); !ok {
+			return
+		}
+	} else if tx, ok = txAt(now, realtime, ns); !ok {
+		return
+	}
+	if !s.xt.noStampCheck && (tx < p.rxNS || tx-p.rxNS > maxServerHoldNS) {
+		s.txStampsBad.Add(1)
+		return
+	}
+	if s.xt.setTx(&p.addr, p.rx, tx) {
+		s.txStamps.Add(1)
+	}
+}
+
+// restart resets the kernel's numbering after a failed send: the queued
+// stamps are read and discarded (a software stamp is queued before the
+// send returns), then SO_TIMESTAMPING is turned off and on again.
+func (t *txStamper) restart(fd uintptr, s *Server) {
+	for i := range t.ring {
+		t.ring[i].used = false // the numbers are uncertain: pair nothing
+	}
+	t.drain(fd, s) // discards the queued stamps
+	_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPING, 0)
+	enableTxStamps(int(fd), t.hw)
+	t.nextID = 0
+	t.resync = false
+	s.txResyncs.Add(1)
+}
+
+// parseTxStamp reads one error-queue message: the stamp (software, or raw
+// hardware) and its OPT_ID. It does not allocate.
+func parseTxStamp(oob []byte) (ns int64, hw bool, id uint32, ok bool) {
+	const hdr = unix.SizeofCmsghdr
+	var haveStamp, haveID bool
+	for len(oob) >= hdr {
+		l := int(binary.NativeEndian.Uint64(oob[0:8]))
+		if l < hdr || l > len(oob) {
+			break
+		}
+		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
+		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
+		d := oob[hdr:l]
+		switch {
+		case level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPING && len(d) >= 48:
+			ts := func(i int) int64 {
+				return int64(binary.NativeEndian.Uint64(d[16*i:]))*1e9 + int64(binary.NativeEndian.Uint64(d[16*i+8:]))
+			}
+			if h := ts(2); h != 0 {
+				ns, hw, haveStamp = h, true, true
+			} else if sw := ts(0); sw != 0 {
+				ns, hw, haveStamp = sw, false, true
+			}
+		case (level == unix.SOL_IP && typ == unix.IP_RECVERR) || (level == unix.SOL_IPV6 && typ == unix.IPV6_RECVERR):
+			// struct sock_extended_err: errno u32, origin u8, type u8, code u8, pad u8, info u32, data u32.
+			if len(d) >= 16 && d[4] == unix.SO_EE_ORIGIN_TIMESTAMPING && binary.NativeEndian.Uint32(d[8:12]) == unix.SCM_TSTAMP_SND {
+				id, haveID = binary.NativeEndian.Uint32(d[12:16]), true
+			}
+		}
+		step := (l + 7) &^ 7
+		if step > len(oob) {
+			break
+		}
+		oob = oob[step:]
+	}
+	return ns, hw, id, haveStamp && haveID
+}
+
+// servedNS is the served clock now: the TrueTime midpoint, or the local
+// reading while unsynchronized (as the replies' timestamps are).
+func (s *Server) servedNS() int64 {
+	if iv, err := s.ts.Now(); err == nil {
+		return iv.MidNS()
+	}
+	return s.ts.LocalNS()
+}
+
+// drainAfterPollError handles a read-readiness error caused by the error
+// queue alone (epoll reported only EPOLLERR, which Go's poller returns as
+// an error until the next event): the worker drains the queue, waits a
+// little so as not to spin, and carries on.
+func (s *Server) drainAfterPollError(rc syscall.RawConn, t *txStamper) {
+	_ = rc.Control(func(fd uintptr) { t.drain(fd, s) })
+	time.Sleep(100 * time.Microsecond) // the poller reports the error until the next event
+}

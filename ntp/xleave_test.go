@@ -1,0 +1,401 @@
+package ntp
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/ntp/engine"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// xreq is a client request with all three timestamps set.
+func xreq(origin, receive, transmit uint64) []byte {
+	b := make([]byte, engine.HeaderLen)
+	h := engine.Header{Version: 4, Mode: engine.ModeClient, Origin: origin, Receive: receive, Transmit: transmit}
+	h.Encode(b)
+	return b
+}
+
+func decode(t *testing.T, b []byte) engine.Header {
+	t.Helper()
+	h, ok := engine.DecodeHeader(b)
+	if !ok {
+		t.Fatal("short reply")
+	}
+	return h
+}
+
+func xleaveServer(ts TimeSource, size int) *Server {
+	s := NewServer(ts, RateLimit{}, nil)
+	s.EnableInterleaved(size)
+	return s
+}
+
+// Field by field: a first request gets a basic reply and a table entry; a
+// request echoing that reply's receive timestamp, once its kernel stamp is
+// in, gets an interleaved reply (origin = the request's receive field,
+// transmit = the stamp); a lost reply, a stamp that never came, receive =
+// transmit, version 3, another address, a client restart and a request
+// with zero origin and receive all get basic replies.
+func TestXleaveReplyFields(t *testing.T) {
+	ts := synced()
+	s := xleaveServer(ts, 0)
+	resp := make([]byte, engine.HeaderLen)
+	var x xlOut
+	ask := func(req []byte, rxNS int64, from netip.AddrPort) (engine.Header, Verdict) {
+		t.Helper()
+		n, v := s.handleX(nil, req, resp, rxNS, rxNS, from, &x)
+		if n != engine.HeaderLen {
+			t.Fatalf("no reply (%v)", v)
+		}
+		return decode(t, resp), v
+	}
+	basic := func(h engine.Header, v Verdict, req []byte, rxNS int64, what string) {
+		t.Helper()
+		q := decode(t, req)
+		// The clock: the TrueTime midpoint (local − offset), not before rx.
+		if v&flagXleave != 0 || h.Origin != q.Transmit || h.Transmit != engine.ToNTP(max(ts.local-1000, rxNS)) {
+			t.Fatalf("%s: want a basic reply (origin %x = request transmit, transmit = clock): %+v, %v", what, q.Transmit, h, v)
+		}
+	}
+	const rx1, rx2, rx3 = now - 300_000, now - 200_000, now - 100_000
+	// 1. First request: basic, recorded.
+	q1 := xreq(0, 0x1111, 0xaaaa)
+	h1, v := ask(q1, rx1, client)
+	basic(h1, v, q1, rx1, "first request")
+	if !x.rec || x.rx != h1.Receive || h1.Receive != engine.ToNTP(rx1) || x.rxNS != rx1 {
+		t.Fatalf("first reply not recorded: %+v, receive %x", x, h1.Receive)
+	}
+	// 2. Its stamp has not come: an interleaved-form request gets basic.
+	q2 := xreq(h1.Receive, 0x2222, 0xbbbb)
+	h2, v := ask(q2, rx2, client)
+	basic(h2, v, q2, rx2, "stamp missing")
+	// The kernel stamps reply 2 (20 µs after its receive).
+	tx2 := rx2 + 20_000
+	if !s.xt.setTx(&x.addr, x.rx, tx2) {
+		t.Fatal("setTx refused the last reply's stamp")
+	}
+	if s.xt.setTx(&x.addr, x.rx, tx2+1) {
+		t.Fatal("a second stamp for the same reply was taken")
+	}
+	// 3. Interleaved: origin = q3.receive, receive = rx3, transmit = tx2.
+	q3 := xreq(h2.Receive, 0x3333, 0xcccc)
+	h3, v := ask(q3, rx3, client)
+	if v&flagXleave == 0 || h3.Origin != 0x3333 || h3.Receive != engine.ToNTP(rx3) || h3.Transmit != engine.ToNTP(tx2) {
+		t.Fatalf("want interleaved reply (origin 0x3333, receive %x, transmit %x): %+v %v", engine.ToNTP(rx3), engine.ToNTP(tx2), h3, v)
+	}
+	if h3.Stratum != 2 || h3.RootDelay == 0 || h3.Leap != engine.LeapNone {
+		t.Fatalf("interleaved reply lost the server state: %+v", h3)
+	}
+	tx3 := rx3 + 20_000
+	s.xt.setTx(&x.addr, x.rx, tx3)
+	// 4. Reply 3 was lost: the client echoes rx2 again: basic (the table
+	// holds rx3; the stamp of reply 2 is never served twice).
+	q4 := xreq(h2.Receive, 0x4444, 0xdddd)
+	h4, v := ask(q4, now, client)
+	basic(h4, v, q4, now, "lost reply")
+	s.xt.setTx(&x.addr, x.rx, now+20_000)
+	// 5. receive = transmit (a basic client that copies fields): basic.
+	q5 := xreq(h4.Receive, 0x5555, 0x5555)
+	h5, v := ask(q5, now, client)
+	basic(h5, v, q5, now, "receive = transmit")
+	s.xt.setTx(&x.addr, x.rx, now+20_000)
+	// 6. The right origin from another address (or port-less spoofing of
+	// another client): basic.
+	q6 := xreq(h5.Receive, 0x6666, 0xeeee)
+	h6, v := ask(q6, now, netip.MustParseAddrPort("192.0.2.99:123"))
+	basic(h6, v, q6, now, "other address")
+	// 7. Version 3: basic and not recorded.
+	q7 := xreq(h5.Receive, 0x7777, 0xffff)
+	q7[0] = 3<<3 | engine.ModeClient
+	if n, v := s.handleX(nil, q7, resp, now, now, client, &x); n == 0 || v&flagXleave != 0 || x.rec {
+		t.Fatalf("version 3: %v, recorded %v", v, x.rec)
+	}
+	// The same origin from the client's own address, from a new port (as
+	// chrony sends every request): interleaved.
+	h8, v := ask(xreq(h5.Receive, 0x8888, 0x1234), now+1000, netip.AddrPortFrom(client.Addr(), 999))
+	if v&flagXleave == 0 || h8.Origin != 0x8888 {
+		t.Fatalf("new source port: want interleaved, got %+v %v", h8, v)
+	}
+	s.xt.setTx(&x.addr, x.rx, now+30_000)
+	// 9. Client restart (zero origin): basic; the entry is replaced.
+	q9 := xreq(0, 0x9999, 0x4321)
+	h9, v := ask(q9, now+2000, client)
+	basic(h9, v, q9, now+2000, "restart")
+	// 10. Zero origin and receive (SNTP, chrony without xleave): basic,
+	// no entry.
+	live := s.xt.live.Load()
+	if n, v := s.handleX(nil, xreq(0, 0, 0x77), resp, now, now, netip.MustParseAddrPort("198.51.100.1:123"), &x); n == 0 || v&flagXleave != 0 || x.rec || s.xt.live.Load() != live {
+		t.Fatalf("plain client: %v, recorded %v, entries %d → %d", v, x.rec, live, s.xt.live.Load())
+	}
+	// Counted once sent.
+	s.sent(Reply | flagXleave)
+	if st := s.Stats(); st.InterleavedReplies != 1 || st.XleaveEntries != 2 || st.XleaveCapacity < DefaultInterleavedTable {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The origin check is what keeps a spoofed request (or a stale one) from
+// getting the stamp of another exchange: with it disabled through the test
+// knob, the same request gets an interleaved reply.
+func TestXleaveOriginCheckNegativeControl(t *testing.T) {
+	for _, knob := range []bool{false, true} {
+		s := xleaveServer(synced(), 0)
+		s.xt.anyOrigin = knob
+		resp := make([]byte, engine.HeaderLen)
+		var x xlOut
+		s.handleX(nil, xreq(0, 1, 2), resp, now, now, client, &x)
+		s.xt.setTx(&x.addr, x.rx, now+10_000)
+		// A guess of the origin that is off by one unit (0.23 ns).
+		_, v := s.handleX(nil, xreq(x.rx+1, 3, 4), resp, now+1e6, now+1e6, client, &x)
+		if got := v&flagXleave != 0; got != knob {
+			t.Fatalf("anyOrigin=%v: interleaved reply %v", knob, got)
+		}
+	}
+}
+
+// The table never grows: a flood of distinct addresses only evicts (LRU
+// within a set), it is counted, and the handler does not allocate. Four
+// addresses of one set stay; touching the oldest makes the second-oldest
+// the one a fifth address evicts.
+func TestXleaveTableEviction(t *testing.T) {
+	seed := maphash.MakeSeed()
+	xt := newXTable(1, seed)
+	if xt.capacity() != xlShards*xlWays {
+		t.Fatalf("capacity %d", xt.capacity())
+	}
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	for i := 0; i < 100_000; i++ {
+		xt.exchange(addr(i), 0, false, uint64(i+1), int64(i))
+	}
+	if l := xt.live.Load(); l != int64(xt.capacity()) || xt.evictions.Load() != uint64(100_000-xt.capacity()) {
+		t.Fatalf("live %d of %d, evictions %d", l, xt.capacity(), xt.evictions.Load())
+	}
+	// Five addresses of one set (one shard, one set: capacity 256 has one
+	// set per shard).
+	xt = newXTable(1, seed)
+	var same []netip.Addr
+	first := addr(0).As16()
+	sh0, _ := xt.set(&first)
+	for i := 0; len(same) < 5; i++ {
+		a := addr(i).As16()
+		if sh, _ := xt.set(&a); sh == sh0 {
+			same = append(same, addr(i))
+		}
+	}
+	for i, a := range same[:4] {
+		xt.exchange(a, 0, false, uint64(100+i), int64(i))
+		a16 := a.As16()
+		xt.setTx(&a16, uint64(100+i), 5000)
+	}
+	// Touch the oldest (it now records rx 200 and keeps no stamp).
+	xt.exchange(same[0], 0, false, 200, 10)
+	xt.exchange(same[4], 0, false, 300, 11) // evicts same[1]
+	if _, ok, _ := xt.exchange(same[2], 102, true, 401, 12); !ok {
+		t.Fatal("an address that was not the least recently used was evicted")
+	}
+	if _, ok, _ := xt.exchange(same[1], 101, true, 400, 13); ok {
+		t.Fatal("the evicted address still matched")
+	}
+	s := xleaveServer(synced(), 1)
+	req, resp := xreq(5, 6, 7), make([]byte, engine.HeaderLen)
+	var x xlOut
+	i := 0
+	if a := testing.AllocsPerRun(2000, func() {
+		i++
+		s.handleX(nil, req, resp, now, now, netip.AddrPortFrom(addr(i), 123), &x)
+	}); a != 0 {
+		t.Fatalf("%.1f allocations per request in interleaved mode", a)
+	}
+}
+
+// wallTS serves the host clock (CLOCK_REALTIME) as the served clock, so
+// that the server's timestamps can be compared with the client's kernel
+// stamps: the independent truth of when a reply left.
+type wallTS struct{}
+
+func (wallTS) LocalNS() int64 { return time.Now().UnixNano() }
+func (wallTS) Estimate() truetime.Estimate {
+	return truetime.Estimate{Status: truetime.Synchronized, LocalNS: time.Now().UnixNano(), Eps0NS: 1000, MaxErrorNS: 1e9, Stratum: 1, LastSampleNS: time.Now().UnixNano()}
+}
+func (w wallTS) Now() (truetime.Interval, error) {
+	n := time.Now().UnixNano()
+	return truetime.Interval{EarliestNS: n - 1000, LatestNS: n + 1000, Status: truetime.Synchronized}, nil
+}
+
+// xclient is a client socket with kernel receive stamps (CLOCK_REALTIME).
+type xclient struct {
+	c   *net.UDPConn
+	oob []byte
+	buf []byte
+}
+
+func newXClient(t *testing.T, laddr, raddr string) *xclient {
+	t.Helper()
+	la, _ := net.ResolveUDPAddr("udp", laddr)
+	ra, _ := net.ResolveUDPAddr("udp", raddr)
+	c, err := net.DialUDP("udp", la, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc, _ := c.SyscallConn()
+	if err := enableRxTimestamps(rc); err != nil {
+		t.Fatal(err)
+	}
+	return &xclient{c: c, oob: make([]byte, oobLen), buf: make([]byte, 128)}
+}
+
+// read returns the next reply and its kernel receive stamp.
+func (x *xclient) read(t *testing.T) (engine.Header, int64) {
+	t.Helper()
+	_ = x.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, oobn, _, _, err := x.c.ReadMsgUDPAddrPort(x.buf, x.oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := kernelRxNS(x.oob[:oobn])
+	if !ok {
+		t.Fatal("no kernel receive stamp")
+	}
+	return decode(t, x.buf[:n]), k
+}
+
+func serveXleave(t *testing.T, shift uint32) *Server {
+	t.Helper()
+	s := xleaveServer(wallTS{}, 0)
+	s.log = quietLog()
+	s.testIDShift = shift
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+// xleaveRun does rounds of sequential exchanges in interleaved form, the
+// clients taking turns. It returns how many replies were interleaved and
+// every violation seen: a reply whose origin matches neither of the
+// request's nonces, or an interleaved transmit stamp outside [the stamped
+// reply's receive timestamp, the client's kernel receive stamp of that
+// reply] (a real departure cannot follow the arrival).
+func xleaveRun(t *testing.T, s *Server, clients, rounds int) (inter int, bad []string) {
+	t.Helper()
+	cls := make([]*xclient, clients)
+	prev := make([]engine.Header, clients)
+	prevRxK := make([]int64, clients)
+	for i := range cls {
+		cls[i] = newXClient(t, fmt.Sprintf("127.0.0.%d:0", 2+i), s.Addr())
+	}
+	for k := 0; k < rounds; k++ {
+		for i, cl := range cls {
+			rcv, xmt := uint64(0xdead0000+k<<8+i), uint64(0xbeef0000+k<<8+i)
+			if _, err := cl.c.Write(xreq(prev[i].Receive, rcv, xmt)); err != nil {
+				t.Fatal(err)
+			}
+			h, rxK := cl.read(t)
+			switch h.Origin {
+			case rcv:
+				inter++
+				tx := engine.ToUnixNS(h.Transmit, now)
+				if rx := engine.ToUnixNS(prev[i].Receive, now); tx > prevRxK[i] || tx < rx {
+					bad = append(bad, fmt.Sprintf("client %d round %d: real transmit %d outside [receive %d, client receipt %d] (%+d ns after receipt)",
+						i, k-1, tx, rx, prevRxK[i], tx-prevRxK[i]))
+				}
+			case xmt:
+			default:
+				bad = append(bad, fmt.Sprintf("client %d round %d: origin %x matches neither nonce", i, k, h.Origin))
+			}
+			prev[i], prevRxK[i] = h, rxK
+		}
+	}
+	return inter, bad
+}
+
+// On loopback with real kernel stamps: from each client's second exchange
+// on, every reply is interleaved, and its transmit stamp (the previous
+// reply's real departure) lies between that reply's receive timestamp and
+// the client's kernel receive stamp of it.
+func TestXleaveLoopbackStamps(t *testing.T) {
+	s := serveXleave(t, 0)
+	const clients, rounds = 2, 20
+	inter, bad := xleaveRun(t, s, clients, rounds)
+	if len(bad) > 0 {
+		t.Fatalf("%d violations, first: %s", len(bad), bad[0])
+	}
+	st := s.Stats()
+	if inter != clients*(rounds-1) || st.InterleavedReplies != uint64(inter) || st.TxStamps != clients*rounds || st.TxStampsBad != 0 {
+		t.Fatalf("%d interleaved replies, stats %+v", inter, st)
+	}
+}
+
+// Negative control of the pairing: with each stamp paired with the reply
+// sent before it (test knob), stamps land on the wrong client's entry and
+// are later than that reply's receipt: the check above reports it.
+func TestXleaveLoopbackPairingNegativeControl(t *testing.T) {
+	s := serveXleave(t, ^uint32(0))
+	inter, bad := xleaveRun(t, s, 2, 10)
+	if len(bad) == 0 {
+		t.Fatalf("stamps paired with the wrong reply went unnoticed (%d interleaved); stats %+v", inter, s.Stats())
+	}
+	t.Logf("detected: %s (%d in all)", bad[0], len(bad))
+}
+
+// How early is a basic reply's transmit stamp under a batch of load? m
+// clients at m distinct loopback addresses send at once, so the server
+// answers them in batches; each then sends an interleaved request, whose
+// reply carries the real departure of the first reply. The difference is
+// the basic stamp's error. Run with -v to see the numbers:
+//
+//	go test -race=false -count=1 -v -run TestXleaveBasicStampError ./ntp/
+func TestXleaveBasicStampError(t *testing.T) {
+	s := serveXleave(t, 0)
+	const m, rounds = 32, 8
+	cls := make([]*xclient, m)
+	for i := range cls {
+		cls[i] = newXClient(t, fmt.Sprintf("127.0.0.%d:0", 2+i), s.Addr())
+	}
+	var errs []int64
+	for r := 0; r < rounds; r++ {
+		first := make([]engine.Header, m)
+		for _, c := range cls {
+			if _, err := c.c.Write(xreq(0, uint64(r+1)<<8|1, uint64(r+1)<<8|2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, c := range cls {
+			first[i], _ = c.read(t)
+		}
+		for i, c := range cls {
+			if _, err := c.c.Write(xreq(first[i].Receive, uint64(r+1)<<8|3, uint64(r+1)<<8|4)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, c := range cls {
+			h, _ := c.read(t)
+			if h.Origin != uint64(r+1)<<8|3 {
+				continue // stamp missing: basic reply
+			}
+			errs = append(errs, engine.ToUnixNS(h.Transmit, now)-engine.ToUnixNS(first[i].Transmit, now))
+		}
+	}
+	if len(errs) < m*rounds/2 {
+		t.Fatalf("only %d of %d second replies were interleaved; stats %+v", len(errs), m*rounds, s.Stats())
+	}
+	slices.Sort(errs)
+	med := errs[len(errs)/2]
+	if med < 0 {
+		t.Fatalf("the real departure precedes the basic stamp (median %d ns): the basic stamp must be early", med)
+	}
+	t.Logf("basic transmit stamp early by (real − basic), %d replies in batches of up to %d: min %v, median %v, p90 %v, max %v",
+		len(errs), m, time.Duration(errs[0]), time.Duration(med), time.Duration(errs[len(errs)*9/10]), time.Duration(errs[len(errs)-1]))
+}
