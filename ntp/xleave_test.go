@@ -2,6 +2,7 @@ package ntp
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/truetime"
@@ -398,4 +401,190 @@ func TestXleaveBasicStampError(t *testing.T) {
 	}
 	t.Logf("basic transmit stamp early by (real − basic), %d replies in batches of up to %d: min %v, median %v, p90 %v, max %v",
 		len(errs), m, time.Duration(errs[0]), time.Duration(med), time.Duration(errs[len(errs)*9/10]), time.Duration(errs[len(errs)-1]))
+}
+
+// xleaveModel drives a server through a sequence of requests from three
+// addresses and kernel stamps of its replies, both chosen by data, and
+// checks each reply against a model of what the clients were sent:
+//   - a reply is interleaved only for a request in interleaved form whose
+//     origin is the receive timestamp of the last reply to that address and
+//     whose stamp came in (and every such request gets one);
+//   - an interleaved reply echoes the request's receive field and carries
+//     exactly that reply's real departure: never later than the send, never
+//     before its receive.
+//
+// It returns the first violation.
+func xleaveModel(data []byte, anyOrigin bool, shift uint32) error {
+	ts := synced()
+	s := xleaveServer(ts, 0)
+	s.xt.anyOrigin = anyOrigin
+	st := newTxStamper(false)
+	st.idShift = shift
+	addrs := []netip.AddrPort{client, netip.MustParseAddrPort("192.0.2.8:123"), netip.MustParseAddrPort("[2001:db8::1]:5000")}
+	type sent struct {
+		addr       int
+		rxNS, txNS int64 // the reply's receive timestamp and real departure (served clock)
+		rec        bool
+	}
+	var sends []sent
+	type client struct {
+		lastRx  uint64
+		lastID  int
+		stamped bool
+		have    bool
+	}
+	var cls [3]client
+	const off = 37_000 // served clock − CLOCK_REALTIME
+	cur := now
+	resp := make([]byte, engine.HeaderLen)
+	var x xlOut
+	next := func() byte {
+		if len(data) == 0 {
+			return 0
+		}
+		b := data[0]
+		data = data[1:]
+		return b
+	}
+	u64 := func() uint64 {
+		var v uint64
+		for range 8 {
+			v = v<<8 | uint64(next())
+		}
+		return v
+	}
+	for len(data) > 0 {
+		switch op := next(); op % 3 {
+		case 0: // a request
+			a := int(next() % 3)
+			c := &cls[a]
+			var origin uint64
+			switch next() % 4 {
+			case 0, 1:
+				origin = c.lastRx
+			case 2:
+				origin = u64()
+			}
+			rcv := u64()
+			xmt := rcv
+			if next()%4 != 0 {
+				xmt = u64()
+			}
+			req := xreq(origin, rcv, xmt)
+			rxNS := cur
+			n, v := s.handleX(nil, req, resp, rxNS, rxNS, addrs[a], &x)
+			if n == 0 {
+				return fmt.Errorf("no reply")
+			}
+			h, _ := engine.DecodeHeader(resp)
+			want := c.have && c.stamped && origin != 0 && origin == c.lastRx && rcv != xmt
+			if got := v&flagXleave != 0; got != want {
+				return fmt.Errorf("address %d, origin %x (last receive %x, stamped %v), receive %x, transmit %x: interleaved %v, want %v",
+					a, origin, c.lastRx, c.stamped, rcv, xmt, got, want)
+			}
+			if want {
+				p := sends[c.lastID]
+				tx := engine.ToUnixNS(h.Transmit, now)
+				if h.Origin != rcv || tx > p.txNS || tx < p.rxNS || p.txNS-tx > 1 {
+					return fmt.Errorf("interleaved reply: origin %x (want %x), transmit %d, real departure %d, receive %d", h.Origin, rcv, tx, p.txNS, p.rxNS)
+				}
+			} else if h.Origin != xmt {
+				return fmt.Errorf("basic reply: origin %x, want %x", h.Origin, xmt)
+			}
+			// The reply leaves d ns later and takes a number.
+			d := int64(next()) << 8
+			sends = append(sends, sent{addr: a, rxNS: rxNS, txNS: rxNS + d, rec: x.rec})
+			if x.rec {
+				st.add(x.addr, x.rx, x.rxNS)
+				*c = client{lastRx: h.Receive, lastID: len(sends) - 1, have: true}
+			} else {
+				st.skip()
+			}
+			cur += d + 1
+		case 1: // the kernel reports one reply's departure
+			if len(sends) == 0 {
+				continue
+			}
+			id := len(sends) - 1 - int(next())%min(len(sends), 8)
+			p := sends[id]
+			oob := slices.Concat(
+				cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPING, tsData(p.txNS-off)),
+				cmsg(unix.SOL_IP, unix.IP_RECVERR, eeData(uint32(id))))
+			st.stamp(oob, cur, cur-off, s)
+			c := &cls[p.addr]
+			if p.rec && c.have && c.lastID == id && cur-p.txNS <= int64(time.Second) {
+				c.stamped = true
+			}
+		case 2: // time passes
+			cur += int64(next()) * 1000
+		}
+	}
+	return nil
+}
+
+// tsData is struct scm_timestamping with software stamp ns.
+func tsData(ns int64) []byte {
+	b := make([]byte, 48)
+	binary.NativeEndian.PutUint64(b[0:], uint64(ns/1e9))
+	binary.NativeEndian.PutUint64(b[8:], uint64(ns%1e9))
+	return b
+}
+
+// eeData is struct sock_extended_err of a transmit stamp with OPT_ID id.
+func eeData(id uint32) []byte {
+	b := make([]byte, 16)
+	b[4] = unix.SO_EE_ORIGIN_TIMESTAMPING
+	binary.NativeEndian.PutUint32(b[8:], unix.SCM_TSTAMP_SND)
+	binary.NativeEndian.PutUint32(b[12:], id)
+	return b
+}
+
+// The server's interleaved path against the model (see xleaveModel): a
+// request not matching the table never gets an interleaved reply, and an
+// interleaved reply's transmit stamp is exactly the stamped reply's real
+// departure, never later.
+func FuzzServerXleave(f *testing.F) {
+	f.Add([]byte{0, 0, 3, 1, 2, 3, 4, 5, 6, 7, 8, 1, 9, 9, 9, 9, 9, 9, 9, 9, 10, 1, 0, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8, 1, 11, 11, 11, 11, 11, 11, 11, 11, 20})
+	f.Add(xleaveSeed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := xleaveModel(data, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// xleaveSeed: address 0 asks twice with its last receive timestamp, its
+// first reply stamped in between, with address 1's exchange and stamp
+// interleaved with it.
+var xleaveSeed = []byte{
+	0, 0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 40, // addr 0, zero origin
+	0, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, 4, 4, 4, 4, 4, 4, 4, 4, 40, // addr 1, zero origin
+	1, 1, // stamp addr 0's reply
+	1, 0, // stamp addr 1's reply
+	2, 5,
+	0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 1, 6, 6, 6, 6, 6, 6, 6, 6, 40, // addr 0, origin = last receive
+	0, 1, 1, 7, 7, 7, 7, 7, 7, 7, 7, 1, 8, 8, 8, 8, 8, 8, 8, 8, 40, // addr 1, origin = last receive
+}
+
+// spoofTail stamps address 0's last reply, then sends a request from
+// address 0 with a guessed (wrong) origin.
+var spoofTail = []byte{1, 1, 0, 0, 2, 9, 9, 9, 9, 9, 9, 9, 9, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 8}
+
+// The model catches what the fuzz target guards: with the origin check off
+// or the stamps paired with the wrong reply (test knobs), the seed fails.
+func TestXleaveModelNegativeControls(t *testing.T) {
+	if err := xleaveModel(slices.Concat(xleaveSeed, spoofTail), false, 0); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	for _, tc := range []struct {
+		name      string
+		anyOrigin bool
+		shift     uint32
+	}{{"origin check off", true, 0}, {"stamps paired with the previous reply", false, ^uint32(0)}, {"stamps paired with the next reply", false, 1}} {
+		err := xleaveModel(slices.Concat(xleaveSeed, spoofTail), tc.anyOrigin, tc.shift)
+		if err == nil {
+			t.Fatalf("%s: not detected", tc.name)
+		}
+		t.Logf("%s: %v", tc.name, err)
+	}
 }
