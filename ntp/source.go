@@ -33,6 +33,8 @@ type SourceStats struct {
 	// Where the last exchange's t1 and t4 came from (hwts.Source values).
 	LastTxSource, LastRxSource atomic.Int32
 	TxStampsMissing            atomic.Uint64
+	// Interleaved counts samples from interleaved replies (xleave).
+	Interleaved atomic.Uint64
 }
 
 // Source polls one NTP server over UDP with user-space timestamps: t1 is read
@@ -110,7 +112,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	}
 	buf := make([]byte, 1500)
 	oob := make([]byte, oobLen)
-	var sendGen uint64
+	var sendGen, prevGen uint64 // step generations at this send and at the last answered one
 	awaiting := false
 	txSrc := hwts.SourceUser
 	for {
@@ -166,20 +168,33 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				}
 			}
 			samples := append([]discipline.Sample(nil), rd.Samples...)
+			inter := append([]bool(nil), rd.Interleaved...)
+			if rd.Unsampled > 0 {
+				awaiting = false
+				prevGen = sendGen
+			}
 			e.Advance()
 			if rd.Stopped != nil {
 				s.log.Warn("ntp source stopped by server", "source", s.Name, "err", rd.Stopped)
 				return rd.Stopped
 			}
-			for _, smp := range samples {
+			for i, smp := range samples {
 				awaiting = false
 				smp.RefID = refID
+				gen := sendGen
+				if inter[i] {
+					// The exchange is the previous one: a step since its
+					// send must drop it.
+					gen = prevGen
+					s.Stats.Interleaved.Add(1)
+				}
+				prevGen = sendGen
 				s.Stats.Valid.Add(1)
 				s.Stats.LastTxSource.Store(int32(txSrc))
 				s.Stats.LastRxSource.Store(int32(rxSrc))
 				s.Stats.Stratum.Store(uint32(smp.Stratum))
 				select {
-				case out <- SourceSample{Name: s.Name, Sample: smp, Gen: sendGen}:
+				case out <- SourceSample{Name: s.Name, Sample: smp, Gen: gen}:
 				case <-ctx.Done():
 					return nil
 				}

@@ -24,6 +24,10 @@ var (
 	ErrKissRate      = errors.New("ntp: kiss-o'-death RATE: polling less often")
 	ErrKissStop      = errors.New("ntp: kiss-o'-death DENY/RSTR: source stopped")
 	ErrKiss          = errors.New("ntp: unknown kiss-o'-death code")
+	// ErrNoSample: a valid interleaved reply whose stamp completes an
+	// exchange that already gave a (basic) sample; it gives none, so that
+	// no exchange is counted twice. Not a rejection.
+	ErrNoSample = errors.New("ntp: interleaved reply completes an exchange already sampled")
 )
 
 // ClientConfig tunes one source's polling.
@@ -32,6 +36,50 @@ type ClientConfig struct {
 	MinPoll time.Duration // with MaxPoll > MinPoll the poll adapts between them
 	MaxPoll time.Duration // also the cap when a server asks us to slow down (0 → 1024s)
 	IBurst  bool          // four requests 2 s apart at start
+	// Interleaved asks the server for interleaved replies (chrony's
+	// xleave): see interleaved below.
+	Interleaved bool
+}
+
+// Interleaved mode, client side (chrony's `xleave`). A server in
+// interleaved mode sends, in its reply to request k, the kernel transmit
+// stamp of its reply k-1: the real departure, where a basic reply's
+// transmit timestamp is read before the send (early by the server's queue).
+//
+// Request fields: transmit = a random nonce X (as in basic mode); once a
+// previous exchange is complete, origin = the receive timestamp of the
+// server's last valid reply (what the server keys its table on) and
+// receive = a second random nonce R (≠ X). The reply's origin says which
+// mode the server answered in: X → basic (a sample of this exchange), R →
+// interleaved: its transmit timestamp is the departure of the previous
+// reply, so the sample is t1, t2, t4 of the previous exchange (our own
+// kernel transmit stamp, the server's receive timestamp we echoed, our
+// receive stamp) with that t3. Anything else is rejected (ErrOrigin): both
+// nonces are unpredictable to an off-path attacker, as X alone is in basic
+// mode. R only reveals that we took part in an exchange, never a clock.
+//
+// Each exchange gives at most one sample: an interleaved reply completing
+// an exchange that already gave a basic sample gives none (ErrNoSample;
+// the first interleaved reply after basic ones). A lost reply leaves the
+// previous exchange in place: the server, whose table then holds a newer
+// receive timestamp, answers in basic mode, and that reply is a basic
+// sample. After MaxInterleavedUnanswered requests without a valid reply
+// the client asks in basic form (chrony's limit: the server must not
+// answer with a very old stamp). A server that never answers interleaved
+// leaves the client in basic mode for good, at no cost.
+
+// MaxInterleavedUnanswered is the number of unanswered requests after which
+// requests go out in basic form until a valid reply (chrony's
+// MAX_CLIENT_INTERLEAVED_TX).
+const MaxInterleavedUnanswered = 4
+
+// exchange is a completed exchange whose t3 an interleaved reply may bring.
+type exchange struct {
+	t1, t2, t4          int64
+	rx                  uint64 // the server's receive timestamp as sent (echoed as origin)
+	rootDelay, rootDisp uint32
+	valid               bool // a synchronized server's valid reply
+	sampled             bool // it already gave a basic sample
 }
 
 // maxRootDisp rejects servers that claim an error beyond usefulness (RFC 5905 MAXDISP).
@@ -52,10 +100,21 @@ type Client struct {
 	stopped  error
 	lastKiss uint32
 	advice   time.Duration // poll the discipline asks for; 0: none
+
+	rxNonce         uint64   // receive field of an interleaved-form request (0: basic form)
+	prev            exchange // the last exchange answered validly
+	unanswered      int      // requests since the last valid reply
+	lastInterleaved bool     // the last sample came from an interleaved reply
+
+	testNoInterleavedOrigin bool
 }
 
 // NewClient returns a client; seed makes origins unpredictable to off-path
 // attackers (pass a crypto-random seed) and reproducible in tests.
+// testNoInterleavedOrigin is a test knob: take an interleaved reply for a
+// basic one (the negative control of telling them apart by origin).
+func (c *Client) setTestNoInterleavedOrigin() { c.testNoInterleavedOrigin = true }
+
 func NewClient(cfg ClientConfig, seed uint64) *Client {
 	if cfg.Poll <= 0 {
 		cfg.Poll = cfg.MinPoll
@@ -136,9 +195,26 @@ func (c *Client) Request(buf []byte, t1NS int64) int {
 	c.origin = c.rng.Uint64()
 	c.t1 = t1NS
 	h := Header{Version: 4, Mode: ModeClient, Transmit: c.origin, Poll: pollExp(c.poll)}
+	c.rxNonce = 0
+	if c.cfg.Interleaved {
+		// A non-zero receive field even in basic form: our server keeps
+		// table entries only for clients that may interleave.
+		h.Receive = c.rng.Uint64()
+		for h.Receive == 0 || h.Receive == h.Transmit {
+			h.Receive = c.rng.Uint64()
+		}
+		if c.prev.valid && c.unanswered < MaxInterleavedUnanswered {
+			h.Origin, c.rxNonce = c.prev.rx, h.Receive
+		}
+	}
+	c.unanswered++
 	h.Encode(buf)
 	return HeaderLen
 }
+
+// LastInterleaved reports whether the last sample Response returned came
+// from an interleaved reply (its t1, t2, t4 are the previous exchange's).
+func (c *Client) LastInterleaved() bool { return c.lastInterleaved }
 
 // SetT1 replaces the send time of the outstanding request with a better
 // (kernel) stamp taken after the send. It must not be later than the real
@@ -183,10 +259,12 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 		return discipline.Sample{}, ErrNotServer
 	case !c.pending:
 		return discipline.Sample{}, ErrNotPending
-	case h.Origin != c.origin:
+	case h.Origin != c.origin && (c.rxNonce == 0 || h.Origin != c.rxNonce):
 		return discipline.Sample{}, ErrOrigin
 	}
+	interleaved := c.rxNonce != 0 && h.Origin == c.rxNonce && !c.testNoInterleavedOrigin
 	c.pending = false
+	c.lastInterleaved = false
 	if h.Stratum == StratumKoD {
 		c.lastKiss = h.RefID
 		switch h.RefID {
@@ -200,16 +278,31 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 		return discipline.Sample{}, fmt.Errorf("%w %q", ErrKiss, KissCode(h.RefID))
 	}
 	c.reach |= 1
+	prev := c.prev
+	c.prev.valid = false // replaced below by this exchange if its reply is good
 	if h.Leap == LeapUnsync || h.Stratum >= StratumNone {
 		return discipline.Sample{}, ErrUnsyncSource
 	}
 	if h.Transmit == 0 || h.Receive == 0 {
 		return discipline.Sample{}, ErrBadTimestamps
 	}
+	cur := exchange{t1: c.t1, t2: ToUnixNS(h.Receive, c.t1), t4: t4NS, rx: h.Receive,
+		rootDelay: h.RootDelay, rootDisp: h.RootDisp, valid: true}
 	s := discipline.Sample{
-		T1NS: c.t1, T2NS: ToUnixNS(h.Receive, c.t1), T3NS: ToUnixNS(h.Transmit, c.t1), T4NS: t4NS,
+		T1NS: c.t1, T2NS: cur.t2, T3NS: ToUnixNS(h.Transmit, c.t1), T4NS: t4NS,
 		RootDelayNS: ShortToNS(h.RootDelay), RootDispersionNS: ShortToNS(h.RootDisp),
 		Stratum: h.Stratum, RefID: h.RefID,
+	}
+	if interleaved {
+		// t3 is the departure of the server's previous reply: the sample is
+		// the previous exchange, completed. That reply left before this
+		// request arrived.
+		if !prev.valid || s.T3NS > cur.t2 {
+			return discipline.Sample{}, fmt.Errorf("%w: interleaved transmit %d after this request's receive %d", ErrBadTimestamps, s.T3NS, cur.t2)
+		}
+		s.T1NS, s.T2NS, s.T4NS = prev.t1, prev.t2, prev.t4
+		s.RootDelayNS = ShortToNS(max(h.RootDelay, prev.rootDelay))
+		s.RootDispersionNS = ShortToNS(max(h.RootDisp, prev.rootDisp))
 	}
 	switch h.Leap {
 	case LeapInsert:
@@ -224,6 +317,16 @@ func (c *Client) Response(b []byte, t4NS int64) (discipline.Sample, error) {
 		return discipline.Sample{}, fmt.Errorf("%w: %v", ErrBadTimestamps, err)
 	}
 	c.answered()
+	c.unanswered = 0
+	c.prev = cur
+	if interleaved {
+		if prev.sampled {
+			return discipline.Sample{}, ErrNoSample
+		}
+		c.lastInterleaved = true
+		return s, nil
+	}
+	c.prev.sampled = true
 	return s, nil
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"time"
 
 	"github.com/meridiantime/meridian/discipline"
@@ -54,6 +55,12 @@ type Ready struct {
 	Send []byte
 	// Samples are validated exchanges for the discipline.
 	Samples []discipline.Sample
+	// Interleaved says, for each sample, that it came from an interleaved
+	// reply: its exchange is the previous one (sent one poll earlier).
+	Interleaved []bool
+	// Unsampled counts valid replies that gave no sample (ErrNoSample: an
+	// interleaved reply completing an exchange already sampled).
+	Unsampled int
 	// Rejected are replies that failed validation (for counters and logs).
 	Rejected []error
 	// Stopped is non-nil once the server told us to stop (DENY, RSTR).
@@ -84,10 +91,14 @@ func (e *Engine) Step(nowNS int64, in Input) {
 		e.next = nowNS + int64(e.c.NextInterval()/time.Nanosecond)
 	case InputDatagram:
 		s, err := e.c.Response(in.Datagram, in.RxNS)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoSample):
+			e.ready.Unsampled++
+		case err != nil:
 			e.ready.Rejected = append(e.ready.Rejected, err)
-		} else {
+		default:
 			e.ready.Samples = append(e.ready.Samples, s)
+			e.ready.Interleaved = append(e.ready.Interleaved, e.c.LastInterleaved())
 		}
 	case InputTxStamp:
 		e.c.SetT1(in.TxNS)
@@ -106,5 +117,7 @@ func (e *Engine) Ready() Ready { return e.ready }
 func (e *Engine) Advance() {
 	e.ready.Send = nil
 	e.ready.Samples = e.ready.Samples[:0]
+	e.ready.Interleaved = e.ready.Interleaved[:0]
+	e.ready.Unsampled = 0
 	e.ready.Rejected = e.ready.Rejected[:0]
 }
