@@ -60,6 +60,15 @@ type Source struct {
 	IBurst       bool     `yaml:"iburst"`       // ntp: burst of requests at start
 	Interface    string   `yaml:"interface"`    // ptp / timestamping
 	Timestamping string   `yaml:"timestamping"` // auto | hardware | software
+	XLeave       bool     `yaml:"xleave"`       // ntp: interleaved mode (chrony's xleave)
+}
+
+// Interleaved configures the NTP server's interleaved mode (see
+// ntp/xleave.go): replies to clients that ask carry the kernel's transmit
+// stamp of the previous reply.
+type Interleaved struct {
+	Enabled   bool `yaml:"enabled"`
+	TableSize int  `yaml:"table_size"` // client addresses tracked, ≤ MaxInterleavedTable
 }
 
 // RateLimit is the NTP server's per-client-address token bucket (see
@@ -81,6 +90,7 @@ const (
 	MaxRequestsPerSecond = 1e6
 	MaxBurst             = 1_000_000
 	MaxRateLimitTable    = ntp.MaxRateLimitTable
+	MaxInterleavedTable  = ntp.MaxInterleavedTable
 	MaxHoldoverPolls     = 64
 	MaxWatchers          = 1 << 20
 	MaxWaiters           = 1 << 20
@@ -88,8 +98,9 @@ const (
 
 // NTPServer configures the NTP server.
 type NTPServer struct {
-	Listen    []string  `yaml:"listen"`
-	RateLimit RateLimit `yaml:"rate_limit"`
+	Listen      []string    `yaml:"listen"`
+	RateLimit   RateLimit   `yaml:"rate_limit"`
+	Interleaved Interleaved `yaml:"interleaved"`
 }
 
 // PTPServer configures the PTP unicast server.
@@ -208,7 +219,8 @@ func Default() *Config {
 		HoldoverAfterPolls:     4,
 		Sources:                []Source{},
 		NTPServer: NTPServer{Listen: []string{},
-			RateLimit: RateLimit{Burst: 8, TableSize: 4096, Leak: ntp.DefaultRateLimitLeak}},
+			RateLimit:   RateLimit{Burst: 8, TableSize: 4096, Leak: ntp.DefaultRateLimitLeak},
+			Interleaved: Interleaved{Enabled: true, TableSize: ntp.DefaultInterleavedTable}},
 		PTPServer: PTPServer{Listen: []string{}},
 		GRPC:      GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024, MaxWaiters: 4096, MaxWaitersPerConn: 256},
 		HLC:       HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
@@ -232,7 +244,7 @@ step_limit: 3               # ... during the first N updates (-1: always)
 servo: linreg               # linreg | pi
 precision: 100ns            # reading precision of the clock
 holdover_after_polls: 4     # holdover once this many polls of the slowest source brought no sample
-sources: []                 # e.g. [{type: ntp, address: "10.200.0.2:123", poll: 16s, iburst: true}]
+sources: []                 # e.g. [{type: ntp, address: "10.200.0.2:123", poll: 16s, iburst: true, xleave: false}]
 ntp_server:
   listen: []                # e.g. ["127.0.0.1:11123"]
   rate_limit:               # per client address, shared by all server sockets
@@ -241,6 +253,9 @@ ntp_server:
     table_size: 4096        # addresses tracked (≤ 1048576, ~64 bytes each); LRU within a 4-way set
     leak: 0.25              # fraction of over-limit requests answered anyway (chrony's leak 2)
     kod: false              # true: one RATE kiss-o'-death per burst/rate per address
+  interleaved:              # replies carry the previous reply's kernel transmit stamp to clients that ask (xleave)
+    enabled: true
+    table_size: 4096        # client addresses tracked (≤ 1048576, 48 bytes each); LRU within a 4-way set
 ptp_server: {listen: []}
 grpc:
   listen: [unix:///run/meridian/grpc.sock]   # and/or "host:port" (TCP); [] disables
@@ -499,6 +514,9 @@ func (c *Config) Validate() error {
 		default:
 			return bad(key+".timestamping", "want auto, hardware or software, got %q", s.Timestamping)
 		}
+		if s.XLeave && s.Type != "ntp" {
+			return bad(key+".xleave", "interleaved mode is for ntp sources, not %s", s.Type)
+		}
 	}
 	for i, a := range c.NTPServer.Listen {
 		if err := hostPort(a, true); err != nil {
@@ -517,6 +535,9 @@ func (c *Config) Validate() error {
 	}
 	if !within(rl.Leak, 0, 1) {
 		return bad("ntp_server.rate_limit.leak", "must be a fraction in [0, 1], got %v", rl.Leak)
+	}
+	if xl := c.NTPServer.Interleaved; xl.TableSize < 1 || xl.TableSize > MaxInterleavedTable {
+		return bad("ntp_server.interleaved.table_size", "must be 1..%d, got %d", MaxInterleavedTable, xl.TableSize)
 	}
 	for i, a := range c.PTPServer.Listen { // an address: PTP's ports are 319 and 320
 		if err := hostOnly(a); err != nil {

@@ -37,16 +37,17 @@ clock_offset: +2.5ms
 min_sources: 2
 local_stratum: 0
 sources:
-  - {type: ntp, address: "127.0.0.1:11124", poll: 1s, iburst: true}
+  - {type: ntp, address: "127.0.0.1:11124", poll: 1s, iburst: true, xleave: true}
   - {type: ptp, address: "10.200.0.2", interface: veth0, timestamping: software}
-ntp_server: {listen: ["127.0.0.1:11123"], rate_limit: {requests_per_second: 8, burst: 16}}
+ntp_server: {listen: ["127.0.0.1:11123"], rate_limit: {requests_per_second: 8, burst: 16}, interleaved: {table_size: 100}}
 shm: {path: /tmp/x.shm}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.ClockOffset.D() != 2500*time.Microsecond || c.MinSources != 2 || len(c.Sources) != 2 ||
-		c.Sources[0].Poll.D() != time.Second || !c.Sources[0].IBurst || c.NTPServer.RateLimit.Burst != 16 {
+		c.Sources[0].Poll.D() != time.Second || !c.Sources[0].IBurst || c.NTPServer.RateLimit.Burst != 16 ||
+		!c.Sources[0].XLeave || c.Sources[1].XLeave || !c.NTPServer.Interleaved.Enabled || c.NTPServer.Interleaved.TableSize != 100 {
 		t.Fatalf("%+v", c)
 	}
 	if c, _ := Parse([]byte("clock_offset: -3ms\n")); c.ClockOffset.D() != -3*time.Millisecond {
@@ -146,6 +147,9 @@ func TestBoundsRefused(t *testing.T) {
 		{"ntp_server: {rate_limit: {table_size: 9000000000000000000}}\n", "ntp_server.rate_limit.table_size"},
 		{"ntp_server: {rate_limit: {table_size: 1000000000}}\n", "ntp_server.rate_limit.table_size"},
 		{"ntp_server: {rate_limit: {table_size: 0}}\n", "ntp_server.rate_limit.table_size"},
+		{"ntp_server: {interleaved: {table_size: 0}}\n", "ntp_server.interleaved.table_size: must be 1..1048576, got 0"},
+		{"ntp_server: {interleaved: {table_size: 2000000}}\n", "ntp_server.interleaved.table_size: must be 1..1048576, got 2000000"},
+		{"sources: [{type: ptp, address: \"10.0.0.1\", xleave: true}]\n", "sources[0].xleave: interleaved mode is for ntp sources, not ptp"},
 		{"clock_offset: 2562047h\n", "clock_offset"},
 		{"clock_offset: -2562047h\n", "clock_offset"},
 		{"clock_offset: 87601h\n", "clock_offset"},

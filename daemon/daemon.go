@@ -414,7 +414,7 @@ func (d *Daemon) Start() (err error) {
 	}
 	d.samples = make(chan ntp.SourceSample, 64)
 	for _, sc := range d.cfg.Sources {
-		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst}
+		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst, Interleaved: sc.XLeave}
 		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.loop.Gen, d.log)
 		src.Interface = sc.Interface
 		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {
@@ -425,6 +425,9 @@ func (d *Daemon) Start() (err error) {
 	}
 	if len(d.cfg.NTPServer.Listen) > 0 {
 		d.ntpServer = ntp.NewServer(d.tt, d.cfg.NTPRateLimit(), d.log)
+		if xl := d.cfg.NTPServer.Interleaved; xl.Enabled {
+			d.ntpServer.EnableInterleaved(xl.TableSize)
+		}
 		d.m.registerServer(d.ntpServer)
 		for _, addr := range d.cfg.NTPServer.Listen {
 			if err := d.ntpServer.Listen(addr, 2); err != nil {

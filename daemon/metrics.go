@@ -10,24 +10,25 @@ import (
 
 // metrics is the daemon's own registry (no global state).
 type metrics struct {
-	reg          *prometheus.Registry
-	offset       prometheus.Gauge
-	freq         prometheus.Gauge
-	errorBound   prometheus.Gauge
-	status       prometheus.Gauge
-	synced       prometheus.Gauge
-	updates      prometheus.Counter
-	steps        prometheus.Counter
-	faults       prometheus.Counter
-	floorRaises  prometheus.Counter
-	disruptions  prometheus.Counter
-	srcOffset    *prometheus.GaugeVec
-	srcDelay     *prometheus.GaugeVec
-	srcJitter    *prometheus.GaugeVec
-	srcSelected  *prometheus.GaugeVec
-	srcFalsetick *prometheus.GaugeVec
-	srcReach     *prometheus.GaugeVec
-	srcStratum   *prometheus.GaugeVec
+	reg            *prometheus.Registry
+	offset         prometheus.Gauge
+	freq           prometheus.Gauge
+	errorBound     prometheus.Gauge
+	status         prometheus.Gauge
+	synced         prometheus.Gauge
+	updates        prometheus.Counter
+	steps          prometheus.Counter
+	faults         prometheus.Counter
+	floorRaises    prometheus.Counter
+	disruptions    prometheus.Counter
+	srcOffset      *prometheus.GaugeVec
+	srcDelay       *prometheus.GaugeVec
+	srcJitter      *prometheus.GaugeVec
+	srcSelected    *prometheus.GaugeVec
+	srcFalsetick   *prometheus.GaugeVec
+	srcReach       *prometheus.GaugeVec
+	srcStratum     *prometheus.GaugeVec
+	srcInterleaved *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -63,6 +64,7 @@ func newMetrics() *metrics {
 	m.srcFalsetick = gv("meridian_source_falseticker", "1 when the source was rejected as a falseticker.")
 	m.srcReach = gv("meridian_source_reach", "Reachability register of the source (8 bits, newest poll in bit 0).")
 	m.srcStratum = gv("meridian_source_stratum", "Stratum the source advertised in its last valid reply.")
+	m.srcInterleaved = gv("meridian_source_interleaved_samples", "Samples taken from interleaved replies (xleave: the server's real transmit stamp), since start.")
 	return m
 }
 
@@ -101,6 +103,7 @@ func (m *metrics) observeSources(srcs []*ntp.Source) {
 	for _, s := range srcs {
 		m.srcReach.WithLabelValues(s.Name).Set(float64(s.Stats.Reach.Load()))
 		m.srcStratum.WithLabelValues(s.Name).Set(float64(s.Stats.Stratum.Load()))
+		m.srcInterleaved.WithLabelValues(s.Name).Set(float64(s.Stats.Interleaved.Load()))
 	}
 }
 
@@ -120,6 +123,12 @@ func (m *metrics) registerServer(s *ntp.Server) {
 	c("meridian_ntp_server_dropped_source_port_total", "Requests dropped: UDP source port 0 (spoofed; no reply can reach it).", func(x ntp.ServerStats) uint64 { return x.DropSourcePort })
 	c("meridian_ntp_server_rate_dropped_total", "Requests dropped: over the rate limit.", func(x ntp.ServerStats) uint64 { return x.RateDropped })
 	c("meridian_ntp_server_rate_leaked_total", "Replies sent although over the rate limit (rate_limit.leak).", func(x ntp.ServerStats) uint64 { return x.RateLeaked })
+	c("meridian_ntp_server_interleaved_replies_total", "Replies in interleaved mode (carrying the previous reply's kernel transmit stamp).", func(x ntp.ServerStats) uint64 { return x.InterleavedReplies })
+	c("meridian_ntp_server_tx_stamps_total", "Kernel transmit stamps of replies stored for interleaved mode.", func(x ntp.ServerStats) uint64 { return x.TxStamps })
+	c("meridian_ntp_server_interleaved_evictions_total", "Interleaved-mode table entries evicted by another address.", func(x ntp.ServerStats) uint64 { return x.XleaveEvictions })
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_ntp_server_interleaved_table_entries",
+		Help: "Client addresses in the interleaved-mode table (its capacity: ntp_server.interleaved.table_size)."},
+		func() float64 { return float64(s.Stats().XleaveEntries) }))
 	for _, reason := range ntp.SendErrorReasons() {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "meridian_ntp_server_send_errors_total",
