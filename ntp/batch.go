@@ -32,6 +32,7 @@ type batchIO struct {
 	xl       [batchSize]xlOut   // of each tx entry: its table entry, if any
 	ts       *txStamper         // nil: no kernel TX stamps (basic mode only)
 	onIdle   func(fd uintptr)   // called when recvmmsg finds nothing (the error queue may have woken us)
+	stampFn  func(fd uintptr)   // after a send: collect the TX stamps (allocated once)
 	n, nTx   int
 	sent     int // tx entries done (sent or failed): resumes after EAGAIN
 	errno    syscall.Errno
@@ -124,6 +125,13 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 		b.ts = newTxStamper(s.HardwareTxToServed != nil)
 		b.ts.idShift = s.testIDShift
 		b.onIdle = func(fd uintptr) { b.ts.drain(fd, s) }
+		b.stampFn = func(fd uintptr) {
+			if b.ts.resync {
+				b.ts.restart(fd, s)
+			} else {
+				b.ts.drain(fd, s)
+			}
+		}
 	}
 	for {
 		if err := rc.Read(b.recvFunc); err != nil {
@@ -197,13 +205,7 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	if b.ts != nil {
 		// Software stamps are queued before sendmmsg returns: collect
 		// them now, before the clients' next requests.
-		_ = rc.Control(func(fd uintptr) {
-			if b.ts.resync {
-				b.ts.restart(fd, s)
-			} else {
-				b.ts.drain(fd, s)
-			}
-		})
+		_ = rc.Control(b.stampFn)
 	}
 	return nil
 }

@@ -121,10 +121,7 @@ func (t *txStamper) drain(fd uintptr, s *Server) {
 		if e != 0 || n == 0 {
 			return
 		}
-		// The stamps are in the past: read the served clock, then
-		// CLOCK_REALTIME (see txAt).
-		now := s.servedNS()
-		realtime := time.Now().UnixNano()
+		now, realtime := s.clockPair()
 		for i := 0; i < n; i++ {
 			t.stamp(t.oobs[i][:t.msgs[i].Msghdr.Controllen], now, realtime, s)
 		}
@@ -219,6 +216,23 @@ func parseTxStamp(oob []byte) (ns int64, hw bool, id uint32, ok bool) {
 		oob = oob[step:]
 	}
 	return ns, hw, id, haveStamp && haveID
+}
+
+// clockPair reads the served clock and then CLOCK_REALTIME for converting
+// transmit stamps (see txAt): a delay between the two reads makes a stamp
+// early, never late. A pair that took long (the goroutine was preempted
+// between the reads) is read again, up to three times, so that a stamp is
+// not made early by a preemption.
+func (s *Server) clockPair() (now, realtime int64) {
+	for range 3 {
+		before := time.Now().UnixNano()
+		now = s.servedNS()
+		realtime = time.Now().UnixNano()
+		if realtime-before < 5_000 {
+			break
+		}
+	}
+	return now, realtime
 }
 
 // servedNS is the served clock now: the TrueTime midpoint, or the local

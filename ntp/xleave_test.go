@@ -270,11 +270,14 @@ func (x *xclient) read(t *testing.T) (engine.Header, int64) {
 	return decode(t, x.buf[:n]), k
 }
 
-func serveXleave(t *testing.T, shift uint32) *Server {
+func serveXleave(t *testing.T, shift uint32, knobs ...func(*Server)) *Server {
 	t.Helper()
 	s := xleaveServer(wallTS{}, 0)
 	s.log = quietLog()
 	s.testIDShift = shift
+	for _, k := range knobs {
+		k(s)
+	}
 	if err := s.Listen("127.0.0.1:0", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -353,13 +356,16 @@ func TestXleaveLoopbackPairingNegativeControl(t *testing.T) {
 	t.Logf("detected: %s (%d in all)", bad[0], len(bad))
 }
 
-// How early is a basic reply's transmit stamp under a batch of load? m
-// clients at m distinct loopback addresses send at once, so the server
-// answers them in batches; each then sends an interleaved request, whose
-// reply carries the real departure of the first reply. The difference is
-// the basic stamp's error. Run with -v to see the numbers:
+// How early is a basic reply's transmit stamp under a batch of load, and
+// how close is the interleaved one? m clients at m distinct loopback
+// addresses send at once, so the server answers them in batches; each then
+// sends an interleaved request, whose reply carries the real departure of
+// the first reply. real − basic is the basic stamp's error; the client's
+// kernel receive stamp of the first reply minus the real departure bounds
+// the interleaved stamp's error (it includes the loopback transit). Run
+// with -v to see the numbers:
 //
-//	go test -race=false -count=1 -v -run TestXleaveBasicStampError ./ntp/
+//	go test -count=1 -v -run TestXleaveBasicStampError ./ntp/
 func TestXleaveBasicStampError(t *testing.T) {
 	s := serveXleave(t, 0)
 	const m, rounds = 32, 8
@@ -367,16 +373,17 @@ func TestXleaveBasicStampError(t *testing.T) {
 	for i := range cls {
 		cls[i] = newXClient(t, fmt.Sprintf("127.0.0.%d:0", 2+i), s.Addr())
 	}
-	var errs []int64
+	var early, basicGap, realGap []int64
 	for r := 0; r < rounds; r++ {
 		first := make([]engine.Header, m)
+		firstRx := make([]int64, m)
 		for _, c := range cls {
 			if _, err := c.c.Write(xreq(0, uint64(r+1)<<8|1, uint64(r+1)<<8|2)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for i, c := range cls {
-			first[i], _ = c.read(t)
+			first[i], firstRx[i] = c.read(t)
 		}
 		for i, c := range cls {
 			if _, err := c.c.Write(xreq(first[i].Receive, uint64(r+1)<<8|3, uint64(r+1)<<8|4)); err != nil {
@@ -388,19 +395,81 @@ func TestXleaveBasicStampError(t *testing.T) {
 			if h.Origin != uint64(r+1)<<8|3 {
 				continue // stamp missing: basic reply
 			}
-			errs = append(errs, engine.ToUnixNS(h.Transmit, now)-engine.ToUnixNS(first[i].Transmit, now))
+			real, basic := engine.ToUnixNS(h.Transmit, now), engine.ToUnixNS(first[i].Transmit, now)
+			early = append(early, real-basic)
+			basicGap = append(basicGap, firstRx[i]-basic)
+			realGap = append(realGap, firstRx[i]-real)
 		}
 	}
-	if len(errs) < m*rounds/2 {
-		t.Fatalf("only %d of %d second replies were interleaved; stats %+v", len(errs), m*rounds, s.Stats())
+	if len(early) < m*rounds/2 {
+		t.Fatalf("only %d of %d second replies were interleaved; stats %+v", len(early), m*rounds, s.Stats())
 	}
-	slices.Sort(errs)
-	med := errs[len(errs)/2]
-	if med < 0 {
+	for _, g := range realGap {
+		if g < 0 {
+			t.Fatalf("an interleaved stamp is %d ns later than the reply's arrival", -g)
+		}
+	}
+	q := func(x []int64) string {
+		slices.Sort(x)
+		return fmt.Sprintf("min %v, median %v, p90 %v, max %v", time.Duration(x[0]), time.Duration(x[len(x)/2]), time.Duration(x[len(x)*9/10]), time.Duration(x[len(x)-1]))
+	}
+	if med := early[len(early)/2]; med < 0 {
 		t.Fatalf("the real departure precedes the basic stamp (median %d ns): the basic stamp must be early", med)
 	}
-	t.Logf("basic transmit stamp early by (real − basic), %d replies in batches of up to %d: min %v, median %v, p90 %v, max %v",
-		len(errs), m, time.Duration(errs[0]), time.Duration(med), time.Duration(errs[len(errs)*9/10]), time.Duration(errs[len(errs)-1]))
+	t.Logf("%d replies in batches of up to %d", len(early), m)
+	t.Logf("basic stamp early by (real − basic): %s", q(early))
+	t.Logf("arrival − basic stamp:               %s", q(basicGap))
+	t.Logf("arrival − interleaved stamp:         %s", q(realGap))
+}
+
+// A hardware (PHC) transmit stamp is used only through HardwareTxToServed,
+// which maps it to the served clock; without it the stamp is dropped and
+// the client keeps getting basic replies.
+func TestXleaveHardwareStamp(t *testing.T) {
+	for _, conv := range []bool{false, true} {
+		s := xleaveServer(synced(), 0)
+		if conv {
+			s.HardwareTxToServed = func(phc int64) (int64, bool) { return phc + 5_000, true }
+		}
+		st := newTxStamper(conv)
+		resp := make([]byte, engine.HeaderLen)
+		var x xlOut
+		s.handleX(nil, xreq(0, 1, 2), resp, now, now, client, &x)
+		st.add(x.addr, x.rx, x.rxNS)
+		hw := make([]byte, 48) // ts[2]: the raw hardware stamp
+		phc := now + 15_000
+		binary.NativeEndian.PutUint64(hw[32:], uint64(phc/1e9))
+		binary.NativeEndian.PutUint64(hw[40:], uint64(phc%1e9))
+		st.stamp(slices.Concat(cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPING, hw), cmsg(unix.SOL_IPV6, unix.IPV6_RECVERR, eeData(0))), now, now, s)
+		n, v := s.handleX(nil, xreq(x.rx, 3, 4), resp, now+1e6, now+1e6, client, &x)
+		tx := engine.ToUnixNS(decode(t, resp[:n]).Transmit, now)
+		if (v&flagXleave != 0) != conv || (conv && (tx < phc+5_000-1 || tx > phc+5_000)) {
+			t.Fatalf("converter %v: interleaved %v, transmit %d (want %d)", conv, v&flagXleave != 0, tx, phc+5_000)
+		}
+	}
+}
+
+// A reply the kernel refuses (here: to UDP port 0, with the port check off)
+// may have used a stamp number; the worker restarts the numbering rather
+// than risk a mispairing. Around such failures, clients keep getting
+// interleaved replies whose stamps lie between the reply's receive and its
+// arrival.
+func TestXleaveSendFailureResync(t *testing.T) {
+	needRoot(t)
+	s := serveXleave(t, 0, func(s *Server) { s.allowPort0 = true })
+	raw := newRawSender(t)
+	srv := netip.MustParseAddrPort(s.Addr())
+	inter, bad := 0, []string(nil)
+	for r := 0; r < 5; r++ {
+		raw.send(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.99"), 0), srv, xreq(0, 1, 2))
+		i, b := xleaveRun(t, s, 2, 4)
+		inter += i
+		bad = append(bad, b...)
+	}
+	st := s.Stats()
+	if len(bad) > 0 || st.TxResyncs == 0 || inter < 10 {
+		t.Fatalf("%d interleaved, violations %v, stats %+v", inter, bad, st)
+	}
 }
 
 // xleaveModel drives a server through a sequence of requests from three
