@@ -19,5 +19,10 @@
 //     are dropped and counted. One failed entry of a batched send never
 //     drops the rest of the batch.
 //
-// Not yet: interleaved mode, NTS.
+// Interleaved mode (xleave.go, txstamp.go): replies carry the kernel's
+// transmit stamp of the previous reply to clients that ask, from a
+// bounded per-address table; a transmit stamp is still never later than
+// the real send.
+//
+// Not yet: NTS.
 package ntp

@@ -8,7 +8,10 @@
 // Client validates replies: random origin timestamps against off-path
 // spoofing, the reachability register, KoD RATE backs the poll off and
 // DENY/RSTR stop the source, LI=3/stratum-16 sources give no sample, and
-// replies are parsed with facebook/time's ntp/protocol. wire.go holds the
+// replies are parsed with facebook/time's ntp/protocol. With
+// ClientConfig.Interleaved it asks for interleaved replies (chrony's
+// xleave; see client.go) and pairs the server's real transmit stamp with
+// the previous exchange. wire.go holds the
 // 48-byte header codec and the timestamp conversions (NTP eras, short
 // format rounded up where it carries a bound) the server shares.
 //
