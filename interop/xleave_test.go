@@ -88,7 +88,8 @@ func startMeridianMetrics(t *testing.T, yaml string) *daemon.Daemon {
 	return testdaemon.Start(t, cfg, daemon.Options{Tick: 100 * time.Millisecond})
 }
 
-// metric reads one unlabelled value from the daemon's /metrics.
+// metric reads one value from the daemon's /metrics; name includes its
+// labels as the exposition format writes them.
 func metric(t *testing.T, d *daemon.Daemon, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + d.MetricsAddr() + "/metrics")
@@ -157,4 +158,36 @@ func TestXleaveChronyClient(t *testing.T) {
 	}
 	t.Logf("ntpdata: interleaved %s, TX timestamping %s, peer delay %s s; our interleaved replies %v, table entries %v; chrony's offsets %v",
 		nd[26], nd[28], nd[19], replies, metric(t, d, "meridian_ntp_server_interleaved_table_entries"), offsets)
+}
+
+// meridiand to meridiand: a source configured with `xleave: true` (the
+// config key, through the daemon) takes interleaved samples from our own
+// server, counted in meridian_source_interleaved_samples, and follows it:
+// the client, started 3 ms behind the server's +1 ms, ends within 100 µs.
+func TestXleaveMeridianToMeridian(t *testing.T) {
+	port := freeUDPPort(t)
+	startMeridian(t, fmt.Sprintf("local_stratum: 1\nclock_offset: +1ms\nntp_server: {listen: [\"127.0.0.1:%d\"]}\n", port))
+	d := startMeridianMetrics(t, fmt.Sprintf(
+		"local_stratum: 0\nclock_offset: -2ms\nsources: [{type: ntp, address: \"127.0.0.1:%d\", poll: 250ms, xleave: true}]\n", port))
+	name := fmt.Sprintf(`meridian_source_interleaved_samples{source="ntp:127.0.0.1:%d"}`, port)
+	deadline := time.Now().Add(20 * time.Second)
+	var n float64
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		if n = metric(t, d, name); n >= 10 {
+			break
+		}
+	}
+	if n < 10 {
+		t.Fatalf("%v interleaved samples", n)
+	}
+	iv, err := d.Clock().Now()
+	host := time.Now().UnixNano()
+	if err != nil {
+		t.Fatalf("not synchronized after %v interleaved samples: %v", n, err)
+	}
+	if off := iv.MidNS() - host; off < 1e6-100e3 || off > 1e6+100e3 {
+		t.Fatalf("client is %+d ns from the host, want the server's +1 ms ± 100 µs", off)
+	}
+	t.Logf("%v interleaved samples; client − host %v, ε %v", n, time.Duration(iv.MidNS()-host), time.Duration(iv.EpsNS()))
 }

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -155,12 +154,8 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 
 // serveBatch answers the b.n requests in b.rx and sends the replies.
 func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
-	realtime := time.Now().UnixNano() // before the clock read: see rxAt
 	mono := monoNS()
-	now := s.ts.LocalNS()
-	if iv, err := s.ts.Now(); err == nil {
-		now = iv.MidNS()
-	}
+	realtime, now := s.rxClockPair()
 	b.nTx = 0
 	for i := 0; i < b.n; i++ {
 		m := &b.rx[i]

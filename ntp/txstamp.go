@@ -235,6 +235,20 @@ func (s *Server) clockPair() (now, realtime int64) {
 	return now, realtime
 }
 
+// rxClockPair reads CLOCK_REALTIME and then the served clock for converting
+// receive stamps (see rxAt): a delay between the reads makes a stamp late,
+// never early. A pair that took long is read again, up to three times.
+func (s *Server) rxClockPair() (realtime, now int64) {
+	for range 3 {
+		realtime = time.Now().UnixNano()
+		now = s.servedNS()
+		if time.Now().UnixNano()-realtime < 5_000 {
+			break
+		}
+	}
+	return realtime, now
+}
+
 // servedNS is the served clock now: the TrueTime midpoint, or the local
 // reading while unsynchronized (as the replies' timestamps are).
 func (s *Server) servedNS() int64 {
