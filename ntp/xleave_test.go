@@ -660,3 +660,39 @@ func TestXleaveModelNegativeControls(t *testing.T) {
 		t.Logf("%s: %v", tc.name, err)
 	}
 }
+
+// The interleaved path's cost per request: one client that interleaves,
+// and a flood of distinct addresses that only evicts (the table is full
+// from the first few hundred requests on).
+//
+//	go test -run XXX -bench HandleXleave -benchmem ./ntp/
+func BenchmarkHandleXleave(b *testing.B) {
+	req, resp := xreq(0, 1, 2), make([]byte, engine.HeaderLen)
+	b.Run("basic", func(b *testing.B) {
+		s := NewServer(synced(), RateLimit{}, nil)
+		for b.Loop() {
+			s.handleX(nil, req, resp, now, now, client, nil)
+		}
+	})
+	b.Run("one-client", func(b *testing.B) {
+		s := xleaveServer(synced(), 0)
+		var x xlOut
+		i := int64(0)
+		for b.Loop() {
+			i++
+			s.handleX(nil, req, resp, now+i, now+i, client, &x)
+			s.xt.setTx(&x.addr, x.rx, now+i+10)
+			copy(req[24:32], resp[32:40]) // origin = the last receive timestamp
+		}
+	})
+	b.Run("flood", func(b *testing.B) {
+		s := xleaveServer(synced(), 0)
+		var x xlOut
+		i := uint32(0)
+		for b.Loop() {
+			i++
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			s.handleX(nil, req, resp, now, now, netip.AddrPortFrom(a, 123), &x)
+		}
+	})
+}
