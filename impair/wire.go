@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,8 +54,9 @@ type direction struct {
 	in, out *os.File
 	mu      sync.Mutex
 	l       *link
-	tfd     int
-	armedNS int64 // the timer's instant; MaxInt64 when disarmed
+	tfd     int      // the timer, armed by number (timer.Fd() would make it blocking)
+	timer   *os.File // the same timer, read through Go's netpoller
+	armedNS int64    // the timer's instant; MaxInt64 when disarmed
 	closed  bool
 	late    [latenessRing]int64
 	lateN   int
@@ -79,10 +79,10 @@ func New(ctx context.Context, a, b *os.File, cfg Config) (*Wire, error) {
 	w := &Wire{files: [2]*os.File{a, b}, baseTime: time.Now(), baseMono: ts.Nano()}
 	now := w.monoNS()
 	for i, io := range [][2]*os.File{{a, b}, {b, a}} {
-		tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC)
+		tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
 		if err != nil {
 			for _, d := range w.dirs[:i] {
-				_ = unix.Close(d.tfd)
+				_ = d.timer.Close()
 			}
 			return nil, fmt.Errorf("impair: timerfd_create: %w", err)
 		}
@@ -91,7 +91,7 @@ func New(ctx context.Context, a, b *os.File, cfg Config) (*Wire, error) {
 		if i == 1 {
 			p, name = cfg.BtoA, "b_to_a"
 		}
-		d := &direction{name: name, in: io[0], out: io[1], tfd: tfd, armedNS: math.MaxInt64,
+		d := &direction{name: name, in: io[0], out: io[1], tfd: tfd, timer: os.NewFile(uintptr(tfd), "timerfd:"+name), armedNS: math.MaxInt64,
 			l: newLink(p, cfg.Seed, uint64(i), cfg, now)}
 		d.pool.New = func() any { return &frame{buf: make([]byte, frameBytes)} }
 		w.dirs[i] = d
@@ -109,8 +109,8 @@ func New(ctx context.Context, a, b *os.File, cfg Config) (*Wire, error) {
 func (w *Wire) monoNS() int64 { return w.baseMono + int64(time.Since(w.baseTime)) }
 
 // Configure replaces the impairment in both directions; route changes count
-// from now, and the RNGs restart from cfg.Seed. Frames in flight keep their
-// due instants.
+// from now, the RNGs restart from cfg.Seed and the counters from zero.
+// Frames in flight keep their due instants.
 func (w *Wire) Configure(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -123,6 +123,8 @@ func (w *Wire) Configure(cfg Config) error {
 		}
 		d.mu.Lock()
 		d.l.configure(p, cfg.Seed, uint64(i), cfg, now)
+		d.l.stats = LinkStats{}
+		d.lateN = 0
 		d.mu.Unlock()
 	}
 	return nil
@@ -133,7 +135,7 @@ func (w *Wire) Configure(cfg Config) error {
 // Config.SubtractNS to it to have configured delays be what the path shows.
 func (w *Wire) OverheadNS() int64 { return w.overheadNS.Load() }
 
-// Stats returns both directions' counters.
+// Stats returns both directions' counters since New or the last Configure.
 func (w *Wire) Stats() Stats {
 	return Stats{AtoB: w.dirs[0].stats(), BtoA: w.dirs[1].stats()}
 }
@@ -221,13 +223,13 @@ func (w *Wire) read(d *direction) {
 	}
 }
 
-// deliver writes frames out when they are due. It blocks in read(2) on the
-// timerfd on a thread of its own: the kernel's hrtimer wakes it within tens
-// of µs, where the Go runtime's timers can be a millisecond late.
+// deliver writes frames out when they are due. It waits on the timerfd
+// through Go's netpoller: the kernel's hrtimer makes the descriptor ready
+// within tens of µs of the due instant, and epoll wakes the runtime at
+// once — where Go's own timers round their sleeps to the millisecond, and a
+// thread blocked in read(2) would hold a P until sysmon took it back.
 func (w *Wire) deliver(d *direction) {
 	defer w.wg.Done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	var tick [8]byte
 	var due []*frame
 	var late []int64
@@ -265,8 +267,13 @@ func (w *Wire) deliver(d *direction) {
 			}
 			d.mu.Unlock()
 		}
-		if _, err := unix.Read(d.tfd, tick[:]); err != nil && !errors.Is(err, unix.EINTR) {
-			w.fail(fmt.Errorf("impair: %s: timerfd read: %w", d.name, err))
+		if _, err := d.timer.Read(tick[:]); err != nil {
+			d.mu.Lock()
+			closed := d.closed
+			d.mu.Unlock()
+			if !closed && !errors.Is(err, os.ErrClosed) {
+				w.fail(fmt.Errorf("impair: %s: timerfd read: %w", d.name, err))
+			}
 			return
 		}
 	}
@@ -285,10 +292,10 @@ func (w *Wire) shutdown() {
 		for _, f := range w.files {
 			_ = f.Close()
 		}
-		w.wg.Wait()
 		for _, d := range w.dirs {
-			_ = unix.Close(d.tfd)
+			_ = d.timer.Close() // after closed is set: nobody arms it again
 		}
+		w.wg.Wait()
 	})
 }
 
