@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 )
 
 // drive admits n frames, one every gapNS on a fake clock starting at 0,
@@ -253,4 +255,73 @@ func TestConfigValidateNamesKey(t *testing.T) {
 	if err := (Config{AtoB: Path{Delay: 1, LossPct: 100}}).Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Properties of any path and any arrival sequence: every admitted frame
+// comes out exactly once, never before it is due, never sooner than the
+// base delay in force (less SubtractNS); NoReorder delivers in admission
+// order; forwarded + dropped + overflow = offered.
+func TestLinkProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		dist := Dist(rapid.IntRange(0, 2).Draw(t, "dist"))
+		p := Path{
+			Delay:     time.Duration(rapid.Int64Range(0, 5e6).Draw(t, "delay")),
+			LossPct:   rapid.Float64Range(0, 100).Draw(t, "loss"),
+			NoReorder: rapid.Bool().Draw(t, "noreorder"),
+		}
+		switch dist {
+		case Uniform:
+			p.Jitter = Jitter{Dist: Uniform, Max: time.Duration(rapid.Int64Range(1, 5e6).Draw(t, "max"))}
+		case Exponential:
+			p.Jitter = Jitter{Dist: Exponential, Mean: time.Duration(rapid.Int64Range(1, 2e6).Draw(t, "mean"))}
+		}
+		if rapid.Bool().Draw(t, "change") {
+			p.Changes = []Change{{At: time.Duration(rapid.Int64Range(0, 1e8).Draw(t, "at")), Delay: time.Duration(rapid.Int64Range(0, 5e6).Draw(t, "delay2"))}}
+		}
+		cfg := Config{SubtractNS: rapid.Int64Range(0, 1e6).Draw(t, "subtract"), MaxQueue: rapid.IntRange(0, 64).Draw(t, "maxq")}
+		l := newLink(p, rapid.Uint64().Draw(t, "seed"), 0, cfg, 0)
+		gaps := rapid.SliceOfN(rapid.Int64Range(0, 2e6), 1, 300).Draw(t, "gaps")
+		now := int64(0)
+		offered, delivered := 0, map[uint64]bool{}
+		var lastSeq int64 = -1
+		var out []*frame
+		pop := func(at int64) {
+			out = l.popDue(at, out[:0])
+			for _, f := range out {
+				if f.dueNS > at {
+					t.Fatalf("frame %d delivered at %d before due %d", f.seq, at, f.dueNS)
+				}
+				if delivered[f.seq] {
+					t.Fatalf("frame %d delivered twice", f.seq)
+				}
+				delivered[f.seq] = true
+				if p.NoReorder && int64(f.seq) < lastSeq {
+					t.Fatalf("NoReorder: frame %d after %d", f.seq, lastSeq)
+				}
+				lastSeq = int64(f.seq)
+			}
+		}
+		for _, g := range gaps {
+			now += g
+			pop(now)
+			f := &frame{}
+			offered++
+			if l.admit(now, f) {
+				if min := max(l.baseDelayNS(now)-cfg.SubtractNS, 0); f.dueNS-now < min {
+					t.Fatalf("delay %d below the base %d", f.dueNS-now, min)
+				}
+			}
+		}
+		for {
+			nx, ok := l.next()
+			if !ok {
+				break
+			}
+			pop(nx)
+		}
+		s := l.stats
+		if int(s.Dropped+s.Overflow)+len(delivered) != offered || uint64(len(delivered)) != l.seq {
+			t.Fatalf("offered %d: delivered %d, dropped %d, overflow %d, admitted %d", offered, len(delivered), s.Dropped, s.Overflow, l.seq)
+		}
+	})
 }
