@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 )
@@ -110,6 +111,35 @@ func TestWireAsymmetricDelayInNetns(t *testing.T) {
 	if err := checkDelays(r, Calibration{}, 3*time.Millisecond, time.Millisecond, tol); err != nil {
 		t.Fatalf("with SubtractNS %v: %v", time.Duration(sub.SubtractNS), err)
 	}
+	// A route change 400 ms after Configure: a→b goes from 1 ms to 3 ms.
+	// Probes every 5 ms for 800 ms: the first 300 ms show 1 ms, the last
+	// 300 ms 3 ms.
+	if err := p.Wire.Configure(Config{AtoB: Path{Delay: time.Millisecond, Changes: []Change{{At: 400 * time.Millisecond, Delay: 3 * time.Millisecond}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := p.ProbeSeries(ctx, 160, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early, late []time.Duration
+	for _, pr := range rc {
+		switch {
+		case pr.SentAfter < 300*time.Millisecond:
+			early = append(early, pr.AtoB)
+		case pr.SentAfter > 500*time.Millisecond:
+			late = append(late, pr.AtoB)
+		}
+	}
+	slices.Sort(early)
+	slices.Sort(late)
+	if len(early) < 30 || len(late) < 30 {
+		t.Fatalf("route change: %d early and %d late probes", len(early), len(late))
+	}
+	e, l := Quantile(early, .5)-cal.AtoBP50, Quantile(late, .5)-cal.AtoBP50
+	if e < time.Millisecond-tol || e > time.Millisecond+tol || l < 3*time.Millisecond-tol || l > 3*time.Millisecond+tol {
+		t.Fatalf("route change 1 ms → 3 ms at 400 ms: medians less overhead %v before, %v after", e, l)
+	}
+	t.Logf("route change: a→b %v before, %v after (less overhead)", e, l)
 	// Negative control.
 	broken := cfg
 	broken.ignoreDelay = true

@@ -19,7 +19,7 @@ import (
 // returns and right before a write: the kernel's stack in both namespaces
 // is part of every figure.
 type ProbeResult struct {
-	Sent      int
+	Sent      int             // probes requested
 	AtoB      []time.Duration // sorted
 	BtoA      []time.Duration // sorted
 	RoundTrip []time.Duration // sorted; excludes the echo's turnaround
@@ -37,18 +37,38 @@ func Quantile(sorted []time.Duration, q float64) time.Duration {
 
 const probeBytes = 8 + 3*8
 
+// Echo is one probe's legs, with when it was sent (since the first).
+type Echo struct {
+	SentAfter       time.Duration
+	AtoB, BtoA, RTT time.Duration
+}
+
 // Probe sends n UDP echoes from A to B, one every interval, and measures
 // each leg. Lost echoes are simply missing from the result.
 func (p *Pair) Probe(ctx context.Context, n int, interval time.Duration) (ProbeResult, error) {
-	var res ProbeResult
+	es, err := p.ProbeSeries(ctx, n, interval)
+	res := ProbeResult{Sent: n}
+	for _, e := range es {
+		res.AtoB = append(res.AtoB, e.AtoB)
+		res.BtoA = append(res.BtoA, e.BtoA)
+		res.RoundTrip = append(res.RoundTrip, e.RTT)
+	}
+	for _, s := range [][]time.Duration{res.AtoB, res.BtoA, res.RoundTrip} {
+		slices.Sort(s)
+	}
+	return res, err
+}
+
+// ProbeSeries is Probe's echoes one by one, in the order they came back.
+func (p *Pair) ProbeSeries(ctx context.Context, n int, interval time.Duration) ([]Echo, error) {
 	srv, err := p.ListenUDP(B, 0)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	cli, err := p.ListenUDP(A, 0)
 	if err != nil {
 		srv.Close()
-		return res, err
+		return nil, err
 	}
 	base := time.Now()
 	since := func() int64 { return int64(time.Since(base)) }
@@ -76,6 +96,7 @@ func (p *Pair) Probe(ctx context.Context, n int, interval time.Duration) (ProbeR
 		cli.Close()
 		wg.Wait()
 	}()
+	var echoes []Echo
 	recvDone := make(chan error, 1)
 	go func() { // replies
 		buf := make([]byte, 64)
@@ -97,9 +118,8 @@ func (p *Pair) Probe(ctx context.Context, n int, interval time.Duration) (ProbeR
 			t1 := int64(binary.LittleEndian.Uint64(buf[8:]))
 			t2 := int64(binary.LittleEndian.Uint64(buf[16:]))
 			t3 := int64(binary.LittleEndian.Uint64(buf[24:]))
-			res.AtoB = append(res.AtoB, time.Duration(t2-t1))
-			res.BtoA = append(res.BtoA, time.Duration(t4-t3))
-			res.RoundTrip = append(res.RoundTrip, time.Duration(t4-t1-(t3-t2)))
+			echoes = append(echoes, Echo{SentAfter: time.Duration(t1), AtoB: time.Duration(t2 - t1),
+				BtoA: time.Duration(t4 - t3), RTT: time.Duration(t4 - t1 - (t3 - t2))})
 		}
 	}()
 	dst := net.UDPAddrFromAddrPort(srv.LocalAddr().(*net.UDPAddr).AddrPort())
@@ -113,7 +133,6 @@ func (p *Pair) Probe(ctx context.Context, n int, interval time.Duration) (ProbeR
 			serr = fmt.Errorf("impair: probe send: %w", err)
 			break
 		}
-		res.Sent++
 		select {
 		case <-ctx.Done():
 			serr = ctx.Err()
@@ -125,10 +144,7 @@ func (p *Pair) Probe(ctx context.Context, n int, interval time.Duration) (ProbeR
 	}
 	tick.Stop()
 	rerr := <-recvDone // a second without replies ends it
-	for _, s := range [][]time.Duration{res.AtoB, res.BtoA, res.RoundTrip} {
-		slices.Sort(s)
-	}
-	return res, errors.Join(serr, rerr)
+	return echoes, errors.Join(serr, rerr)
 }
 
 // Calibration is the wire's own overhead, measured with zero impairment.

@@ -39,7 +39,8 @@ import (
 //     same sign as ours.
 //
 // Assertions: no containment violation on any path, ever (also during the
-// warm-up). Ours ≤ chrony's median error per path is asserted only with
+// warm-up); the negative control — the same check on the same reads with ε
+// shrunk 100× — must find violations on every path. Ours ≤ chrony's median error per path is asserted only with
 // MERIDIAN_ACCURACY_STRICT=1 (the lead switches it on); otherwise a miss
 // is logged as "NOT YET". MERIDIAN_ACCURACY_OUT=file writes the table as
 // JSON; MERIDIAN_ACCURACY_SECONDS sets the measured span (default 120,
@@ -98,13 +99,14 @@ type accuracyResult struct {
 	ChronyMinDelayNS     int64        `json:"chrony_min_delay_ns"`  // chronyc ntpdata peer delay, smallest seen
 	ProvableMinNS        int64        `json:"provable_min_ns"`      // half the smaller of the two
 	EpsOverProvable      float64      `json:"eps_over_provable"`
-	Reads                int          `json:"reads"`            // ours, after the warm-up
-	ChronySamples        int          `json:"chrony_samples"`   // after the warm-up
-	Unsynchronized       int          `json:"unsynchronized"`   // our reads refused, after the warm-up
-	Violations           int          `json:"violations"`       // containment, whole run
-	CheckedReads         int          `json:"checked_reads"`    // containment checks, whole run
-	LooseReads           int          `json:"loose_reads"`      // host reads > 20 µs apart around ours even after retries
-	WireOverheadNS       int64        `json:"wire_overhead_ns"` // calibrated one-way, subtracted
+	Reads                int          `json:"reads"`              // ours, after the warm-up
+	ChronySamples        int          `json:"chrony_samples"`     // after the warm-up
+	Unsynchronized       int          `json:"unsynchronized"`     // our reads refused, after the warm-up
+	Violations           int          `json:"violations"`         // containment, whole run
+	CheckedReads         int          `json:"checked_reads"`      // containment checks, whole run
+	ControlViolations    int          `json:"control_violations"` // the negative control: containment with ε/100
+	LooseReads           int          `json:"loose_reads"`        // host reads > 20 µs apart around ours even after retries
+	WireOverheadNS       int64        `json:"wire_overhead_ns"`   // calibrated one-way, subtracted
 	Wire                 impair.Stats `json:"wire"`
 	WarmupSeconds        float64      `json:"warmup_s"`
 	MeasuredSeconds      float64      `json:"measured_s"`
@@ -313,6 +315,11 @@ func (r *accuracyRun) sample(warm, measure time.Duration) {
 						time.Duration(iv.MidNS()-after), time.Duration(iv.EpsNS()), before, after))
 				}
 			}
+			// Negative control: the same check on the same read with ε
+			// shrunk 100× must find violations, or the check cannot fail.
+			if mid, e := iv.MidNS(), iv.EpsNS()/100; mid-e > after || mid+e < before {
+				res.ControlViolations++
+			}
 			if measuring {
 				e := iv.MidNS() - after
 				r.ours, r.oursAbs, r.eps = append(r.ours, e), append(r.oursAbs, abs64(e)), append(r.eps, iv.EpsNS())
@@ -369,6 +376,9 @@ func (r *accuracyRun) evaluate(t *testing.T, measure time.Duration) *accuracyRes
 	if res.Violations > 0 {
 		t.Errorf("%d of %d reads missed the host clock", res.Violations, res.CheckedReads)
 	}
+	if res.ControlViolations == 0 {
+		t.Errorf("negative control: with ε shrunk 100× the containment check found no violation in %d reads: it cannot fail", res.CheckedReads)
+	}
 	res.Reads, res.ChronySamples = len(r.ours), len(r.chrony)
 	if len(r.ours) < int(measure/(200*time.Millisecond)) {
 		t.Errorf("only %d synchronized reads in %v (%d refused)", len(r.ours), measure, res.Unsynchronized)
@@ -397,10 +407,10 @@ func (r *accuracyRun) evaluate(t *testing.T, measure time.Duration) *accuracyRes
 			*p = 0
 		}
 	}
-	t.Logf("ours median |err| %v p99 %v (signed median %v), ε median %v; chrony median |err| %v p99 %v (signed %v); min δ ours %v chrony %v; %d reads, %d chrony samples, %d violations in %d checks (%d loosely bracketed); wire %+v",
+	t.Logf("ours median |err| %v p99 %v (signed median %v), ε median %v; chrony median |err| %v p99 %v (signed %v); min δ ours %v chrony %v; %d reads, %d chrony samples, %d violations in %d checks (%d loosely bracketed; with ε/100, the negative control, %d); wire %+v",
 		time.Duration(res.OursMedianAbsErrNS), time.Duration(res.OursP99AbsErrNS), time.Duration(res.OursMedianErrNS),
 		time.Duration(res.OursMedianEpsNS), time.Duration(res.ChronyMedianAbsErrNS), time.Duration(res.ChronyP99AbsErrNS), time.Duration(res.ChronyMedianErrNS),
-		time.Duration(res.OursMinDelayNS), time.Duration(res.ChronyMinDelayNS), res.Reads, res.ChronySamples, res.Violations, res.CheckedReads, res.LooseReads, res.Wire)
+		time.Duration(res.OursMinDelayNS), time.Duration(res.ChronyMinDelayNS), res.Reads, res.ChronySamples, res.Violations, res.CheckedReads, res.LooseReads, res.ControlViolations, res.Wire)
 	// The wire itself, witnessed by chrony: an asymmetric path shifts any
 	// NTP client's offset by half the asymmetry (the jitter is symmetric
 	// on every path here). 250 µs: chrony's p99 stays within ~50 µs of its
