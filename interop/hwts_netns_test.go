@@ -10,49 +10,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/impair"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/ntp/engine"
 )
-
-// dialInNetns opens a UDP socket inside network namespace ns: the socket
-// stays there after this thread returns to its own namespace.
-func dialInNetns(ns string, raddr *net.UDPAddr) (*net.UDPConn, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	target, err := os.Open(filepath.Join("/var/run/netns", ns))
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, err
-	}
-	conn, derr := net.DialUDP("udp", nil, raddr)
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		panic("cannot return to the original network namespace: " + err.Error())
-	}
-	return conn, derr
-}
 
 // Through a veth pair between two namespaces, the NTP client's exchange
 // uses kernel software TX and RX stamps (reported by hwts), and measures the
 // server's injected +2.5 ms.
 func TestNTPSoftwareStampsOverVeth(t *testing.T) {
-	nsA, nsB, _, addrB := netnsPair(t)
+	p := netnsPair(t)
+	nsB, addrB := p.NS[impair.B], p.Addr[impair.B].String()
 	bin := buildMeridiand(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "m.yaml")
@@ -72,7 +46,10 @@ func TestNTPSoftwareStampsOverVeth(t *testing.T) {
 	src := ntp.NewSource("veth", addrB+":123", engine.ClientConfig{Poll: 200 * time.Millisecond}, clk,
 		func() uint64 { return 0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	src.Timestamping = hwts.Software
-	src.Dial = func(ra *net.UDPAddr) (*net.UDPConn, error) { return dialInNetns(nsA, ra) }
+	src.Dial = func(ra *net.UDPAddr) (c *net.UDPConn, err error) {
+		ierr := p.InNS(impair.A, func() error { c, err = net.DialUDP("udp", nil, ra); return err })
+		return c, ierr
+	}
 	out := make(chan ntp.SourceSample, 16)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

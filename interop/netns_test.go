@@ -11,45 +11,38 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridiantime/meridian/impair"
 )
 
-// netnsPair creates two network namespaces joined by a veth pair, with
-// addresses 10.201.N.1 (a) and 10.201.N.2 (b), deleted when the test ends.
-func netnsPair(t *testing.T) (a, b, addrA, addrB string) {
+// needNetns skips without root or ip(8) (fails under CI=true).
+func needNetns(t *testing.T) {
 	t.Helper()
-	ip := need(t, "ip")
+	need(t, "ip")
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("network namespace tests need root under CI")
 		}
 		t.Skip("network namespaces need root")
 	}
-	n := os.Getpid()%200 + 20
-	a, b = fmt.Sprintf("mrd%da", os.Getpid()), fmt.Sprintf("mrd%db", os.Getpid())
-	va, vb := fmt.Sprintf("mv%da", os.Getpid()%100000), fmt.Sprintf("mv%db", os.Getpid()%100000)
-	addrA, addrB = fmt.Sprintf("10.201.%d.1", n), fmt.Sprintf("10.201.%d.2", n)
-	run := func(args ...string) {
-		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
+}
+
+// netnsPair creates two network namespaces joined by a veth pair
+// (impair.NewVethPair: unique names, a subnet of its own), deleted when
+// the test ends.
+func netnsPair(t *testing.T) *impair.Pair {
+	t.Helper()
+	needNetns(t)
+	p, err := impair.NewVethPair()
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = exec.Command(ip, "netns", "del", a).Run()
-		_ = exec.Command(ip, "netns", "del", b).Run()
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
 	})
-	run("netns", "add", a)
-	run("netns", "add", b)
-	run("link", "add", va, "type", "veth", "peer", "name", vb)
-	run("link", "set", va, "netns", a)
-	run("link", "set", vb, "netns", b)
-	run("-n", a, "addr", "add", addrA+"/24", "dev", va)
-	run("-n", b, "addr", "add", addrB+"/24", "dev", vb)
-	for _, ns := range []string{a, b} {
-		run("-n", ns, "link", "set", "lo", "up")
-	}
-	run("-n", a, "link", "set", va, "up")
-	run("-n", b, "link", "set", vb, "up")
-	return a, b, addrA, addrB
+	return p
 }
 
 // buildMeridiand compiles the daemon once per test binary run.
@@ -68,7 +61,8 @@ func buildMeridiand(t *testing.T) string {
 // meridiand's stratum.
 func TestNtpdigInNetns(t *testing.T) {
 	ntpdig := need(t, "ntpdig")
-	nsA, nsB, _, addrB := netnsPair(t)
+	p := netnsPair(t)
+	nsA, nsB, addrB := p.NS[impair.A], p.NS[impair.B], p.Addr[impair.B].String()
 	bin := buildMeridiand(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "m.yaml")

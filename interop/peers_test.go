@@ -13,6 +13,7 @@ import (
 
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/daemon"
+	"github.com/meridiantime/meridian/impair"
 	"github.com/meridiantime/meridian/internal/testdaemon"
 )
 
@@ -56,6 +57,13 @@ func startMeridian(t *testing.T, yaml string) *daemon.Daemon {
 // chronyc command socket.
 func chronyd(t *testing.T, directives string) string {
 	t.Helper()
+	return chronydIn(t, nil, impair.A, directives)
+}
+
+// chronydIn is chronyd run inside side's namespace of p (on the host when p
+// is nil).
+func chronydIn(t *testing.T, p *impair.Pair, side impair.Side, directives string) string {
+	t.Helper()
 	bin := need(t, "chronyd")
 	need(t, "chronyc")
 	setpriv := need(t, "setpriv")
@@ -68,7 +76,11 @@ func chronyd(t *testing.T, directives string) string {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(setpriv, "--bounding-set", "-sys_time", "--", bin, "-x", "-d", "-u", "root", "-f", cf)
+	args := []string{"--bounding-set", "-sys_time", "--", bin, "-x", "-d", "-u", "root", "-f", cf}
+	cmd := exec.Command(setpriv, args...)
+	if p != nil {
+		cmd = p.Command(side, setpriv, args...) // ip execs setpriv, setpriv execs chronyd: one PID
+	}
 	// Dies with the test binary (a timed-out run leaves no chronyd behind to
 	// hold its ports): stopped by PID here, never by name anywhere.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

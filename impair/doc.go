@@ -1,0 +1,34 @@
+// Package impair is a userspace impairment wire between two network
+// namespaces: our stand-in for the netem qdisc, which this machine lacks.
+//
+// A Wire copies Ethernet frames between two file descriptors (in practice
+// two TAP devices, one moved into each namespace) and delays, jitters, drops
+// and reorders them per direction, as a Config says. Every random decision
+// comes from an RNG seeded by Config.Seed, so a run's decisions are
+// reproducible (arrival times of course depend on the machine).
+//
+// Owns:
+//   - the scheduler core (link): pure, takes the arrival instant as an input
+//     and returns each frame's due instant; unit-tested on a fake clock;
+//   - the driver (Wire): one reader per direction stamps each frame when read
+//     (CLOCK_MONOTONIC) and queues it in a heap by due instant; one timer per
+//     direction (a timerfd, so delivery is ~20–40 µs late here where Go's own
+//     timers are up to 1 ms late) wakes a locked thread that writes the due
+//     frames out. Nothing spins;
+//   - the namespace pair (Pair): two namespaces joined either by the wire
+//     (NewPair) or by a plain veth pair (NewVethPair), unique names per
+//     process and pair, deleted by Close — the helper interop tests and the
+//     bench CLI share;
+//   - calibration (Pair.Probe, Pair.Calibrate): UDP echoes between the
+//     namespaces, stamped in this process on one CLOCK_MONOTONIC, measure
+//     each direction's one-way delay; with zero impairment that is the
+//     wire's own overhead, which Config.SubtractNS can take off the
+//     configured delays.
+//
+// Units: delays are time.Duration; instants are CLOCK_MONOTONIC
+// nanoseconds. Delays are never negative: jitter adds to the base delay, so
+// the base delay is each direction's minimum (plus the overhead).
+//
+// Must never: touch the root namespace's addresses or routes, send anything
+// outside the two namespaces it created, or keep running after Close.
+package impair
