@@ -53,6 +53,11 @@ type Path struct {
 	LossPct   float64 // frames dropped, percent in [0, 100]
 	NoReorder bool    // keep FIFO: a jittered frame never overtakes an earlier one
 	Changes   []Change
+	// SubtractNS is taken off this direction's delays on top of
+	// Config.SubtractNS: the wire's own overhead is not the same both ways
+	// (one reader thread and one TAP queue each), and an uneven overhead is
+	// an asymmetry no NTP client can see.
+	SubtractNS int64
 }
 
 // Config is the wire's impairment in both directions.
@@ -92,6 +97,9 @@ func (c Config) Validate() error {
 func (p Path) validate(key string) error {
 	if p.Delay < 0 {
 		return fmt.Errorf("impair: %s.delay: must be ≥ 0, got %v", key, p.Delay)
+	}
+	if p.SubtractNS < 0 {
+		return fmt.Errorf("impair: %s.subtract_ns: must be ≥ 0, got %d", key, p.SubtractNS)
 	}
 	if math.IsNaN(p.LossPct) || p.LossPct < 0 || p.LossPct > 100 {
 		return fmt.Errorf("impair: %s.loss_pct: must be in [0, 100], got %v", key, p.LossPct)

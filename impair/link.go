@@ -68,7 +68,7 @@ func newLink(p Path, seed uint64, dir uint64, c Config, startNS int64) *link {
 // due instants.
 func (l *link) configure(p Path, seed uint64, dir uint64, c Config, startNS int64) {
 	l.p = p
-	l.subtractNS = c.SubtractNS
+	l.subtractNS = c.SubtractNS + p.SubtractNS
 	l.maxQueue = c.MaxQueue
 	if l.maxQueue == 0 {
 		l.maxQueue = 4096

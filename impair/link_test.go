@@ -88,6 +88,12 @@ func TestLinkBaseDelay(t *testing.T) {
 	if f.dueNS != 5 {
 		t.Fatalf("due %d with a zero delay less overhead, want 5 (now)", f.dueNS)
 	}
+	// A direction's own SubtractNS adds to the common one.
+	l5 := newLink(Path{Delay: time.Millisecond, SubtractNS: 50e3}, 1, 0, Config{SubtractNS: 200e3}, 0)
+	l5.admit(0, f)
+	if f.dueNS != 750e3 {
+		t.Fatalf("due %d with 200 + 50 µs subtracted from 1 ms, want 750000", f.dueNS)
+	}
 }
 
 // Jitter: each distribution's mean and range, over 20,000 frames.

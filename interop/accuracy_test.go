@@ -98,15 +98,15 @@ type accuracyResult struct {
 	OursMinDelayNS       int64        `json:"ours_min_delay_ns"`    // meridian_source_delay_seconds, smallest seen
 	ChronyMinDelayNS     int64        `json:"chrony_min_delay_ns"`  // chronyc ntpdata peer delay, smallest seen
 	ProvableMinNS        int64        `json:"provable_min_ns"`      // half the smaller of the two
-	EpsOverProvable      float64      `json:"eps_over_provable"`
-	Reads                int          `json:"reads"`              // ours, after the warm-up
-	ChronySamples        int          `json:"chrony_samples"`     // after the warm-up
-	Unsynchronized       int          `json:"unsynchronized"`     // our reads refused, after the warm-up
-	Violations           int          `json:"violations"`         // containment, whole run
-	CheckedReads         int          `json:"checked_reads"`      // containment checks, whole run
-	ControlViolations    int          `json:"control_violations"` // the negative control: containment with ε/100
-	LooseReads           int          `json:"loose_reads"`        // host reads > 20 µs apart around ours even after retries
-	WireOverheadNS       int64        `json:"wire_overhead_ns"`   // calibrated one-way, subtracted
+	EpsOverProvable      float64      `json:"eps_over_provable"`    // median over reads of ε / (smallest δ/2 + 15 ppm × its age) by then
+	Reads                int          `json:"reads"`                // ours, after the warm-up
+	ChronySamples        int          `json:"chrony_samples"`       // after the warm-up
+	Unsynchronized       int          `json:"unsynchronized"`       // our reads refused, after the warm-up
+	Violations           int          `json:"violations"`           // containment, whole run
+	CheckedReads         int          `json:"checked_reads"`        // containment checks, whole run
+	ControlViolations    int          `json:"control_violations"`   // the negative control: containment with ε/100
+	LooseReads           int          `json:"loose_reads"`          // host reads > 20 µs apart around ours even after retries
+	WireOverheadNS       int64        `json:"wire_overhead_ns"`     // calibrated one-way, subtracted
 	Wire                 impair.Stats `json:"wire"`
 	WarmupSeconds        float64      `json:"warmup_s"`
 	MeasuredSeconds      float64      `json:"measured_s"`
@@ -198,8 +198,35 @@ type accuracyRun struct {
 	metricsAddr                           netip.AddrPort
 	res                                   accuracyResult
 	ours, oursAbs, eps, chrony, chronyAbs []int64
-	violations                            []string // the first few, with their numbers
-	logTail                               func() string
+	// delays are the round trips either client reported, with when; ratios
+	// the per-read ε over the provable minimum at that read.
+	delays     []seenDelay
+	ratios     []float64
+	violations []string // the first few, with their numbers
+	logTail    func() string
+}
+
+type seenDelay struct {
+	at time.Time
+	ns int64
+}
+
+// driftBoundPPM is meridiand's default drift_bound_ppm: the rate at which
+// anything once proven loses precision.
+const driftBoundPPM = 15
+
+// provableMinNS is the narrowest half-width any bound under the daemon's
+// assumptions could prove at now from the round trips seen so far: the
+// smallest δ/2 + drift bound × age (0 before any).
+func (r *accuracyRun) provableMinNS(now time.Time) int64 {
+	best := int64(math.MaxInt64)
+	for _, d := range r.delays {
+		best = min(best, d.ns/2+int64(driftBoundPPM*1e-6*float64(now.Sub(d.at))))
+	}
+	if best == math.MaxInt64 {
+		return 0
+	}
+	return best
 }
 
 // setupAccuracyPath builds one path: a wire pair calibrated and impaired,
@@ -222,7 +249,9 @@ func setupAccuracyPath(t *testing.T, bin string, path accuracyPath) *accuracyRun
 		t.Fatal(err)
 	}
 	cfg := path.cfg
-	cfg.SubtractNS = r.cal.OverheadNS
+	// Each direction's own overhead off its delays: an uneven overhead
+	// would be an asymmetry that biases every client alike.
+	cfg.AtoB.SubtractNS, cfg.BtoA.SubtractNS = int64(r.cal.AtoBP50), int64(r.cal.BtoAP50)
 	if err := pair.Wire.Configure(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -323,6 +352,9 @@ func (r *accuracyRun) sample(warm, measure time.Duration) {
 			if measuring {
 				e := iv.MidNS() - after
 				r.ours, r.oursAbs, r.eps = append(r.ours, e), append(r.oursAbs, abs64(e)), append(r.eps, iv.EpsNS())
+				if m := r.provableMinNS(now); m > 0 {
+					r.ratios = append(r.ratios, float64(iv.EpsNS())/float64(m))
+				}
 			}
 		}
 		if now.Before(nextSlow) {
@@ -334,9 +366,11 @@ func (r *accuracyRun) sample(warm, measure time.Duration) {
 		}
 		if d, ok := chronyPeerDelay(r.csock); ok {
 			res.ChronyMinDelayNS = min(res.ChronyMinDelayNS, d)
+			r.delays = append(r.delays, seenDelay{now, d})
 		}
 		if d, ok := scrapeSourceDelay(r.metrics, r.metricsAddr); ok && d > 0 {
 			res.OursMinDelayNS = min(res.OursMinDelayNS, d)
+			r.delays = append(r.delays, seenDelay{now, d})
 		}
 	}
 	res.Wire = r.pair.Wire.Stats()
@@ -401,7 +435,13 @@ func (r *accuracyRun) evaluate(t *testing.T, measure time.Duration) *accuracyRes
 		return nil
 	}
 	res.ProvableMinNS = minDelay / 2
-	res.EpsOverProvable = float64(res.OursMedianEpsNS) / float64(res.ProvableMinNS)
+	// Per read, against what the round trips seen by then prove under the
+	// drift bound (the smallest δ/2 plus its age × 15 ppm): the figure the
+	// simulator's ε/min reports too.
+	slices.Sort(r.ratios)
+	if len(r.ratios) > 0 {
+		res.EpsOverProvable = r.ratios[len(r.ratios)/2]
+	}
 	for _, p := range []*int64{&res.OursMinDelayNS, &res.ChronyMinDelayNS} {
 		if *p == math.MaxInt64 {
 			*p = 0
