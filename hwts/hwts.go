@@ -298,3 +298,27 @@ func (s *Socket) TxStamp(id uint32, wait time.Duration) (Stamp, bool) {
 		time.Sleep(20 * time.Microsecond)
 	}
 }
+
+// MaxPairGapNS is the widest gap between the two CLOCK_REALTIME reads
+// around another clock's reading that ClockPair accepts: wider means the
+// thread was held up in between, which would bias a converted stamp by up
+// to the gap.
+const MaxPairGapNS = 10_000
+
+// ClockPair reads CLOCK_REALTIME, now(), CLOCK_REALTIME again, retrying a
+// few times while the two realtime reads are more than MaxPairGapNS apart
+// (then the last try stands). Software stamps are CLOCK_REALTIME; a stamp is
+// carried to now's clock by its age: a receive stamp with (before, n), so
+// it may be late but never early, a transmit stamp with (n, after), so it
+// may be early but never late.
+func ClockPair(now func() int64) (before, n, after int64) {
+	for range 4 {
+		before = time.Now().UnixNano()
+		n = now()
+		after = time.Now().UnixNano()
+		if after-before <= MaxPairGapNS {
+			break
+		}
+	}
+	return before, n, after
+}

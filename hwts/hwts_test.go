@@ -257,3 +257,23 @@ func FuzzParse(f *testing.F) {
 		parseTx(oob)
 	})
 }
+
+// ClockPair retries while the thread was held up between its reads (here a
+// clock read that sleeps 2 ms the first time): the pair it returns brackets
+// the reading tightly.
+func TestClockPairRetriesAHeldUpRead(t *testing.T) {
+	calls := 0
+	before, n, after := ClockPair(func() int64 {
+		calls++
+		if calls == 1 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return int64(calls)
+	})
+	if calls < 2 || n != int64(calls) || after < before {
+		t.Fatalf("calls %d, n %d, pair %d..%d: a held-up read was kept", calls, n, before, after)
+	}
+	if calls < 4 && after-before > MaxPairGapNS {
+		t.Fatalf("returned a pair %d ns apart after %d tries", after-before, calls)
+	}
+}

@@ -142,8 +142,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 		_ = conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
 		for {
 			m, oobn, _, _, err := conn.ReadMsgUDPAddrPort(buf, oob)
-			realtime := time.Now().UnixNano() // before the clock read: see rxAt
-			t4 := s.clk.NowNS()
+			realtime, t4, _ := hwts.ClockPair(s.clk.NowNS) // realtime before the clock read: see rxAt
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -219,8 +218,8 @@ func (s *Source) txStamp(e *engine.Engine, stamps *hwts.Socket, id uint32) hwts.
 		s.Stats.TxStampsMissing.Add(1)
 		return hwts.SourceUser
 	}
-	now := s.clk.NowNS()
-	t1, ok := txAt(now, time.Now().UnixNano(), st.NS)
+	_, now, realtime := hwts.ClockPair(s.clk.NowNS) // the clock read before realtime: see txAt
+	t1, ok := txAt(now, realtime, st.NS)
 	if !ok {
 		return hwts.SourceUser
 	}

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/mmsg"
 )
 
@@ -220,32 +221,18 @@ func parseTxStamp(oob []byte) (ns int64, hw bool, id uint32, ok bool) {
 
 // clockPair reads the served clock and then CLOCK_REALTIME for converting
 // transmit stamps (see txAt): a delay between the two reads makes a stamp
-// early, never late. A pair that took long (the goroutine was preempted
-// between the reads) is read again, up to three times, so that a stamp is
-// not made early by a preemption.
+// early, never late; a pair held up between the reads is read again
+// (hwts.ClockPair).
 func (s *Server) clockPair() (now, realtime int64) {
-	for range 3 {
-		before := time.Now().UnixNano()
-		now = s.servedNS()
-		realtime = time.Now().UnixNano()
-		if realtime-before < 5_000 {
-			break
-		}
-	}
+	_, now, realtime = hwts.ClockPair(s.servedNS)
 	return now, realtime
 }
 
 // rxClockPair reads CLOCK_REALTIME and then the served clock for converting
 // receive stamps (see rxAt): a delay between the reads makes a stamp late,
-// never early. A pair that took long is read again, up to three times.
+// never early; a pair held up between the reads is read again.
 func (s *Server) rxClockPair() (realtime, now int64) {
-	for range 3 {
-		realtime = time.Now().UnixNano()
-		now = s.servedNS()
-		if time.Now().UnixNano()-realtime < 5_000 {
-			break
-		}
-	}
+	realtime, now, _ = hwts.ClockPair(s.servedNS)
 	return realtime, now
 }
 
