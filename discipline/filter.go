@@ -39,7 +39,7 @@ type filtered struct {
 // the window ends there: it is the newest consistent run of samples, less
 // its lone outliers.
 func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered {
-	grow := unc/4 + filterWanderPPB*1e-9
+	grow := unc/16 + filterWanderPPB*1e-9
 	lo, hi := math.Inf(-1), math.Inf(1)
 	used, misses := 0, 0
 	for i := len(samples) - 1; i >= 0 && misses < 2; i-- {
