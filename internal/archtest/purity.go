@@ -51,6 +51,7 @@ var Cores = []Core{
 	{Dir: "truetime"},   // the bound, statuses, disruption judgement; the segment is truetime/shm
 	{Dir: "clock"},      // interfaces and the linear model; host clocks are clock/hostclock
 	{Dir: "ntp/engine"}, // the NTP protocol engine; package ntp is its socket shell and the server
+	{Dir: "ptp/engine"}, // the PTP client and grandmaster engines; package ptp is their socket shell
 }
 
 // Check runs CheckDir for one core, under root (the module's directory).

@@ -113,6 +113,7 @@ func TestCoresArePureTransitively(t *testing.T) {
 	// only through it is allowed; anything else is not.
 	viaLibrary := map[string][]string{
 		"ntp/engine": {"github.com/facebook/time/ntp/protocol"},
+		"ptp/engine": {"github.com/facebook/time/ptp/protocol"},
 	}
 	for _, c := range Cores {
 		if c.Only != nil {
