@@ -133,6 +133,13 @@ type syncRx struct {
 	valid   bool
 }
 
+// earlyFollowUp is a Follow_Up that arrived before its Sync.
+type earlyFollowUp struct {
+	seq      uint16
+	originNS int64 // preciseOriginTimestamp + the Follow_Up's correction
+	valid    bool
+}
+
 // delayEx is a Delay_Req exchange.
 type delayEx struct {
 	seq      uint16
@@ -153,7 +160,9 @@ type Client struct {
 	seq      struct{ signaling, delayReq uint16 }
 
 	sync  syncRx
-	delay delayEx
+	delay delayEx // the outstanding Delay_Req
+	last  delayEx // the newest completed exchange, until a Sync pairs with it
+	early earlyFollowUp
 	next  struct{ delayReqNS int64 }
 
 	sig     signaling
@@ -163,6 +172,10 @@ type Client struct {
 	nbuf    int
 	ready   Ready
 	cnt     ClientCounters
+
+	// ignoreCorrection is a test-only knob (negative control): drop the
+	// correctionFields, as a client that forgot them would.
+	ignoreCorrection bool
 }
 
 // clientMsgs are decode targets, kept to avoid allocating per message.
@@ -358,7 +371,7 @@ func (c *Client) request(t protocol.MessageType, log protocol.LogInterval) unica
 func (c *Client) poll(nowNS int64) {
 	deadline := int64(1<<63 - 1)
 	soon := func(t int64) {
-		if t > 0 && t < deadline {
+		if t > nowNS && t < deadline {
 			deadline = t
 		}
 	}
@@ -431,7 +444,7 @@ func (c *Client) reselect(nowNS int64) {
 		s.sync, s.delayResp = grant{}, grant{}
 	}
 	c.selected = best
-	c.sync, c.delay = syncRx{}, delayEx{}
+	c.sync, c.delay, c.last, c.early = syncRx{}, delayEx{}, delayEx{}, earlyFollowUp{}
 	if best >= 0 {
 		s := &c.servers[best]
 		s.sync.nextReqNS, s.delayResp.nextReqNS = nowNS, nowNS
@@ -453,6 +466,14 @@ func (c *Client) sendDelayReq(nowNS int64, i int) {
 	// (InputTxStamp) replaces it.
 	c.delay = delayEx{seq: c.seq.delayReq, txNS: nowNS, valid: true}
 	c.cnt.DelayReqs++
+}
+
+// correction is a message's correctionField in whole ns.
+func (c *Client) correction(h *protocol.Header) (int64, bool) {
+	if c.ignoreCorrection {
+		return 0, true
+	}
+	return correctionNS(h.CorrectionField)
 }
 
 // receive handles one datagram from server i.
@@ -508,7 +529,7 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 			c.cnt.Dropped++
 			return fmt.Errorf("%w: %v", ErrShort, err)
 		}
-		corr, ok := correctionNS(h.CorrectionField)
+		corr, ok := c.correction(&h)
 		if !ok {
 			return fmt.Errorf("%w: Sync correctionField too big", ErrBadTimestamps)
 		}
@@ -521,20 +542,27 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 			c.sync.originN, c.sync.done = o+corr, true
 			return c.pair()
 		}
+		if c.early.valid && c.early.seq == h.SequenceID { // its Follow_Up came first
+			c.early.valid = false
+			c.sync.originN, c.sync.done = c.early.originNS+corr, true
+			return c.pair()
+		}
 		return nil
 	case protocol.MessageFollowUp:
-		if !c.sync.valid || c.sync.done || c.sync.seq != h.SequenceID {
-			return ErrSequence
-		}
 		m := &c.msgs.fu
 		if err := m.UnmarshalBinary(b[:h.MessageLength]); err != nil {
 			c.cnt.Dropped++
 			return fmt.Errorf("%w: %v", ErrShort, err)
 		}
 		o, ok := FromTimestamp(m.PreciseOriginTimestamp)
-		corr, ok2 := correctionNS(h.CorrectionField)
+		corr, ok2 := c.correction(&h)
 		if !ok || !ok2 {
 			return fmt.Errorf("%w: Follow_Up origin or correction", ErrBadTimestamps)
+		}
+		if !c.sync.valid || c.sync.done || c.sync.seq != h.SequenceID {
+			// Possibly ahead of its Sync (reordered): keep it for the Sync.
+			c.early = earlyFollowUp{seq: h.SequenceID, originNS: o + corr, valid: true}
+			return ErrSequence
 		}
 		c.sync.originN, c.sync.done = o+c.sync.corrNS+corr, true
 		return c.pair()
@@ -551,11 +579,12 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 			return ErrSequence
 		}
 		r, ok := FromTimestamp(m.ReceiveTimestamp)
-		corr, ok2 := correctionNS(h.CorrectionField)
+		corr, ok2 := c.correction(&h)
 		if !ok || !ok2 {
 			return fmt.Errorf("%w: Delay_Resp receive timestamp or correction", ErrBadTimestamps)
 		}
 		c.delay.rxMaster, c.delay.done = r-corr, true
+		c.last = c.delay
 		return c.pair()
 	}
 	c.cnt.Dropped++
@@ -584,13 +613,14 @@ func (c *Client) bodyOnly(b []byte, l int) []byte {
 // its meanPathDelay; t1 ≤ t4 and t2 ≤ t3 hold because the Sync left after
 // the Delay_Req arrived.
 func (c *Client) pair() error {
-	if !c.sync.done || !c.delay.done || c.delay.used {
+	d := &c.last
+	if !c.sync.done || !d.done || d.used {
 		return nil
 	}
-	if c.sync.originN < c.delay.rxMaster || c.sync.rxNS < c.delay.txNS {
+	if c.sync.originN < d.rxMaster || c.sync.rxNS < d.txNS {
 		return nil // this Sync left before the Delay_Req arrived: wait for the next
 	}
-	c.delay.used = true
+	d.used = true
 	s := &c.servers[c.selected]
 	if cl := s.ds.Quality.ClockClass; cl == protocol.ClockClassSlaveOnly || (cl == 248 && !c.cfg.AcceptDefaultClass) {
 		c.cnt.Rejected++
@@ -606,7 +636,7 @@ func (c *Client) pair() error {
 		taiUTC = int64(off) * 1e9
 	}
 	smp := discipline.Sample{
-		T1NS: c.delay.txNS, T2NS: c.delay.rxMaster - taiUTC,
+		T1NS: d.txNS, T2NS: d.rxMaster - taiUTC,
 		T3NS: c.sync.originN - taiUTC, T4NS: c.sync.rxNS,
 		Stratum: uint8(min(int(s.ds.StepsRemoved)+1, 15)),
 		RefID:   uint32(s.ds.GMIdentity),
