@@ -321,7 +321,11 @@ func TestCompareOrder(t *testing.T) {
 	worse := []func(*Dataset){
 		func(d *Dataset) { d.Priority1 = 129; d.Quality.ClockClass = 0; d.GMIdentity = 4 },
 		func(d *Dataset) { d.Quality.ClockClass = 7; d.Quality.ClockAccuracy = 0; d.GMIdentity = 4 },
-		func(d *Dataset) { d.Quality.ClockAccuracy = 0x22; d.Quality.OffsetScaledLogVariance = 0; d.GMIdentity = 4 },
+		func(d *Dataset) {
+			d.Quality.ClockAccuracy = 0x22
+			d.Quality.OffsetScaledLogVariance = 0
+			d.GMIdentity = 4
+		},
 		func(d *Dataset) { d.Quality.OffsetScaledLogVariance = 0x4e5e; d.Priority2 = 0; d.GMIdentity = 4 },
 		func(d *Dataset) { d.Priority2 = 129; d.GMIdentity = 1 },
 		func(d *Dataset) { d.GMIdentity = 6 },

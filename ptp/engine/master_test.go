@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"math"
+	"testing"
+
+	"github.com/facebook/time/ptp/protocol"
+
+	"github.com/meridiantime/meridian/truetime"
+)
+
+var clientID = protocol.PortIdentity{ClockIdentity: 0x0102030405060708, PortNumber: 1}
+
+// requestMsg builds a client's Signaling message with tlvs, as a client
+// engine would.
+func requestMsg(domain uint8, tlvs ...unicastTLV) []byte {
+	h := protocol.Header{DomainNumber: domain, FlagField: protocol.FlagUnicast, SourcePortIdentity: clientID, SequenceID: 7}
+	return encodeSignaling(make([]byte, MaxDatagram), h, protocol.DefaultTargetPortIdentity, tlvs)
+}
+
+func req(t protocol.MessageType, log protocol.LogInterval, durS uint32) unicastTLV {
+	return unicastTLV{Type: protocol.TLVRequestUnicastTransmission, MsgType: t, LogPeriod: log, Duration: durS}
+}
+
+func peer(n byte) Peer { return Peer{IP: [16]byte{15: n}} }
+
+// grants returns the GRANT TLVs the master just sent to p.
+func grants(t *testing.T, m *Master, p Peer) []unicastTLV {
+	t.Helper()
+	var out []unicastTLV
+	for _, d := range m.Ready().Send {
+		if d.Peer != p || msgType(d.Data) != protocol.MessageSignaling {
+			continue
+		}
+		var s signaling
+		if err := decodeSignaling(d.Data, &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Target != clientID {
+			t.Fatalf("grant addressed to %v", s.Target)
+		}
+		out = append(out, s.TLVs...)
+	}
+	m.Advance()
+	return out
+}
+
+// The grandmaster grants within its limits: a rate faster than the
+// minimum interval or slower than the maximum, a zero duration and an
+// unsupported message type are refused (duration 0); a duration beyond
+// the maximum is granted the maximum; a client beyond max_clients is
+// refused; every refusal is counted. A freed slot (CANCEL) admits a new
+// client.
+func TestMasterGrantLimits(t *testing.T) {
+	cfg := gmConfig(0xaa)
+	cfg.MinLogInterval, cfg.MaxLogInterval, cfg.MaxDurationS, cfg.MaxClients = -3, 4, 300, 2
+	m := NewMaster(cfg)
+	now := trueStart
+	step := func(p Peer, b []byte) []unicastTLV {
+		m.Step(now, Input{Kind: InputDatagram, Peer: p, Datagram: b, RxNS: now})
+		return grants(t, m, p)
+	}
+	g := step(peer(1), requestMsg(0,
+		req(protocol.MessageSync, -4, 60),         // too fast
+		req(protocol.MessageAnnounce, 5, 60),      // too slow
+		req(protocol.MessageDelayResp, 0, 0),      // zero duration
+		req(protocol.MessageManagement, 0, 60),    // not a unicast service
+		req(protocol.MessageSync, -3, 1_000_000))) // clamped duration
+	want := []uint32{0, 0, 0, 0, 300}
+	if len(g) != len(want) {
+		t.Fatalf("%d grants for 5 requests", len(g))
+	}
+	for i, w := range want {
+		if g[i].Type != protocol.TLVGrantUnicastTransmission || g[i].Duration != w {
+			t.Fatalf("grant %d: %+v, want duration %d", i, g[i], w)
+		}
+	}
+	if g[4].LogPeriod != -3 || !g[4].Renewal {
+		t.Fatalf("granted %+v", g[4])
+	}
+	step(peer(2), requestMsg(0, req(protocol.MessageAnnounce, 0, 60)))
+	if g := step(peer(3), requestMsg(0, req(protocol.MessageAnnounce, 0, 60))); len(g) != 1 || g[0].Duration != 0 {
+		t.Fatalf("third client with max_clients 2: %+v", g)
+	}
+	c := m.Counters()
+	if c.Clients != 2 || c.DeniedRate != 2 || c.DeniedDuration != 1 || c.DeniedType != 1 || c.DeniedClients != 1 || c.Grants != 2 {
+		t.Fatalf("counters %+v", c)
+	}
+	// Peer 2 cancels: acknowledged, its slot is freed, peer 3 gets in.
+	m.Step(now, Input{Kind: InputDatagram, Peer: peer(2), Datagram: requestMsg(0,
+		unicastTLV{Type: protocol.TLVCancelUnicastTransmission, MsgType: protocol.MessageAnnounce})})
+	if g := grants(t, m, peer(2)); len(g) != 1 || g[0].Type != protocol.TLVAcknowledgeCancelUnicastTransmission {
+		t.Fatalf("cancel answered with %+v", g)
+	}
+	if g := step(peer(3), requestMsg(0, req(protocol.MessageAnnounce, 0, 60))); len(g) != 1 || g[0].Duration != 60 {
+		t.Fatalf("after a cancel: %+v", g)
+	}
+}
+
+// A grant runs at its rate for its duration and then stops; a renewal
+// (repeated request, as ptp4l sends) extends it without restarting the
+// sequence ids; Delay_Req is answered with or without a grant, echoing
+// sequenceId, correctionField and the requester's port identity.
+func TestMasterSchedule(t *testing.T) {
+	m := NewMaster(gmConfig(0xaa))
+	now := trueStart
+	m.Step(now, Input{Kind: InputDatagram, Peer: peer(1), Datagram: requestMsg(0, req(protocol.MessageSync, -2, 10))})
+	// (the first Sync, sent at once, stays in Ready for collect)
+	syncs := map[uint16]bool{}
+	var last uint16
+	collect := func() {
+		for _, d := range m.Ready().Send {
+			if msgType(d.Data) == protocol.MessageSync {
+				var h protocol.Header
+				_ = decodeHeader(d.Data, &h)
+				if syncs[h.SequenceID] || (last != 0 && h.SequenceID != last+1) {
+					t.Fatalf("sequence %d after %d", h.SequenceID, last)
+				}
+				syncs[h.SequenceID], last = true, h.SequenceID
+			}
+		}
+		m.Advance()
+	}
+	for now < trueStart+20e9 {
+		if d := m.Ready().DeadlineNS; d < now+int64(1e9) {
+			now = max(now, d)
+		} else {
+			now += 1e9
+		}
+		if now == trueStart+5e9 { // renewal half-way
+			m.Step(now, Input{Kind: InputDatagram, Peer: peer(1), Datagram: requestMsg(0, req(protocol.MessageSync, -2, 10))})
+			collect()
+		}
+		m.Step(now, Input{Kind: InputTick})
+		collect()
+	}
+	// 4 Sync/s for 15 s (5 s + the renewed 10 s), then nothing.
+	if len(syncs) != 60 {
+		t.Fatalf("%d Syncs, want 60", len(syncs))
+	}
+	if c := m.Counters(); c.Clients != 0 || c.Renewals != 1 || c.Grants != 1 {
+		t.Fatalf("after expiry: %+v", c)
+	}
+	if m.Ready().DeadlineNS != math.MaxInt64 {
+		t.Fatal("a master with no clients still wants ticks")
+	}
+	// Delay_Req from a client that has no grant.
+	dr := protocol.SyncDelayReq{Header: protocol.Header{
+		SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageDelayReq, 0), Version: 2,
+		SourcePortIdentity: clientID, SequenceID: 4242, CorrectionField: protocol.NewCorrection(1234.5)}}
+	b := make([]byte, MaxDatagram)
+	n, _ := dr.MarshalBinaryTo(b)
+	rx := trueStart + 123_456_789
+	m.Step(now, Input{Kind: InputDatagram, Peer: peer(9), Event: true, Datagram: finish(b, n), RxNS: rx})
+	rd := m.Ready()
+	if len(rd.Send) != 1 || rd.Send[0].Peer != peer(9) || rd.Send[0].Event {
+		t.Fatalf("Delay_Req answered with %+v", rd.Send)
+	}
+	var resp protocol.DelayResp
+	if err := resp.UnmarshalBinary(rd.Send[0].Data); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := FromTimestamp(resp.ReceiveTimestamp)
+	if resp.SequenceID != 4242 || resp.CorrectionField != dr.CorrectionField || resp.RequestingPortIdentity != clientID || got != rx+37e9 {
+		t.Fatalf("Delay_Resp %+v (receive %d, want %d TAI)", resp, got, rx+37e9)
+	}
+}
+
+// clockClass follows TrueTime: 6 synchronized, 7 holdover, 248 otherwise;
+// clockAccuracy is the smallest class that covers ε and the variance
+// decodes to at least ε² (and less than one step more).
+func TestMasterQuality(t *testing.T) {
+	m := NewMaster(gmConfig(0xaa))
+	if q := m.Quality(); q.ClockClass != 248 || q.ClockAccuracy != protocol.ClockAccuracyUnknown || q.OffsetScaledLogVariance != 0xffff {
+		t.Fatalf("before any estimate: %+v", q)
+	}
+	for _, c := range []struct {
+		st    truetime.Status
+		eps   int64
+		class protocol.ClockClass
+		acc   protocol.ClockAccuracy
+	}{
+		{truetime.Synchronized, 800, 6, protocol.ClockAccuracyMicrosecond1},
+		{truetime.Synchronized, 1001, 6, protocol.ClockAccuracyMicrosecond2point5},
+		{truetime.Holdover, 30_000, 7, protocol.ClockAccuracyMicrosecond100},
+		{truetime.Unsynchronized, 30_000, 248, protocol.ClockAccuracyUnknown},
+	} {
+		m.Step(trueStart, Input{Kind: InputEstimate, Status: c.st, EpsNS: c.eps})
+		q := m.Quality()
+		if q.ClockClass != c.class || q.ClockAccuracy != c.acc {
+			t.Fatalf("%v ε=%d: %+v", c.st, c.eps, q)
+		}
+		if c.class == 248 {
+			continue
+		}
+		sigma2 := math.Pow(float64(c.eps)/1e9, 2)
+		dec := math.Pow(2, (float64(q.OffsetScaledLogVariance)-0x8000)/256)
+		if dec < sigma2 || dec > sigma2*math.Pow(2, 1.0/256)*1.000001 {
+			t.Fatalf("ε=%d: variance %#x decodes to %g s², want just ≥ %g", c.eps, q.OffsetScaledLogVariance, dec, sigma2)
+		}
+	}
+}
+
+// The per-message hot path does not allocate once warm: a Delay_Req →
+// Delay_Resp, a Sync and its Follow_Up.
+func TestMasterHotPathAllocs(t *testing.T) {
+	m, dreq := warmMaster(t)
+	now := trueStart + 1e9
+	var ids [8]uint64
+	drain := func() {
+		n := 0
+		for _, d := range m.Ready().Send {
+			if d.Event && n < len(ids) {
+				ids[n] = d.TxID
+				n++
+			}
+		}
+		m.Advance()
+		for _, id := range ids[:n] {
+			m.Step(now, Input{Kind: InputTxStamp, TxID: id, TxNS: now + 1000})
+			m.Advance()
+		}
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		now += 1e6
+		m.Step(now, Input{Kind: InputDatagram, Peer: peer(1), Event: true, Datagram: dreq, RxNS: now})
+		drain()
+		m.Step(now, Input{Kind: InputTick})
+		drain()
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per message round", allocs)
+	}
+	if c := m.Counters(); c.FollowUps < 100 || c.DelayResps < 1000 {
+		t.Fatalf("the loop did not exercise the hot path: %+v", c)
+	}
+}
+
+// warmMaster returns a master with one client granted 1000 Sync/s (so
+// every millisecond tick sends a Sync) and a Delay_Req to feed it.
+func warmMaster(tb testing.TB) (*Master, []byte) {
+	cfg := gmConfig(0xaa)
+	cfg.MinLogInterval = -10
+	m := NewMaster(cfg)
+	m.Step(trueStart, Input{Kind: InputDatagram, Peer: peer(1), Datagram: requestMsg(0, req(protocol.MessageSync, -10, 3600))})
+	m.Advance()
+	dr := protocol.SyncDelayReq{Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageDelayReq, 0), Version: 2, SourcePortIdentity: clientID}}
+	b := make([]byte, MaxDatagram)
+	n, _ := dr.MarshalBinaryTo(b)
+	return m, finish(b, n)
+}
+
+func BenchmarkMasterDelayReq(b *testing.B) {
+	m, dreq := warmMaster(b)
+	now := trueStart
+	b.ReportAllocs()
+	for b.Loop() {
+		now++
+		m.Step(now, Input{Kind: InputDatagram, Peer: peer(1), Event: true, Datagram: dreq, RxNS: now})
+		m.Advance()
+	}
+}
+
+// BenchmarkMasterSync: many clients at 1 Sync/s each; one op is one
+// Sync with its Follow_Up.
+func BenchmarkMasterSync(b *testing.B) {
+	cfg := gmConfig(0xaa)
+	cfg.MaxClients = 100_000
+	m := NewMaster(cfg)
+	const n = 100_000
+	for i := range n {
+		p := Peer{Port: uint16(i), IP: [16]byte{0: byte(i >> 16)}}
+		m.Step(trueStart+int64(i)*10_000, Input{Kind: InputDatagram, Peer: p, Datagram: requestMsg(0, req(protocol.MessageSync, 0, 3600))})
+		m.Advance()
+	}
+	now := trueStart + 1e9
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := 0
+	ids := make([]uint64, 0, 64)
+	for sent < b.N {
+		now += 10_000
+		m.Step(now, Input{Kind: InputTick})
+		ids = ids[:0]
+		for _, d := range m.Ready().Send {
+			if d.Event {
+				ids = append(ids, d.TxID)
+			}
+		}
+		m.Advance()
+		for _, id := range ids {
+			m.Step(now, Input{Kind: InputTxStamp, TxID: id, TxNS: now})
+			m.Advance()
+			sent++
+		}
+	}
+}
