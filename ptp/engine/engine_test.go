@@ -382,3 +382,46 @@ func TestUnsynchronizedMaster(t *testing.T) {
 	w.run(10e9)
 	checkAll(t, w, 3, float64(injected), 2000)
 }
+
+// A master's CANCEL of the Sync grant is acknowledged; the client stops
+// sending Delay_Reqs, asks again after its backoff, and measures again
+// once granted.
+func TestClientAcknowledgesCancel(t *testing.T) {
+	w := newWorld(t, clientConfig(), clientOff, oneMaster(10_000, 10_000))
+	w.run(5e9)
+	h := protocol.Header{FlagField: protocol.FlagUnicast, SourcePortIdentity: protocol.PortIdentity{ClockIdentity: 0xaa, PortNumber: 1}}
+	cancel := encodeSignaling(make([]byte, MaxDatagram), h, w.cl.cfg.Identity,
+		[]unicastTLV{{Type: protocol.TLVCancelUnicastTransmission, MsgType: protocol.MessageSync}})
+	w.sent, w.samples = nil, nil
+	w.enqueue(delivery{at: w.T, toMaster: -1, from: 0, data: cancel})
+	w.run(1)
+	if st := w.cl.Server(0, w.T+clientOff); st.SyncGranted {
+		t.Fatal("Sync grant still held after the master's CANCEL")
+	}
+	var ack, rerequest int64
+	w.run(10e9)
+	for _, d := range w.sent {
+		if d.toMaster != 0 || msgType(d.data) != protocol.MessageSignaling {
+			continue
+		}
+		var s signaling
+		_ = decodeSignaling(d.data, &s)
+		for _, tl := range s.TLVs {
+			switch {
+			case tl.Type == protocol.TLVAcknowledgeCancelUnicastTransmission && tl.MsgType == protocol.MessageSync && ack == 0:
+				ack = d.at
+			case tl.Type == protocol.TLVRequestUnicastTransmission && tl.MsgType == protocol.MessageSync && rerequest == 0:
+				rerequest = d.at
+			}
+		}
+	}
+	if ack == 0 || rerequest-ack < int64(minBackoffNS)-int64(100_000) {
+		t.Fatalf("ACK_CANCEL at %d, new request at %d", ack, rerequest)
+	}
+	checkAll(t, w, 5, float64(injected), 20_000)
+	for _, d := range w.sent {
+		if d.toMaster == 0 && msgType(d.data) == protocol.MessageDelayReq && d.at > ack && d.at < rerequest {
+			t.Fatal("a Delay_Req between the CANCEL and the new request")
+		}
+	}
+}
