@@ -322,3 +322,26 @@ func ClockPair(now func() int64) (before, n, after int64) {
 	}
 	return before, n, after
 }
+
+// maxStampAgeNS is the oldest software stamp converted: an older one (or
+// one from the future) means CLOCK_REALTIME was stepped in between.
+const maxStampAgeNS = int64(time.Second)
+
+// RxToClock converts a software receive stamp (CLOCK_REALTIME) to another
+// clock by its age: realtimeNS must be read BEFORE nowNS (that clock's
+// reading), so a delay between the reads makes the result late, never
+// early — what a receive stamp may be. ok is false for an age outside
+// [0, 1 s] (a stepped host clock): keep the user-space reading then.
+func RxToClock(realtimeNS, nowNS, stampNS int64) (int64, bool) {
+	age := realtimeNS - stampNS
+	if age < 0 || age > maxStampAgeNS {
+		return nowNS, false
+	}
+	return nowNS - age, true
+}
+
+// TxToClock is the transmit-side mirror of RxToClock: nowNS must be read
+// BEFORE realtimeNS, so the result may be early, never late.
+func TxToClock(nowNS, realtimeNS, stampNS int64) (int64, bool) {
+	return RxToClock(realtimeNS, nowNS, stampNS)
+}

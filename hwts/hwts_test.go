@@ -277,3 +277,20 @@ func TestClockPairRetriesAHeldUpRead(t *testing.T) {
 		t.Fatalf("returned a pair %d ns apart after %d tries", after-before, calls)
 	}
 }
+
+// A stamp 30 µs old maps to the clock reading minus 30 µs; a stamp from
+// the future or older than a second (a stepped CLOCK_REALTIME) is refused
+// and the reading kept.
+func TestStampToClock(t *testing.T) {
+	if got, ok := RxToClock(1_000_030_000, 5_000_000_000, 1_000_000_000); !ok || got != 4_999_970_000 {
+		t.Fatalf("rx: %d %v", got, ok)
+	}
+	if got, ok := TxToClock(5_000_000_000, 1_000_030_000, 1_000_000_000); !ok || got != 4_999_970_000 {
+		t.Fatalf("tx: %d %v", got, ok)
+	}
+	for _, stamp := range []int64{1_000_030_001, 1_000_030_000 - 2e9} {
+		if got, ok := RxToClock(1_000_030_000, 5e9, stamp); ok || got != 5e9 {
+			t.Fatalf("stamp %d: %d %v", stamp, got, ok)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package ptp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/ptp/engine"
+)
+
+// Standard PTP ports (1588 Annex C): ptp4l always sends to these.
+const (
+	EventPort   = 319
+	GeneralPort = 320
+)
+
+// DefaultTxTimeout is how long a transmit stamp is waited for. Real NICs
+// take up to hundreds of ms under load; software stamps on veth take µs.
+const DefaultTxTimeout = 10 * time.Millisecond
+
+// oobLen fits one SCM_TIMESTAMPING control message (3 timespecs) and more.
+const oobLen = 256
+
+// listenUDP opens a UDP socket on addr with SO_REUSEPORT (so workers can
+// share the port) and timestamping enabled as mode allows.
+func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode) (*net.UDPConn, *hwts.Socket, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	network := "udp4"
+	if addr.Addr().Is6() && !addr.Addr().Is4In6() {
+		network = "udp6"
+	}
+	pc, err := lc.ListenPacket(context.Background(), network, addr.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("ptp: listen %s: %w", addr, err)
+	}
+	conn := pc.(*net.UDPConn)
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	st, err := hwts.Enable(rc, ifname, mode, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("ptp: timestamping on %s: %w", addr, err)
+	}
+	return conn, st, nil
+}
+
+// rxNS is the receive time of a datagram on clk's scale: the kernel's
+// software stamp converted by its age, else the user-space reading (both
+// read after the datagram arrived: late, never early).
+func rxNS(oob []byte, realtimeNS, nowNS int64) (int64, hwts.Source) {
+	if st, ok := hwts.ParseRx(oob); ok && st.Source == hwts.SourceSoftware {
+		if t, ok := hwts.RxToClock(realtimeNS, nowNS, st.NS); ok {
+			return t, hwts.SourceSoftware
+		}
+	}
+	return nowNS, hwts.SourceUser
+}
+
+// txStamp waits for datagram id's software transmit stamp and converts it
+// to the clock whose reading now returns; ok false on timeout or a stamp
+// of another kind (the caller keeps its pre-send reading, or drops).
+func txStamp(st *hwts.Socket, id uint32, wait time.Duration, now func() int64) (int64, bool) {
+	if st.Chosen() != hwts.SourceSoftware {
+		return 0, false
+	}
+	s, ok := st.TxStamp(id, wait)
+	if !ok || s.Source != hwts.SourceSoftware {
+		return 0, false
+	}
+	n := now()
+	return hwts.TxToClock(n, time.Now().UnixNano(), s.NS)
+}
+
+// peerOf names a client by its IP (the engine's Peer); the port is not
+// part of it: a client's event and general messages come from two ports.
+func peerOf(a netip.Addr) engine.Peer {
+	return engine.Peer{IP: a.Unmap().As16()}
+}
+
+// addrOf is the IP of a Peer, IPv4 when it is one.
+func addrOf(p engine.Peer) netip.Addr { return netip.AddrFrom16(p.IP).Unmap() }

@@ -1,0 +1,203 @@
+package ptp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/facebook/time/ptp/protocol"
+	"go.uber.org/goleak"
+
+	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/ptp/engine"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// Workers and readers are goroutines: none may outlive the tests.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// hostClock reads the host's CLOCK_REALTIME plus a fixed offset: two of
+// them differ by exactly the difference of their offsets, which is the
+// truth the measurement is checked against.
+type hostClock struct{ offNS int64 }
+
+func (c hostClock) NowNS() int64 { return time.Now().UnixNano() + c.offNS }
+
+// syncedSource serves a hostClock as synchronized with ε = 1 µs.
+type syncedSource struct{ hostClock }
+
+func (s syncedSource) Now() (truetime.Interval, error) {
+	n := s.NowNS()
+	return truetime.Interval{EarliestNS: n - 1000, LatestNS: n + 1000, Status: truetime.Synchronized}, nil
+}
+func (s syncedSource) Estimate() truetime.Estimate {
+	return truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 1000}
+}
+func (s syncedSource) LocalNS() int64 { return s.NowNS() }
+
+// freePorts returns two UDP ports free on 127.0.0.1 and 127.0.0.2 (the
+// server binds one address, the client the other, both with the same
+// event/general port numbers, as PTP's fixed 319/320 work).
+func freePorts(t testing.TB) (ev, gen uint16) {
+	t.Helper()
+	for range 50 {
+		var ps [2]uint16
+		ok := true
+		for i := range ps {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps[i] = uint16(c.LocalAddr().(*net.UDPAddr).Port)
+			c.Close()
+			c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(ps[i])})
+			if err != nil {
+				ok = false
+				continue
+			}
+			c2.Close()
+		}
+		if ok && ps[0] != ps[1] {
+			return ps[0], ps[1]
+		}
+	}
+	t.Fatal("no free port pair")
+	return 0, 0
+}
+
+func fastEngine() engine.ClientConfig {
+	return engine.ClientConfig{LogAnnounce: -3, LogSync: -3, LogDelayReq: -3, DurationS: 10}
+}
+
+// startServer runs a grandmaster on 127.0.0.1 serving the host clock +
+// masterOff; it stops when the test ends.
+func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) *Server {
+	t.Helper()
+	srv := NewServer(ServerConfig{
+		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
+		Timestamping: hwts.Software, Workers: workers,
+		Engine: engine.MasterConfig{Identity: 0xaabbccddeeff0011, MinLogInterval: -4},
+	}, syncedSource{hostClock{masterOff}}, nil)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return srv
+}
+
+// A client port and a grandmaster over loopback with software stamps,
+// clocks 2.3 ms apart: every sample's offset is the injected offset within
+// half its measured round trip (what the bound promises), the median within
+// 50 µs; both sides used kernel stamps; the grandmaster sent a Follow_Up
+// for every Sync (TX stamps from the error queue).
+func TestClientServerLoopback(t *testing.T) {
+	ev, gen := freePorts(t)
+	const masterOff, clientOff = 1_500_000, -800_000
+	srv := startServer(t, ev, gen, masterOff, 2)
+	cl, err := NewClient(ClientConfig{
+		Name: "gm", Servers: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Local: netip.MustParseAddr("127.0.0.2"),
+		LocalEventPort: ev, LocalGeneralPort: gen, ServerEventPort: ev, ServerGeneralPort: gen,
+		Timestamping: hwts.Software, Engine: fastEngine(),
+	}, hostClock{clientOff}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := make(chan Sample, 64)
+	errc := make(chan error, 1)
+	go func() { errc <- cl.Run(ctx, out) }()
+	var offs []float64
+	for len(offs) < 16 {
+		select {
+		case s := <-out:
+			e := s.Sample.OffsetNS() - (masterOff - clientOff)
+			if e < -float64(s.Sample.DelayNS())/2 || e > float64(s.Sample.DelayNS())/2 {
+				t.Errorf("offset error %.0f ns beyond δ/2 = %d ns", e, s.Sample.DelayNS()/2)
+			}
+			offs = append(offs, e)
+		case <-ctx.Done():
+			t.Fatalf("%d samples in 20 s; client %+v", len(offs), &cl.Stats)
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	med := median(offs)
+	if med < -50_000 || med > 50_000 {
+		t.Fatalf("median offset error %.0f ns (errors %v)", med, offs)
+	}
+	if hwts.Source(cl.Stats.LastTxSource.Load()) != hwts.SourceSoftware || hwts.Source(cl.Stats.LastRxSource.Load()) != hwts.SourceSoftware {
+		t.Fatalf("stamps: tx %v rx %v", hwts.Source(cl.Stats.LastTxSource.Load()), hwts.Source(cl.Stats.LastRxSource.Load()))
+	}
+	c := srv.Counters()
+	if c.Clients != 1 || c.Syncs == 0 || c.FollowUps+c.TxTimeouts+1 < c.Syncs || c.TxTimeouts > c.Syncs/4 {
+		t.Fatalf("grandmaster counters %+v", c)
+	}
+	t.Logf("median offset error %.0f ns over %d samples; grandmaster %+v", med, len(offs), c)
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+// BenchmarkServerDelayReq: Delay_Req → Delay_Resp through the grandmaster
+// shell over loopback, one request in flight; allocations are the whole
+// process's (server goroutines included).
+func BenchmarkServerDelayReq(b *testing.B) {
+	ev, gen := freePorts(b)
+	srv := NewServer(ServerConfig{
+		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
+		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 1},
+	}, syncedSource{}, nil)
+	if err := srv.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	send, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer send.Close()
+	recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(gen)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer recv.Close()
+	req := protocol.SyncDelayReq{Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageDelayReq, 0),
+		Version: 2, MessageLength: 44, SourcePortIdentity: protocol.PortIdentity{ClockIdentity: 9, PortNumber: 1}}}
+	rb := make([]byte, 64)
+	n, _ := req.MarshalBinaryTo(rb)
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ev)
+	buf := make([]byte, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := send.WriteToUDPAddrPort(rb[:n], dst); err != nil {
+			b.Fatal(err)
+		}
+		_ = recv.SetReadDeadline(time.Now().Add(time.Second))
+		if _, _, err := recv.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

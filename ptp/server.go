@@ -1,0 +1,365 @@
+package ptp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/ptp/engine"
+	"github.com/meridiantime/meridian/truetime"
+)
+
+// TimeSource is what the grandmaster serves: TrueTime and the estimate
+// behind it (the NTP server's interface).
+type TimeSource interface {
+	Now() (truetime.Interval, error)
+	Estimate() truetime.Estimate
+	LocalNS() int64 // the clock's own reading, served while unsynchronized
+}
+
+// ServerConfig is a grandmaster port.
+type ServerConfig struct {
+	Listen netip.Addr // address to bind (IPv4 or IPv6)
+	// EventPort, GeneralPort are where we listen (0 → 319, 320);
+	// ClientEventPort, ClientGeneralPort where clients are answered (0 →
+	// 319, 320: ptp4l listens there).
+	EventPort, GeneralPort             uint16
+	ClientEventPort, ClientGeneralPort uint16
+	Interface                          string
+	Timestamping                       hwts.Mode
+	Workers                            int           // SO_REUSEPORT sockets and engines (0 → 1)
+	TxTimeout                          time.Duration // 0 → DefaultTxTimeout
+	// EstimateEvery is how often the workers refresh the advertised clock
+	// quality from the TimeSource (0 → 1 s).
+	EstimateEvery time.Duration
+	Engine        engine.MasterConfig // MaxClients is per worker
+}
+
+// Server is a unicast PTP grandmaster over UDP.
+type Server struct {
+	cfg ServerConfig
+	ts  TimeSource
+	log *slog.Logger
+
+	mu      sync.Mutex
+	workers []*worker
+}
+
+type worker struct {
+	ev, gen  *net.UDPConn
+	evStamps *hwts.Socket
+	m        *engine.Master
+	cnt      atomic.Pointer[engine.MasterCounters]
+	writeErr atomic.Uint64
+}
+
+// NewServer returns a grandmaster serving ts.
+func NewServer(cfg ServerConfig, ts TimeSource, log *slog.Logger) *Server {
+	def := func(p *uint16, v uint16) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&cfg.EventPort, EventPort)
+	def(&cfg.GeneralPort, GeneralPort)
+	def(&cfg.ClientEventPort, EventPort)
+	def(&cfg.ClientGeneralPort, GeneralPort)
+	cfg.Workers = max(cfg.Workers, 1)
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = DefaultTxTimeout
+	}
+	if cfg.EstimateEvery <= 0 {
+		cfg.EstimateEvery = time.Second
+	}
+	if !cfg.Listen.IsValid() {
+		cfg.Listen = netip.IPv4Unspecified()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, ts: ts, log: log}
+}
+
+// Listen opens the workers' sockets.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range s.cfg.Workers {
+		w := &worker{m: engine.NewMaster(s.cfg.Engine)}
+		var err error
+		w.ev, w.evStamps, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.EventPort), s.cfg.Interface, s.cfg.Timestamping)
+		if err == nil {
+			w.gen, _, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.GeneralPort), s.cfg.Interface, s.cfg.Timestamping)
+		}
+		if err != nil {
+			if w.ev != nil {
+				w.ev.Close()
+			}
+			s.closeLocked()
+			return err
+		}
+		s.workers = append(s.workers, w)
+	}
+	return nil
+}
+
+// Close closes the sockets.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+func (s *Server) closeLocked() {
+	for _, w := range s.workers {
+		w.ev.Close()
+		w.gen.Close()
+	}
+}
+
+// Counters sums the workers' engine counters (as of their last step).
+func (s *Server) Counters() engine.MasterCounters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t engine.MasterCounters
+	for _, w := range s.workers {
+		c := w.cnt.Load()
+		if c == nil {
+			continue
+		}
+		t.Clients += c.Clients
+		t.Grants += c.Grants
+		t.Renewals += c.Renewals
+		t.DeniedRate += c.DeniedRate
+		t.DeniedDuration += c.DeniedDuration
+		t.DeniedClients += c.DeniedClients
+		t.DeniedType += c.DeniedType
+		t.Cancels += c.Cancels
+		t.Announces += c.Announces
+		t.Syncs += c.Syncs
+		t.FollowUps += c.FollowUps
+		t.DelayResps += c.DelayResps
+		t.TxTimeouts += c.TxTimeouts
+		t.DroppedShort += c.DroppedShort
+		t.DroppedVersion += c.DroppedVersion
+		t.DroppedDomain += c.DroppedDomain
+		t.DroppedType += c.DroppedType
+		t.DroppedTLV += c.DroppedTLV
+		t.UnknownTLVs += c.UnknownTLVs
+	}
+	return t
+}
+
+// servedNS is the time served now: TrueTime's midpoint, or the clock's own
+// reading while unsynchronized (the Announce then says clockClass 248).
+func (s *Server) servedNS() int64 {
+	if iv, err := s.ts.Now(); err == nil {
+		return iv.MidNS()
+	}
+	return s.ts.LocalNS()
+}
+
+// Serve runs the workers until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	ws := append([]*worker(nil), s.workers...)
+	s.mu.Unlock()
+	if len(ws) == 0 {
+		return errors.New("ptp: server: Serve before Listen")
+	}
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx, w)
+		}()
+	}
+	<-ctx.Done()
+	s.Close()
+	wg.Wait()
+	return nil
+}
+
+// srvPacket is a received datagram handed from a reader to its worker.
+type srvPacket struct {
+	n      int
+	buf    [engine.MaxDatagram]byte
+	from   netip.Addr
+	rxNS   int64
+	event  bool
+	closed bool
+}
+
+// run is one worker: two readers feed its engine; the engine's sends go
+// out on the worker's sockets; Sync transmit stamps come from the event
+// socket's error queue.
+func (s *Server) run(ctx context.Context, w *worker) {
+	const depth = 256
+	rx := make(chan *srvPacket, depth)
+	free := make(chan *srvPacket, depth)
+	for range depth {
+		free <- &srvPacket{}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, conn := range []*net.UDPConn{w.ev, w.gen} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.read(conn, conn == w.ev, free, rx, done)
+		}()
+	}
+	defer func() {
+		close(done)
+		w.ev.Close()
+		w.gen.Close()
+		wg.Wait()
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	est := time.NewTicker(s.cfg.EstimateEvery)
+	defer est.Stop()
+	s.estimate(w)
+	var ids []uint64
+	for {
+		ids = s.flush(w, ids)
+		c := w.m.Counters()
+		w.cnt.Store(&c)
+		if d := w.m.Ready().DeadlineNS; d != 1<<63-1 {
+			timer.Reset(max(time.Duration(d-s.servedNS()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTick})
+		case <-est.C:
+			s.estimate(w)
+		case p := <-rx:
+			if p.closed {
+				return
+			}
+			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputDatagram, Peer: peerOf(p.from), Event: p.event, Datagram: p.buf[:p.n], RxNS: p.rxNS})
+			free <- p
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func (s *Server) estimate(w *worker) {
+	e := s.ts.Estimate()
+	var eps int64
+	if iv, err := s.ts.Now(); err == nil {
+		eps = iv.EpsNS()
+	}
+	w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputEstimate, Status: e.Status, EpsNS: eps, Leap: e.Leap})
+}
+
+// flush sends the engine's datagrams; each Sync's transmit stamp is then
+// read from the error queue (in send order) and fed back, which releases
+// its Follow_Up. A stamp that does not come within TxTimeout is reported
+// as 0: the engine counts it and sends no Follow_Up.
+func (s *Server) flush(w *worker, ids []uint64) []uint64 {
+	for {
+		rd := w.m.Ready()
+		ids = ids[:0]
+		var kids [64]uint32
+		nk := 0
+		for _, d := range rd.Send {
+			conn, port := w.gen, s.cfg.ClientGeneralPort
+			var kid uint32
+			if d.Event {
+				conn, port = w.ev, s.cfg.ClientEventPort
+				kid = w.evStamps.NextTxID()
+			}
+			if _, err := conn.WriteToUDPAddrPort(d.Data, netip.AddrPortFrom(addrOf(d.Peer), port)); err != nil {
+				w.writeErr.Add(1)
+				if d.Event {
+					ids = append(ids, d.TxID) // no stamp will come: report the timeout now
+					if nk < len(kids) {
+						kids[nk] = ^uint32(0)
+						nk++
+					}
+				}
+				continue
+			}
+			if d.Event {
+				ids = append(ids, d.TxID)
+				if nk < len(kids) {
+					kids[nk] = kid
+					nk++
+				}
+			}
+		}
+		w.m.Advance()
+		if len(ids) == 0 {
+			return ids
+		}
+		for i, id := range ids {
+			var tx int64
+			if i < nk && kids[i] != ^uint32(0) {
+				if t, ok := txStamp(w.evStamps, kids[i], s.cfg.TxTimeout, s.servedNS); ok {
+					tx = t
+				}
+			}
+			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTxStamp, TxID: id, TxNS: tx})
+		}
+	}
+}
+
+func (s *Server) read(conn *net.UDPConn, event bool, free chan *srvPacket, rx chan<- *srvPacket, done <-chan struct{}) {
+	oob := make([]byte, oobLen)
+	for {
+		var p *srvPacket
+		select {
+		case p = <-free:
+		case <-done:
+			return
+		}
+		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(p.buf[:], oob)
+		realtime := time.Now().UnixNano()
+		now := s.servedNS()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				p.closed = true
+				select {
+				case rx <- p:
+				case <-done:
+				}
+				return
+			}
+			free <- p
+			continue
+		}
+		p.n, p.from, p.event = n, from.Addr().Unmap(), event
+		p.rxNS, _ = rxNS(oob[:oobn], realtime, now)
+		select {
+		case rx <- p:
+		case <-done:
+			return
+		}
+	}
+}
+
+// Addr is the bound event and general addresses of the first worker.
+func (s *Server) Addr() (event, general netip.AddrPort, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.workers) == 0 {
+		return event, general, fmt.Errorf("ptp: server not listening")
+	}
+	return s.workers[0].ev.LocalAddr().(*net.UDPAddr).AddrPort(), s.workers[0].gen.LocalAddr().(*net.UDPAddr).AddrPort(), nil
+}
