@@ -52,10 +52,10 @@ type ClientConfig struct {
 	// ServerEventPort, ServerGeneralPort are where servers listen (0 →
 	// 319, 320).
 	ServerEventPort, ServerGeneralPort uint16
-	Interface    string
-	Timestamping hwts.Mode
-	TxTimeout    time.Duration // 0 → DefaultTxTimeout
-	Engine       engine.ClientConfig
+	Interface                          string
+	Timestamping                       hwts.Mode
+	TxTimeout                          time.Duration // 0 → DefaultTxTimeout
+	Engine                             engine.ClientConfig
 }
 
 // Client is a unicast PTP client port on real sockets.

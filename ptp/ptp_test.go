@@ -73,10 +73,10 @@ func fastEngine() engine.ClientConfig {
 }
 
 // startServer runs a grandmaster on 127.0.0.1 serving the host clock +
-// masterOff; it stops when the test ends.
-func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) *Server {
+// masterOff; stop (also run when the test ends) stops it.
+func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) (srv *Server, stop func()) {
 	t.Helper()
-	srv := NewServer(ServerConfig{
+	srv = NewServer(ServerConfig{
 		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
 		Timestamping: hwts.Software, Workers: workers,
 		Engine: engine.MasterConfig{Identity: 0xaabbccddeeff0011, MinLogInterval: -4},
@@ -88,8 +88,9 @@ func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) *Se
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return srv
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return srv, stop
 }
 
 // A client port and a grandmaster over loopback with software stamps,
@@ -100,7 +101,7 @@ func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) *Se
 func TestClientServerLoopback(t *testing.T) {
 	ev, gen := freePorts(t)
 	const masterOff, clientOff = 1_500_000, -800_000
-	srv := startServer(t, ev, gen, masterOff, 2)
+	srv, stopServer := startServer(t, ev, gen, masterOff, 2)
 	cl, err := NewClient(ClientConfig{
 		Name: "gm", Servers: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Local: netip.MustParseAddr("127.0.0.2"),
 		LocalEventPort: ev, LocalGeneralPort: gen, ServerEventPort: ev, ServerGeneralPort: gen,
@@ -138,6 +139,7 @@ func TestClientServerLoopback(t *testing.T) {
 	if hwts.Source(cl.Stats.LastTxSource.Load()) != hwts.SourceSoftware || hwts.Source(cl.Stats.LastRxSource.Load()) != hwts.SourceSoftware {
 		t.Fatalf("stamps: tx %v rx %v", hwts.Source(cl.Stats.LastTxSource.Load()), hwts.Source(cl.Stats.LastRxSource.Load()))
 	}
+	stopServer()
 	c := srv.Counters()
 	if c.Clients != 1 || c.Syncs == 0 || c.FollowUps+c.TxTimeouts+1 < c.Syncs || c.TxTimeouts > c.Syncs/4 {
 		t.Fatalf("grandmaster counters %+v", c)

@@ -124,7 +124,15 @@ func (s *Server) closeLocked() {
 	}
 }
 
-// Counters sums the workers' engine counters (as of their last step).
+// publish makes the engine's counters readable by Counters (a copy per
+// call: done once per EstimateEvery, not per message).
+func (w *worker) publish() {
+	c := w.m.Counters()
+	w.cnt.Store(&c)
+}
+
+// Counters sums the workers' engine counters, as of their last
+// EstimateEvery tick (and exactly once Serve has returned).
 func (s *Server) Counters() engine.MasterCounters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -222,6 +230,7 @@ func (s *Server) run(ctx context.Context, w *worker) {
 		w.ev.Close()
 		w.gen.Close()
 		wg.Wait()
+		w.publish()
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -231,8 +240,6 @@ func (s *Server) run(ctx context.Context, w *worker) {
 	var ids []uint64
 	for {
 		ids = s.flush(w, ids)
-		c := w.m.Counters()
-		w.cnt.Store(&c)
 		if d := w.m.Ready().DeadlineNS; d != 1<<63-1 {
 			timer.Reset(max(time.Duration(d-s.servedNS()), 0))
 		}
@@ -243,6 +250,7 @@ func (s *Server) run(ctx context.Context, w *worker) {
 			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTick})
 		case <-est.C:
 			s.estimate(w)
+			w.publish()
 		case p := <-rx:
 			if p.closed {
 				return
