@@ -134,6 +134,7 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 	defer gen.Close()
 	c.log.Debug("ptp client timestamping", "port", c.cfg.Name, "stamps", evStamps.Chosen().String())
 
+	v6 := local.Is6() && !local.Is4In6()
 	index := map[netip.Addr]int{}
 	for i, a := range c.cfg.Servers {
 		index[a.Unmap()] = i
@@ -184,7 +185,7 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 					id = evStamps.NextTxID()
 					sendGen = c.gen()
 				}
-				if _, err := conn.WriteToUDPAddrPort(d.Data, dst); err != nil {
+				if _, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), dst); err != nil {
 					c.log.Debug("ptp send", "port", c.cfg.Name, "to", dst, "err", err)
 					continue
 				}

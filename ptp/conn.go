@@ -88,6 +88,17 @@ func txStamp(st *hwts.Socket, id uint32, wait time.Duration, now func() int64) (
 	return hwts.TxToClock(n, time.Now().UnixNano(), s.NS)
 }
 
+// udp6Pad appends the two octets 1588 Annex E adds to a message over
+// UDPv6 (so a checksum-neutral edit of the PDU stays possible); receivers
+// read messageLength and ignore them. d aliases an engine buffer of
+// MaxDatagram bytes, which has room.
+func udp6Pad(d []byte, v6 bool) []byte {
+	if !v6 {
+		return d
+	}
+	return append(d, 0, 0)
+}
+
 // peerOf names a client by its IP (the engine's Peer); the port is not
 // part of it: a client's event and general messages come from two ports.
 func peerOf(a netip.Addr) engine.Peer {

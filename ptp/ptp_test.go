@@ -72,15 +72,22 @@ func fastEngine() engine.ClientConfig {
 	return engine.ClientConfig{LogAnnounce: -3, LogSync: -3, LogDelayReq: -3, DurationS: 10}
 }
 
-// startServer runs a grandmaster on 127.0.0.1 serving the host clock +
+// pair is a grandmaster and a client port on loopback addresses.
+type pair struct {
+	server, client               netip.Addr
+	srvEv, srvGen, cliEv, cliGen uint16
+	masterOff, clientOff         int64
+}
+
+// startServer runs the pair's grandmaster serving the host clock +
 // masterOff; stop (also run when the test ends) stops it.
-func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) (srv *Server, stop func()) {
+func (p pair) startServer(t *testing.T, workers int) (srv *Server, stop func()) {
 	t.Helper()
 	srv = NewServer(ServerConfig{
-		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
+		Listen: p.server, EventPort: p.srvEv, GeneralPort: p.srvGen, ClientEventPort: p.cliEv, ClientGeneralPort: p.cliGen,
 		Timestamping: hwts.Software, Workers: workers,
 		Engine: engine.MasterConfig{Identity: 0xaabbccddeeff0011, MinLogInterval: -4},
-	}, syncedSource{hostClock{masterOff}}, nil)
+	}, syncedSource{hostClock{p.masterOff}}, nil)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,20 +100,16 @@ func startServer(t *testing.T, ev, gen uint16, masterOff int64, workers int) (sr
 	return srv, stop
 }
 
-// A client port and a grandmaster over loopback with software stamps,
-// clocks 2.3 ms apart: every sample's offset is the injected offset within
-// half its measured round trip (what the bound promises), the median within
-// 50 µs; both sides used kernel stamps; the grandmaster sent a Follow_Up
-// for every Sync (TX stamps from the error queue).
-func TestClientServerLoopback(t *testing.T) {
-	ev, gen := freePorts(t)
-	const masterOff, clientOff = 1_500_000, -800_000
-	srv, stopServer := startServer(t, ev, gen, masterOff, 2)
+// run measures the grandmaster with a client port until n samples came,
+// checks each against the injected offset (within half its measured round
+// trip, what the bound promises) and returns the errors.
+func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
+	t.Helper()
 	cl, err := NewClient(ClientConfig{
-		Name: "gm", Servers: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Local: netip.MustParseAddr("127.0.0.2"),
-		LocalEventPort: ev, LocalGeneralPort: gen, ServerEventPort: ev, ServerGeneralPort: gen,
+		Name: "gm", Servers: []netip.Addr{p.server}, Local: p.client,
+		LocalEventPort: p.cliEv, LocalGeneralPort: p.cliGen, ServerEventPort: p.srvEv, ServerGeneralPort: p.srvGen,
 		Timestamping: hwts.Software, Engine: fastEngine(),
-	}, hostClock{clientOff}, nil, nil)
+	}, hostClock{p.clientOff}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,26 +118,40 @@ func TestClientServerLoopback(t *testing.T) {
 	out := make(chan Sample, 64)
 	errc := make(chan error, 1)
 	go func() { errc <- cl.Run(ctx, out) }()
-	var offs []float64
-	for len(offs) < 16 {
+	for len(errs) < n {
 		select {
 		case s := <-out:
-			e := s.Sample.OffsetNS() - (masterOff - clientOff)
+			e := s.Sample.OffsetNS() - float64(p.masterOff-p.clientOff)
 			if e < -float64(s.Sample.DelayNS())/2 || e > float64(s.Sample.DelayNS())/2 {
 				t.Errorf("offset error %.0f ns beyond δ/2 = %d ns", e, s.Sample.DelayNS()/2)
 			}
-			offs = append(offs, e)
+			errs = append(errs, e)
 		case <-ctx.Done():
-			t.Fatalf("%d samples in 20 s; client %+v", len(offs), &cl.Stats)
+			t.Fatalf("%d samples in 20 s; client %+v", len(errs), &cl.Stats)
 		}
 	}
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	med := median(offs)
+	return errs, cl
+}
+
+// A client port and a grandmaster (two workers) over IPv4 loopback with
+// software stamps, clocks 2.3 ms apart, on the same port numbers at two
+// addresses as PTP's fixed 319/320: every sample's offset is the injected
+// offset within half its measured round trip, the median within 50 µs;
+// both sides used kernel stamps; the grandmaster sent a Follow_Up for
+// (nearly) every Sync, from the error queue's TX stamps.
+func TestClientServerLoopback(t *testing.T) {
+	ev, gen := freePorts(t)
+	p := pair{server: netip.MustParseAddr("127.0.0.1"), client: netip.MustParseAddr("127.0.0.2"),
+		srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 1_500_000, clientOff: -800_000}
+	srv, stopServer := p.startServer(t, 2)
+	errs, cl := p.run(t, 16)
+	med := median(errs)
 	if med < -50_000 || med > 50_000 {
-		t.Fatalf("median offset error %.0f ns (errors %v)", med, offs)
+		t.Fatalf("median offset error %.0f ns (errors %v)", med, errs)
 	}
 	if hwts.Source(cl.Stats.LastTxSource.Load()) != hwts.SourceSoftware || hwts.Source(cl.Stats.LastRxSource.Load()) != hwts.SourceSoftware {
 		t.Fatalf("stamps: tx %v rx %v", hwts.Source(cl.Stats.LastTxSource.Load()), hwts.Source(cl.Stats.LastRxSource.Load()))
@@ -144,7 +161,26 @@ func TestClientServerLoopback(t *testing.T) {
 	if c.Clients != 1 || c.Syncs == 0 || c.FollowUps+c.TxTimeouts+1 < c.Syncs || c.TxTimeouts > c.Syncs/4 {
 		t.Fatalf("grandmaster counters %+v", c)
 	}
-	t.Logf("median offset error %.0f ns over %d samples; grandmaster %+v", med, len(offs), c)
+	t.Logf("median offset error %.0f ns over %d samples; grandmaster %+v", med, len(errs), c)
+}
+
+// The same over IPv6 loopback (one address: the client's ports differ
+// from the server's), with the two UDPv6 trailing octets on every message.
+func TestClientServerIPv6(t *testing.T) {
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	ev, gen := freePorts(t)
+	cev, cgen := freePorts(t)
+	p := pair{server: netip.IPv6Loopback(), client: netip.IPv6Loopback(),
+		srvEv: ev, srvGen: gen, cliEv: cev, cliGen: cgen, masterOff: -2_000_000, clientOff: 300_000}
+	p.startServer(t, 1)
+	errs, _ := p.run(t, 8)
+	if med := median(errs); med < -50_000 || med > 50_000 {
+		t.Fatalf("median offset error %.0f ns (errors %v)", med, errs)
+	}
 }
 
 func median(v []float64) float64 {

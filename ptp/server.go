@@ -281,6 +281,7 @@ func (s *Server) estimate(w *worker) {
 // its Follow_Up. A stamp that does not come within TxTimeout is reported
 // as 0: the engine counts it and sends no Follow_Up.
 func (s *Server) flush(w *worker, ids []uint64) []uint64 {
+	v6 := s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6()
 	for {
 		rd := w.m.Ready()
 		ids = ids[:0]
@@ -293,7 +294,7 @@ func (s *Server) flush(w *worker, ids []uint64) []uint64 {
 				conn, port = w.ev, s.cfg.ClientEventPort
 				kid = w.evStamps.NextTxID()
 			}
-			if _, err := conn.WriteToUDPAddrPort(d.Data, netip.AddrPortFrom(addrOf(d.Peer), port)); err != nil {
+			if _, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), netip.AddrPortFrom(addrOf(d.Peer), port)); err != nil {
 				w.writeErr.Add(1)
 				if d.Event {
 					ids = append(ids, d.TxID) // no stamp will come: report the timeout now
