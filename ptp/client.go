@@ -34,16 +34,25 @@ type Sample struct {
 type ClientStats struct {
 	Sent, Received, Samples, Rejected atomic.Uint64
 	TxStampsMissing                   atomic.Uint64
-	Selected                          atomic.Int32 // index of the chosen server, -1 none
-	LastDelayNS                       atomic.Int64
-	LastOffsetNS                      atomic.Int64
 	LastTxSource, LastRxSource        atomic.Int32 // hwts.Source of the last sample's t1 and t4
+}
+
+// ServerStats are one server's state as the client sees it, for metrics.
+type ServerStats struct {
+	Selected     atomic.Bool  // the BMCA chose it (always, with Independent)
+	Granted      atomic.Bool  // Sync and Delay_Resp granted
+	LastDelayNS  atomic.Int64 // mean path delay of its last sample (δ/2)
+	LastOffsetNS atomic.Int64 // its last sample's offset (server minus local)
+	Samples      atomic.Uint64
 }
 
 // ClientConfig is a client port: the servers, the ports and the engine.
 type ClientConfig struct {
-	Name    string
 	Servers []netip.Addr
+	// Independent runs one engine per server, each its own discipline
+	// source (the discipline's selection then rejects a falseticker);
+	// otherwise one engine chooses among them by the BMCA, as ptp4l does.
+	Independent bool
 	// Local is the address to bind ("" any, IPv4 or IPv6 by the servers).
 	Local netip.Addr
 	// LocalEventPort, LocalGeneralPort are our ports (0 → 319, 320):
@@ -60,11 +69,13 @@ type ClientConfig struct {
 
 // Client is a unicast PTP client port on real sockets.
 type Client struct {
-	cfg   ClientConfig
-	clk   clock.Reader
-	gen   func() uint64
-	log   *slog.Logger
-	Stats ClientStats
+	cfg     ClientConfig
+	clk     clock.Reader
+	gen     func() uint64
+	log     *slog.Logger
+	names   []string // "ptp:" + server address: the discipline's source names
+	Stats   ClientStats
+	Servers []ServerStats // per configured server
 }
 
 // NewClient prepares a client port; Run starts it. The engine's Identity
@@ -90,17 +101,25 @@ func NewClient(cfg ClientConfig, clk clock.Reader, gen func() uint64, log *slog.
 		_, _ = crand.Read(b[:])
 		cfg.Engine.Identity = protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(binary.BigEndian.Uint64(b[:])), PortNumber: 1}
 	}
-	cfg.Engine.Servers = len(cfg.Servers)
 	if gen == nil {
 		gen = func() uint64 { return 0 }
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, clk: clk, gen: gen, log: log}
-	c.Stats.Selected.Store(-1)
+	c := &Client{cfg: cfg, clk: clk, gen: gen, log: log, Servers: make([]ServerStats, len(cfg.Servers))}
+	for i, a := range cfg.Servers {
+		cfg.Servers[i] = a.Unmap()
+		c.names = append(c.names, Name(a))
+	}
 	return c, nil
 }
+
+// Name is the discipline's name for a PTP server.
+func Name(a netip.Addr) string { return "ptp:" + a.Unmap().String() }
+
+// Names are the discipline's source names of the configured servers.
+func (c *Client) Names() []string { return c.names }
 
 // rxPacket is one received datagram handed from a reader to the loop.
 type rxPacket struct {
@@ -113,15 +132,25 @@ type rxPacket struct {
 	closed bool
 }
 
-// Run drives the engine until ctx ends.
+// port is one engine and the configured servers it talks to (engine
+// index i is c.cfg.Servers[servers[i]]).
+type port struct {
+	e       *engine.Client
+	servers []int
+	sendGen uint64      // step generation when its last Delay_Req left
+	txSrc   hwts.Source // where its last Delay_Req's t1 came from
+}
+
+// Run drives the engines until ctx ends.
 func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 	local := c.cfg.Local
 	if !local.IsValid() {
 		local = netip.IPv4Unspecified()
-		if c.cfg.Servers[0].Is6() && !c.cfg.Servers[0].Is4In6() {
+		if c.cfg.Servers[0].Is6() {
 			local = netip.IPv6Unspecified()
 		}
 	}
+	v6 := local.Is6() && !local.Is4In6()
 	ev, evStamps, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalEventPort), c.cfg.Interface, c.cfg.Timestamping)
 	if err != nil {
 		return err
@@ -132,13 +161,31 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 		return err
 	}
 	defer gen.Close()
-	c.log.Debug("ptp client timestamping", "port", c.cfg.Name, "stamps", evStamps.Chosen().String())
+	c.log.Debug("ptp client timestamping", "servers", c.names, "stamps", evStamps.Chosen().String())
 
-	v6 := local.Is6() && !local.Is4In6()
-	index := map[netip.Addr]int{}
-	for i, a := range c.cfg.Servers {
-		index[a.Unmap()] = i
+	// Engines: one per server, or one for all.
+	type route struct{ port, local int }
+	routes := map[netip.Addr]route{}
+	var ports []*port
+	now := c.clk.NowNS()
+	if c.cfg.Independent {
+		for i, a := range c.cfg.Servers {
+			ec := c.cfg.Engine
+			ec.Servers = 1
+			ports = append(ports, &port{e: engine.NewClient(ec, now), servers: []int{i}})
+			routes[a] = route{i, 0}
+		}
+	} else {
+		ec := c.cfg.Engine
+		ec.Servers = len(c.cfg.Servers)
+		p := &port{e: engine.NewClient(ec, now)}
+		for i, a := range c.cfg.Servers {
+			p.servers = append(p.servers, i)
+			routes[a] = route{0, i}
+		}
+		ports = append(ports, p)
 	}
+
 	rx := make(chan *rxPacket, 64)
 	free := make(chan *rxPacket, 64)
 	for range cap(free) {
@@ -160,33 +207,31 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 		wg.Wait()
 	}()
 
-	e := engine.NewClient(c.cfg.Engine, c.clk.NowNS())
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var sendGen uint64
-	txSrc := hwts.SourceUser
 	var samples []discipline.Sample
-	for {
+	flush := func(p *port) error {
 		// Send what the engine wants sent; a Delay_Req's transmit stamp is
 		// fed back, which may make more to do.
 		for {
-			rd := e.Ready()
+			rd := p.e.Ready()
 			samples = append(samples[:0], rd.Samples...)
 			c.Stats.Rejected.Add(uint64(len(rd.Rejected)))
 			for _, err := range rd.Rejected {
-				c.log.Debug("ptp message rejected", "port", c.cfg.Name, "err", err)
+				c.log.Debug("ptp message rejected", "servers", c.names, "err", err)
 			}
 			evID, evSent := uint32(0), false
 			for _, d := range rd.Send {
-				dst, conn := netip.AddrPortFrom(c.cfg.Servers[d.Server], c.cfg.ServerGeneralPort), gen
+				srv := c.cfg.Servers[p.servers[d.Server]]
+				dst, conn := netip.AddrPortFrom(srv, c.cfg.ServerGeneralPort), gen
 				var id uint32
 				if d.Event {
-					dst, conn = netip.AddrPortFrom(c.cfg.Servers[d.Server], c.cfg.ServerEventPort), ev
+					dst, conn = netip.AddrPortFrom(srv, c.cfg.ServerEventPort), ev
 					id = evStamps.NextTxID()
-					sendGen = c.gen()
+					p.sendGen = c.gen()
 				}
 				if _, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), dst); err != nil {
-					c.log.Debug("ptp send", "port", c.cfg.Name, "to", dst, "err", err)
+					c.log.Debug("ptp send", "to", dst, "err", err)
 					continue
 				}
 				c.Stats.Sent.Add(1)
@@ -194,39 +239,51 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 					evID, evSent = id, true
 				}
 			}
-			e.Advance()
-			if err := c.emit(ctx, out, samples, sendGen, txSrc); err != nil {
-				return nil
+			p.e.Advance()
+			if err := c.emit(ctx, out, p, samples); err != nil {
+				return err
 			}
 			if !evSent {
-				break
+				return nil
 			}
-			txSrc = hwts.SourceUser
+			p.txSrc = hwts.SourceUser
 			t1, ok := txStamp(evStamps, evID, c.cfg.TxTimeout, c.clk.NowNS)
 			if !ok {
 				c.Stats.TxStampsMissing.Add(1)
-				break
+				return nil
 			}
-			txSrc = hwts.SourceSoftware
-			e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
+			p.txSrc = hwts.SourceSoftware
+			p.e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
 		}
-		c.Stats.Selected.Store(int32(e.Selected()))
-		timer.Reset(max(time.Duration(e.Ready().DeadlineNS-c.clk.NowNS()), 0))
+	}
+	for {
+		deadline := int64(1<<63 - 1)
+		for _, p := range ports {
+			if err := flush(p); err != nil {
+				return nil
+			}
+			c.observe(p)
+			deadline = min(deadline, p.e.Ready().DeadlineNS)
+		}
+		timer.Reset(max(time.Duration(deadline-c.clk.NowNS()), 0))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputTick})
-		case p := <-rx:
-			if p.closed {
-				return fmt.Errorf("ptp: client %s: socket closed", c.cfg.Name)
+			now := c.clk.NowNS()
+			for _, p := range ports {
+				p.e.Step(now, engine.Input{Kind: engine.InputTick})
+			}
+		case pk := <-rx:
+			if pk.closed {
+				return fmt.Errorf("ptp: client %v: socket closed", c.names)
 			}
 			c.Stats.Received.Add(1)
-			if i, ok := index[p.from]; ok {
-				c.Stats.LastRxSource.Store(int32(p.rxSrc))
-				e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputDatagram, Server: i, Event: p.event, Datagram: p.buf[:p.n], RxNS: p.rxNS})
+			if r, ok := routes[pk.from]; ok {
+				c.Stats.LastRxSource.Store(int32(pk.rxSrc))
+				ports[r.port].e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputDatagram, Server: r.local, Event: pk.event, Datagram: pk.buf[:pk.n], RxNS: pk.rxNS})
 			}
-			free <- p
+			free <- pk
 		}
 		if !timer.Stop() {
 			select {
@@ -237,15 +294,37 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 	}
 }
 
-// emit hands samples to the daemon; an error means ctx ended.
-func (c *Client) emit(ctx context.Context, out chan<- Sample, samples []discipline.Sample, gen uint64, txSrc hwts.Source) error {
+// observe publishes an engine's negotiation state per server.
+func (c *Client) observe(p *port) {
+	now := c.clk.NowNS()
+	sel := p.e.Selected()
+	for li, g := range p.servers {
+		st := p.e.Server(li, now)
+		c.Servers[g].Selected.Store(li == sel)
+		c.Servers[g].Granted.Store(st.SyncGranted && st.DelayRespGranted)
+	}
+}
+
+// emit hands an engine's samples to the daemon, named after the server
+// that gave them; an error means ctx ended.
+func (c *Client) emit(ctx context.Context, out chan<- Sample, p *port, samples []discipline.Sample) error {
+	if len(samples) == 0 {
+		return nil
+	}
+	sel := p.e.Selected()
+	if sel < 0 {
+		return nil // the master was dropped in the same step: its samples with it
+	}
+	g := p.servers[sel]
 	for _, s := range samples {
 		c.Stats.Samples.Add(1)
-		c.Stats.LastDelayNS.Store(s.DelayNS() / 2)
-		c.Stats.LastOffsetNS.Store(int64(s.OffsetNS()))
-		c.Stats.LastTxSource.Store(int32(txSrc))
+		c.Stats.LastTxSource.Store(int32(p.txSrc))
+		st := &c.Servers[g]
+		st.Samples.Add(1)
+		st.LastDelayNS.Store(s.DelayNS() / 2)
+		st.LastOffsetNS.Store(int64(s.OffsetNS()))
 		select {
-		case out <- Sample{Name: c.cfg.Name, Sample: s, Gen: gen}:
+		case out <- Sample{Name: c.names[g], Sample: s, Gen: p.sendGen}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}

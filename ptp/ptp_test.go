@@ -106,7 +106,7 @@ func (p pair) startServer(t *testing.T, workers int) (srv *Server, stop func()) 
 func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 	t.Helper()
 	cl, err := NewClient(ClientConfig{
-		Name: "gm", Servers: []netip.Addr{p.server}, Local: p.client,
+		Servers: []netip.Addr{p.server}, Local: p.client,
 		LocalEventPort: p.cliEv, LocalGeneralPort: p.cliGen, ServerEventPort: p.srvEv, ServerGeneralPort: p.srvGen,
 		Timestamping: hwts.Software, Engine: fastEngine(),
 	}, hostClock{p.clientOff}, nil, nil)
@@ -121,6 +121,9 @@ func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 	for len(errs) < n {
 		select {
 		case s := <-out:
+			if s.Name != Name(p.server) {
+				t.Fatalf("sample named %q", s.Name)
+			}
 			e := s.Sample.OffsetNS() - float64(p.masterOff-p.clientOff)
 			if e < -float64(s.Sample.DelayNS())/2 || e > float64(s.Sample.DelayNS())/2 {
 				t.Errorf("offset error %.0f ns beyond δ/2 = %d ns", e, s.Sample.DelayNS()/2)
@@ -152,6 +155,9 @@ func TestClientServerLoopback(t *testing.T) {
 	med := median(errs)
 	if med < -50_000 || med > 50_000 {
 		t.Fatalf("median offset error %.0f ns (errors %v)", med, errs)
+	}
+	if st := &cl.Servers[0]; !st.Selected.Load() || !st.Granted.Load() || st.Samples.Load() < 16 {
+		t.Fatalf("server state: selected %v granted %v samples %d", st.Selected.Load(), st.Granted.Load(), st.Samples.Load())
 	}
 	if hwts.Source(cl.Stats.LastTxSource.Load()) != hwts.SourceSoftware || hwts.Source(cl.Stats.LastRxSource.Load()) != hwts.SourceSoftware {
 		t.Fatalf("stamps: tx %v rx %v", hwts.Source(cl.Stats.LastTxSource.Load()), hwts.Source(cl.Stats.LastRxSource.Load()))
@@ -237,5 +243,57 @@ func BenchmarkServerDelayReq(b *testing.B) {
 		if _, _, err := recv.ReadFromUDPAddrPort(buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Independent: one engine per server on the same sockets, each server its
+// own discipline source: two grandmasters (127.0.0.1 and 127.0.0.3, clocks
+// 1 ms apart) each give samples under their own name with their own offset.
+func TestClientIndependentServers(t *testing.T) {
+	ev, gen := freePorts(t)
+	a := pair{server: netip.MustParseAddr("127.0.0.1"), client: netip.MustParseAddr("127.0.0.2"),
+		srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 500_000}
+	b := a
+	b.server, b.masterOff = netip.MustParseAddr("127.0.0.3"), 1_500_000
+	if c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: int(ev)}); err != nil {
+		t.Skipf("127.0.0.3: %v", err)
+	} else {
+		c.Close()
+	}
+	a.startServer(t, 1)
+	b.startServer(t, 1)
+	cl, err := NewClient(ClientConfig{
+		Servers: []netip.Addr{a.server, b.server}, Independent: true, Local: a.client,
+		LocalEventPort: ev, LocalGeneralPort: gen, ServerEventPort: ev, ServerGeneralPort: gen,
+		Timestamping: hwts.Software, Engine: fastEngine(),
+	}, hostClock{0}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := make(chan Sample, 64)
+	errc := make(chan error, 1)
+	go func() { errc <- cl.Run(ctx, out) }()
+	want := map[string]int64{Name(a.server): a.masterOff, Name(b.server): b.masterOff}
+	got := map[string]int{}
+	for got[Name(a.server)] < 5 || got[Name(b.server)] < 5 {
+		select {
+		case s := <-out:
+			off, ok := want[s.Name]
+			if !ok {
+				t.Fatalf("sample from %q", s.Name)
+			}
+			if e := s.Sample.OffsetNS() - float64(off); e < -float64(s.Sample.DelayNS())/2 || e > float64(s.Sample.DelayNS())/2 {
+				t.Fatalf("%s: offset %.0f, want %d within δ/2 = %d", s.Name, s.Sample.OffsetNS(), off, s.Sample.DelayNS()/2)
+			}
+			got[s.Name]++
+		case <-ctx.Done():
+			t.Fatalf("samples per server: %v", got)
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }
