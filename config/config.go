@@ -61,6 +61,11 @@ type Source struct {
 	Interface    string   `yaml:"interface"`    // ptp / timestamping
 	Timestamping string   `yaml:"timestamping"` // auto | hardware | software
 	XLeave       bool     `yaml:"xleave"`       // ntp: interleaved mode (chrony's xleave)
+	// PTP only. All ptp sources share one client port (one pair of
+	// sockets), so these must agree between them.
+	Domain      int `yaml:"domain"`       // 0..255
+	EventPort   int `yaml:"event_port"`   // 0: 319 (ours and the server's, as PTP fixes them)
+	GeneralPort int `yaml:"general_port"` // 0: 320
 }
 
 // Interleaved configures the NTP server's interleaved mode (see
@@ -103,12 +108,30 @@ type NTPServer struct {
 	Interleaved Interleaved `yaml:"interleaved"`
 }
 
-// PTPServer configures the PTP unicast server.
+// PTPServer configures the PTP unicast grandmaster.
 type PTPServer struct {
 	Listen       []string `yaml:"listen"`
 	Interface    string   `yaml:"interface"`
 	Timestamping string   `yaml:"timestamping"`
+	Domain       int      `yaml:"domain"`       // 0..255
+	EventPort    int      `yaml:"event_port"`   // 0: 319 (ours and the clients', as PTP fixes them)
+	GeneralPort  int      `yaml:"general_port"` // 0: 320
+	Workers      int      `yaml:"workers"`      // engines (SO_REUSEPORT sockets) per listen address
+	MaxClients   int      `yaml:"max_clients"`  // per worker; beyond it requests are refused
+	MinInterval  Duration `yaml:"min_interval"` // fastest Announce/Sync/Delay_Resp rate granted
+	MaxDuration  Duration `yaml:"max_duration"` // longest grant; longer requests get this
+	// TxTimestampTimeout is how long a Sync's transmit stamp is waited for
+	// (real NICs take up to hundreds of ms under load).
+	TxTimestampTimeout Duration `yaml:"tx_timestamp_timeout"`
 }
+
+// Bounds of the PTP server's values.
+const (
+	MinPTPInterval = time.Second / 128 // logInterval −7
+	MaxPTPInterval = 64 * time.Second  // logInterval 6
+	MaxPTPClients  = 1 << 22
+	MaxPTPWorkers  = 256
+)
 
 // TLS configures gRPC TLS; mTLS when CA is set.
 type TLS struct {
@@ -221,11 +244,12 @@ func Default() *Config {
 		NTPServer: NTPServer{Listen: []string{},
 			RateLimit:   RateLimit{Burst: 8, TableSize: 4096, Leak: ntp.DefaultRateLimitLeak},
 			Interleaved: Interleaved{Enabled: true, TableSize: ntp.DefaultInterleavedTable}},
-		PTPServer: PTPServer{Listen: []string{}},
-		GRPC:      GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024, MaxWaiters: 4096, MaxWaitersPerConn: 256},
-		HLC:       HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
-		Metrics:   Metrics{Listen: "127.0.0.1:9390"},
-		LogLevel:  "info",
+		PTPServer: PTPServer{Listen: []string{}, Workers: 2, MaxClients: 10000, MinInterval: Duration(time.Second / 16),
+			MaxDuration: Duration(time.Hour), TxTimestampTimeout: Duration(10 * time.Millisecond)},
+		GRPC:     GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024, MaxWaiters: 4096, MaxWaitersPerConn: 256},
+		HLC:      HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
+		Metrics:  Metrics{Listen: "127.0.0.1:9390"},
+		LogLevel: "info",
 	}
 }
 
@@ -256,7 +280,18 @@ ntp_server:
   interleaved:              # replies carry the previous reply's kernel transmit stamp to clients that ask (xleave)
     enabled: true
     table_size: 4096        # client addresses tracked (≤ 1048576, 48 bytes each); LRU within a 4-way set
-ptp_server: {listen: []}
+ptp_server:                 # unicast PTP grandmaster (ports 319/320)
+  listen: []                # addresses, e.g. ["10.200.0.2"]
+  interface: ""
+  timestamping: ""          # auto | hardware | software
+  domain: 0
+  event_port: 0             # 0: 319; general_port 0: 320
+  general_port: 0
+  workers: 2
+  max_clients: 10000        # per worker
+  min_interval: 62.5ms      # fastest rate granted (2^-4 s)
+  max_duration: 1h0m0s      # longest grant
+  tx_timestamp_timeout: 10ms
 grpc:
   listen: [unix:///run/meridian/grpc.sock]   # and/or "host:port" (TCP); [] disables
   tls: {cert: "", key: "", ca: ""}  # TCP only; ca set: clients need a certificate (mTLS)
@@ -398,9 +433,6 @@ func Load(path string) (*Config, error) {
 // bounded (NaN and ±Inf are refused everywhere) and cross-key constraints
 // are checked here, so that a config that passes runs as written.
 func (c *Config) Validate() error {
-	bad := func(key, f string, a ...any) error {
-		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(f, a...))
-	}
 	// within reports whether lo ≤ v ≤ hi (false for NaN).
 	within := func(v, lo, hi float64) bool { return v >= lo && v <= hi }
 	switch {
@@ -517,6 +549,9 @@ func (c *Config) Validate() error {
 		if s.XLeave && s.Type != "ntp" {
 			return bad(key+".xleave", "interleaved mode is for ntp sources, not %s", s.Type)
 		}
+		if err := ptpSource(c.Sources, i); err != nil {
+			return err
+		}
 	}
 	for i, a := range c.NTPServer.Listen {
 		if err := hostPort(a, true); err != nil {
@@ -551,6 +586,9 @@ func (c *Config) Validate() error {
 	case "", "auto", "hardware", "software":
 	default:
 		return bad("ptp_server.timestamping", "want auto, hardware or software, got %q", c.PTPServer.Timestamping)
+	}
+	if err := c.PTPServer.validate(); err != nil {
+		return err
 	}
 	if (c.GRPC.TLS.Cert == "") != (c.GRPC.TLS.Key == "") {
 		return bad("grpc.tls", "cert and key must be set together")
@@ -620,6 +658,99 @@ func hostPort(a string, listen bool) error {
 		return fmt.Errorf("%q: port must be a number in %d..65535, got %q", a, lo, port)
 	}
 	return nil
+}
+
+// bad is a validation error naming its key.
+func bad(key, f string, a ...any) error {
+	return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(f, a...))
+}
+
+// ptpSource checks the PTP keys of sources[i]: only ptp sources have them,
+// and every ptp source shares one client port (domain, ports, interface
+// and timestamping agree with the first ptp source).
+func ptpSource(srcs []Source, i int) error {
+	s, key := srcs[i], fmt.Sprintf("sources[%d]", i)
+	if s.Type != "ptp" {
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"domain", s.Domain}, {"event_port", s.EventPort}, {"general_port", s.GeneralPort}} {
+			if f.v != 0 {
+				return bad(key+"."+f.name, "only for type ptp, got %d", f.v)
+			}
+		}
+		return nil
+	}
+	if s.Domain < 0 || s.Domain > 255 {
+		return bad(key+".domain", "must be 0..255, got %d", s.Domain)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"event_port", s.EventPort}, {"general_port", s.GeneralPort}} {
+		if f.v < 0 || f.v > 65535 {
+			return bad(key+"."+f.name, "must be 1..65535 (0: the standard port), got %d", f.v)
+		}
+	}
+	for j := range i {
+		f := srcs[j]
+		if f.Type != "ptp" {
+			continue
+		}
+		switch {
+		case f.Domain != s.Domain:
+			return bad(key+".domain", "%d differs from sources[%d]'s %d: all ptp sources share one client port", s.Domain, j, f.Domain)
+		case f.EventPort != s.EventPort || f.GeneralPort != s.GeneralPort:
+			return bad(key+".event_port", "ports differ from sources[%d]'s: all ptp sources share one client port", j)
+		case f.Interface != s.Interface:
+			return bad(key+".interface", "%q differs from sources[%d]'s %q: all ptp sources share one client port", s.Interface, j, f.Interface)
+		case f.Timestamping != s.Timestamping:
+			return bad(key+".timestamping", "%q differs from sources[%d]'s %q: all ptp sources share one client port", s.Timestamping, j, f.Timestamping)
+		}
+		break
+	}
+	return nil
+}
+
+// validate checks the grandmaster's limits.
+func (p PTPServer) validate() error {
+	if p.Domain < 0 || p.Domain > 255 {
+		return bad("ptp_server.domain", "must be 0..255, got %d", p.Domain)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"event_port", p.EventPort}, {"general_port", p.GeneralPort}} {
+		if f.v < 0 || f.v > 65535 {
+			return bad("ptp_server."+f.name, "must be 1..65535 (0: the standard port), got %d", f.v)
+		}
+	}
+	if p.Workers < 1 || p.Workers > MaxPTPWorkers {
+		return bad("ptp_server.workers", "must be 1..%d, got %d", MaxPTPWorkers, p.Workers)
+	}
+	if p.MaxClients < 1 || p.MaxClients > MaxPTPClients {
+		return bad("ptp_server.max_clients", "must be 1..%d, got %d", MaxPTPClients, p.MaxClients)
+	}
+	if p.MinInterval.D() < MinPTPInterval || p.MinInterval.D() > MaxPTPInterval {
+		return bad("ptp_server.min_interval", "must be %v..%v, got %v", MinPTPInterval, MaxPTPInterval, p.MinInterval.D())
+	}
+	if p.MaxDuration.D() < 10*time.Second || p.MaxDuration.D() > 24*time.Hour {
+		return bad("ptp_server.max_duration", "must be 10s..24h, got %v", p.MaxDuration.D())
+	}
+	if p.TxTimestampTimeout.D() < time.Millisecond || p.TxTimestampTimeout.D() > 10*time.Second {
+		return bad("ptp_server.tx_timestamp_timeout", "must be 1ms..10s, got %v", p.TxTimestampTimeout.D())
+	}
+	return nil
+}
+
+// MinLogInterval is min_interval as a PTP log2 interval, rounded up (never
+// granting faster than configured).
+func (p PTPServer) MinLogInterval() int8 {
+	l := int8(-7)
+	for time.Duration(float64(time.Second)*math.Pow(2, float64(l))) < p.MinInterval.D() && l < 6 {
+		l++
+	}
+	return l
 }
 
 // hostOnly checks a host without a port (PTP).

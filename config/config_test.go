@@ -67,6 +67,34 @@ shm: {path: /tmp/x.shm}
 	}
 }
 
+// PTP keys: a source's domain and ports, the grandmaster's limits, and
+// min_interval as the log2 interval the engine grants (rounded so it never
+// grants faster than configured).
+func TestPTPKeys(t *testing.T) {
+	c, err := Parse([]byte(`
+sources:
+  - {type: ptp, address: "10.200.0.2", domain: 24, event_port: 10319, general_port: 10320}
+  - {type: ptp, address: "10.200.0.3", domain: 24, event_port: 10319, general_port: 10320}
+ptp_server: {listen: ["10.200.0.1"], domain: 24, workers: 4, max_clients: 500, min_interval: 100ms, max_duration: 10m, tx_timestamp_timeout: 50ms}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.PTPServer
+	if c.Sources[1].Domain != 24 || c.Sources[0].EventPort != 10319 || p.Domain != 24 || p.Workers != 4 || p.MaxClients != 500 ||
+		p.MaxDuration.D() != 10*time.Minute || p.TxTimestampTimeout.D() != 50*time.Millisecond {
+		t.Fatalf("%+v %+v", c.Sources, p)
+	}
+	for _, tc := range []struct {
+		d   time.Duration
+		log int8
+	}{{100 * time.Millisecond, -3}, {125 * time.Millisecond, -3}, {time.Second / 16, -4}, {time.Second, 0}, {3 * time.Second, 2}, {MinPTPInterval, -7}} {
+		if got := (PTPServer{MinInterval: Duration(tc.d)}).MinLogInterval(); got != tc.log {
+			t.Errorf("min_interval %v: log %d, want %d", tc.d, got, tc.log)
+		}
+	}
+}
+
 func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"bogus: 1\n", `unknown key "bogus" at line 1`},
@@ -87,6 +115,17 @@ func TestBadConfigs(t *testing.T) {
 		{"sources: [{type: ntp, address: \"a:123\"}, {type: ntp, address: \"a:123\"}]\n", "sources[1].address: \"a:123\" duplicates sources[0]"},
 		{"sources: [{type: ntp, address: \"a:123\", min_poll: 64s, max_poll: 16s}]\n", "sources[0].min_poll"},
 		{"sources: [{type: ptp, address: a, timestamping: magic}]\n", "sources[0].timestamping"},
+		{"sources: [{type: ptp, address: a, domain: 256}]\n", "sources[0].domain: must be 0..255, got 256"},
+		{"sources: [{type: ntp, address: \"a:123\", domain: 4}]\n", "sources[0].domain: only for type ptp, got 4"},
+		{"sources: [{type: ptp, address: a, domain: 4}, {type: ptp, address: b, domain: 5}]\n", "sources[1].domain: 5 differs from sources[0]'s 4"},
+		{"sources: [{type: ptp, address: a, interface: v0}, {type: ptp, address: b}]\n", "sources[1].interface"},
+		{"sources: [{type: ptp, address: a, event_port: 70000}]\n", "sources[0].event_port: must be 1..65535"},
+		{"ptp_server: {listen: [a], domain: -1}\n", "ptp_server.domain: must be 0..255, got -1"},
+		{"ptp_server: {listen: [a], min_interval: 1ms}\n", "ptp_server.min_interval: must be 7.8125ms..1m4s, got 1ms"},
+		{"ptp_server: {listen: [a], max_clients: 0}\n", "ptp_server.max_clients: must be 1..4194304, got 0"},
+		{"ptp_server: {listen: [a], max_duration: 1s}\n", "ptp_server.max_duration"},
+		{"ptp_server: {listen: [a], tx_timestamp_timeout: 0s}\n", "ptp_server.tx_timestamp_timeout"},
+		{"ptp_server: {listen: [a], workers: 0}\n", "ptp_server.workers"},
 		{"grpc: {tls: {cert: a}}\n", "grpc.tls"},
 		{"log_level: loud\n", "log_level"},
 		{"min_sources: [1]\n", "config: min_sources: want int, got a list (line 1)"},
