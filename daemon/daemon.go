@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,6 +62,10 @@ type Options struct {
 	// segment's writer stamps and judges with: tests simulate a suspend by
 	// moving boottime ahead. nil: the host's clocks.
 	ShmClocks func() (raw, boot int64)
+	// PTPClientAddr is the address the PTP client port binds (unset: any).
+	// PTP fixes the ports, so on one host (tests on loopback) a client
+	// and a grandmaster need addresses of their own.
+	PTPClientAddr netip.Addr
 }
 
 // Daemon is one running meridiand.
@@ -86,6 +91,7 @@ type Daemon struct {
 
 	sources   []*ntp.Source
 	ntpServer *ntp.Server
+	ptp       ptpParts // type: ptp sources and ptp_server (ptp.go)
 	hlc       *hlc.Clock
 
 	grpcListen []string
@@ -282,14 +288,6 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	if cfg.Clock != "virtual" {
 		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual", cfg.Clock)
 	}
-	for i, s := range cfg.Sources {
-		if s.Type != "ntp" {
-			return nil, fmt.Errorf("sources[%d]: type %s is not implemented yet (ntp is)", i, s.Type)
-		}
-	}
-	if len(cfg.PTPServer.Listen) > 0 {
-		return nil, errors.New("ptp_server is not implemented yet: leave ptp_server.listen empty")
-	}
 	if opt.Tick == 0 {
 		opt.Tick = time.Second
 	}
@@ -414,6 +412,9 @@ func (d *Daemon) Start() (err error) {
 	}
 	d.samples = make(chan ntp.SourceSample, 64)
 	for _, sc := range d.cfg.Sources {
+		if sc.Type != "ntp" {
+			continue // ptp sources: one client port, setupPTP
+		}
 		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst, Interleaved: sc.XLeave}
 		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.loop.Gen, d.log)
 		src.Interface = sc.Interface
@@ -439,6 +440,16 @@ func (d *Daemon) Start() (err error) {
 			}
 		}
 	}
+	if err := d.setupPTP(); err != nil {
+		d.shm.Close()
+		if d.metricsLn != nil {
+			d.metricsLn.Close()
+		}
+		if d.ntpServer != nil {
+			d.ntpServer.Close()
+		}
+		return err
+	}
 	if err := d.startGRPC(); err != nil {
 		d.shm.Close()
 		if d.metricsLn != nil {
@@ -447,6 +458,7 @@ func (d *Daemon) Start() (err error) {
 		if d.ntpServer != nil {
 			d.ntpServer.Close()
 		}
+		d.closePTP()
 		return err
 	}
 	d.log.Info("meridiand started", "clock", d.cfg.Clock, "clock_offset", d.cfg.ClockOffset.D(),
@@ -493,6 +505,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			_ = d.ntpServer.Serve(srcCtx)
 		}()
 	}
+	d.runPTP(srcCtx, &wg)
 	if d.grpc != nil {
 		wg.Add(1)
 		go func() {

@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/clock/hostclock"
+	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/shm"
+)
+
+// ptpPorts are an event and a general port free on 127.0.0.1 and
+// 127.0.0.2 a moment ago (PTP uses the same port numbers on both sides).
+func ptpPorts(t *testing.T) (ev, gen int) {
+	t.Helper()
+	free := func() int {
+		for range 50 {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := c.LocalAddr().(*net.UDPAddr).Port
+			c.Close()
+			if c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: p}); err == nil {
+				c2.Close()
+				return p
+			}
+		}
+		t.Fatal("no free port")
+		return 0
+	}
+	ev = free()
+	for gen = free(); gen == ev; gen = free() {
+	}
+	return ev, gen
+}
+
+// meridiand as a PTP client of meridiand's grandmaster over loopback: B
+// starts 3 ms behind A, negotiates unicast Announce, Sync and Delay_Resp
+// with A (ptp_server on 127.0.0.1, B's port on 127.0.0.2), synchronizes,
+// and its interval contains A's time on every read — A's time at any raw
+// instant is known exactly (both virtual clocks run on the same
+// CLOCK_MONOTONIC_RAW). The PTP metrics of both show the exchange.
+func TestMeridianPTPClientOfMeridianGrandmaster(t *testing.T) {
+	ev, gen := ptpPorts(t)
+	a, cancelA, doneA := startDaemon(t, fmt.Sprintf(
+		"local_stratum: 1\nptp_server: {listen: [\"127.0.0.1\"], event_port: %d, general_port: %d}\n", ev, gen))
+	defer func() { cancelA(); <-doneA }()
+	b, cancelB, doneB := startDaemonOpt(t, fmt.Sprintf(
+		"local_stratum: 0\nclock_offset: -3ms\nsources: [{type: ptp, address: \"127.0.0.1\", event_port: %d, general_port: %d, poll: 250ms}]\n", ev, gen),
+		Options{Tick: 20 * time.Millisecond, PTPClientAddr: netip.MustParseAddr("127.0.0.2")})
+	defer func() { cancelB(); <-doneB }()
+	ra, err := shm.Open(a.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	rb, err := shm.Open(b.ShmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+
+	deadline := time.Now().Add(15 * time.Second)
+	synced, reads := false, 0
+	var lastErr time.Duration
+	for time.Now().Before(deadline) {
+		ma, _, err := ra.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, eb, err := rb.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := hostclock.MonoRawNS()
+		truth := ma.At(raw)
+		iv := truetime.Bound(mb.At(raw), eb)
+		if iv.Status == truetime.Unsynchronized {
+			if synced {
+				t.Fatal("B lost synchronization")
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		synced = true
+		reads++
+		if truth < iv.EarliestNS || truth > iv.LatestNS {
+			t.Fatalf("read %d: B's interval [%d, %d] (ε %v) misses A's time %d by %v", reads, iv.EarliestNS, iv.LatestNS,
+				time.Duration(iv.EpsNS()), truth, time.Duration(max(iv.EarliestNS-truth, truth-iv.LatestNS)))
+		}
+		lastErr = time.Duration(mb.At(raw) - truth)
+		if reads > 300 && lastErr.Abs() < 200*time.Microsecond {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !synced || reads < 100 {
+		t.Fatalf("B synchronized=%v after %d reads", synced, reads)
+	}
+	if lastErr.Abs() > 200*time.Microsecond {
+		t.Fatalf("B's clock still %v from A's after 15 s (started at -3ms)", lastErr)
+	}
+	for _, c := range []struct {
+		d    *Daemon
+		want []string
+	}{
+		{a, []string{"meridian_ptp_server_clients{listen=\"127.0.0.1\"} 1", "meridian_ptp_server_syncs_total"}},
+		{b, []string{"meridian_ptp_source_selected{source=\"ptp:127.0.0.1\"} 1", "meridian_ptp_source_granted{source=\"ptp:127.0.0.1\"} 1"}},
+	} {
+		resp, err := http.Get("http://" + c.d.MetricsAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range c.want {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("metrics lack %q", w)
+			}
+		}
+	}
+}
