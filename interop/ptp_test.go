@@ -1,0 +1,263 @@
+package interop
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/truetime/shm"
+)
+
+// vethIn is the name of the veth interface in network namespace ns (ptp4l
+// wants its interface named in its config).
+func vethIn(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", "type", "veth").Output()
+	if err != nil {
+		t.Fatalf("ip -n %s link: %v", ns, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		t.Fatalf("no veth in %s: %q", ns, out)
+	}
+	name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+	return name
+}
+
+// ptp4l runs ptp4l in namespace ns with conf (written to a temp file; the
+// string DIR in it is replaced by a temp directory), always free-running
+// and under a bounding set without CAP_SYS_TIME: it cannot touch the host
+// clock. Its output lines go to lines (dropped when nobody reads); it is
+// killed by PID when the test ends.
+func ptp4l(t *testing.T, ns, conf string) <-chan string {
+	t.Helper()
+	bin := need(t, "ptp4l")
+	setpriv := need(t, "setpriv")
+	if !strings.Contains(conf, "free_running 1") {
+		t.Fatal("ptp4l config without free_running 1")
+	}
+	dir := t.TempDir()
+	conf = strings.ReplaceAll(conf, "DIR", dir)
+	cf := filepath.Join(dir, "ptp4l.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, setpriv, "--bounding-set", "-sys_time", "--", bin, "-f", cf, "-m")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1024)
+	var all []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			mu.Lock()
+			all = append(all, sc.Text())
+			mu.Unlock()
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		wg.Wait()
+		_ = cmd.Wait()
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("ptp4l (%s) output:\n%s", ns, strings.Join(all, "\n"))
+			mu.Unlock()
+		}
+	})
+	return lines
+}
+
+// runMeridiand runs the meridiand binary in namespace ns with yaml (the
+// string DIR replaced by a temp directory); killed by PID when the test
+// ends.
+func runMeridiand(t *testing.T, ns, yaml string) (dir string) {
+	t.Helper()
+	bin := buildMeridiand(t)
+	dir = t.TempDir()
+	cfg := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(yaml, "DIR", dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := exec.Command("ip", "netns", "exec", ns, bin, "--config", cfg)
+	d.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logf, _ := os.Create(filepath.Join(dir, "meridiand.log"))
+	d.Stdout, d.Stderr = logf, logf
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = d.Process.Kill()
+		_ = d.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("meridiand log:\n%s", b)
+		}
+	})
+	return dir
+}
+
+var masterOffsetRe = regexp.MustCompile(`master offset\s+(-?\d+) s\d freq\s+[-+]?\d+ path delay\s+(-?\d+)`)
+
+// ptp4l (linuxptp 3.1.1, software stamps, unicast UDPv4, slave only, free
+// running) in its own namespace as a client of meridiand's grandmaster,
+// whose virtual clock runs +6 ms ahead of the host clock (ptp4l's): ptp4l
+// negotiates Announce, Sync and Delay_Resp with us, and its `master
+// offset` (slave minus master) is −6 ms within 20 µs.
+func TestPtp4lClientOfMeridianGrandmaster(t *testing.T) {
+	need(t, "ptp4l")
+	nsA, nsB, _, addrB := netnsPair(t)
+	runMeridiand(t, nsB, fmt.Sprintf(`local_stratum: 1
+clock_offset: +6ms
+ptp_server: {listen: [%q], timestamping: software}
+metrics: {listen: ""}
+grpc: {listen: []}
+shm: {path: DIR/tt.shm}
+state_dir: DIR/state
+`, addrB))
+	lines := ptp4l(t, nsA, fmt.Sprintf(`[global]
+free_running 1
+slaveOnly 1
+time_stamping software
+network_transport UDPv4
+delay_mechanism E2E
+uds_address DIR/slave.sock
+summary_interval 0
+logging_level 6
+unicast_req_duration 60
+[unicast_master_table]
+table_id 1
+logQueryInterval 0
+UDPv4 %s
+[%s]
+unicast_master_table 1
+`, addrB, vethIn(t, nsA)))
+	var offs []float64
+	deadline := time.After(60 * time.Second)
+	for len(offs) < 20 {
+		select {
+		case l := <-lines:
+			m := masterOffsetRe.FindStringSubmatch(l)
+			if m == nil {
+				continue
+			}
+			off, _ := strconv.ParseFloat(m[1], 64)
+			if delay, _ := strconv.ParseFloat(m[2], 64); delay == 0 {
+				continue // the first line, before a delay measurement
+			}
+			offs = append(offs, off)
+		case <-deadline:
+			t.Fatalf("ptp4l printed %d master offset lines in 60 s", len(offs))
+		}
+	}
+	last := append([]float64(nil), offs[len(offs)-10:]...)
+	sort.Float64s(last)
+	if med := last[len(last)/2]; med < -6_000_000-20_000 || med > -6_000_000+20_000 {
+		t.Fatalf("ptp4l master offset median %.0f ns, want -6000000 ± 20000 (last %v)", med, last)
+	}
+	t.Logf("ptp4l master offsets (ns): %v", offs)
+}
+
+// meridiand as a PTP client of ptp4l (unicast_listen 1, master only, free
+// running, software stamps) in its own namespace: ptp4l serves the host
+// clock; meridiand's virtual clock starts 4 ms behind it, converges, and
+// its interval — read from its shm segment in this process — contains the
+// host clock (CLOCK_REALTIME, read before and after) on every read for
+// 60 s.
+func TestMeridianClientOfPtp4lMaster(t *testing.T) {
+	need(t, "ptp4l")
+	nsA, nsB, _, addrB := netnsPair(t)
+	ptp4l(t, nsB, fmt.Sprintf(`[global]
+free_running 1
+masterOnly 1
+unicast_listen 1
+clockClass 6
+time_stamping software
+network_transport UDPv4
+delay_mechanism E2E
+uds_address DIR/master.sock
+logging_level 6
+[%s]
+`, vethIn(t, nsB)))
+	dir := runMeridiand(t, nsA, fmt.Sprintf(`local_stratum: 0
+clock_offset: -4ms
+sources: [{type: ptp, address: %q, timestamping: software, poll: 1s}]
+metrics: {listen: ""}
+grpc: {listen: []}
+shm: {path: DIR/tt.shm}
+state_dir: DIR/state
+`, addrB))
+	var r *shm.Reader
+	for i := 0; ; i++ {
+		var err error
+		if r, err = shm.Open(filepath.Join(dir, "tt.shm")); err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("shm: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer r.Close()
+	// Wait for synchronization (ptp4l takes ~7 s to become master).
+	syncBy := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := r.Now(); err == nil {
+			break
+		}
+		if time.Now().After(syncBy) {
+			t.Fatal("meridiand not synchronized to ptp4l within 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	end := time.Now().Add(60 * time.Second)
+	reads := 0
+	var maxEps, lastErr time.Duration
+	for time.Now().Before(end) {
+		before := time.Now().UnixNano()
+		iv, err := r.Now()
+		after := time.Now().UnixNano()
+		if err != nil {
+			t.Fatalf("read %d: %v", reads, err)
+		}
+		if iv.LatestNS < before || iv.EarliestNS > after {
+			t.Fatalf("read %d: interval [%d, %d] (ε %v) misses the host clock [%d, %d]", reads,
+				iv.EarliestNS, iv.LatestNS, time.Duration(iv.EpsNS()), before, after)
+		}
+		reads++
+		maxEps = max(maxEps, time.Duration(iv.EpsNS()))
+		lastErr = time.Duration(iv.MidNS() - (before+after)/2)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if lastErr.Abs() > 500*time.Microsecond {
+		t.Fatalf("meridiand still %v from ptp4l's clock after 60 s (started at -4ms)", lastErr)
+	}
+	t.Logf("%d reads over 60 s contained the host clock; max ε %v, last midpoint error %v", reads, maxEps, lastErr)
+}
