@@ -81,6 +81,10 @@ type mclient struct {
 	seq    [2]uint16 // announce, sync sequence ids
 	txSeq  uint16    // Sync waiting for its transmit stamp
 	txWait bool
+	// expireAt is when the client's one queued kExpire entry fires (0:
+	// none): renewals do not queue more, so the heap holds at most one
+	// per client besides its Announce and Sync entries.
+	expireAt int64
 }
 
 // due is a heap entry: send kind to slot at dueNS if gen still matches.
@@ -414,7 +418,10 @@ func (m *Master) grant(nowNS int64, i int32, k int, log protocol.LogInterval, du
 	period, _ := logToNS(log)
 	renewal := g.expiresNS > nowNS && g.log == log
 	g.expiresNS = nowNS + int64(durS)*1e9
-	m.push(due{atNS: g.expiresNS, slot: i, kind: kExpire})
+	if c := &m.slots[i]; c.expireAt == 0 || g.expiresNS < c.expireAt {
+		c.expireAt = g.expiresNS
+		m.push(due{atNS: g.expiresNS, slot: i, kind: kExpire, gen: uint32(c.gen)})
+	}
 	if renewal {
 		m.cnt.Renewals++
 		return
@@ -436,10 +443,21 @@ func (m *Master) run(nowNS int64) {
 			continue
 		}
 		if d.kind == kExpire {
+			if d.gen != uint32(c.gen) || d.atNS != c.expireAt {
+				continue // queued for a previous owner of the slot, or superseded
+			}
+			next := int64(0)
 			for k := range c.grants {
-				if g := &c.grants[k]; g.expiresNS > 0 && g.expiresNS <= nowNS {
+				g := &c.grants[k]
+				if g.expiresNS > 0 && g.expiresNS <= nowNS {
 					*g = mgrant{gen: g.gen + 1}
+				} else if g.expiresNS > 0 && (next == 0 || g.expiresNS < next) {
+					next = g.expiresNS
 				}
+			}
+			c.expireAt = next
+			if next > 0 { // renewed meanwhile: check again at the earliest end
+				m.push(due{atNS: next, slot: d.slot, kind: kExpire, gen: uint32(c.gen)})
 			}
 			m.release(d.slot)
 			continue

@@ -295,3 +295,42 @@ func BenchmarkMasterSync(b *testing.B) {
 		}
 	}
 }
+
+// Memory stays bounded: 200 clients at 1 Sync/s renewing their 60 s
+// grants every 10 s for an hour keep the schedule at ≤ 3 entries per
+// client (Announce, Sync, one expiry check) and the slab at 200 slots;
+// when they stop renewing, every slot is freed and the schedule empties.
+func TestMasterMemoryBounded(t *testing.T) {
+	const n = 200
+	cfg := gmConfig(0xaa)
+	cfg.MaxClients = n
+	m := NewMaster(cfg)
+	now := trueStart
+	renew := func() {
+		for i := range n {
+			m.Step(now, Input{Kind: InputDatagram, Peer: peer(byte(i)), Datagram: requestMsg(0,
+				req(protocol.MessageAnnounce, 1, 60), req(protocol.MessageSync, 0, 60), req(protocol.MessageDelayResp, 0, 60))})
+			m.Advance()
+		}
+	}
+	maxHeap := 0
+	for now < trueStart+3600e9 {
+		if (now-trueStart)%10e9 == 0 {
+			renew()
+		}
+		now += 1e9 / 4
+		m.Step(now, Input{Kind: InputTick})
+		m.Advance()
+		maxHeap = max(maxHeap, len(m.heap))
+	}
+	if c := m.Counters(); c.Clients != n || len(m.slots) != n || maxHeap > 3*n {
+		t.Fatalf("after an hour: %d clients, %d slots, schedule peaked at %d entries", c.Clients, len(m.slots), maxHeap)
+	}
+	for end := now + 120e9; now < end; now += 1e9 {
+		m.Step(now, Input{Kind: InputTick})
+		m.Advance()
+	}
+	if c := m.Counters(); c.Clients != 0 || len(m.heap) != 0 || len(m.free) != n {
+		t.Fatalf("after the grants ended: %d clients, %d scheduled, %d free slots", c.Clients, len(m.heap), len(m.free))
+	}
+}
