@@ -334,3 +334,51 @@ func TestMasterMemoryBounded(t *testing.T) {
 		t.Fatalf("after the grants ended: %d clients, %d scheduled, %d free slots", c.Clients, len(m.heap), len(m.free))
 	}
 }
+
+// BenchmarkMasterLoad: one op is one second of 100,000 unicast clients at
+// 1 Sync/s (with its Follow_Up) and 1 Delay_Req/s, driven through the
+// engine alone (no sockets); clients/core is how many such clients one
+// core's worth of engine time serves.
+func BenchmarkMasterLoad(b *testing.B) {
+	const n = 100_000
+	cfg := gmConfig(0xaa)
+	cfg.MaxClients = n
+	m := NewMaster(cfg)
+	peers := make([]Peer, n)
+	for i := range n {
+		peers[i] = Peer{IP: [16]byte{0: byte(i >> 16), 1: byte(i >> 8), 2: byte(i)}}
+		m.Step(trueStart+int64(i)*10_000, Input{Kind: InputDatagram, Peer: peers[i], Datagram: requestMsg(0,
+			req(protocol.MessageSync, 0, 3600), req(protocol.MessageDelayResp, 0, 3600))})
+		m.Advance()
+	}
+	_, dreq := warmMaster(b)
+	now := trueStart + 1e9
+	ids := make([]uint64, 0, 1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for step := range 100 { // 10 ms ticks
+			now += 10e6
+			m.Step(now, Input{Kind: InputTick})
+			ids = ids[:0]
+			for _, d := range m.Ready().Send {
+				if d.Event {
+					ids = append(ids, d.TxID)
+				}
+			}
+			m.Advance()
+			for _, id := range ids {
+				m.Step(now, Input{Kind: InputTxStamp, TxID: id, TxNS: now})
+				m.Advance()
+			}
+			for i := step; i < n; i += 100 {
+				m.Step(now, Input{Kind: InputDatagram, Peer: peers[i], Event: true, Datagram: dreq, RxNS: now})
+				m.Advance()
+			}
+		}
+	}
+	if c := m.Counters(); c.Clients != n {
+		b.Fatalf("%d clients", c.Clients)
+	}
+	b.ReportMetric(float64(n)/(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e9), "clients/core")
+}
