@@ -77,6 +77,8 @@ type pair struct {
 	server, client               netip.Addr
 	srvEv, srvGen, cliEv, cliGen uint16
 	masterOff, clientOff         int64
+	ifname                       string // "" none
+	mode                         hwts.Mode
 }
 
 // startServer runs the pair's grandmaster serving the host clock +
@@ -85,7 +87,7 @@ func (p pair) startServer(t *testing.T, workers int) (srv *Server, stop func()) 
 	t.Helper()
 	srv = NewServer(ServerConfig{
 		Listen: p.server, EventPort: p.srvEv, GeneralPort: p.srvGen, ClientEventPort: p.cliEv, ClientGeneralPort: p.cliGen,
-		Timestamping: hwts.Software, Workers: workers,
+		Interface: p.ifname, Timestamping: p.mode, Workers: workers,
 		Engine: engine.MasterConfig{Identity: 0xaabbccddeeff0011, MinLogInterval: -4},
 	}, syncedSource{hostClock{p.masterOff}}, nil)
 	if err := srv.Listen(); err != nil {
@@ -108,7 +110,7 @@ func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 	cl, err := NewClient(ClientConfig{
 		Servers: []netip.Addr{p.server}, Local: p.client,
 		LocalEventPort: p.cliEv, LocalGeneralPort: p.cliGen, ServerEventPort: p.srvEv, ServerGeneralPort: p.srvGen,
-		Timestamping: hwts.Software, Engine: fastEngine(),
+		Interface: p.ifname, Timestamping: p.mode, Engine: fastEngine(),
 	}, hostClock{p.clientOff}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -140,8 +142,9 @@ func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 	return errs, cl
 }
 
-// A client port and a grandmaster (two workers) over IPv4 loopback with
-// software stamps, clocks 2.3 ms apart, on the same port numbers at two
+// A client port and a grandmaster (two workers) over IPv4 loopback, clocks
+// 2.3 ms apart, timestamping auto on lo (hardware flags are tried, lo has
+// none: both fall back to software stamps), on the same port numbers at two
 // addresses as PTP's fixed 319/320: every sample's offset is the injected
 // offset within half its measured round trip, the median within 50 µs;
 // both sides used kernel stamps; the grandmaster sent a Follow_Up for
@@ -149,7 +152,7 @@ func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 func TestClientServerLoopback(t *testing.T) {
 	ev, gen := freePorts(t)
 	p := pair{server: netip.MustParseAddr("127.0.0.1"), client: netip.MustParseAddr("127.0.0.2"),
-		srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 1_500_000, clientOff: -800_000}
+		srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 1_500_000, clientOff: -800_000, ifname: "lo", mode: hwts.Auto}
 	srv, stopServer := p.startServer(t, 2)
 	errs, cl := p.run(t, 16)
 	med := median(errs)
@@ -181,7 +184,7 @@ func TestClientServerIPv6(t *testing.T) {
 	ev, gen := freePorts(t)
 	cev, cgen := freePorts(t)
 	p := pair{server: netip.IPv6Loopback(), client: netip.IPv6Loopback(),
-		srvEv: ev, srvGen: gen, cliEv: cev, cliGen: cgen, masterOff: -2_000_000, clientOff: 300_000}
+		srvEv: ev, srvGen: gen, cliEv: cev, cliGen: cgen, masterOff: -2_000_000, clientOff: 300_000, mode: hwts.Software}
 	p.startServer(t, 1)
 	errs, _ := p.run(t, 8)
 	if med := median(errs); med < -50_000 || med > 50_000 {
@@ -252,7 +255,7 @@ func BenchmarkServerDelayReq(b *testing.B) {
 func TestClientIndependentServers(t *testing.T) {
 	ev, gen := freePorts(t)
 	a := pair{server: netip.MustParseAddr("127.0.0.1"), client: netip.MustParseAddr("127.0.0.2"),
-		srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 500_000}
+		srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 500_000, mode: hwts.Software}
 	b := a
 	b.server, b.masterOff = netip.MustParseAddr("127.0.0.3"), 1_500_000
 	if c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: int(ev)}); err != nil {
