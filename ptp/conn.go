@@ -107,3 +107,36 @@ func peerOf(a netip.Addr) engine.Peer {
 
 // addrOf is the IP of a Peer, IPv4 when it is one.
 func addrOf(p engine.Peer) netip.Addr { return netip.AddrFrom16(p.IP).Unmap() }
+
+// skfNetOff makes a classic BPF load relative to the network header.
+const skfNetOff = -0x100000
+
+// steerByAddress attaches to conn's SO_REUSEPORT group a classic BPF
+// program that picks the group's socket number (source address mod n) for
+// every datagram. Given to both the event and the general group, it sends
+// a client's Delay_Reqs (from its port 319) and its signaling (from 320)
+// to the same worker, the one holding its grants; the kernel's own hash
+// of the 4-tuple would split them.
+func steerByAddress(conn *net.UDPConn, n int, v6 bool) error {
+	off := int32(skfNetOff + 12) // IPv4 source address
+	if v6 {
+		off = skfNetOff + 20 // the last 32 bits of the IPv6 source address
+	}
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: uint32(off)},
+		{Code: unix.BPF_ALU | unix.BPF_MOD | unix.BPF_K, K: uint32(n)},
+		{Code: unix.BPF_RET | unix.BPF_A},
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
+			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	}); err != nil {
+		return err
+	}
+	return serr
+}

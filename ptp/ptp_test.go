@@ -2,6 +2,7 @@ package ptp
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync"
@@ -298,5 +299,92 @@ func TestClientIndependentServers(t *testing.T) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// delayRespLog asks srv (4 workers) for a Delay_Resp grant at log −3 from
+// each of 8 loopback client addresses, then sends a Delay_Req from each,
+// and returns how many Delay_Resps carried the granted interval (ptp4l
+// adopts it as its Delay_Req rate) — possible only when the Delay_Req (from
+// the client's event port) reached the worker that holds the grant (made
+// from its general port).
+func delayRespLog(t *testing.T, noSteer bool) (matched, clients int) {
+	ev, gen := freePorts(t)
+	srv := NewServer(ServerConfig{
+		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
+		Timestamping: hwts.Software, Workers: 4, Engine: engine.MasterConfig{Identity: 7, MinLogInterval: -4},
+	}, syncedSource{}, nil)
+	srv.noSteer = noSteer
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	srvEv := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ev)
+	srvGen := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), gen)
+	buf := make([]byte, 512)
+	for i := 2; i < 10; i++ {
+		ip := net.IPv4(127, 0, 0, byte(i))
+		ce, err1 := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: int(ev)})
+		cg, err2 := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: int(gen)})
+		if err1 != nil || err2 != nil {
+			t.Skipf("127.0.0.%d: %v %v", i, err1, err2)
+		}
+		id := protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(i), PortNumber: 1}
+		sig := protocol.Signaling{
+			Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageSignaling, 0), Version: 2,
+				FlagField: protocol.FlagUnicast, SourcePortIdentity: id, LogMessageInterval: 0x7f},
+			TargetPortIdentity: protocol.DefaultTargetPortIdentity,
+			TLVs: []protocol.TLV{&protocol.RequestUnicastTransmissionTLV{
+				TLVHead:            protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
+				MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageDelayResp, 0), LogInterMessagePeriod: -3, DurationField: 60}},
+		}
+		n, _ := sig.MarshalBinaryTo(buf)
+		binary.BigEndian.PutUint16(buf[2:], uint16(n))
+		if _, err := cg.WriteToUDPAddrPort(buf[:n], srvGen); err != nil {
+			t.Fatal(err)
+		}
+		_ = cg.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, _, err := cg.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("no grant: %v", err)
+		}
+		req := protocol.SyncDelayReq{Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageDelayReq, 0),
+			Version: 2, MessageLength: 44, SourcePortIdentity: id, SequenceID: 1}}
+		n, _ = req.MarshalBinaryTo(buf)
+		if _, err := ce.WriteToUDPAddrPort(buf[:n], srvEv); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := cg.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("no Delay_Resp: %v", err)
+		}
+		var resp protocol.DelayResp
+		if err := resp.UnmarshalBinary(buf[:n]); err != nil || resp.RequestingPortIdentity != id {
+			t.Fatalf("Delay_Resp %+v: %v", resp, err)
+		}
+		if resp.LogMessageInterval == -3 {
+			matched++
+		}
+		clients++
+		ce.Close()
+		cg.Close()
+	}
+	return matched, clients
+}
+
+// The grandmaster steers each client's datagrams to one worker by its
+// address, so its Delay_Resps carry the interval it was granted.
+// Negative control: with the kernel's 4-tuple hash (noSteer), some of the
+// 8 clients' Delay_Reqs reach a worker without their grant (all 8 landing
+// right by chance: 4⁻⁸).
+func TestServerSteersClientsToOneWorker(t *testing.T) {
+	if m, n := delayRespLog(t, false); m != n {
+		t.Fatalf("steered: %d of %d Delay_Resps carried the granted interval", m, n)
+	}
+	if m, n := delayRespLog(t, true); m == n {
+		t.Fatalf("unsteered: all %d Delay_Resps carried the granted interval: the control shows nothing", n)
 	}
 }

@@ -50,6 +50,10 @@ type Server struct {
 
 	mu      sync.Mutex
 	workers []*worker
+
+	// noSteer is a test-only knob (negative control): leave the kernel's
+	// 4-tuple hash to spread datagrams over the workers.
+	noSteer bool
 }
 
 type worker struct {
@@ -106,6 +110,15 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.workers = append(s.workers, w)
+	}
+	if len(s.workers) > 1 && !s.noSteer {
+		v6 := s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6()
+		for _, c := range []*net.UDPConn{s.workers[0].ev, s.workers[0].gen} {
+			if err := steerByAddress(c, len(s.workers), v6); err != nil {
+				s.closeLocked()
+				return fmt.Errorf("ptp: steer clients to workers: %w", err)
+			}
+		}
 	}
 	return nil
 }
