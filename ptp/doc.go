@@ -5,11 +5,13 @@
 // until the PHC clock exists), and the drivers that feed the engines.
 //
 // Client polls the configured PTP servers as one unicast client port and
-// emits samples for the discipline. Server is a unicast grandmaster: its
-// clients are sharded over workers (SO_REUSEPORT sockets: the kernel keeps
-// a client's messages on one worker), each worker owning one engine.Master
-// and its buffers; transmit stamps of Syncs are read from the error queue
-// with a configurable timeout.
+// emits samples for the discipline (one engine for all servers, chosen by
+// the BMCA, or one engine per server). Server is a unicast grandmaster: its
+// clients are sharded over workers (SO_REUSEPORT sockets; a classic BPF
+// program picks the worker by the client's address, so its event and
+// general messages reach the one engine.Master holding its grants), each
+// worker owning its engine and buffers; transmit stamps of Syncs are read
+// from the error queue with a configurable timeout.
 //
 // Time: software stamps are CLOCK_REALTIME; they are converted to the
 // served or disciplined clock by their age (hwts.RxToClock, TxToClock), so
