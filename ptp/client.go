@@ -224,10 +224,8 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 			for _, d := range rd.Send {
 				srv := c.cfg.Servers[p.servers[d.Server]]
 				dst, conn := netip.AddrPortFrom(srv, c.cfg.ServerGeneralPort), gen
-				var id uint32
 				if d.Event {
 					dst, conn = netip.AddrPortFrom(srv, c.cfg.ServerEventPort), ev
-					id = evStamps.NextTxID()
 					p.sendGen = c.gen()
 				}
 				if _, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), dst); err != nil {
@@ -235,8 +233,8 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 					continue
 				}
 				c.Stats.Sent.Add(1)
-				if d.Event {
-					evID, evSent = id, true
+				if d.Event { // the kernel numbers only the datagrams it took (OPT_ID)
+					evID, evSent = evStamps.NextTxID(), true
 				}
 			}
 			p.e.Advance()

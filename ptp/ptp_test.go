@@ -388,3 +388,46 @@ func TestServerSteersClientsToOneWorker(t *testing.T) {
 		t.Fatalf("unsteered: all %d Delay_Resps carried the granted interval: the control shows nothing", n)
 	}
 }
+
+// syncRequest is a client's Signaling message asking for Sync at 1/s.
+func syncRequest(id protocol.PortIdentity) []byte {
+	sig := protocol.Signaling{
+		Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageSignaling, 0), Version: 2,
+			FlagField: protocol.FlagUnicast, SourcePortIdentity: id, LogMessageInterval: 0x7f},
+		TargetPortIdentity: protocol.DefaultTargetPortIdentity,
+		TLVs: []protocol.TLV{&protocol.RequestUnicastTransmissionTLV{
+			TLVHead:            protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
+			MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageSync, 0), DurationField: 60}},
+	}
+	b := make([]byte, 512)
+	n, _ := sig.MarshalBinaryTo(b)
+	binary.BigEndian.PutUint16(b[2:], uint16(n))
+	return b[:n]
+}
+
+// A Sync that cannot be sent (here to an IPv6 peer from the IPv4 socket)
+// takes no transmit-stamp number: the next Sync's stamp is still matched
+// and its Follow_Up sent; the failed one is counted as a stamp timeout.
+// (Numbering each Sync before its send loses every later Follow_Up after
+// one failure.)
+func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
+	ev, gen := freePorts(t)
+	srv := NewServer(ServerConfig{
+		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
+		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 7},
+	}, syncedSource{}, nil)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	w := srv.workers[0]
+	now := srv.servedNS()
+	for i, a := range []string{"fd00::2", "127.0.0.2"} {
+		id := protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(i + 1), PortNumber: 1}
+		w.m.Step(now, engine.Input{Kind: engine.InputDatagram, Peer: peerOf(netip.MustParseAddr(a)), Datagram: syncRequest(id), RxNS: now})
+	}
+	srv.flush(w)
+	if c := w.m.Counters(); c.Syncs != 2 || c.FollowUps != 1 || c.TxTimeouts != 1 {
+		t.Fatalf("counters %+v, want 2 Syncs, 1 Follow_Up, 1 stamp timeout", c)
+	}
+}

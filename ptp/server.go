@@ -62,6 +62,7 @@ type worker struct {
 	m        *engine.Master
 	cnt      atomic.Pointer[engine.MasterCounters]
 	writeErr atomic.Uint64
+	syncs    []sentSync // reused by flush
 }
 
 // NewServer returns a grandmaster serving ts.
@@ -250,9 +251,8 @@ func (s *Server) run(ctx context.Context, w *worker) {
 	est := time.NewTicker(s.cfg.EstimateEvery)
 	defer est.Stop()
 	s.estimate(w)
-	var ids []uint64
 	for {
-		ids = s.flush(w, ids)
+		s.flush(w)
 		if d := w.m.Ready().DeadlineNS; d != 1<<63-1 {
 			timer.Reset(max(time.Duration(d-s.servedNS()), 0))
 		}
@@ -291,55 +291,53 @@ func (s *Server) estimate(w *worker) {
 
 // flush sends the engine's datagrams; each Sync's transmit stamp is then
 // read from the error queue (in send order) and fed back, which releases
-// its Follow_Up. A stamp that does not come within TxTimeout is reported
-// as 0: the engine counts it and sends no Follow_Up.
-func (s *Server) flush(w *worker, ids []uint64) []uint64 {
+// its Follow_Up. A stamp that does not come within TxTimeout, or a Sync
+// that could not be sent, is reported as 0: the engine counts it and sends
+// no Follow_Up.
+func (s *Server) flush(w *worker) {
 	v6 := s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6()
 	for {
 		rd := w.m.Ready()
-		ids = ids[:0]
-		var kids [64]uint32
-		nk := 0
+		w.syncs = w.syncs[:0]
 		for _, d := range rd.Send {
 			conn, port := w.gen, s.cfg.ClientGeneralPort
-			var kid uint32
 			if d.Event {
 				conn, port = w.ev, s.cfg.ClientEventPort
-				kid = w.evStamps.NextTxID()
 			}
-			if _, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), netip.AddrPortFrom(addrOf(d.Peer), port)); err != nil {
+			_, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), netip.AddrPortFrom(addrOf(d.Peer), port))
+			if err != nil {
 				w.writeErr.Add(1)
-				if d.Event {
-					ids = append(ids, d.TxID) // no stamp will come: report the timeout now
-					if nk < len(kids) {
-						kids[nk] = ^uint32(0)
-						nk++
-					}
-				}
-				continue
 			}
 			if d.Event {
-				ids = append(ids, d.TxID)
-				if nk < len(kids) {
-					kids[nk] = kid
-					nk++
+				// The kernel numbers only the datagrams it took (OPT_ID).
+				p := sentSync{txID: d.TxID}
+				if err == nil {
+					p.kernelID, p.sent = w.evStamps.NextTxID(), true
 				}
+				w.syncs = append(w.syncs, p)
 			}
 		}
 		w.m.Advance()
-		if len(ids) == 0 {
-			return ids
+		if len(w.syncs) == 0 {
+			return
 		}
-		for i, id := range ids {
+		for _, p := range w.syncs {
 			var tx int64
-			if i < nk && kids[i] != ^uint32(0) {
-				if t, ok := txStamp(w.evStamps, kids[i], s.cfg.TxTimeout, s.servedNS); ok {
+			if p.sent {
+				if t, ok := txStamp(w.evStamps, p.kernelID, s.cfg.TxTimeout, s.servedNS); ok {
 					tx = t
 				}
 			}
-			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTxStamp, TxID: id, TxNS: tx})
+			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTxStamp, TxID: p.txID, TxNS: tx})
 		}
 	}
+}
+
+// sentSync is a Sync waiting for its transmit stamp.
+type sentSync struct {
+	txID     uint64 // the engine's
+	kernelID uint32 // the socket's OPT_ID
+	sent     bool
 }
 
 func (s *Server) read(conn *net.UDPConn, event bool, free chan *srvPacket, rx chan<- *srvPacket, done <-chan struct{}) {
