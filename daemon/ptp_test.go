@@ -107,6 +107,11 @@ func TestMeridianPTPClientOfMeridianGrandmaster(t *testing.T) {
 	if lastErr.Abs() > 200*time.Microsecond {
 		t.Fatalf("B's clock still %v from A's after 15 s (started at -3ms)", lastErr)
 	}
+	// A (local_stratum 1) advertises stepsRemoved 0: B is at stratum 2,
+	// as over NTP.
+	if e := b.Clock().Estimate(); e.Stratum != 2 {
+		t.Errorf("B's estimate: stratum %d, want 2", e.Stratum)
+	}
 	for _, c := range []struct {
 		d    *Daemon
 		want []string

@@ -286,7 +286,7 @@ func (s *Server) estimate(w *worker) {
 	if iv, err := s.ts.Now(); err == nil {
 		eps = iv.EpsNS()
 	}
-	w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputEstimate, Status: e.Status, EpsNS: eps, Leap: e.Leap})
+	w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputEstimate, Status: e.Status, EpsNS: eps, Leap: e.Leap, Stratum: e.Stratum})
 }
 
 // flush sends the engine's datagrams; each Sync's transmit stamp is then

@@ -239,6 +239,11 @@ type Input struct {
 	Status truetime.Status // InputEstimate
 	EpsNS  int64           // InputEstimate: half-width of the interval now
 	Leap   truetime.Leap   // InputEstimate
+	// Stratum (InputEstimate) is the local clock's NTP stratum: the
+	// grandmaster advertises stepsRemoved = stratum − 1, so a client's
+	// sample has the stratum an NTP server would give (0 and 1: a primary
+	// reference, stepsRemoved 0).
+	Stratum uint8
 }
 
 // Ready is what the driver must do after Step.

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/facebook/time/ptp/protocol"
+
+	"github.com/meridiantime/meridian/truetime"
 )
 
 const (
@@ -345,6 +347,22 @@ func TestCompareOrder(t *testing.T) {
 	}
 	if Compare(base, base) != 0 {
 		t.Fatal("equal datasets")
+	}
+}
+
+// The grandmaster's stratum reaches the client's samples as in NTP: a
+// grandmaster at stratum 3 advertises stepsRemoved 2 and its client's
+// samples have stratum 3 (the discipline adds one for the client's own).
+func TestStratumThroughStepsRemoved(t *testing.T) {
+	m := oneMaster(1000, 1000)
+	w := newWorld(t, clientConfig(), clientOff, m)
+	m.m.Step(w.T+m.off, Input{Kind: InputEstimate, Status: truetime.Synchronized, EpsNS: 2000, Stratum: 3})
+	w.run(10e9)
+	checkAll(t, w, 3, float64(injected), 2000)
+	for _, s := range w.samples {
+		if s.Stratum != 3 {
+			t.Fatalf("sample stratum %d, want 3", s.Stratum)
+		}
 	}
 }
 

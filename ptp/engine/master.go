@@ -124,6 +124,7 @@ type Master struct {
 	quality protocol.ClockQuality
 	flags   uint16
 	status  truetime.Status
+	steps   uint16 // stepsRemoved advertised
 
 	sig   signaling
 	resp  [maxSignalingTLVs]unicastTLV
@@ -191,6 +192,7 @@ func (m *Master) Step(nowNS int64, in Input) {
 		m.txStamp(in.TxID, in.TxNS)
 	case InputEstimate:
 		m.setQuality(in.Status, in.EpsNS, in.Leap)
+		m.steps = uint16(max(int(in.Stratum), 1) - 1)
 	}
 	m.run(nowNS)
 }
@@ -494,6 +496,7 @@ func (m *Master) announce(nowNS int64, c *mclient, log protocol.LogInterval) {
 	a.GrandmasterClockQuality = m.quality
 	a.GrandmasterPriority2 = m.cfg.Priority2
 	a.GrandmasterIdentity = m.cfg.Identity
+	a.StepsRemoved = m.steps
 	a.TimeSource = m.cfg.TimeSource
 	b := m.buf()
 	n, _ := a.MarshalBinaryTo(b)
