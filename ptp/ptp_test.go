@@ -406,8 +406,9 @@ func syncRequest(id protocol.PortIdentity) []byte {
 }
 
 // A Sync that cannot be sent (here to an IPv6 peer from the IPv4 socket)
-// takes no transmit-stamp number: the next Sync's stamp is still matched
-// and its Follow_Up sent; the failed one is counted as a stamp timeout.
+// takes no transmit-stamp number: the later Syncs' stamps are still
+// matched and their Follow_Ups sent; the failed one is counted as a stamp
+// timeout. 130 clients in one step also cross sendmmsg batches (64).
 // (Numbering each Sync before its send loses every later Follow_Up after
 // one failure.)
 func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
@@ -422,12 +423,19 @@ func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
 	defer srv.Close()
 	w := srv.workers[0]
 	now := srv.servedNS()
-	for i, a := range []string{"fd00::2", "127.0.0.2"} {
+	var peers []netip.Addr
+	for i := range 130 {
+		peers = append(peers, netip.AddrFrom4([4]byte{127, 0, 1, byte(i)}))
+		if i == 40 {
+			peers = append(peers, netip.MustParseAddr("fd00::2"))
+		}
+	}
+	for i, a := range peers {
 		id := protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(i + 1), PortNumber: 1}
-		w.m.Step(now, engine.Input{Kind: engine.InputDatagram, Peer: peerOf(netip.MustParseAddr(a)), Datagram: syncRequest(id), RxNS: now})
+		w.m.Step(now, engine.Input{Kind: engine.InputDatagram, Peer: peerOf(a), Datagram: syncRequest(id), RxNS: now})
 	}
 	srv.flush(w)
-	if c := w.m.Counters(); c.Syncs != 2 || c.FollowUps != 1 || c.TxTimeouts != 1 {
-		t.Fatalf("counters %+v, want 2 Syncs, 1 Follow_Up, 1 stamp timeout", c)
+	if c := w.m.Counters(); c.Syncs != 131 || c.FollowUps != 130 || c.TxTimeouts != 1 {
+		t.Fatalf("counters %+v, want 131 Syncs, 130 Follow_Ups, 1 stamp timeout", c)
 	}
 }

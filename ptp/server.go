@@ -63,6 +63,9 @@ type worker struct {
 	cnt      atomic.Pointer[engine.MasterCounters]
 	writeErr atomic.Uint64
 	syncs    []sentSync // reused by flush
+	evBase   int        // syncs[evBase:] are in evOut
+	evOut    *batchSender
+	genOut   *batchSender
 }
 
 // NewServer returns a grandmaster serving ts.
@@ -103,9 +106,15 @@ func (s *Server) Listen() error {
 		if err == nil {
 			w.gen, _, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.GeneralPort), s.cfg.Interface, s.cfg.Timestamping)
 		}
+		if err == nil {
+			err = w.batches(s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6())
+		}
 		if err != nil {
 			if w.ev != nil {
 				w.ev.Close()
+			}
+			if w.gen != nil {
+				w.gen.Close()
 			}
 			s.closeLocked()
 			return err
@@ -136,6 +145,20 @@ func (s *Server) closeLocked() {
 		w.ev.Close()
 		w.gen.Close()
 	}
+}
+
+// batches sets up the worker's batched senders.
+func (w *worker) batches(v6 bool) error {
+	erc, err := w.ev.SyscallConn()
+	if err != nil {
+		return err
+	}
+	grc, err := w.gen.SyscallConn()
+	if err != nil {
+		return err
+	}
+	w.evOut, w.genOut = newBatchSender(erc, v6), newBatchSender(grc, v6)
+	return nil
 }
 
 // publish makes the engine's counters readable by Counters (a copy per
@@ -289,34 +312,33 @@ func (s *Server) estimate(w *worker) {
 	w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputEstimate, Status: e.Status, EpsNS: eps, Leap: e.Leap, Stratum: e.Stratum})
 }
 
-// flush sends the engine's datagrams; each Sync's transmit stamp is then
-// read from the error queue (in send order) and fed back, which releases
-// its Follow_Up. A stamp that does not come within TxTimeout, or a Sync
-// that could not be sent, is reported as 0: the engine counts it and sends
-// no Follow_Up.
+// flush sends the engine's datagrams, batched per socket (sendmmsg);
+// each Sync's transmit stamp is then read from the error queue (in send
+// order) and fed back, which releases its Follow_Up. A stamp that does not
+// come within TxTimeout, or a Sync that could not be sent, is reported as
+// 0: the engine counts it and sends no Follow_Up.
 func (s *Server) flush(w *worker) {
 	v6 := s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6()
 	for {
 		rd := w.m.Ready()
-		w.syncs = w.syncs[:0]
+		w.syncs, w.evBase = w.syncs[:0], 0
 		for _, d := range rd.Send {
-			conn, port := w.gen, s.cfg.ClientGeneralPort
+			data := udp6Pad(d.Data, v6)
 			if d.Event {
-				conn, port = w.ev, s.cfg.ClientEventPort
-			}
-			_, err := conn.WriteToUDPAddrPort(udp6Pad(d.Data, v6), netip.AddrPortFrom(addrOf(d.Peer), port))
-			if err != nil {
-				w.writeErr.Add(1)
-			}
-			if d.Event {
-				// The kernel numbers only the datagrams it took (OPT_ID).
-				p := sentSync{txID: d.TxID}
-				if err == nil {
-					p.kernelID, p.sent = w.evStamps.NextTxID(), true
+				if w.evOut.full() {
+					s.sendBatch(w, w.evOut)
 				}
-				w.syncs = append(w.syncs, p)
+				w.evOut.add(data, netip.AddrPortFrom(addrOf(d.Peer), s.cfg.ClientEventPort))
+				w.syncs = append(w.syncs, sentSync{txID: d.TxID})
+				continue
 			}
+			if w.genOut.full() {
+				s.sendBatch(w, w.genOut)
+			}
+			w.genOut.add(data, netip.AddrPortFrom(addrOf(d.Peer), s.cfg.ClientGeneralPort))
 		}
+		s.sendBatch(w, w.genOut)
+		s.sendBatch(w, w.evOut)
 		w.m.Advance()
 		if len(w.syncs) == 0 {
 			return
@@ -331,6 +353,30 @@ func (s *Server) flush(w *worker) {
 			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTxStamp, TxID: p.txID, TxNS: tx})
 		}
 	}
+}
+
+// sendBatch sends b's queued datagrams and counts the failures; for the
+// event socket it numbers the Syncs that went out as the kernel does
+// (OPT_ID counts only the datagrams it took).
+func (s *Server) sendBatch(w *worker, b *batchSender) {
+	if err := b.flush(); err != nil {
+		s.log.Debug("ptp server send", "err", err) // the socket is closing
+	}
+	for i := range b.n {
+		if !b.sent[i] {
+			w.writeErr.Add(1)
+		}
+		if b == w.evOut {
+			p := &w.syncs[w.evBase+i]
+			if p.sent = b.sent[i]; p.sent {
+				p.kernelID = w.evStamps.NextTxID()
+			}
+		}
+	}
+	if b == w.evOut {
+		w.evBase += b.n
+	}
+	b.reset()
 }
 
 // sentSync is a Sync waiting for its transmit stamp.
