@@ -293,3 +293,24 @@ func TestHoldoverAfterPolls(t *testing.T) {
 		}
 	}
 }
+
+// The README's PTP example is a valid configuration.
+func TestREADMEPTPExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## PTP\n")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no PTP yaml block")
+	}
+	c, err := Parse([]byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Sources) != 1 || c.Sources[0].Type != "ptp" || len(c.PTPServer.Listen) != 1 || c.PTPServer.MinLogInterval() != -4 {
+		t.Fatalf("%+v %+v", c.Sources, c.PTPServer)
+	}
+}

@@ -10,8 +10,9 @@
 // clients are sharded over workers (SO_REUSEPORT sockets; a classic BPF
 // program picks the worker by the client's address, so its event and
 // general messages reach the one engine.Master holding its grants), each
-// worker owning its engine and buffers; transmit stamps of Syncs are read
-// from the error queue with a configurable timeout.
+// worker owning its engine and buffers and sending in batches (sendmmsg);
+// transmit stamps of Syncs are read from the error queue with a
+// configurable timeout.
 //
 // Time: software stamps are CLOCK_REALTIME; they are converted to the
 // served or disciplined clock by their age (hwts.RxToClock, TxToClock), so
