@@ -288,6 +288,9 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	if cfg.Clock != "virtual" {
 		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual", cfg.Clock)
 	}
+	if err := ptpSupported(cfg); err != nil {
+		return nil, err
+	}
 	if opt.Tick == 0 {
 		opt.Tick = time.Second
 	}

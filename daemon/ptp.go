@@ -27,6 +27,22 @@ type ptpParts struct {
 	server []*ptp.Server
 }
 
+// ptpSupported refuses what the PTP parts cannot do yet: a client port
+// and a grandmaster in one daemon would share ports 319/320 (the
+// grandmaster's sockets, bound to an address, would take the client's
+// Sync and Follow_Up).
+func ptpSupported(cfg *config.Config) error {
+	if len(cfg.PTPServer.Listen) == 0 {
+		return nil
+	}
+	for i, s := range cfg.Sources {
+		if s.Type == "ptp" {
+			return fmt.Errorf("sources[%d]: type ptp together with ptp_server is not supported yet (one host's ports 319/320 serve one of them)", i)
+		}
+	}
+	return nil
+}
+
 // logInterval is d as a PTP log2 interval, rounded up (never faster).
 func logInterval(d time.Duration) protocol.LogInterval {
 	if d <= 0 {
