@@ -68,5 +68,5 @@ func (d *Daemon) sourceInfo() []*timev1.Source {
 		}
 		out = append(out, x)
 	}
-	return out
+	return append(out, d.ptpSourceInfo(now)...)
 }

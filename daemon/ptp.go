@@ -6,12 +6,14 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/facebook/time/ptp/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/ntp"
@@ -155,6 +157,37 @@ func (d *Daemon) runPTP(ctx context.Context, wg *sync.WaitGroup) {
 			_ = s.Serve(ctx)
 		}()
 	}
+}
+
+// ptpSourceInfo is the Sources call's entries for the PTP servers; the
+// caller holds reportsMu.
+func (d *Daemon) ptpSourceInfo(nowNS int64) []*timev1.Source {
+	cl := d.ptp.client
+	if cl == nil {
+		return nil
+	}
+	var out []*timev1.Source
+	for i, name := range cl.Names() {
+		st := &cl.Servers[i]
+		x := &timev1.Source{
+			Name: name, Address: strings.TrimPrefix(name, "ptp:"), Type: "ptp", State: "unused", LastSampleAgeNs: -1,
+			Stratum: st.Stratum.Load(), Valid: st.Samples.Load(),
+			TxTimestamping: hwts.Source(cl.Stats.LastTxSource.Load()).String(),
+			RxTimestamping: hwts.Source(cl.Stats.LastRxSource.Load()).String(),
+		}
+		if st.Granted.Load() {
+			x.Reach = 1 // granted Sync and Delay_Resp: the server answers
+		}
+		if r, ok := d.reports[name]; ok {
+			x.State = r.State.String()
+			x.OffsetNs, x.DelayNs, x.JitterNs, x.BoundNs = r.OffsetNS, r.DelayNS, r.JitterNS, r.BoundNS
+			if r.LastLocalNS != 0 {
+				x.LastSampleAgeNs = nowNS - r.LastLocalNS
+			}
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // resolveHost is an IP address, or the first address a name resolves to.

@@ -112,6 +112,19 @@ func TestMeridianPTPClientOfMeridianGrandmaster(t *testing.T) {
 	if e := b.Clock().Estimate(); e.Stratum != 2 {
 		t.Errorf("B's estimate: stratum %d, want 2", e.Stratum)
 	}
+	// The Sources call (meridianctl sources) lists the PTP server.
+	var listed bool
+	for _, s := range b.sourceInfo() {
+		if s.Type == "ptp" {
+			listed = true
+			if s.Name != "ptp:127.0.0.1" || s.State != "selected" || s.Valid == 0 || s.Stratum != 1 || s.Reach != 1 || s.RxTimestamping != "software" {
+				t.Errorf("Sources entry %v", s)
+			}
+		}
+	}
+	if !listed {
+		t.Error("the Sources call does not list the PTP server")
+	}
 	for _, c := range []struct {
 		d    *Daemon
 		want []string

@@ -44,6 +44,7 @@ type ServerStats struct {
 	LastDelayNS  atomic.Int64 // mean path delay of its last sample (δ/2)
 	LastOffsetNS atomic.Int64 // its last sample's offset (server minus local)
 	Samples      atomic.Uint64
+	Stratum      atomic.Uint32 // of its last sample (stepsRemoved + 1)
 }
 
 // ClientConfig is a client port: the servers, the ports and the engine.
@@ -321,6 +322,7 @@ func (c *Client) emit(ctx context.Context, out chan<- Sample, p *port, samples [
 		st.Samples.Add(1)
 		st.LastDelayNS.Store(s.DelayNS() / 2)
 		st.LastOffsetNS.Store(int64(s.OffsetNS()))
+		st.Stratum.Store(uint32(s.Stratum))
 		select {
 		case out <- Sample{Name: c.names[g], Sample: s, Gen: p.sendGen}:
 		case <-ctx.Done():
