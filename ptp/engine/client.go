@@ -329,6 +329,9 @@ func (c *Client) Step(nowNS int64, in Input) {
 	case InputTxStamp:
 		if c.delay.valid && in.TxNS > 0 {
 			c.delay.txNS = in.TxNS
+			if c.last.valid && c.last.seq == c.delay.seq && !c.last.used {
+				c.last.txNS = in.TxNS // its Delay_Resp came before the stamp
+			}
 		}
 	}
 	c.poll(nowNS)

@@ -107,6 +107,16 @@ func TestTxStampsMatter(t *testing.T) {
 	}
 }
 
+// A transmit stamp that is reported only after the Delay_Resp came (a slow
+// error queue) still replaces the pre-send reading: samples stay exact.
+func TestLateTxStamp(t *testing.T) {
+	const up, down, lag = 40_000, 40_000, 15_000
+	w := newWorld(t, clientConfig(), clientOff, oneMaster(up, down))
+	w.txLag, w.lateTx = lag, true
+	w.run(20e9)
+	checkAll(t, w, 10, float64(injected), up+down)
+}
+
 // With path asymmetry the offset is off by exactly (up − down)/2, as
 // physics demands, and the error stays within half the measured delay
 // (what the bound adds).

@@ -367,6 +367,7 @@ func (m *Master) signaling(nowNS int64, in Input) error {
 				m.slots[slot].grants[k] = mgrant{gen: m.slots[slot].grants[k].gen + 1}
 				m.cnt.Cancels++
 				m.release(slot)
+				known = m.slots[slot].inUse // a later request in this message allocates anew
 			}
 			resp = append(resp, unicastTLV{Type: protocol.TLVAcknowledgeCancelUnicastTransmission, MsgType: t.MsgType, Flags: t.Flags})
 		}

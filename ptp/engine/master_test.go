@@ -97,6 +97,39 @@ func TestMasterGrantLimits(t *testing.T) {
 	}
 }
 
+// A CANCEL that ends a client's last grant, followed in the same message
+// by a new request, leaves the client with a slot of its own: a second
+// client then gets a different one, and both are served.
+func TestMasterCancelThenRequestInOneMessage(t *testing.T) {
+	m := NewMaster(gmConfig(0xaa))
+	now := trueStart
+	m.Step(now, Input{Kind: InputDatagram, Peer: peer(1), Datagram: requestMsg(0, req(protocol.MessageSync, 0, 60))})
+	m.Advance()
+	m.Step(now, Input{Kind: InputDatagram, Peer: peer(1), Datagram: requestMsg(0,
+		unicastTLV{Type: protocol.TLVCancelUnicastTransmission, MsgType: protocol.MessageSync},
+		req(protocol.MessageSync, 0, 60))})
+	m.Advance()
+	m.Step(now, Input{Kind: InputDatagram, Peer: peer(2), Datagram: requestMsg(0, req(protocol.MessageSync, 0, 60))})
+	m.Advance()
+	if c := m.Counters(); c.Clients != 2 || len(m.free) != 0 || m.byPeer[peer(1)] == m.byPeer[peer(2)] {
+		t.Fatalf("clients %d, free slots %d, slots %d and %d", c.Clients, len(m.free), m.byPeer[peer(1)], m.byPeer[peer(2)])
+	}
+	got := map[Peer]int{}
+	for now < trueStart+3e9 {
+		now += 1e9
+		m.Step(now, Input{Kind: InputTick})
+		for _, d := range m.Ready().Send {
+			if d.Event {
+				got[d.Peer]++
+			}
+		}
+		m.Advance()
+	}
+	if got[peer(1)] != 3 || got[peer(2)] != 3 {
+		t.Fatalf("Syncs per client: %v", got)
+	}
+}
+
 // A grant runs at its rate for its duration and then stops; a renewal
 // (repeated request, as ptp4l sends) extends it without restarting the
 // sequence ids; Delay_Req is answered with or without a grant, echoing

@@ -29,6 +29,10 @@ type world struct {
 	// clientTx, masterTx: report transmit stamps (else the client keeps
 	// its pre-send reading and the master times out every Follow_Up).
 	clientTx, masterTx bool
+	// lateTx: the client's transmit stamp is reported only after the
+	// Delay_Resp has arrived (a slow error queue).
+	lateTx    bool
+	pendingTx int64
 	// tamper may change or drop (return false) a datagram in flight.
 	tamper func(d *delivery) bool
 
@@ -87,6 +91,10 @@ func (w *world) flushClient() {
 			}
 		}
 		w.cl.Advance()
+		if txNS != 0 && w.lateTx {
+			w.pendingTx = txNS
+			return
+		}
 		if txNS == 0 || !w.clientTx {
 			return
 		}
@@ -170,6 +178,11 @@ func (w *world) run(durNS int64) {
 			if d.toMaster < 0 {
 				w.cl.Step(w.T+w.clOff, Input{Kind: InputDatagram, Server: d.from, Event: d.event, Datagram: d.data, RxNS: w.T + w.clOff})
 				w.flushClient()
+				if w.pendingTx != 0 && msgType(d.data) == protocol.MessageDelayResp {
+					w.cl.Step(w.T+w.clOff, Input{Kind: InputTxStamp, TxNS: w.pendingTx})
+					w.pendingTx = 0
+					w.flushClient()
+				}
 			} else if m := w.ms[d.toMaster]; m.alive {
 				m.m.Step(w.T+m.off, Input{Kind: InputDatagram, Peer: clientPeer, Event: d.event, Datagram: d.data, RxNS: w.T + m.off})
 				w.flushMaster(d.toMaster, m)
