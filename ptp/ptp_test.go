@@ -439,3 +439,21 @@ func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
 		t.Fatalf("counters %+v, want 131 Syncs, 130 Follow_Ups, 1 stamp timeout", c)
 	}
 }
+
+// clockPair retries when the thread was held up between its reads (here a
+// clock read that sleeps 2 ms the first time): the pair it returns is one
+// whose CLOCK_REALTIME reads are close, so the stamp conversion is not
+// biased by the hold-up.
+func TestClockPairRetriesAHeldUpRead(t *testing.T) {
+	calls := 0
+	before, n, after := clockPair(func() int64 {
+		calls++
+		if calls == 1 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return int64(calls)
+	})
+	if calls < 2 || n != int64(calls) || after < before || (calls < 4 && after-before > maxPairGapNS) {
+		t.Fatalf("%d reads, n %d, gap %d ns", calls, n, after-before)
+	}
+}
