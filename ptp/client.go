@@ -152,12 +152,12 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 		}
 	}
 	v6 := local.Is6() && !local.Is4In6()
-	ev, evStamps, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalEventPort), c.cfg.Interface, c.cfg.Timestamping)
+	ev, evStamps, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalEventPort), c.cfg.Interface, c.cfg.Timestamping, true)
 	if err != nil {
 		return err
 	}
 	defer ev.Close()
-	gen, _, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalGeneralPort), c.cfg.Interface, c.cfg.Timestamping)
+	gen, _, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalGeneralPort), c.cfg.Interface, c.cfg.Timestamping, false)
 	if err != nil {
 		return err
 	}
@@ -279,7 +279,9 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 			}
 			c.Stats.Received.Add(1)
 			if r, ok := routes[pk.from]; ok {
-				c.Stats.LastRxSource.Store(int32(pk.rxSrc))
+				if pk.event { // general messages carry no stamps
+					c.Stats.LastRxSource.Store(int32(pk.rxSrc))
+				}
 				ports[r.port].e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputDatagram, Server: r.local, Event: pk.event, Datagram: pk.buf[:pk.n], RxNS: pk.rxNS})
 			}
 			free <- pk

@@ -24,12 +24,25 @@ const (
 // take up to hundreds of ms under load; software stamps on veth take µs.
 const DefaultTxTimeout = 10 * time.Millisecond
 
+// socketBuffer is the receive and send buffer asked for each socket (a
+// variable for the test that shrinks it).
+var socketBuffer = 4 << 20
+
+// stampGeneral is a test-only knob (negative control): timestamp the
+// general sockets too, as this shell first did.
+var stampGeneral = false
+
 // oobLen fits one SCM_TIMESTAMPING control message (3 timespecs) and more.
 const oobLen = 256
 
 // listenUDP opens a UDP socket on addr with SO_REUSEPORT (so workers can
-// share the port) and timestamping enabled as mode allows.
-func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode) (*net.UDPConn, *hwts.Socket, error) {
+// share the port) and, for an event socket, timestamping as mode allows.
+//
+// General sockets get no timestamping: general messages need no stamps,
+// and every send on a socket with TX stamping queues a stamp on its error
+// queue, which counts against the receive buffer — unread, those stamps
+// would fill it and the socket would drop every datagram it receives.
+func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode, event bool) (*net.UDPConn, *hwts.Socket, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -48,6 +61,13 @@ func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode) (*net.UDPConn
 		return nil, nil, fmt.Errorf("ptp: listen %s: %w", addr, err)
 	}
 	conn := pc.(*net.UDPConn)
+	// Room for bursts (a grandmaster's clients renew and send Delay_Reqs
+	// together); the kernel caps it at net.core.rmem_max.
+	_ = conn.SetReadBuffer(socketBuffer)
+	_ = conn.SetWriteBuffer(socketBuffer)
+	if !event && !stampGeneral {
+		return conn, nil, nil
+	}
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		conn.Close()

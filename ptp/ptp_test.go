@@ -457,3 +457,67 @@ func TestClockPairRetriesAHeldUpRead(t *testing.T) {
 		t.Fatalf("%d reads, n %d, gap %d ns", calls, n, after-before)
 	}
 }
+
+// generalReplies sends count Signaling requests, one after the other, to a
+// grandmaster whose sockets have small (16 KB) buffers, and returns how
+// many were answered.
+func generalReplies(t *testing.T, count int) int {
+	old := socketBuffer
+	socketBuffer = 16 << 10
+	defer func() { socketBuffer = old }()
+	ev, gen := freePorts(t)
+	srv := NewServer(ServerConfig{
+		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
+		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 7},
+	}, syncedSource{}, nil)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	cg, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(gen)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), gen)
+	buf := make([]byte, 512)
+	answered := 0
+	for i := range count {
+		if _, err := cg.WriteToUDPAddrPort(syncRequest(protocol.PortIdentity{ClockIdentity: 5, PortNumber: uint16(i)}), dst); err != nil {
+			t.Fatal(err)
+		}
+		_ = cg.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			n, _, err := cg.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return answered // no answer: the server stopped hearing us
+			}
+			if protocol.SdoIDAndMsgType(buf[0]).MsgType() == protocol.MessageSignaling && n > 0 {
+				answered++
+				break
+			}
+		}
+	}
+	return answered
+}
+
+// The general sockets carry no timestamping: a grandmaster keeps hearing
+// its clients after hundreds of general messages sent. Negative control:
+// with TX stamping on the general socket too (stampGeneral), the unread
+// stamps fill its receive buffer and it goes deaf after a few dozen.
+func TestGeneralSocketStaysOpen(t *testing.T) {
+	if n := generalReplies(t, 400); n != 400 {
+		t.Fatalf("%d of 400 requests answered", n)
+	}
+	stampGeneral = true
+	defer func() { stampGeneral = false }()
+	if n := generalReplies(t, 400); n == 400 {
+		t.Fatal("with stamped general sockets every request was still answered: the control shows nothing")
+	} else {
+		t.Logf("negative control: %d of 400 answered with TX stamps piling up on the general socket", n)
+	}
+}

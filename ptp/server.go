@@ -102,9 +102,9 @@ func (s *Server) Listen() error {
 	for range s.cfg.Workers {
 		w := &worker{m: engine.NewMaster(s.cfg.Engine)}
 		var err error
-		w.ev, w.evStamps, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.EventPort), s.cfg.Interface, s.cfg.Timestamping)
+		w.ev, w.evStamps, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.EventPort), s.cfg.Interface, s.cfg.Timestamping, true)
 		if err == nil {
-			w.gen, _, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.GeneralPort), s.cfg.Interface, s.cfg.Timestamping)
+			w.gen, _, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.GeneralPort), s.cfg.Interface, s.cfg.Timestamping, false)
 		}
 		if err == nil {
 			err = w.batches(s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6())
