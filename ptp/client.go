@@ -347,7 +347,7 @@ func readLoop(conn *net.UDPConn, event bool, clk clock.Reader, free chan *rxPack
 			return
 		}
 		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(p.buf[:], oob)
-		realtime, now, _ := clockPair(clk.NowNS) // realtime before the clock read: late, never early
+		realtime, now, _ := hwts.ClockPair(clk.NowNS) // realtime before the clock read: late, never early
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				p.closed = true

@@ -81,28 +81,6 @@ func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode, event bool) (
 	return conn, st, nil
 }
 
-// maxPairGapNS is the widest gap between the two CLOCK_REALTIME reads
-// around a clock reading that clockPair accepts: wider means the thread was
-// descheduled in between, which would bias the converted stamp by the gap.
-const maxPairGapNS = 10_000
-
-// clockPair reads CLOCK_REALTIME, now(), CLOCK_REALTIME again, retrying a
-// few times while the reads are further apart than maxPairGapNS. A receive
-// stamp is converted with (before, n): late by at most the gap, never
-// early; a transmit stamp with (n, after): early by at most the gap, never
-// late.
-func clockPair(now func() int64) (before, n, after int64) {
-	for range 4 {
-		before = time.Now().UnixNano()
-		n = now()
-		after = time.Now().UnixNano()
-		if after-before <= maxPairGapNS {
-			break
-		}
-	}
-	return before, n, after
-}
-
 // rxNS is the receive time of a datagram on clk's scale: the kernel's
 // software stamp converted by its age, else the user-space reading (both
 // read after the datagram arrived: late, never early).
@@ -126,7 +104,7 @@ func txStamp(st *hwts.Socket, id uint32, wait time.Duration, now func() int64) (
 	if !ok || s.Source != hwts.SourceSoftware {
 		return 0, false
 	}
-	_, n, after := clockPair(now)
+	_, n, after := hwts.ClockPair(now)
 	return hwts.TxToClock(n, after, s.NS)
 }
 

@@ -440,24 +440,6 @@ func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
 	}
 }
 
-// clockPair retries when the thread was held up between its reads (here a
-// clock read that sleeps 2 ms the first time): the pair it returns is one
-// whose CLOCK_REALTIME reads are close, so the stamp conversion is not
-// biased by the hold-up.
-func TestClockPairRetriesAHeldUpRead(t *testing.T) {
-	calls := 0
-	before, n, after := clockPair(func() int64 {
-		calls++
-		if calls == 1 {
-			time.Sleep(2 * time.Millisecond)
-		}
-		return int64(calls)
-	})
-	if calls < 2 || n != int64(calls) || after < before || (calls < 4 && after-before > maxPairGapNS) {
-		t.Fatalf("%d reads, n %d, gap %d ns", calls, n, after-before)
-	}
-}
-
 // generalReplies sends count Signaling requests, one after the other, to a
 // grandmaster whose sockets have small (16 KB) buffers, and returns how
 // many were answered.

@@ -396,7 +396,7 @@ func (s *Server) read(conn *net.UDPConn, event bool, free chan *srvPacket, rx ch
 			return
 		}
 		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(p.buf[:], oob)
-		realtime, now, _ := clockPair(s.servedNS) // realtime before the clock read: late, never early
+		realtime, now, _ := hwts.ClockPair(s.servedNS) // realtime before the clock read: late, never early
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				p.closed = true
