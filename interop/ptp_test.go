@@ -16,24 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridiantime/meridian/impair"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
-
-// vethIn is the name of the veth interface in network namespace ns (ptp4l
-// wants its interface named in its config).
-func vethIn(t *testing.T, ns string) string {
-	t.Helper()
-	out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", "type", "veth").Output()
-	if err != nil {
-		t.Fatalf("ip -n %s link: %v", ns, err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) < 2 {
-		t.Fatalf("no veth in %s: %q", ns, out)
-	}
-	name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-	return name
-}
 
 // ptp4l runs ptp4l in namespace ns with conf (written to a temp file; the
 // string DIR in it is replaced by a temp directory), always free-running
@@ -133,7 +118,8 @@ var masterOffsetRe = regexp.MustCompile(`master offset\s+(-?\d+) s\d freq\s+[-+]
 // offset` (slave minus master) is −6 ms within 20 µs.
 func TestPtp4lClientOfMeridianGrandmaster(t *testing.T) {
 	need(t, "ptp4l")
-	nsA, nsB, _, addrB := netnsPair(t)
+	p := netnsPair(t)
+	nsA, nsB, addrB := p.NS[impair.A], p.NS[impair.B], p.Addr[impair.B].String()
 	runMeridiand(t, nsB, fmt.Sprintf(`local_stratum: 1
 clock_offset: +6ms
 ptp_server: {listen: [%q], timestamping: software}
@@ -158,7 +144,7 @@ logQueryInterval 0
 UDPv4 %s
 [%s]
 unicast_master_table 1
-`, addrB, vethIn(t, nsA)))
+`, addrB, p.Iface[impair.A]))
 	var offs []float64
 	deadline := time.After(60 * time.Second)
 	for len(offs) < 20 {
@@ -193,7 +179,8 @@ unicast_master_table 1
 // 60 s.
 func TestMeridianClientOfPtp4lMaster(t *testing.T) {
 	need(t, "ptp4l")
-	nsA, nsB, _, addrB := netnsPair(t)
+	p := netnsPair(t)
+	nsA, nsB, addrB := p.NS[impair.A], p.NS[impair.B], p.Addr[impair.B].String()
 	ptp4l(t, nsB, fmt.Sprintf(`[global]
 free_running 1
 masterOnly 1
@@ -205,7 +192,7 @@ delay_mechanism E2E
 uds_address DIR/master.sock
 logging_level 6
 [%s]
-`, vethIn(t, nsB)))
+`, p.Iface[impair.B]))
 	dir := runMeridiand(t, nsA, fmt.Sprintf(`local_stratum: 0
 clock_offset: -4ms
 sources: [{type: ptp, address: %q, timestamping: software, poll: 1s}]
