@@ -248,3 +248,105 @@ state_dir: DIR/state
 	}
 	t.Logf("%d reads over 60 s contained the host clock; max ε %v, last midpoint error %v", reads, maxEps, lastErr)
 }
+
+// meridiand as a PTP client of meridiand's grandmaster through the
+// impairment wire with an asymmetric path: client → grandmaster 3 ms,
+// grandmaster → client 1 ms (the wire's calibrated overhead subtracted).
+// Both clocks start on the host clock, so true time is the host clock.
+// Physics: a two-way exchange cannot see asymmetry, so the client settles
+// (3 − 1)/2 = +1 ms ahead of it (within 200 µs, the wire's jitter and
+// software stamps); its interval — ε includes half the 4 ms round trip —
+// still contains the host clock on every read, from synchronization on.
+// Negative control: the same reads with ε shrunk 100× miss it.
+func TestMeridianPTPOverAsymmetricWire(t *testing.T) {
+	needNetns(t)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the impairment wire needs /dev/net/tun under CI")
+		}
+		t.Skip("no /dev/net/tun")
+	}
+	pair, err := impair.NewPair(t.Context(), impair.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pair.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	cal, err := pair.Calibrate(t.Context(), 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := impair.Config{AtoB: impair.Path{Delay: 3 * time.Millisecond}, BtoA: impair.Path{Delay: time.Millisecond}, Seed: 7}
+	cfg.AtoB.SubtractNS, cfg.BtoA.SubtractNS = int64(cal.AtoBP50), int64(cal.BtoAP50)
+	if err := pair.Wire.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	nsA, nsB, addrB := pair.NS[impair.A], pair.NS[impair.B], pair.Addr[impair.B].String()
+	runMeridiand(t, nsB, fmt.Sprintf(`local_stratum: 1
+ptp_server: {listen: [%q], timestamping: software}
+metrics: {listen: ""}
+grpc: {listen: []}
+shm: {path: DIR/tt.shm}
+state_dir: DIR/state
+`, addrB))
+	dir := runMeridiand(t, nsA, fmt.Sprintf(`local_stratum: 0
+sources: [{type: ptp, address: %q, timestamping: software, poll: 1s}]
+metrics: {listen: ""}
+grpc: {listen: []}
+shm: {path: DIR/tt.shm}
+state_dir: DIR/state
+`, addrB))
+	var r *shm.Reader
+	for i := 0; ; i++ {
+		if r, err = shm.Open(filepath.Join(dir, "tt.shm")); err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("shm: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer r.Close()
+	end := time.Now().Add(60 * time.Second)
+	var reads, control int
+	var errs []float64
+	for time.Now().Before(end) {
+		before := time.Now().UnixNano()
+		iv, err := r.Now()
+		after := time.Now().UnixNano()
+		if err != nil {
+			if reads > 0 {
+				t.Fatalf("read %d: %v (after synchronization)", reads, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if iv.LatestNS < before || iv.EarliestNS > after {
+			t.Fatalf("read %d: interval [%d, %d] (ε %v) misses the host clock [%d, %d]", reads,
+				iv.EarliestNS, iv.LatestNS, time.Duration(iv.EpsNS()), before, after)
+		}
+		if eps := iv.EpsNS() / 100; iv.MidNS()+eps < before || iv.MidNS()-eps > after {
+			control++
+		}
+		reads++
+		errs = append(errs, float64(iv.MidNS()-(before+after)/2))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if reads < 1000 {
+		t.Fatalf("only %d synchronized reads in 60 s", reads)
+	}
+	last := append([]float64(nil), errs[len(errs)*3/4:]...) // the last quarter: converged
+	sort.Float64s(last)
+	med := last[len(last)/2]
+	if med < 800_000 || med > 1_200_000 {
+		t.Fatalf("midpoint − host clock %.0f µs over the last quarter, want +1000 ± 200 (asymmetry/2)", med/1e3)
+	}
+	if control == 0 {
+		t.Fatal("negative control: no read missed the host clock with ε/100")
+	}
+	t.Logf("%d reads contained the host clock; midpoint − host (median, last quarter) %+.0f µs; ε/100 missed it on %d reads; wire overhead %v/%v subtracted",
+		reads, med/1e3, control, cal.AtoBP50, cal.BtoAP50)
+}
