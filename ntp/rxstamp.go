@@ -3,9 +3,10 @@ package ntp
 import (
 	"encoding/binary"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meridiantime/meridian/hwts"
 )
 
 // Kernel receive timestamps. With SO_TIMESTAMPNS the kernel stamps each
@@ -68,9 +69,6 @@ func rxAt(realtimeNS, nowNS int64, oob []byte) int64 {
 	if !ok {
 		return nowNS
 	}
-	age := realtimeNS - k
-	if age < 0 || age > int64(time.Second) {
-		return nowNS // a stepped host clock: fall back to the user-space stamp
-	}
-	return nowNS - age
+	t, _ := hwts.RxToClock(realtimeNS, nowNS, k) // a stepped host clock: the user-space stamp
+	return t
 }

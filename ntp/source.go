@@ -64,17 +64,6 @@ func NewSource(name, addr string, cfg engine.ClientConfig, clk clock.Reader, gen
 	return &Source{Name: name, Addr: addr, cfg: cfg, clk: clk, gen: gen, log: log}
 }
 
-// txAt converts a software TX stamp (CLOCK_REALTIME) to the clock: nowNS
-// must be read BEFORE realtimeNS, so a delay between the reads makes the
-// result early, never late — what a transmit stamp must be.
-func txAt(nowNS, realtimeNS, stampNS int64) (int64, bool) {
-	age := realtimeNS - stampNS
-	if age < 0 || age > int64(time.Second) {
-		return 0, false
-	}
-	return nowNS - age, true
-}
-
 // Run polls until ctx ends or the server sends DENY/RSTR.
 func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	raddr, err := net.ResolveUDPAddr("udp", s.Addr)
@@ -127,7 +116,6 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				s.Stats.Timeouts.Add(1)
 			}
 			sendGen = s.gen()
-			id := stamps.NextTxID()
 			_, err := conn.Write(rd.Send)
 			e.Advance()
 			if err != nil {
@@ -135,14 +123,16 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 			} else {
 				s.Stats.Sent.Add(1)
 				awaiting = true
-				txSrc = s.txStamp(e, stamps, id)
+				// The kernel numbers only the datagrams it took (OPT_ID): a
+				// failed send must not move the count.
+				txSrc = s.txStamp(e, stamps, stamps.NextTxID())
 			}
 		}
 		wait := time.Duration(e.Ready().DeadlineNS - s.clk.NowNS())
 		_ = conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
 		for {
 			m, oobn, _, _, err := conn.ReadMsgUDPAddrPort(buf, oob)
-			realtime, t4, _ := hwts.ClockPair(s.clk.NowNS) // realtime before the clock read: see rxAt
+			realtime, t4, _ := hwts.ClockPair(s.clk.NowNS) // realtime before the clock read: late, never early
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -218,8 +208,8 @@ func (s *Source) txStamp(e *engine.Engine, stamps *hwts.Socket, id uint32) hwts.
 		s.Stats.TxStampsMissing.Add(1)
 		return hwts.SourceUser
 	}
-	_, now, realtime := hwts.ClockPair(s.clk.NowNS) // the clock read before realtime: see txAt
-	t1, ok := txAt(now, realtime, st.NS)
+	_, now, realtime := hwts.ClockPair(s.clk.NowNS) // the clock read before realtime: early, never late
+	t1, ok := hwts.TxToClock(now, realtime, st.NS)
 	if !ok {
 		return hwts.SourceUser
 	}

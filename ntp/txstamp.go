@@ -154,7 +154,7 @@ func (t *txStamper) stamp(oob []byte, now, realtime int64, s *Server) {
 		if tx, ok = s.HardwareTxToServed(ns); !ok {
 			return
 		}
-	} else if tx, ok = txAt(now, realtime, ns); !ok {
+	} else if tx, ok = hwts.TxToClock(now, realtime, ns); !ok {
 		return
 	}
 	if !s.xt.noStampCheck && (tx < p.rxNS || tx-p.rxNS > maxServerHoldNS) {
@@ -220,7 +220,7 @@ func parseTxStamp(oob []byte) (ns int64, hw bool, id uint32, ok bool) {
 }
 
 // clockPair reads the served clock and then CLOCK_REALTIME for converting
-// transmit stamps (see txAt): a delay between the two reads makes a stamp
+// transmit stamps (hwts.TxToClock): a delay between the two reads makes a stamp
 // early, never late; a pair held up between the reads is read again
 // (hwts.ClockPair).
 func (s *Server) clockPair() (now, realtime int64) {
