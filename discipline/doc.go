@@ -39,9 +39,8 @@
 //     ones (a step). From the spread of the window's half-widths the filter
 //     also advises each source's poll (pollTarget).
 //   - Frequency. A weighted least-squares line through the selections'
-//     hulls (U, xr) gives the oscillator's rate s; its error bound is the
-//     tighter of Σ|a_i|·M_i and the range of slopes of lines that pass
-//     within every point's bound, and becomes FreqUncPPB. Until it is
+//     hulls (U, xr) gives the oscillator's rate s; its error bound
+//     Σ|a_i|·M_i becomes FreqUncPPB. Until it is
 //     tighter than the oscillator tolerance (500 ppm), the tolerance is
 //     used. A window no line passes through is trimmed from the oldest end.
 //   - Servo. Linear regression (default): set c = −(s + x/τ)/(1 + x/τ) so the

@@ -52,15 +52,12 @@ func regress(pts []point) fit {
 		w := 1 / (p.boundNS * p.boundNS)
 		unc += math.Abs(w*(p.u-mu)/sxx) * p.boundNS
 	}
-	f := fit{slope: sxy / sxx, slopeUnc: unc, ok: true}
-	if lo, hi, ok := slopeRange(pts); ok {
-		// Both are hard bounds on the same true slope: keep the tighter,
-		// centring the estimate in the feasible range when that is it.
-		if (hi-lo)/2 < f.slopeUnc {
-			f.slope, f.slopeUnc = (lo+hi)/2, (hi-lo)/2
-		}
-	}
-	return f
+	// The feasible slope range (slopeRange) is often tighter, but it is a
+	// bound only while every point holds one line: a lone reference that
+	// steps by less than its points' widths leaves a feasible window whose
+	// range misses the true slope (a random world found it), while the
+	// least-squares bound degrades gracefully. It decides trimming only.
+	return fit{slope: sxy / sxx, slopeUnc: unc, ok: true}
 }
 
 // slopeRange is the range of slopes of the lines that pass within every
@@ -72,8 +69,7 @@ func regress(pts []point) fit {
 //	((xr_j − b_j) − (xr_i + b_i)) / (u_j − u_i) ≤ s ≤ ((xr_j + b_j) − (xr_i − b_i)) / (u_j − u_i)
 //
 // When the true xr is linear and every point holds it, the true slope is in
-// the range: a hard bound, often much tighter than the least-squares one
-// when a few points are narrow.
+// the range.
 func slopeRange(pts []point) (lo, hi float64, ok bool) {
 	lo, hi = math.Inf(-1), math.Inf(1)
 	pairs := 0

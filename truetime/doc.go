@@ -49,10 +49,8 @@
 // reading gives the identical guarantee with a narrower interval.
 // DriftBoundPPB is the configured wander bound (15 ppm by default, RFC
 // 5905's PHI). FreqUncPPB is the servo's residual frequency error: the
-// oscillator tolerance (500 ppm) until two samples exist, then the tighter
-// of two hard bounds on the regression's slope: Σ|a_i|·M_i of the weighted
-// least-squares slope, and the range of slopes of the lines that pass
-// within every point's bound (see package discipline),
+// oscillator tolerance (500 ppm) until two samples exist, then the hard
+// bound Σ|a_i|·M_i of the weighted regression slope (see package discipline),
 // so the first seconds after a fresh start or a ±100 ppm crystal do not
 // violate containment. A leap second announced by the sources widens the
 // interval by 1 s on both sides within a second of a UTC midnight.
