@@ -94,7 +94,9 @@ func genSource(rng *rand.Rand, j int, durS float64) Source {
 	s := DefaultSource()
 	s.Name = fmt.Sprintf("s%d", j)
 	s.PollS = float64(int(1) << rng.IntN(5)) // 1..16 s
-	if pick(0.3) {
+	if pick(0.2) {
+		s.Protocol = "ptp" // a unicast PTP grandmaster: the same path, PTP's engines
+	} else if pick(0.3) {
 		s.MaxPollS = s.PollS * float64(int(1)<<(1+rng.IntN(6))) // adapts up to 64× on the filter's advice
 	}
 	s.DelayUS = math.Round(50 * math.Pow(400, rng.Float64()))
@@ -325,6 +327,7 @@ func shrinkCandidates(sc Scenario) []Scenario {
 				x.RootDelayUS, x.RootDispersionUS, x.Stratum = d.RootDelayUS, d.RootDispersionUS, d.Stratum
 			},
 			func(x *Source) { x.MaxPollS = 0 },
+			func(x *Source) { x.Protocol = "" },
 			func(x *Source) { x.PollS, x.MaxPollS = d.PollS, 0 },
 			func(x *Source) { x.DelayUS = d.DelayUS },
 		}

@@ -64,6 +64,7 @@ type Discipline struct {
 // Source is a simulated time source behind a simulated link.
 type Source struct {
 	Name             string   `yaml:"name"`
+	Protocol         string   `yaml:"protocol"` // ntp (default) | ptp: a unicast PTP grandmaster; poll_s is its Sync and Delay_Req period
 	PollS            float64  `yaml:"poll_s"`
 	MaxPollS         float64  `yaml:"max_poll_s"`   // > poll_s: the poll adapts between them on the filter's advice
 	DelayUS          float64  `yaml:"delay_us"`     // base round trip
@@ -114,6 +115,7 @@ type Expect struct {
 	MaxSteps        *int     `yaml:"max_steps"`         // clock steps at most
 	MaxEpsVsMin     float64  `yaml:"max_eps_vs_min"`    // median ε over the provable minimum at most (0: no check)
 	MaxMidP50US     float64  `yaml:"max_mid_p50_us"`    // median |interval midpoint − true| at most (0: no check)
+	MaxEpsP50US     float64  `yaml:"max_eps_p50_us"`    // median half-width at most (0: no check)
 }
 
 // Defaults returns the baseline scenario every file starts from.
@@ -203,6 +205,15 @@ func (sc Scenario) Validate() error {
 			bad("sources[%d].name: duplicate %q", i, s.Name)
 		}
 		seen[s.Name] = true
+		switch s.Protocol {
+		case "", "ntp":
+		case "ptp":
+			if s.MaxPollS != 0 {
+				bad("sources[%d].max_poll_s: a ptp source's rate is fixed by its grant, got %v", i, s.MaxPollS)
+			}
+		default:
+			bad("sources[%d].protocol: want ntp or ptp, got %q", i, s.Protocol)
+		}
 		if s.MaxPollS != 0 && s.MaxPollS < s.PollS {
 			bad("sources[%d].max_poll_s: must be 0 or ≥ poll_s %v, got %v", i, s.PollS, s.MaxPollS)
 		}
