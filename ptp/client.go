@@ -198,7 +198,7 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			readLoop(conn, conn == ev, c.clk, free, rx, done)
+			readLoop(conn, conn == ev, c.clk.NowNS, free, rx, done)
 		}()
 	}
 	defer func() {
@@ -334,10 +334,12 @@ func (c *Client) emit(ctx context.Context, out chan<- Sample, p *port, samples [
 	return nil
 }
 
-// readLoop reads datagrams with their receive stamps (converted to clk)
-// and hands them over in preallocated packets until the socket closes or
-// done is closed.
-func readLoop(conn *net.UDPConn, event bool, clk clock.Reader, free chan *rxPacket, rx chan<- *rxPacket, done <-chan struct{}) {
+// readLoop reads datagrams with their receive stamps, converted to the
+// clock clockNS reads (the client's disciplined clock, the grandmaster's
+// served time), and hands them over in preallocated packets until the
+// socket closes or done is closed. Client ports and grandmaster workers
+// both read with it.
+func readLoop(conn *net.UDPConn, event bool, clockNS func() int64, free chan *rxPacket, rx chan<- *rxPacket, done <-chan struct{}) {
 	oob := make([]byte, oobLen)
 	for {
 		var p *rxPacket
@@ -347,7 +349,7 @@ func readLoop(conn *net.UDPConn, event bool, clk clock.Reader, free chan *rxPack
 			return
 		}
 		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(p.buf[:], oob)
-		realtime, now, _ := hwts.ClockPair(clk.NowNS) // realtime before the clock read: late, never early
+		realtime, now, _ := hwts.ClockPair(clockNS) // realtime before the clock read: late, never early
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				p.closed = true

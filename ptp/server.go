@@ -233,25 +233,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// srvPacket is a received datagram handed from a reader to its worker.
-type srvPacket struct {
-	n      int
-	buf    [engine.MaxDatagram]byte
-	from   netip.Addr
-	rxNS   int64
-	event  bool
-	closed bool
-}
-
+// rxPacket is a received datagram handed from a reader to its worker.
 // run is one worker: two readers feed its engine; the engine's sends go
 // out on the worker's sockets; Sync transmit stamps come from the event
 // socket's error queue.
 func (s *Server) run(ctx context.Context, w *worker) {
 	const depth = 256
-	rx := make(chan *srvPacket, depth)
-	free := make(chan *srvPacket, depth)
+	rx := make(chan *rxPacket, depth)
+	free := make(chan *rxPacket, depth)
 	for range depth {
-		free <- &srvPacket{}
+		free <- &rxPacket{}
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -259,7 +250,7 @@ func (s *Server) run(ctx context.Context, w *worker) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.read(conn, conn == w.ev, free, rx, done)
+			readLoop(conn, conn == w.ev, s.servedNS, free, rx, done)
 		}()
 	}
 	defer func() {
@@ -384,39 +375,6 @@ type sentSync struct {
 	txID     uint64 // the engine's
 	kernelID uint32 // the socket's OPT_ID
 	sent     bool
-}
-
-func (s *Server) read(conn *net.UDPConn, event bool, free chan *srvPacket, rx chan<- *srvPacket, done <-chan struct{}) {
-	oob := make([]byte, oobLen)
-	for {
-		var p *srvPacket
-		select {
-		case p = <-free:
-		case <-done:
-			return
-		}
-		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(p.buf[:], oob)
-		realtime, now, _ := hwts.ClockPair(s.servedNS) // realtime before the clock read: late, never early
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				p.closed = true
-				select {
-				case rx <- p:
-				case <-done:
-				}
-				return
-			}
-			free <- p
-			continue
-		}
-		p.n, p.from, p.event = n, from.Addr().Unmap(), event
-		p.rxNS, _ = rxNS(oob[:oobn], realtime, now)
-		select {
-		case rx <- p:
-		case <-done:
-			return
-		}
-	}
 }
 
 // Addr is the bound event and general addresses of the first worker.
