@@ -75,7 +75,11 @@ func (r *runner) ptpTimer(i int, kind evKind, deadlineNS, nowNS int64) {
 		tok = &n.mTok
 	}
 	*tok++
-	r.push(&event{at: r.now + max(deadlineNS-nowNS, 1000), kind: kind, src: i, tok: *tok})
+	wait := deadlineNS - nowNS
+	if deadlineNS == math.MaxInt64 || wait > int64(24*3600*1e9) {
+		return // nothing scheduled (a grandmaster without clients): a datagram wakes it
+	}
+	r.push(&event{at: r.now + max(wait, 1000), kind: kind, src: i, tok: *tok})
 }
 
 // ptpClientTick fires the client's timer (stale tokens are ignored).
