@@ -463,9 +463,13 @@ func (d *Discipline) carryForward(nowNS int64) (lo, hi float64, ok bool) {
 // advertised error, and a partial intersection could then exclude both its
 // old and its new time (the reference's time may lie anywhere in the new
 // interval). So for a lone source the result is always one whole interval:
-// the inner one when they nest, else both covered together. Every read then
-// holds the reference's old or new time. The price is a wider interval
-// after an honest but jittery reading.
+// the inner one when they nest, else the narrower of the two (no narrower
+// interval is sure to hold either time), and both covered together when
+// they do not meet (a fault). Every read then holds the reference's old or
+// new time. The price is a wider interval than the intersection after an
+// honest but jittery reading. A step smaller than the noise does not reset
+// the frequency regression: its least-squares slope bound stays sound
+// enough for it (sim/scenarios/35-lone-step-within-noise.yaml).
 func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev, fresh, lone bool) (float64, float64) {
 	if !havePrev {
 		return lo, hi
@@ -475,13 +479,6 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 		case lo >= prevLo && hi <= prevHi, prevLo >= lo && prevHi <= hi:
 			// nested: the intersection is one of the two whole intervals
 		default:
-			if c := (lo + hi) / 2; false && fresh && (c < prevLo || c > prevHi) {
-				// Its new reading left the previous estimate: the source may
-				// have stepped, and a regression that mixes its old and new
-				// timescale (across an outage they can look like a
-				// frequency error) is discarded.
-				d.resetRegression()
-			}
 			// The narrower of the two whole intervals: the previous one
 			// holds the reference's old time, the new one its new time,
 			// and no interval narrower than both is sure to hold either.
