@@ -91,16 +91,24 @@ func (p pair) startServer(t *testing.T, workers int) (srv *Server, stop func()) 
 		Interface: p.ifname, Timestamping: p.mode, Workers: workers,
 		Engine: engine.MasterConfig{Identity: 0xaabbccddeeff0011, MinLogInterval: -4},
 	}, syncedSource{hostClock{p.masterOff}}, nil)
+	return srv, serve(t, srv)
+}
+
+// serve listens and serves srv until the returned stop is called (also
+// when the test ends).
+func serve(tb testing.TB, srv *Server) (stop func()) {
+	tb.Helper()
 	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
-	stop = func() { cancel(); wg.Wait() }
-	t.Cleanup(stop)
-	return srv, stop
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	tb.Cleanup(stop)
+	return stop
 }
 
 // run measures the grandmaster with a client port until n samples came,
@@ -214,14 +222,7 @@ func BenchmarkServerDelayReq(b *testing.B) {
 		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
 		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 1},
 	}, syncedSource{}, nil)
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	defer serve(b, srv)()
 	send, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
 	if err != nil {
 		b.Fatal(err)
@@ -315,14 +316,7 @@ func delayRespLog(t *testing.T, noSteer bool) (matched, clients int) {
 		Timestamping: hwts.Software, Workers: 4, Engine: engine.MasterConfig{Identity: 7, MinLogInterval: -4},
 	}, syncedSource{}, nil)
 	srv.noSteer = noSteer
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	defer serve(t, srv)()
 	srvEv := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ev)
 	srvGen := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), gen)
 	buf := make([]byte, 512)
@@ -452,14 +446,7 @@ func generalReplies(t *testing.T, count int) int {
 		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
 		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 7},
 	}, syncedSource{}, nil)
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	defer serve(t, srv)()
 	cg, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(gen)})
 	if err != nil {
 		t.Fatal(err)
