@@ -306,16 +306,7 @@ state_dir: %s
 		_ = d.Wait()
 		logf.Close()
 	})
-	for i := 0; r.rd == nil; i++ {
-		if r.rd, err = shm.Open(shmPath); err != nil {
-			if i > 100 {
-				t.Fatalf("meridiand's shm segment never appeared: %v\n%s", err, r.logTail())
-			}
-			r.rd = nil
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	t.Cleanup(func() { r.rd.Close() })
+	r.rd = waitShm(t, shmPath, r.logTail)
 	r.metrics = nsHTTPClient(pair, impair.A)
 	t.Cleanup(r.metrics.CloseIdleConnections)
 	r.res = accuracyResult{Path: path.name, Impairment: describePath(path.cfg), WireOverheadNS: r.cal.OverheadNS,

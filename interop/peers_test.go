@@ -15,6 +15,7 @@ import (
 	"github.com/meridiantime/meridian/daemon"
 	"github.com/meridiantime/meridian/impair"
 	"github.com/meridiantime/meridian/internal/testdaemon"
+	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // need returns the path of a peer program, skipping (or failing under CI).
@@ -122,4 +123,26 @@ func chronyc(t *testing.T, sock string, args ...string) [][]string {
 		}
 	}
 	return rows
+}
+
+// waitShm opens the segment a daemon just started will create at path,
+// waiting up to ~10 s for it to appear, and closes it when the test ends;
+// logTail (nil: none) adds the daemon's log to the failure.
+func waitShm(t *testing.T, path string, logTail func() string) *shm.Reader {
+	t.Helper()
+	for i := 0; ; i++ {
+		r, err := shm.Open(path)
+		if err == nil {
+			t.Cleanup(func() { r.Close() })
+			return r
+		}
+		if i > 100 {
+			msg := ""
+			if logTail != nil {
+				msg = "\n" + logTail()
+			}
+			t.Fatalf("the daemon's shm segment %s never appeared: %v%s", path, err, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

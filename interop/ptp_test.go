@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/impair"
-	"github.com/meridiantime/meridian/truetime/shm"
 )
 
 // ptp4l runs ptp4l in namespace ns with conf (written to a temp file; the
@@ -201,18 +200,7 @@ grpc: {listen: []}
 shm: {path: DIR/tt.shm}
 state_dir: DIR/state
 `, addrB))
-	var r *shm.Reader
-	for i := 0; ; i++ {
-		var err error
-		if r, err = shm.Open(filepath.Join(dir, "tt.shm")); err == nil {
-			break
-		}
-		if i > 100 {
-			t.Fatalf("shm: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	defer r.Close()
+	r := waitShm(t, filepath.Join(dir, "tt.shm"), nil)
 	// Wait for synchronization (ptp4l takes ~7 s to become master).
 	syncBy := time.Now().Add(60 * time.Second)
 	for {
@@ -299,17 +287,7 @@ grpc: {listen: []}
 shm: {path: DIR/tt.shm}
 state_dir: DIR/state
 `, addrB))
-	var r *shm.Reader
-	for i := 0; ; i++ {
-		if r, err = shm.Open(filepath.Join(dir, "tt.shm")); err == nil {
-			break
-		}
-		if i > 100 {
-			t.Fatalf("shm: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	defer r.Close()
+	r := waitShm(t, filepath.Join(dir, "tt.shm"), nil)
 	end := time.Now().Add(60 * time.Second)
 	var reads, control int
 	var errs []float64
