@@ -6,16 +6,25 @@ package phc
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/clock/system"
 )
 
-// Device is the boundary to the character device.
+// Device is the boundary to the character device: open, close and the
+// PTP ioctls this package uses.
 type Device interface {
 	Open(path string) (fd int, err error)
-	MaxAdjPPB(fd int) (int32, error) // PTP_CLOCK_GETCAPS max_adj
+	Caps(fd int) (unix.PtpClockCaps, error) // PTP_CLOCK_GETCAPS2
+	// SysOffsetPrecise is PTP_SYS_OFFSET_PRECISE2: a cross-timestamp taken
+	// by the hardware (device, realtime and monotonic-raw at one instant).
+	SysOffsetPrecise(fd int) (unix.PtpSysOffsetPrecise, error)
+	// SysOffsetExtended is PTP_SYS_OFFSET_EXTENDED2 with n (≤ 25) samples,
+	// each a device reading between two readings of clockID (kernels
+	// before 6.12 accept only CLOCK_REALTIME and fail with EINVAL).
+	SysOffsetExtended(fd int, clockID int32, n int) (unix.PtpSysOffsetExtended, error)
 	Close(fd int) error
 }
 
@@ -24,14 +33,32 @@ type realDevice struct{}
 func (realDevice) Open(path string) (int, error) {
 	return unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 }
-func (realDevice) MaxAdjPPB(fd int) (int32, error) {
+func (realDevice) Caps(fd int) (unix.PtpClockCaps, error) {
 	caps, err := unix.IoctlPtpClockGetcaps(fd)
 	if err != nil {
-		return 0, err
+		return unix.PtpClockCaps{}, err
 	}
-	return caps.Max_adj, nil
+	return *caps, nil
+}
+func (realDevice) SysOffsetPrecise(fd int) (unix.PtpSysOffsetPrecise, error) {
+	v, err := unix.IoctlPtpSysOffsetPrecise(fd)
+	if err != nil {
+		return unix.PtpSysOffsetPrecise{}, err
+	}
+	return *v, nil
+}
+func (realDevice) SysOffsetExtended(fd int, clockID int32, n int) (unix.PtpSysOffsetExtended, error) {
+	v := unix.PtpSysOffsetExtended{Samples: uint32(n), Clockid: clockID}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.PTP_SYS_OFFSET_EXTENDED2, uintptr(unsafe.Pointer(&v)))
+	if errno != 0 {
+		return v, errno
+	}
+	return v, nil
 }
 func (realDevice) Close(fd int) error { return unix.Close(fd) }
+
+// RealDevice returns the real device calls.
+func RealDevice() Device { return realDevice{} }
 
 // ClockID converts an open PHC file descriptor to its dynamic clock id
 // (the kernel's FD_TO_CLOCKID).
@@ -43,6 +70,7 @@ type Clock struct {
 	dev  Device
 	fd   int
 	path string
+	caps unix.PtpClockCaps
 }
 
 // Open opens the PHC at path (e.g. /dev/ptp0). Nil dev/adj use the real
@@ -55,7 +83,8 @@ func Open(path string, dev Device, adj system.Adjtimer) (*Clock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("phc: open %s: %w", path, err)
 	}
-	maxAdj, err := dev.MaxAdjPPB(fd)
+	caps, err := dev.Caps(fd)
+	maxAdj := caps.Max_adj
 	if err != nil {
 		dev.Close(fd)
 		return nil, fmt.Errorf("phc: %s: PTP_CLOCK_GETCAPS: %w", path, err)
@@ -64,8 +93,14 @@ func Open(path string, dev Device, adj system.Adjtimer) (*Clock, error) {
 		dev.Close(fd)
 		return nil, fmt.Errorf("phc: %s reports max_adj %d ppb: cannot be disciplined", path, maxAdj)
 	}
-	return &Clock{Clock: system.NewClockID(adj, ClockID(fd), float64(maxAdj)), dev: dev, fd: fd, path: path}, nil
+	return &Clock{Clock: system.NewClockID(adj, ClockID(fd), float64(maxAdj)), dev: dev, fd: fd, path: path, caps: caps}, nil
 }
+
+// FD is the open device's descriptor (for a Map on the same device).
+func (c *Clock) FD() int { return c.fd }
+
+// Caps is what PTP_CLOCK_GETCAPS reported at Open.
+func (c *Clock) Caps() unix.PtpClockCaps { return c.caps }
 
 // SetSync is a no-op: a PHC has no kernel sync status.
 func (c *Clock) SetSync(bool, int64, int64) error { return nil }

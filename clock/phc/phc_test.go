@@ -15,7 +15,15 @@ type fakeDev struct {
 }
 
 func (f *fakeDev) Open(string) (int, error)     { return 7, nil }
-func (f *fakeDev) MaxAdjPPB(int) (int32, error) { return f.maxAdj, nil }
+func (f *fakeDev) Caps(int) (unix.PtpClockCaps, error) {
+	return unix.PtpClockCaps{Max_adj: f.maxAdj}, nil
+}
+func (f *fakeDev) SysOffsetPrecise(int) (unix.PtpSysOffsetPrecise, error) {
+	return unix.PtpSysOffsetPrecise{}, unix.EOPNOTSUPP
+}
+func (f *fakeDev) SysOffsetExtended(int, int32, int) (unix.PtpSysOffsetExtended, error) {
+	return unix.PtpSysOffsetExtended{}, unix.EOPNOTSUPP
+}
 func (f *fakeDev) Close(int) error              { f.closed = true; return nil }
 
 type fakeAdj struct{ ids []int32 }
