@@ -14,9 +14,10 @@
 // path is tested on loopback and veth.
 //
 // Time domains: software stamps are CLOCK_REALTIME; hardware stamps are the
-// NIC's PHC time. Callers convert software stamps to their own clock by the
-// stamp's age (see package ntp); hardware stamps are only meaningful to a
-// clock disciplined on that PHC.
+// NIC's PHC time. Socket.RxToClock and TxToClock convert both to the
+// caller's clock: software stamps by their age, hardware stamps through a
+// HardwareClock that measures the PHC against the host (package clock/phc),
+// each widened on the side the bound tolerates.
 package hwts
 
 import (
@@ -118,11 +119,39 @@ const (
 	optBits = unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
 )
 
+// HardwareClock converts a NIC's hardware stamps (its PHC's time) to the
+// caller's clock: receive stamps late but never early, transmit stamps
+// early but never late, as the bound needs. *phc.Map implements it.
+type HardwareClock interface {
+	RxToClock(stampNS int64) (int64, bool)
+	TxToClock(stampNS int64) (int64, bool)
+}
+
+// RxRewriter is implemented by a Sys that stands in for a NIC (tests with
+// a simulated PHC): it rewrites the control data a datagram arrived with,
+// as the kernel would have delivered it from that NIC.
+type RxRewriter interface {
+	RewriteRx(oob []byte)
+}
+
+// Options configure EnableWith.
+type Options struct {
+	Interface string // "" when unknown (e.g. a loopback client): software at best
+	Mode      Mode
+	Sys       Sys // nil: the real system calls
+	// PHC opens the converter for the interface's PTP hardware clock
+	// (/dev/ptp<index>, index from ethtool's ts_info). Nil, or an error:
+	// hardware stamps are not used (Auto falls back to software; Hardware
+	// fails).
+	PHC func(index int) (HardwareClock, error)
+}
+
 // Socket is a socket with timestamping enabled.
 type Socket struct {
 	rc     syscall.RawConn
 	sys    Sys
 	chosen Source
+	hw     HardwareClock
 	nextID uint32
 	buf    []byte
 	oob    []byte
@@ -132,16 +161,24 @@ type Socket struct {
 var ErrNoHardware = errors.New("hwts: interface has no hardware timestamping")
 
 func hwCapable(info *unix.EthtoolTsInfo) bool {
-	return info.So_timestamping&hwFlags == hwFlags &&
+	return info.So_timestamping&hwFlags == hwFlags && info.Phc_index >= 0 &&
 		info.Tx_types&(1<<unix.HWTSTAMP_TX_ON) != 0 &&
 		info.Rx_filters&(1<<unix.HWTSTAMP_FILTER_ALL) != 0
 }
 
-// Enable turns on the best timestamping mode allows for a socket bound to
-// ifname ("" when unknown, e.g. a loopback client: software at best).
-// In Auto mode it falls back hardware → software → user and never fails
-// for lack of support; Hardware and Software modes fail with a clear error.
+// Enable is EnableWith without a PHC: hardware stamps are never chosen.
 func Enable(rc syscall.RawConn, ifname string, mode Mode, sys Sys) (*Socket, error) {
+	return EnableWith(rc, Options{Interface: ifname, Mode: mode, Sys: sys})
+}
+
+// EnableWith turns on the best timestamping mode o.Mode allows for a
+// socket bound to o.Interface. Hardware stamps are chosen only when the
+// NIC stamps every packet and its PHC can be opened (o.PHC) to convert
+// them. In Auto mode it falls back hardware → software → user and never
+// fails for lack of support; Hardware and Software modes fail with a
+// clear error.
+func EnableWith(rc syscall.RawConn, o Options) (*Socket, error) {
+	sys, ifname, mode := o.Sys, o.Interface, o.Mode
 	if sys == nil {
 		sys = realSys{}
 	}
@@ -157,8 +194,22 @@ func Enable(rc syscall.RawConn, ifname string, mode Mode, sys Sys) (*Socket, err
 	}
 	if mode != Software && ifname != "" {
 		info, err := sys.TSInfo(ifname)
+		var hw HardwareClock
+		var phcErr error
+		if err == nil && hwCapable(info) {
+			if o.PHC == nil {
+				phcErr = errors.New("no PHC converter configured")
+			} else {
+				hw, phcErr = o.PHC(int(info.Phc_index))
+			}
+		}
 		switch {
+		case err == nil && hwCapable(info) && phcErr != nil:
+			if mode == Hardware {
+				return nil, fmt.Errorf("hwts: %s stamps in /dev/ptp%d, which cannot be read: %w", ifname, info.Phc_index, phcErr)
+			}
 		case err == nil && hwCapable(info):
+			s.hw = hw
 			cfg := unix.HwTstampConfig{Tx_type: unix.HWTSTAMP_TX_ON, Rx_filter: unix.HWTSTAMP_FILTER_ALL}
 			if err := sys.SetHwTstamp(ifname, &cfg); err != nil {
 				if mode == Hardware {
@@ -190,6 +241,54 @@ func Enable(rc syscall.RawConn, ifname string, mode Mode, sys Sys) (*Socket, err
 
 // Chosen is the best stamp source the socket was set up for.
 func (s *Socket) Chosen() Source { return s.chosen }
+
+// RxToClock converts a datagram's receive stamp (in its control data oob)
+// to the caller's clock: a software stamp by its age, with realtimeNS read
+// BEFORE nowNS (the clock's reading) after the datagram arrived
+// (ClockPair); a hardware stamp through the PHC. Without a usable stamp it
+// returns nowNS. Every result is late, never early.
+func (s *Socket) RxToClock(oob []byte, realtimeNS, nowNS int64) (int64, Source) {
+	if rw, ok := s.sys.(RxRewriter); ok {
+		rw.RewriteRx(oob)
+	}
+	st, ok := ParseRx(oob)
+	switch {
+	case !ok:
+	case st.Source == SourceSoftware:
+		if t, ok := RxToClock(realtimeNS, nowNS, st.NS); ok {
+			return t, SourceSoftware
+		}
+	case st.Source == SourceHardware && s.hw != nil:
+		if t, ok := s.hw.RxToClock(st.NS); ok && t <= nowNS {
+			return t, SourceHardware
+		}
+	}
+	return nowNS, SourceUser
+}
+
+// TxToClock waits up to wait for the transmit stamp of datagram id and
+// converts it to the clock now reads: a software stamp by its age, a
+// hardware stamp through the PHC; early, never late. ok is false when no
+// stamp came in time or it could not be converted.
+func (s *Socket) TxToClock(id uint32, wait time.Duration, now func() int64) (int64, Source, bool) {
+	if s.chosen == SourceUser {
+		return 0, SourceUser, false
+	}
+	st, ok := s.TxStamp(id, wait)
+	if !ok || st.Source != s.chosen {
+		return 0, SourceUser, false
+	}
+	if st.Source == SourceHardware {
+		if s.hw == nil {
+			return 0, SourceUser, false
+		}
+		t, ok := s.hw.TxToClock(st.NS)
+		return t, SourceHardware, ok
+	}
+	_, n, after := ClockPair(now)
+	t, ok := TxToClock(n, after, st.NS)
+	return t, SourceSoftware, ok
+}
 
 // NextTxID returns the OPT_ID the kernel will give the next datagram sent;
 // call it once per send, in send order.

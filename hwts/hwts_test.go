@@ -71,8 +71,19 @@ var capable = &unix.EthtoolTsInfo{
 	Rx_filters:      1 << unix.HWTSTAMP_FILTER_ALL,
 }
 
+type fakePHC struct{ index int }
+
+func (fakePHC) RxToClock(ns int64) (int64, bool) { return ns, true }
+func (fakePHC) TxToClock(ns int64) (int64, bool) { return ns, true }
+
 func TestEnableFallbacks(t *testing.T) {
 	swOnly := &unix.EthtoolTsInfo{So_timestamping: swFlags}
+	noPHC := *capable
+	noPHC.Phc_index = -1
+	errPHC := errors.New("no /dev/ptp0")
+	opened := -1
+	open := func(i int) (HardwareClock, error) { opened = i; return fakePHC{i}, nil }
+	refuse := func(int) (HardwareClock, error) { return nil, errPHC }
 	for _, tc := range []struct {
 		name    string
 		mode    Mode
@@ -84,6 +95,9 @@ func TestEnableFallbacks(t *testing.T) {
 	}{
 		{"hardware capable, auto", Auto, "eth0", &fakeSys{info: capable}, SourceHardware, nil, hwFlags | optBits},
 		{"hardware capable, hardware", Hardware, "eth0", &fakeSys{info: capable}, SourceHardware, nil, hwFlags | optBits},
+		{"hardware capable, PHC unreadable, auto", Auto, "eth1", &fakeSys{info: capable}, SourceSoftware, nil, swFlags | optBits},
+		{"hardware capable, PHC unreadable, hardware", Hardware, "eth1", &fakeSys{info: capable}, 0, errPHC, 0},
+		{"stamps without a PHC, auto", Auto, "eth0", &fakeSys{info: &noPHC}, SourceSoftware, nil, swFlags | optBits},
 		{"hardware capable, software forced", Software, "eth0", &fakeSys{info: capable}, SourceSoftware, nil, swFlags | optBits},
 		{"software-only NIC, auto", Auto, "veth0", &fakeSys{info: swOnly}, SourceSoftware, nil, swFlags | optBits},
 		{"software-only NIC, hardware", Hardware, "veth0", &fakeSys{info: swOnly}, 0, ErrNoHardware, 0},
@@ -94,7 +108,11 @@ func TestEnableFallbacks(t *testing.T) {
 		{"no SO_TIMESTAMPING, auto", Auto, "", &fakeSys{optErr: unix.ENOPROTOOPT}, SourceUser, nil, swFlags | optBits},
 		{"no SO_TIMESTAMPING, software", Software, "", &fakeSys{optErr: unix.ENOPROTOOPT}, 0, unix.ENOPROTOOPT, 0},
 	} {
-		s, err := Enable(rawConn(t), tc.ifname, tc.mode, tc.sys)
+		o := Options{Interface: tc.ifname, Mode: tc.mode, Sys: tc.sys, PHC: open}
+		if tc.ifname == "eth1" {
+			o.PHC = refuse
+		}
+		s, err := EnableWith(rawConn(t), o)
 		if tc.wantErr != nil {
 			if !errors.Is(err, tc.wantErr) {
 				t.Errorf("%s: error %v, want %v", tc.name, err, tc.wantErr)
@@ -107,6 +125,9 @@ func TestEnableFallbacks(t *testing.T) {
 		}
 		if s.Chosen() != tc.want {
 			t.Errorf("%s: chose %v, want %v", tc.name, s.Chosen(), tc.want)
+		}
+		if s.Chosen() == SourceHardware && (s.hw == nil || opened != int(tc.sys.info.Phc_index)) {
+			t.Errorf("%s: hardware chosen without the interface's PHC (opened %d)", tc.name, opened)
 		}
 		if got := tc.sys.flags[len(tc.sys.flags)-1]; got != tc.flags {
 			t.Errorf("%s: SO_TIMESTAMPING flags %#x, want %#x", tc.name, got, tc.flags)
@@ -292,5 +313,49 @@ func TestStampToClock(t *testing.T) {
 		if got, ok := RxToClock(1_000_030_000, 5e9, stamp); ok || got != 5e9 {
 			t.Fatalf("stamp %d: %d %v", stamp, got, ok)
 		}
+	}
+}
+
+type shiftPHC struct{ off int64 }
+
+func (p shiftPHC) RxToClock(ns int64) (int64, bool) { return ns + p.off, true }
+func (p shiftPHC) TxToClock(ns int64) (int64, bool) { return ns + p.off - 1, true }
+
+// RxToClock and TxToClock dispatch on the stamp's kind: software by age,
+// hardware through the PHC converter, and anything unusable to the
+// user-space reading (a hardware stamp with no converter, a conversion
+// that lands after the reading taken after the datagram arrived).
+func TestSocketConvertsEachKind(t *testing.T) {
+	const rt, now = int64(5_000_000_000), int64(9_000_000_000)
+	s := &Socket{sys: &fakeSys{}, chosen: SourceHardware, hw: shiftPHC{off: 4_000_000_000}}
+	for _, c := range []struct {
+		name string
+		oob  []byte
+		hw   HardwareClock
+		want int64
+		src  Source
+	}{
+		{"software, 30 µs old", tsCmsg(rt-30_000, 0), s.hw, now - 30_000, SourceSoftware},
+		{"hardware", tsCmsg(0, 4_999_990_000), s.hw, 8_999_990_000, SourceHardware},
+		{"hardware without a converter", tsCmsg(0, 4_999_990_000), nil, now, SourceUser},
+		{"hardware converted past the reading", tsCmsg(0, 5_000_000_100), s.hw, now, SourceUser},
+		{"no stamp", nil, s.hw, now, SourceUser},
+	} {
+		s.hw = c.hw
+		if got, src := s.RxToClock(c.oob, rt, now); got != c.want || src != c.src {
+			t.Errorf("%s: %d (%v), want %d (%v)", c.name, got, src, c.want, c.src)
+		}
+	}
+	// A transmit stamp from the error queue, hardware.
+	f := &fakeSys{errq: [][]byte{append(tsCmsg(0, 7_000_000_000), errCmsg(0)...)}}
+	s = &Socket{rc: rawConn(t), sys: f, chosen: SourceHardware, hw: shiftPHC{off: 10}, buf: make([]byte, 64), oob: make([]byte, 512)}
+	if got, src, ok := s.TxToClock(s.NextTxID(), time.Millisecond, func() int64 { return 0 }); !ok || src != SourceHardware || got != 7_000_000_009 {
+		t.Fatalf("tx %d %v %v", got, src, ok)
+	}
+	// Without a converter the stamp is not used.
+	f.errq = [][]byte{append(tsCmsg(0, 7_000_000_000), errCmsg(1)...)}
+	s.hw = nil
+	if _, _, ok := s.TxToClock(s.NextTxID(), time.Millisecond, func() int64 { return 0 }); ok {
+		t.Fatal("hardware TX stamp used without its PHC")
 	}
 }

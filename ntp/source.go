@@ -54,6 +54,10 @@ type Source struct {
 	// Interface and Timestamping select kernel/NIC stamps (package hwts).
 	Interface    string
 	Timestamping hwts.Mode
+	// TimestampSys and PHC reach the NIC (nil: the real system calls; no
+	// PHC, so no hardware stamps), see hwts.Options.
+	TimestampSys hwts.Sys
+	PHC          func(index int) (hwts.HardwareClock, error)
 	// Dial opens the socket (tests use it to open one inside a network
 	// namespace); nil dials normally.
 	Dial func(raddr *net.UDPAddr) (*net.UDPConn, error)
@@ -83,7 +87,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	if err != nil {
 		return err
 	}
-	stamps, err := hwts.Enable(rc, s.Interface, s.Timestamping, nil)
+	stamps, err := hwts.EnableWith(rc, hwts.Options{Interface: s.Interface, Mode: s.Timestamping, Sys: s.TimestampSys, PHC: s.PHC})
 	if err != nil {
 		return err
 	}
@@ -139,13 +143,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				}
 				break // deadline (the next poll is due), or ICMP unreachable
 			}
-			rxSrc := hwts.SourceUser
-			if st, ok := hwts.ParseRx(oob[:oobn]); ok && st.Source == hwts.SourceSoftware {
-				if age := realtime - st.NS; age >= 0 && age < int64(time.Second) {
-					t4 -= age
-					rxSrc = hwts.SourceSoftware
-				}
-			}
+			t4, rxSrc := stamps.RxToClock(oob[:oobn], realtime, t4)
 			e.Step(t4, engine.Input{Kind: engine.InputDatagram, Datagram: buf[:m], RxNS: t4})
 			rd := e.Ready()
 			s.Stats.Reach.Store(uint32(e.Client().Reach()))
@@ -200,20 +198,15 @@ func (s *Source) AdvisePoll(ns int64) { s.advice.Store(ns) }
 // txStamp waits briefly for the kernel's transmit stamp of request id and
 // hands it to the engine; it returns where t1 came from.
 func (s *Source) txStamp(e *engine.Engine, stamps *hwts.Socket, id uint32) hwts.Source {
-	if stamps.Chosen() != hwts.SourceSoftware {
+	if stamps.Chosen() == hwts.SourceUser {
 		return hwts.SourceUser
 	}
-	st, ok := stamps.TxStamp(id, 2*time.Millisecond)
-	if !ok || st.Source != hwts.SourceSoftware {
+	t1, src, ok := stamps.TxToClock(id, 2*time.Millisecond, s.clk.NowNS)
+	if !ok {
 		s.Stats.TxStampsMissing.Add(1)
 		return hwts.SourceUser
 	}
-	_, now, realtime := hwts.ClockPair(s.clk.NowNS) // the clock read before realtime: early, never late
-	t1, ok := hwts.TxToClock(now, realtime, st.NS)
-	if !ok {
-		return hwts.SourceUser
-	}
-	e.Step(now, engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
+	e.Step(s.clk.NowNS(), engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
 	e.Advance()
-	return hwts.SourceSoftware
+	return src
 }

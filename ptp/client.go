@@ -66,6 +66,14 @@ type ClientConfig struct {
 	Timestamping                       hwts.Mode
 	TxTimeout                          time.Duration // 0 → DefaultTxTimeout
 	Engine                             engine.ClientConfig
+	// TimestampSys and PHC reach the NIC (nil: the real system calls; no
+	// PHC, so no hardware stamps): see hwts.Options.
+	TimestampSys hwts.Sys
+	PHC          func(index int) (hwts.HardwareClock, error)
+}
+
+func (c ClientConfig) stamping() hwts.Options {
+	return hwts.Options{Interface: c.Interface, Mode: c.Timestamping, Sys: c.TimestampSys, PHC: c.PHC}
 }
 
 // Client is a unicast PTP client port on real sockets.
@@ -152,12 +160,12 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 		}
 	}
 	v6 := local.Is6() && !local.Is4In6()
-	ev, evStamps, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalEventPort), c.cfg.Interface, c.cfg.Timestamping, true)
+	ev, evStamps, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalEventPort), c.cfg.stamping(), true)
 	if err != nil {
 		return err
 	}
 	defer ev.Close()
-	gen, _, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalGeneralPort), c.cfg.Interface, c.cfg.Timestamping, false)
+	gen, _, err := listenUDP(netip.AddrPortFrom(local, c.cfg.LocalGeneralPort), c.cfg.stamping(), false)
 	if err != nil {
 		return err
 	}
@@ -198,7 +206,11 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			readLoop(conn, conn == ev, c.clk.NowNS, free, rx, done)
+			var st *hwts.Socket
+			if conn == ev {
+				st = evStamps
+			}
+			readLoop(conn, st, conn == ev, c.clk.NowNS, free, rx, done)
 		}()
 	}
 	defer func() {
@@ -246,12 +258,12 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 				return nil
 			}
 			p.txSrc = hwts.SourceUser
-			t1, ok := txStamp(evStamps, evID, c.cfg.TxTimeout, c.clk.NowNS)
+			t1, src, ok := evStamps.TxToClock(evID, c.cfg.TxTimeout, c.clk.NowNS)
 			if !ok {
 				c.Stats.TxStampsMissing.Add(1)
 				return nil
 			}
-			p.txSrc = hwts.SourceSoftware
+			p.txSrc = src
 			p.e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
 		}
 	}
@@ -339,7 +351,7 @@ func (c *Client) emit(ctx context.Context, out chan<- Sample, p *port, samples [
 // served time), and hands them over in preallocated packets until the
 // socket closes or done is closed. Client ports and grandmaster workers
 // both read with it.
-func readLoop(conn *net.UDPConn, event bool, clockNS func() int64, free chan *rxPacket, rx chan<- *rxPacket, done <-chan struct{}) {
+func readLoop(conn *net.UDPConn, st *hwts.Socket, event bool, clockNS func() int64, free chan *rxPacket, rx chan<- *rxPacket, done <-chan struct{}) {
 	oob := make([]byte, oobLen)
 	for {
 		var p *rxPacket
@@ -363,7 +375,7 @@ func readLoop(conn *net.UDPConn, event bool, clockNS func() int64, free chan *rx
 			continue
 		}
 		p.n, p.from, p.event = n, from.Addr().Unmap(), event
-		p.rxNS, p.rxSrc = rxNS(oob[:oobn], realtime, now)
+		p.rxNS, p.rxSrc = rxNS(st, oob[:oobn], realtime, now)
 		select {
 		case rx <- p:
 		case <-done:

@@ -42,7 +42,7 @@ const oobLen = 256
 // and every send on a socket with TX stamping queues a stamp on its error
 // queue, which counts against the receive buffer — unread, those stamps
 // would fill it and the socket would drop every datagram it receives.
-func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode, event bool) (*net.UDPConn, *hwts.Socket, error) {
+func listenUDP(addr netip.AddrPort, stamping hwts.Options, event bool) (*net.UDPConn, *hwts.Socket, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -73,7 +73,7 @@ func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode, event bool) (
 		conn.Close()
 		return nil, nil, err
 	}
-	st, err := hwts.Enable(rc, ifname, mode, nil)
+	st, err := hwts.EnableWith(rc, stamping)
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("ptp: timestamping on %s: %w", addr, err)
@@ -81,31 +81,15 @@ func listenUDP(addr netip.AddrPort, ifname string, mode hwts.Mode, event bool) (
 	return conn, st, nil
 }
 
-// rxNS is the receive time of a datagram on clk's scale: the kernel's
-// software stamp converted by its age, else the user-space reading (both
-// read after the datagram arrived: late, never early).
-func rxNS(oob []byte, realtimeNS, nowNS int64) (int64, hwts.Source) {
-	if st, ok := hwts.ParseRx(oob); ok && st.Source == hwts.SourceSoftware {
-		if t, ok := hwts.RxToClock(realtimeNS, nowNS, st.NS); ok {
-			return t, hwts.SourceSoftware
-		}
+// rxNS is the receive time of a datagram on the clock's scale: the
+// kernel's or NIC's stamp converted (st.RxToClock), else the user-space
+// reading; both read after the datagram arrived: late, never early. A
+// socket without timestamping (st nil) has only the user-space reading.
+func rxNS(st *hwts.Socket, oob []byte, realtimeNS, nowNS int64) (int64, hwts.Source) {
+	if st == nil {
+		return nowNS, hwts.SourceUser
 	}
-	return nowNS, hwts.SourceUser
-}
-
-// txStamp waits for datagram id's software transmit stamp and converts it
-// to the clock whose reading now returns; ok false on timeout or a stamp
-// of another kind (the caller keeps its pre-send reading, or drops).
-func txStamp(st *hwts.Socket, id uint32, wait time.Duration, now func() int64) (int64, bool) {
-	if st.Chosen() != hwts.SourceSoftware {
-		return 0, false
-	}
-	s, ok := st.TxStamp(id, wait)
-	if !ok || s.Source != hwts.SourceSoftware {
-		return 0, false
-	}
-	_, n, after := hwts.ClockPair(now)
-	return hwts.TxToClock(n, after, s.NS)
+	return st.RxToClock(oob, realtimeNS, nowNS)
 }
 
 // udp6Pad appends the two octets 1588 Annex E adds to a message over

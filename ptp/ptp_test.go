@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meridiantime/meridian/hwts"
+	"github.com/meridiantime/meridian/hwts/hwtstest"
 	"github.com/meridiantime/meridian/ptp/engine"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -80,6 +81,27 @@ type pair struct {
 	masterOff, clientOff         int64
 	ifname                       string // "" none
 	mode                         hwts.Mode
+	// Simulated NICs with hardware stamps (nil: the kernel's), and the
+	// PHC converters they are read through (nil: the NIC's own).
+	srvNIC, cliNIC *hwtstest.NIC
+	srvPHC, cliPHC func(int) (hwts.HardwareClock, error)
+	// lax: do not check samples against the bound (negative controls).
+	lax bool
+	// slackNS widens the per-sample check: a simulated NIC makes its
+	// stamps from the kernel's CLOCK_REALTIME ones through a (realtime,
+	// raw) pair, and these test clocks read CLOCK_REALTIME, so each
+	// conversion may be off by a pair's read gap (microseconds under -race).
+	slackNS float64
+}
+
+func (p pair) stamping(nic *hwtstest.NIC, conv func(int) (hwts.HardwareClock, error), off int64) (hwts.Sys, func(int) (hwts.HardwareClock, error)) {
+	if nic == nil {
+		return nil, nil
+	}
+	if conv == nil {
+		conv = nic.Opener(hwtstest.RealtimeAtRaw(off))
+	}
+	return nic, conv
 }
 
 // startServer runs the pair's grandmaster serving the host clock +
@@ -91,6 +113,7 @@ func (p pair) startServer(t *testing.T, workers int) (srv *Server, stop func()) 
 		Interface: p.ifname, Timestamping: p.mode, Workers: workers,
 		Engine: engine.MasterConfig{Identity: 0xaabbccddeeff0011, MinLogInterval: -4},
 	}, syncedSource{hostClock{p.masterOff}}, nil)
+	srv.cfg.TimestampSys, srv.cfg.PHC = p.stamping(p.srvNIC, p.srvPHC, p.masterOff)
 	return srv, serve(t, srv)
 }
 
@@ -116,10 +139,11 @@ func serve(tb testing.TB, srv *Server) (stop func()) {
 // trip, what the bound promises) and returns the errors.
 func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 	t.Helper()
+	sys, conv := p.stamping(p.cliNIC, p.cliPHC, p.clientOff)
 	cl, err := NewClient(ClientConfig{
 		Servers: []netip.Addr{p.server}, Local: p.client,
 		LocalEventPort: p.cliEv, LocalGeneralPort: p.cliGen, ServerEventPort: p.srvEv, ServerGeneralPort: p.srvGen,
-		Interface: p.ifname, Timestamping: p.mode, Engine: fastEngine(),
+		Interface: p.ifname, Timestamping: p.mode, Engine: fastEngine(), TimestampSys: sys, PHC: conv,
 	}, hostClock{p.clientOff}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +160,7 @@ func (p pair) run(t *testing.T, n int) (errs []float64, cl *Client) {
 				t.Fatalf("sample named %q", s.Name)
 			}
 			e := s.Sample.OffsetNS() - float64(p.masterOff-p.clientOff)
-			if e < -float64(s.Sample.DelayNS())/2 || e > float64(s.Sample.DelayNS())/2 {
+			if lim := float64(s.Sample.DelayNS())/2 + p.slackNS; !p.lax && (e < -lim || e > lim) {
 				t.Errorf("offset error %.0f ns beyond δ/2 = %d ns", e, s.Sample.DelayNS()/2)
 			}
 			errs = append(errs, e)
@@ -180,6 +204,52 @@ func TestClientServerLoopback(t *testing.T) {
 		t.Fatalf("grandmaster counters %+v", c)
 	}
 	t.Logf("median offset error %.0f ns over %d samples; grandmaster %+v", med, len(errs), c)
+}
+
+// Hardware stamps are used, not thrown away: both ends sit on simulated
+// NICs (package hwtstest) whose PHCs run 41 ms ahead and 23 ms behind the
+// host at +30 and −45 ppm, so every stamp is in a time neither clock
+// keeps. Converted through each PHC's measured relation to the host
+// (phc.Map), every sample still holds the injected offset within δ/2 (+ the
+// simulated NIC's slack, see pair.slackNS) and
+// the median within 50 µs, and both ends report hardware stamps. The
+// negative control reads the stamps as if the PHC were the clock (what
+// using them unconverted would do): the offsets are off by the PHCs'
+// 64 ms.
+func TestClientServerHardwareStamps(t *testing.T) {
+	mk := func() pair {
+		ev, gen := freePorts(t)
+		return pair{server: netip.MustParseAddr("127.0.0.1"), client: netip.MustParseAddr("127.0.0.2"),
+			srvEv: ev, srvGen: gen, cliEv: ev, cliGen: gen, masterOff: 1_500_000, clientOff: -800_000,
+			ifname: "lo", mode: hwts.Hardware,
+			srvNIC: hwtstest.New(0, 41e6, 30_000, 1), cliNIC: hwtstest.New(1, -23e6, -45_000, 2), slackNS: 10_000}
+	}
+	p := mk()
+	srv, stop := p.startServer(t, 1)
+	errs, cl := p.run(t, 12)
+	if med := median(errs); med < -50_000 || med > 50_000 {
+		t.Fatalf("median offset error %.0f ns (errors %v)", med, errs)
+	}
+	if tx, rx := hwts.Source(cl.Stats.LastTxSource.Load()), hwts.Source(cl.Stats.LastRxSource.Load()); tx != hwts.SourceHardware || rx != hwts.SourceHardware {
+		t.Fatalf("client stamps: tx %v rx %v, want hardware", tx, rx)
+	}
+	stop()
+	if c := srv.Counters(); c.FollowUps == 0 || c.TxTimeouts > c.Syncs/4 {
+		t.Fatalf("grandmaster counters %+v: hardware TX stamps not used", c)
+	}
+	t.Logf("median offset error %.0f ns with hardware stamps", median(errs))
+
+	naive := func(nic *hwtstest.NIC) func(int) (hwts.HardwareClock, error) {
+		return nic.Opener(func(raw int64) int64 { return nic.PHC.At(raw) })
+	}
+	q := mk()
+	q.srvPHC, q.cliPHC, q.lax = naive(q.srvNIC), naive(q.cliNIC), true
+	q.startServer(t, 1)
+	bad, _ := q.run(t, 4)
+	if med := median(bad); med > -1e6 && med < 1e6 {
+		t.Fatalf("negative control: PHC time read as the clock still measured %.0f ns", med)
+	}
+	t.Logf("negative control: stamps unconverted, median error %.1f ms", median(bad)/1e6)
 }
 
 // The same over IPv6 loopback (one address: the client's ports differ

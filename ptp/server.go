@@ -40,6 +40,13 @@ type ServerConfig struct {
 	// quality from the TimeSource (0 → 1 s).
 	EstimateEvery time.Duration
 	Engine        engine.MasterConfig // MaxClients is per worker
+	// TimestampSys and PHC reach the NIC (see ClientConfig).
+	TimestampSys hwts.Sys
+	PHC          func(index int) (hwts.HardwareClock, error)
+}
+
+func (s *Server) stamping() hwts.Options {
+	return hwts.Options{Interface: s.cfg.Interface, Mode: s.cfg.Timestamping, Sys: s.cfg.TimestampSys, PHC: s.cfg.PHC}
 }
 
 // Server is a unicast PTP grandmaster over UDP.
@@ -102,9 +109,9 @@ func (s *Server) Listen() error {
 	for range s.cfg.Workers {
 		w := &worker{m: engine.NewMaster(s.cfg.Engine)}
 		var err error
-		w.ev, w.evStamps, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.EventPort), s.cfg.Interface, s.cfg.Timestamping, true)
+		w.ev, w.evStamps, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.EventPort), s.stamping(), true)
 		if err == nil {
-			w.gen, _, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.GeneralPort), s.cfg.Interface, s.cfg.Timestamping, false)
+			w.gen, _, err = listenUDP(netip.AddrPortFrom(s.cfg.Listen, s.cfg.GeneralPort), s.stamping(), false)
 		}
 		if err == nil {
 			err = w.batches(s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6())
@@ -250,7 +257,11 @@ func (s *Server) run(ctx context.Context, w *worker) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			readLoop(conn, conn == w.ev, s.servedNS, free, rx, done)
+			var st *hwts.Socket
+			if conn == w.ev {
+				st = w.evStamps
+			}
+			readLoop(conn, st, conn == w.ev, s.servedNS, free, rx, done)
 		}()
 	}
 	defer func() {
@@ -337,7 +348,7 @@ func (s *Server) flush(w *worker) {
 		for _, p := range w.syncs {
 			var tx int64
 			if p.sent {
-				if t, ok := txStamp(w.evStamps, p.kernelID, s.cfg.TxTimeout, s.servedNS); ok {
+				if t, _, ok := w.evStamps.TxToClock(p.kernelID, s.cfg.TxTimeout, s.servedNS); ok {
 					tx = t
 				}
 			}
