@@ -22,7 +22,9 @@ func (h hostTS) Estimate() truetime.Estimate {
 	return truetime.Estimate{Status: truetime.Synchronized, LocalNS: n, Eps0NS: 1000, MaxErrorNS: 1e9,
 		Stratum: 1, RefID: 0x474e5353, LastSampleNS: n}
 }
-func (h hostTS) Now() (truetime.Interval, error) { return truetime.Bound(h.LocalNS(), h.Estimate()), nil }
+func (h hostTS) Now() (truetime.Interval, error) {
+	return truetime.Bound(h.LocalNS(), h.Estimate()), nil
+}
 
 // measureHW polls a loopback server serving the host clock +2.5 ms from a
 // source on a simulated NIC whose PHC is 31 ms behind the host and 70 ppm

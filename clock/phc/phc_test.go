@@ -14,7 +14,7 @@ type fakeDev struct {
 	closed bool
 }
 
-func (f *fakeDev) Open(string) (int, error)     { return 7, nil }
+func (f *fakeDev) Open(string) (int, error) { return 7, nil }
 func (f *fakeDev) Caps(int) (unix.PtpClockCaps, error) {
 	return unix.PtpClockCaps{Max_adj: f.maxAdj}, nil
 }
@@ -24,7 +24,7 @@ func (f *fakeDev) SysOffsetPrecise(int) (unix.PtpSysOffsetPrecise, error) {
 func (f *fakeDev) SysOffsetExtended(int, int32, int) (unix.PtpSysOffsetExtended, error) {
 	return unix.PtpSysOffsetExtended{}, unix.EOPNOTSUPP
 }
-func (f *fakeDev) Close(int) error              { f.closed = true; return nil }
+func (f *fakeDev) Close(int) error { f.closed = true; return nil }
 
 type fakeAdj struct{ ids []int32 }
 
