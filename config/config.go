@@ -256,7 +256,7 @@ func Default() *Config {
 // DefaultYAML is Default() as a commented file (meridiand --print-default-config).
 func DefaultYAML() []byte {
 	return []byte(`# meridiand configuration (README.md and docs/ explain each part). Every key is optional.
-clock: virtual              # virtual | system | phc:/dev/ptpN
+clock: virtual              # virtual | system | phc:/dev/ptpN (the NIC's clock follows ours)
 clock_offset: 0s            # virtual only: start offset from the host clock (tests, demos)
 drift_bound_ppm: 15         # assumed bound on frequency wander (RFC 5905 PHI)
 oscillator_tolerance_ppm: 500  # |frequency error| of an uncorrected oscillator

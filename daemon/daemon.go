@@ -33,6 +33,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meridiantime/meridian/clock/hostclock"
+	"github.com/meridiantime/meridian/clock/phc"
+	"github.com/meridiantime/meridian/clock/system"
 	"github.com/meridiantime/meridian/clock/virtual"
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/discipline"
@@ -66,6 +68,16 @@ type Options struct {
 	// PTP fixes the ports, so on one host (tests on loopback) a client
 	// and a grandmaster need addresses of their own.
 	PTPClientAddr netip.Addr
+	// PHCDevice, PHCAdj and PHCRaw reach PTP hardware clocks (the ioctls,
+	// clock_adjtime and CLOCK_MONOTONIC_RAW), TimestampSys the NICs'
+	// timestamping: tests put a simulated PHC and NIC there. nil: the real
+	// system calls. PHCEvery is how often the configured PHC is steered
+	// (0 → 1 s).
+	PHCDevice    phc.Device
+	PHCAdj       system.Adjtimer
+	PHCRaw       func() int64
+	TimestampSys hwts.Sys
+	PHCEvery     time.Duration
 }
 
 // Daemon is one running meridiand.
@@ -87,6 +99,7 @@ type Daemon struct {
 	stateLock *os.File // flock on StateDir/meridiand.lock, held for the daemon's life
 
 	metricsLn net.Listener
+	phc       phcState
 	lastState truetime.Status
 
 	sources   []*ntp.Source
@@ -268,6 +281,7 @@ func (d *Daemon) claimDirs() error {
 
 // releaseDirs marks the segment stopped and releases both locks.
 func (d *Daemon) releaseDirs() error {
+	d.closePHC()
 	var err error
 	if d.shm != nil {
 		err = d.shm.Close()
@@ -285,8 +299,8 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Clock != "virtual" {
-		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual", cfg.Clock)
+	if cfg.Clock == "system" {
+		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual or phc:/dev/ptpN", cfg.Clock)
 	}
 	if err := ptpSupported(cfg); err != nil {
 		return nil, err
@@ -396,6 +410,9 @@ func (d *Daemon) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	if err := d.openPHC(); err != nil {
+		return err
+	}
 	dc := d.cfg.DisciplineConfig()
 	dc.InitialFreqPPB = freq
 	dc.Ablation = d.opt.Ablation
@@ -407,6 +424,9 @@ func (d *Daemon) Start() (err error) {
 	d.tt.SetCheck(d.shm.Check) // in-process reads fail when shm reads would (suspend, stalled loop)
 	d.pub = shm.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model, Disrupted: d.disrupted}
 	d.m = newMetrics()
+	if d.phc.follower != nil {
+		d.m.registerPHC()
+	}
 	if d.cfg.Metrics.Listen != "" {
 		if d.metricsLn, err = net.Listen("tcp", d.cfg.Metrics.Listen); err != nil {
 			d.shm.Close()
@@ -420,7 +440,7 @@ func (d *Daemon) Start() (err error) {
 		}
 		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst, Interleaved: sc.XLeave}
 		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.loop.Gen, d.log)
-		src.Interface = sc.Interface
+		src.Interface, src.TimestampSys, src.PHC = sc.Interface, d.opt.TimestampSys, d.phcOpener
 		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {
 			d.shm.Close()
 			return err
@@ -509,6 +529,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	d.runPTP(srcCtx, &wg)
+	d.runPHC(srcCtx, &wg)
 	if d.grpc != nil {
 		wg.Add(1)
 		go func() {

@@ -10,25 +10,26 @@ import (
 
 // metrics is the daemon's own registry (no global state).
 type metrics struct {
-	reg            *prometheus.Registry
-	offset         prometheus.Gauge
-	freq           prometheus.Gauge
-	errorBound     prometheus.Gauge
-	status         prometheus.Gauge
-	synced         prometheus.Gauge
-	updates        prometheus.Counter
-	steps          prometheus.Counter
-	faults         prometheus.Counter
-	floorRaises    prometheus.Counter
-	disruptions    prometheus.Counter
-	srcOffset      *prometheus.GaugeVec
-	srcDelay       *prometheus.GaugeVec
-	srcJitter      *prometheus.GaugeVec
-	srcSelected    *prometheus.GaugeVec
-	srcFalsetick   *prometheus.GaugeVec
-	srcReach       *prometheus.GaugeVec
-	srcStratum     *prometheus.GaugeVec
-	srcInterleaved *prometheus.GaugeVec
+	phcOffset, phcUncertainty prometheus.Gauge // nil without clock: phc
+	reg                       *prometheus.Registry
+	offset                    prometheus.Gauge
+	freq                      prometheus.Gauge
+	errorBound                prometheus.Gauge
+	status                    prometheus.Gauge
+	synced                    prometheus.Gauge
+	updates                   prometheus.Counter
+	steps                     prometheus.Counter
+	faults                    prometheus.Counter
+	floorRaises               prometheus.Counter
+	disruptions               prometheus.Counter
+	srcOffset                 *prometheus.GaugeVec
+	srcDelay                  *prometheus.GaugeVec
+	srcJitter                 *prometheus.GaugeVec
+	srcSelected               *prometheus.GaugeVec
+	srcFalsetick              *prometheus.GaugeVec
+	srcReach                  *prometheus.GaugeVec
+	srcStratum                *prometheus.GaugeVec
+	srcInterleaved            *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -108,6 +109,15 @@ func (m *metrics) observeSources(srcs []*ntp.Source) {
 }
 
 // registerServer exports the NTP server's counters.
+// registerPHC adds the configured PHC's gauges (clock: phc:/dev/ptpN).
+func (m *metrics) registerPHC() {
+	m.phcOffset = prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_phc_offset_seconds",
+		Help: "The configured PHC minus meridiand's clock at the last measurement (PTP_SYS_OFFSET_*)."})
+	m.phcUncertainty = prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_phc_offset_uncertainty_seconds",
+		Help: "Half-width of that measurement's bracket."})
+	m.reg.MustRegister(m.phcOffset, m.phcUncertainty)
+}
+
 func (m *metrics) registerServer(s *ntp.Server) {
 	c := func(name, help string, f func(ntp.ServerStats) uint64) {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},

@@ -78,6 +78,7 @@ func (d *Daemon) setupPTP() error {
 		log := logInterval(first.Poll.D())
 		cl, err := ptp.NewClient(ptp.ClientConfig{
 			Servers: servers, Independent: true, Local: d.opt.PTPClientAddr, Interface: first.Interface, Timestamping: mode,
+			TimestampSys: d.opt.TimestampSys, PHC: d.phcOpener,
 			LocalEventPort: uint16(first.EventPort), LocalGeneralPort: uint16(first.GeneralPort),
 			ServerEventPort: uint16(first.EventPort), ServerGeneralPort: uint16(first.GeneralPort),
 			Engine: engine.ClientConfig{Domain: uint8(first.Domain), LogSync: log, LogDelayReq: log},
@@ -102,6 +103,7 @@ func (d *Daemon) setupPTP() error {
 			Listen: addr, EventPort: uint16(p.EventPort), GeneralPort: uint16(p.GeneralPort),
 			ClientEventPort: uint16(p.EventPort), ClientGeneralPort: uint16(p.GeneralPort),
 			Interface: p.Interface, Timestamping: mode, Workers: p.Workers, TxTimeout: p.TxTimestampTimeout.D(),
+			TimestampSys: d.opt.TimestampSys, PHC: d.phcOpener,
 			Engine: engine.MasterConfig{
 				Identity: clockIdentity(addr), Domain: uint8(p.Domain), MaxClients: p.MaxClients,
 				MinLogInterval: protocol.LogInterval(p.MinLogInterval()), MaxDurationS: uint32(p.MaxDuration.D() / time.Second),

@@ -12,7 +12,8 @@ import (
 // (frequency through clock_adjtime on the dynamic clock id), stepping it
 // when it is further off than StepNS. meridiand runs one for
 // `clock: phc:/dev/ptpN`, so the NIC stamps and serves the disciplined
-// time.
+// time. Its steps and frequency changes are noted on the Map, which then
+// refuses stamps taken before a step and widens its rate bound.
 type Follower struct {
 	Map   *Map
 	PHC   clock.Disciplined
@@ -29,6 +30,7 @@ type Follower struct {
 	lastRaw   int64
 	integral  float64 // ppb
 	baseFreq  float64
+	lastFreq  float64
 	lastOff   int64
 	lastUncNS int64
 }
@@ -68,6 +70,7 @@ func (f *Follower) Update() error {
 		if f.baseFreq, err = f.PHC.FreqPPB(); err != nil {
 			return err
 		}
+		f.lastFreq = f.baseFreq
 		if off > 20_000 || off < -20_000 {
 			return f.step(off)
 		}
@@ -89,14 +92,18 @@ func (f *Follower) Update() error {
 	f.integral = math.Max(-limit, math.Min(limit, f.integral))
 	freq := f.baseFreq - f.integral - f.Kp*o
 	freq = math.Max(-limit, math.Min(limit, freq))
+	f.Map.NoteFreq(f.lastFreq)
 	if err := f.PHC.AdjFreqPPB(freq); err != nil {
 		return fmt.Errorf("phc: steer: %w", err)
 	}
+	f.lastFreq = freq
 	return nil
 }
 
 func (f *Follower) step(off int64) error {
-	if err := f.PHC.Step(-off); err != nil {
+	err := f.PHC.Step(-off)
+	f.Map.NoteStep() // even a failed step may have moved it
+	if err != nil {
 		return fmt.Errorf("phc: step %d ns: %w", -off, err)
 	}
 	return nil

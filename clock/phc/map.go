@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -69,6 +70,36 @@ type Map struct {
 	id     int32
 	own    bool
 	method Method
+
+	// What this process did to the PHC lately (Follower): a step voids
+	// every stamp taken before it, and a frequency change leaves stamps
+	// taken before it at the old rate.
+	mu        sync.Mutex
+	stepRaw   int64   // raw instant after the last step (0: never)
+	freqPPB   float64 // the largest |correction| set within maxStampAgeNS
+	freqRaw   int64   // when it was set
+	hadAdjust bool
+}
+
+// NoteStep records that the PHC was just stepped: stamps up to the
+// longest stamp age from now are refused (one taken before the step would
+// convert by the wrong offset).
+func (m *Map) NoteStep() {
+	r := m.o.Raw()
+	m.mu.Lock()
+	m.stepRaw = r
+	m.mu.Unlock()
+}
+
+// NoteFreq records a frequency correction (ppb) that was in force until
+// now: the rate bound covers it for the longest stamp age.
+func (m *Map) NoteFreq(oldPPB float64) {
+	r := m.o.Raw()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.hadAdjust || r-m.freqRaw > maxStampAgeNS || math.Abs(oldPPB) > m.freqPPB {
+		m.freqPPB, m.freqRaw, m.hadAdjust = math.Abs(oldPPB), r, true
+	}
 }
 
 // NewMap measures the PHC open at fd (not closed by Map.Close), choosing
@@ -213,7 +244,13 @@ func (m *Map) RateBoundPPB() (float64, error) {
 	if _, err := m.o.Adj.ClockAdjtime(m.id, &tx); err != nil {
 		return 0, fmt.Errorf("phc: clock_adjtime(PHC, modes=0): %w", err)
 	}
-	return math.Abs(float64(tx.Freq)/65.536) + 2*m.o.OscPPB, nil
+	f := math.Abs(float64(tx.Freq) / 65.536)
+	m.mu.Lock()
+	if m.hadAdjust && m.o.Raw()-m.freqRaw <= maxStampAgeNS {
+		f = math.Max(f, m.freqPPB)
+	}
+	m.mu.Unlock()
+	return f + 2*m.o.OscPPB, nil
 }
 
 // maxStampAgeNS: an older stamp (or one from further in the future) is
@@ -230,6 +267,12 @@ func (m *Map) RawSpan(stampNS int64) (lo, hi int64, ok bool) {
 	}
 	r, err := m.Read()
 	if err != nil {
+		return 0, 0, false
+	}
+	m.mu.Lock()
+	stepped := m.stepRaw != 0 && r.RawLo-m.stepRaw <= maxStampAgeNS
+	m.mu.Unlock()
+	if stepped {
 		return 0, 0, false
 	}
 	return Span(r, stampNS, rate)

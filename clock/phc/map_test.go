@@ -152,3 +152,111 @@ func TestFollowerKeepsPHCOnClock(t *testing.T) {
 		clk.Close()
 	}
 }
+
+// A stamp taken before the PHC was stepped converts by the wrong offset:
+// after a step noted by the follower, conversions are refused for the
+// longest stamp age; without the note (negative control) the stale stamp
+// converts and misses its instant by the step.
+func TestMapRefusesStampsAcrossAStep(t *testing.T) {
+	for _, noted := range []bool{true, false} {
+		raw := &fakeRaw{ns: 1e12}
+		dev := phctest.New(raw.now, 0, 0, 4)
+		m := openMap(t, dev, raw, func(r int64) int64 { return r })
+		taken := raw.ns
+		stamp := dev.At(taken)
+		raw.ns += 1000
+		var tx unix.Timex
+		tx.Modes, tx.Time = unix.ADJ_SETOFFSET|unix.ADJ_NANO, unix.Timeval{Sec: 0, Usec: 5_000_000}
+		_, _ = dev.ClockAdjtime(0, &tx) // +5 ms
+		if noted {
+			m.NoteStep()
+		}
+		raw.ns += 1000
+		lo, hi, ok := m.RawSpan(stamp)
+		switch {
+		case noted && ok:
+			t.Fatalf("stamp from before the step converted to [%d, %d]", lo-taken, hi-taken)
+		case !noted && (!ok || (lo <= taken && taken <= hi)):
+			t.Fatalf("negative control: unnoted step still converted right (ok=%v)", ok)
+		}
+	}
+	// After the longest stamp age, stamps taken after the step convert again.
+	raw := &fakeRaw{ns: 1e12}
+	dev := phctest.New(raw.now, 0, 0, 4)
+	m := openMap(t, dev, raw, func(r int64) int64 { return r })
+	m.NoteStep()
+	raw.ns += 1_100_000_000
+	taken := raw.ns
+	st := dev.At(taken)
+	raw.ns += 1000
+	if lo, hi, ok := m.RawSpan(st); !ok || lo > taken || hi < taken {
+		t.Fatalf("a later stamp: ok=%v", ok)
+	}
+}
+
+// A frequency change the follower made is kept in the rate bound for the
+// longest stamp age: a stamp taken at the old rate still converts safely.
+func TestMapRateBoundCoversRecentCorrection(t *testing.T) {
+	raw := &fakeRaw{ns: 1e12}
+	dev := phctest.New(raw.now, 0, 0, 5)
+	m := openMap(t, dev, raw, func(r int64) int64 { return r })
+	set := func(ppb float64) {
+		var tx unix.Timex
+		tx.Modes, tx.Freq = unix.ADJ_FREQUENCY, int64(ppb*65.536)
+		_, _ = dev.ClockAdjtime(0, &tx)
+	}
+	set(400_000) // +400 ppm
+	taken := raw.ns
+	stamp := dev.At(taken)
+	raw.ns += 900_000_000
+	m.NoteFreq(400_000)
+	set(0)
+	raw.ns += 1000
+	if lo, hi, ok := m.RawSpan(stamp); !ok || lo > taken || hi < taken {
+		t.Fatalf("stamp at the old rate: span [%d, %d] around %d, ok=%v", lo-taken, hi-taken, 0, ok)
+	}
+}
+
+// After the start, the follower steps only beyond StepNS (1 ms): a 0.5 ms
+// disturbance is slewed out through the frequency, a 2 ms one stepped.
+func TestFollowerStepThreshold(t *testing.T) {
+	raw := &fakeRaw{ns: 1e12}
+	target := clock.Linear{BaseNS: 1_700_000_000e9, BaseRawNS: raw.ns}
+	dev := phctest.New(raw.now, 1_700_000_000e9-raw.ns, 0, 6)
+	m := openMap(t, dev, raw, target.At)
+	clk, err := phc.Open("/dev/ptp3", dev, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clk.Close()
+	f := &phc.Follower{Map: m, PHC: clk, Raw: raw.now, AtRaw: target.At}
+	run := func(n int) {
+		for range n {
+			if err := f.Update(); err != nil {
+				t.Fatal(err)
+			}
+			raw.ns += 1e9
+		}
+	}
+	run(5)
+	kick := func(ns int64) {
+		var tx unix.Timex
+		tx.Modes, tx.Time = unix.ADJ_SETOFFSET|unix.ADJ_NANO, unix.Timeval{Usec: ns}
+		_, _ = dev.ClockAdjtime(0, &tx)
+	}
+	steps := dev.Steps
+	kick(500_000)
+	run(1)
+	if dev.Steps != steps+1 { // the kick itself
+		t.Fatalf("0.5 ms stepped by the follower (%d steps)", dev.Steps-steps)
+	}
+	run(40)
+	if off := dev.At(raw.ns) - target.At(raw.ns); off > 1000 || off < -1000 {
+		t.Fatalf("0.5 ms not slewed out: %d ns left", off)
+	}
+	kick(2_000_000)
+	run(1)
+	if dev.Steps != steps+3 {
+		t.Fatalf("2 ms not stepped (%d steps)", dev.Steps-steps)
+	}
+}
