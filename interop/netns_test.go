@@ -16,7 +16,7 @@ import (
 )
 
 // needNetns skips without root or ip(8) (fails under CI=true).
-func needNetns(t *testing.T) {
+func needNetns(t testing.TB) {
 	t.Helper()
 	need(t, "ip")
 	if os.Geteuid() != 0 {
@@ -30,7 +30,7 @@ func needNetns(t *testing.T) {
 // netnsPair creates two network namespaces joined by a veth pair
 // (impair.NewVethPair: unique names, a subnet of its own), deleted when
 // the test ends.
-func netnsPair(t *testing.T) *impair.Pair {
+func netnsPair(t testing.TB) *impair.Pair {
 	t.Helper()
 	needNetns(t)
 	p, err := impair.NewVethPair()
@@ -46,7 +46,7 @@ func netnsPair(t *testing.T) *impair.Pair {
 }
 
 // buildMeridiand compiles the daemon once per test binary run.
-func buildMeridiand(t *testing.T) string {
+func buildMeridiand(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "meridiand")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/meridiantime/meridian/cmd/meridiand").CombinedOutput()

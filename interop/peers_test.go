@@ -19,7 +19,7 @@ import (
 )
 
 // need returns the path of a peer program, skipping (or failing under CI).
-func need(t *testing.T, prog string) string {
+func need(t testing.TB, prog string) string {
 	t.Helper()
 	p, err := exec.LookPath(prog)
 	if err != nil {

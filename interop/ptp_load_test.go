@@ -18,6 +18,7 @@ import (
 	"github.com/facebook/time/ptp/protocol"
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/impair"
 	"github.com/meridiantime/meridian/internal/mmsg"
 )
 
@@ -28,6 +29,7 @@ import (
 // client's address with IP_PKTINFO, in batches (sendmmsg/recvmmsg).
 type ptpLoadGen struct {
 	n        int
+	base     [2]byte // client i is base.(i/256).(i%256)
 	ev, gen  *net.UDPConn
 	srvEv    unix.RawSockaddrInet4
 	srvGen   unix.RawSockaddrInet4
@@ -36,9 +38,28 @@ type ptpLoadGen struct {
 	oob      [64][unix.SizeofCmsghdr + unix.SizeofInet4Pktinfo + 8]byte
 	bufs     [64][128]byte
 	received map[protocol.MessageType]int
+	granted  map[protocol.MessageType]int // GRANT_UNICAST_TRANSMISSION TLVs with a duration
 }
 
-func clientAddr(i int) [4]byte { return [4]byte{127, 1, byte(i >> 8), byte(i)} }
+// countGrants counts the grants (duration > 0) in a Signaling message.
+func (g *ptpLoadGen) countGrants(m []byte) {
+	const grantTLV = 0x0005
+	for off := 44; off+4 <= len(m); {
+		typ, l := binary.BigEndian.Uint16(m[off:]), int(binary.BigEndian.Uint16(m[off+2:]))
+		if off+4+l > len(m) {
+			return
+		}
+		if typ == grantTLV && l >= 8 && binary.BigEndian.Uint32(m[off+6:]) > 0 {
+			g.granted[protocol.MessageType(m[off+4]>>4)]++
+		}
+		off += 4 + l
+	}
+}
+
+func (g *ptpLoadGen) clientAddr(i int) [4]byte {
+	i++ // never base.0.0
+	return [4]byte{g.base[0], g.base[1], byte(i >> 8), byte(i)}
+}
 
 func sockaddr4(a [4]byte, port int) unix.RawSockaddrInet4 {
 	sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a}
@@ -56,7 +77,7 @@ func (g *ptpLoadGen) send(conn *net.UDPConn, dst *unix.RawSockaddrInet4, msgs []
 	for start := 0; start < len(msgs); start += len(g.hdrs) {
 		k := min(len(g.hdrs), len(msgs)-start)
 		for j := range k {
-			m, src := msgs[start+j], clientAddr(from[start+j])
+			m, src := msgs[start+j], g.clientAddr(from[start+j])
 			g.iov[j].Base = &m[0]
 			g.iov[j].SetLen(len(m))
 			o := g.oob[j][:]
@@ -117,7 +138,11 @@ func (g *ptpLoadGen) drain(conn *net.UDPConn) {
 			return true // never wait
 		})
 		for j := range n {
-			g.received[protocol.SdoIDAndMsgType(g.bufs[j][0]).MsgType()]++
+			t := protocol.SdoIDAndMsgType(g.bufs[j][0]).MsgType()
+			g.received[t]++
+			if t == protocol.MessageSignaling {
+				g.countGrants(g.bufs[j][:min(int(g.hdrs[j].Len), len(g.bufs[j]))])
+			}
 		}
 		if n < len(g.hdrs) {
 			return
@@ -149,28 +174,164 @@ func rssKB(pid int) int64 {
 	return 0
 }
 
+// ptpLoad is one run's outcome: what the clients received and what the
+// server spent.
+type ptpLoad struct {
+	n, seconds          int
+	elapsed             time.Duration
+	cpuS                float64
+	syncs, fus, drs     int
+	syncGrants, drGrant int
+	rss0, rss1          int64
+}
+
+// clientsPerCore is the client-seconds served (a Sync with its Follow_Up
+// and a Delay_Resp each) per server CPU-second, as ran.
+func (r ptpLoad) clientsPerCore() float64 {
+	if r.cpuS <= 0 {
+		return 0
+	}
+	return float64(min(r.fus, r.drs)) / r.cpuS
+}
+
+func (r ptpLoad) String() string {
+	return fmt.Sprintf("%d clients (%d Sync and %d Delay_Resp grants), %v: %d Sync, %d Follow_Up, %d Delay_Resp received (want ≈ %d each); server CPU %.2f s → %.0f clients/core; RSS %d → %d kB",
+		r.n, r.syncGrants, r.drGrant, r.elapsed.Round(time.Millisecond), r.syncs, r.fus, r.drs, r.n*r.seconds, r.cpuS, r.clientsPerCore(), r.rss0, r.rss1)
+}
+
+// prepare builds one Signaling request (Sync and Delay_Resp at 1/s for
+// 300 s) and one Delay_Req per client.
+func (g *ptpLoadGen) prepare() (reqs, dreqs [][]byte, from []int) {
+	n := g.n
+	reqs, dreqs, from = make([][]byte, n), make([][]byte, n), make([]int, n)
+	for i := range n {
+		id := protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(i + 1), PortNumber: 1}
+		sig := protocol.Signaling{
+			Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageSignaling, 0), Version: 2,
+				FlagField: protocol.FlagUnicast, SourcePortIdentity: id, LogMessageInterval: 0x7f},
+			TargetPortIdentity: protocol.DefaultTargetPortIdentity,
+			TLVs: []protocol.TLV{
+				&protocol.RequestUnicastTransmissionTLV{TLVHead: protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
+					MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageSync, 0), DurationField: 300},
+				&protocol.RequestUnicastTransmissionTLV{TLVHead: protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
+					MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageDelayResp, 0), DurationField: 300}},
+		}
+		reqs[i] = make([]byte, 128)
+		k, _ := sig.MarshalBinaryTo(reqs[i])
+		binary.BigEndian.PutUint16(reqs[i][2:], uint16(k))
+		reqs[i] = reqs[i][:k]
+		dr := protocol.SyncDelayReq{Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageDelayReq, 0),
+			Version: 2, MessageLength: 44, FlagField: protocol.FlagUnicast, SourcePortIdentity: id}}
+		dreqs[i] = make([]byte, 44)
+		_, _ = dr.MarshalBinaryTo(dreqs[i])
+		from[i] = i
+	}
+	return reqs, dreqs, from
+}
+
+// run negotiates every client (200 at a time, each chunk once its grants
+// came back or 2 s passed), then for seconds sends each client's Delay_Req
+// once a second (a hundredth of them every 10 ms) while counting what
+// comes back; pid is the server, whose CPU time and memory it reads.
+func (g *ptpLoadGen) run(b *testing.B, pid, seconds int) ptpLoad {
+	g.received, g.granted = map[protocol.MessageType]int{}, map[protocol.MessageType]int{}
+	n := g.n
+	reqs, dreqs, from := g.prepare()
+	for s := 0; s < n; s += 200 {
+		e := min(s+200, n)
+		if err := g.send(g.gen, &g.srvGen, reqs[s:e], from[s:e]); err != nil {
+			b.Fatal(err)
+		}
+		for wait := time.Now().Add(2 * time.Second); g.granted[protocol.MessageDelayResp] < e && time.Now().Before(wait); {
+			time.Sleep(2 * time.Millisecond)
+			g.drain(g.gen)
+			g.drain(g.ev)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	g.drain(g.gen)
+	g.drain(g.ev)
+	r := ptpLoad{n: n, seconds: seconds, syncGrants: g.granted[protocol.MessageSync], drGrant: g.granted[protocol.MessageDelayResp]}
+	g.received = map[protocol.MessageType]int{}
+	r.rss0 = rssKB(pid)
+	cpu0, err := cpuTicks(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for tick := 0; tick < seconds*100; tick++ {
+		s, e := tick%100*n/100, (tick%100+1)*n/100
+		if err := g.send(g.ev, &g.srvEv, dreqs[s:e], from[s:e]); err != nil {
+			b.Fatal(err)
+		}
+		g.drain(g.gen)
+		g.drain(g.ev)
+		time.Sleep(time.Until(start.Add(time.Duration(tick+1) * 10 * time.Millisecond)))
+	}
+	cpu1, _ := cpuTicks(pid)
+	r.elapsed = time.Since(start)
+	b.StopTimer()
+	time.Sleep(200 * time.Millisecond)
+	g.drain(g.gen)
+	g.drain(g.ev)
+	r.rss1 = rssKB(pid)
+	r.cpuS = float64(cpu1-cpu0) / 100 // USER_HZ
+	r.syncs, r.fus, r.drs = g.received[protocol.MessageSync], g.received[protocol.MessageFollowUp], g.received[protocol.MessageDelayResp]
+	return r
+}
+
+// reusePortListener listens with SO_REUSEPORT (a server on the same host
+// may hold the ports' numbers on another address).
+var reusePortListener = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	_ = c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+	return serr
+}}
+
+func (g *ptpLoadGen) listen(b *testing.B, evPort, genPort int) {
+	listen := func(port int) *net.UDPConn {
+		pc, err := reusePortListener.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := pc.(*net.UDPConn)
+		_ = c.SetReadBuffer(8 << 20)
+		return c
+	}
+	g.ev, g.gen = listen(evPort), listen(genPort)
+	b.Cleanup(func() { g.ev.Close(); g.gen.Close() })
+}
+
+func pin(pid, cpu int) {
+	_ = exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(cpu), strconv.Itoa(pid)).Run()
+}
+
+func loadClients(def int) int {
+	if v, err := strconv.Atoi(os.Getenv("PTP_LOAD_CLIENTS")); err == nil && v > 0 && v <= 65000 {
+		return v
+	}
+	return def
+}
+
 // BenchmarkPTPGrandmasterLoad: meridiand's grandmaster (one worker,
 // pinned to CPU 1) serves PTP_LOAD_CLIENTS (default 20000) unicast clients
-// at 1 Sync/s (with Follow_Up) and 1 Delay_Req/s for 10 s, generated here
-// (pinned to CPU 0). It reports the clients one server CPU-second serves
-// (clients/core: clients × seconds ÷ server CPU seconds, as ran, with every
-// reply counted) and the server's resident memory before and after. Run:
+// at 1 Sync/s (with Follow_Up) and 1 Delay_Req/s for 10 s over loopback,
+// generated here (pinned to CPU 0). It reports the client-seconds one
+// server CPU-second serves (clients/core, as ran, every reply counted) and
+// the server's resident memory before and after. On loopback the sender's
+// CPU time includes delivering each datagram into the receiver's socket.
+// Run:
 //
 //	go test -run '^$' -bench PTPGrandmasterLoad -benchtime 1x ./interop/
 func BenchmarkPTPGrandmasterLoad(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("binds the PTP ports' numbers and pins CPUs: run as root")
 	}
-	n := 20000
-	if v, err := strconv.Atoi(os.Getenv("PTP_LOAD_CLIENTS")); err == nil && v > 0 && v <= 65536 {
-		n = v
-	}
+	n := loadClients(20000)
 	const seconds = 10
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "meridiand")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meridiantime/meridian/cmd/meridiand").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildMeridiand(b)
 	// Ports free a moment ago.
 	free := func() int {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{})
@@ -198,109 +359,118 @@ state_dir: %s
 		b.Fatal(err)
 	}
 	defer func() { _ = d.Process.Kill(); _ = d.Wait() }()
-	_ = exec.Command("taskset", "-a", "-p", "-c", "1", strconv.Itoa(d.Process.Pid)).Run()
-	_ = exec.Command("taskset", "-a", "-p", "-c", "0", strconv.Itoa(os.Getpid())).Run()
+	pin(d.Process.Pid, 1)
+	pin(os.Getpid(), 0)
 	time.Sleep(500 * time.Millisecond)
 
-	g := &ptpLoadGen{n: n, received: map[protocol.MessageType]int{},
+	g := &ptpLoadGen{n: n, base: [2]byte{127, 1},
 		srvEv: sockaddr4([4]byte{127, 0, 0, 1}, evPort), srvGen: sockaddr4([4]byte{127, 0, 0, 1}, genPort)}
-	// SO_REUSEPORT: the server's sockets on 127.0.0.1 hold the same ports.
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		_ = c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
-		return serr
-	}}
-	listen := func(port int) *net.UDPConn {
-		pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
-		if err != nil {
+	g.listen(b, evPort, genPort)
+	r := g.run(b, d.Process.Pid, seconds)
+	b.Log(r)
+	if r.drGrant != n || r.drs < n*seconds*95/100 || r.fus < r.syncs*95/100 || r.syncs < n*(seconds-1) {
+		b.Fatalf("the server did not keep up: %v", r)
+	}
+	b.ReportMetric(r.clientsPerCore(), "clients/core")
+	b.ReportMetric(float64(r.rss1-r.rss0), "rss-growth-kB")
+}
+
+// BenchmarkPTPGrandmasterVsPtp4l puts the same unicast load on meridiand's
+// grandmaster and on ptp4l 3.1.1 (masterOnly, unicast_listen, software
+// stamps, free running, no CAP_SYS_TIME), each in turn alone in network
+// namespace b on the standard ports 319/320 and pinned to CPU 1; the
+// PTP_LOAD_CLIENTS (default 1000) clients live in namespace a (CPU 0), one
+// address each in 10.210.0.0/16 (a local route makes them all ours), and
+// the two namespaces are joined by a veth pair. Both servers get the same
+// requests (Sync and Delay_Resp grants, one Delay_Req per client per
+// second) for 10 s; each reports the client-seconds it served per
+// CPU-second and how much of the load it served. Run:
+//
+//	go test -run '^$' -bench PTPGrandmasterVsPtp4l -benchtime 1x ./interop/
+func BenchmarkPTPGrandmasterVsPtp4l(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("network namespaces and CPU pinning: run as root")
+	}
+	need(b, "ptp4l")
+	n := loadClients(1000)
+	const seconds = 10
+	res := map[string]ptpLoad{}
+	for _, server := range []string{"meridiand", "ptp4l"} {
+		p := netnsPair(b)
+		nsA, nsB := p.NS[impair.A], p.NS[impair.B]
+		addrA, addrB := p.Addr[impair.A], p.Addr[impair.B]
+		for _, args := range [][]string{
+			{"-n", nsA, "route", "add", "local", "10.210.0.0/16", "dev", "lo"},
+			{"-n", nsB, "route", "add", "10.210.0.0/16", "via", addrA.String()},
+		} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				b.Fatalf("ip %v: %v: %s", args, err, out)
+			}
+		}
+		var pid int
+		switch server {
+		case "meridiand":
+			bin := buildMeridiand(b)
+			dir := b.TempDir()
+			cfg := filepath.Join(dir, "m.yaml")
+			_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`local_stratum: 1
+ptp_server: {listen: [%q], workers: 1, max_clients: 65536, timestamping: software}
+metrics: {listen: ""}
+grpc: {listen: []}
+shm: {path: %s}
+state_dir: %s
+`, addrB, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)
+			d := exec.Command("ip", "netns", "exec", nsB, bin, "--config", cfg)
+			d.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := d.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = d.Process.Kill(); _ = d.Wait() })
+			pid = d.Process.Pid
+			time.Sleep(500 * time.Millisecond)
+		case "ptp4l":
+			lines, cmd := ptp4lCmd(b, nsB, fmt.Sprintf(`[global]
+free_running 1
+masterOnly 1
+unicast_listen 1
+clockClass 6
+time_stamping software
+network_transport UDPv4
+delay_mechanism E2E
+uds_address DIR/master.sock
+logging_level 6
+[%s]
+`, p.Iface[impair.B]))
+			pid = cmd.Process.Pid
+			// A master-only ptp4l grants nothing until it takes the
+			// grandmaster role (after its announce receipt timeout).
+			for deadline := time.After(30 * time.Second); ; {
+				select {
+				case l := <-lines:
+					if !strings.Contains(l, "grand master") && !strings.Contains(l, "to MASTER") {
+						continue
+					}
+				case <-deadline:
+					b.Fatal("ptp4l did not become master in 30 s")
+				}
+				break
+			}
+		}
+		pin(pid, 1)
+		pin(os.Getpid(), 0)
+		g := &ptpLoadGen{n: n, base: [2]byte{10, 210},
+			srvEv: sockaddr4(addrB.As4(), 319), srvGen: sockaddr4(addrB.As4(), 320)}
+		if err := p.InNS(impair.A, func() error { g.listen(b, 319, 320); return nil }); err != nil {
 			b.Fatal(err)
 		}
-		return pc.(*net.UDPConn)
+		r := g.run(b, pid, seconds)
+		b.Logf("%s: %v", server, r)
+		res[server] = r
 	}
-	g.ev, g.gen = listen(evPort), listen(genPort)
-	defer g.ev.Close()
-	defer g.gen.Close()
-	for _, c := range []*net.UDPConn{g.ev, g.gen} {
-		_ = c.SetReadBuffer(8 << 20)
+	b.ReportMetric(res["meridiand"].clientsPerCore(), "meridiand-clients/core")
+	b.ReportMetric(res["ptp4l"].clientsPerCore(), "ptp4l-clients/core")
+	for _, s := range []string{"meridiand", "ptp4l"} {
+		r := res[s]
+		b.ReportMetric(float64(min(r.fus, r.drs))/float64(r.n*r.seconds), s+"-served-fraction")
 	}
-	// One Signaling request (Sync and Delay_Resp at 1/s for 300 s) and
-	// one Delay_Req per client.
-	reqs, dreqs, from := make([][]byte, n), make([][]byte, n), make([]int, n)
-	for i := range n {
-		id := protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(i + 1), PortNumber: 1}
-		sig := protocol.Signaling{
-			Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageSignaling, 0), Version: 2,
-				FlagField: protocol.FlagUnicast, SourcePortIdentity: id, LogMessageInterval: 0x7f},
-			TargetPortIdentity: protocol.DefaultTargetPortIdentity,
-			TLVs: []protocol.TLV{
-				&protocol.RequestUnicastTransmissionTLV{TLVHead: protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
-					MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageSync, 0), DurationField: 300},
-				&protocol.RequestUnicastTransmissionTLV{TLVHead: protocol.TLVHead{TLVType: protocol.TLVRequestUnicastTransmission, LengthField: 6},
-					MsgTypeAndReserved: protocol.NewUnicastMsgTypeAndFlags(protocol.MessageDelayResp, 0), DurationField: 300}},
-		}
-		reqs[i] = make([]byte, 128)
-		k, _ := sig.MarshalBinaryTo(reqs[i])
-		binary.BigEndian.PutUint16(reqs[i][2:], uint16(k))
-		reqs[i] = reqs[i][:k]
-		dr := protocol.SyncDelayReq{Header: protocol.Header{SdoIDAndMsgType: protocol.NewSdoIDAndMsgType(protocol.MessageDelayReq, 0),
-			Version: 2, MessageLength: 44, FlagField: protocol.FlagUnicast, SourcePortIdentity: id}}
-		dreqs[i] = make([]byte, 44)
-		_, _ = dr.MarshalBinaryTo(dreqs[i])
-		from[i] = i
-	}
-	// Negotiate 200 clients at a time, each chunk once the previous one's
-	// grants came back.
-	for s := 0; s < n; s += 200 {
-		e := min(s+200, n)
-		if err := g.send(g.gen, &g.srvGen, reqs[s:e], from[s:e]); err != nil {
-			b.Fatal(err)
-		}
-		for wait := time.Now().Add(2 * time.Second); g.received[protocol.MessageSignaling] < e && time.Now().Before(wait); {
-			time.Sleep(2 * time.Millisecond)
-			g.drain(g.gen)
-			g.drain(g.ev)
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	g.drain(g.gen)
-	g.drain(g.ev)
-	if grants := g.received[protocol.MessageSignaling]; grants != n {
-		b.Fatalf("%d grant replies for %d clients", grants, n)
-	}
-	g.received = map[protocol.MessageType]int{}
-	rss0 := rssKB(d.Process.Pid)
-	cpu0, err := cpuTicks(d.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Every 10 ms a hundredth of the clients send their Delay_Req.
-	b.ResetTimer()
-	start := time.Now()
-	for tick := 0; tick < seconds*100; tick++ {
-		s, e := tick%100*n/100, (tick%100+1)*n/100
-		if err := g.send(g.ev, &g.srvEv, dreqs[s:e], from[s:e]); err != nil {
-			b.Fatal(err)
-		}
-		g.drain(g.gen)
-		g.drain(g.ev)
-		time.Sleep(time.Until(start.Add(time.Duration(tick+1) * 10 * time.Millisecond)))
-	}
-	cpu1, _ := cpuTicks(d.Process.Pid)
-	elapsed := time.Since(start)
-	b.StopTimer()
-	time.Sleep(200 * time.Millisecond)
-	g.drain(g.gen)
-	g.drain(g.ev)
-	rss1 := rssKB(d.Process.Pid)
-	cpuS := float64(cpu1-cpu0) / 100 // USER_HZ
-	syncs, fus, drs := g.received[protocol.MessageSync], g.received[protocol.MessageFollowUp], g.received[protocol.MessageDelayResp]
-	b.Logf("%d clients, %v: %d Sync, %d Follow_Up, %d Delay_Resp received (want ≈ %d each); server CPU %.2f s; RSS %d → %d kB",
-		n, elapsed.Round(time.Millisecond), syncs, fus, drs, n*seconds, cpuS, rss0, rss1)
-	if drs < n*seconds*95/100 || fus < syncs*95/100 || syncs < n*(seconds-1) {
-		b.Fatalf("the server did not keep up: %d Sync, %d Follow_Up, %d Delay_Resp for %d client-seconds", syncs, fus, drs, n*seconds)
-	}
-	if cpuS > 0 {
-		b.ReportMetric(float64(n)*elapsed.Seconds()/cpuS, "clients/core")
-	}
-	b.ReportMetric(float64(rss1-rss0), "rss-growth-kB")
 }

@@ -24,7 +24,15 @@ import (
 // and under a bounding set without CAP_SYS_TIME: it cannot touch the host
 // clock. Its output lines go to lines (dropped when nobody reads); it is
 // killed by PID when the test ends.
-func ptp4l(t *testing.T, ns, conf string) <-chan string {
+func ptp4l(t testing.TB, ns, conf string) <-chan string {
+	t.Helper()
+	lines, _ := ptp4lCmd(t, ns, conf)
+	return lines
+}
+
+// ptp4lCmd is ptp4l, also returning the process (its PID is ptp4l's:
+// ip and setpriv exec it).
+func ptp4lCmd(t testing.TB, ns, conf string) (<-chan string, *exec.Cmd) {
 	t.Helper()
 	bin := need(t, "ptp4l")
 	setpriv := need(t, "setpriv")
@@ -76,7 +84,7 @@ func ptp4l(t *testing.T, ns, conf string) <-chan string {
 			mu.Unlock()
 		}
 	})
-	return lines
+	return lines, cmd
 }
 
 // runMeridiand runs the meridiand binary in namespace ns with yaml (the
