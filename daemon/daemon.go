@@ -100,6 +100,8 @@ type Daemon struct {
 
 	metricsLn net.Listener
 	phc       phcState
+	svc       *timeservice.Service              // the TimeService the gRPC server serves
+	srcStates map[string]discipline.SourceState // last logged, by source (update's goroutine)
 	lastState truetime.Status
 
 	sources   []*ntp.Source
@@ -115,6 +117,7 @@ type Daemon struct {
 
 	reportsMu sync.Mutex
 	reports   map[string]discipline.SourceReport // newest per source, for the Sources call
+	reason    string                             // why not synchronized, for the Status call
 	samples   chan ntp.SourceSample
 }
 
@@ -581,6 +584,7 @@ func (d *Daemon) saveDrift() {
 // the result.
 func (d *Daemon) update() {
 	now := d.clk.NowNS()
+	d.markReachability()
 	u, err := d.loop.Update()
 	if err != nil {
 		d.log.Error("applying correction", "err", err)
@@ -605,11 +609,14 @@ func (d *Daemon) update() {
 		d.lastFloorRaises = f
 	}
 	d.m.observe(e, u.Sources, d.clk.NowNS())
+	reason := d.statusReasonFor(e, u.Sources)
 	d.reportsMu.Lock()
 	for _, r := range u.Sources {
 		d.reports[r.Name] = r
 	}
+	d.reason = reason
 	d.reportsMu.Unlock()
+	d.logTransitions(u.Sources)
 	for _, src := range d.sources {
 		if r, ok := d.reports[src.Name]; ok {
 			src.AdvisePoll(r.PollTargetNS)
@@ -617,7 +624,11 @@ func (d *Daemon) update() {
 	}
 	d.m.observeSources(d.sources)
 	if e.Status != d.lastState {
-		d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)
+		if reason != "" {
+			d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum, "reason", reason)
+		} else {
+			d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)
+		}
 		d.lastState = e.Status
 	}
 }

@@ -30,12 +30,13 @@ func (d *Daemon) startGRPC() error {
 		Help: "HLCUpdate calls refused because the remote timestamp was further ahead than the max offset.",
 	}, func() float64 { return float64(d.hlc.Rejected()) }))
 	svc, err := timeservice.NewService(timeservice.Options{
-		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, MaxWatchers: d.cfg.GRPC.MaxWatchers,
+		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, Reason: d.statusReason, MaxWatchers: d.cfg.GRPC.MaxWatchers,
 		MaxWaiters: d.cfg.GRPC.MaxWaiters, MaxWaitersPerConn: d.cfg.GRPC.MaxWaitersPerConn,
 	})
 	if err != nil {
 		return err
 	}
+	d.svc = svc
 	tlsf := d.cfg.GRPC.TLS
 	d.grpc, err = timeservice.NewServer(svc, timeservice.ServerConfig{
 		Listen: d.grpcListen, TLS: timeservice.TLSFiles{Cert: tlsf.Cert, Key: tlsf.Key, CA: tlsf.CA},

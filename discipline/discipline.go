@@ -36,7 +36,8 @@ type rawSample struct {
 }
 
 type source struct {
-	name    string
+	name        string
+	unreachable bool // SetUnreachable: out of selection until it answers
 	samples []rawSample // oldest first, at most FilterLen
 	usedU   float64     // U of the newest sample a selection has used
 	report  SourceReport
@@ -343,6 +344,24 @@ func (d *Discipline) Update(nowNS int64) Update {
 	return u
 }
 
+// SetUnreachable takes a source out of selection (true) or lets it back
+// (false), as its reachability register says: a source that answered none
+// of its last 8 polls no longer speaks for the time, however wide its last
+// sample has grown (chrony does the same). Its samples are kept: when it
+// answers again its filter resumes. The previous estimate, carried
+// forward, keeps what its samples proved.
+func (d *Discipline) SetUnreachable(name string, unreachable bool) {
+	src, ok := d.srcs[name]
+	if !ok {
+		if !unreachable {
+			return
+		}
+		src = &source{name: name}
+		d.srcs[name] = src
+	}
+	src.unreachable = unreachable
+}
+
 func (d *Discipline) sourceNames() []string {
 	names := make([]string, 0, len(d.srcs))
 	for n := range d.srcs {
@@ -369,6 +388,9 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 	for _, n := range names {
 		src := d.srcs[n]
 		src.report = SourceReport{Name: n, State: SourceUnused, Samples: len(src.samples)}
+		if src.unreachable {
+			src.report.State = SourceUnreachable
+		}
 		if len(src.samples) == 0 {
 			continue
 		}
@@ -390,7 +412,7 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 		if len(src.samples) > 1 {
 			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
 		}
-		if half <= float64(d.cfg.MaxErrorNS) {
+		if half <= float64(d.cfg.MaxErrorNS) && !src.unreachable {
 			f := filterSource(src.samples, uNow, cNow, sRate, unc)
 			src.report.OffsetNS = f.center
 			cands = append(cands, candidate{src: src, sample: last, center: center, half: half, filt: f})

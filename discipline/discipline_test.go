@@ -160,3 +160,42 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// An unreachable source leaves selection (its last sample no longer
+// speaks, however it has aged) and comes back when marked reachable; the
+// others carry the estimate meanwhile. Marking a source the discipline
+// has never heard of only names it.
+func TestUnreachableSourceLeavesSelection(t *testing.T) {
+	d, _ := New(DefaultConfig(), t0)
+	for _, n := range []string{"a", "b", "c"} {
+		_ = d.AddSample(n, exchange(t0+1e9, 0, 100_000, 100_000))
+	}
+	states := func(u Update) map[string]SourceState {
+		m := map[string]SourceState{}
+		for _, s := range u.Sources {
+			m[s.Name] = s.State
+		}
+		return m
+	}
+	now := t0 + 1e9 + 400_000
+	if st := states(d.Update(now)); st["b"] != SourceSelected {
+		t.Fatalf("states %v", st)
+	}
+	d.SetUnreachable("b", true)
+	d.SetUnreachable("never-heard", true)
+	u := d.Update(now + 1e6)
+	st := states(u)
+	if st["b"] != SourceUnreachable || st["a"] != SourceSelected || st["c"] != SourceSelected || st["never-heard"] != SourceUnreachable {
+		t.Fatalf("b unreachable: states %v", st)
+	}
+	if u.Estimate.Status != truetime.Synchronized {
+		t.Fatalf("a and c should carry the estimate: %v", u.Estimate.Status)
+	}
+	if iv := truetime.Bound(now+1e6, u.Estimate); iv.EarliestNS > now+1e6 || iv.LatestNS < now+1e6 {
+		t.Fatalf("interval %+v misses true time", iv)
+	}
+	d.SetUnreachable("b", false)
+	if st := states(d.Update(now + 2e6)); st["b"] != SourceSelected {
+		t.Fatalf("b reachable again: states %v", st)
+	}
+}

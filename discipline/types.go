@@ -146,6 +146,7 @@ const (
 	SourceSelected                       // agreed with the majority and was combined
 	SourceFalseticker                    // outside the majority's intersection
 	SourceTooFew                         // agreeing set smaller than min_sources
+	SourceUnreachable                    // no reply to the last 8 polls: out of selection
 )
 
 func (s SourceState) String() string {
@@ -158,6 +159,8 @@ func (s SourceState) String() string {
 		return "falseticker"
 	case SourceTooFew:
 		return "too_few"
+	case SourceUnreachable:
+		return "unreachable"
 	}
 	return fmt.Sprintf("source_state(%d)", int(s))
 }

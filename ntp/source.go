@@ -122,6 +122,9 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 			sendGen = s.gen()
 			_, err := conn.Write(rd.Send)
 			e.Advance()
+			// The register shifted at this poll: a source that stopped
+			// answering decays to 0 over 8 polls, answered or not.
+			s.Stats.Reach.Store(uint32(e.Client().Reach()))
 			if err != nil {
 				s.log.Debug("ntp send", "source", s.Name, "err", err)
 			} else {

@@ -31,6 +31,9 @@ type Options struct {
 	Sources func() []*timev1.Source
 	// ClockName is reported by Status (virtual | system | phc:...).
 	ClockName string
+	// Reason says why the status is not synchronized (nil: Status reports
+	// none).
+	Reason func() string
 	// MaxWatchers caps concurrent Watch streams (0 → 1024).
 	MaxWatchers int
 	// HLCRestartWait is how long an HLC call waits, right after a restart,
@@ -266,6 +269,9 @@ func (s *Service) status() *timev1.StatusResponse {
 	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
 		r.Interval = intervalOf(iv)
 		r.ErrorBoundNs = iv.EpsNS()
+	}
+	if iv.Status != truetime.Synchronized && s.opt.Reason != nil {
+		r.Reason = s.opt.Reason()
 	}
 	return r
 }

@@ -25,7 +25,7 @@ func serve(t *testing.T) (string, *truetime.Clock) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return timeservice.Options{HLC: h, ClockName: "virtual", Sources: func() []*timev1.Source {
+		return timeservice.Options{HLC: h, ClockName: "virtual", Reason: func() string { return "no sample from any source yet" }, Sources: func() []*timev1.Source {
 			return []*timev1.Source{{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9}}
 		}}
 	})
@@ -50,7 +50,7 @@ func TestGRPCCommands(t *testing.T) {
 	if _, err := runCtl("--addr", addr, "now"); exitCode(err) != 1 {
 		t.Fatalf("now while unsynchronized: %v", err)
 	}
-	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "unsynchronized") {
+	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "unsynchronized") || !strings.Contains(out, "why  ") || !strings.Contains(out, "no sample from any source yet") {
 		t.Fatalf("status: %q %v", out, err)
 	}
 	tt.SetEstimate(syncedEstimate(300 * time.Microsecond))
@@ -71,7 +71,7 @@ func TestGRPCCommands(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Status != "synchronized" || st.ErrorBoundNS < 300_000 || st.RefID != "127.0.0.1" || st.Clock != "virtual" {
 		t.Fatalf("status --json: %q %v", out, err)
 	}
-	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "error bound (ε)") || !strings.Contains(out, "127.0.0.1") {
+	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "error bound (ε)") || !strings.Contains(out, "127.0.0.1") || strings.Contains(out, "why") {
 		t.Fatalf("status: %q %v", out, err)
 	}
 

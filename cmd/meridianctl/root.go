@@ -56,6 +56,7 @@ type nowJSON struct {
 // statusJSON is `status --json`, the same fields from gRPC or shm.
 type statusJSON struct {
 	Status           string  `json:"status"`
+	Reason           string  `json:"reason,omitempty"` // gRPC only: why not synchronized
 	Leap             string  `json:"leap,omitempty"`
 	EarliestNS       int64   `json:"earliest_ns"`
 	LatestNS         int64   `json:"latest_ns"`
@@ -345,7 +346,7 @@ func statusFromRPC(r *timev1.StatusResponse) statusJSON {
 	st := statusJSON{
 		Status: statusName(r.Status), OffsetNS: r.OffsetNs, FreqPPB: r.FrequencyPpb, Stratum: r.Stratum,
 		RefID: r.ReferenceId, RootDelayNS: r.RootDelayNs, RootDispersionNS: r.RootDispersionNs,
-		LastSampleAgeNS: r.LastSampleAgeNs, MaxErrorNS: r.MaxErrorNs, Clock: r.Clock, UptimeNS: r.UptimeNs,
+		LastSampleAgeNS: r.LastSampleAgeNs, MaxErrorNS: r.MaxErrorNs, Clock: r.Clock, UptimeNS: r.UptimeNs, Reason: r.Reason,
 		ErrorBoundNS: r.ErrorBoundNs, EarliestNS: r.GetInterval().GetEarliestNs(), LatestNS: r.GetInterval().GetLatestNs(),
 	}
 	if r.Leap != timev1.LeapIndicator_LEAP_INDICATOR_NONE {
@@ -360,6 +361,9 @@ func printStatus(o *opts, st statusJSON) error {
 	}
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", st.Status)
+	if st.Reason != "" {
+		fmt.Fprintf(tw, "why\t%s\n", st.Reason)
+	}
 	if st.Writer != "" {
 		fmt.Fprintf(tw, "writer\t%s (last heartbeat %v ago)\n", st.Writer, time.Duration(st.HeartbeatAgeNS).Round(time.Millisecond))
 	}

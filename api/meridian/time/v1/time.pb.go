@@ -382,8 +382,11 @@ type StatusResponse struct {
 	MaxErrorNs       int64                  `protobuf:"varint,12,opt,name=max_error_ns,json=maxErrorNs,proto3" json:"max_error_ns,omitempty"`                  // beyond this ε the clock is unsynchronized
 	Clock            string                 `protobuf:"bytes,13,opt,name=clock,proto3" json:"clock,omitempty"`                                                 // virtual | system | phc:/dev/ptpN
 	UptimeNs         int64                  `protobuf:"varint,14,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Why the status is not synchronized (holdover, unsynchronized); "" when
+	// it is, or when the daemon cannot say.
+	Reason        string `protobuf:"bytes,15,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -514,6 +517,13 @@ func (x *StatusResponse) GetUptimeNs() int64 {
 	return 0
 }
 
+func (x *StatusResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type SourcesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most this many sources per reply: 0 → 256; above 1000 → 1000.
@@ -573,7 +583,7 @@ type Source struct {
 	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Address         string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Type            string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`   // ntp | ptp
-	State           string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // unused | selected | falseticker | too-few
+	State           string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // unused | selected | falseticker | too_few | unreachable
 	Stratum         uint32                 `protobuf:"varint,5,opt,name=stratum,proto3" json:"stratum,omitempty"`
 	Reach           uint32                 `protobuf:"varint,6,opt,name=reach,proto3" json:"reach,omitempty"`                        // 8-bit register, newest poll in bit 0
 	OffsetNs        float64                `protobuf:"fixed64,7,opt,name=offset_ns,json=offsetNs,proto3" json:"offset_ns,omitempty"` // filtered local minus source
@@ -1020,7 +1030,7 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\fBoolResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\bR\x05value\x126\n" +
 	"\binterval\x18\x02 \x01(\v2\x1a.meridian.time.v1.IntervalR\binterval\"\x0f\n" +
-	"\rStatusRequest\"\xad\x04\n" +
+	"\rStatusRequest\"\xc5\x04\n" +
 	"\x0eStatusResponse\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.meridian.time.v1.ClockStatusR\x06status\x123\n" +
 	"\x04leap\x18\x02 \x01(\x0e2\x1f.meridian.time.v1.LeapIndicatorR\x04leap\x126\n" +
@@ -1037,7 +1047,8 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\fmax_error_ns\x18\f \x01(\x03R\n" +
 	"maxErrorNs\x12\x14\n" +
 	"\x05clock\x18\r \x01(\tR\x05clock\x12\x1b\n" +
-	"\tuptime_ns\x18\x0e \x01(\x03R\buptimeNs\"L\n" +
+	"\tuptime_ns\x18\x0e \x01(\x03R\buptimeNs\x12\x16\n" +
+	"\x06reason\x18\x0f \x01(\tR\x06reason\"L\n" +
 	"\x0eSourcesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
