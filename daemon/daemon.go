@@ -42,6 +42,7 @@ import (
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/atomicfile"
 	"github.com/meridiantime/meridian/internal/fsown"
+	"github.com/meridiantime/meridian/internal/sdnotify"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/timeservice"
@@ -78,6 +79,10 @@ type Options struct {
 	PHCRaw       func() int64
 	TimestampSys hwts.Sys
 	PHCEvery     time.Duration
+	// Notifier tells systemd (Type=notify) when the daemon is ready, its
+	// status, and pings its watchdog from the update loop. The zero value
+	// sends nothing.
+	Notifier sdnotify.Notifier
 }
 
 // Daemon is one running meridiand.
@@ -98,11 +103,13 @@ type Daemon struct {
 	driftPath string
 	stateLock *os.File // flock on StateDir/meridiand.lock, held for the daemon's life
 
-	metricsLn net.Listener
-	phc       phcState
-	svc       *timeservice.Service              // the TimeService the gRPC server serves
-	srcStates map[string]discipline.SourceState // last logged, by source (update's goroutine)
-	lastState truetime.Status
+	metricsLn    net.Listener
+	phc          phcState
+	svc          *timeservice.Service              // the TimeService the gRPC server serves
+	srcStates    map[string]discipline.SourceState // last logged, by source (update's goroutine)
+	notifyFailed bool
+	ready        bool // READY=1 sent (Run's goroutine)
+	lastState    truetime.Status
 
 	sources   []*ntp.Source
 	ntpServer *ntp.Server
@@ -546,6 +553,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	drift := time.NewTicker(d.opt.DriftFileEvery)
 	defer tick.Stop()
 	defer drift.Stop()
+	d.notify("READY=1\nSTATUS=" + d.lastState.String())
+	d.ready = true
+	var lastPing time.Time
 loop:
 	for {
 		select {
@@ -553,6 +563,12 @@ loop:
 			break loop
 		case <-tick.C:
 			d.update()
+			// From the update loop: a hung loop stops the pings and
+			// systemd's watchdog restarts the daemon.
+			if w := d.opt.Notifier.WatchdogInterval(); w > 0 && time.Since(lastPing) >= w {
+				d.notify("WATCHDOG=1")
+				lastPing = time.Now()
+			}
 		case smp := <-d.samples:
 			if err := d.loop.AddSample(smp.Name, smp.Sample, smp.Gen); err != nil {
 				d.log.Debug("sample rejected", "source", smp.Name, "err", err)
@@ -561,6 +577,7 @@ loop:
 			d.saveDrift()
 		}
 	}
+	d.notify("STOPPING=1")
 	d.saveDrift()
 	cancelSrc()
 	if srv != nil {
@@ -626,10 +643,25 @@ func (d *Daemon) update() {
 	if e.Status != d.lastState {
 		if reason != "" {
 			d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum, "reason", reason)
+			if d.ready {
+				d.notify("STATUS=" + e.Status.String() + ": " + reason)
+			}
 		} else {
 			d.log.Info("status", "status", e.Status.String(), "stratum", e.Stratum)
+			if d.ready {
+				d.notify("STATUS=" + e.Status.String())
+			}
 		}
 		d.lastState = e.Status
+	}
+}
+
+// notify tells systemd state (no-op without NOTIFY_SOCKET); a failure is
+// logged once.
+func (d *Daemon) notify(state string) {
+	if err := d.opt.Notifier.Notify(state); err != nil && !d.notifyFailed {
+		d.notifyFailed = true
+		d.log.Warn("systemd notification failed", "err", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiantime/meridian/discipline"
+	"github.com/meridiantime/meridian/internal/version"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/truetime"
 )
@@ -44,6 +45,11 @@ func newMetrics() *metrics {
 		m.reg.MustRegister(x)
 		return x
 	}
+	bi := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meridian_build_info",
+		Help: "Always 1: the running build's version, VCS revision and Go version as labels."}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build)
 	m.offset = g("meridian_offset_seconds", "Estimated local clock minus true time at the last update.")
 	m.freq = g("meridian_frequency_ppb", "Frequency correction applied to the clock, ppb.")
 	m.errorBound = g("meridian_error_bound_seconds", "Half-width ε of the TrueTime interval at the last update.")

@@ -293,7 +293,9 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatalf("sections: %v", u)
 	}
 	for k, want := range map[string]string{
-		"Type":                    "simple",
+		"Type":                    "notify",
+		"NotifyAccess":            "main",
+		"WatchdogSec":             "30s",
 		"ExecStart":               "/usr/local/bin/meridiand --config /etc/meridian/meridiand.yaml",
 		"Restart":                 "on-failure",
 		"User":                    "meridian",
@@ -321,6 +323,15 @@ func TestSystemdUnit(t *testing.T) {
 	} {
 		if got := svc[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("[Service] %s=%q, want exactly %s=%s", k, got, k, want)
+		}
+	}
+	for k, want := range map[string]string{"Before": "time-sync.target", "Wants": "time-sync.target"} {
+		found := false
+		for _, v := range u["Unit"][k] {
+			found = found || strings.Contains(v, want)
+		}
+		if !found {
+			t.Errorf("[Unit] %s lacks %s", k, want)
 		}
 	}
 	if !strings.HasSuffix(strings.Fields(svc["ExecStart"][0])[0], "/meridiand") {

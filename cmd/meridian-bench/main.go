@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/bench"
+	"github.com/meridiantime/meridian/internal/version"
 )
 
 func main() {
@@ -40,6 +41,8 @@ func main() {
 		usage()
 	}
 	switch os.Args[1] {
+	case "--version", "-version", "version":
+		fmt.Println(version.String("meridian-bench"))
 	case "ntp-server":
 		ntpServerMain(os.Args[2:])
 	case "grpc":
@@ -51,6 +54,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
+  meridian-bench --version
   meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--meridiand PATH]
   meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand PATH]`)
 	os.Exit(2)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridiantime/meridian/internal/version"
 	"github.com/meridiantime/meridian/sim"
 )
 
@@ -43,7 +44,9 @@ func ablation(name string, opt *sim.Options) error {
 }
 
 func newRoot() *cobra.Command {
-	root := &cobra.Command{Use: "meridian-sim", Short: "Meridian's deterministic simulator", SilenceUsage: true, SilenceErrors: true}
+	root := &cobra.Command{Use: "meridian-sim", Short: "Meridian's deterministic simulator", SilenceUsage: true, SilenceErrors: true,
+		Version: version.String("meridian-sim")}
+	root.SetVersionTemplate("{{.Version}}\n")
 	var scale float64
 	var servo, ablate string
 	run := &cobra.Command{

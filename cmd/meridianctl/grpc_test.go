@@ -180,3 +180,44 @@ func TestSourcesAllPages(t *testing.T) {
 		}
 	}
 }
+
+// waitsync (chronyc waitsync): exit 1 with the reason while unsynchronized
+// past --timeout; exit 0 once synchronized within --max-error (the status
+// changes during the wait); exit 1 when ε stays above --max-error; and a
+// daemon that is not up yet is waited for, not an error at once.
+func TestWaitsync(t *testing.T) {
+	addr, tt := serve(t)
+	_, err := runCtl("--addr", addr, "--timeout", "300ms", "waitsync", "--interval", "50ms")
+	var e exitError
+	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "no sample from any source yet") {
+		t.Fatalf("unsynchronized: %v", err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		tt.SetEstimate(syncedEstimate(300 * time.Microsecond))
+	}()
+	start := time.Now()
+	out, err := runCtl("--addr", addr, "--timeout", "5s", "waitsync", "--interval", "50ms", "--max-error", "1ms")
+	if err != nil || !strings.Contains(out, "synchronized") || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("waitsync returned %q %v after %v", out, err, time.Since(start))
+	}
+	_, err = runCtl("--addr", addr, "--timeout", "300ms", "waitsync", "--interval", "50ms", "--max-error", "100us")
+	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "> --max-error") {
+		t.Fatalf("ε above max-error: %v", err)
+	}
+	_, err = runCtl("--addr", "unix://"+t.TempDir()+"/none.sock", "--timeout", "300ms", "waitsync", "--interval", "50ms")
+	if !errors.As(err, &e) || e.code != 1 {
+		t.Fatalf("no daemon: %v", err)
+	}
+	if _, err := runCtl("--addr", addr, "waitsync", "--interval", "0s"); !errors.As(err, &e) || e.code != 2 {
+		t.Fatalf("bad interval: %v", err)
+	}
+}
+
+// Every binary answers --version with its name and the Go version.
+func TestVersion(t *testing.T) {
+	out, err := runCtl("--version")
+	if err != nil || !strings.HasPrefix(out, "meridianctl ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/meridiantime/meridian/client"
 	"github.com/meridiantime/meridian/daemon"
 	"github.com/meridiantime/meridian/hlc"
+	"github.com/meridiantime/meridian/internal/version"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
@@ -211,11 +212,14 @@ daemon round trip; what applications on the same host use).`,
   meridianctl hlc update 2026-11-25T06:30:00.000000000Z+3   # merge a remote HLC timestamp
   meridianctl watch --count 5        # stream status changes and updates
   meridianctl wait-until +20ms       # commit wait: return once now+20ms has surely passed
+  meridianctl --timeout 60s waitsync --max-error 1ms   # boot ordering: wait for good time
   meridianctl --addr 10.0.0.5:9393 --tls-ca ca.pem --tls-cert me.pem --tls-key me-key.pem status
   meridianctl --shm /tmp/x.shm now   # read a segment directly`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = version.String("meridianctl")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
@@ -227,7 +231,7 @@ daemon round trip; what applications on the same host use).`,
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
 	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), hlcCmd(o), watchCmd(o), waitCmd(o))
+	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
 	return root
 }
 
@@ -422,14 +426,84 @@ func statusCmd(o *opts) *cobra.Command {
 	}
 }
 
+// waitsyncCmd is chronyc waitsync: for boot ordering (a unit that needs
+// good time runs `meridianctl waitsync` first).
+func waitsyncCmd(o *opts) *cobra.Command {
+	var maxErr, interval time.Duration
+	c := &cobra.Command{
+		Use:   "waitsync",
+		Short: "Wait until the clock is synchronized with ε ≤ --max-error (like chronyc waitsync)",
+		Long: `waitsync polls the daemon's status (or, with --shm, the segment) every
+--interval until it is synchronized and its error bound ε is at most
+--max-error (0: any ε), then prints the status and exits 0. --timeout bounds
+the whole wait; when it passes, waitsync prints the last status (and why
+it is not synchronized) and exits 1. A daemon that cannot be reached is
+retried until the timeout too: waitsync may run before meridiand is up.`,
+		Example: "  meridianctl --timeout 60s waitsync --max-error 1ms\n  meridianctl --shm /run/meridian/truetime.shm --timeout 2m waitsync",
+		Args:    cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if maxErr < 0 || interval <= 0 {
+				return exitError{2, "waitsync: --max-error must be ≥ 0 and --interval > 0"}
+			}
+			deadline := time.Now().Add(o.timeout)
+			var last statusJSON
+			var lastErr error
+			for {
+				last, lastErr = o.readStatus(min(time.Until(deadline), 5*time.Second))
+				if lastErr == nil && last.Status == truetime.Synchronized.String() && (maxErr == 0 || last.ErrorBoundNS <= int64(maxErr)) {
+					return printStatus(o, last)
+				}
+				left := time.Until(deadline)
+				if left <= 0 {
+					break
+				}
+				time.Sleep(min(interval, left))
+			}
+			if lastErr != nil {
+				return exitError{1, fmt.Sprintf("not synchronized within %v: %v", o.timeout, lastErr)}
+			}
+			why := last.Status
+			if last.Status == truetime.Synchronized.String() {
+				why = fmt.Sprintf("synchronized, but ε %v > --max-error %v", time.Duration(last.ErrorBoundNS), maxErr)
+			} else if last.Reason != "" {
+				why += ": " + last.Reason
+			}
+			return exitError{1, fmt.Sprintf("not synchronized within %v (%s)", o.timeout, why)}
+		},
+	}
+	c.Flags().DurationVar(&maxErr, "max-error", 0, "largest acceptable error bound ε (0: any)")
+	c.Flags().DurationVar(&interval, "interval", time.Second, "how often to check")
+	return c
+}
+
+// readStatus reads the status once from the segment (--shm) or the
+// daemon, each call bounded by d.
+func (o *opts) readStatus(d time.Duration) (statusJSON, error) {
+	if o.shm != "" {
+		return statusFromShm(o.shm)
+	}
+	g, err := o.dial()
+	if err != nil {
+		return statusJSON{}, err
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), max(d, 100*time.Millisecond))
+	defer cancel()
+	r, err := g.Service().Status(ctx, &timev1.StatusRequest{})
+	if err != nil {
+		return statusJSON{}, o.rpcErr(err)
+	}
+	return statusFromRPC(r), nil
+}
+
 func sourcesCmd(o *opts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "sources",
 		Short: "List the time sources: state, reach, offset, delay, jitter, bound",
 		Long: `State is what the last discipline update did with the source: selected
 (agreed with the majority and was combined), falseticker (outside the
-majority's intersection), too-few (agreeing set below min_sources) or unused
-(no fresh sample). Reach is the 8-bit register of the last polls, octal as in
+majority's intersection), too_few (agreeing set below min_sources),
+unreachable (no reply to its last 8 polls) or unused (no fresh sample). Reach is the 8-bit register of the last polls, octal as in
 chronyc. Offset is local minus source.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {

@@ -1,7 +1,7 @@
 // Command meridiand is the Meridian time daemon.
 //
 //	meridiand [--config FILE] [--print-default-config] [--shm PATH] [--state-dir DIR]
-//	          [--metrics-listen ADDR] [--clock-offset DURATION]
+//	          [--metrics-listen ADDR] [--clock-offset DURATION] [--version]
 //
 // Without --config it runs the embedded default configuration, which needs
 // no privilege: a virtual clock serving itself as a stratum-10 reference,
@@ -22,6 +22,8 @@ import (
 
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/daemon"
+	"github.com/meridiantime/meridian/internal/sdnotify"
+	"github.com/meridiantime/meridian/internal/version"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -35,8 +37,13 @@ func run(args []string) int {
 	metrics := fs.String("metrics-listen", "-", `override metrics.listen ("" disables)`)
 	offset := fs.String("clock-offset", "", "override clock_offset (virtual clock), e.g. +2.5ms")
 	grpcListen := fs.String("grpc-listen", "-", `override grpc.listen: comma-separated unix:///path or host:port ("" disables)`)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Println(version.String("meridiand"))
+		return 0
 	}
 	if *printDefault {
 		os.Stdout.Write(config.DefaultYAML())
@@ -81,7 +88,11 @@ func run(args []string) int {
 	}
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	d, err := daemon.New(cfg, log, daemon.Options{})
+	notifier, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("not notifying systemd", "err", err)
+	}
+	d, err := daemon.New(cfg, log, daemon.Options{Notifier: notifier})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "meridiand:", err)
 		return 2

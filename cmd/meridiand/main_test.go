@@ -19,3 +19,9 @@ func TestBadConfigExits2(t *testing.T) {
 		t.Fatalf("bad flag: exit %d", code)
 	}
 }
+
+func TestVersionExits0(t *testing.T) {
+	if code := run([]string{"--version"}); code != 0 {
+		t.Fatalf("--version: exit %d", code)
+	}
+}
