@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"io"
 	"net"
+	"net/http"
+	"regexp"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,5 +63,20 @@ func TestSystemdNotify(t *testing.T) {
 	if !strings.HasPrefix(all, "READY=1") || !strings.Contains(all, "STATUS=synchronized") ||
 		strings.Count(all, "WATCHDOG=1") < 3 || !strings.HasSuffix(all, "STOPPING=1") {
 		t.Fatalf("notifications %q", got)
+	}
+}
+
+// meridian_build_info is 1 with the build's Go version as a label.
+func TestBuildInfoMetric(t *testing.T) {
+	d, cancel, done := startDaemon(t, "local_stratum: 1\n")
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + d.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^meridian_build_info\{goversion="go1\.[^"]+",revision="[^"]*",version="[^"]+"\} 1$`).Match(body) {
+		t.Fatalf("no meridian_build_info in\n%s", body)
 	}
 }
