@@ -85,6 +85,10 @@ type Store struct {
 	scanners map[txn.TxnID]*prepared // prepared transactions with scans
 	status   map[txn.TxnID]txn.Status
 	closed   bool
+
+	// Test-only mutations (export_test.go), for negative controls.
+	unsafeNoReadRecord bool
+	unsafeNoReadLocks  bool
 }
 
 var (
@@ -132,6 +136,12 @@ func (s *Store) MaxSeen() txn.Timestamp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxSeen
+}
+
+func (s *Store) observeRead(ts txn.Timestamp) {
+	if !s.unsafeNoReadRecord {
+		s.observe(ts)
+	}
 }
 
 func (s *Store) observe(ts txn.Timestamp) {
@@ -255,7 +265,7 @@ func (s *Store) Get(ctx context.Context, key string, ts txn.Timestamp) ([]byte, 
 			s.mu.Unlock()
 			return nil, false, ErrClosed
 		}
-		s.observe(ts)
+		s.observeRead(ts)
 		e := s.data[key]
 		if e == nil {
 			s.mu.Unlock()
@@ -283,7 +293,7 @@ func (s *Store) Scan(ctx context.Context, prefix string, limit int, ts txn.Times
 			s.mu.Unlock()
 			return nil, ErrClosed
 		}
-		s.observe(ts)
+		s.observeRead(ts)
 		var out []txn.KV
 		var b *blocker
 		for i := sort.SearchStrings(s.keys, prefix); i < len(s.keys) && strings.HasPrefix(s.keys[i], prefix); i++ {
@@ -439,6 +449,9 @@ func (s *Store) Prepare(ctx context.Context, req txn.PrepareRequest) (txn.Timest
 		for i := range p.writes {
 			p.writes[i].Value = bytes.Clone(p.writes[i].Value)
 			s.entryLocked(p.writes[i].Key).lock = p
+		}
+		if s.unsafeNoReadLocks {
+			p.reads, p.scans = nil, nil
 		}
 		for _, k := range p.reads {
 			e := s.entryLocked(k)
