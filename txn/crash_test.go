@@ -219,3 +219,7 @@ func TestNegativeControlCrashResolverIgnoresRecord(t *testing.T) {
 	}
 	t.Logf("detected: %d of %d audits wrong (%s); %v", o.badAudits, o.audits, o.firstBad, o.result.Serializability)
 }
+
+func newRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+}

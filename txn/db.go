@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	mrand "math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -20,14 +21,15 @@ import (
 
 // Defaults for the zero values of Options.
 const (
-	DefaultLockLease     = 5 * time.Second
-	DefaultMaxAttempts   = 10
-	DefaultBackoffBase   = time.Millisecond
-	DefaultBackoffMax    = 100 * time.Millisecond
-	DefaultMaxKeyBytes   = 4096
-	DefaultMaxValueBytes = 1 << 20
-	DefaultMaxWrites     = 1000
-	DefaultCommitTimeout = 10 * time.Second
+	DefaultLockLease      = 5 * time.Second
+	DefaultMaxAttempts    = 10
+	DefaultBackoffBase    = time.Millisecond
+	DefaultBackoffMax     = 100 * time.Millisecond
+	DefaultMaxKeyBytes    = 4096
+	DefaultMaxValueBytes  = 1 << 20
+	DefaultMaxWrites      = 1000
+	DefaultCommitTimeout  = 10 * time.Second
+	DefaultCommitWaitSpin = 1500 * time.Microsecond
 )
 
 // Options configures a DB.
@@ -62,6 +64,14 @@ type Options struct {
 	// (they run even when the caller's context ends: the decision is made;
 	// default 10 s).
 	CommitTimeout time.Duration
+
+	// CommitWaitSpin: the last stretch of a commit wait shorter than this
+	// is spent re-reading TrueTime (yielding the processor between reads)
+	// instead of sleeping on a timer, whose granularity (about 1 ms on many
+	// hosts) would otherwise dominate a commit wait of a few µs. Longer
+	// waits sleep until this much is left. 0: DefaultCommitWaitSpin
+	// (1.5 ms); negative: always sleep (TimeSource.WaitUntilAfter).
+	CommitWaitSpin time.Duration
 
 	// UnsafeSkipCommitWait acknowledges and exposes commits without
 	// waiting until their timestamp has surely passed. Transactions stay
@@ -205,6 +215,9 @@ func Open(o Options) (*DB, error) {
 		if *c.v == 0 {
 			*c.v = c.def
 		}
+	}
+	if o.CommitWaitSpin == 0 {
+		o.CommitWaitSpin = DefaultCommitWaitSpin
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -481,7 +494,7 @@ func (db *DB) commit(ctx context.Context, tx *Tx) (Timestamp, error) {
 	}
 	if !db.o.UnsafeSkipCommitWait {
 		start := time.Now()
-		if err := db.tt.WaitUntilAfter(ctx, s); err != nil {
+		if err := db.commitWait(ctx, s); err != nil {
 			db.abortAll(ctx, id, parts)
 			return 0, fmt.Errorf("txn: commit wait for %d (aborted, nothing committed): %w", s, err)
 		}
@@ -517,6 +530,36 @@ func (db *DB) commit(ctx context.Context, tx *Tx) (Timestamp, error) {
 		db.log.Warn("txn: committed; some secondaries are rolled forward later", "txn", id, "ts", s, "err", err)
 	}
 	return s, nil
+}
+
+// commitWait returns once TrueTime has been observed to be surely past s
+// (Interval.After(s)), or when ctx ends.
+func (db *DB) commitWait(ctx context.Context, s Timestamp) error {
+	spin := db.o.CommitWaitSpin
+	for {
+		iv, err := db.tt.Now(ctx)
+		if err != nil {
+			// Unsynchronized or unreachable: the source's own wait keeps
+			// waiting until it can show s has passed, or ctx ends.
+			return db.tt.WaitUntilAfter(ctx, s)
+		}
+		if iv.After(s) {
+			return nil
+		}
+		if spin < 0 {
+			return db.tt.WaitUntilAfter(ctx, s)
+		}
+		if rem := time.Duration(iv.UntilAfterNS(s)); rem > spin {
+			if err := db.tt.WaitUntilAfter(ctx, s-spin.Nanoseconds()); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		runtime.Gosched()
+	}
 }
 
 // Resolve implements Resolver from the primary's status record: a final

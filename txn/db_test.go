@@ -308,3 +308,45 @@ func TestConflictRetryBudget(t *testing.T) {
 		t.Fatalf("hot = %q after the retried commit", v)
 	}
 }
+
+// commitWaitHolds commits n transactions from a node centred on true time
+// and counts those acknowledged before true time passed their timestamp.
+func commitWaitHolds(t *testing.T, skip bool, spin time.Duration) (early int) {
+	t.Helper()
+	c := txntest.NewTrueClock()
+	db, err := txn.Open(txn.Options{Shards: memShards(2), Time: txntest.NewNode(c, 0, 300_000),
+		UnsafeSkipCommitWait: skip, CommitWaitSpin: spin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		ts, err := db.UpdateTS(context.Background(), func(tx *txn.Tx) error {
+			return tx.Put(fmt.Sprint("k", i), []byte("v"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NowNS() <= ts {
+			early++
+		}
+	}
+	return early
+}
+
+// Update returns only after true time (the harness clock) has passed the
+// commit timestamp, with the spinning tail and with timers only.
+func TestCommitAcknowledgedAfterItsTimestamp(t *testing.T) {
+	for _, spin := range []time.Duration{0, -1} {
+		if early := commitWaitHolds(t, false, spin); early != 0 {
+			t.Errorf("spin %v: %d of 30 commits acknowledged before true time reached their timestamp", spin, early)
+		}
+	}
+}
+
+// Negative control: without commit wait, commits at TrueTime's latest are
+// acknowledged while their timestamp is still ahead of true time.
+func TestNegativeControlCommitAcknowledgedEarly(t *testing.T) {
+	if early := commitWaitHolds(t, true, 0); early == 0 {
+		t.Fatal("no commit was acknowledged early with commit wait off")
+	}
+}
