@@ -10,7 +10,7 @@ GO ?= go
 FUZZTIME ?= 20000x
 FUZZMINIMIZE ?= 0
 
-.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build proto proto-check accuracy
+.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build proto proto-check accuracy txn-long
 
 build:
 	$(GO) build ./...
@@ -71,6 +71,12 @@ sim:
 sim-long:
 	$(GO) run ./cmd/meridian-sim run --duration-scale 10 sim/scenarios
 	$(GO) run ./cmd/meridian-sim fuzz --worlds 20000 --seed 1
+
+# 10⁵ transactions (bank transfers and audits) from skewed-clock nodes on
+# memory shards through the external-consistency and serializability checker.
+TXN_LONG_TXNS ?= 100000
+txn-long:
+	MERIDIAN_TXN_LONG_TXNS=$(TXN_LONG_TXNS) $(GO) test -count=1 -timeout 30m -run '^TestLongRunBank$$' -v ./txn/
 
 # Our NTP client against chronyd -x on four impaired paths (needs root,
 # chrony, iproute2, /dev/net/tun): the table is logged and written as JSON.

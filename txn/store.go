@@ -46,7 +46,11 @@ type PrepareRequest struct {
 	// Reads are the keys read on this shard; Scans the prefixes scanned.
 	// Prepare fails with ErrConflict if any of them has a committed version
 	// newer than ReadTS or a lock of another transaction (serializability:
-	// nothing the transaction read changed before it commits).
+	// nothing the transaction read changed before it commits). From a
+	// successful Prepare until Commit or Abort the shard also refuses, with
+	// ErrConflict, another transaction's Prepare that writes one of these
+	// keys or a key under one of these prefixes (the reads stay protected
+	// up to the commit timestamp, which is chosen after every prepare).
 	Reads []string
 	Scans []string
 	// Writes are this shard's mutations, locked until Commit or Abort.
@@ -129,6 +133,22 @@ type Store interface {
 	// Committed, and returns the record as it stands afterwards.
 	AbortIfPending(ctx context.Context, txn TxnID) (Status, error)
 	Close() error
+}
+
+// Limits are a backend's own bounds (0: none). A Store that has tighter
+// bounds than the DB's options implements Limiter; the DB enforces the
+// smaller of the two before anything reaches the shard.
+type Limits struct {
+	MaxKeyBytes   int
+	MaxValueBytes int
+	// MaxPrepareKeys bounds len(Reads)+len(Scans)+len(Writes) of one
+	// PrepareRequest (etcd: the operations of one Txn).
+	MaxPrepareKeys int
+}
+
+// Limiter is implemented by a Store with limits of its own.
+type Limiter interface {
+	Limits() Limits
 }
 
 // Errors every backend returns (wrapped with detail; match with errors.Is).
