@@ -44,7 +44,6 @@ import (
 	"github.com/meridiantime/meridian/internal/fsown"
 	"github.com/meridiantime/meridian/internal/sdnotify"
 	"github.com/meridiantime/meridian/ntp"
-	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
@@ -109,7 +108,15 @@ type Daemon struct {
 	srcStates    map[string]discipline.SourceState // last logged, by source (update's goroutine)
 	notifyFailed bool
 	ready        bool // READY=1 sent (Run's goroutine)
-	lastState    truetime.Status
+
+	// Reload (SIGHUP): requests to Run's loop, the running sources'
+	// cancels, and names removed while their samples may be in flight.
+	reloadCh  chan reloadReq
+	srcCtx    context.Context
+	srcWG     *sync.WaitGroup
+	running   map[string]*runningSource
+	removed   map[string]bool
+	lastState truetime.Status
 
 	sources   []*ntp.Source
 	ntpServer *ntp.Server
@@ -322,7 +329,8 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 		opt.DriftFileEvery = time.Minute
 	}
 	d := &Daemon{cfg: cfg, opt: opt, log: log, ShmPath: cfg.Shm.Path, StateDir: cfg.StateDir, lastState: 255,
-		reports: map[string]discipline.SourceReport{}, started: time.Now()}
+		reports: map[string]discipline.SourceReport{}, started: time.Now(),
+		reloadCh: make(chan reloadReq), running: map[string]*runningSource{}, removed: map[string]bool{}}
 	if d.ShmPath == "" {
 		d.ShmPath = DefaultShmPath()
 	}
@@ -448,10 +456,8 @@ func (d *Daemon) Start() (err error) {
 		if sc.Type != "ntp" {
 			continue // ptp sources: one client port, setupPTP
 		}
-		cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst, Interleaved: sc.XLeave}
-		src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.loop.Gen, d.log)
-		src.Interface, src.TimestampSys, src.PHC = sc.Interface, d.opt.TimestampSys, d.phcOpener
-		if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {
+		src, err := d.newNTPSource(sc)
+		if err != nil {
 			d.shm.Close()
 			return err
 		}
@@ -522,14 +528,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	srcCtx, cancelSrc := context.WithCancel(ctx)
 	defer cancelSrc()
+	d.srcCtx, d.srcWG = srcCtx, &wg
 	for _, src := range d.sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := src.Run(srcCtx, d.samples); err != nil {
-				d.log.Warn("ntp source ended", "source", src.Name, "err", err)
-			}
-		}()
+		d.startSource(src)
 	}
 	if d.ntpServer != nil {
 		wg.Add(1)
@@ -569,7 +570,12 @@ loop:
 				d.notify("WATCHDOG=1")
 				lastPing = time.Now()
 			}
+		case req := <-d.reloadCh:
+			req.done <- d.applyReload(req.cfg)
 		case smp := <-d.samples:
+			if d.removed[smp.Name] {
+				continue // in flight from a source a reload removed
+			}
 			if err := d.loop.AddSample(smp.Name, smp.Sample, smp.Gen); err != nil {
 				d.log.Debug("sample rejected", "source", smp.Name, "err", err)
 			}

@@ -11,7 +11,8 @@ import (
 
 // metrics is the daemon's own registry (no global state).
 type metrics struct {
-	phcOffset, phcUncertainty prometheus.Gauge // nil without clock: phc
+	phcOffset, phcUncertainty prometheus.Gauge       // nil without clock: phc
+	perSource                 []*prometheus.GaugeVec // every vector labelled by source
 	reg                       *prometheus.Registry
 	offset                    prometheus.Gauge
 	freq                      prometheus.Gauge
@@ -43,6 +44,7 @@ func newMetrics() *metrics {
 	gv := func(name, help string) *prometheus.GaugeVec {
 		x := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"source"})
 		m.reg.MustRegister(x)
+		m.perSource = append(m.perSource, x)
 		return x
 	}
 	bi := version.Get()
@@ -114,7 +116,13 @@ func (m *metrics) observeSources(srcs []*ntp.Source) {
 	}
 }
 
-// registerServer exports the NTP server's counters.
+// forgetSource drops a removed source's series.
+func (m *metrics) forgetSource(name string) {
+	for _, v := range m.perSource {
+		v.DeleteLabelValues(name)
+	}
+}
+
 // registerPHC adds the configured PHC's gauges (clock: phc:/dev/ptpN).
 func (m *metrics) registerPHC() {
 	m.phcOffset = prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_phc_offset_seconds",

@@ -295,6 +295,7 @@ func TestSystemdUnit(t *testing.T) {
 	for k, want := range map[string]string{
 		"Type":                    "notify",
 		"NotifyAccess":            "main",
+		"ExecReload":              "/bin/kill -HUP $MAINPID",
 		"WatchdogSec":             "30s",
 		"ExecStart":               "/usr/local/bin/meridiand --config /etc/meridian/meridiand.yaml",
 		"Restart":                 "on-failure",

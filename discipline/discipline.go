@@ -362,6 +362,11 @@ func (d *Discipline) SetUnreachable(name string, unreachable bool) {
 	src.unreachable = unreachable
 }
 
+// RemoveSource forgets a source and its samples (a source taken out of
+// the configuration). The previous estimate, carried forward, keeps what
+// they proved.
+func (d *Discipline) RemoveSource(name string) { delete(d.srcs, name) }
+
 func (d *Discipline) sourceNames() []string {
 	names := make([]string, 0, len(d.srcs))
 	for n := range d.srcs {

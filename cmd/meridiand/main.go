@@ -45,52 +45,64 @@ func run(args []string) int {
 		fmt.Println(version.String("meridiand"))
 		return 0
 	}
+	// SIGHUP reloads (below); caught from the start so that an early one
+	// does not kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if *printDefault {
 		os.Stdout.Write(config.DefaultYAML())
 		return 0
 	}
-	cfg := config.Default()
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			fmt.Fprintln(os.Stderr, "meridiand:", err)
-			return 2
-		}
-	}
-	if *shm != "" {
-		cfg.Shm.Path = *shm
-	}
-	if *state != "" {
-		cfg.StateDir = *state
-	}
-	if *metrics != "-" {
-		cfg.Metrics.Listen = *metrics
-	}
-	if *grpcListen != "-" {
-		cfg.GRPC.Listen = nil
-		for _, a := range strings.Split(*grpcListen, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				cfg.GRPC.Listen = append(cfg.GRPC.Listen, a)
+	// load reads the configuration with the command line's overrides
+	// applied (at start, and again on SIGHUP).
+	load := func() (*config.Config, error) {
+		cfg := config.Default()
+		if *cfgPath != "" {
+			var err error
+			if cfg, err = config.Load(*cfgPath); err != nil {
+				return nil, err
 			}
 		}
-		if err := cfg.Validate(); err != nil {
-			fmt.Fprintln(os.Stderr, "meridiand: --grpc-listen:", err)
-			return 2
+		if *shm != "" {
+			cfg.Shm.Path = *shm
 		}
+		if *state != "" {
+			cfg.StateDir = *state
+		}
+		if *metrics != "-" {
+			cfg.Metrics.Listen = *metrics
+		}
+		if *grpcListen != "-" {
+			cfg.GRPC.Listen = nil
+			for _, a := range strings.Split(*grpcListen, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					cfg.GRPC.Listen = append(cfg.GRPC.Listen, a)
+				}
+			}
+			if err := cfg.Validate(); err != nil {
+				return nil, fmt.Errorf("--grpc-listen: %w", err)
+			}
+		}
+		if *offset != "" {
+			d, err := time.ParseDuration(strings.TrimPrefix(*offset, "+"))
+			if err != nil {
+				return nil, fmt.Errorf("--clock-offset: bad duration %q", *offset)
+			}
+			cfg.ClockOffset = config.Duration(d)
+		}
+		return cfg, nil
 	}
-	if *offset != "" {
-		d, err := time.ParseDuration(strings.TrimPrefix(*offset, "+"))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "meridiand: --clock-offset: bad duration %q\n", *offset)
-			return 2
-		}
-		cfg.ClockOffset = config.Duration(d)
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "meridiand:", err)
+		return 2
 	}
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	notifier, err := sdnotify.FromEnv()
-	if err != nil {
-		log.Warn("not notifying systemd", "err", err)
+	notifier, nerr := sdnotify.FromEnv()
+	if nerr != nil {
+		log.Warn("not notifying systemd", "err", nerr)
 	}
 	d, err := daemon.New(cfg, log, daemon.Options{Notifier: notifier})
 	if err != nil {
@@ -103,9 +115,30 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go reloadOnHUP(ctx, hup, d, log, load)
 	if err := d.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "meridiand:", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHUP re-reads the configuration on every SIGHUP and applies it
+// (NTP sources at once; other keys need a restart, which the log says).
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon, log *slog.Logger, load func() (*config.Config, error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := load()
+		if err != nil {
+			log.Error("SIGHUP: configuration not reloaded", "err", err)
+			continue
+		}
+		if err := d.Reload(ctx, cfg); err != nil {
+			log.Warn("SIGHUP: reload incomplete", "err", err)
+		}
+	}
 }

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestBadConfigExits2(t *testing.T) {
@@ -23,5 +30,66 @@ func TestBadConfigExits2(t *testing.T) {
 func TestVersionExits0(t *testing.T) {
 	if code := run([]string{"--version"}); code != 0 {
 		t.Fatalf("--version: exit %d", code)
+	}
+}
+
+// SIGHUP reloads the configuration file (a source added shows up in the
+// metrics) instead of killing the daemon; SIGTERM stops it with exit 0
+// and the drift file written.
+func TestSIGHUPReloadsAndSIGTERMSavesDrift(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	cfgPath := filepath.Join(dir, "m.yaml")
+	base := fmt.Sprintf("local_stratum: 1\nmetrics: {listen: %q}\ngrpc: {listen: []}\nshm: {path: %s}\nstate_dir: %s\n",
+		metricsAddr, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))
+	if err := os.WriteFile(cfgPath, []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code := make(chan int, 1)
+	go func() { code <- run([]string{"--config", cfgPath}) }()
+	metrics := func() string {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	wait := func(what string, ok func(string) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(metrics()); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: metrics\n%s", what, metrics())
+			}
+		}
+	}
+	wait("daemon up", func(m string) bool { return strings.Contains(m, "meridian_status") })
+	if err := os.WriteFile(cfgPath, []byte(base+"sources: [{type: ntp, address: \"127.0.0.1:9\", poll: 125ms}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wait("source added by SIGHUP", func(m string) bool { return strings.Contains(m, `meridian_source_reach{source="ntp:127.0.0.1:9"}`) })
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d after SIGTERM", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit 10 s after SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "drift")); err != nil {
+		entries, _ := os.ReadDir(filepath.Join(dir, "state"))
+		t.Fatalf("drift file after SIGTERM: %v (state dir: %v)", err, entries)
 	}
 }
