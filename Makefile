@@ -15,8 +15,10 @@ FUZZMINIMIZE ?= 0
 build:
 	$(GO) build ./...
 
+# A demonstration: no sources, this host's clock served as a local reference
+# (intervals relative to it, not UTC; the log and `meridianctl status` say so).
 run:
-	$(GO) run ./cmd/meridiand
+	$(GO) run ./cmd/meridiand --local-stratum 10
 
 test: proto-check lint unit fuzz-short
 

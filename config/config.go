@@ -234,7 +234,7 @@ func Default() *Config {
 		OscillatorTolerancePPM: 500,
 		MaxError:               Duration(time.Second),
 		MinSources:             1,
-		LocalStratum:           10,
+		LocalStratum:           0,
 		StepThreshold:          Duration(128 * time.Millisecond),
 		StepLimit:              3,
 		Servo:                  "linreg",
@@ -262,7 +262,7 @@ drift_bound_ppm: 15         # assumed bound on frequency wander (RFC 5905 PHI)
 oscillator_tolerance_ppm: 500  # |frequency error| of an uncorrected oscillator
 max_error: 1s               # beyond this error bound the clock reports unsynchronized
 min_sources: 1              # agreeing sources needed before synchronized
-local_stratum: 10           # >0 with no sources: serve our own clock as a reference
+local_stratum: 0            # >0 with no sources: serve this host's clock as a local reference (not UTC; demos, isolated networks)
 step_threshold: 128ms       # step (not slew) offsets beyond this ...
 step_limit: 3               # ... during the first N updates (-1: always)
 servo: linreg               # linreg | pi

@@ -503,7 +503,9 @@ func (d *Daemon) Start() (err error) {
 	d.log.Info("meridiand started", "clock", d.cfg.Clock, "clock_offset", d.cfg.ClockOffset.D(),
 		"shm", d.ShmPath, "state_dir", d.StateDir, "metrics", d.MetricsAddr(), "grpc", strings.Join(d.GRPCAddrs(), ","), "drift_ppb", freq)
 	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum == 0 {
-		d.log.Warn("no sources and local_stratum 0: the clock stays unsynchronized")
+		d.log.Warn("no sources configured: the clock stays unsynchronized; add sources (NTP or PTP servers) to the configuration, or set local_stratum to serve this host's clock as a local reference")
+	} else if len(d.cfg.Sources) == 0 {
+		d.log.Warn("LOCAL REFERENCE: no sources; serving this host's clock at stratum "+strconv.Itoa(d.cfg.LocalStratum)+": intervals are relative to this host's clock, not UTC", "local_stratum", d.cfg.LocalStratum)
 	}
 	d.update() // publish a first snapshot at once
 	return nil

@@ -687,7 +687,7 @@ func TestMetricsExistInRunningDaemon(t *testing.T) {
 		t.Fatalf("only %d expressions", len(exprs))
 	}
 
-	a := startDaemon(t, nil) // default local_stratum: serves itself
+	a := startDaemon(t, func(c *config.Config) { c.LocalStratum = 10 }) // a local reference: serves itself
 	b := startDaemon(t, func(c *config.Config) {
 		c.LocalStratum = 0
 		c.Sources = []config.Source{{Type: "ntp", Address: a.NTPServerAddr(),

@@ -37,10 +37,10 @@ type rawSample struct {
 
 type source struct {
 	name        string
-	unreachable bool // SetUnreachable: out of selection until it answers
-	samples []rawSample // oldest first, at most FilterLen
-	usedU   float64     // U of the newest sample a selection has used
-	report  SourceReport
+	unreachable bool        // SetUnreachable: out of selection until it answers
+	samples     []rawSample // oldest first, at most FilterLen
+	usedU       float64     // U of the newest sample a selection has used
+	report      SourceReport
 }
 
 // Discipline is the pure core: samples and local clock readings in,

@@ -378,7 +378,11 @@ func printStatus(o *opts, st statusJSON) error {
 	fmt.Fprintf(tw, "offset (local − true)\t%.0f ns\n", st.OffsetNS)
 	fmt.Fprintf(tw, "frequency\t%.3f ppb\n", st.FreqPPB)
 	fmt.Fprintf(tw, "stratum\t%d\n", st.Stratum)
-	fmt.Fprintf(tw, "reference\t%s\n", st.RefID)
+	if st.RefID == "LOCL" {
+		fmt.Fprintf(tw, "reference\t%s (local reference: this host's clock, not UTC)\n", st.RefID)
+	} else {
+		fmt.Fprintf(tw, "reference\t%s\n", st.RefID)
+	}
 	fmt.Fprintf(tw, "root delay / dispersion\t%v / %v\n", time.Duration(st.RootDelayNS), time.Duration(st.RootDispersionNS))
 	if st.LastSampleAgeNS >= 0 {
 		fmt.Fprintf(tw, "last sample\t%v ago\n", time.Duration(st.LastSampleAgeNS).Round(time.Millisecond))

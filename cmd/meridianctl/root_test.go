@@ -163,3 +163,13 @@ func TestDisruptedAndStoppedShm(t *testing.T) {
 		t.Fatalf("status after a clean stop: %q %v", out, err)
 	}
 }
+
+// A local reference is labelled as such: its intervals are this host's
+// clock, not UTC.
+func TestStatusLabelsLocalReference(t *testing.T) {
+	p := publish(t, truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 5000, MaxErrorNS: 1e9, Stratum: 10, RefID: truetime.RefIDLocal})
+	out, err := runCtl("--shm", p, "status")
+	if err != nil || !strings.Contains(out, "LOCL (local reference: this host's clock, not UTC)") {
+		t.Fatalf("status: %q %v", out, err)
+	}
+}

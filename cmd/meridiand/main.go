@@ -4,9 +4,11 @@
 //	          [--metrics-listen ADDR] [--clock-offset DURATION] [--version]
 //
 // Without --config it runs the embedded default configuration, which needs
-// no privilege: a virtual clock serving itself as a stratum-10 reference,
-// shared memory and state under per-user directories when /run and /var/lib
-// are not writable. It never changes the host clock.
+// no privilege: a virtual clock with no sources, so unsynchronized (it says
+// what to configure), shared memory and state under per-user directories
+// when /run and /var/lib are not writable. --local-stratum N serves this
+// host's clock as a local reference instead (a demonstration: intervals
+// relative to this host's clock, not UTC). It never changes the host clock.
 package main
 
 import (
@@ -38,6 +40,7 @@ func run(args []string) int {
 	offset := fs.String("clock-offset", "", "override clock_offset (virtual clock), e.g. +2.5ms")
 	grpcListen := fs.String("grpc-listen", "-", `override grpc.listen: comma-separated unix:///path or host:port ("" disables)`)
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	localStratum := fs.Int("local-stratum", -1, "override local_stratum (0..15; >0 with no sources: serve this host's clock as a local reference, not UTC)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,6 +85,12 @@ func run(args []string) int {
 			}
 			if err := cfg.Validate(); err != nil {
 				return nil, fmt.Errorf("--grpc-listen: %w", err)
+			}
+		}
+		if *localStratum >= 0 {
+			cfg.LocalStratum = *localStratum
+			if err := cfg.Validate(); err != nil {
+				return nil, fmt.Errorf("--local-stratum: %w", err)
 			}
 		}
 		if *offset != "" {

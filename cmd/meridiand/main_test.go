@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridiantime/meridian/config"
 )
 
 func TestBadConfigExits2(t *testing.T) {
@@ -91,5 +93,45 @@ func TestSIGHUPReloadsAndSIGTERMSavesDrift(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "state", "drift")); err != nil {
 		entries, _ := os.ReadDir(filepath.Join(dir, "state"))
 		t.Fatalf("drift file after SIGTERM: %v (state dir: %v)", err, entries)
+	}
+}
+
+// The embedded default has no sources: unsynchronized, with one log line
+// saying what to configure; --local-stratum 10 (make run) serves this
+// host's clock, labelled as a local reference in the log and status.
+func TestDefaultIsUnsynchronized(t *testing.T) {
+	cfg := config.Default()
+	if cfg.LocalStratum != 0 || len(cfg.Sources) != 0 {
+		t.Fatalf("default local_stratum %d, %d sources", cfg.LocalStratum, len(cfg.Sources))
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no sources configured: the clock stays unsynchronized; add sources"},
+		{[]string{"--local-stratum", "10"}, "LOCAL REFERENCE"},
+	} {
+		dir := t.TempDir()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := os.Stderr
+		os.Stderr = w
+		code := make(chan int, 1)
+		args := append([]string{"--shm", filepath.Join(dir, "tt.shm"), "--state-dir", filepath.Join(dir, "state"), "--metrics-listen", "", "--grpc-listen", ""}, c.args...)
+		go func() { code <- run(args) }()
+		time.Sleep(500 * time.Millisecond)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		<-code
+		os.Stderr = stderr
+		w.Close()
+		out, _ := io.ReadAll(r)
+		if strings.Count(string(out), c.want) != 1 {
+			t.Errorf("%v: want one %q in\n%s", c.args, c.want, out)
+		}
+	}
+	if code := run([]string{"--local-stratum", "16"}); code != 2 {
+		t.Fatalf("--local-stratum 16: exit %d", code)
 	}
 }
