@@ -212,7 +212,7 @@ func TestBadInputNoPartialCommit(t *testing.T) {
 // is visible.
 func TestContextCancelledMidCommit(t *testing.T) {
 	shards := memShards(3)
-	const eps = 50_000_000 // 50 ms: the commit wait lasts ~100 ms
+	const eps = 250_000_000 // 250 ms: the commit wait would last ~500 ms
 	db, _ := openDB(t, shards, eps, txn.Options{})
 	keys := []string{"a", "b", "c", "d", "e", "f"}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -229,7 +229,7 @@ func TestContextCancelledMidCommit(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "nothing committed") {
 		t.Fatalf("cancelled in commit wait: %v", err)
 	}
-	if d := time.Since(start); d > 80*time.Millisecond {
+	if d := time.Since(start); d > 400*time.Millisecond {
 		t.Errorf("cancel took %v to return", d)
 	}
 	if n := pending(shards); n != 0 {
@@ -241,6 +241,7 @@ func TestContextCancelledMidCommit(t *testing.T) {
 		}
 	}
 
+	db, _ = openDB(t, shards, 1_000_000, txn.Options{})
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	txn.SetTestHooks(db, nil, func(txn.TxnID, txn.PrimaryRef, txn.Timestamp) error { cancel2(); return nil })
@@ -377,8 +378,8 @@ func TestMetricsAndStableSharding(t *testing.T) {
 		m := mf.GetMetric()[0]
 		if h := m.GetHistogram(); h != nil {
 			got[mf.GetName()] = float64(h.GetSampleCount())
-			if h.GetSampleSum() < 3*40e-6 {
-				t.Errorf("3 commit waits at ε = 20 µs summed to %v s, want ≥ 3·2ε", h.GetSampleSum())
+			if h.GetSampleSum() < 3*20e-6 {
+				t.Errorf("3 commit waits at ε = 20 µs summed to %v s, want ≥ 3ε (each waits ~2ε less the time since its timestamp was read)", h.GetSampleSum())
 			}
 		} else {
 			got[mf.GetName()] = m.GetCounter().GetValue()
