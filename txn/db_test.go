@@ -215,10 +215,23 @@ func TestContextCancelledMidCommit(t *testing.T) {
 	const eps = 250_000_000 // 250 ms: the commit wait would last ~500 ms
 	db, _ := openDB(t, shards, eps, txn.Options{})
 	keys := []string{"a", "b", "c", "d", "e", "f"}
+	// Cancelled before prepare: refused, nothing left behind.
+	dead, kill := context.WithCancel(context.Background())
+	kill()
+	err := db.Update(dead, func(tx *txn.Tx) error { return tx.Put("a", []byte("0")) })
+	if !errors.Is(err, context.Canceled) || pending(shards) != 0 {
+		t.Fatalf("cancelled before prepare: %v, %d pending", err, pending(shards))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(20*time.Millisecond, cancel)
-	start := time.Now()
-	err := db.Update(ctx, func(tx *txn.Tx) error {
+	defer cancel()
+	var start time.Time
+	// Cancel 20 ms into the commit wait (every participant has prepared).
+	txn.SetTestHooks(db, func(txn.TxnID, txn.PrimaryRef, txn.Timestamp) error {
+		start = time.Now()
+		time.AfterFunc(20*time.Millisecond, cancel)
+		return nil
+	}, nil)
+	err = db.Update(ctx, func(tx *txn.Tx) error {
 		for _, k := range keys {
 			if err := tx.Put(k, []byte("1")); err != nil {
 				return err
