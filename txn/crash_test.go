@@ -223,3 +223,56 @@ func TestNegativeControlCrashResolverIgnoresRecord(t *testing.T) {
 func newRand(seed uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 }
+
+// A coordinator that dies right after the commit point leaves its
+// secondaries locked; a reader gets the committed values from the
+// primary's record long before the 5 s lease ends. One that dies before
+// it leaves nothing visible once the lease (here 200 ms) has ended.
+func TestCrashedCommitRolledForwardBeforeLease(t *testing.T) {
+	shards := memShards(2)
+	db, _ := openDB(t, shards, 10_000, txn.Options{})
+	k1, k2 := twoShardKeys(db)
+	txn.SetTestHooks(db, nil, func(txn.TxnID, txn.PrimaryRef, txn.Timestamp) error { return errCrash })
+	if err := db.Update(context.Background(), func(tx *txn.Tx) error {
+		if err := tx.Put(k1, []byte("1")); err != nil {
+			return err
+		}
+		return tx.Put(k2, []byte("2"))
+	}); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	if pending(shards) != 1 {
+		t.Fatalf("%d prepared transactions, want the secondary's", pending(shards))
+	}
+	start := time.Now()
+	reader, _ := openDB(t, shards, 10_000, txn.Options{})
+	if v, ok := get(t, reader, k2); !ok || v != "2" {
+		t.Fatalf("secondary %s = %q %v", k2, v, ok)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("roll-forward took %v: the reader waited for the lease", d)
+	}
+	if pending(shards) != 0 {
+		t.Fatal("lock left after roll-forward")
+	}
+
+	db2, _ := openDB(t, shards, 10_000, txn.Options{LockLease: 200 * time.Millisecond})
+	txn.SetTestHooks(db2, func(txn.TxnID, txn.PrimaryRef, txn.Timestamp) error { return errCrash }, nil)
+	if err := db2.Update(context.Background(), func(tx *txn.Tx) error {
+		if err := tx.Put(k1, []byte("lost")); err != nil {
+			return err
+		}
+		return tx.Put(k2, []byte("lost"))
+	}); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	if v1, _ := get(t, reader, k1); v1 != "1" {
+		t.Fatalf("%s = %q after the lease of a transaction that died before its commit point", k1, v1)
+	}
+	if v2, _ := get(t, reader, k2); v2 != "2" {
+		t.Fatalf("%s = %q", k2, v2)
+	}
+	if pending(shards) != 0 {
+		t.Fatal("locks left after the abort")
+	}
+}
