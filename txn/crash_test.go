@@ -276,3 +276,54 @@ func TestCrashedCommitRolledForwardBeforeLease(t *testing.T) {
 		t.Fatal("locks left after the abort")
 	}
 }
+
+// flakyStore loses the answers of Commit (after applying it, or instead
+// of it) and, if statusDown, of Status too.
+type flakyStore struct {
+	txn.Store
+	apply, statusDown bool
+}
+
+var errLost = errors.New("test: connection lost")
+
+func (f *flakyStore) Commit(ctx context.Context, id txn.TxnID, ts txn.Timestamp) error {
+	if f.apply {
+		if err := f.Store.Commit(ctx, id, ts); err != nil {
+			return err
+		}
+	}
+	return errLost
+}
+
+func (f *flakyStore) Status(ctx context.Context, id txn.TxnID) (txn.Status, error) {
+	if f.statusDown {
+		return txn.Status{}, errLost
+	}
+	return f.Store.Status(ctx, id)
+}
+
+// A primary whose commit answer is lost: if its record says committed,
+// Update succeeds; if the record cannot be read either, Update reports
+// ErrCommitUnknown and does not run the function again.
+func TestCommitAnswerLost(t *testing.T) {
+	for _, c := range []struct {
+		apply, statusDown bool
+	}{{true, false}, {false, true}} {
+		mem := memShards(1)
+		f := &flakyStore{Store: mem[0], apply: c.apply, statusDown: c.statusDown}
+		db, _ := openDB(t, []txn.Store{f}, 10_000, txn.Options{})
+		runs := 0
+		err := db.Update(context.Background(), func(tx *txn.Tx) error {
+			runs++
+			return tx.Put("k", []byte("v"))
+		})
+		f.apply, f.statusDown = true, false
+		switch {
+		case c.apply && err != nil:
+			t.Errorf("commit applied, answer lost, record committed: %v", err)
+		case !c.apply && (!errors.Is(err, txn.ErrCommitUnknown) || !errors.Is(err, errLost) || runs != 1):
+			t.Errorf("nothing known: %v after %d runs, want ErrCommitUnknown after 1", err, runs)
+		}
+		t.Logf("apply %v: %v", c.apply, err)
+	}
+}
