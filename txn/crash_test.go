@@ -311,7 +311,7 @@ func TestCommitAnswerLost(t *testing.T) {
 	}{{true, false}, {false, true}} {
 		mem := memShards(1)
 		f := &flakyStore{Store: mem[0], apply: c.apply, statusDown: c.statusDown}
-		db, _ := openDB(t, []txn.Store{f}, 10_000, txn.Options{})
+		db, _ := openDB(t, []txn.Store{f}, 10_000, txn.Options{LockLease: 100 * time.Millisecond})
 		runs := 0
 		err := db.Update(context.Background(), func(tx *txn.Tx) error {
 			runs++
@@ -323,6 +323,11 @@ func TestCommitAnswerLost(t *testing.T) {
 			t.Errorf("commit applied, answer lost, record committed: %v", err)
 		case !c.apply && (!errors.Is(err, txn.ErrCommitUnknown) || !errors.Is(err, errLost) || runs != 1):
 			t.Errorf("nothing known: %v after %d runs, want ErrCommitUnknown after 1", err, runs)
+		}
+		// Either way the record settles it: committed, or aborted by the
+		// first reader after the lease.
+		if v, ok := get(t, db, "k"); ok != c.apply || ok && v != "v" || pending(mem) != 0 {
+			t.Errorf("apply %v: afterwards k = %q %v, %d pending", c.apply, v, ok, pending(mem))
 		}
 		t.Logf("apply %v: %v", c.apply, err)
 	}
