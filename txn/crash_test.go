@@ -223,3 +223,112 @@ func TestNegativeControlCrashResolverIgnoresRecord(t *testing.T) {
 func newRand(seed uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 }
+
+// A coordinator that dies right after the commit point leaves its
+// secondaries locked; a reader gets the committed values from the
+// primary's record long before the 5 s lease ends. One that dies before
+// it leaves nothing visible once the lease (here 200 ms) has ended.
+func TestCrashedCommitRolledForwardBeforeLease(t *testing.T) {
+	shards := memShards(2)
+	db, _ := openDB(t, shards, 10_000, txn.Options{})
+	k1, k2 := twoShardKeys(db)
+	txn.SetTestHooks(db, nil, func(txn.TxnID, txn.PrimaryRef, txn.Timestamp) error { return errCrash })
+	if err := db.Update(context.Background(), func(tx *txn.Tx) error {
+		if err := tx.Put(k1, []byte("1")); err != nil {
+			return err
+		}
+		return tx.Put(k2, []byte("2"))
+	}); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	if pending(shards) != 1 {
+		t.Fatalf("%d prepared transactions, want the secondary's", pending(shards))
+	}
+	start := time.Now()
+	reader, _ := openDB(t, shards, 10_000, txn.Options{})
+	if v, ok := get(t, reader, k2); !ok || v != "2" {
+		t.Fatalf("secondary %s = %q %v", k2, v, ok)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("roll-forward took %v: the reader waited for the lease", d)
+	}
+	if pending(shards) != 0 {
+		t.Fatal("lock left after roll-forward")
+	}
+
+	db2, _ := openDB(t, shards, 10_000, txn.Options{LockLease: 200 * time.Millisecond})
+	txn.SetTestHooks(db2, func(txn.TxnID, txn.PrimaryRef, txn.Timestamp) error { return errCrash }, nil)
+	if err := db2.Update(context.Background(), func(tx *txn.Tx) error {
+		if err := tx.Put(k1, []byte("lost")); err != nil {
+			return err
+		}
+		return tx.Put(k2, []byte("lost"))
+	}); !errors.Is(err, errCrash) {
+		t.Fatal(err)
+	}
+	if v1, _ := get(t, reader, k1); v1 != "1" {
+		t.Fatalf("%s = %q after the lease of a transaction that died before its commit point", k1, v1)
+	}
+	if v2, _ := get(t, reader, k2); v2 != "2" {
+		t.Fatalf("%s = %q", k2, v2)
+	}
+	if pending(shards) != 0 {
+		t.Fatal("locks left after the abort")
+	}
+}
+
+// flakyStore loses the answers of Commit (after applying it, or instead
+// of it) and, if statusDown, of Status too.
+type flakyStore struct {
+	txn.Store
+	apply, statusDown bool
+}
+
+var errLost = errors.New("test: connection lost")
+
+func (f *flakyStore) Commit(ctx context.Context, id txn.TxnID, ts txn.Timestamp) error {
+	if f.apply {
+		if err := f.Store.Commit(ctx, id, ts); err != nil {
+			return err
+		}
+	}
+	return errLost
+}
+
+func (f *flakyStore) Status(ctx context.Context, id txn.TxnID) (txn.Status, error) {
+	if f.statusDown {
+		return txn.Status{}, errLost
+	}
+	return f.Store.Status(ctx, id)
+}
+
+// A primary whose commit answer is lost: if its record says committed,
+// Update succeeds; if the record cannot be read either, Update reports
+// ErrCommitUnknown and does not run the function again.
+func TestCommitAnswerLost(t *testing.T) {
+	for _, c := range []struct {
+		apply, statusDown bool
+	}{{true, false}, {false, true}} {
+		mem := memShards(1)
+		f := &flakyStore{Store: mem[0], apply: c.apply, statusDown: c.statusDown}
+		db, _ := openDB(t, []txn.Store{f}, 10_000, txn.Options{LockLease: 100 * time.Millisecond})
+		runs := 0
+		err := db.Update(context.Background(), func(tx *txn.Tx) error {
+			runs++
+			return tx.Put("k", []byte("v"))
+		})
+		f.apply, f.statusDown = true, false
+		switch {
+		case c.apply && err != nil:
+			t.Errorf("commit applied, answer lost, record committed: %v", err)
+		case !c.apply && (!errors.Is(err, txn.ErrCommitUnknown) || !errors.Is(err, errLost) || runs != 1):
+			t.Errorf("nothing known: %v after %d runs, want ErrCommitUnknown after 1", err, runs)
+		}
+		// Either way the record settles it: committed, or aborted by the
+		// first reader after the lease.
+		if v, ok := get(t, db, "k"); ok != c.apply || ok && v != "v" || pending(mem) != 0 {
+			t.Errorf("apply %v: afterwards k = %q %v, %d pending", c.apply, v, ok, pending(mem))
+		}
+		t.Logf("apply %v: %v", c.apply, err)
+	}
+}

@@ -514,7 +514,7 @@ func (db *DB) commit(ctx context.Context, tx *Tx) (Timestamp, error) {
 			db.abortAll(ctx, id, parts[1:])
 			return 0, fmt.Errorf("txn: commit on primary shard %d: %w", primary.shard, err)
 		default:
-			return 0, fmt.Errorf("txn: commit %s at %d on primary shard %d: %w (%v; status: %v)",
+			return 0, fmt.Errorf("txn: commit %s at %d on primary shard %d: %w (%w; status: %v)",
 				id, s, primary.shard, ErrCommitUnknown, err, serr)
 		}
 	}

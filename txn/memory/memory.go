@@ -41,6 +41,12 @@ type Options struct {
 	// ResolvePoll is how long a reader blocked by a lock that the resolver
 	// says is still pending waits before asking again (default 1 ms).
 	ResolvePoll time.Duration
+	// AskAfter: a reader blocked this long by a lock whose lease is still
+	// live asks the resolver for the primary's record (which never aborts
+	// a live lock), so a transaction committed at its primary by a
+	// coordinator that then died is rolled forward without waiting out the
+	// lease (default 10 ms; negative: wait for the lease).
+	AskAfter time.Duration
 }
 
 // ErrClosed is returned by every call after Close.
@@ -71,9 +77,10 @@ type prepared struct {
 
 // Store is one in-memory shard. It is safe for concurrent use.
 type Store struct {
-	now  func() time.Time
-	lim  txn.Limits
-	poll time.Duration
+	now      func() time.Time
+	lim      txn.Limits
+	poll     time.Duration
+	askAfter time.Duration
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced whenever a lock is released
@@ -104,8 +111,11 @@ func New(o Options) *Store {
 	if o.ResolvePoll <= 0 {
 		o.ResolvePoll = time.Millisecond
 	}
+	if o.AskAfter == 0 {
+		o.AskAfter = 10 * time.Millisecond
+	}
 	return &Store{
-		now: o.Now, lim: o.Limits, poll: o.ResolvePoll,
+		now: o.Now, lim: o.Limits, poll: o.ResolvePoll, askAfter: o.AskAfter,
 		changed:  make(chan struct{}),
 		data:     map[string]*entry{},
 		txns:     map[txn.TxnID]*prepared{},
@@ -199,41 +209,51 @@ func (s *Store) blockerLocked(p *prepared) *blocker {
 }
 
 // wait waits for a blocking lock to go away: until it is released, or its
-// lease ends and the resolver settles it.
+// lease ends and the resolver settles it. A live lock that stays AskAfter
+// is looked up too (a final record settles it; pending: keep waiting).
 func (s *Store) wait(ctx context.Context, b *blocker) error {
-	if b.info.Expired {
-		s.mu.Lock()
-		r := s.resolver
-		s.mu.Unlock()
-		if r == nil {
-			return fmt.Errorf("memory: lock of %s expired and no resolver is set: %w", b.info.Txn, txn.ErrInvalid)
+	s.mu.Lock()
+	r := s.resolver
+	s.mu.Unlock()
+	if !b.info.Expired {
+		d, ask := b.expiry.Sub(s.now()), false
+		if s.askAfter > 0 && r != nil && d > s.askAfter {
+			d, ask = s.askAfter, true
 		}
-		st, err := r.Resolve(ctx, b.info)
-		if err != nil {
-			return fmt.Errorf("memory: resolve %s: %w", b.info.Txn, err)
+		woke, err := sleep(ctx, b.ch, d)
+		if err != nil || woke || !ask {
+			return err
 		}
-		if s.apply(b.info.Txn, st) {
-			return nil
-		}
-		// Still pending (the resolver saw a live coordinator): poll.
-		return sleep(ctx, b.ch, s.poll)
+	} else if r == nil {
+		return fmt.Errorf("memory: lock of %s expired and no resolver is set: %w", b.info.Txn, txn.ErrInvalid)
 	}
-	return sleep(ctx, b.ch, b.expiry.Sub(s.now()))
+	st, err := r.Resolve(ctx, b.info)
+	if err != nil {
+		return fmt.Errorf("memory: resolve %s: %w", b.info.Txn, err)
+	}
+	if s.apply(b.info.Txn, st) || !b.info.Expired {
+		return nil
+	}
+	// Expired yet still pending (the resolver saw a live coordinator): poll.
+	_, err = sleep(ctx, b.ch, s.poll)
+	return err
 }
 
-func sleep(ctx context.Context, ch <-chan struct{}, d time.Duration) error {
+// sleep waits d, for ch or for ctx; woke reports ch.
+func sleep(ctx context.Context, ch <-chan struct{}, d time.Duration) (woke bool, err error) {
 	if d <= 0 {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-ch:
+		return true, nil
 	case <-t.C:
 	}
-	return nil
+	return false, nil
 }
 
 // apply rolls a transaction's local locks forward or back as the primary's
