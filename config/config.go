@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -53,7 +54,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Source is one entry of sources.
 type Source struct {
 	Type         string   `yaml:"type"`         // ntp | ptp
-	Address      string   `yaml:"address"`      // host:port (ntp) or host (ptp)
+	Address      string   `yaml:"address"`      // host[:port] (ntp, port 123 by default) or host (ptp)
 	Poll         Duration `yaml:"poll"`         // ntp: initial poll interval
 	MinPoll      Duration `yaml:"min_poll"`     // ntp
 	MaxPoll      Duration `yaml:"max_poll"`     // ntp
@@ -61,6 +62,12 @@ type Source struct {
 	Interface    string   `yaml:"interface"`    // ptp / timestamping
 	Timestamping string   `yaml:"timestamping"` // auto | hardware | software
 	XLeave       bool     `yaml:"xleave"`       // ntp: interleaved mode (chrony's xleave)
+	// Selection options, as chrony's: noselect (measured and shown, never
+	// selected), prefer (combined alone when selected), max_distance (a
+	// source whose bound exceeds it is not selectable; 0: no limit).
+	NoSelect    bool     `yaml:"noselect"`
+	Prefer      bool     `yaml:"prefer"`
+	MaxDistance Duration `yaml:"max_distance"`
 	// PTP only. All ptp sources share one client port (one pair of
 	// sockets), so these must agree between them.
 	Domain      int `yaml:"domain"`       // 0..255
@@ -99,11 +106,18 @@ const (
 	MaxHoldoverPolls     = 64
 	MaxWatchers          = 1 << 20
 	MaxWaiters           = 1 << 20
+	MaxAccessRules       = 1024 // entries in ntp_server.allow or deny
 )
 
 // NTPServer configures the NTP server.
 type NTPServer struct {
-	Listen      []string    `yaml:"listen"`
+	Listen []string `yaml:"listen"`
+	// Allow and Deny are CIDR prefixes (or single addresses) of clients,
+	// as chrony's allow/deny: the longest prefix containing a client's
+	// address decides; an address no prefix contains is served only when
+	// Allow is empty.
+	Allow       []string    `yaml:"allow"`
+	Deny        []string    `yaml:"deny"`
 	RateLimit   RateLimit   `yaml:"rate_limit"`
 	Interleaved Interleaved `yaml:"interleaved"`
 }
@@ -241,7 +255,7 @@ func Default() *Config {
 		Precision:              Duration(100 * time.Nanosecond),
 		HoldoverAfterPolls:     4,
 		Sources:                []Source{},
-		NTPServer: NTPServer{Listen: []string{},
+		NTPServer: NTPServer{Listen: []string{}, Allow: []string{}, Deny: []string{},
 			RateLimit:   RateLimit{Burst: 8, TableSize: 4096, Leak: ntp.DefaultRateLimitLeak},
 			Interleaved: Interleaved{Enabled: true, TableSize: ntp.DefaultInterleavedTable}},
 		PTPServer: PTPServer{Listen: []string{}, Workers: 2, MaxClients: 10000, MinInterval: Duration(time.Second / 16),
@@ -331,6 +345,12 @@ func Parse(data []byte) (*Config, error) {
 	}
 	if c.NTPServer.Listen == nil {
 		c.NTPServer.Listen = []string{}
+	}
+	if c.NTPServer.Allow == nil {
+		c.NTPServer.Allow = []string{}
+	}
+	if c.NTPServer.Deny == nil {
+		c.NTPServer.Deny = []string{}
 	}
 	if c.PTPServer.Listen == nil {
 		c.PTPServer.Listen = []string{}
@@ -505,11 +525,20 @@ func (c *Config) Validate() error {
 			return bad(key+".address", "must be set")
 		}
 		if s.Type == "ntp" {
+			if a, ok := DefaultNTPPort(s.Address); ok {
+				c.Sources[i].Address, s.Address = a, a
+			}
 			if err := hostPort(s.Address, false); err != nil {
 				return bad(key+".address", "%v", err)
 			}
 		} else if err := hostOnly(s.Address); err != nil {
 			return bad(key+".address", "%v", err)
+		}
+		if s.MaxDistance < 0 || s.MaxDistance > Duration(MaxMaxError) {
+			return bad(key+".max_distance", "must be in [0, %v], got %v", MaxMaxError, s.MaxDistance.D())
+		}
+		if s.NoSelect && s.Prefer {
+			return bad(key+".prefer", "a noselect source is never selected, so cannot be preferred")
 		}
 		if j, dup := seen[s.Type+"|"+s.Address]; dup {
 			return bad(key+".address", "%q duplicates sources[%d]", s.Address, j)
@@ -556,6 +585,19 @@ func (c *Config) Validate() error {
 	for i, a := range c.NTPServer.Listen {
 		if err := hostPort(a, true); err != nil {
 			return bad(fmt.Sprintf("ntp_server.listen[%d]", i), "%v", err)
+		}
+	}
+	for _, l := range []struct {
+		key string
+		v   []string
+	}{{"ntp_server.allow", c.NTPServer.Allow}, {"ntp_server.deny", c.NTPServer.Deny}} {
+		if len(l.v) > MaxAccessRules {
+			return bad(l.key, "at most %d entries, got %d", MaxAccessRules, len(l.v))
+		}
+		for j, p := range l.v {
+			if _, err := ParsePrefix(p); err != nil {
+				return bad(fmt.Sprintf("%s[%d]", l.key, j), "%v", err)
+			}
 		}
 	}
 	rl := c.NTPServer.RateLimit
@@ -646,8 +688,8 @@ func hostPort(a string, listen bool) error {
 	if err != nil {
 		return fmt.Errorf("%q: want host:port", a)
 	}
-	if strings.ContainsAny(host, " \t/") || (!listen && host == "") {
-		return fmt.Errorf("%q: bad host %q", a, host)
+	if strings.ContainsAny(host, " \t/") || (!listen && host == "") || (host != "" && !validHost(host)) {
+		return fmt.Errorf("%q: bad host %q (want an IP address or a DNS name)", a, host)
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || (n == 0 && !listen) {
@@ -755,10 +797,59 @@ func (p PTPServer) MinLogInterval() int8 {
 
 // hostOnly checks a host without a port (PTP).
 func hostOnly(a string) error {
-	if a == "" || strings.ContainsAny(a, " \t/") || (strings.Contains(a, ":") && net.ParseIP(a) == nil) {
+	if a == "" || strings.ContainsAny(a, " \t/") || (strings.Contains(a, ":") && net.ParseIP(a) == nil) || !validHost(a) {
 		return fmt.Errorf("%q: want a host name or IP address without a port", a)
 	}
 	return nil
+}
+
+// validHost reports whether h is an IP address or a syntactically valid
+// DNS name (RFC 1123 labels: letters, digits and hyphens, 1..63 each, not
+// starting or ending with a hyphen; at most 253 characters).
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// DefaultNTPPort returns a (host without a port) with NTP's port 123, and
+// true; false when a already has a port (or is not a host).
+func DefaultNTPPort(a string) (string, bool) {
+	if _, _, err := net.SplitHostPort(a); err == nil {
+		return a, false
+	}
+	h := strings.TrimSuffix(strings.TrimPrefix(a, "["), "]")
+	if h == "" || strings.ContainsAny(h, " \t/") || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
+		return a, false
+	}
+	return net.JoinHostPort(h, "123"), true
+}
+
+// ParsePrefix reads a CIDR prefix or a single address (a /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q: want a CIDR prefix (10.0.0.0/8, 2001:db8::/32) or an address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // ifName checks a network interface name ("" is none).

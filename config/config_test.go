@@ -225,7 +225,14 @@ func TestBoundsRefused(t *testing.T) {
 		{"sources: [{type: ntp, address: \"a:123\", poll: -1s}]\n", "sources[0].poll"},
 		{"sources: [{type: ntp, address: \"a:70000\"}]\n", "sources[0].address: \"a:70000\": port must be a number in 1..65535"},
 		{"sources: [{type: ntp, address: \"a:0\"}]\n", "sources[0].address"},
-		{"sources: [{type: ntp, address: \"a\"}]\n", "sources[0].address: \"a\": want host:port"},
+		{"sources: [{type: ntp, address: \"a b\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \"-bad-.example\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \"ntp..example\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \"host:0\"}]\n", "sources[0].address"},
+		{"sources: [{type: ntp, address: \"10.0.0.1\", max_distance: -1s}]\n", "sources[0].max_distance"},
+		{"sources: [{type: ntp, address: \"10.0.0.1\", noselect: true, prefer: true}]\n", "sources[0].prefer"},
+		{"ntp_server: {allow: [\"10.0.0.0/33\"]}\n", "ntp_server.allow[0]"},
+		{"ntp_server: {deny: [\"example.com\"]}\n", "ntp_server.deny[0]"},
 		{"sources: [{type: ntp, address: \"a:ntp\"}]\n", "sources[0].address"},
 		{"sources: [{type: ntp, address: \":123\"}]\n", "sources[0].address"},
 		{"sources: [{type: ptp, address: \"a:319\"}]\n", "sources[0].address"},
@@ -312,5 +319,25 @@ func TestREADMEPTPExample(t *testing.T) {
 	}
 	if len(c.Sources) != 1 || c.Sources[0].Type != "ptp" || len(c.PTPServer.Listen) != 1 || c.PTPServer.MinLogInterval() != -4 {
 		t.Fatalf("%+v %+v", c.Sources, c.PTPServer)
+	}
+}
+
+// An NTP address without a port gets NTP's 123 (IPv4, IPv6, names), as
+// chrony's server directive; a port given is kept.
+func TestNTPPortDefault(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.1":         "10.0.0.1:123",
+		"time.example.com": "time.example.com:123",
+		"2001:db8::1":      "[2001:db8::1]:123",
+		"[2001:db8::1]":    "[2001:db8::1]:123",
+		"10.0.0.1:11123":   "10.0.0.1:11123",
+	} {
+		c, err := Parse([]byte("sources: [{type: ntp, address: \"" + in + "\"}]\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if got := c.Sources[0].Address; got != want {
+			t.Errorf("%s → %s, want %s", in, got, want)
+		}
 	}
 }

@@ -82,6 +82,11 @@ type Options struct {
 	// status, and pings its watchdog from the update loop. The zero value
 	// sends nothing.
 	Notifier sdnotify.Notifier
+	// Resolve replaces the system resolver for NTP source names, and
+	// SourceRetryMin the first backoff after a failed start (0 → 2 s):
+	// tests only.
+	Resolve        func(addr string) (*net.UDPAddr, error)
+	SourceRetryMin time.Duration
 }
 
 // Daemon is one running meridiand.
@@ -438,6 +443,7 @@ func (d *Daemon) Start() (err error) {
 		return err
 	}
 	d.loop = discipline.NewLoop(d.disc, d.clk)
+	d.applySourceOptions()
 	d.tt = truetime.NewClock(d.clk, hostclock.RealTimers())
 	d.tt.SetCheck(d.shm.Check) // in-process reads fail when shm reads would (suspend, stalled loop)
 	d.pub = shm.Publisher{Clock: d.tt, Shm: d.shm, Model: d.clk.Model, Disrupted: d.disrupted}
@@ -465,6 +471,7 @@ func (d *Daemon) Start() (err error) {
 	}
 	if len(d.cfg.NTPServer.Listen) > 0 {
 		d.ntpServer = ntp.NewServer(d.tt, d.cfg.NTPRateLimit(), d.log)
+		d.ntpServer.SetAccess(ntpAccess(d.cfg))
 		if xl := d.cfg.NTPServer.Interleaved; xl.Enabled {
 			d.ntpServer.EnableInterleaved(xl.TableSize)
 		}

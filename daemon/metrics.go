@@ -144,6 +144,7 @@ func (m *metrics) registerServer(s *ntp.Server) {
 	c("meridian_ntp_server_dropped_mode_total", "Requests dropped: not client mode (control, private, ...).", func(x ntp.ServerStats) uint64 { return x.DropMode })
 	c("meridian_ntp_server_dropped_version_total", "Requests dropped: bad version.", func(x ntp.ServerStats) uint64 { return x.DropVersion })
 	c("meridian_ntp_server_unsynchronized_replies_total", "Replies sent with LI=3 / stratum 16.", func(x ntp.ServerStats) uint64 { return x.RepliesUnsynchronized })
+	c("meridian_ntp_server_dropped_denied_total", "Requests dropped: the client's address is refused by ntp_server.allow/deny.", func(x ntp.ServerStats) uint64 { return x.DropDenied })
 	c("meridian_ntp_server_dropped_source_port_total", "Requests dropped: UDP source port 0 (spoofed; no reply can reach it).", func(x ntp.ServerStats) uint64 { return x.DropSourcePort })
 	c("meridian_ntp_server_rate_dropped_total", "Requests dropped: over the rate limit.", func(x ntp.ServerStats) uint64 { return x.RateDropped })
 	c("meridian_ntp_server_rate_leaked_total", "Replies sent although over the rate limit (rate_limit.leak).", func(x ntp.ServerStats) uint64 { return x.RateLeaked })

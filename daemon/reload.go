@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiantime/meridian/config"
+	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/ntp/engine"
@@ -36,6 +39,7 @@ func (d *Daemon) newNTPSource(sc config.Source) (*ntp.Source, error) {
 	cc := engine.ClientConfig{Poll: sc.Poll.D(), MinPoll: sc.MinPoll.D(), MaxPoll: sc.MaxPoll.D(), IBurst: sc.IBurst, Interleaved: sc.XLeave}
 	src := ntp.NewSource("ntp:"+sc.Address, sc.Address, cc, d.clk, d.loop.Gen, d.log)
 	src.Interface, src.TimestampSys, src.PHC = sc.Interface, d.opt.TimestampSys, d.phcOpener
+	src.Resolve = d.opt.Resolve
 	var err error
 	if src.Timestamping, err = hwts.ParseMode(sc.Timestamping); err != nil {
 		return nil, err
@@ -57,14 +61,14 @@ func (d *Daemon) startSource(src *ntp.Source) {
 	go func() {
 		defer d.srcWG.Done()
 		defer close(r.done)
-		if err := src.Run(ctx, d.samples); err != nil {
-			d.log.Warn("ntp source ended", "source", src.Name, "err", err)
-		}
+		d.runSource(ctx, src)
 	}()
 }
 
 // Reload applies a new configuration to the running daemon (SIGHUP): NTP
-// sources are added, removed or restarted with their new settings at once;
+// sources are added, removed or restarted with their new settings at once,
+// every source's selection options and the NTP server's allow/deny lists
+// take effect;
 // any other change (PTP sources included) needs a restart, and Reload
 // then returns an error naming the keys, after applying the sources. A
 // configuration that does not validate changes nothing.
@@ -132,6 +136,11 @@ func (d *Daemon) applyReload(cfg *config.Config) error {
 		newSources = append(newSources, want[n])
 	}
 	d.cfg.Sources = newSources
+	d.applySourceOptions()
+	d.cfg.NTPServer.Allow, d.cfg.NTPServer.Deny = cfg.NTPServer.Allow, cfg.NTPServer.Deny
+	if d.ntpServer != nil {
+		d.ntpServer.SetAccess(ntpAccess(d.cfg))
+	}
 	var sources []*ntp.Source
 	var errs []error
 	for _, n := range order {
@@ -193,6 +202,7 @@ func restartKeys(old, nu *config.Config) []string {
 	asMap := func(c *config.Config) map[string]any {
 		x := *c
 		x.Sources = nil
+		x.NTPServer.Allow, x.NTPServer.Deny = nil, nil // applied by the reload
 		b, _ := yaml.Marshal(&x)
 		m := map[string]any{}
 		_ = yaml.Unmarshal(b, &m)
@@ -211,4 +221,70 @@ func restartKeys(old, nu *config.Config) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// applySourceOptions hands every configured source's selection options
+// (noselect, prefer, max_distance) to the discipline.
+func (d *Daemon) applySourceOptions() {
+	for _, sc := range d.cfg.Sources {
+		d.disc.SetSourceOptions(sc.Type+":"+sc.Address, discipline.SourceOptions{
+			NoSelect: sc.NoSelect, Prefer: sc.Prefer, MaxDistanceNS: int64(sc.MaxDistance)})
+	}
+}
+
+// ntpAccess is the NTP server's allow/deny list (nil when both are empty).
+func ntpAccess(c *config.Config) *ntp.Access {
+	if len(c.NTPServer.Allow) == 0 && len(c.NTPServer.Deny) == 0 {
+		return nil
+	}
+	conv := func(ss []string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			if p, err := config.ParsePrefix(s); err == nil { // validated already
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	return ntp.NewAccess(conv(c.NTPServer.Allow), conv(c.NTPServer.Deny))
+}
+
+// Backoff between attempts of a source whose address cannot be resolved
+// (or whose socket cannot be opened): doubling, up to the maximum.
+const (
+	sourceRetryMin = 2 * time.Second
+	sourceRetryMax = 10 * time.Minute
+)
+
+// runSource runs src until ctx ends: a named server that stopped answering
+// is resolved again at once, an address that cannot be resolved (or any
+// other failure to start) is retried with backoff; only a server's DENY or
+// RSTR stops the source for good.
+func (d *Daemon) runSource(ctx context.Context, src *ntp.Source) {
+	first := sourceRetryMin
+	if d.opt.SourceRetryMin > 0 {
+		first = d.opt.SourceRetryMin
+	}
+	backoff := first
+	for {
+		err := src.Run(ctx, d.samples)
+		switch {
+		case ctx.Err() != nil || err == nil:
+			return
+		case errors.Is(err, engine.ErrKissStop):
+			d.log.Warn("ntp source stopped by its server", "source", src.Name, "err", err)
+			return
+		case errors.Is(err, ntp.ErrUnreachable):
+			d.log.Info("ntp source unreachable: resolving its name again", "source", src.Name)
+			backoff = first
+			continue
+		}
+		d.log.Warn("ntp source failed: retrying", "source", src.Name, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, sourceRetryMax)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ func TestReloadAddsAndRemovesSources(t *testing.T) {
 		}
 		return extra + "sources: [" + strings.Join(s, ", ") + "]\n"
 	}
-	c, cancelC, doneC := startDaemon(t, yamlFor("", srcA))
+	c, cancelC, doneC := startDaemon(t, yamlFor("ntp_server: {listen: [\"127.0.0.1:0\"]}\n", srcA))
 	defer func() { cancelC(); <-doneC }()
 	reload := func(y string) error {
 		cfg, err := config.Parse([]byte(y))
@@ -38,6 +39,7 @@ func TestReloadAddsAndRemovesSources(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.Shm, cfg.StateDir, cfg.Metrics, cfg.GRPC = c.cfg.Shm, c.cfg.StateDir, c.cfg.Metrics, c.cfg.GRPC
+		cfg.NTPServer.Listen = c.cfg.NTPServer.Listen
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return c.Reload(ctx, cfg)
@@ -89,6 +91,31 @@ func TestReloadAddsAndRemovesSources(t *testing.T) {
 		t.Fatalf("max_error change: %v", err)
 	}
 	waitFor("A back", func(m map[string]string) bool { return m[nA] == "selected" && m[nB] == "selected" })
+	// Selection options and the server's access list apply at once.
+	served := func() bool {
+		conn, err := net.Dial("udp", c.NTPServerAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		req := make([]byte, 48)
+		req[0] = 4<<3 | 3 // version 4, client
+		_, _ = conn.Write(req)
+		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err = conn.Read(make([]byte, 128))
+		return err == nil
+	}
+	if !served() {
+		t.Fatal("C's server does not answer before the deny")
+	}
+	opts := strings.Replace(yamlFor("ntp_server: {deny: [\"127.0.0.0/8\"]}\n", srcA, srcB), "poll: 125ms}]", "poll: 125ms, noselect: true}]", 1)
+	if err := reload(opts); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("B noselect", func(m map[string]string) bool { return m[nB] == "noselect" && m[nA] == "selected" })
+	if served() {
+		t.Fatal("C's server still answers 127.0.0.1 after a reload denied it")
+	}
 	// Invalid: nothing changes.
 	bad, _ := config.Parse([]byte(yamlFor("", srcA)))
 	bad.MinSources = 99

@@ -37,7 +37,8 @@ type rawSample struct {
 
 type source struct {
 	name        string
-	unreachable bool        // SetUnreachable: out of selection until it answers
+	unreachable bool // SetUnreachable: out of selection until it answers
+	opt         SourceOptions
 	samples     []rawSample // oldest first, at most FilterLen
 	usedU       float64     // U of the newest sample a selection has used
 	report      SourceReport
@@ -362,6 +363,17 @@ func (d *Discipline) SetUnreachable(name string, unreachable bool) {
 	src.unreachable = unreachable
 }
 
+// SetSourceOptions sets a source's selection options (the source need not
+// have sent a sample yet).
+func (d *Discipline) SetSourceOptions(name string, o SourceOptions) {
+	src, ok := d.srcs[name]
+	if !ok {
+		src = &source{name: name}
+		d.srcs[name] = src
+	}
+	src.opt = o
+}
+
 // RemoveSource forgets a source and its samples (a source taken out of
 // the configuration). The previous estimate, carried forward, keeps what
 // they proved.
@@ -417,7 +429,13 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 		if len(src.samples) > 1 {
 			src.report.JitterNS = math.Sqrt(jit / float64(len(src.samples)-1))
 		}
-		if half <= float64(d.cfg.MaxErrorNS) && !src.unreachable {
+		switch {
+		case src.unreachable:
+		case src.opt.NoSelect:
+			src.report.State = SourceNoSelect
+		case src.opt.MaxDistanceNS > 0 && half > float64(src.opt.MaxDistanceNS):
+			src.report.State = SourceTooFar
+		case half <= float64(d.cfg.MaxErrorNS):
 			f := filterSource(src.samples, uNow, cNow, sRate, unc)
 			src.report.OffsetNS = f.center
 			cands = append(cands, candidate{src: src, sample: last, center: center, half: half, filt: f})
@@ -537,12 +555,20 @@ func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) 
 	bestIdx := 0
 	leapVotes := map[truetime.Leap]int{}
 	minStratum := uint8(255)
+	anyPrefer := false
+	for _, c := range selected {
+		anyPrefer = anyPrefer || c.src.opt.Prefer
+	}
 	for i, c := range selected {
 		// Combined as NTPv4 and chrony do, each source weighted by its
-		// distance: here the half-width its filter proved.
-		w := 1 / math.Max(c.filt.half*c.filt.half, 1)
-		sw += w
-		sx += w * c.filt.center
+		// distance: here the half-width its filter proved. A preferred
+		// source among the selected speaks alone (with the other
+		// preferred ones); the hull still comes from all of them.
+		if !anyPrefer || c.src.opt.Prefer {
+			w := 1 / math.Max(c.filt.half*c.filt.half, 1)
+			sw += w
+			sx += w * c.filt.center
+		}
 		if c.half < selected[bestIdx].half {
 			bestIdx = i
 		}

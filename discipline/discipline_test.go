@@ -199,3 +199,53 @@ func TestUnreachableSourceLeavesSelection(t *testing.T) {
 		t.Fatalf("b reachable again: states %v", st)
 	}
 }
+
+// Per-source options as chrony's: noselect is measured and reported but
+// never selected; a source beyond its max_distance is not selectable;
+// prefer makes the estimate follow the preferred source within the hull
+// that all selected sources agree on.
+func TestSourceOptions(t *testing.T) {
+	run := func(opts map[string]SourceOptions) Update {
+		d, _ := New(DefaultConfig(), t0)
+		for n, o := range opts {
+			d.SetSourceOptions(n, o)
+		}
+		// a: 200 µs delay, centred on truth; b: 2 ms delay, 300 µs off
+		// (asymmetric path), both agree.
+		_ = d.AddSample("a", exchange(t0+1e9, 0, 100_000, 100_000))
+		_ = d.AddSample("b", exchange(t0+1e9, 0, 1_300_000, 700_000))
+		return d.Update(t0 + 1e9 + 3e6)
+	}
+	state := func(u Update, n string) SourceState {
+		for _, s := range u.Sources {
+			if s.Name == n {
+				return s.State
+			}
+		}
+		return -1
+	}
+	u := run(nil)
+	if state(u, "a") != SourceSelected || state(u, "b") != SourceSelected {
+		t.Fatalf("both selected: %v", u.Sources)
+	}
+	base := u.Estimate.OffsetNS
+	u = run(map[string]SourceOptions{"b": {NoSelect: true}})
+	if state(u, "b") != SourceNoSelect || state(u, "a") != SourceSelected {
+		t.Fatalf("noselect: %v", u.Sources)
+	}
+	u = run(map[string]SourceOptions{"b": {MaxDistanceNS: 500_000}})
+	if state(u, "b") != SourceTooFar || state(u, "a") != SourceSelected {
+		t.Fatalf("max_distance: %v", u.Sources)
+	}
+	u = run(map[string]SourceOptions{"b": {Prefer: true}})
+	if state(u, "b") != SourceSelected || state(u, "a") != SourceSelected {
+		t.Fatalf("prefer: %v", u.Sources)
+	}
+	if u.Estimate.OffsetNS == base {
+		t.Fatalf("prefer b: estimate %v unchanged from %v", u.Estimate.OffsetNS, base)
+	}
+	iv := truetime.Bound(t0+1e9+3e6, u.Estimate)
+	if iv.EarliestNS > t0+1e9+3e6 || iv.LatestNS < t0+1e9+3e6 {
+		t.Fatalf("prefer: interval %+v misses true time", iv)
+	}
+}

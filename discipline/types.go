@@ -147,7 +147,24 @@ const (
 	SourceFalseticker                    // outside the majority's intersection
 	SourceTooFew                         // agreeing set smaller than min_sources
 	SourceUnreachable                    // no reply to the last 8 polls: out of selection
+	SourceNoSelect                       // configured noselect: measured and reported, never selected
+	SourceTooFar                         // its bound exceeds the source's max_distance
 )
+
+// SourceOptions are a source's selection options, as chrony's server
+// directive has them.
+type SourceOptions struct {
+	// NoSelect: measure and report the source, never select it.
+	NoSelect bool
+	// Prefer: when a preferred source is among the selected, the estimate
+	// is combined from the preferred ones only (the interval still comes
+	// from every selected source's agreement).
+	Prefer bool
+	// MaxDistanceNS: a source whose bound (root delay/2 + root dispersion
+	// + its own delay/2, aged) exceeds this is not selectable; 0: no limit
+	// beyond MaxErrorNS.
+	MaxDistanceNS int64
+}
 
 func (s SourceState) String() string {
 	switch s {
@@ -161,6 +178,10 @@ func (s SourceState) String() string {
 		return "too_few"
 	case SourceUnreachable:
 		return "unreachable"
+	case SourceNoSelect:
+		return "noselect"
+	case SourceTooFar:
+		return "too_far"
 	}
 	return fmt.Sprintf("source_state(%d)", int(s))
 }

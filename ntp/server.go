@@ -46,6 +46,7 @@ type ServerStats struct {
 	Requests, Replies, KoDRate         uint64
 	DropShort, DropMode, DropVersion   uint64
 	DropSourcePort                     uint64 // UDP source port 0: no reply can reach it
+	DropDenied                         uint64 // client address refused by allow/deny
 	RateDropped, RateLeaked            uint64 // over the limit: dropped / answered anyway
 	RepliesUnsynchronized, WriteErrors uint64
 	SendErrors                         map[string]uint64
@@ -71,6 +72,7 @@ const (
 	DropVersion
 	DropSourcePort
 	DropRate
+	DropDenied
 
 	flagXleave Verdict = 0x20 // with Reply: interleaved
 	flagUnsync Verdict = 0x40 // with Reply: LI=3, stratum 16
@@ -107,7 +109,9 @@ type Server struct {
 	rateDropped, rateLeaked                                                                   atomic.Uint64
 	sendErrs                                                                                  [len(sendErrnos) + 1]atomic.Uint64
 
-	allowPort0  bool   // test knob: serve UDP source port 0 (the negative control of the check)
+	allowPort0  bool // test knob: serve UDP source port 0 (the negative control of the check)
+	access      atomic.Pointer[Access]
+	dropDenied  atomic.Uint64
 	testIDShift uint32 // test knob: pair TX stamps with another reply (see txStamper.idShift)
 
 	// Interleaved mode: the table (nil: basic mode only) and its counters.
@@ -161,7 +165,7 @@ func (s *Server) Stats() ServerStats {
 	st := ServerStats{
 		Requests: s.requests.Load(), Replies: s.replies.Load(), KoDRate: s.kodRate.Load(),
 		DropShort: s.dropShort.Load(), DropMode: s.dropMode.Load(), DropVersion: s.dropVersion.Load(),
-		DropSourcePort: s.dropPort.Load(), RateDropped: s.rateDropped.Load(), RateLeaked: s.rateLeaked.Load(),
+		DropSourcePort: s.dropPort.Load(), DropDenied: s.dropDenied.Load(), RateDropped: s.rateDropped.Load(), RateLeaked: s.rateLeaked.Load(),
 		RepliesUnsynchronized: s.unsync.Load(), WriteErrors: s.writeErrs.Load(),
 		SendErrors: map[string]uint64{},
 	}
@@ -249,6 +253,10 @@ func (s *Server) handleX(lim *limiter, req, resp []byte, rxNS, monoNS int64, fro
 		// sent and would fail sendmmsg for the rest of the batch.
 		s.dropPort.Add(1)
 		return 0, DropSourcePort
+	}
+	if acl := s.access.Load(); acl != nil && !acl.Allowed(from.Addr()) {
+		s.dropDenied.Add(1)
+		return 0, DropDenied
 	}
 	h, ok := engine.DecodeHeader(req)
 	switch {

@@ -5,8 +5,10 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -58,10 +60,22 @@ type Source struct {
 	// PHC, so no hardware stamps), see hwts.Options.
 	TimestampSys hwts.Sys
 	PHC          func(index int) (hwts.HardwareClock, error)
+	// Resolve turns Addr into an address at every start (nil: the system
+	// resolver); tests replace it.
+	Resolve func(addr string) (*net.UDPAddr, error)
 	// Dial opens the socket (tests use it to open one inside a network
 	// namespace); nil dials normally.
 	Dial func(raddr *net.UDPAddr) (*net.UDPConn, error)
 }
+
+// Errors Run ends with that the caller answers by running it again:
+// ErrResolve after a backoff, ErrUnreachable at once (the name is resolved
+// afresh). A DENY or RSTR from the server (engine.ErrKissStop) ends it for
+// good.
+var (
+	ErrResolve     = errors.New("ntp source: cannot resolve the address")
+	ErrUnreachable = errors.New("ntp source: a named server stopped answering; resolve it again")
+)
 
 // NewSource prepares a source; Run starts it.
 func NewSource(name, addr string, cfg engine.ClientConfig, clk clock.Reader, gen func() uint64, log *slog.Logger) *Source {
@@ -70,10 +84,18 @@ func NewSource(name, addr string, cfg engine.ClientConfig, clk clock.Reader, gen
 
 // Run polls until ctx ends or the server sends DENY/RSTR.
 func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
-	raddr, err := net.ResolveUDPAddr("udp", s.Addr)
-	if err != nil {
-		return err
+	resolve := s.Resolve
+	if resolve == nil {
+		resolve = func(a string) (*net.UDPAddr, error) { return net.ResolveUDPAddr("udp", a) }
 	}
+	raddr, err := resolve(s.Addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrResolve, s.Addr, err)
+	}
+	host, _, _ := net.SplitHostPort(s.Addr)
+	_, ipErr := netip.ParseAddr(host)
+	byName := ipErr != nil
+	polls := 0
 	dial := s.Dial
 	if dial == nil {
 		dial = func(ra *net.UDPAddr) (*net.UDPConn, error) { return net.DialUDP("udp", nil, ra) }
@@ -125,6 +147,12 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 			// The register shifted at this poll: a source that stopped
 			// answering decays to 0 over 8 polls, answered or not.
 			s.Stats.Reach.Store(uint32(e.Client().Reach()))
+			polls++
+			if byName && polls > 8 && e.Client().Reach() == 0 {
+				// The name may point elsewhere now: the caller resolves
+				// it again (chrony does the same for unreachable names).
+				return fmt.Errorf("%w: %s (%s)", ErrUnreachable, s.Addr, raddr)
+			}
 			if err != nil {
 				s.log.Debug("ntp send", "source", s.Name, "err", err)
 			} else {

@@ -1,0 +1,83 @@
+package ntp
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/meridiantime/meridian/ntp/engine"
+)
+
+func prefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s).Masked())
+	}
+	return out
+}
+
+// chrony's rule: the longest prefix containing the address decides; with
+// no match, served only when there is no allow at all.
+func TestAccessLongestPrefix(t *testing.T) {
+	a := NewAccess(prefixes("10.0.0.0/8", "10.1.2.3/32", "2001:db8::/32"), prefixes("10.1.0.0/16", "10.9.9.9/32"))
+	for addr, want := range map[string]bool{
+		"10.2.3.4":        true,  // allow /8
+		"10.1.9.9":        false, // deny /16 inside allow /8
+		"10.1.2.3":        true,  // allow /32 inside deny /16
+		"10.9.9.9":        false, // deny /32
+		"192.0.2.1":       false, // no match, allow list present
+		"::ffff:10.2.3.4": true,  // mapped counts as IPv4
+		"2001:db8::5":     true,
+		"2001:db9::5":     false,
+	} {
+		if got := a.Allowed(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("%s: allowed %v, want %v", addr, got, want)
+		}
+	}
+	d := NewAccess(nil, prefixes("192.0.2.0/24"))
+	if !d.Allowed(netip.MustParseAddr("198.51.100.1")) || d.Allowed(netip.MustParseAddr("192.0.2.7")) {
+		t.Fatal("deny-only list: others must be served, the denied not")
+	}
+	both := NewAccess(prefixes("192.0.2.0/24"), prefixes("192.0.2.0/24"))
+	if both.Allowed(netip.MustParseAddr("192.0.2.7")) {
+		t.Fatal("a prefix in both lists must be denied")
+	}
+	if n := testing.AllocsPerRun(100, func() { a.Allowed(netip.MustParseAddr("10.1.2.3")) }); n != 0 {
+		t.Fatalf("%v allocations per check", n)
+	}
+}
+
+// A denied client gets no reply and is counted; an allowed one, sending the
+// same request to the same server, is answered.
+func TestServerDeniesRefusedClients(t *testing.T) {
+	s := NewServer(synced(), RateLimit{}, quietLog())
+	s.SetAccess(NewAccess(prefixes("127.0.0.0/8"), prefixes("127.0.0.66/32")))
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	srv, _ := net.ResolveUDPAddr("udp", s.Addr())
+	ask := func(from string) bool {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(from)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteToUDP(clientReq(4, engine.ModeClient, 42), srv); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, _, err = c.ReadFromUDP(make([]byte, 128))
+		return err == nil
+	}
+	if !ask("127.0.0.65") {
+		t.Fatal("allowed client not answered")
+	}
+	if ask("127.0.0.66") {
+		t.Fatal("denied client answered")
+	}
+	if st := s.Stats(); st.DropDenied != 1 {
+		t.Fatalf("denied count %d", st.DropDenied)
+	}
+}
