@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -205,6 +206,15 @@ type Shm struct {
 	Path string `yaml:"path"`
 }
 
+// ClockBound configures the export in AWS ClockBound's shared-memory
+// layout (version 2); an empty path disables it.
+type ClockBound struct {
+	Path string `yaml:"path"`
+	// RealtimeWanderPPM is how far whoever steers CLOCK_REALTIME may change
+	// its frequency between two publishes (ClockBound's max_drift_rate).
+	RealtimeWanderPPM float64 `yaml:"realtime_wander_ppm"`
+}
+
 // HLC configures the hybrid logical clock's remote-timestamp rejection:
 // a remote further ahead than max(max_offset_floor, eps_factor·ε) is refused.
 type HLC struct {
@@ -215,27 +225,28 @@ type HLC struct {
 
 // Config is the whole file.
 type Config struct {
-	Clock                  string    `yaml:"clock"`        // virtual | system | phc:/dev/ptpN
-	ClockOffset            Duration  `yaml:"clock_offset"` // virtual only
-	DriftBoundPPM          float64   `yaml:"drift_bound_ppm"`
-	OscillatorTolerancePPM float64   `yaml:"oscillator_tolerance_ppm"`
-	MaxError               Duration  `yaml:"max_error"`
-	MinSources             int       `yaml:"min_sources"`
-	LocalStratum           int       `yaml:"local_stratum"`
-	StepThreshold          Duration  `yaml:"step_threshold"`
-	StepLimit              int       `yaml:"step_limit"`
-	Servo                  string    `yaml:"servo"` // linreg | pi
-	Precision              Duration  `yaml:"precision"`
-	HoldoverAfterPolls     int       `yaml:"holdover_after_polls"`
-	Sources                []Source  `yaml:"sources"`
-	NTPServer              NTPServer `yaml:"ntp_server"`
-	PTPServer              PTPServer `yaml:"ptp_server"`
-	GRPC                   GRPC      `yaml:"grpc"`
-	HLC                    HLC       `yaml:"hlc"`
-	Metrics                Metrics   `yaml:"metrics"`
-	Shm                    Shm       `yaml:"shm"`
-	StateDir               string    `yaml:"state_dir"`
-	LogLevel               string    `yaml:"log_level"` // debug | info | warn | error
+	Clock                  string     `yaml:"clock"`        // virtual | system | phc:/dev/ptpN
+	ClockOffset            Duration   `yaml:"clock_offset"` // virtual only
+	DriftBoundPPM          float64    `yaml:"drift_bound_ppm"`
+	OscillatorTolerancePPM float64    `yaml:"oscillator_tolerance_ppm"`
+	MaxError               Duration   `yaml:"max_error"`
+	MinSources             int        `yaml:"min_sources"`
+	LocalStratum           int        `yaml:"local_stratum"`
+	StepThreshold          Duration   `yaml:"step_threshold"`
+	StepLimit              int        `yaml:"step_limit"`
+	Servo                  string     `yaml:"servo"` // linreg | pi
+	Precision              Duration   `yaml:"precision"`
+	HoldoverAfterPolls     int        `yaml:"holdover_after_polls"`
+	Sources                []Source   `yaml:"sources"`
+	NTPServer              NTPServer  `yaml:"ntp_server"`
+	PTPServer              PTPServer  `yaml:"ptp_server"`
+	GRPC                   GRPC       `yaml:"grpc"`
+	HLC                    HLC        `yaml:"hlc"`
+	Metrics                Metrics    `yaml:"metrics"`
+	Shm                    Shm        `yaml:"shm"`
+	ClockBound             ClockBound `yaml:"clockbound"`
+	StateDir               string     `yaml:"state_dir"`
+	LogLevel               string     `yaml:"log_level"` // debug | info | warn | error
 }
 
 // Default returns the built-in configuration: a virtual clock that serves
@@ -260,10 +271,11 @@ func Default() *Config {
 			Interleaved: Interleaved{Enabled: true, TableSize: ntp.DefaultInterleavedTable}},
 		PTPServer: PTPServer{Listen: []string{}, Workers: 2, MaxClients: 10000, MinInterval: Duration(time.Second / 16),
 			MaxDuration: Duration(time.Hour), TxTimestampTimeout: Duration(10 * time.Millisecond)},
-		GRPC:     GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024, MaxWaiters: 4096, MaxWaitersPerConn: 256},
-		HLC:      HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
-		Metrics:  Metrics{Listen: "127.0.0.1:9390"},
-		LogLevel: "info",
+		GRPC:       GRPC{Listen: ListenList{DefaultGRPCSocket}, MaxWatchers: 1024, MaxWaiters: 4096, MaxWaitersPerConn: 256},
+		HLC:        HLC{MaxOffsetFloor: Duration(time.Millisecond), EpsFactor: 2, Persist: true},
+		Metrics:    Metrics{Listen: "127.0.0.1:9390"},
+		ClockBound: ClockBound{RealtimeWanderPPM: 15},
+		LogLevel:   "info",
 	}
 }
 
@@ -318,6 +330,9 @@ hlc:                        # remote HLC timestamps further ahead than
   persist: true             # write-ahead upper bound in state_dir: no regression across restarts
 metrics: {listen: "127.0.0.1:9390"}   # "" disables
 shm: {path: ""}             # "": /run/meridian/truetime.shm, else a per-user runtime dir
+clockbound:                 # the interval in AWS ClockBound's v2 layout, for ClockBound clients
+  path: ""                  # "": off; ClockBound's default is /var/run/clockbound/shm0
+  realtime_wander_ppm: 15   # assumed frequency change of CLOCK_REALTIME between publishes
 state_dir: ""               # "": /var/lib/meridian, else a per-user state dir
 log_level: info             # debug | info | warn | error
 `)
@@ -599,6 +614,12 @@ func (c *Config) Validate() error {
 				return bad(fmt.Sprintf("%s[%d]", l.key, j), "%v", err)
 			}
 		}
+	}
+	if p := c.ClockBound.Path; p != "" && !filepath.IsAbs(p) {
+		return bad("clockbound.path", "must be an absolute path, got %q", p)
+	}
+	if !within(c.ClockBound.RealtimeWanderPPM, 0, 1000) {
+		return bad("clockbound.realtime_wander_ppm", "must be in [0, 1000], got %v", c.ClockBound.RealtimeWanderPPM)
 	}
 	rl := c.NTPServer.RateLimit
 	if rl.RequestsPerSecond != 0 && !within(rl.RequestsPerSecond, MinRequestsPerSecond, MaxRequestsPerSecond) {

@@ -46,6 +46,7 @@ import (
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/timeservice"
 	"github.com/meridiantime/meridian/truetime"
+	"github.com/meridiantime/meridian/truetime/clockbound"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
 
@@ -87,6 +88,12 @@ type Options struct {
 	// tests only.
 	Resolve        func(addr string) (*net.UDPAddr, error)
 	SourceRetryMin time.Duration
+	// RealtimeAdj reads CLOCK_REALTIME's adjtimex state (modes = 0) for the
+	// ClockBound export (nil: the kernel); ClockBoundOmitRealtime publishes
+	// ε alone, as if CLOCK_REALTIME were meridiand's clock: the negative
+	// control of the export's bound, tests only.
+	RealtimeAdj            system.Adjtimer
+	ClockBoundOmitRealtime bool
 }
 
 // Daemon is one running meridiand.
@@ -109,6 +116,8 @@ type Daemon struct {
 
 	metricsLn    net.Listener
 	phc          phcState
+	cb           *clockbound.Writer                // nil: no ClockBound export
+	cbCoarseRes  int64                             // CLOCK_MONOTONIC_COARSE resolution
 	svc          *timeservice.Service              // the TimeService the gRPC server serves
 	srcStates    map[string]discipline.SourceState // last logged, by source (update's goroutine)
 	notifyFailed bool
@@ -304,6 +313,10 @@ func (d *Daemon) claimDirs() error {
 // releaseDirs marks the segment stopped and releases both locks.
 func (d *Daemon) releaseDirs() error {
 	d.closePHC()
+	if d.cb != nil {
+		_ = d.cb.Close()
+		d.cb = nil
+	}
 	var err error
 	if d.shm != nil {
 		err = d.shm.Close()
@@ -434,6 +447,9 @@ func (d *Daemon) Start() (err error) {
 		return err
 	}
 	if err := d.openPHC(); err != nil {
+		return err
+	}
+	if err := d.openClockBound(); err != nil {
 		return err
 	}
 	dc := d.cfg.DisciplineConfig()
@@ -631,6 +647,7 @@ func (d *Daemon) update() {
 	}
 	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
 	e = d.pub.Publish(e)
+	d.publishClockBound(e)
 	if f := d.disc.Faults(); f != d.lastFaults {
 		d.m.faults.Add(float64(f - d.lastFaults))
 		d.log.Warn("selection missed the estimate carried forward: a reference stepped or an assumption broke; the interval covers both", "faults", f)
