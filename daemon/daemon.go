@@ -32,6 +32,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/clock/phc"
 	"github.com/meridiantime/meridian/clock/system"
@@ -94,6 +95,19 @@ type Options struct {
 	// control of the export's bound, tests only.
 	RealtimeAdj            system.Adjtimer
 	ClockBoundOmitRealtime bool
+	// SystemAdj is clock: system's clock_adjtime boundary (nil: the
+	// kernel); tests put a simulated CLOCK_REALTIME there.
+	SystemAdj system.Adjtimer
+}
+
+// daemonClock is the clock meridiand disciplines and publishes: the
+// virtual clock, or CLOCK_REALTIME (clock: system).
+type daemonClock interface {
+	clock.Disciplined
+	// Model is the clock as a function of CLOCK_MONOTONIC_RAW (what shm
+	// readers compute).
+	Model() clock.Linear
+	PrecisionNS() int64
 }
 
 // Daemon is one running meridiand.
@@ -101,7 +115,7 @@ type Daemon struct {
 	cfg  *config.Config
 	opt  Options
 	log  *slog.Logger
-	clk  *virtual.Clock
+	clk  daemonClock
 	disc *discipline.Discipline
 	loop *discipline.Loop
 	pub  shm.Publisher
@@ -334,9 +348,7 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Clock == "system" {
-		return nil, fmt.Errorf("clock: %q is not supported by meridiand yet: use clock: virtual or phc:/dev/ptpN", cfg.Clock)
-	}
+
 	if err := ptpSupported(cfg); err != nil {
 		return nil, err
 	}
@@ -440,10 +452,20 @@ func (d *Daemon) Start() (err error) {
 		d.log.Warn("ignoring drift file", "err", err)
 		freq = 0
 	}
-	d.clk, err = virtual.New(virtual.Options{
+	if d.cfg.Clock == "system" {
+		rt, err := system.NewRealtime(d.opt.SystemAdj, hostclock.MonoRawNS, int64(d.cfg.Precision))
+		if err != nil {
+			return fmt.Errorf("clock: system: %w", err)
+		}
+		if freq != 0 {
+			if err := rt.AdjFreqPPB(freq); err != nil {
+				return fmt.Errorf("clock: system: drift file frequency: %w", err)
+			}
+		}
+		d.clk = rt
+	} else if d.clk, err = virtual.New(virtual.Options{
 		OffsetNS: int64(d.cfg.ClockOffset), InitialFreqPPB: freq, PrecisionNS: int64(d.cfg.Precision),
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	if err := d.openPHC(); err != nil {
@@ -645,7 +667,11 @@ func (d *Daemon) update() {
 	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum > 0 {
 		e = d.localReference(now)
 	}
-	_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
+	if rt, ok := d.clk.(*system.Realtime); ok {
+		e = d.realtimeUpdate(rt, e)
+	} else {
+		_ = d.clk.SetSync(e.Status == truetime.Synchronized, 0, 0)
+	}
 	e = d.pub.Publish(e)
 	d.publishClockBound(e)
 	if f := d.disc.Faults(); f != d.lastFaults {

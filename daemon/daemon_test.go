@@ -203,7 +203,7 @@ func TestCorruptDriftFileIgnored(t *testing.T) {
 
 func TestUnsupportedConfig(t *testing.T) {
 	for _, y := range []string{
-		"clock: system\n", // ptp sources and ptp_server are supported now (ptp_test.go), not both at once:
+		// ptp sources and ptp_server are supported (ptp_test.go), not both at once:
 		"sources: [{type: ptp, address: \"10.0.0.1\"}]\nptp_server: {listen: [\"10.0.0.2\"]}\n",
 	} {
 		cfg, err := config.Parse([]byte(y))

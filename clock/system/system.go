@@ -14,6 +14,7 @@ package system
 import (
 	"fmt"
 	"math"
+	"testing"
 
 	"golang.org/x/sys/unix"
 
@@ -28,8 +29,14 @@ type Adjtimer interface {
 
 type kernel struct{}
 
-func (kernel) ClockAdjtime(id int32, buf *unix.Timex) (int, error) { return unix.ClockAdjtime(id, buf) }
-func (kernel) ClockGettime(id int32, ts *unix.Timespec) error      { return unix.ClockGettime(id, ts) }
+func (kernel) ClockAdjtime(id int32, buf *unix.Timex) (int, error) {
+	if buf.Modes != 0 && testing.Testing() {
+		// Tests never change the host's clocks: they use a fake Adjtimer.
+		return 0, fmt.Errorf("refusing clock_adjtime(%d, modes %#x) on the real kernel from a test binary: %w", id, buf.Modes, unix.EPERM)
+	}
+	return unix.ClockAdjtime(id, buf)
+}
+func (kernel) ClockGettime(id int32, ts *unix.Timespec) error { return unix.ClockGettime(id, ts) }
 
 // Kernel returns the real system calls.
 func Kernel() Adjtimer { return kernel{} }
@@ -123,6 +130,31 @@ func (c *Clock) Step(stepNS int64) error {
 	tx := unix.Timex{Modes: unix.ADJ_SETOFFSET | unix.ADJ_NANO, Time: StepTimeval(stepNS)}
 	if _, err := c.a.ClockAdjtime(c.id, &tx); err != nil {
 		return fmt.Errorf("clock_adjtime(%d, ADJ_SETOFFSET): %w", c.id, err)
+	}
+	return nil
+}
+
+// SetLeap announces a leap second at the end of the UTC day to the kernel
+// (STA_INS or STA_DEL, kept with the other status bits), or withdraws one
+// (0), as chronyd does in kernel leap mode.
+func (c *Clock) SetLeap(insert, del bool) error {
+	cur, _, err := c.ReadOnlyStatus()
+	if err != nil {
+		return err
+	}
+	status := cur.Status &^ (unix.STA_INS | unix.STA_DEL)
+	switch {
+	case insert:
+		status |= unix.STA_INS
+	case del:
+		status |= unix.STA_DEL
+	}
+	if status == cur.Status {
+		return nil
+	}
+	tx := unix.Timex{Modes: unix.ADJ_STATUS, Status: status}
+	if _, err := c.a.ClockAdjtime(c.id, &tx); err != nil {
+		return fmt.Errorf("clock_adjtime(%d, ADJ_STATUS leap): %w", c.id, err)
 	}
 	return nil
 }
