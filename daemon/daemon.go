@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -135,7 +136,8 @@ type Daemon struct {
 	svc          *timeservice.Service              // the TimeService the gRPC server serves
 	srcStates    map[string]discipline.SourceState // last logged, by source (update's goroutine)
 	notifyFailed bool
-	ready        bool // READY=1 sent (Run's goroutine)
+	lastUpdate   atomic.Int64 // wall time of the last update (healthz)
+	ready        bool         // READY=1 sent (Run's goroutine)
 
 	// Reload (SIGHUP): requests to Run's loop, the running sources'
 	// cancels, and names removed while their samples may be in flight.
@@ -564,6 +566,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/readyz", d.readyz)
+		mux.HandleFunc("/healthz", d.healthz)
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
@@ -653,6 +657,7 @@ func (d *Daemon) saveDrift() {
 // update runs one step of the loop shared with the simulator and publishes
 // the result.
 func (d *Daemon) update() {
+	d.lastUpdate.Store(time.Now().UnixNano())
 	now := d.clk.NowNS()
 	d.markReachability()
 	u, err := d.loop.Update()

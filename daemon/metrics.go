@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"math"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/internal/version"
@@ -11,6 +14,12 @@ import (
 
 // metrics is the daemon's own registry (no global state).
 type metrics struct {
+	stateSet, reference       *prometheus.GaugeVec
+	stratum, rootDelay        prometheus.Gauge
+	rootDisp, leap            prometheus.Gauge
+	lastRef                   string
+	srcSent, srcValid         *prometheus.GaugeVec
+	srcTimeouts, srcLastAge   *prometheus.GaugeVec
 	phcOffset, phcUncertainty prometheus.Gauge       // nil without clock: phc
 	perSource                 []*prometheus.GaugeVec // every vector labelled by source
 	reg                       *prometheus.Registry
@@ -52,6 +61,17 @@ func newMetrics() *metrics {
 		Help: "Always 1: the running build's version, VCS revision and Go version as labels."}, []string{"version", "revision", "goversion"})
 	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
 	m.reg.MustRegister(build)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.stateSet = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meridian_status_state",
+		Help: "1 for the current status (a state set: synchronized, holdover, unsynchronized, disrupted), 0 for the others."}, []string{"state"})
+	m.reg.MustRegister(m.stateSet)
+	m.stratum = g("meridian_stratum", "Stratum served (0 while unsynchronized).")
+	m.rootDelay = g("meridian_root_delay_seconds", "Root delay to the primary reference (NaN while unsynchronized).")
+	m.rootDisp = g("meridian_root_dispersion_seconds", "Root dispersion to the primary reference (NaN while unsynchronized).")
+	m.leap = g("meridian_leap", "Pending leap second: 0 none, 1 insert, 2 delete.")
+	m.reference = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meridian_reference_info",
+		Help: "1 with the reference (upstream address, LOCL or a reference ID) as a label; no series while unsynchronized."}, []string{"reference"})
+	m.reg.MustRegister(m.reference)
 	m.offset = g("meridian_offset_seconds", "Estimated local clock minus true time at the last update.")
 	m.freq = g("meridian_frequency_ppb", "Frequency correction applied to the clock, ppb.")
 	m.errorBound = g("meridian_error_bound_seconds", "Half-width ε of the TrueTime interval at the last update.")
@@ -73,6 +93,10 @@ func newMetrics() *metrics {
 	m.srcFalsetick = gv("meridian_source_falseticker", "1 when the source was rejected as a falseticker.")
 	m.srcReach = gv("meridian_source_reach", "Reachability register of the source (8 bits, newest poll in bit 0).")
 	m.srcStratum = gv("meridian_source_stratum", "Stratum the source advertised in its last valid reply.")
+	m.srcSent = gv("meridian_source_sent", "Requests sent to the source since start.")
+	m.srcValid = gv("meridian_source_valid", "Valid replies (samples) from the source since start.")
+	m.srcTimeouts = gv("meridian_source_timeouts", "Polls the source did not answer since start.")
+	m.srcLastAge = gv("meridian_source_last_sample_age_seconds", "Age of the source's newest sample at the last update (NaN: none).")
 	m.srcInterleaved = gv("meridian_source_interleaved_samples", "Samples taken from interleaved replies (xleave: the server's real transmit stamp), since start.")
 	return m
 }
@@ -80,18 +104,49 @@ func newMetrics() *metrics {
 func (m *metrics) observe(e truetime.Estimate, srcs []discipline.SourceReport, nowNS int64) {
 	m.updates.Inc()
 	m.status.Set(float64(e.Status))
+	for _, st := range []truetime.Status{truetime.Synchronized, truetime.Holdover, truetime.Unsynchronized, truetime.Disrupted} {
+		v := 0.0
+		if st == e.Status {
+			v = 1
+		}
+		m.stateSet.WithLabelValues(st.String()).Set(v)
+	}
 	if e.Status == truetime.Synchronized {
 		m.synced.Set(1)
 	} else {
 		m.synced.Set(0)
 	}
 	m.freq.Set(e.FreqPPB)
-	if e.Status != truetime.Unsynchronized {
+	m.leap.Set(float64(e.Leap))
+	if e.Status == truetime.Synchronized || e.Status == truetime.Holdover {
 		iv := truetime.Bound(nowNS, e)
 		m.errorBound.Set(float64(iv.LatestNS-iv.EarliestNS) / 2e9)
 		m.offset.Set(e.OffsetNS / 1e9)
+		m.stratum.Set(float64(e.Stratum))
+		m.rootDelay.Set(float64(e.RootDelayNS) / 1e9)
+		m.rootDisp.Set(float64(e.RootDispersionNS) / 1e9)
+		if ref := e.Reference(); ref != m.lastRef {
+			m.reference.Reset()
+			m.reference.WithLabelValues(ref).Set(1)
+			m.lastRef = ref
+		}
+	} else {
+		// Nothing to show: stale values would look current.
+		nan := math.NaN()
+		m.errorBound.Set(nan)
+		m.offset.Set(nan)
+		m.stratum.Set(0)
+		m.rootDelay.Set(nan)
+		m.rootDisp.Set(nan)
+		m.reference.Reset()
+		m.lastRef = ""
 	}
 	for _, s := range srcs {
+		age := math.NaN()
+		if s.LastLocalNS != 0 {
+			age = float64(nowNS-s.LastLocalNS) / 1e9
+		}
+		m.srcLastAge.WithLabelValues(s.Name).Set(age)
 		m.srcOffset.WithLabelValues(s.Name).Set(s.OffsetNS / 1e9)
 		m.srcDelay.WithLabelValues(s.Name).Set(float64(s.DelayNS) / 1e9)
 		m.srcJitter.WithLabelValues(s.Name).Set(s.JitterNS / 1e9)
@@ -113,6 +168,9 @@ func (m *metrics) observeSources(srcs []*ntp.Source) {
 		m.srcReach.WithLabelValues(s.Name).Set(float64(s.Stats.Reach.Load()))
 		m.srcStratum.WithLabelValues(s.Name).Set(float64(s.Stats.Stratum.Load()))
 		m.srcInterleaved.WithLabelValues(s.Name).Set(float64(s.Stats.Interleaved.Load()))
+		m.srcSent.WithLabelValues(s.Name).Set(float64(s.Stats.Sent.Load()))
+		m.srcValid.WithLabelValues(s.Name).Set(float64(s.Stats.Valid.Load()))
+		m.srcTimeouts.WithLabelValues(s.Name).Set(float64(s.Stats.Timeouts.Load()))
 	}
 }
 
@@ -144,6 +202,7 @@ func (m *metrics) registerServer(s *ntp.Server) {
 	c("meridian_ntp_server_dropped_mode_total", "Requests dropped: not client mode (control, private, ...).", func(x ntp.ServerStats) uint64 { return x.DropMode })
 	c("meridian_ntp_server_dropped_version_total", "Requests dropped: bad version.", func(x ntp.ServerStats) uint64 { return x.DropVersion })
 	c("meridian_ntp_server_unsynchronized_replies_total", "Replies sent with LI=3 / stratum 16.", func(x ntp.ServerStats) uint64 { return x.RepliesUnsynchronized })
+	m.reg.MustRegister(droppedCollector{s})
 	c("meridian_ntp_server_dropped_denied_total", "Requests dropped: the client's address is refused by ntp_server.allow/deny.", func(x ntp.ServerStats) uint64 { return x.DropDenied })
 	c("meridian_ntp_server_dropped_source_port_total", "Requests dropped: UDP source port 0 (spoofed; no reply can reach it).", func(x ntp.ServerStats) uint64 { return x.DropSourcePort })
 	c("meridian_ntp_server_rate_dropped_total", "Requests dropped: over the rate limit.", func(x ntp.ServerStats) uint64 { return x.RateDropped })
@@ -160,5 +219,26 @@ func (m *metrics) registerServer(s *ntp.Server) {
 			Help:        "Replies the kernel refused to send, by errno (the rest of the batch is still sent).",
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, func() float64 { return float64(s.Stats().SendErrors[reason]) }))
+	}
+}
+
+// droppedCollector is meridian_ntp_server_dropped_total{reason}: every
+// request the server did not answer, by reason (the same counts as the
+// per-reason counters, in one family for rate(...) by (reason)).
+type droppedCollector struct{ s *ntp.Server }
+
+var droppedDesc = prometheus.NewDesc("meridian_ntp_server_dropped_total",
+	"NTP requests not answered, by reason: short, mode, version, source_port, denied, rate.", []string{"reason"}, nil)
+
+func (c droppedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- droppedDesc }
+
+func (c droppedCollector) Collect(ch chan<- prometheus.Metric) {
+	x := c.s.Stats()
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"short", x.DropShort}, {"mode", x.DropMode}, {"version", x.DropVersion}, {"source_port", x.DropSourcePort},
+		{"denied", x.DropDenied}, {"rate", x.RateDropped}} {
+		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(r.n), r.reason)
 	}
 }
