@@ -42,6 +42,7 @@ import (
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/internal/addr"
 	"github.com/meridiantime/meridian/internal/fsown"
+	"github.com/meridiantime/meridian/internal/rundir"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
@@ -56,27 +57,148 @@ type TimeSource interface {
 	Before(ctx context.Context, tNS int64) (bool, error)
 	// WaitUntilAfter blocks until After(tNS) is true or ctx ends.
 	WaitUntilAfter(ctx context.Context, tNS int64) error
+	// Status reports the clock's synchronisation state (it answers while
+	// unsynchronized too).
+	Status(ctx context.Context) (Status, error)
+	// Watch sends the Status at once and then at every change of status,
+	// stratum or reference; the channel closes when ctx ends or the
+	// transport fails.
+	Watch(ctx context.Context) (<-chan Status, error)
 	Close() error
+}
+
+// Status is what a TimeSource knows about the clock's synchronisation.
+type Status struct {
+	Status truetime.Status
+	// Interval is set while synchronized or in holdover.
+	Interval       truetime.Interval
+	OffsetNS       float64 // estimated local minus true time
+	FreqPPB        float64 // frequency correction applied
+	Stratum        uint8
+	Reference      string // upstream address, LOCL or a reference ID
+	RootDelay      time.Duration
+	RootDispersion time.Duration
+	LastSampleAge  time.Duration // -1: no sample
+	MaxError       time.Duration
+	// Reason says why it is not synchronized (over gRPC; "" otherwise).
+	Reason string
+	// Transport names where the status came from: "shm:PATH",
+	// "grpc:ADDRESS" or "local".
+	Transport string
+}
+
+// statusOf builds a Status from an estimate and the interval at local
+// reading localNS.
+func statusOf(e truetime.Estimate, iv truetime.Interval, localNS int64, transport string) Status {
+	s := Status{Status: iv.Status, OffsetNS: e.OffsetNS, FreqPPB: e.FreqPPB, Stratum: e.Stratum, Reference: e.Reference(),
+		RootDelay: time.Duration(e.RootDelayNS), RootDispersion: time.Duration(e.RootDispersionNS),
+		LastSampleAge: -1, MaxError: time.Duration(e.MaxErrorNS), Transport: transport}
+	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
+		s.Interval = iv
+	}
+	if e.LastSampleNS != 0 {
+		s.LastSampleAge = time.Duration(localNS - e.LastSampleNS)
+	}
+	return s
+}
+
+// WatchInterval is how often a Watch over shared memory or in-process
+// polls for a change (they cannot be woken).
+const WatchInterval = 100 * time.Millisecond
+
+// PollWatch is Watch for a source that can only be polled: status is read
+// every WatchInterval and sent when its status, stratum or reference
+// changed (and once at the start). Sources other than this package's use
+// it too.
+func PollWatch(ctx context.Context, status func(context.Context) (Status, error)) (<-chan Status, error) {
+	first, err := status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan Status, 1)
+	ch <- first
+	go func() {
+		defer close(ch)
+		last := first
+		t := time.NewTicker(WatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			s, err := status(ctx)
+			if err != nil {
+				return
+			}
+			if s.Status == last.Status && s.Stratum == last.Stratum && s.Reference == last.Reference {
+				continue
+			}
+			last = s
+			select {
+			case ch <- s:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// ---- time.Time helpers ----
+
+// NowTime is Now as time.Time values.
+func NowTime(ctx context.Context, ts TimeSource) (earliest, latest time.Time, err error) {
+	iv, err := ts.Now(ctx)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	return time.Unix(0, iv.EarliestNS), time.Unix(0, iv.LatestNS), nil
+}
+
+// AfterTime reports whether t has definitely passed.
+func AfterTime(ctx context.Context, ts TimeSource, t time.Time) (bool, error) {
+	return ts.After(ctx, t.UnixNano())
+}
+
+// BeforeTime reports whether t has definitely not arrived.
+func BeforeTime(ctx context.Context, ts TimeSource, t time.Time) (bool, error) {
+	return ts.Before(ctx, t.UnixNano())
+}
+
+// WaitUntilAfterTime blocks until t has definitely passed (commit wait).
+func WaitUntilAfterTime(ctx context.Context, ts TimeSource, t time.Time) error {
+	return ts.WaitUntilAfter(ctx, t.UnixNano())
 }
 
 // Config selects and configures a TimeSource.
 type Config struct {
 	Kind    string // "shm" (default) | "grpc"
-	ShmPath string // shm: the segment (see daemon.DefaultShmPath)
-	Address string // grpc: unix:///path or host:port
+	ShmPath string // shm: the segment ("": the daemon's, found as meridianctl finds it)
+	Address string // grpc: unix:///path or host:port ("": the daemon's unix socket)
 	TLS     TLS    // grpc over TCP: zero value means plaintext
 }
 
-// Open returns the TimeSource that c names.
+// Open returns the TimeSource that c names; Config{} is the local daemon's
+// shared-memory segment. It creates nothing. Errors name the transport and
+// the path or address that failed.
 func Open(c Config) (TimeSource, error) {
 	switch c.Kind {
 	case "", "shm":
 		if c.ShmPath == "" {
-			return nil, errors.New("client: shm needs ShmPath")
+			c.ShmPath = rundir.Locate("truetime.shm")
 		}
 		return OpenShm(c.ShmPath)
 	case "grpc":
-		return DialGRPC(c.Address, c.TLS)
+		if c.Address == "" {
+			c.Address = "unix://" + rundir.Locate("grpc.sock")
+		}
+		g, err := DialGRPC(c.Address, c.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("client: grpc %s: %w", c.Address, err)
+		}
+		return g, nil
 	default:
 		return nil, fmt.Errorf("client: kind %q: want shm or grpc", c.Kind)
 	}
@@ -114,22 +236,46 @@ func (l Local) WaitUntilAfter(ctx context.Context, tNS int64) error {
 	return l.C.WaitUntilAfter(ctx, tNS)
 }
 
+// Status implements TimeSource.
+func (l Local) Status(context.Context) (Status, error) {
+	iv, _ := l.C.Now()
+	return statusOf(l.C.Estimate(), iv, l.C.LocalNS(), "local"), nil
+}
+
+// Watch implements TimeSource (polled).
+func (l Local) Watch(ctx context.Context) (<-chan Status, error) { return PollWatch(ctx, l.Status) }
+
 // Close implements TimeSource.
 func (Local) Close() error { return nil }
 
 // ---- shared memory ----
 
 // Shm is a TimeSource over the daemon's shared-memory segment.
-type Shm struct{ r *shm.Reader }
+type Shm struct {
+	r    *shm.Reader
+	path string
+}
 
 // OpenShm maps the segment at path.
 func OpenShm(path string) (*Shm, error) {
 	r, err := shm.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client: shm %s: %w", path, err)
 	}
-	return &Shm{r: r}, nil
+	return &Shm{r: r, path: path}, nil
 }
+
+// Status implements TimeSource: the segment's estimate, judged as Now is.
+func (s *Shm) Status(context.Context) (Status, error) {
+	in, err := s.r.Inspect()
+	if err != nil {
+		return Status{}, fmt.Errorf("client: shm %s: %w", s.path, err)
+	}
+	return statusOf(in.Estimate, in.Interval, in.LocalNS, "shm:"+s.path), nil
+}
+
+// Watch implements TimeSource (polled: shared memory cannot wake a reader).
+func (s *Shm) Watch(ctx context.Context) (<-chan Status, error) { return PollWatch(ctx, s.Status) }
 
 // MaxShmSleep caps one sleep of Shm.WaitUntilAfter: shared memory cannot
 // wake a waiter, so a new, narrower estimate is noticed within this time.
@@ -255,6 +401,80 @@ type GRPC struct {
 	c    timev1.TimeServiceClient
 }
 
+// statusFromRPC converts the Status call's answer.
+func statusFromRPC(r *timev1.StatusResponse, transport string) Status {
+	s := Status{Stratum: uint8(r.GetStratum()), Reference: r.GetReferenceId(), OffsetNS: r.GetOffsetNs(), FreqPPB: r.GetFrequencyPpb(),
+		RootDelay: time.Duration(r.GetRootDelayNs()), RootDispersion: time.Duration(r.GetRootDispersionNs()),
+		LastSampleAge: time.Duration(r.GetLastSampleAgeNs()), MaxError: time.Duration(r.GetMaxErrorNs()),
+		Reason: r.GetReason(), Transport: transport}
+	switch r.GetStatus() {
+	case timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED:
+		s.Status = truetime.Synchronized
+	case timev1.ClockStatus_CLOCK_STATUS_HOLDOVER:
+		s.Status = truetime.Holdover
+	case timev1.ClockStatus_CLOCK_STATUS_DISRUPTED:
+		s.Status = truetime.Disrupted
+	default:
+		s.Status = truetime.Unsynchronized
+	}
+	if r.GetLastSampleAgeNs() < 0 {
+		s.LastSampleAge = -1
+	}
+	if iv := r.GetInterval(); iv != nil {
+		s.Interval = Interval(iv)
+		s.Interval.Status = s.Status
+	}
+	return s
+}
+
+// fail converts a call's error: the clock's own answers (unsynchronized,
+// disrupted) and the context's errors as FromStatus does; anything else
+// (the daemon unreachable, a refused call) named with the transport and
+// the address.
+func (g *GRPC) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	if e := FromStatus(err); e != err {
+		return e
+	}
+	return fmt.Errorf("client: grpc %s: %w", g.conn.Target(), err)
+}
+
+// Status implements TimeSource.
+func (g *GRPC) Status(ctx context.Context) (Status, error) {
+	r, err := g.c.Status(ctx, &timev1.StatusRequest{})
+	if err != nil {
+		return Status{}, g.fail(err)
+	}
+	return statusFromRPC(r, "grpc:"+g.conn.Target()), nil
+}
+
+// Watch implements TimeSource over the server's Watch stream (status
+// changes only).
+func (g *GRPC) Watch(ctx context.Context) (<-chan Status, error) {
+	stream, err := g.c.Watch(ctx, &timev1.WatchRequest{ChangesOnly: true})
+	if err != nil {
+		return nil, g.fail(err)
+	}
+	ch := make(chan Status, 1)
+	go func() {
+		defer close(ch)
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case ch <- statusFromRPC(r, "grpc:"+g.conn.Target()):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
 // DialGRPC returns a TimeSource over a new connection to address.
 //
 // A unix socket must sit in a directory only root, this user or a user root
@@ -345,7 +565,7 @@ func Interval(iv *timev1.Interval) truetime.Interval {
 func (g *GRPC) Now(ctx context.Context) (truetime.Interval, error) {
 	iv, err := g.c.Now(ctx, &timev1.NowRequest{})
 	if err != nil {
-		return truetime.Interval{}, FromStatus(err)
+		return truetime.Interval{}, g.fail(err)
 	}
 	return Interval(iv), nil
 }
@@ -376,7 +596,7 @@ func (g *GRPC) After(ctx context.Context, tNS int64) (bool, error) {
 	}
 	r, err := g.c.After(ctx, &timev1.TimestampRequest{TsNs: tNS})
 	if err != nil {
-		return false, FromStatus(err)
+		return false, g.fail(err)
 	}
 	return checked(r, tNS, true)
 }
@@ -388,7 +608,7 @@ func (g *GRPC) Before(ctx context.Context, tNS int64) (bool, error) {
 	}
 	r, err := g.c.Before(ctx, &timev1.TimestampRequest{TsNs: tNS})
 	if err != nil {
-		return false, FromStatus(err)
+		return false, g.fail(err)
 	}
 	return checked(r, tNS, false)
 }
@@ -399,7 +619,7 @@ func (g *GRPC) WaitUntilAfter(ctx context.Context, tNS int64) error {
 		return err
 	}
 	_, err := g.c.WaitUntilAfter(ctx, &timev1.TimestampRequest{TsNs: tNS})
-	return FromStatus(err)
+	return g.fail(err)
 }
 
 // Close closes the connection.

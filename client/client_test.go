@@ -232,3 +232,101 @@ func TestDialRefusesSymlinkedSocket(t *testing.T) {
 	}
 	g.Close()
 }
+
+// Status and Watch agree over the three transports: the same status,
+// stratum and reference, each naming its transport; Watch sends the
+// current status at once and the next change (synchronized →
+// unsynchronized) as it happens, and closes when its context ends.
+func TestStatusAndWatchOverEveryTransport(t *testing.T) {
+	f := newFixture(t)
+	now := f.tt.LocalNS()
+	synced := truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, Eps0NS: 20_000, MaxErrorNS: 1e9,
+		Stratum: 2, RefID: 0x7f000001, LastSampleNS: now, RootDelayNS: 40_000}
+	f.publish(synced)
+	srcs := f.sources(t)
+	for name, s := range srcs {
+		st, err := s.Status(context.Background())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if st.Status != truetime.Synchronized || st.Stratum != 2 || st.Reference != "127.0.0.1" || st.RootDelay != 40*time.Microsecond ||
+			st.Interval.EpsNS() < 20_000 || !strings.Contains(st.Transport, map[string]string{"shm": "shm:", "grpc": "grpc:", "local": "local"}[name]) {
+			t.Fatalf("%s: %+v", name, st)
+		}
+	}
+	for name, s := range srcs {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch, err := s.Watch(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if first := <-ch; first.Status != truetime.Synchronized {
+			t.Fatalf("%s: first %v", name, first.Status)
+		}
+		f.publish(truetime.Estimate{Status: truetime.Unsynchronized, LocalNS: f.tt.LocalNS(), MaxErrorNS: 1e9})
+		select {
+		case next := <-ch:
+			if next.Status != truetime.Unsynchronized {
+				t.Fatalf("%s: change %v", name, next.Status)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no change seen", name)
+		}
+		cancel()
+		for range ch { // closes
+		}
+		f.publish(synced)
+	}
+}
+
+// The zero Config is the local daemon's segment, found where meridianctl
+// finds it; a missing segment or daemon is an error that names the
+// transport and the path, and nothing is created on the way.
+func TestOpenDefaultsAndErrorsNameTheTransport(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", filepath.Join(tmp, "xdg"))
+	t.Setenv("TMPDIR", filepath.Join(tmp, "tmp"))
+	_ = os.MkdirAll(filepath.Join(tmp, "tmp"), 0o700)
+	_, err := client.Open(client.Config{})
+	if err == nil || !strings.Contains(err.Error(), "client: shm ") || !strings.Contains(err.Error(), "truetime.shm") {
+		t.Fatalf("no daemon, shm: %v", err)
+	}
+	// gRPC connects lazily: the first call fails, naming the transport.
+	g, err := client.Open(client.Config{Kind: "grpc", Address: "unix://" + filepath.Join(tmp, "none.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err = g.Now(ctx)
+	cancel()
+	g.Close()
+	if err == nil || errors.Is(err, truetime.ErrUnsynchronized) || !strings.Contains(err.Error(), "client: grpc ") || !strings.Contains(err.Error(), "none.sock") {
+		t.Fatalf("no daemon, grpc: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "xdg")); !os.IsNotExist(err) {
+		t.Fatalf("Open created %s: %v", filepath.Join(tmp, "xdg"), err)
+	}
+	// A segment in this user's private fallback directory is found.
+	dir := filepath.Join(tmp, "xdg", "meridian")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w, err := shm.Create(filepath.Join(dir, "truetime.shm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ts, err := client.Open(client.Config{})
+	if err != nil {
+		t.Fatalf("default segment: %v", err)
+	}
+	defer ts.Close()
+	st, err := ts.Status(context.Background())
+	if err != nil || st.Transport != "shm:"+filepath.Join(dir, "truetime.shm") {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	early, late, err := client.NowTime(context.Background(), ts)
+	if !errors.Is(err, truetime.ErrUnsynchronized) || !early.IsZero() || !late.IsZero() {
+		t.Fatalf("NowTime of an unpublished segment: %v %v %v", early, late, err)
+	}
+}

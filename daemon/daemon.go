@@ -44,6 +44,7 @@ import (
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/atomicfile"
 	"github.com/meridiantime/meridian/internal/fsown"
+	"github.com/meridiantime/meridian/internal/rundir"
 	"github.com/meridiantime/meridian/internal/sdnotify"
 	"github.com/meridiantime/meridian/ntp"
 	"github.com/meridiantime/meridian/timeservice"
@@ -176,8 +177,7 @@ func DefaultShmPath() string { return filepath.Join(runtimeDir(), "truetime.shm"
 // The system directories, most privileged first; tests point them into a
 // temporary directory.
 var (
-	systemRuntimeDir = "/run/meridian"
-	systemStateDir   = "/var/lib/meridian"
+	systemStateDir = "/var/lib/meridian"
 )
 
 func writableDir(dir string) bool {
@@ -228,11 +228,11 @@ func firstUsable(candidates []dirCandidate) string {
 
 // runtimeDirs are the candidate runtime directories, most privileged first.
 func runtimeDirs() []dirCandidate {
-	c := []dirCandidate{{systemRuntimeDir, false}}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		c = append(c, dirCandidate{filepath.Join(x, "meridian"), true})
+	var c []dirCandidate
+	for _, r := range rundir.Runtime() {
+		c = append(c, dirCandidate{r.Path, r.Private})
 	}
-	return append(c, dirCandidate{filepath.Join(os.TempDir(), "meridian-"+strconv.Itoa(os.Getuid())), true})
+	return c
 }
 
 func stateDirs() []dirCandidate {
@@ -248,35 +248,9 @@ func stateDirs() []dirCandidate {
 
 func runtimeDir() string { return firstUsable(runtimeDirs()) }
 
-// LocateRuntimeFile is where a client finds a daemon's runtime file (name
-// "truetime.shm" or "grpc.sock"): the first candidate directory holding it
-// that this user can trust (a private fallback must be this user's own with
-// mode 0700; see fsown), so an unprivileged client finds a system daemon's
-// files under /run/meridian and never one another local user planted under
-// /tmp; when none holds it, the path in the first trusted candidate (the
-// system directory when none is trusted). It creates nothing.
-func LocateRuntimeFile(name string) string {
-	fallback := ""
-	for _, d := range runtimeDirs() {
-		if d.private && fsown.CheckPrivateDir(d.path) != nil {
-			continue
-		}
-		if _, err := fsown.CheckTrustedDir(d.path); err != nil {
-			continue
-		}
-		p := filepath.Join(d.path, name)
-		if _, err := os.Lstat(p); err == nil {
-			return p
-		}
-		if fallback == "" {
-			fallback = p
-		}
-	}
-	if fallback == "" {
-		fallback = filepath.Join(systemRuntimeDir, name)
-	}
-	return fallback
-}
+// LocateRuntimeFile is rundir.Locate: where a client finds a daemon's
+// runtime file without creating anything.
+func LocateRuntimeFile(name string) string { return rundir.Locate(name) }
 
 func defaultStateDir() string { return firstUsable(stateDirs()) }
 
@@ -371,7 +345,7 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	}
 	d.driftPath = filepath.Join(d.StateDir, "drift")
 	for _, a := range cfg.GRPC.Listen {
-		if a == config.DefaultGRPCSocket && !writableDir(systemRuntimeDir) {
+		if a == config.DefaultGRPCSocket && !writableDir(rundir.SystemRuntimeDir) {
 			a = "unix://" + DefaultGRPCSocketPath() // unprivileged: next to the shm segment
 		}
 		d.grpcListen = append(d.grpcListen, a)

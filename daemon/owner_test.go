@@ -13,6 +13,7 @@ import (
 
 	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/internal/fsown"
+	"github.com/meridiantime/meridian/internal/rundir"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
@@ -172,9 +173,9 @@ func fallbackEnv(t *testing.T) string {
 	base := t.TempDir()
 	blocker := filepath.Join(base, "file")
 	_ = os.WriteFile(blocker, nil, 0o644)
-	oldRun, oldState := systemRuntimeDir, systemStateDir
-	systemRuntimeDir, systemStateDir = filepath.Join(blocker, "run"), filepath.Join(blocker, "state")
-	t.Cleanup(func() { systemRuntimeDir, systemStateDir = oldRun, oldState })
+	oldRun, oldState := rundir.SystemRuntimeDir, systemStateDir
+	rundir.SystemRuntimeDir, systemStateDir = filepath.Join(blocker, "run"), filepath.Join(blocker, "state")
+	t.Cleanup(func() { rundir.SystemRuntimeDir, systemStateDir = oldRun, oldState })
 	tmp := filepath.Join(base, "tmp")
 	_ = os.Mkdir(tmp, 0o755)
 	_ = os.Chmod(tmp, os.ModeSticky|0o777)

@@ -92,6 +92,12 @@ func (n *Node) WaitUntilAfter(ctx context.Context, t int64) error {
 // Close implements client.TimeSource.
 func (n *Node) Close() error { return nil }
 
+// Status implements client.TimeSource.
+func (n *Node) Status(ctx context.Context) (client.Status, error) { return n.src.Status(ctx) }
+
+// Watch implements client.TimeSource.
+func (n *Node) Watch(ctx context.Context) (<-chan client.Status, error) { return n.src.Watch(ctx) }
+
 // Recorder collects the history of committed transactions.
 type Recorder struct {
 	Clock *TrueClock
