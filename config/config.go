@@ -54,7 +54,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Source is one entry of sources.
 type Source struct {
-	Type         string   `yaml:"type"`         // ntp | ptp
+	Type         string   `yaml:"type"`         // ntp | pool (a name whose addresses are sources) | ptp
 	Address      string   `yaml:"address"`      // host[:port] (ntp, port 123 by default) or host (ptp)
 	Poll         Duration `yaml:"poll"`         // ntp: initial poll interval
 	MinPoll      Duration `yaml:"min_poll"`     // ntp
@@ -69,6 +69,9 @@ type Source struct {
 	NoSelect    bool     `yaml:"noselect"`
 	Prefer      bool     `yaml:"prefer"`
 	MaxDistance Duration `yaml:"max_distance"`
+	// Pool only: how many of the name's addresses to use at once (chrony's
+	// maxsources; default 4).
+	MaxSources int `yaml:"max_sources"`
 	// PTP only. All ptp sources share one client port (one pair of
 	// sockets), so these must agree between them.
 	Domain      int `yaml:"domain"`       // 0..255
@@ -108,6 +111,8 @@ const (
 	MaxWatchers          = 1 << 20
 	MaxWaiters           = 1 << 20
 	MaxAccessRules       = 1024 // entries in ntp_server.allow or deny
+	DefaultPoolSources   = 4
+	MaxPoolSources       = 16
 )
 
 // NTPServer configures the NTP server.
@@ -532,14 +537,24 @@ func (c *Config) Validate() error {
 	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d]", i)
 		switch s.Type {
-		case "ntp", "ptp":
+		case "ntp", "ptp", "pool":
 		default:
-			return bad(key+".type", "want ntp or ptp, got %q", s.Type)
+			return bad(key+".type", "want ntp, pool or ptp, got %q", s.Type)
+		}
+		if s.Type == "pool" {
+			if s.MaxSources == 0 {
+				c.Sources[i].MaxSources, s.MaxSources = DefaultPoolSources, DefaultPoolSources
+			}
+			if s.MaxSources < 1 || s.MaxSources > MaxPoolSources {
+				return bad(key+".max_sources", "must be 1..%d, got %d", MaxPoolSources, s.MaxSources)
+			}
+		} else if s.MaxSources != 0 {
+			return bad(key+".max_sources", "only for type pool, got %d", s.MaxSources)
 		}
 		if s.Address == "" {
 			return bad(key+".address", "must be set")
 		}
-		if s.Type == "ntp" {
+		if s.Type == "ntp" || s.Type == "pool" {
 			if a, ok := DefaultNTPPort(s.Address); ok {
 				c.Sources[i].Address, s.Address = a, a
 			}
@@ -590,7 +605,7 @@ func (c *Config) Validate() error {
 		default:
 			return bad(key+".timestamping", "want auto, hardware or software, got %q", s.Timestamping)
 		}
-		if s.XLeave && s.Type != "ntp" {
+		if s.XLeave && s.Type == "ptp" {
 			return bad(key+".xleave", "interleaved mode is for ntp sources, not %s", s.Type)
 		}
 		if err := ptpSource(c.Sources, i); err != nil {

@@ -109,7 +109,7 @@ func TestBadConfigs(t *testing.T) {
 		{"local_stratum: 16\n", "local_stratum: must be 0..15"},
 		{"servo: magic\n", "servo: want linreg or pi"},
 		{"step_limit: -2\n", "step_limit"},
-		{"sources: [{type: gps, address: a}]\n", "sources[0].type: want ntp or ptp"},
+		{"sources: [{type: gps, address: a}]\n", "sources[0].type: want ntp, pool or ptp"},
 		{"sources: [{type: ntp}]\n", "sources[0].address: must be set"},
 		{"sources: [{type: ntp, address: \"a:123\", poll: 1s}, {type: ntp, address: \"b:123\", poll: 10ms}]\n", "sources[1].poll: must be ≥ 125ms, got 10ms"},
 		{"sources: [{type: ntp, address: \"a:123\"}, {type: ntp, address: \"a:123\"}]\n", "sources[1].address: \"a:123\" duplicates sources[0]"},
@@ -338,6 +338,27 @@ func TestNTPPortDefault(t *testing.T) {
 		}
 		if got := c.Sources[0].Address; got != want {
 			t.Errorf("%s → %s, want %s", in, got, want)
+		}
+	}
+}
+
+// A pool entry: a name with NTP's port by default, max_sources 4 by
+// default and within 1..16, refused on other types.
+func TestPoolEntry(t *testing.T) {
+	c, err := Parse([]byte("sources: [{type: pool, address: pool.example.org, iburst: true}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Sources[0]; s.Address != "pool.example.org:123" || s.MaxSources != 4 {
+		t.Fatalf("pool entry %+v", s)
+	}
+	for y, key := range map[string]string{
+		"sources: [{type: pool, address: pool.example.org, max_sources: 17}]\n": "sources[0].max_sources",
+		"sources: [{type: ntp, address: 10.0.0.1, max_sources: 2}]\n":           "sources[0].max_sources",
+		"sources: [{type: pool, address: \"bad name\"}]\n":                      "sources[0].address",
+	} {
+		if _, err := Parse([]byte(y)); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: %v, want an error naming %s", y, err, key)
 		}
 	}
 }

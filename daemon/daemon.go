@@ -91,6 +91,8 @@ type Options struct {
 	// tests only.
 	Resolve        func(addr string) (*net.UDPAddr, error)
 	SourceRetryMin time.Duration
+	// LookupHost replaces the system resolver for pool names (tests).
+	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
 	// RealtimeAdj reads CLOCK_REALTIME's adjtimex state (modes = 0) for the
 	// ClockBound export (nil: the kernel); ClockBoundOmitRealtime publishes
 	// ε alone, as if CLOCK_REALTIME were meridiand's clock: the negative
@@ -143,6 +145,8 @@ type Daemon struct {
 	// Reload (SIGHUP): requests to Run's loop, the running sources'
 	// cancels, and names removed while their samples may be in flight.
 	reloadCh  chan reloadReq
+	pools     []*pool
+	poolCh    chan poolResult
 	srcCtx    context.Context
 	srcWG     *sync.WaitGroup
 	running   map[string]*runningSource
@@ -336,7 +340,8 @@ func New(cfg *config.Config, log *slog.Logger, opt Options) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, opt: opt, log: log, ShmPath: cfg.Shm.Path, StateDir: cfg.StateDir, lastState: 255,
 		reports: map[string]discipline.SourceReport{}, started: time.Now(),
-		reloadCh: make(chan reloadReq), running: map[string]*runningSource{}, removed: map[string]bool{}}
+		reloadCh: make(chan reloadReq), running: map[string]*runningSource{}, removed: map[string]bool{},
+		poolCh: make(chan poolResult)}
 	if d.ShmPath == "" {
 		d.ShmPath = DefaultShmPath()
 	}
@@ -472,6 +477,10 @@ func (d *Daemon) Start() (err error) {
 		}
 	}
 	d.samples = make(chan ntp.SourceSample, 64)
+	if err := d.setupPools(); err != nil {
+		d.shm.Close()
+		return err
+	}
 	for _, sc := range d.cfg.Sources {
 		if sc.Type != "ntp" {
 			continue // ptp sources: one client port, setupPTP
@@ -597,6 +606,8 @@ loop:
 			}
 		case req := <-d.reloadCh:
 			req.done <- d.applyReload(req.cfg)
+		case r := <-d.poolCh:
+			d.applyPool(r)
 		case smp := <-d.samples:
 			if d.removed[smp.Name] {
 				continue // in flight from a source a reload removed
@@ -634,6 +645,9 @@ func (d *Daemon) update() {
 	d.lastUpdate.Store(time.Now().UnixNano())
 	now := d.clk.NowNS()
 	d.markReachability()
+	if d.srcCtx != nil {
+		d.tendPools()
+	}
 	u, err := d.loop.Update()
 	if err != nil {
 		d.log.Error("applying correction", "err", err)

@@ -65,6 +65,30 @@ func (d *Daemon) startSource(src *ntp.Source) {
 	}()
 }
 
+// stopSource stops a running source and forgets it everywhere (the
+// discipline, the metrics, the Sources call), as a reload's removal does.
+func (d *Daemon) stopSource(name string) {
+	if r, ok := d.running[name]; ok {
+		r.cancel()
+		<-r.done
+		delete(d.running, name)
+	}
+	d.disc.RemoveSource(name)
+	d.m.forgetSource(name)
+	d.removed[name] = true
+	d.reportsMu.Lock()
+	delete(d.reports, name)
+	kept := d.sources[:0:0]
+	for _, s := range d.sources {
+		if s.Name != name {
+			kept = append(kept, s)
+		}
+	}
+	d.sources = kept
+	d.reportsMu.Unlock()
+	delete(d.srcStates, name)
+}
+
 // Reload applies a new configuration to the running daemon (SIGHUP): NTP
 // sources are added, removed or restarted with their new settings at once,
 // every source's selection options and the NTP server's allow/deny lists
@@ -103,29 +127,26 @@ func (d *Daemon) applyReload(cfg *config.Config) error {
 	}
 	var added, removed, restarted []string
 	for name, r := range d.running {
+		if d.poolMember(name) {
+			continue // a pool's own (pool entries need a restart to change)
+		}
 		sc, keep := want[name]
 		if keep && reflect.DeepEqual(sc, r.cfg) {
 			continue
 		}
-		r.cancel()
-		<-r.done
-		delete(d.running, name)
 		if keep {
+			r.cancel()
+			<-r.done
+			delete(d.running, name)
 			restarted = append(restarted, name)
 			continue
 		}
 		removed = append(removed, name)
-		d.disc.RemoveSource(name)
-		d.m.forgetSource(name)
-		d.removed[name] = true
-		d.reportsMu.Lock()
-		delete(d.reports, name)
-		d.reportsMu.Unlock()
-		delete(d.srcStates, name)
+		d.stopSource(name)
 	}
 	// The new configuration's sources, PTP ones as they were (a restart
 	// applies those).
-	var ptpOld []config.Source
+	var ptpOld []config.Source // and pool entries
 	for _, sc := range d.cfg.Sources {
 		if sc.Type != "ntp" {
 			ptpOld = append(ptpOld, sc)
@@ -161,6 +182,11 @@ func (d *Daemon) applyReload(cfg *config.Config) error {
 		}
 	}
 	d.reportsMu.Lock()
+	for _, s := range d.sources {
+		if d.poolMember(s.Name) {
+			sources = append(sources, s)
+		}
+	}
 	d.sources = sources
 	d.reportsMu.Unlock()
 	sort.Strings(added)
@@ -197,7 +223,7 @@ func restartKeys(old, nu *config.Config) []string {
 	}
 	var keys []string
 	if !reflect.DeepEqual(ptp(old), ptp(nu)) {
-		keys = append(keys, "sources (ptp)")
+		keys = append(keys, "sources (ptp, pool)")
 	}
 	asMap := func(c *config.Config) map[string]any {
 		x := *c
@@ -227,9 +253,14 @@ func restartKeys(old, nu *config.Config) []string {
 // (noselect, prefer, max_distance) to the discipline.
 func (d *Daemon) applySourceOptions() {
 	for _, sc := range d.cfg.Sources {
-		d.disc.SetSourceOptions(sc.Type+":"+sc.Address, discipline.SourceOptions{
-			NoSelect: sc.NoSelect, Prefer: sc.Prefer, MaxDistanceNS: int64(sc.MaxDistance)})
+		if sc.Type != "pool" {
+			d.disc.SetSourceOptions(sc.Type+":"+sc.Address, sourceOptions(sc))
+		}
 	}
+}
+
+func sourceOptions(sc config.Source) discipline.SourceOptions {
+	return discipline.SourceOptions{NoSelect: sc.NoSelect, Prefer: sc.Prefer, MaxDistanceNS: int64(sc.MaxDistance)}
 }
 
 // ntpAccess is the NTP server's allow/deny list (nil when both are empty).
