@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
+	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/hlc"
 	"github.com/meridiantime/meridian/hlc/hlcfile"
 	"github.com/meridiantime/meridian/hwts"
@@ -59,9 +60,13 @@ func (d *Daemon) sourceInfo() []*timev1.Source {
 			Sent: s.Stats.Sent.Load(), Valid: s.Stats.Valid.Load(), Rejected: s.Stats.Rejected.Load(), Timeouts: s.Stats.Timeouts.Load(),
 			TxTimestamping: hwts.Source(s.Stats.LastTxSource.Load()).String(),
 			RxTimestamping: hwts.Source(s.Stats.LastRxSource.Load()).String(),
+			PollNs:         s.Stats.PollNS.Load(), Interleaved: s.Stats.Interleaved.Load(),
+			StateReason: sourceStateWhy(discipline.SourceUnused),
 		}
 		if r, ok := d.reports[s.Name]; ok {
 			x.State = r.State.String()
+			x.StateReason = sourceStateWhy(r.State)
+			x.Samples = uint32(r.Samples)
 			x.OffsetNs, x.DelayNs, x.JitterNs, x.BoundNs = r.OffsetNS, r.DelayNS, r.JitterNS, r.BoundNS
 			if r.LastLocalNS != 0 {
 				x.LastSampleAgeNs = now - r.LastLocalNS

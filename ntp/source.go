@@ -37,6 +37,8 @@ type SourceStats struct {
 	TxStampsMissing            atomic.Uint64
 	// Interleaved counts samples from interleaved replies (xleave).
 	Interleaved atomic.Uint64
+	// PollNS is the interval to the next poll, as of the last one.
+	PollNS atomic.Int64
 }
 
 // Source polls one NTP server over UDP with user-space timestamps: t1 is read
@@ -147,6 +149,7 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 			// The register shifted at this poll: a source that stopped
 			// answering decays to 0 over 8 polls, answered or not.
 			s.Stats.Reach.Store(uint32(e.Client().Reach()))
+			s.Stats.PollNS.Store(int64(e.Client().Poll()))
 			polls++
 			if byName && polls > 8 && e.Client().Reach() == 0 {
 				// The name may point elsewhere now: the caller resolves

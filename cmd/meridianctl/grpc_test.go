@@ -26,7 +26,12 @@ func serve(t *testing.T) (string, *truetime.Clock) {
 			t.Fatal(err)
 		}
 		return timeservice.Options{HLC: h, ClockName: "virtual", Reason: func() string { return "no sample from any source yet" }, Sources: func() []*timev1.Source {
-			return []*timev1.Source{{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9}}
+			return []*timev1.Source{
+				{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9,
+					StateReason: "source selected: it agrees with the majority", Samples: 12, PollNs: 16e9, Sent: 20, Valid: 19},
+				{Name: "ntp:10.0.0.9:123", Type: "ntp", State: "unreachable", Reach: 0, Sent: 9, LastSampleAgeNs: -1,
+					StateReason: "source unreachable: no reply to its last 8 polls"},
+			}
 		}}
 	})
 }
@@ -77,7 +82,7 @@ func TestGRPCCommands(t *testing.T) {
 
 	out, err = runCtl("--addr", addr, "sources", "--json")
 	var srcs []sourceJSON
-	if err != nil || json.Unmarshal([]byte(out), &srcs) != nil || len(srcs) != 1 || srcs[0].Reach != 0o377 || srcs[0].State != "selected" {
+	if err != nil || json.Unmarshal([]byte(out), &srcs) != nil || len(srcs) != 2 || srcs[0].Reach != 0o377 || srcs[0].State != "selected" {
 		t.Fatalf("sources --json: %q %v", out, err)
 	}
 	if out, err := runCtl("--addr", addr, "sources"); err != nil || !strings.Contains(out, "REACH") || !strings.Contains(out, "377") {
@@ -219,5 +224,41 @@ func TestVersion(t *testing.T) {
 	out, err := runCtl("--version")
 	if err != nil || !strings.HasPrefix(out, "meridianctl ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("--version: %q %v", out, err)
+	}
+}
+
+
+// chronyc's views: selectdata says why, sourcestats shows the filter,
+// activity counts, sources -v explains the columns and has a poll column;
+// a command the segment cannot serve refuses --shm instead of ignoring it.
+func TestChronycParityViews(t *testing.T) {
+	addr, _ := serve(t)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runCtl(append([]string{"--addr", addr}, args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out
+	}
+	if out := run("selectdata"); !strings.Contains(out, "WHY") || !strings.Contains(out, "no reply to its last 8 polls") {
+		t.Fatalf("selectdata: %q", out)
+	}
+	if out := run("sourcestats"); !strings.Contains(out, "SAMPLES") || !strings.Contains(out, "ntp:127.0.0.1:123  12") {
+		t.Fatalf("sourcestats: %q", out)
+	}
+	if out := run("activity"); !strings.Contains(out, "1 sources online") || !strings.Contains(out, "1 sources offline") {
+		t.Fatalf("activity: %q", out)
+	}
+	if out := run("activity", "--json"); !strings.Contains(out, `"online":1`) {
+		t.Fatalf("activity --json: %q", out)
+	}
+	if out := run("sources", "-v"); !strings.Contains(out, "REACH    the last 8 polls") || !strings.Contains(out, "16s") || !strings.Contains(out, "OFFSET µs") {
+		t.Fatalf("sources -v: %q", out)
+	}
+	_, err := runCtl("--shm", "/nonexistent", "sources")
+	var e exitError
+	if !errors.As(err, &e) || e.code != 2 || !strings.Contains(e.msg, "--shm: sources needs the daemon") {
+		t.Fatalf("sources --shm: %v", err)
 	}
 }

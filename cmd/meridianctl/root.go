@@ -99,6 +99,10 @@ type sourceJSON struct {
 	Timeouts        uint64  `json:"timeouts"`
 	TxTimestamping  string  `json:"tx_timestamping"`
 	RxTimestamping  string  `json:"rx_timestamping"`
+	StateReason     string  `json:"state_reason"`
+	Samples         uint32  `json:"samples"`
+	PollNS          int64   `json:"poll_ns"`
+	Interleaved     uint64  `json:"interleaved"`
 }
 
 type hlcJSON struct {
@@ -224,14 +228,27 @@ daemon round trip; what applications on the same host use).`,
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.addr, "addr", "", "daemon address: unix:///path or host:port (default: the daemon's unix socket)")
-	pf.StringVar(&o.shm, "shm", "", "read now/status from this shared-memory segment instead of gRPC")
+	pf.StringVar(&o.shm, "shm", "", "read now/status/waitsync from this shared-memory segment instead of gRPC (other commands refuse it)")
 	pf.StringVar(&o.ca, "tls-ca", "", "TCP: CA that signed the daemon's certificate (enables TLS)")
 	pf.StringVar(&o.cert, "tls-cert", "", "TCP: client certificate for mTLS")
 	pf.StringVar(&o.key, "tls-key", "", "TCP: client key for mTLS")
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
 	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
+	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o),
+		hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
+	// --shm serves only what the segment holds; every other command needs
+	// the daemon and says so instead of ignoring the flag.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		switch cmd.Name() {
+		case "now", "status", "waitsync", "meridianctl":
+			return nil
+		}
+		if o.shm != "" {
+			return exitError{2, fmt.Sprintf("--shm: %s needs the daemon (the segment holds only the interval and its estimate): drop --shm, or use --addr", cmd.Name())}
+		}
+		return nil
+	}
 	return root
 }
 
@@ -500,63 +517,187 @@ func (o *opts) readStatus(d time.Duration) (statusJSON, error) {
 	return statusFromRPC(r), nil
 }
 
+// fetchSources reads every page of the Sources call.
+func (o *opts) fetchSources() ([]sourceJSON, error) {
+	g, ctx, done, err := o.session()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	out := []sourceJSON{}
+	for token, pages := "", 0; ; pages++ { // the reply is paged: follow next_page_token
+		if pages > 100_000 {
+			return nil, errors.New("sources: the server keeps returning pages")
+		}
+		r, err := g.Service().Sources(ctx, &timev1.SourcesRequest{PageSize: timeservice.MaxSourcesPage, PageToken: token})
+		if err != nil {
+			return nil, o.rpcErr(err)
+		}
+		for _, s := range r.Sources {
+			out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
+				s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping,
+				s.StateReason, s.Samples, s.PollNs, s.Interleaved})
+		}
+		if token = r.NextPageToken; token == "" {
+			return out, nil
+		}
+	}
+}
+
+// µs formats a duration in microseconds with one unit for the whole
+// column.
+func µs(ns float64) string { return strconv.FormatFloat(ns/1e3, 'f', 1, 64) }
+
+// sourcesLegend is `sources -v`.
+const sourcesLegend = `STATE    selected: agrees with the majority and is combined
+         falseticker: its interval misses the majority's intersection
+         too_few: agrees, but fewer sources than min_sources do
+         unreachable: no reply to its last 8 polls   noselect: configured so
+         too_far: its bound exceeds max_distance      unused: no fresh sample
+REACH    the last 8 polls, octal, newest in the lowest bit (377: all answered)
+POLL     interval between polls now
+OFFSET   filtered local minus source, µs     DELAY   round trip of the filtered sample, µs
+JITTER   RMS of the filter's offsets, µs     BOUND   half-width of the source's interval, µs
+LAST     age of the newest sample            STAMPS  where t1/t4 came from: user, software, hardware
+`
+
 func sourcesCmd(o *opts) *cobra.Command {
-	return &cobra.Command{
+	var verbose bool
+	c := &cobra.Command{
 		Use:   "sources",
-		Short: "List the time sources: state, reach, offset, delay, jitter, bound",
-		Long: `State is what the last discipline update did with the source: selected
-(agreed with the majority and was combined), falseticker (outside the
-majority's intersection), too_few (agreeing set below min_sources),
-unreachable (no reply to its last 8 polls) or unused (no fresh sample). Reach is the 8-bit register of the last polls, octal as in
-chronyc. Offset is local minus source.`,
+		Short: "List the time sources: state, reach, poll, offset, delay, jitter, bound",
+		Long: `State is what the last discipline update did with the source (-v explains
+each, as chronyc sources -v does; selectdata says why). Reach is the 8-bit
+register of the last polls, octal as in chronyc. Offset is local minus
+source. Every offset, delay, jitter and bound column is in microseconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			g, ctx, done, err := o.session()
+			out, err := o.fetchSources()
 			if err != nil {
 				return err
 			}
-			defer done()
-			var out []sourceJSON
-			for token, pages := "", 0; ; pages++ { // the reply is paged: follow next_page_token
-				if pages > 100_000 {
-					return errors.New("sources: the server keeps returning pages")
-				}
-				r, err := g.Service().Sources(ctx, &timev1.SourcesRequest{PageSize: timeservice.MaxSourcesPage, PageToken: token})
-				if err != nil {
-					return o.rpcErr(err)
-				}
-				for _, s := range r.Sources {
-					out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
-						s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping})
-				}
-				if token = r.NextPageToken; token == "" {
-					break
-				}
-			}
 			if o.json {
-				if out == nil {
-					out = []sourceJSON{}
-				}
 				return o.printJSON(out)
+			}
+			if verbose {
+				fmt.Fprint(o.stdout, sourcesLegend)
 			}
 			if len(out) == 0 {
 				fmt.Fprintln(o.stdout, "no sources configured (the daemon may be its own reference: see local_stratum)")
 				return nil
 			}
 			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tSTRATUM\tREACH\tOFFSET\tDELAY\tJITTER\tBOUND\tLAST\tVALID/SENT\tSTAMPS(tx/rx)")
+			fmt.Fprintln(tw, "NAME\tSTATE\tSTRATUM\tREACH\tPOLL\tOFFSET µs\tDELAY µs\tJITTER µs\tBOUND µs\tLAST\tVALID/SENT\tSTAMPS(tx/rx)")
 			for _, s := range out {
-				last := "-"
-				if s.LastSampleAgeNS >= 0 {
-					last = time.Duration(s.LastSampleAgeNS).Round(time.Millisecond).String()
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%03o\t%v\t%v\t%v\t%v\t%s\t%d/%d\t%s/%s\n", s.Name, s.State, s.Stratum, s.Reach,
-					time.Duration(s.OffsetNS), time.Duration(s.DelayNS), time.Duration(s.JitterNS), time.Duration(s.BoundNS),
-					last, s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%03o\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s/%s\n", s.Name, s.State, s.Stratum, s.Reach,
+					fmtPoll(s.PollNS), µs(s.OffsetNS), µs(float64(s.DelayNS)), µs(s.JitterNS), µs(s.BoundNS),
+					fmtAge(s.LastSampleAgeNS), s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
 			}
 			return tw.Flush()
 		},
 	}
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "print a legend of the columns and states first")
+	return c
+}
+
+func fmtPoll(ns int64) string {
+	if ns <= 0 {
+		return "-"
+	}
+	return time.Duration(ns).String()
+}
+
+func fmtAge(ns int64) string {
+	if ns < 0 {
+		return "-"
+	}
+	return time.Duration(ns).Round(time.Millisecond).String()
+}
+
+// selectdataCmd is chronyc selectdata: why each source is or is not used.
+func selectdataCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "selectdata",
+		Short: "Why each source is or is not selected",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			out, err := o.fetchSources()
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return o.printJSON(out)
+			}
+			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tREACH\tBOUND µs\tWHY")
+			for _, s := range out {
+				fmt.Fprintf(tw, "%s\t%s\t%03o\t%s\t%s\n", s.Name, s.State, s.Reach, µs(s.BoundNS), s.StateReason)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// sourcestatsCmd is chronyc sourcestats: each source's clock filter.
+func sourcestatsCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sourcestats",
+		Short: "Each source's clock filter: samples, offset, jitter, bound, interleaved samples",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			out, err := o.fetchSources()
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return o.printJSON(out)
+			}
+			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSAMPLES\tOFFSET µs\tJITTER µs\tBOUND µs\tLAST\tVALID\tREJECTED\tTIMEOUTS\tINTERLEAVED")
+			for _, s := range out {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", s.Name, s.Samples, µs(s.OffsetNS), µs(s.JitterNS), µs(s.BoundNS),
+					fmtAge(s.LastSampleAgeNS), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// activityCmd is chronyc activity: how many sources answer.
+func activityCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "activity",
+		Short: "How many sources are online (answering), offline (unreachable) or not yet polled",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			out, err := o.fetchSources()
+			if err != nil {
+				return err
+			}
+			var a activityJSON
+			for _, s := range out {
+				switch {
+				case s.Reach != 0:
+					a.Online++
+				case s.Sent > 0:
+					a.Offline++
+				default:
+					a.Unpolled++
+				}
+			}
+			if o.json {
+				return o.printJSON(a)
+			}
+			fmt.Fprintf(o.stdout, "%d sources online\n%d sources offline\n%d sources not yet polled\n", a.Online, a.Offline, a.Unpolled)
+			return nil
+		},
+	}
+}
+
+type activityJSON struct {
+	Online   int `json:"online"`
+	Offline  int `json:"offline"`
+	Unpolled int `json:"unpolled"`
 }
 
 func printHLC(o *opts, t *timev1.HLCTimestamp) error {

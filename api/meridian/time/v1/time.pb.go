@@ -583,7 +583,7 @@ type Source struct {
 	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Address         string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Type            string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`   // ntp | ptp
-	State           string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // unused | selected | falseticker | too_few | unreachable
+	State           string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // unused | selected | falseticker | too_few | unreachable | noselect | too_far
 	Stratum         uint32                 `protobuf:"varint,5,opt,name=stratum,proto3" json:"stratum,omitempty"`
 	Reach           uint32                 `protobuf:"varint,6,opt,name=reach,proto3" json:"reach,omitempty"`                        // 8-bit register, newest poll in bit 0
 	OffsetNs        float64                `protobuf:"fixed64,7,opt,name=offset_ns,json=offsetNs,proto3" json:"offset_ns,omitempty"` // filtered local minus source
@@ -597,6 +597,10 @@ type Source struct {
 	Timeouts        uint64                 `protobuf:"varint,15,opt,name=timeouts,proto3" json:"timeouts,omitempty"`
 	TxTimestamping  string                 `protobuf:"bytes,16,opt,name=tx_timestamping,json=txTimestamping,proto3" json:"tx_timestamping,omitempty"` // where the last t1 came from: user | software | hardware
 	RxTimestamping  string                 `protobuf:"bytes,17,opt,name=rx_timestamping,json=rxTimestamping,proto3" json:"rx_timestamping,omitempty"`
+	StateReason     string                 `protobuf:"bytes,18,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"` // why the source is in its state (selectdata)
+	Samples         uint32                 `protobuf:"varint,19,opt,name=samples,proto3" json:"samples,omitempty"`                           // samples in the source's clock filter
+	PollNs          int64                  `protobuf:"varint,20,opt,name=poll_ns,json=pollNs,proto3" json:"poll_ns,omitempty"`               // interval between polls now (0: unknown)
+	Interleaved     uint64                 `protobuf:"varint,21,opt,name=interleaved,proto3" json:"interleaved,omitempty"`                   // samples from interleaved replies
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -748,6 +752,34 @@ func (x *Source) GetRxTimestamping() string {
 		return x.RxTimestamping
 	}
 	return ""
+}
+
+func (x *Source) GetStateReason() string {
+	if x != nil {
+		return x.StateReason
+	}
+	return ""
+}
+
+func (x *Source) GetSamples() uint32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *Source) GetPollNs() int64 {
+	if x != nil {
+		return x.PollNs
+	}
+	return 0
+}
+
+func (x *Source) GetInterleaved() uint64 {
+	if x != nil {
+		return x.Interleaved
+	}
+	return 0
 }
 
 type SourcesResponse struct {
@@ -1052,7 +1084,7 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\x0eSourcesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\xe1\x03\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xd9\x04\n" +
 	"\x06Source\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -1071,7 +1103,11 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\brejected\x18\x0e \x01(\x04R\brejected\x12\x1a\n" +
 	"\btimeouts\x18\x0f \x01(\x04R\btimeouts\x12'\n" +
 	"\x0ftx_timestamping\x18\x10 \x01(\tR\x0etxTimestamping\x12'\n" +
-	"\x0frx_timestamping\x18\x11 \x01(\tR\x0erxTimestamping\"m\n" +
+	"\x0frx_timestamping\x18\x11 \x01(\tR\x0erxTimestamping\x12!\n" +
+	"\fstate_reason\x18\x12 \x01(\tR\vstateReason\x12\x18\n" +
+	"\asamples\x18\x13 \x01(\rR\asamples\x12\x17\n" +
+	"\apoll_ns\x18\x14 \x01(\x03R\x06pollNs\x12 \n" +
+	"\vinterleaved\x18\x15 \x01(\x04R\vinterleaved\"m\n" +
 	"\x0fSourcesResponse\x122\n" +
 	"\asources\x18\x01 \x03(\v2\x18.meridian.time.v1.SourceR\asources\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
