@@ -74,14 +74,7 @@ func TestClockBoundExport(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "clockbound", "shm0")
 		b, cancelB, doneB := startDaemonOpt(t, fmt.Sprintf("clockbound: {path: %q}\nsources: [{type: ntp, address: %q, poll: 125ms}]\n", path, a.NTPServerAddr()),
 			Options{Tick: 20 * time.Millisecond, ClockBoundOmitRealtime: omit})
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := b.Clock().Now(); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("B not synchronized")
-			}
-		}
+		waitSynced(t, b)
 		time.Sleep(300 * time.Millisecond)
 		misses := 0
 		for i := range 10 {

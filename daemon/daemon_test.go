@@ -33,6 +33,14 @@ func startDaemon(t *testing.T, yaml string) (*Daemon, context.CancelFunc, chan e
 // in parallel).
 func startDaemonOpt(t *testing.T, yaml string, opt Options) (*Daemon, context.CancelFunc, chan error) {
 	t.Helper()
+	return runDaemonOpt(t, tempConfig(t, yaml), opt)
+}
+
+// tempConfig parses yaml and puts the daemon's files in a temporary
+// directory, its metrics on an ephemeral port and (unless yaml sets grpc)
+// its gRPC socket in that directory.
+func tempConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -44,7 +52,27 @@ func startDaemonOpt(t *testing.T, yaml string, opt Options) (*Daemon, context.Ca
 	if !strings.Contains(yaml, "grpc:") {
 		cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
 	}
-	return runDaemonOpt(t, cfg, opt)
+	return cfg
+}
+
+// eventually polls cond every 20 ms until it holds, failing the test with
+// what after timeout.
+func eventually(t *testing.T, timeout time.Duration, what func() string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+	}
+}
+
+// waitSynced waits until d's TrueTime answers.
+func waitSynced(t *testing.T, d *Daemon) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() string { return "not synchronized in 10 s" }, func() bool {
+		_, err := d.Clock().Now()
+		return err == nil
+	})
 }
 
 // freeUDPAddr is a loopback UDP address that was free a moment ago (for a
@@ -68,7 +96,13 @@ func runDaemon(t *testing.T, cfg *config.Config) (*Daemon, context.CancelFunc, c
 
 func runDaemonOpt(t *testing.T, cfg *config.Config, opt Options) (*Daemon, context.CancelFunc, chan error) {
 	t.Helper()
-	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opt)
+	return runDaemonLog(t, cfg, opt, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// runDaemonLog is runDaemonOpt with the daemon logging to log.
+func runDaemonLog(t *testing.T, cfg *config.Config, opt Options, log *slog.Logger) (*Daemon, context.CancelFunc, chan error) {
+	t.Helper()
+	d, err := New(cfg, log, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

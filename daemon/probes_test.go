@@ -35,14 +35,7 @@ func TestPrometheusAndProbes(t *testing.T) {
 	defer func() { cancelL(); <-doneL }()
 	b, cancelB, doneB := startDaemon(t, fmt.Sprintf("sources: [{type: ntp, address: %q, poll: 125ms}]\n", a.NTPServerAddr()))
 	defer func() { cancelB(); <-doneB }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := b.Clock().Now(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("B not synchronized")
-		}
-	}
+	waitSynced(t, b)
 	time.Sleep(300 * time.Millisecond)
 
 	if code, body := get(t, "http://"+lone.MetricsAddr()+"/readyz"); code != 503 || !strings.Contains(body, "no sources configured") {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
-	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/truetime"
 )
 
@@ -63,25 +60,8 @@ func metricValue(t *testing.T, d *Daemon, series string) (float64, bool) {
 func TestDeadSourceDecaysAndIsDeselected(t *testing.T) {
 	a, cancelA, doneA := startDaemon(t, "local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:0\"]}\n")
 	addr := a.NTPServerAddr()
-	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(fmt.Sprintf("sources: [{type: ntp, address: %q, poll: 125ms}]\n", addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), "127.0.0.1:0"
-	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
-	logs := &lockedBuf{}
-	b, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)), Options{Tick: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancelB := context.WithCancel(context.Background())
-	doneB := make(chan error, 1)
-	go func() { doneB <- b.Run(ctx) }()
-	defer func() { cancelB(); <-doneB }()
+	b, logs, stopB := startLogged(t, fmt.Sprintf("sources: [{type: ntp, address: %q, poll: 125ms}]\n", addr), Options{Tick: 20 * time.Millisecond})
+	defer stopB()
 	series := `meridian_source_reach{source="ntp:` + addr + `"}`
 	state := func() string {
 		for _, s := range b.sourceInfo() {
@@ -89,26 +69,17 @@ func TestDeadSourceDecaysAndIsDeselected(t *testing.T) {
 		}
 		return ""
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if v, _ := metricValue(t, b, series); v == 255 && state() == "selected" && b.Clock().Estimate().Status == truetime.Synchronized {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B never reached reach 377 with the source selected (state %q)", state())
-		}
-	}
+	eventually(t, 10*time.Second, func() string { return "B never reached reach 377 with the source selected: " + state() }, func() bool {
+		v, _ := metricValue(t, b, series)
+		return v == 255 && state() == "selected" && b.Clock().Estimate().Status == truetime.Synchronized
+	})
 	cancelA()
 	<-doneA
 	killed := time.Now()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually(t, 10*time.Second, func() string { return "10 s after the kill: state " + state() }, func() bool {
 		v, ok := metricValue(t, b, series)
-		if ok && v == 0 && state() == "unreachable" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("10 s after the kill: reach %v, state %q", v, state())
-		}
-	}
+		return ok && v == 0 && state() == "unreachable"
+	})
 	t.Logf("reach 0 and deselected %v after the kill", time.Since(killed).Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond) // more updates: still logged once
 	if n := strings.Count(logs.String(), "source unreachable"); n != 1 {

@@ -1,41 +1,21 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/meridiantime/meridian/config"
 )
 
 // startLogged is startDaemonOpt with the daemon's log kept.
 func startLogged(t *testing.T, yaml string, opt Options) (*Daemon, *lockedBuf, func()) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Shm.Path, cfg.StateDir, cfg.Metrics.Listen = filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"), "127.0.0.1:0"
-	cfg.GRPC.Listen = config.ListenList{"unix://" + filepath.Join(dir, "grpc.sock")}
 	logs := &lockedBuf{}
-	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)), opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	d, cancel, done := runDaemonLog(t, tempConfig(t, yaml), opt, slog.New(slog.NewTextHandler(logs, nil)))
 	return d, logs, func() { cancel(); <-done }
 }
 

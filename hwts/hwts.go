@@ -300,8 +300,9 @@ func (s *Socket) NextTxID() uint32 {
 
 const hdr = unix.SizeofCmsghdr
 
-// cmsgs iterates control messages without allocating.
-func eachCmsg(oob []byte, f func(level, typ int32, data []byte)) {
+// EachCmsg calls f with every control message in oob (level, type and
+// its data, a slice of oob), without allocating.
+func EachCmsg(oob []byte, f func(level, typ int32, data []byte)) {
 	for len(oob) >= hdr {
 		l := int(binary.NativeEndian.Uint64(oob[0:8]))
 		if l < hdr || l > len(oob) {
@@ -340,7 +341,7 @@ func stampFrom(d []byte) (Stamp, bool) {
 func ParseRx(oob []byte) (Stamp, bool) {
 	var st Stamp
 	var ok bool
-	eachCmsg(oob, func(level, typ int32, d []byte) {
+	EachCmsg(oob, func(level, typ int32, d []byte) {
 		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPING && !ok {
 			st, ok = stampFrom(d)
 		}
@@ -353,7 +354,7 @@ func parseTx(oob []byte) (Stamp, uint32, bool) {
 	var st Stamp
 	var id uint32
 	var haveStamp, haveID bool
-	eachCmsg(oob, func(level, typ int32, d []byte) {
+	EachCmsg(oob, func(level, typ int32, d []byte) {
 		switch {
 		case level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPING:
 			st, haveStamp = stampFrom(d)

@@ -428,22 +428,13 @@ func BenchmarkPTPGrandmasterVsPtp4l(b *testing.B) {
 		var pid int
 		switch server {
 		case "meridiand":
-			bin := buildMeridiand(b)
-			dir := b.TempDir()
-			cfg := filepath.Join(dir, "m.yaml")
-			_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`local_stratum: 1
+			_, d := runMeridiandCmd(b, nsB, fmt.Sprintf(`local_stratum: 1
 ptp_server: {listen: [%q], workers: 1, max_clients: 65536, timestamping: software}
 metrics: {listen: ""}
 grpc: {listen: []}
-shm: {path: %s}
-state_dir: %s
-`, addrB, filepath.Join(dir, "tt.shm"), filepath.Join(dir, "state"))), 0o644)
-			d := exec.Command("ip", "netns", "exec", nsB, bin, "--config", cfg)
-			d.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-			if err := d.Start(); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = d.Process.Kill(); _ = d.Wait() })
+shm: {path: DIR/tt.shm}
+state_dir: DIR/state
+`, addrB))
 			pid = d.Process.Pid
 			time.Sleep(500 * time.Millisecond)
 		case "ptp4l":

@@ -90,7 +90,15 @@ func ptp4lCmd(t testing.TB, ns, conf string) (<-chan string, *exec.Cmd) {
 // runMeridiand runs the meridiand binary in namespace ns with yaml (the
 // string DIR replaced by a temp directory); killed by PID when the test
 // ends.
-func runMeridiand(t *testing.T, ns, yaml string) (dir string) {
+func runMeridiand(t testing.TB, ns, yaml string) (dir string) {
+	t.Helper()
+	dir, _ = runMeridiandCmd(t, ns, yaml)
+	return dir
+}
+
+// runMeridiandCmd is runMeridiand, also returning the process (its PID is
+// meridiand's: ip execs it).
+func runMeridiandCmd(t testing.TB, ns, yaml string) (dir string, d *exec.Cmd) {
 	t.Helper()
 	bin := buildMeridiand(t)
 	dir = t.TempDir()
@@ -98,7 +106,7 @@ func runMeridiand(t *testing.T, ns, yaml string) (dir string) {
 	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(yaml, "DIR", dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := exec.Command("ip", "netns", "exec", ns, bin, "--config", cfg)
+	d = exec.Command("ip", "netns", "exec", ns, bin, "--config", cfg)
 	d.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, _ := os.Create(filepath.Join(dir, "meridiand.log"))
 	d.Stdout, d.Stderr = logf, logf
@@ -113,7 +121,7 @@ func runMeridiand(t *testing.T, ns, yaml string) (dir string) {
 			t.Logf("meridiand log:\n%s", b)
 		}
 	})
-	return dir
+	return dir, d
 }
 
 var masterOffsetRe = regexp.MustCompile(`master offset\s+(-?\d+) s\d freq\s+[-+]?\d+ path delay\s+(-?\d+)`)

@@ -155,14 +155,9 @@ func OpenMap(path string, o MapOptions) (*Map, error) {
 	if dev == nil {
 		dev = realDevice{}
 	}
-	fd, err := dev.Open(path)
+	fd, caps, err := openDevice(path, dev)
 	if err != nil {
-		return nil, fmt.Errorf("phc: open %s: %w", path, err)
-	}
-	caps, err := dev.Caps(fd)
-	if err != nil {
-		dev.Close(fd)
-		return nil, fmt.Errorf("phc: %s: PTP_CLOCK_GETCAPS: %w", path, err)
+		return nil, err
 	}
 	m, err := NewMap(fd, caps, o)
 	if err != nil {

@@ -79,21 +79,31 @@ func Open(path string, dev Device, adj system.Adjtimer) (*Clock, error) {
 	if dev == nil {
 		dev = realDevice{}
 	}
-	fd, err := dev.Open(path)
+	fd, caps, err := openDevice(path, dev)
 	if err != nil {
-		return nil, fmt.Errorf("phc: open %s: %w", path, err)
+		return nil, err
 	}
-	caps, err := dev.Caps(fd)
 	maxAdj := caps.Max_adj
-	if err != nil {
-		dev.Close(fd)
-		return nil, fmt.Errorf("phc: %s: PTP_CLOCK_GETCAPS: %w", path, err)
-	}
 	if maxAdj <= 0 {
 		dev.Close(fd)
 		return nil, fmt.Errorf("phc: %s reports max_adj %d ppb: cannot be disciplined", path, maxAdj)
 	}
 	return &Clock{Clock: system.NewClockID(adj, ClockID(fd), float64(maxAdj)), dev: dev, fd: fd, path: path, caps: caps}, nil
+}
+
+// openDevice opens the PHC at path and reads its capabilities (closing it
+// again when that fails).
+func openDevice(path string, dev Device) (int, unix.PtpClockCaps, error) {
+	fd, err := dev.Open(path)
+	if err != nil {
+		return 0, unix.PtpClockCaps{}, fmt.Errorf("phc: open %s: %w", path, err)
+	}
+	caps, err := dev.Caps(fd)
+	if err != nil {
+		dev.Close(fd)
+		return 0, unix.PtpClockCaps{}, fmt.Errorf("phc: %s: PTP_CLOCK_GETCAPS: %w", path, err)
+	}
+	return fd, caps, nil
 }
 
 // FD is the open device's descriptor (for a Map on the same device).

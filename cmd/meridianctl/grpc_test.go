@@ -227,7 +227,6 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-
 // chronyc's views: selectdata says why, sourcestats shows the filter,
 // activity counts, sources -v explains the columns and has a poll column;
 // a command the segment cannot serve refuses --shm instead of ignoring it.

@@ -614,11 +614,12 @@ func fmtAge(ns int64) string {
 	return time.Duration(ns).Round(time.Millisecond).String()
 }
 
-// selectdataCmd is chronyc selectdata: why each source is or is not used.
-func selectdataCmd(o *opts) *cobra.Command {
+// sourceTableCmd is a view of the Sources call: a table with header and
+// one row per source, or the sources as JSON.
+func sourceTableCmd(o *opts, use, short, header string, row func(s sourceJSON) string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "selectdata",
-		Short: "Why each source is or is not selected",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			out, err := o.fetchSources()
@@ -629,38 +630,31 @@ func selectdataCmd(o *opts) *cobra.Command {
 				return o.printJSON(out)
 			}
 			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tREACH\tBOUND µs\tWHY")
+			fmt.Fprintln(tw, header)
 			for _, s := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%03o\t%s\t%s\n", s.Name, s.State, s.Reach, µs(s.BoundNS), s.StateReason)
+				fmt.Fprintln(tw, row(s))
 			}
 			return tw.Flush()
 		},
 	}
 }
 
+// selectdataCmd is chronyc selectdata: why each source is or is not used.
+func selectdataCmd(o *opts) *cobra.Command {
+	return sourceTableCmd(o, "selectdata", "Why each source is or is not selected", "NAME\tSTATE\tREACH\tBOUND µs\tWHY",
+		func(s sourceJSON) string {
+			return fmt.Sprintf("%s\t%s\t%03o\t%s\t%s", s.Name, s.State, s.Reach, µs(s.BoundNS), s.StateReason)
+		})
+}
+
 // sourcestatsCmd is chronyc sourcestats: each source's clock filter.
 func sourcestatsCmd(o *opts) *cobra.Command {
-	return &cobra.Command{
-		Use:   "sourcestats",
-		Short: "Each source's clock filter: samples, offset, jitter, bound, interleaved samples",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			out, err := o.fetchSources()
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return o.printJSON(out)
-			}
-			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSAMPLES\tOFFSET µs\tJITTER µs\tBOUND µs\tLAST\tVALID\tREJECTED\tTIMEOUTS\tINTERLEAVED")
-			for _, s := range out {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", s.Name, s.Samples, µs(s.OffsetNS), µs(s.JitterNS), µs(s.BoundNS),
-					fmtAge(s.LastSampleAgeNS), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
-			}
-			return tw.Flush()
-		},
-	}
+	return sourceTableCmd(o, "sourcestats", "Each source's clock filter: samples, offset, jitter, bound, interleaved samples",
+		"NAME\tSAMPLES\tOFFSET µs\tJITTER µs\tBOUND µs\tLAST\tVALID\tREJECTED\tTIMEOUTS\tINTERLEAVED",
+		func(s sourceJSON) string {
+			return fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d", s.Name, s.Samples, µs(s.OffsetNS), µs(s.JitterNS), µs(s.BoundNS),
+				fmtAge(s.LastSampleAgeNS), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
+		})
 }
 
 // activityCmd is chronyc activity: how many sources answer.

@@ -84,29 +84,18 @@ func (n *NIC) RewriteRx(oob []byte) {
 // SCM_TIMESTAMPING message by ts[2] (raw hardware) in PHC time: the PHC's
 // reading at the raw instant the software stamp was taken.
 func (n *NIC) rewrite(oob []byte, rawNow, realtimeNow int64) {
-	const hdr = unix.SizeofCmsghdr
-	for len(oob) >= hdr {
-		l := int(binary.NativeEndian.Uint64(oob[0:8]))
-		if l < hdr || l > len(oob) {
+	hwts.EachCmsg(oob, func(level, typ int32, d []byte) {
+		if level != unix.SOL_SOCKET || typ != unix.SCM_TIMESTAMPING || len(d) < 48 {
 			return
 		}
-		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
-		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
-		if d := oob[hdr:l]; level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPING && len(d) >= 48 {
-			sw := int64(binary.NativeEndian.Uint64(d[0:]))*1e9 + int64(binary.NativeEndian.Uint64(d[8:]))
-			if sw != 0 {
-				hw := n.PHC.At(rawNow - (realtimeNow - sw))
-				clear(d[0:16])
-				binary.NativeEndian.PutUint64(d[32:], uint64(hw/1e9))
-				binary.NativeEndian.PutUint64(d[40:], uint64(hw%1e9))
-			}
+		sw := int64(binary.NativeEndian.Uint64(d[0:]))*1e9 + int64(binary.NativeEndian.Uint64(d[8:]))
+		if sw != 0 {
+			hw := n.PHC.At(rawNow - (realtimeNow - sw))
+			clear(d[0:16])
+			binary.NativeEndian.PutUint64(d[32:], uint64(hw/1e9))
+			binary.NativeEndian.PutUint64(d[40:], uint64(hw%1e9))
 		}
-		step := (l + 7) &^ 7
-		if step > len(oob) {
-			return
-		}
-		oob = oob[step:]
-	}
+	})
 }
 
 // Opener returns the hwts.Options.PHC function for this NIC: it measures

@@ -169,9 +169,23 @@ func (t *Tx) Delete(key string) error {
 // also returns the operations of the last attempt (for a caller that
 // learns the outcome otherwise, e.g. after a simulated crash).
 func (r *Recorder) Update(ctx context.Context, db *txn.DB, clientID int, fn func(*Tx) error) (txn.Timestamp, []check.Op, error) {
+	return r.record(ctx, db.UpdateTS, clientID, fn)
+}
+
+// View runs db.ViewTS and records it if it succeeded.
+func (r *Recorder) View(ctx context.Context, db *txn.DB, clientID int, fn func(*Tx) error) error {
+	_, _, err := r.record(ctx, db.ViewTS, clientID, fn)
+	return err
+}
+
+// record runs one transaction through run (db.UpdateTS or db.ViewTS),
+// timing it on the harness clock, and adds it to the history when it
+// succeeded.
+func (r *Recorder) record(ctx context.Context, run func(context.Context, func(*txn.Tx) error) (txn.Timestamp, error),
+	clientID int, fn func(*Tx) error) (txn.Timestamp, []check.Op, error) {
 	var ops []check.Op
 	start := r.Clock.NowNS()
-	ts, err := db.UpdateTS(ctx, func(tx *txn.Tx) error {
+	ts, err := run(ctx, func(tx *txn.Tx) error {
 		t := &Tx{tx: tx}
 		err := fn(t)
 		ops = t.ops
@@ -182,23 +196,6 @@ func (r *Recorder) Update(ctx context.Context, db *txn.DB, clientID int, fn func
 		r.Add(check.Txn{Client: clientID, Start: start, Ack: ack, TS: ts, Ops: ops})
 	}
 	return ts, ops, err
-}
-
-// View runs db.ViewTS and records it if it succeeded.
-func (r *Recorder) View(ctx context.Context, db *txn.DB, clientID int, fn func(*Tx) error) error {
-	var ops []check.Op
-	start := r.Clock.NowNS()
-	ts, err := db.ViewTS(ctx, func(tx *txn.Tx) error {
-		t := &Tx{tx: tx}
-		err := fn(t)
-		ops = t.ops
-		return err
-	})
-	ack := r.Clock.NowNS()
-	if err == nil {
-		r.Add(check.Txn{Client: clientID, Start: start, Ack: ack, TS: ts, Ops: ops})
-	}
-	return err
 }
 
 // Workload is what each worker runs.
