@@ -438,18 +438,7 @@ state_dir: DIR/state
 			pid = d.Process.Pid
 			time.Sleep(500 * time.Millisecond)
 		case "ptp4l":
-			lines, cmd := ptp4lCmd(b, nsB, fmt.Sprintf(`[global]
-free_running 1
-masterOnly 1
-unicast_listen 1
-clockClass 6
-time_stamping software
-network_transport UDPv4
-delay_mechanism E2E
-uds_address DIR/master.sock
-logging_level 6
-[%s]
-`, p.Iface[impair.B]))
+			lines, cmd := ptp4lCmd(b, nsB, ptp4lMasterConf(p.Iface[impair.B]))
 			pid = cmd.Process.Pid
 			// A master-only ptp4l grants nothing until it takes the
 			// grandmaster role (after its announce receipt timeout).

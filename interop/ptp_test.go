@@ -124,6 +124,24 @@ func runMeridiandCmd(t testing.TB, ns, yaml string) (dir string, d *exec.Cmd) {
 	return dir, d
 }
 
+// ptp4lMasterConf is ptp4l as a unicast master on iface: master only,
+// unicast_listen, clockClass 6 (a reference, not 248), software stamps,
+// UDPv4, E2E, free running.
+func ptp4lMasterConf(iface string) string {
+	return fmt.Sprintf(`[global]
+free_running 1
+masterOnly 1
+unicast_listen 1
+clockClass 6
+time_stamping software
+network_transport UDPv4
+delay_mechanism E2E
+uds_address DIR/master.sock
+logging_level 6
+[%s]
+`, iface)
+}
+
 var masterOffsetRe = regexp.MustCompile(`master offset\s+(-?\d+) s\d freq\s+[-+]?\d+ path delay\s+(-?\d+)`)
 
 // ptp4l (linuxptp 3.1.1, software stamps, unicast UDPv4, slave only, free
@@ -196,18 +214,7 @@ func TestMeridianClientOfPtp4lMaster(t *testing.T) {
 	need(t, "ptp4l")
 	p := netnsPair(t)
 	nsA, nsB, addrB := p.NS[impair.A], p.NS[impair.B], p.Addr[impair.B].String()
-	ptp4l(t, nsB, fmt.Sprintf(`[global]
-free_running 1
-masterOnly 1
-unicast_listen 1
-clockClass 6
-time_stamping software
-network_transport UDPv4
-delay_mechanism E2E
-uds_address DIR/master.sock
-logging_level 6
-[%s]
-`, p.Iface[impair.B]))
+	ptp4l(t, nsB, ptp4lMasterConf(p.Iface[impair.B]))
 	dir := runMeridiand(t, nsA, fmt.Sprintf(`local_stratum: 0
 clock_offset: -4ms
 sources: [{type: ptp, address: %q, timestamping: software, poll: 1s}]
