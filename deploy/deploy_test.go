@@ -218,9 +218,9 @@ func TestKubernetesConfigMap(t *testing.T) {
 	if port["name"] != "metrics" || port["containerPort"] != 9390 || !strings.HasSuffix(cfg.Metrics.Listen, ":9390") {
 		t.Errorf("metrics port %v vs metrics.listen %q", port, cfg.Metrics.Listen)
 	}
-	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
-		if p := get(t, c, probe, "httpGet", "path"); p != "/metrics" {
-			t.Errorf("%s path %v", probe, p)
+	for probe, want := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+		if p := get(t, c, probe, "httpGet", "path"); p != want {
+			t.Errorf("%s path %v, want %s", probe, p, want)
 		}
 	}
 	ann := get(t, ds, "spec", "template", "metadata", "annotations").(map[string]any)
