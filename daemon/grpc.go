@@ -31,7 +31,7 @@ func (d *Daemon) startGRPC() error {
 		Help: "HLCUpdate calls refused because the remote timestamp was further ahead than the max offset.",
 	}, func() float64 { return float64(d.hlc.Rejected()) }))
 	svc, err := timeservice.NewService(timeservice.Options{
-		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, Reason: d.statusReason, MaxWatchers: d.cfg.GRPC.MaxWatchers,
+		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, Reason: d.statusReason, ServerStats: d.serverStats, MaxWatchers: d.cfg.GRPC.MaxWatchers,
 		MaxWaiters: d.cfg.GRPC.MaxWaiters, MaxWaitersPerConn: d.cfg.GRPC.MaxWaitersPerConn,
 	})
 	if err != nil {
@@ -75,4 +75,31 @@ func (d *Daemon) sourceInfo() []*timev1.Source {
 		out = append(out, x)
 	}
 	return append(out, d.ptpSourceInfo(now)...)
+}
+
+// serverStats is the ServerStats call: the NTP server's and the PTP
+// grandmasters' counters since start.
+func (d *Daemon) serverStats() *timev1.ServerStatsResponse {
+	r := &timev1.ServerStatsResponse{}
+	if d.ntpServer != nil {
+		x := d.ntpServer.Stats()
+		r.NtpEnabled = true
+		r.NtpRequests, r.NtpReplies, r.NtpKodRate = x.Requests, x.Replies, x.KoDRate
+		r.NtpInterleavedReplies, r.NtpUnsynchronizedReplies = x.InterleavedReplies, x.RepliesUnsynchronized
+		r.NtpDropped = map[string]uint64{"short": x.DropShort, "mode": x.DropMode, "version": x.DropVersion,
+			"source_port": x.DropSourcePort, "denied": x.DropDenied, "rate": x.RateDropped}
+	}
+	for _, s := range d.ptp.server {
+		c := s.Counters()
+		r.PtpEnabled = true
+		r.PtpClients += uint64(c.Clients)
+		r.PtpGrants += uint64(c.Grants)
+		r.PtpDenied += uint64(c.DeniedRate + c.DeniedDuration + c.DeniedClients + c.DeniedType)
+		r.PtpSyncs += uint64(c.Syncs)
+		r.PtpFollowUps += uint64(c.FollowUps)
+		r.PtpDelayResps += uint64(c.DelayResps)
+		r.PtpTxTimeouts += uint64(c.TxTimeouts)
+		r.PtpDropped += uint64(c.DroppedShort + c.DroppedVersion + c.DroppedDomain + c.DroppedType)
+	}
+	return r
 }

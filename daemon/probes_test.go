@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -73,6 +76,10 @@ func TestPrometheusAndProbes(t *testing.T) {
 		t.Fatal("synchronized daemon's gauges")
 	}
 	_ = val(b, "meridian_source_timeouts"+src)
+	st, err := a.svc.ServerStats(context.Background(), &timev1.ServerStatsRequest{})
+	if err != nil || !st.NtpEnabled || st.NtpRequests == 0 || st.NtpReplies == 0 || st.PtpEnabled {
+		t.Fatalf("A's ServerStats %+v %v", st, err)
+	}
 	if val(a, `meridian_ntp_server_dropped_total{reason="denied"}`) != 0 || val(a, `meridian_reference_info{reference="LOCL"}`) != 1 {
 		t.Fatal("A's drops by reason or local reference")
 	}

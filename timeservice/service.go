@@ -34,6 +34,8 @@ type Options struct {
 	// Reason says why the status is not synchronized (nil: Status reports
 	// none).
 	Reason func() string
+	// ServerStats fills the ServerStats call (nil: everything off).
+	ServerStats func() *timev1.ServerStatsResponse
 	// MaxWatchers caps concurrent Watch streams (0 → 1024).
 	MaxWatchers int
 	// HLCRestartWait is how long an HLC call waits, right after a restart,
@@ -279,6 +281,14 @@ func (s *Service) status() *timev1.StatusResponse {
 // Status implements TimeService.Status; it never fails.
 func (s *Service) Status(context.Context, *timev1.StatusRequest) (*timev1.StatusResponse, error) {
 	return s.status(), nil
+}
+
+// ServerStats implements TimeService.ServerStats; it never fails.
+func (s *Service) ServerStats(context.Context, *timev1.ServerStatsRequest) (*timev1.ServerStatsResponse, error) {
+	if s.opt.ServerStats == nil {
+		return &timev1.ServerStatsResponse{}, nil
+	}
+	return s.opt.ServerStats(), nil
 }
 
 // Sources implements TimeService.Sources, a page at a time: page_token is

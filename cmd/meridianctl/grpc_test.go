@@ -25,14 +25,17 @@ func serve(t *testing.T) (string, *truetime.Clock) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return timeservice.Options{HLC: h, ClockName: "virtual", Reason: func() string { return "no sample from any source yet" }, Sources: func() []*timev1.Source {
-			return []*timev1.Source{
-				{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9,
-					StateReason: "source selected: it agrees with the majority", Samples: 12, PollNs: 16e9, Sent: 20, Valid: 19},
-				{Name: "ntp:10.0.0.9:123", Type: "ntp", State: "unreachable", Reach: 0, Sent: 9, LastSampleAgeNs: -1,
-					StateReason: "source unreachable: no reply to its last 8 polls"},
-			}
-		}}
+		return timeservice.Options{HLC: h, ClockName: "virtual", Reason: func() string { return "no sample from any source yet" },
+			ServerStats: func() *timev1.ServerStatsResponse {
+				return &timev1.ServerStatsResponse{NtpEnabled: true, NtpRequests: 120, NtpReplies: 117, NtpDropped: map[string]uint64{"denied": 3, "rate": 0}}
+			}, Sources: func() []*timev1.Source {
+				return []*timev1.Source{
+					{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9,
+						StateReason: "source selected: it agrees with the majority", Samples: 12, PollNs: 16e9, Sent: 20, Valid: 19},
+					{Name: "ntp:10.0.0.9:123", Type: "ntp", State: "unreachable", Reach: 0, Sent: 9, LastSampleAgeNs: -1,
+						StateReason: "source unreachable: no reply to its last 8 polls"},
+				}
+			}}
 	})
 }
 
@@ -254,6 +257,9 @@ func TestChronycParityViews(t *testing.T) {
 	}
 	if out := run("sources", "-v"); !strings.Contains(out, "REACH    the last 8 polls") || !strings.Contains(out, "16s") || !strings.Contains(out, "OFFSET µs") {
 		t.Fatalf("sources -v: %q", out)
+	}
+	if out := run("serverstats"); !strings.Contains(out, "NTP requests received  : 120") || !strings.Contains(out, "NTP requests dropped   : 3 denied 3") {
+		t.Fatalf("serverstats: %q", out)
 	}
 	_, err := runCtl("--shm", "/nonexistent", "sources")
 	var e exitError

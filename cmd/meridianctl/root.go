@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -235,7 +236,7 @@ daemon round trip; what applications on the same host use).`,
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
 	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o),
+	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o),
 		hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
 	// --shm serves only what the segment holds; every other command needs
 	// the daemon and says so instead of ignoring the flag.
@@ -655,6 +656,57 @@ func sourcestatsCmd(o *opts) *cobra.Command {
 			return fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d", s.Name, s.Samples, µs(s.OffsetNS), µs(s.JitterNS), µs(s.BoundNS),
 				fmtAge(s.LastSampleAgeNS), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
 		})
+}
+
+// serverstatsCmd is chronyc serverstats: the NTP server's and the PTP
+// grandmaster's counters.
+func serverstatsCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serverstats",
+		Short: "The NTP server's and the PTP grandmaster's counters since start",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			g, ctx, done, err := o.session()
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, err := g.Service().ServerStats(ctx, &timev1.ServerStatsRequest{})
+			if err != nil {
+				return o.rpcErr(err)
+			}
+			if o.json {
+				return o.printJSON(r)
+			}
+			tw := tabwriter.NewWriter(o.stdout, 0, 0, 1, ' ', 0)
+			if !r.NtpEnabled && !r.PtpEnabled {
+				fmt.Fprintln(o.stdout, "no NTP server and no PTP grandmaster configured")
+				return nil
+			}
+			if r.NtpEnabled {
+				var dropped uint64
+				reasons := make([]string, 0, len(r.NtpDropped))
+				for k, v := range r.NtpDropped {
+					dropped += v
+					if v > 0 {
+						reasons = append(reasons, fmt.Sprintf("%s %d", k, v))
+					}
+				}
+				sort.Strings(reasons)
+				fmt.Fprintf(tw, "NTP requests received\t: %d\n", r.NtpRequests)
+				fmt.Fprintf(tw, "NTP replies sent\t: %d (interleaved %d, unsynchronized %d)\n", r.NtpReplies, r.NtpInterleavedReplies, r.NtpUnsynchronizedReplies)
+				fmt.Fprintf(tw, "NTP kiss-o'-death RATE\t: %d\n", r.NtpKodRate)
+				fmt.Fprintf(tw, "NTP requests dropped\t: %d %s\n", dropped, strings.Join(reasons, ", "))
+			}
+			if r.PtpEnabled {
+				fmt.Fprintf(tw, "PTP clients\t: %d (grants %d, denied %d)\n", r.PtpClients, r.PtpGrants, r.PtpDenied)
+				fmt.Fprintf(tw, "PTP Sync / Follow_Up / Delay_Resp\t: %d / %d / %d\n", r.PtpSyncs, r.PtpFollowUps, r.PtpDelayResps)
+				fmt.Fprintf(tw, "PTP TX stamp timeouts\t: %d\n", r.PtpTxTimeouts)
+				fmt.Fprintf(tw, "PTP messages dropped\t: %d\n", r.PtpDropped)
+			}
+			return tw.Flush()
+		},
+	}
 }
 
 // activityCmd is chronyc activity: how many sources answer.

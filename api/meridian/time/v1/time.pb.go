@@ -835,6 +835,206 @@ func (x *SourcesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ServerStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerStatsRequest) Reset() {
+	*x = ServerStatsRequest{}
+	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerStatsRequest) ProtoMessage() {}
+
+func (x *ServerStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerStatsRequest.ProtoReflect.Descriptor instead.
+func (*ServerStatsRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{9}
+}
+
+type ServerStatsResponse struct {
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	NtpEnabled               bool                   `protobuf:"varint,1,opt,name=ntp_enabled,json=ntpEnabled,proto3" json:"ntp_enabled,omitempty"` // an NTP server listens
+	NtpRequests              uint64                 `protobuf:"varint,2,opt,name=ntp_requests,json=ntpRequests,proto3" json:"ntp_requests,omitempty"`
+	NtpReplies               uint64                 `protobuf:"varint,3,opt,name=ntp_replies,json=ntpReplies,proto3" json:"ntp_replies,omitempty"` // kiss-o'-death RATE excluded
+	NtpKodRate               uint64                 `protobuf:"varint,4,opt,name=ntp_kod_rate,json=ntpKodRate,proto3" json:"ntp_kod_rate,omitempty"`
+	NtpDropped               map[string]uint64      `protobuf:"bytes,5,rep,name=ntp_dropped,json=ntpDropped,proto3" json:"ntp_dropped,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // by reason: short, mode, version, source_port, denied, rate
+	NtpInterleavedReplies    uint64                 `protobuf:"varint,6,opt,name=ntp_interleaved_replies,json=ntpInterleavedReplies,proto3" json:"ntp_interleaved_replies,omitempty"`
+	NtpUnsynchronizedReplies uint64                 `protobuf:"varint,7,opt,name=ntp_unsynchronized_replies,json=ntpUnsynchronizedReplies,proto3" json:"ntp_unsynchronized_replies,omitempty"`
+	PtpEnabled               bool                   `protobuf:"varint,10,opt,name=ptp_enabled,json=ptpEnabled,proto3" json:"ptp_enabled,omitempty"` // a PTP grandmaster listens
+	PtpClients               uint64                 `protobuf:"varint,11,opt,name=ptp_clients,json=ptpClients,proto3" json:"ptp_clients,omitempty"`
+	PtpGrants                uint64                 `protobuf:"varint,12,opt,name=ptp_grants,json=ptpGrants,proto3" json:"ptp_grants,omitempty"`
+	PtpDenied                uint64                 `protobuf:"varint,13,opt,name=ptp_denied,json=ptpDenied,proto3" json:"ptp_denied,omitempty"` // requests refused (rate, duration, clients, type)
+	PtpSyncs                 uint64                 `protobuf:"varint,14,opt,name=ptp_syncs,json=ptpSyncs,proto3" json:"ptp_syncs,omitempty"`
+	PtpFollowUps             uint64                 `protobuf:"varint,15,opt,name=ptp_follow_ups,json=ptpFollowUps,proto3" json:"ptp_follow_ups,omitempty"`
+	PtpDelayResps            uint64                 `protobuf:"varint,16,opt,name=ptp_delay_resps,json=ptpDelayResps,proto3" json:"ptp_delay_resps,omitempty"`
+	PtpTxTimeouts            uint64                 `protobuf:"varint,17,opt,name=ptp_tx_timeouts,json=ptpTxTimeouts,proto3" json:"ptp_tx_timeouts,omitempty"`
+	PtpDropped               uint64                 `protobuf:"varint,18,opt,name=ptp_dropped,json=ptpDropped,proto3" json:"ptp_dropped,omitempty"` // short, version, domain, type
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *ServerStatsResponse) Reset() {
+	*x = ServerStatsResponse{}
+	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerStatsResponse) ProtoMessage() {}
+
+func (x *ServerStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerStatsResponse.ProtoReflect.Descriptor instead.
+func (*ServerStatsResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ServerStatsResponse) GetNtpEnabled() bool {
+	if x != nil {
+		return x.NtpEnabled
+	}
+	return false
+}
+
+func (x *ServerStatsResponse) GetNtpRequests() uint64 {
+	if x != nil {
+		return x.NtpRequests
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetNtpReplies() uint64 {
+	if x != nil {
+		return x.NtpReplies
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetNtpKodRate() uint64 {
+	if x != nil {
+		return x.NtpKodRate
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetNtpDropped() map[string]uint64 {
+	if x != nil {
+		return x.NtpDropped
+	}
+	return nil
+}
+
+func (x *ServerStatsResponse) GetNtpInterleavedReplies() uint64 {
+	if x != nil {
+		return x.NtpInterleavedReplies
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetNtpUnsynchronizedReplies() uint64 {
+	if x != nil {
+		return x.NtpUnsynchronizedReplies
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpEnabled() bool {
+	if x != nil {
+		return x.PtpEnabled
+	}
+	return false
+}
+
+func (x *ServerStatsResponse) GetPtpClients() uint64 {
+	if x != nil {
+		return x.PtpClients
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpGrants() uint64 {
+	if x != nil {
+		return x.PtpGrants
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpDenied() uint64 {
+	if x != nil {
+		return x.PtpDenied
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpSyncs() uint64 {
+	if x != nil {
+		return x.PtpSyncs
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpFollowUps() uint64 {
+	if x != nil {
+		return x.PtpFollowUps
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpDelayResps() uint64 {
+	if x != nil {
+		return x.PtpDelayResps
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpTxTimeouts() uint64 {
+	if x != nil {
+		return x.PtpTxTimeouts
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetPtpDropped() uint64 {
+	if x != nil {
+		return x.PtpDropped
+	}
+	return 0
+}
+
 type WatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ChangesOnly   bool                   `protobuf:"varint,1,opt,name=changes_only,json=changesOnly,proto3" json:"changes_only,omitempty"`         // only status changes
@@ -845,7 +1045,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1057,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1070,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{9}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchRequest) GetChangesOnly() bool {
@@ -895,7 +1095,7 @@ type HLCNowRequest struct {
 
 func (x *HLCNowRequest) Reset() {
 	*x = HLCNowRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1107,7 @@ func (x *HLCNowRequest) String() string {
 func (*HLCNowRequest) ProtoMessage() {}
 
 func (x *HLCNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1120,7 @@ func (x *HLCNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLCNowRequest.ProtoReflect.Descriptor instead.
 func (*HLCNowRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{10}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{12}
 }
 
 // HLCTimestamp is (wall_ns, logical), ordered by wall_ns then logical. The
@@ -937,7 +1137,7 @@ type HLCTimestamp struct {
 
 func (x *HLCTimestamp) Reset() {
 	*x = HLCTimestamp{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1149,7 @@ func (x *HLCTimestamp) String() string {
 func (*HLCTimestamp) ProtoMessage() {}
 
 func (x *HLCTimestamp) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1162,7 @@ func (x *HLCTimestamp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLCTimestamp.ProtoReflect.Descriptor instead.
 func (*HLCTimestamp) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{11}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HLCTimestamp) GetLogical() uint32 {
@@ -1003,7 +1203,7 @@ type HLCUpdateRequest struct {
 
 func (x *HLCUpdateRequest) Reset() {
 	*x = HLCUpdateRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1215,7 @@ func (x *HLCUpdateRequest) String() string {
 func (*HLCUpdateRequest) ProtoMessage() {}
 
 func (x *HLCUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1228,7 @@ func (x *HLCUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLCUpdateRequest.ProtoReflect.Descriptor instead.
 func (*HLCUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{12}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HLCUpdateRequest) GetRemoteWallNs() int64 {
@@ -1110,7 +1310,38 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\vinterleaved\x18\x15 \x01(\x04R\vinterleaved\"m\n" +
 	"\x0fSourcesResponse\x122\n" +
 	"\asources\x18\x01 \x03(\v2\x18.meridian.time.v1.SourceR\asources\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x14\n" +
+	"\x12ServerStatsRequest\"\xdd\x05\n" +
+	"\x13ServerStatsResponse\x12\x1f\n" +
+	"\vntp_enabled\x18\x01 \x01(\bR\n" +
+	"ntpEnabled\x12!\n" +
+	"\fntp_requests\x18\x02 \x01(\x04R\vntpRequests\x12\x1f\n" +
+	"\vntp_replies\x18\x03 \x01(\x04R\n" +
+	"ntpReplies\x12 \n" +
+	"\fntp_kod_rate\x18\x04 \x01(\x04R\n" +
+	"ntpKodRate\x12V\n" +
+	"\vntp_dropped\x18\x05 \x03(\v25.meridian.time.v1.ServerStatsResponse.NtpDroppedEntryR\n" +
+	"ntpDropped\x126\n" +
+	"\x17ntp_interleaved_replies\x18\x06 \x01(\x04R\x15ntpInterleavedReplies\x12<\n" +
+	"\x1antp_unsynchronized_replies\x18\a \x01(\x04R\x18ntpUnsynchronizedReplies\x12\x1f\n" +
+	"\vptp_enabled\x18\n" +
+	" \x01(\bR\n" +
+	"ptpEnabled\x12\x1f\n" +
+	"\vptp_clients\x18\v \x01(\x04R\n" +
+	"ptpClients\x12\x1d\n" +
+	"\n" +
+	"ptp_grants\x18\f \x01(\x04R\tptpGrants\x12\x1d\n" +
+	"\n" +
+	"ptp_denied\x18\r \x01(\x04R\tptpDenied\x12\x1b\n" +
+	"\tptp_syncs\x18\x0e \x01(\x04R\bptpSyncs\x12$\n" +
+	"\x0eptp_follow_ups\x18\x0f \x01(\x04R\fptpFollowUps\x12&\n" +
+	"\x0fptp_delay_resps\x18\x10 \x01(\x04R\rptpDelayResps\x12&\n" +
+	"\x0fptp_tx_timeouts\x18\x11 \x01(\x04R\rptpTxTimeouts\x12\x1f\n" +
+	"\vptp_dropped\x18\x12 \x01(\x04R\n" +
+	"ptpDropped\x1a=\n" +
+	"\x0fNtpDroppedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"Y\n" +
 	"\fWatchRequest\x12!\n" +
 	"\fchanges_only\x18\x01 \x01(\bR\vchangesOnly\x12&\n" +
 	"\x0fmin_interval_ms\x18\x02 \x01(\x03R\rminIntervalMs\"\x0f\n" +
@@ -1132,14 +1363,15 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\rLeapIndicator\x12\x17\n" +
 	"\x13LEAP_INDICATOR_NONE\x10\x00\x12\x19\n" +
 	"\x15LEAP_INDICATOR_INSERT\x10\x01\x12\x19\n" +
-	"\x15LEAP_INDICATOR_DELETE\x10\x022\xc1\x05\n" +
+	"\x15LEAP_INDICATOR_DELETE\x10\x022\x9d\x06\n" +
 	"\vTimeService\x12?\n" +
 	"\x03Now\x12\x1c.meridian.time.v1.NowRequest\x1a\x1a.meridian.time.v1.Interval\x12K\n" +
 	"\x05After\x12\".meridian.time.v1.TimestampRequest\x1a\x1e.meridian.time.v1.BoolResponse\x12L\n" +
 	"\x06Before\x12\".meridian.time.v1.TimestampRequest\x1a\x1e.meridian.time.v1.BoolResponse\x12P\n" +
 	"\x0eWaitUntilAfter\x12\".meridian.time.v1.TimestampRequest\x1a\x1a.meridian.time.v1.Interval\x12K\n" +
 	"\x06Status\x12\x1f.meridian.time.v1.StatusRequest\x1a .meridian.time.v1.StatusResponse\x12N\n" +
-	"\aSources\x12 .meridian.time.v1.SourcesRequest\x1a!.meridian.time.v1.SourcesResponse\x12K\n" +
+	"\aSources\x12 .meridian.time.v1.SourcesRequest\x1a!.meridian.time.v1.SourcesResponse\x12Z\n" +
+	"\vServerStats\x12$.meridian.time.v1.ServerStatsRequest\x1a%.meridian.time.v1.ServerStatsResponse\x12K\n" +
 	"\x05Watch\x12\x1e.meridian.time.v1.WatchRequest\x1a .meridian.time.v1.StatusResponse0\x01\x12I\n" +
 	"\x06HLCNow\x12\x1f.meridian.time.v1.HLCNowRequest\x1a\x1e.meridian.time.v1.HLCTimestamp\x12O\n" +
 	"\tHLCUpdate\x12\".meridian.time.v1.HLCUpdateRequest\x1a\x1e.meridian.time.v1.HLCTimestampB>Z<github.com/meridiantime/meridian/api/meridian/time/v1;timev1b\x06proto3"
@@ -1157,23 +1389,26 @@ func file_meridian_time_v1_time_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_time_v1_time_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meridian_time_v1_time_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_meridian_time_v1_time_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_meridian_time_v1_time_proto_goTypes = []any{
-	(ClockStatus)(0),         // 0: meridian.time.v1.ClockStatus
-	(LeapIndicator)(0),       // 1: meridian.time.v1.LeapIndicator
-	(*NowRequest)(nil),       // 2: meridian.time.v1.NowRequest
-	(*TimestampRequest)(nil), // 3: meridian.time.v1.TimestampRequest
-	(*Interval)(nil),         // 4: meridian.time.v1.Interval
-	(*BoolResponse)(nil),     // 5: meridian.time.v1.BoolResponse
-	(*StatusRequest)(nil),    // 6: meridian.time.v1.StatusRequest
-	(*StatusResponse)(nil),   // 7: meridian.time.v1.StatusResponse
-	(*SourcesRequest)(nil),   // 8: meridian.time.v1.SourcesRequest
-	(*Source)(nil),           // 9: meridian.time.v1.Source
-	(*SourcesResponse)(nil),  // 10: meridian.time.v1.SourcesResponse
-	(*WatchRequest)(nil),     // 11: meridian.time.v1.WatchRequest
-	(*HLCNowRequest)(nil),    // 12: meridian.time.v1.HLCNowRequest
-	(*HLCTimestamp)(nil),     // 13: meridian.time.v1.HLCTimestamp
-	(*HLCUpdateRequest)(nil), // 14: meridian.time.v1.HLCUpdateRequest
+	(ClockStatus)(0),            // 0: meridian.time.v1.ClockStatus
+	(LeapIndicator)(0),          // 1: meridian.time.v1.LeapIndicator
+	(*NowRequest)(nil),          // 2: meridian.time.v1.NowRequest
+	(*TimestampRequest)(nil),    // 3: meridian.time.v1.TimestampRequest
+	(*Interval)(nil),            // 4: meridian.time.v1.Interval
+	(*BoolResponse)(nil),        // 5: meridian.time.v1.BoolResponse
+	(*StatusRequest)(nil),       // 6: meridian.time.v1.StatusRequest
+	(*StatusResponse)(nil),      // 7: meridian.time.v1.StatusResponse
+	(*SourcesRequest)(nil),      // 8: meridian.time.v1.SourcesRequest
+	(*Source)(nil),              // 9: meridian.time.v1.Source
+	(*SourcesResponse)(nil),     // 10: meridian.time.v1.SourcesResponse
+	(*ServerStatsRequest)(nil),  // 11: meridian.time.v1.ServerStatsRequest
+	(*ServerStatsResponse)(nil), // 12: meridian.time.v1.ServerStatsResponse
+	(*WatchRequest)(nil),        // 13: meridian.time.v1.WatchRequest
+	(*HLCNowRequest)(nil),       // 14: meridian.time.v1.HLCNowRequest
+	(*HLCTimestamp)(nil),        // 15: meridian.time.v1.HLCTimestamp
+	(*HLCUpdateRequest)(nil),    // 16: meridian.time.v1.HLCUpdateRequest
+	nil,                         // 17: meridian.time.v1.ServerStatsResponse.NtpDroppedEntry
 }
 var file_meridian_time_v1_time_proto_depIdxs = []int32{
 	0,  // 0: meridian.time.v1.Interval.status:type_name -> meridian.time.v1.ClockStatus
@@ -1182,29 +1417,32 @@ var file_meridian_time_v1_time_proto_depIdxs = []int32{
 	1,  // 3: meridian.time.v1.StatusResponse.leap:type_name -> meridian.time.v1.LeapIndicator
 	4,  // 4: meridian.time.v1.StatusResponse.interval:type_name -> meridian.time.v1.Interval
 	9,  // 5: meridian.time.v1.SourcesResponse.sources:type_name -> meridian.time.v1.Source
-	2,  // 6: meridian.time.v1.TimeService.Now:input_type -> meridian.time.v1.NowRequest
-	3,  // 7: meridian.time.v1.TimeService.After:input_type -> meridian.time.v1.TimestampRequest
-	3,  // 8: meridian.time.v1.TimeService.Before:input_type -> meridian.time.v1.TimestampRequest
-	3,  // 9: meridian.time.v1.TimeService.WaitUntilAfter:input_type -> meridian.time.v1.TimestampRequest
-	6,  // 10: meridian.time.v1.TimeService.Status:input_type -> meridian.time.v1.StatusRequest
-	8,  // 11: meridian.time.v1.TimeService.Sources:input_type -> meridian.time.v1.SourcesRequest
-	11, // 12: meridian.time.v1.TimeService.Watch:input_type -> meridian.time.v1.WatchRequest
-	12, // 13: meridian.time.v1.TimeService.HLCNow:input_type -> meridian.time.v1.HLCNowRequest
-	14, // 14: meridian.time.v1.TimeService.HLCUpdate:input_type -> meridian.time.v1.HLCUpdateRequest
-	4,  // 15: meridian.time.v1.TimeService.Now:output_type -> meridian.time.v1.Interval
-	5,  // 16: meridian.time.v1.TimeService.After:output_type -> meridian.time.v1.BoolResponse
-	5,  // 17: meridian.time.v1.TimeService.Before:output_type -> meridian.time.v1.BoolResponse
-	4,  // 18: meridian.time.v1.TimeService.WaitUntilAfter:output_type -> meridian.time.v1.Interval
-	7,  // 19: meridian.time.v1.TimeService.Status:output_type -> meridian.time.v1.StatusResponse
-	10, // 20: meridian.time.v1.TimeService.Sources:output_type -> meridian.time.v1.SourcesResponse
-	7,  // 21: meridian.time.v1.TimeService.Watch:output_type -> meridian.time.v1.StatusResponse
-	13, // 22: meridian.time.v1.TimeService.HLCNow:output_type -> meridian.time.v1.HLCTimestamp
-	13, // 23: meridian.time.v1.TimeService.HLCUpdate:output_type -> meridian.time.v1.HLCTimestamp
-	15, // [15:24] is the sub-list for method output_type
-	6,  // [6:15] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	17, // 6: meridian.time.v1.ServerStatsResponse.ntp_dropped:type_name -> meridian.time.v1.ServerStatsResponse.NtpDroppedEntry
+	2,  // 7: meridian.time.v1.TimeService.Now:input_type -> meridian.time.v1.NowRequest
+	3,  // 8: meridian.time.v1.TimeService.After:input_type -> meridian.time.v1.TimestampRequest
+	3,  // 9: meridian.time.v1.TimeService.Before:input_type -> meridian.time.v1.TimestampRequest
+	3,  // 10: meridian.time.v1.TimeService.WaitUntilAfter:input_type -> meridian.time.v1.TimestampRequest
+	6,  // 11: meridian.time.v1.TimeService.Status:input_type -> meridian.time.v1.StatusRequest
+	8,  // 12: meridian.time.v1.TimeService.Sources:input_type -> meridian.time.v1.SourcesRequest
+	11, // 13: meridian.time.v1.TimeService.ServerStats:input_type -> meridian.time.v1.ServerStatsRequest
+	13, // 14: meridian.time.v1.TimeService.Watch:input_type -> meridian.time.v1.WatchRequest
+	14, // 15: meridian.time.v1.TimeService.HLCNow:input_type -> meridian.time.v1.HLCNowRequest
+	16, // 16: meridian.time.v1.TimeService.HLCUpdate:input_type -> meridian.time.v1.HLCUpdateRequest
+	4,  // 17: meridian.time.v1.TimeService.Now:output_type -> meridian.time.v1.Interval
+	5,  // 18: meridian.time.v1.TimeService.After:output_type -> meridian.time.v1.BoolResponse
+	5,  // 19: meridian.time.v1.TimeService.Before:output_type -> meridian.time.v1.BoolResponse
+	4,  // 20: meridian.time.v1.TimeService.WaitUntilAfter:output_type -> meridian.time.v1.Interval
+	7,  // 21: meridian.time.v1.TimeService.Status:output_type -> meridian.time.v1.StatusResponse
+	10, // 22: meridian.time.v1.TimeService.Sources:output_type -> meridian.time.v1.SourcesResponse
+	12, // 23: meridian.time.v1.TimeService.ServerStats:output_type -> meridian.time.v1.ServerStatsResponse
+	7,  // 24: meridian.time.v1.TimeService.Watch:output_type -> meridian.time.v1.StatusResponse
+	15, // 25: meridian.time.v1.TimeService.HLCNow:output_type -> meridian.time.v1.HLCTimestamp
+	15, // 26: meridian.time.v1.TimeService.HLCUpdate:output_type -> meridian.time.v1.HLCTimestamp
+	17, // [17:27] is the sub-list for method output_type
+	7,  // [7:17] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_meridian_time_v1_time_proto_init() }
@@ -1218,7 +1456,7 @@ func file_meridian_time_v1_time_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_time_v1_time_proto_rawDesc), len(file_meridian_time_v1_time_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

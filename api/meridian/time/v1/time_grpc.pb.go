@@ -34,6 +34,7 @@ const (
 	TimeService_WaitUntilAfter_FullMethodName = "/meridian.time.v1.TimeService/WaitUntilAfter"
 	TimeService_Status_FullMethodName         = "/meridian.time.v1.TimeService/Status"
 	TimeService_Sources_FullMethodName        = "/meridian.time.v1.TimeService/Sources"
+	TimeService_ServerStats_FullMethodName    = "/meridian.time.v1.TimeService/ServerStats"
 	TimeService_Watch_FullMethodName          = "/meridian.time.v1.TimeService/Watch"
 	TimeService_HLCNow_FullMethodName         = "/meridian.time.v1.TimeService/HLCNow"
 	TimeService_HLCUpdate_FullMethodName      = "/meridian.time.v1.TimeService/HLCUpdate"
@@ -65,6 +66,9 @@ type TimeServiceClient interface {
 	// Sources lists the configured time sources and their last state, a page
 	// at a time (in configuration order).
 	Sources(ctx context.Context, in *SourcesRequest, opts ...grpc.CallOption) (*SourcesResponse, error)
+	// ServerStats reports the NTP server's and the PTP grandmaster's counters
+	// since start (chronyc serverstats).
+	ServerStats(ctx context.Context, in *ServerStatsRequest, opts ...grpc.CallOption) (*ServerStatsResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
 	// min_interval_ms). Streams are capped per daemon: RESOURCE_EXHAUSTED.
@@ -151,6 +155,16 @@ func (c *timeServiceClient) Sources(ctx context.Context, in *SourcesRequest, opt
 	return out, nil
 }
 
+func (c *timeServiceClient) ServerStats(ctx context.Context, in *ServerStatsRequest, opts ...grpc.CallOption) (*ServerStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerStatsResponse)
+	err := c.cc.Invoke(ctx, TimeService_ServerStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *timeServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &TimeService_ServiceDesc.Streams[0], TimeService_Watch_FullMethodName, cOpts...)
@@ -216,6 +230,9 @@ type TimeServiceServer interface {
 	// Sources lists the configured time sources and their last state, a page
 	// at a time (in configuration order).
 	Sources(context.Context, *SourcesRequest) (*SourcesResponse, error)
+	// ServerStats reports the NTP server's and the PTP grandmaster's counters
+	// since start (chronyc serverstats).
+	ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
 	// min_interval_ms). Streams are capped per daemon: RESOURCE_EXHAUSTED.
@@ -259,6 +276,9 @@ func (UnimplementedTimeServiceServer) Status(context.Context, *StatusRequest) (*
 }
 func (UnimplementedTimeServiceServer) Sources(context.Context, *SourcesRequest) (*SourcesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sources not implemented")
+}
+func (UnimplementedTimeServiceServer) ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ServerStats not implemented")
 }
 func (UnimplementedTimeServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[StatusResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
@@ -398,6 +418,24 @@ func _TimeService_Sources_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TimeService_ServerStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TimeServiceServer).ServerStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TimeService_ServerStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TimeServiceServer).ServerStats(ctx, req.(*ServerStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TimeService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -475,6 +513,10 @@ var TimeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sources",
 			Handler:    _TimeService_Sources_Handler,
+		},
+		{
+			MethodName: "ServerStats",
+			Handler:    _TimeService_ServerStats_Handler,
 		},
 		{
 			MethodName: "HLCNow",
