@@ -9,6 +9,7 @@ import (
 	"github.com/meridiantime/meridian/hlc/hlcfile"
 	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/timeservice"
+	"github.com/meridiantime/meridian/truetime"
 )
 
 // startGRPC creates the HLC and opens the TimeService listeners. With
@@ -61,6 +62,9 @@ func (d *Daemon) sourceInfo() []*timev1.Source {
 			TxTimestamping: hwts.Source(s.Stats.LastTxSource.Load()).String(),
 			RxTimestamping: hwts.Source(s.Stats.LastRxSource.Load()).String(),
 			PollNs:         s.Stats.PollNS.Load(), Interleaved: s.Stats.Interleaved.Load(),
+			RootDelayNs: s.Stats.LastRootDelayNS.Load(), RootDispersionNs: s.Stats.LastRootDispersionNS.Load(),
+			Leap:         leapName(truetime.Leap(s.Stats.LastLeap.Load())),
+			LastOffsetNs: s.Stats.LastOffsetNS.Load(), LastDelayNs: s.Stats.LastDelayNS.Load(),
 			StateReason: sourceStateWhy(discipline.SourceUnused),
 		}
 		if r, ok := d.reports[s.Name]; ok {
@@ -102,4 +106,14 @@ func (d *Daemon) serverStats() *timev1.ServerStatsResponse {
 		r.PtpDropped += uint64(c.DroppedShort + c.DroppedVersion + c.DroppedDomain + c.DroppedType)
 	}
 	return r
+}
+
+func leapName(l truetime.Leap) string {
+	switch l {
+	case truetime.LeapInsert:
+		return "insert"
+	case truetime.LeapDelete:
+		return "delete"
+	}
+	return "none"
 }

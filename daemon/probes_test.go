@@ -76,6 +76,12 @@ func TestPrometheusAndProbes(t *testing.T) {
 		t.Fatal("synchronized daemon's gauges")
 	}
 	_ = val(b, "meridian_source_timeouts"+src)
+	// ntpdata's fields come from the real exchanges.
+	for _, s := range b.sourceInfo() {
+		if s.LastDelayNs <= 0 || s.Leap != "none" || s.PollNs <= 0 || s.Samples == 0 || s.StateReason == "" || s.Stratum != 1 {
+			t.Fatalf("B's source entry %+v", s)
+		}
+	}
 	st, err := a.svc.ServerStats(context.Background(), &timev1.ServerStatsRequest{})
 	if err != nil || !st.NtpEnabled || st.NtpRequests == 0 || st.NtpReplies == 0 || st.PtpEnabled {
 		t.Fatalf("A's ServerStats %+v %v", st, err)

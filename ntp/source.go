@@ -39,6 +39,11 @@ type SourceStats struct {
 	Interleaved atomic.Uint64
 	// PollNS is the interval to the next poll, as of the last one.
 	PollNS atomic.Int64
+	// The last valid reply (chronyc ntpdata): its root delay and
+	// dispersion, leap indicator, and the exchange's raw offset and delay.
+	LastRootDelayNS, LastRootDispersionNS atomic.Int64
+	LastLeap                              atomic.Uint32
+	LastOffsetNS, LastDelayNS             atomic.Int64
 }
 
 // Source polls one NTP server over UDP with user-space timestamps: t1 is read
@@ -214,6 +219,11 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				s.Stats.LastTxSource.Store(int32(txSrc))
 				s.Stats.LastRxSource.Store(int32(rxSrc))
 				s.Stats.Stratum.Store(uint32(smp.Stratum))
+				s.Stats.LastRootDelayNS.Store(smp.RootDelayNS)
+				s.Stats.LastRootDispersionNS.Store(smp.RootDispersionNS)
+				s.Stats.LastLeap.Store(uint32(smp.Leap))
+				s.Stats.LastOffsetNS.Store(int64(smp.OffsetNS()))
+				s.Stats.LastDelayNS.Store(smp.DelayNS())
 				select {
 				case out <- SourceSample{Name: s.Name, Sample: smp, Gen: gen}:
 				case <-ctx.Done():

@@ -31,7 +31,8 @@ func serve(t *testing.T) (string, *truetime.Clock) {
 			}, Sources: func() []*timev1.Source {
 				return []*timev1.Source{
 					{Name: "ntp:127.0.0.1:123", Type: "ntp", State: "selected", Reach: 0o377, Stratum: 1, DelayNs: 80_000, LastSampleAgeNs: 1e9,
-						StateReason: "source selected: it agrees with the majority", Samples: 12, PollNs: 16e9, Sent: 20, Valid: 19},
+						StateReason: "source selected: it agrees with the majority", Samples: 12, PollNs: 16e9, Sent: 20, Valid: 19,
+						Address: "127.0.0.1:123", RootDelayNs: 40_000, RootDispersionNs: 15_000, Leap: "insert", LastOffsetNs: -12_300, LastDelayNs: 80_000},
 					{Name: "ntp:10.0.0.9:123", Type: "ntp", State: "unreachable", Reach: 0, Sent: 9, LastSampleAgeNs: -1,
 						StateReason: "source unreachable: no reply to its last 8 polls"},
 				}
@@ -257,6 +258,10 @@ func TestChronycParityViews(t *testing.T) {
 	}
 	if out := run("sources", "-v"); !strings.Contains(out, "REACH    the last 8 polls") || !strings.Contains(out, "16s") || !strings.Contains(out, "OFFSET µs") {
 		t.Fatalf("sources -v: %q", out)
+	}
+	if out := run("ntpdata"); !strings.Contains(out, "Remote address          : 127.0.0.1:123") || !strings.Contains(out, "Leap status             : insert") ||
+		!strings.Contains(out, "Root delay              : 40.0 µs") || !strings.Contains(out, "Offset (source − local) : -12.3 µs") {
+		t.Fatalf("ntpdata: %q", out)
 	}
 	if out := run("serverstats"); !strings.Contains(out, "NTP requests received  : 120") || !strings.Contains(out, "NTP requests dropped   : 3 denied 3") {
 		t.Fatalf("serverstats: %q", out)

@@ -104,6 +104,11 @@ type sourceJSON struct {
 	Samples         uint32  `json:"samples"`
 	PollNS          int64   `json:"poll_ns"`
 	Interleaved     uint64  `json:"interleaved"`
+	RootDelayNS     int64   `json:"root_delay_ns"`
+	RootDispNS      int64   `json:"root_dispersion_ns"`
+	Leap            string  `json:"leap"`
+	LastOffsetNS    int64   `json:"last_offset_ns"`
+	LastDelayNS     int64   `json:"last_delay_ns"`
 }
 
 type hlcJSON struct {
@@ -236,7 +241,7 @@ daemon round trip; what applications on the same host use).`,
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
 	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o),
+	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o), ntpdataCmd(o),
 		hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
 	// --shm serves only what the segment holds; every other command needs
 	// the daemon and says so instead of ignoring the flag.
@@ -537,7 +542,7 @@ func (o *opts) fetchSources() ([]sourceJSON, error) {
 		for _, s := range r.Sources {
 			out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
 				s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping,
-				s.StateReason, s.Samples, s.PollNs, s.Interleaved})
+				s.StateReason, s.Samples, s.PollNs, s.Interleaved, s.RootDelayNs, s.RootDispersionNs, s.Leap, s.LastOffsetNs, s.LastDelayNs})
 		}
 		if token = r.NextPageToken; token == "" {
 			return out, nil
@@ -656,6 +661,55 @@ func sourcestatsCmd(o *opts) *cobra.Command {
 			return fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d", s.Name, s.Samples, µs(s.OffsetNS), µs(s.JitterNS), µs(s.BoundNS),
 				fmtAge(s.LastSampleAgeNS), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
 		})
+}
+
+// ntpdataCmd is chronyc ntpdata: what each NTP source's last valid reply
+// said.
+func ntpdataCmd(o *opts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ntpdata",
+		Short: "Each NTP source's last valid reply: stratum, leap, root delay and dispersion, offset, delay, stamps",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			out, err := o.fetchSources()
+			if err != nil {
+				return err
+			}
+			var ntp []sourceJSON
+			for _, s := range out {
+				if s.Type == "ntp" {
+					ntp = append(ntp, s)
+				}
+			}
+			if o.json {
+				if ntp == nil {
+					ntp = []sourceJSON{}
+				}
+				return o.printJSON(ntp)
+			}
+			for i, s := range ntp {
+				if i > 0 {
+					fmt.Fprintln(o.stdout)
+				}
+				tw := tabwriter.NewWriter(o.stdout, 0, 0, 1, ' ', 0)
+				fmt.Fprintf(tw, "Remote address\t: %s\n", s.Address)
+				fmt.Fprintf(tw, "Stratum\t: %d\n", s.Stratum)
+				fmt.Fprintf(tw, "Leap status\t: %s\n", s.Leap)
+				fmt.Fprintf(tw, "Root delay\t: %s µs\n", µs(float64(s.RootDelayNS)))
+				fmt.Fprintf(tw, "Root dispersion\t: %s µs\n", µs(float64(s.RootDispNS)))
+				fmt.Fprintf(tw, "Poll interval\t: %s\n", fmtPoll(s.PollNS))
+				fmt.Fprintf(tw, "Offset (source − local)\t: %s µs\n", µs(float64(s.LastOffsetNS)))
+				fmt.Fprintf(tw, "Peer delay\t: %s µs\n", µs(float64(s.LastDelayNS)))
+				fmt.Fprintf(tw, "Timestamping (tx/rx)\t: %s/%s\n", s.TxTimestamping, s.RxTimestamping)
+				fmt.Fprintf(tw, "Interleaved samples\t: %d\n", s.Interleaved)
+				fmt.Fprintf(tw, "Valid / sent / timeouts\t: %d / %d / %d\n", s.Valid, s.Sent, s.Timeouts)
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
 
 // serverstatsCmd is chronyc serverstats: the NTP server's and the PTP

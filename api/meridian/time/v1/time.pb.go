@@ -601,8 +601,16 @@ type Source struct {
 	Samples         uint32                 `protobuf:"varint,19,opt,name=samples,proto3" json:"samples,omitempty"`                           // samples in the source's clock filter
 	PollNs          int64                  `protobuf:"varint,20,opt,name=poll_ns,json=pollNs,proto3" json:"poll_ns,omitempty"`               // interval between polls now (0: unknown)
 	Interleaved     uint64                 `protobuf:"varint,21,opt,name=interleaved,proto3" json:"interleaved,omitempty"`                   // samples from interleaved replies
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The last valid reply (chronyc ntpdata): the server's root delay and
+	// dispersion, its leap indicator (none | insert | delete), and that
+	// exchange's own offset (source minus local) and round-trip delay.
+	RootDelayNs      int64  `protobuf:"varint,22,opt,name=root_delay_ns,json=rootDelayNs,proto3" json:"root_delay_ns,omitempty"`
+	RootDispersionNs int64  `protobuf:"varint,23,opt,name=root_dispersion_ns,json=rootDispersionNs,proto3" json:"root_dispersion_ns,omitempty"`
+	Leap             string `protobuf:"bytes,24,opt,name=leap,proto3" json:"leap,omitempty"`
+	LastOffsetNs     int64  `protobuf:"varint,25,opt,name=last_offset_ns,json=lastOffsetNs,proto3" json:"last_offset_ns,omitempty"`
+	LastDelayNs      int64  `protobuf:"varint,26,opt,name=last_delay_ns,json=lastDelayNs,proto3" json:"last_delay_ns,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Source) Reset() {
@@ -778,6 +786,41 @@ func (x *Source) GetPollNs() int64 {
 func (x *Source) GetInterleaved() uint64 {
 	if x != nil {
 		return x.Interleaved
+	}
+	return 0
+}
+
+func (x *Source) GetRootDelayNs() int64 {
+	if x != nil {
+		return x.RootDelayNs
+	}
+	return 0
+}
+
+func (x *Source) GetRootDispersionNs() int64 {
+	if x != nil {
+		return x.RootDispersionNs
+	}
+	return 0
+}
+
+func (x *Source) GetLeap() string {
+	if x != nil {
+		return x.Leap
+	}
+	return ""
+}
+
+func (x *Source) GetLastOffsetNs() int64 {
+	if x != nil {
+		return x.LastOffsetNs
+	}
+	return 0
+}
+
+func (x *Source) GetLastDelayNs() int64 {
+	if x != nil {
+		return x.LastDelayNs
 	}
 	return 0
 }
@@ -1284,7 +1327,7 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\x0eSourcesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\xd9\x04\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x89\x06\n" +
 	"\x06Source\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -1307,7 +1350,12 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\fstate_reason\x18\x12 \x01(\tR\vstateReason\x12\x18\n" +
 	"\asamples\x18\x13 \x01(\rR\asamples\x12\x17\n" +
 	"\apoll_ns\x18\x14 \x01(\x03R\x06pollNs\x12 \n" +
-	"\vinterleaved\x18\x15 \x01(\x04R\vinterleaved\"m\n" +
+	"\vinterleaved\x18\x15 \x01(\x04R\vinterleaved\x12\"\n" +
+	"\rroot_delay_ns\x18\x16 \x01(\x03R\vrootDelayNs\x12,\n" +
+	"\x12root_dispersion_ns\x18\x17 \x01(\x03R\x10rootDispersionNs\x12\x12\n" +
+	"\x04leap\x18\x18 \x01(\tR\x04leap\x12$\n" +
+	"\x0elast_offset_ns\x18\x19 \x01(\x03R\flastOffsetNs\x12\"\n" +
+	"\rlast_delay_ns\x18\x1a \x01(\x03R\vlastDelayNs\"m\n" +
 	"\x0fSourcesResponse\x122\n" +
 	"\asources\x18\x01 \x03(\v2\x18.meridian.time.v1.SourceR\asources\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x14\n" +
