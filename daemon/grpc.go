@@ -32,7 +32,7 @@ func (d *Daemon) startGRPC() error {
 		Help: "HLCUpdate calls refused because the remote timestamp was further ahead than the max offset.",
 	}, func() float64 { return float64(d.hlc.Rejected()) }))
 	svc, err := timeservice.NewService(timeservice.Options{
-		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, Reason: d.statusReason, ServerStats: d.serverStats, MaxWatchers: d.cfg.GRPC.MaxWatchers,
+		TT: d.tt, HLC: d.hlc, Sources: d.sourceInfo, ClockName: d.cfg.Clock, Reason: d.statusReason, ServerStats: d.serverStats, Clients: d.clients, MaxWatchers: d.cfg.GRPC.MaxWatchers,
 		MaxWaiters: d.cfg.GRPC.MaxWaiters, MaxWaitersPerConn: d.cfg.GRPC.MaxWaitersPerConn,
 	})
 	if err != nil {
@@ -116,4 +116,17 @@ func leapName(l truetime.Leap) string {
 		return "delete"
 	}
 	return "none"
+}
+
+// clients is the Clients call: the NTP server's client log.
+func (d *Daemon) clients(limit int) []*timev1.Client {
+	if d.ntpServer == nil {
+		return nil
+	}
+	var out []*timev1.Client
+	for _, c := range d.ntpServer.Clients(limit) {
+		out = append(out, &timev1.Client{Address: c.Addr.String(), Replies: c.Replies, Dropped: c.Dropped, Kod: c.KoD,
+			LastAgoNs: int64(c.LastAgo), FirstSeenAgoNs: int64(c.FirstSeenAgo)})
+	}
+	return out
 }

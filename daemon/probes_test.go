@@ -86,6 +86,10 @@ func TestPrometheusAndProbes(t *testing.T) {
 	if err != nil || !st.NtpEnabled || st.NtpRequests == 0 || st.NtpReplies == 0 || st.PtpEnabled {
 		t.Fatalf("A's ServerStats %+v %v", st, err)
 	}
+	cl, err := a.svc.Clients(context.Background(), &timev1.ClientsRequest{})
+	if err != nil || len(cl.Clients) != 1 || cl.Clients[0].Address != "127.0.0.1" || cl.Clients[0].Replies == 0 {
+		t.Fatalf("A's clients %v %v", cl, err)
+	}
 	if val(a, `meridian_ntp_server_dropped_total{reason="denied"}`) != 0 || val(a, `meridian_reference_info{reference="LOCL"}`) != 1 {
 		t.Fatal("A's drops by reason or local reference")
 	}

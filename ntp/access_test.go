@@ -81,3 +81,38 @@ func TestServerDeniesRefusedClients(t *testing.T) {
 		t.Fatalf("denied count %d", st.DropDenied)
 	}
 }
+
+// The client log (chronyc clients) counts each address's replies and
+// drops, busiest first, whatever the rate limit says.
+func TestClientLog(t *testing.T) {
+	s := NewServer(synced(), RateLimit{}, quietLog())
+	s.SetAccess(NewAccess(nil, prefixes("127.0.0.66/32")))
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	srv, _ := net.ResolveUDPAddr("udp", s.Addr())
+	send := func(from string, n int) {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(from)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := range n {
+			_, _ = c.WriteToUDP(clientReq(4, engine.ModeClient, uint64(i+1)), srv)
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, _, _ = c.ReadFromUDP(make([]byte, 128))
+		}
+	}
+	send("127.0.0.65", 3)
+	send("127.0.0.66", 2)
+	send("127.0.0.67", 1)
+	got := s.Clients(0)
+	if len(got) != 3 || got[0].Addr.String() != "127.0.0.65" || got[0].Replies != 3 ||
+		got[1].Addr.String() != "127.0.0.66" || got[1].Dropped != 2 || got[1].Replies != 0 || got[2].Replies != 1 {
+		t.Fatalf("clients %+v", got)
+	}
+	if l := s.Clients(1); len(l) != 1 {
+		t.Fatalf("limit 1: %d", len(l))
+	}
+}

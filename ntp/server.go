@@ -111,6 +111,7 @@ type Server struct {
 
 	allowPort0  bool // test knob: serve UDP source port 0 (the negative control of the check)
 	access      atomic.Pointer[Access]
+	clog        *clientLog
 	dropDenied  atomic.Uint64
 	testIDShift uint32 // test knob: pair TX stamps with another reply (see txStamper.idShift)
 
@@ -147,7 +148,7 @@ func NewServer(ts TimeSource, limit RateLimit, log *slog.Logger) *Server {
 		limit.Leak = 0
 	}
 	limit.Leak = min(limit.Leak, 1)
-	return &Server{ts: ts, lim: newLimiter(limit, maphash.MakeSeed()), log: log}
+	return &Server{ts: ts, lim: newLimiter(limit, maphash.MakeSeed()), log: log, clog: newClientLog()}
 }
 
 // EnableInterleaved turns on interleaved mode (see xleave.go) with a table
@@ -244,6 +245,13 @@ type xlOut struct {
 // interleaved mode on, it answers requests in interleaved form from the
 // table and records the reply there (see xleave.go).
 func (s *Server) handleX(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut) (int, Verdict) {
+	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, x)
+	s.clog.record(from.Addr(), v, monoNS)
+	return n, v
+}
+
+// answer is handleX before the client log.
+func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut) (int, Verdict) {
 	if x != nil {
 		x.rec = false
 	}

@@ -34,8 +34,10 @@ type Options struct {
 	// Reason says why the status is not synchronized (nil: Status reports
 	// none).
 	Reason func() string
-	// ServerStats fills the ServerStats call (nil: everything off).
+	// ServerStats fills the ServerStats call (nil: everything off), Clients
+	// the Clients call (nil: no NTP server).
 	ServerStats func() *timev1.ServerStatsResponse
+	Clients     func(limit int) []*timev1.Client
 	// MaxWatchers caps concurrent Watch streams (0 → 1024).
 	MaxWatchers int
 	// HLCRestartWait is how long an HLC call waits, right after a restart,
@@ -289,6 +291,24 @@ func (s *Service) ServerStats(context.Context, *timev1.ServerStatsRequest) (*tim
 		return &timev1.ServerStatsResponse{}, nil
 	}
 	return s.opt.ServerStats(), nil
+}
+
+// Clients implements TimeService.Clients.
+func (s *Service) Clients(_ context.Context, req *timev1.ClientsRequest) (*timev1.ClientsResponse, error) {
+	limit := int(req.GetLimit())
+	switch {
+	case limit < 0:
+		return nil, status.Errorf(codes.InvalidArgument, "limit must be ≥ 0, got %d", limit)
+	case limit == 0:
+		limit = 100
+	case limit > 4096:
+		limit = 4096
+	}
+	r := &timev1.ClientsResponse{}
+	if s.opt.Clients != nil {
+		r.Clients = s.opt.Clients(limit)
+	}
+	return r, nil
 }
 
 // Sources implements TimeService.Sources, a page at a time: page_token is

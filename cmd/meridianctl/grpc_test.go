@@ -26,6 +26,9 @@ func serve(t *testing.T) (string, *truetime.Clock) {
 			t.Fatal(err)
 		}
 		return timeservice.Options{HLC: h, ClockName: "virtual", Reason: func() string { return "no sample from any source yet" },
+			Clients: func(int) []*timev1.Client {
+				return []*timev1.Client{{Address: "192.0.2.7", Replies: 41, Dropped: 2, LastAgoNs: 3e9}}
+			},
 			ServerStats: func() *timev1.ServerStatsResponse {
 				return &timev1.ServerStatsResponse{NtpEnabled: true, NtpRequests: 120, NtpReplies: 117, NtpDropped: map[string]uint64{"denied": 3, "rate": 0}}
 			}, Sources: func() []*timev1.Source {
@@ -262,6 +265,9 @@ func TestChronycParityViews(t *testing.T) {
 	if out := run("ntpdata"); !strings.Contains(out, "Remote address          : 127.0.0.1:123") || !strings.Contains(out, "Leap status             : insert") ||
 		!strings.Contains(out, "Root delay              : 40.0 µs") || !strings.Contains(out, "Offset (source − local) : -12.3 µs") {
 		t.Fatalf("ntpdata: %q", out)
+	}
+	if out := run("clients"); !strings.Contains(out, "192.0.2.7") || !strings.Contains(out, "41") || !strings.Contains(out, "3s ago") {
+		t.Fatalf("clients: %q", out)
 	}
 	if out := run("serverstats"); !strings.Contains(out, "NTP requests received  : 120") || !strings.Contains(out, "NTP requests dropped   : 3 denied 3") {
 		t.Fatalf("serverstats: %q", out)

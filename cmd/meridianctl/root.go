@@ -241,7 +241,7 @@ daemon round trip; what applications on the same host use).`,
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
 	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o), ntpdataCmd(o),
+	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o), ntpdataCmd(o), clientsCmd(o),
 		hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
 	// --shm serves only what the segment holds; every other command needs
 	// the daemon and says so instead of ignoring the flag.
@@ -761,6 +761,42 @@ func serverstatsCmd(o *opts) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// clientsCmd is chronyc clients: the NTP server's client log.
+func clientsCmd(o *opts) *cobra.Command {
+	var limit int
+	c := &cobra.Command{
+		Use:   "clients",
+		Short: "The NTP server's clients, busiest first: replies, drops, kiss-o'-deaths, last request",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			g, ctx, done, err := o.session()
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, err := g.Service().Clients(ctx, &timev1.ClientsRequest{Limit: int32(limit)})
+			if err != nil {
+				return o.rpcErr(err)
+			}
+			if o.json {
+				return o.printJSON(r.Clients)
+			}
+			if len(r.Clients) == 0 {
+				fmt.Fprintln(o.stdout, "no clients (or no NTP server)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tREPLIES\tDROPPED\tKOD\tLAST")
+			for _, c := range r.Clients {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s ago\n", c.Address, c.Replies, c.Dropped, c.Kod, time.Duration(c.LastAgoNs).Round(time.Millisecond))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().IntVar(&limit, "limit", 100, "at most this many clients (≤ 4096)")
+	return c
 }
 
 // activityCmd is chronyc activity: how many sources answer.

@@ -878,6 +878,178 @@ func (x *SourcesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ClientsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"` // at most this many; 0 → 100, above 4096 → 4096
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientsRequest) Reset() {
+	*x = ClientsRequest{}
+	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientsRequest) ProtoMessage() {}
+
+func (x *ClientsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientsRequest.ProtoReflect.Descriptor instead.
+func (*ClientsRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ClientsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type Client struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Address        string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Replies        uint64                 `protobuf:"varint,2,opt,name=replies,proto3" json:"replies,omitempty"`
+	Dropped        uint64                 `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`                                         // not answered (rate limit, access list, malformed)
+	Kod            uint64                 `protobuf:"varint,4,opt,name=kod,proto3" json:"kod,omitempty"`                                                 // answered with a kiss-o'-death RATE
+	LastAgoNs      int64                  `protobuf:"varint,5,opt,name=last_ago_ns,json=lastAgoNs,proto3" json:"last_ago_ns,omitempty"`                  // since its last request
+	FirstSeenAgoNs int64                  `protobuf:"varint,6,opt,name=first_seen_ago_ns,json=firstSeenAgoNs,proto3" json:"first_seen_ago_ns,omitempty"` // since it entered the log
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Client) Reset() {
+	*x = Client{}
+	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Client) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Client) ProtoMessage() {}
+
+func (x *Client) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Client.ProtoReflect.Descriptor instead.
+func (*Client) Descriptor() ([]byte, []int) {
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Client) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Client) GetReplies() uint64 {
+	if x != nil {
+		return x.Replies
+	}
+	return 0
+}
+
+func (x *Client) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *Client) GetKod() uint64 {
+	if x != nil {
+		return x.Kod
+	}
+	return 0
+}
+
+func (x *Client) GetLastAgoNs() int64 {
+	if x != nil {
+		return x.LastAgoNs
+	}
+	return 0
+}
+
+func (x *Client) GetFirstSeenAgoNs() int64 {
+	if x != nil {
+		return x.FirstSeenAgoNs
+	}
+	return 0
+}
+
+type ClientsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clients       []*Client              `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientsResponse) Reset() {
+	*x = ClientsResponse{}
+	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientsResponse) ProtoMessage() {}
+
+func (x *ClientsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientsResponse.ProtoReflect.Descriptor instead.
+func (*ClientsResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ClientsResponse) GetClients() []*Client {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
 type ServerStatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -886,7 +1058,7 @@ type ServerStatsRequest struct {
 
 func (x *ServerStatsRequest) Reset() {
 	*x = ServerStatsRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1070,7 @@ func (x *ServerStatsRequest) String() string {
 func (*ServerStatsRequest) ProtoMessage() {}
 
 func (x *ServerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[9]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1083,7 @@ func (x *ServerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ServerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{9}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{12}
 }
 
 type ServerStatsResponse struct {
@@ -938,7 +1110,7 @@ type ServerStatsResponse struct {
 
 func (x *ServerStatsResponse) Reset() {
 	*x = ServerStatsResponse{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1122,7 @@ func (x *ServerStatsResponse) String() string {
 func (*ServerStatsResponse) ProtoMessage() {}
 
 func (x *ServerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[10]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1135,7 @@ func (x *ServerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ServerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{10}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ServerStatsResponse) GetNtpEnabled() bool {
@@ -1088,7 +1260,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1272,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[11]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1285,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{11}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetChangesOnly() bool {
@@ -1138,7 +1310,7 @@ type HLCNowRequest struct {
 
 func (x *HLCNowRequest) Reset() {
 	*x = HLCNowRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1322,7 @@ func (x *HLCNowRequest) String() string {
 func (*HLCNowRequest) ProtoMessage() {}
 
 func (x *HLCNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[12]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1335,7 @@ func (x *HLCNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLCNowRequest.ProtoReflect.Descriptor instead.
 func (*HLCNowRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{12}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{15}
 }
 
 // HLCTimestamp is (wall_ns, logical), ordered by wall_ns then logical. The
@@ -1180,7 +1352,7 @@ type HLCTimestamp struct {
 
 func (x *HLCTimestamp) Reset() {
 	*x = HLCTimestamp{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[13]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1364,7 @@ func (x *HLCTimestamp) String() string {
 func (*HLCTimestamp) ProtoMessage() {}
 
 func (x *HLCTimestamp) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[13]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1377,7 @@ func (x *HLCTimestamp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLCTimestamp.ProtoReflect.Descriptor instead.
 func (*HLCTimestamp) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{13}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HLCTimestamp) GetLogical() uint32 {
@@ -1246,7 +1418,7 @@ type HLCUpdateRequest struct {
 
 func (x *HLCUpdateRequest) Reset() {
 	*x = HLCUpdateRequest{}
-	mi := &file_meridian_time_v1_time_proto_msgTypes[14]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1430,7 @@ func (x *HLCUpdateRequest) String() string {
 func (*HLCUpdateRequest) ProtoMessage() {}
 
 func (x *HLCUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_time_v1_time_proto_msgTypes[14]
+	mi := &file_meridian_time_v1_time_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1443,7 @@ func (x *HLCUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLCUpdateRequest.ProtoReflect.Descriptor instead.
 func (*HLCUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{14}
+	return file_meridian_time_v1_time_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HLCUpdateRequest) GetRemoteWallNs() int64 {
@@ -1358,7 +1530,18 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\rlast_delay_ns\x18\x1a \x01(\x03R\vlastDelayNs\"m\n" +
 	"\x0fSourcesResponse\x122\n" +
 	"\asources\x18\x01 \x03(\v2\x18.meridian.time.v1.SourceR\asources\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x14\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n" +
+	"\x0eClientsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"\xb3\x01\n" +
+	"\x06Client\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x18\n" +
+	"\areplies\x18\x02 \x01(\x04R\areplies\x12\x18\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped\x12\x10\n" +
+	"\x03kod\x18\x04 \x01(\x04R\x03kod\x12\x1e\n" +
+	"\vlast_ago_ns\x18\x05 \x01(\x03R\tlastAgoNs\x12)\n" +
+	"\x11first_seen_ago_ns\x18\x06 \x01(\x03R\x0efirstSeenAgoNs\"E\n" +
+	"\x0fClientsResponse\x122\n" +
+	"\aclients\x18\x01 \x03(\v2\x18.meridian.time.v1.ClientR\aclients\"\x14\n" +
 	"\x12ServerStatsRequest\"\xdd\x05\n" +
 	"\x13ServerStatsResponse\x12\x1f\n" +
 	"\vntp_enabled\x18\x01 \x01(\bR\n" +
@@ -1411,7 +1594,7 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\rLeapIndicator\x12\x17\n" +
 	"\x13LEAP_INDICATOR_NONE\x10\x00\x12\x19\n" +
 	"\x15LEAP_INDICATOR_INSERT\x10\x01\x12\x19\n" +
-	"\x15LEAP_INDICATOR_DELETE\x10\x022\x9d\x06\n" +
+	"\x15LEAP_INDICATOR_DELETE\x10\x022\xed\x06\n" +
 	"\vTimeService\x12?\n" +
 	"\x03Now\x12\x1c.meridian.time.v1.NowRequest\x1a\x1a.meridian.time.v1.Interval\x12K\n" +
 	"\x05After\x12\".meridian.time.v1.TimestampRequest\x1a\x1e.meridian.time.v1.BoolResponse\x12L\n" +
@@ -1419,7 +1602,8 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\x0eWaitUntilAfter\x12\".meridian.time.v1.TimestampRequest\x1a\x1a.meridian.time.v1.Interval\x12K\n" +
 	"\x06Status\x12\x1f.meridian.time.v1.StatusRequest\x1a .meridian.time.v1.StatusResponse\x12N\n" +
 	"\aSources\x12 .meridian.time.v1.SourcesRequest\x1a!.meridian.time.v1.SourcesResponse\x12Z\n" +
-	"\vServerStats\x12$.meridian.time.v1.ServerStatsRequest\x1a%.meridian.time.v1.ServerStatsResponse\x12K\n" +
+	"\vServerStats\x12$.meridian.time.v1.ServerStatsRequest\x1a%.meridian.time.v1.ServerStatsResponse\x12N\n" +
+	"\aClients\x12 .meridian.time.v1.ClientsRequest\x1a!.meridian.time.v1.ClientsResponse\x12K\n" +
 	"\x05Watch\x12\x1e.meridian.time.v1.WatchRequest\x1a .meridian.time.v1.StatusResponse0\x01\x12I\n" +
 	"\x06HLCNow\x12\x1f.meridian.time.v1.HLCNowRequest\x1a\x1e.meridian.time.v1.HLCTimestamp\x12O\n" +
 	"\tHLCUpdate\x12\".meridian.time.v1.HLCUpdateRequest\x1a\x1e.meridian.time.v1.HLCTimestampB>Z<github.com/meridiantime/meridian/api/meridian/time/v1;timev1b\x06proto3"
@@ -1437,7 +1621,7 @@ func file_meridian_time_v1_time_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_time_v1_time_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meridian_time_v1_time_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_meridian_time_v1_time_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_meridian_time_v1_time_proto_goTypes = []any{
 	(ClockStatus)(0),            // 0: meridian.time.v1.ClockStatus
 	(LeapIndicator)(0),          // 1: meridian.time.v1.LeapIndicator
@@ -1450,13 +1634,16 @@ var file_meridian_time_v1_time_proto_goTypes = []any{
 	(*SourcesRequest)(nil),      // 8: meridian.time.v1.SourcesRequest
 	(*Source)(nil),              // 9: meridian.time.v1.Source
 	(*SourcesResponse)(nil),     // 10: meridian.time.v1.SourcesResponse
-	(*ServerStatsRequest)(nil),  // 11: meridian.time.v1.ServerStatsRequest
-	(*ServerStatsResponse)(nil), // 12: meridian.time.v1.ServerStatsResponse
-	(*WatchRequest)(nil),        // 13: meridian.time.v1.WatchRequest
-	(*HLCNowRequest)(nil),       // 14: meridian.time.v1.HLCNowRequest
-	(*HLCTimestamp)(nil),        // 15: meridian.time.v1.HLCTimestamp
-	(*HLCUpdateRequest)(nil),    // 16: meridian.time.v1.HLCUpdateRequest
-	nil,                         // 17: meridian.time.v1.ServerStatsResponse.NtpDroppedEntry
+	(*ClientsRequest)(nil),      // 11: meridian.time.v1.ClientsRequest
+	(*Client)(nil),              // 12: meridian.time.v1.Client
+	(*ClientsResponse)(nil),     // 13: meridian.time.v1.ClientsResponse
+	(*ServerStatsRequest)(nil),  // 14: meridian.time.v1.ServerStatsRequest
+	(*ServerStatsResponse)(nil), // 15: meridian.time.v1.ServerStatsResponse
+	(*WatchRequest)(nil),        // 16: meridian.time.v1.WatchRequest
+	(*HLCNowRequest)(nil),       // 17: meridian.time.v1.HLCNowRequest
+	(*HLCTimestamp)(nil),        // 18: meridian.time.v1.HLCTimestamp
+	(*HLCUpdateRequest)(nil),    // 19: meridian.time.v1.HLCUpdateRequest
+	nil,                         // 20: meridian.time.v1.ServerStatsResponse.NtpDroppedEntry
 }
 var file_meridian_time_v1_time_proto_depIdxs = []int32{
 	0,  // 0: meridian.time.v1.Interval.status:type_name -> meridian.time.v1.ClockStatus
@@ -1465,32 +1652,35 @@ var file_meridian_time_v1_time_proto_depIdxs = []int32{
 	1,  // 3: meridian.time.v1.StatusResponse.leap:type_name -> meridian.time.v1.LeapIndicator
 	4,  // 4: meridian.time.v1.StatusResponse.interval:type_name -> meridian.time.v1.Interval
 	9,  // 5: meridian.time.v1.SourcesResponse.sources:type_name -> meridian.time.v1.Source
-	17, // 6: meridian.time.v1.ServerStatsResponse.ntp_dropped:type_name -> meridian.time.v1.ServerStatsResponse.NtpDroppedEntry
-	2,  // 7: meridian.time.v1.TimeService.Now:input_type -> meridian.time.v1.NowRequest
-	3,  // 8: meridian.time.v1.TimeService.After:input_type -> meridian.time.v1.TimestampRequest
-	3,  // 9: meridian.time.v1.TimeService.Before:input_type -> meridian.time.v1.TimestampRequest
-	3,  // 10: meridian.time.v1.TimeService.WaitUntilAfter:input_type -> meridian.time.v1.TimestampRequest
-	6,  // 11: meridian.time.v1.TimeService.Status:input_type -> meridian.time.v1.StatusRequest
-	8,  // 12: meridian.time.v1.TimeService.Sources:input_type -> meridian.time.v1.SourcesRequest
-	11, // 13: meridian.time.v1.TimeService.ServerStats:input_type -> meridian.time.v1.ServerStatsRequest
-	13, // 14: meridian.time.v1.TimeService.Watch:input_type -> meridian.time.v1.WatchRequest
-	14, // 15: meridian.time.v1.TimeService.HLCNow:input_type -> meridian.time.v1.HLCNowRequest
-	16, // 16: meridian.time.v1.TimeService.HLCUpdate:input_type -> meridian.time.v1.HLCUpdateRequest
-	4,  // 17: meridian.time.v1.TimeService.Now:output_type -> meridian.time.v1.Interval
-	5,  // 18: meridian.time.v1.TimeService.After:output_type -> meridian.time.v1.BoolResponse
-	5,  // 19: meridian.time.v1.TimeService.Before:output_type -> meridian.time.v1.BoolResponse
-	4,  // 20: meridian.time.v1.TimeService.WaitUntilAfter:output_type -> meridian.time.v1.Interval
-	7,  // 21: meridian.time.v1.TimeService.Status:output_type -> meridian.time.v1.StatusResponse
-	10, // 22: meridian.time.v1.TimeService.Sources:output_type -> meridian.time.v1.SourcesResponse
-	12, // 23: meridian.time.v1.TimeService.ServerStats:output_type -> meridian.time.v1.ServerStatsResponse
-	7,  // 24: meridian.time.v1.TimeService.Watch:output_type -> meridian.time.v1.StatusResponse
-	15, // 25: meridian.time.v1.TimeService.HLCNow:output_type -> meridian.time.v1.HLCTimestamp
-	15, // 26: meridian.time.v1.TimeService.HLCUpdate:output_type -> meridian.time.v1.HLCTimestamp
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 6: meridian.time.v1.ClientsResponse.clients:type_name -> meridian.time.v1.Client
+	20, // 7: meridian.time.v1.ServerStatsResponse.ntp_dropped:type_name -> meridian.time.v1.ServerStatsResponse.NtpDroppedEntry
+	2,  // 8: meridian.time.v1.TimeService.Now:input_type -> meridian.time.v1.NowRequest
+	3,  // 9: meridian.time.v1.TimeService.After:input_type -> meridian.time.v1.TimestampRequest
+	3,  // 10: meridian.time.v1.TimeService.Before:input_type -> meridian.time.v1.TimestampRequest
+	3,  // 11: meridian.time.v1.TimeService.WaitUntilAfter:input_type -> meridian.time.v1.TimestampRequest
+	6,  // 12: meridian.time.v1.TimeService.Status:input_type -> meridian.time.v1.StatusRequest
+	8,  // 13: meridian.time.v1.TimeService.Sources:input_type -> meridian.time.v1.SourcesRequest
+	14, // 14: meridian.time.v1.TimeService.ServerStats:input_type -> meridian.time.v1.ServerStatsRequest
+	11, // 15: meridian.time.v1.TimeService.Clients:input_type -> meridian.time.v1.ClientsRequest
+	16, // 16: meridian.time.v1.TimeService.Watch:input_type -> meridian.time.v1.WatchRequest
+	17, // 17: meridian.time.v1.TimeService.HLCNow:input_type -> meridian.time.v1.HLCNowRequest
+	19, // 18: meridian.time.v1.TimeService.HLCUpdate:input_type -> meridian.time.v1.HLCUpdateRequest
+	4,  // 19: meridian.time.v1.TimeService.Now:output_type -> meridian.time.v1.Interval
+	5,  // 20: meridian.time.v1.TimeService.After:output_type -> meridian.time.v1.BoolResponse
+	5,  // 21: meridian.time.v1.TimeService.Before:output_type -> meridian.time.v1.BoolResponse
+	4,  // 22: meridian.time.v1.TimeService.WaitUntilAfter:output_type -> meridian.time.v1.Interval
+	7,  // 23: meridian.time.v1.TimeService.Status:output_type -> meridian.time.v1.StatusResponse
+	10, // 24: meridian.time.v1.TimeService.Sources:output_type -> meridian.time.v1.SourcesResponse
+	15, // 25: meridian.time.v1.TimeService.ServerStats:output_type -> meridian.time.v1.ServerStatsResponse
+	13, // 26: meridian.time.v1.TimeService.Clients:output_type -> meridian.time.v1.ClientsResponse
+	7,  // 27: meridian.time.v1.TimeService.Watch:output_type -> meridian.time.v1.StatusResponse
+	18, // 28: meridian.time.v1.TimeService.HLCNow:output_type -> meridian.time.v1.HLCTimestamp
+	18, // 29: meridian.time.v1.TimeService.HLCUpdate:output_type -> meridian.time.v1.HLCTimestamp
+	19, // [19:30] is the sub-list for method output_type
+	8,  // [8:19] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_meridian_time_v1_time_proto_init() }
@@ -1504,7 +1694,7 @@ func file_meridian_time_v1_time_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_time_v1_time_proto_rawDesc), len(file_meridian_time_v1_time_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

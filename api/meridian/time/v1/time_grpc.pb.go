@@ -35,6 +35,7 @@ const (
 	TimeService_Status_FullMethodName         = "/meridian.time.v1.TimeService/Status"
 	TimeService_Sources_FullMethodName        = "/meridian.time.v1.TimeService/Sources"
 	TimeService_ServerStats_FullMethodName    = "/meridian.time.v1.TimeService/ServerStats"
+	TimeService_Clients_FullMethodName        = "/meridian.time.v1.TimeService/Clients"
 	TimeService_Watch_FullMethodName          = "/meridian.time.v1.TimeService/Watch"
 	TimeService_HLCNow_FullMethodName         = "/meridian.time.v1.TimeService/HLCNow"
 	TimeService_HLCUpdate_FullMethodName      = "/meridian.time.v1.TimeService/HLCUpdate"
@@ -69,6 +70,9 @@ type TimeServiceClient interface {
 	// ServerStats reports the NTP server's and the PTP grandmaster's counters
 	// since start (chronyc serverstats).
 	ServerStats(ctx context.Context, in *ServerStatsRequest, opts ...grpc.CallOption) (*ServerStatsResponse, error)
+	// Clients lists the NTP server's clients, busiest first (chronyc clients):
+	// the last ntp.ClientLogSize addresses seen.
+	Clients(ctx context.Context, in *ClientsRequest, opts ...grpc.CallOption) (*ClientsResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
 	// min_interval_ms). Streams are capped per daemon: RESOURCE_EXHAUSTED.
@@ -165,6 +169,16 @@ func (c *timeServiceClient) ServerStats(ctx context.Context, in *ServerStatsRequ
 	return out, nil
 }
 
+func (c *timeServiceClient) Clients(ctx context.Context, in *ClientsRequest, opts ...grpc.CallOption) (*ClientsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClientsResponse)
+	err := c.cc.Invoke(ctx, TimeService_Clients_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *timeServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &TimeService_ServiceDesc.Streams[0], TimeService_Watch_FullMethodName, cOpts...)
@@ -233,6 +247,9 @@ type TimeServiceServer interface {
 	// ServerStats reports the NTP server's and the PTP grandmaster's counters
 	// since start (chronyc serverstats).
 	ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error)
+	// Clients lists the NTP server's clients, busiest first (chronyc clients):
+	// the last ntp.ClientLogSize addresses seen.
+	Clients(context.Context, *ClientsRequest) (*ClientsResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
 	// min_interval_ms). Streams are capped per daemon: RESOURCE_EXHAUSTED.
@@ -279,6 +296,9 @@ func (UnimplementedTimeServiceServer) Sources(context.Context, *SourcesRequest) 
 }
 func (UnimplementedTimeServiceServer) ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerStats not implemented")
+}
+func (UnimplementedTimeServiceServer) Clients(context.Context, *ClientsRequest) (*ClientsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Clients not implemented")
 }
 func (UnimplementedTimeServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[StatusResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
@@ -436,6 +456,24 @@ func _TimeService_ServerStats_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TimeService_Clients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClientsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TimeServiceServer).Clients(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TimeService_Clients_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TimeServiceServer).Clients(ctx, req.(*ClientsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TimeService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -517,6 +555,10 @@ var TimeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ServerStats",
 			Handler:    _TimeService_ServerStats_Handler,
+		},
+		{
+			MethodName: "Clients",
+			Handler:    _TimeService_Clients_Handler,
 		},
 		{
 			MethodName: "HLCNow",
