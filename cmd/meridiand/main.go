@@ -48,11 +48,13 @@ func run(args []string) int {
 		fmt.Println(version.String("meridiand"))
 		return 0
 	}
-	// SIGHUP reloads (below); caught from the start so that an early one
-	// does not kill the daemon.
+	// SIGHUP reloads (below), SIGTERM and SIGINT stop: caught from the
+	// start, so that an early one does not kill the daemon unclean.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if *printDefault {
 		os.Stdout.Write(config.DefaultYAML())
 		return 0
@@ -122,8 +124,6 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "meridiand:", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go reloadOnHUP(ctx, hup, d, log, load)
 	if err := d.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "meridiand:", err)

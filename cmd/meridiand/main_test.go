@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -118,16 +119,43 @@ func TestDefaultIsUnsynchronized(t *testing.T) {
 		}
 		stderr := os.Stderr
 		os.Stderr = w
+		var mu sync.Mutex
+		var logs strings.Builder
+		copied := make(chan struct{})
+		go func() {
+			defer close(copied)
+			buf := make([]byte, 4096)
+			for {
+				n, err := r.Read(buf)
+				mu.Lock()
+				logs.Write(buf[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		text := func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.String()
+		}
 		code := make(chan int, 1)
 		args := append([]string{"--shm", filepath.Join(dir, "tt.shm"), "--state-dir", filepath.Join(dir, "state"), "--metrics-listen", "", "--grpc-listen", ""}, c.args...)
 		go func() { code <- run(args) }()
-		time.Sleep(500 * time.Millisecond)
+		// Stop it once the line is there (run catches SIGTERM from its
+		// first line, so an early one would also be clean).
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(text(), c.want) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // a repeat would show by now
 		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
 		<-code
 		os.Stderr = stderr
 		w.Close()
-		out, _ := io.ReadAll(r)
-		if strings.Count(string(out), c.want) != 1 {
+		<-copied
+		r.Close()
+		if out := text(); strings.Count(out, c.want) != 1 {
 			t.Errorf("%v: want one %q in\n%s", c.args, c.want, out)
 		}
 	}
