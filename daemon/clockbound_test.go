@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,11 @@ func TestClockBoundExport(t *testing.T) {
 		}
 		cancelB()
 		<-doneB
+		// A stopped daemon leaves the segment void and unknown: no client
+		// keeps using its last bound.
+		if out, err := exec.Command("python3", "testdata/clockbound_reader.py", path).CombinedOutput(); err == nil || !strings.Contains(string(out), "bound void") {
+			t.Fatalf("after the daemon stopped the reader got %q (%v), want a void bound", out, err)
+		}
 		if omit && misses == 0 {
 			t.Fatal("negative control: ε alone never missed true time; the test cannot see a missing realtime term")
 		}
