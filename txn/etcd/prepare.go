@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -169,14 +170,25 @@ func (s *Store) Prepare(ctx context.Context, req txn.PrepareRequest) (txn.Timest
 	if err != nil {
 		return 0, err
 	}
+	// Reads at the current time advance the high-water mark continually,
+	// and concurrent prepares raise it too. A prepare that lost such a
+	// race aims a jittered lead above the host clock's now (doubling
+	// from 20 µs up to 10 ms with each loss), so that it lands above the
+	// reads and prepares that arrive before it. The lead is relative to
+	// the clock, never to the mark, so prepare timestamps cannot run away
+	// from real time: they stay within 10 ms of it unless the clients'
+	// reads are further ahead. A lead only raises the prepare timestamp,
+	// which commit wait then covers.
+	var lead int64
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("etcdstore: prepare txn %s: %w", req.Txn, err)
 		}
-		ts, retry, err := s.prepareOnce(ctx, p)
+		ts, retry, err := s.prepareOnce(ctx, p, lead)
 		if err != nil || !retry {
 			return ts, err
 		}
+		lead = min(max(2*lead, int64(20*time.Microsecond)), int64(10*time.Millisecond))
 		if attempt >= 64 {
 			return 0, fmt.Errorf("etcdstore: prepare txn %s: the shard stayed too busy for 64 attempts: %w", req.Txn, txn.ErrConflict)
 		}
@@ -188,7 +200,7 @@ func (s *Store) Prepare(ctx context.Context, req txn.PrepareRequest) (txn.Timest
 	}
 }
 
-func (s *Store) prepareOnce(ctx context.Context, p *prepared) (ts txn.Timestamp, retry bool, err error) {
+func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts txn.Timestamp, retry bool, err error) {
 	req := p.req
 	what := "prepare txn " + string(req.Txn)
 	// Scanned prefixes: every version present now must be ≤ ReadTS, and
@@ -224,6 +236,9 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared) (ts txn.Timestamp,
 		return 0, false, err
 	}
 	pts := max(s.hint()+1, req.ReadTS+1)
+	if lead > 0 {
+		pts = max(pts, time.Now().UnixNano()+lead/2+rand.Int64N(lead/2+1))
+	}
 	hw, sk, rk := s.k.hw(), s.k.status(req.Txn), s.k.rec(req.Txn)
 	cmps := []clientv3.Cmp{
 		clientv3.Compare(clientv3.Value(hw), "<", pad(pts)),
