@@ -17,6 +17,8 @@ import (
 //	P h                     high-water mark: every read, prepare and commit ts seen
 //	P d/<key>\x00<inv ts>   a committed version; inv ts = MaxInt64 − ts, 19 digits
 //	P l/<key>               the lock of a prepared write (txn id, primary, prepare ts)
+//	P r/<key>\x00<txn>      a prepared transaction's read lock on a key it read
+//	P q/<prefix>\x00<txn>   a prepared transaction's read lock on a prefix it scanned
 //	P t/<txn>               the transaction's record on this shard (its buffered writes)
 //	P a/<txn>               the liveness key, attached to the prepare's lease
 //	P s/<txn>               the status record: C<ts> or A
@@ -36,8 +38,16 @@ func (k keys) data(key string) string { return k.p + "d/" + key + sep }
 func (k keys) version(key string, ts txn.Timestamp) string {
 	return k.data(key) + pad(inv(ts))
 }
-func (k keys) lockDir() string           { return k.p + "l/" }
-func (k keys) lock(key string) string    { return k.p + "l/" + key }
+func (k keys) lockDir() string                          { return k.p + "l/" }
+func (k keys) lock(key string) string                   { return k.p + "l/" + key }
+func (k keys) readLock(key string, id txn.TxnID) string { return k.p + "r/" + key + sep + string(id) }
+func (k keys) readLocks(key string) (string, string) {
+	return k.p + "r/" + key + sep, k.p + "r/" + key + "\x01"
+}
+func (k keys) scanLockDir() string { return k.p + "q/" }
+func (k keys) scanLock(prefix string, id txn.TxnID) string {
+	return k.p + "q/" + prefix + sep + string(id)
+}
 func (k keys) rec(id txn.TxnID) string   { return k.p + "t/" + string(id) }
 func (k keys) alive(id txn.TxnID) string { return k.p + "a/" + string(id) }
 func (k keys) status(id txn.TxnID) string {
@@ -114,6 +124,8 @@ type txnRec struct {
 	Primary   txn.PrimaryRef
 	PrepareTS txn.Timestamp
 	Writes    []txn.Write
+	// Reads and Scans hold read locks (keys read but not written).
+	Reads, Scans []string
 }
 
 var errCorrupt = errors.New("etcdstore: corrupt record")
@@ -204,6 +216,12 @@ func encodeRec(r txnRec) string {
 			e.bytes(w.Value)
 		}
 	}
+	for _, list := range [][]string{r.Reads, r.Scans} {
+		e.uvarint(uint64(len(list)))
+		for _, k := range list {
+			e.str(k)
+		}
+	}
 	return string(e.b)
 }
 
@@ -229,6 +247,15 @@ func decodeRec(b []byte) (txnRec, error) {
 			w.Value = d.bytes()
 		}
 		r.Writes = append(r.Writes, w)
+	}
+	for _, list := range []*[]string{&r.Reads, &r.Scans} {
+		n := d.uvarint()
+		if n > uint64(len(d.b)) {
+			return txnRec{}, errCorrupt
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			*list = append(*list, d.str())
+		}
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return txnRec{}, errCorrupt

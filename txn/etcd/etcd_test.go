@@ -46,7 +46,7 @@ func opener(c *etcdtest.Cluster, knobs func(*Store)) storetest.Open {
 // etcdLimits are the sizes around the default --max-txn-ops 128 and
 // --max-request-bytes 1.5 MiB.
 var etcdLimits = storetest.Limits{
-	FitWrites: 61, TooManyWrites: 62,
+	FitWrites: 41, TooManyWrites: 42,
 	FitValue: DefaultMaxRequestBytes - 8192, TooLargeValue: DefaultMaxRequestBytes,
 	FitKey: DefaultMaxKeyBytes, TooLargeKey: DefaultMaxKeyBytes + 1,
 }
@@ -67,6 +67,7 @@ func TestConformanceCatchesBrokenStores(t *testing.T) {
 		{"ReadFence", func(s *Store) { s.noReadFence = true }},
 		{"ReadWaitsForLock", func(s *Store) { s.noReadWait = true }},
 		{"PrepareAboveEverything", func(s *Store) { s.noCommitFence = true }},
+		{"ReadsProtectedUntilCommit", func(s *Store) { s.noReadLocks = true }},
 	} {
 		t.Run(tc.check, func(t *testing.T) {
 			failed, msg := storetest.Fails(t, tc.check, opener(c, tc.knob))
@@ -134,8 +135,8 @@ func TestLimitsCheckedBeforeSending(t *testing.T) {
 			what string
 			ws   []txn.Write
 		}{
-			{"63 writes", func() []txn.Write {
-				ws := make([]txn.Write, 63)
+			{"64 writes", func() []txn.Write {
+				ws := make([]txn.Write, 64)
 				for i := range ws {
 					ws[i] = txn.Write{Key: fmt.Sprint("k", i), Value: []byte("v")}
 				}

@@ -40,6 +40,28 @@ func (s *Store) leaseFor(ctx context.Context, d time.Duration) (clientv3.LeaseID
 	return g.ID, nil
 }
 
+func (s *Store) scanLockCache() (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.qRev, s.qRev > 0
+}
+
+func (s *Store) scanLockCacheAll() (int64, []*mvccpb.KeyValue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.qRev, s.qLocks
+}
+
+// setScanLockCache remembers the scan locks as of revision rev (the
+// newest revision wins).
+func (s *Store) setScanLockCache(rev int64, kvs []*mvccpb.KeyValue) {
+	s.mu.Lock()
+	if rev > s.qRev {
+		s.qRev, s.qLocks = rev, kvs
+	}
+	s.mu.Unlock()
+}
+
 func (s *Store) dropLease(id clientv3.LeaseID) {
 	s.mu.Lock()
 	if s.lease == id {
@@ -51,7 +73,8 @@ func (s *Store) dropLease(id clientv3.LeaseID) {
 // prepared is a validated PrepareRequest.
 type prepared struct {
 	req    txn.PrepareRequest
-	checks []string // keys read or written: no foreign lock, no newer version
+	checks []string // keys written, then keys only read: no foreign lock, no newer version
+	reads  []string // keys only read (read locks)
 	scans  []string
 	rec    string // the encoded transaction record
 }
@@ -94,6 +117,7 @@ func (s *Store) validate(req txn.PrepareRequest) (*prepared, error) {
 		if !seen[k] {
 			seen[k] = true
 			p.checks = append(p.checks, k)
+			p.reads = append(p.reads, k)
 		}
 	}
 	sseen := map[string]bool{}
@@ -106,7 +130,7 @@ func (s *Store) validate(req txn.PrepareRequest) (*prepared, error) {
 			p.scans = append(p.scans, pre)
 		}
 	}
-	p.rec = encodeRec(txnRec{IsPrimary: req.IsPrimary, Primary: req.Primary, Writes: req.Writes, PrepareTS: math.MaxInt64})
+	p.rec = encodeRec(txnRec{IsPrimary: req.IsPrimary, Primary: req.Primary, Writes: req.Writes, PrepareTS: math.MaxInt64, Reads: p.reads, Scans: p.scans})
 	return p, s.checkLimits(p)
 }
 
@@ -122,15 +146,21 @@ func (s *Store) checkLimits(p *prepared) error {
 	if s.noLimitCheck {
 		return nil
 	}
-	w, c, sc := len(p.req.Writes), len(p.checks), len(p.scans)
+	w, r, c, sc := len(p.req.Writes), len(p.reads), len(p.checks), len(p.scans)
+	wq := 0 // the compare and read of the scan locks, when anything is written
+	if w > 0 {
+		wq = 1
+	}
 	counts := []struct {
 		what string
 		n    int
 	}{
-		{"prepare compares", 3 + 2*c + 2*sc},
-		{"prepare operations", 3 + w},
-		{"prepare diagnostics", 3 + 2*c + sc},
-		{"commit operations", 2*w + 5}, // the nested Txn that raises the high-water mark needs 1 op of headroom
+		{"prepare compares", 3 + 2*c + w + 2*sc + wq},
+		{"prepare operations", 3 + w + r + sc},
+		{"prepare diagnostics", 3 + 2*c + sc + w + wq},
+		// The nested Txn that raises the high-water mark needs 1 op of
+		// headroom (etcd gives a nested Txn the budget its parent left).
+		{"commit operations", 2*w + r + sc + 5},
 	}
 	for _, x := range counts {
 		if x.n > s.opt.MaxTxnOps {
@@ -147,6 +177,11 @@ func (s *Store) checkLimits(p *prepared) error {
 	}
 	for _, k := range p.checks {
 		prep += 3*(pl+len(k)) + 2*opBytes
+	}
+	for _, k := range append(p.reads, p.scans...) {
+		lockBytes := 2*(pl+len(k)+len(p.req.Txn)) + len(p.req.Primary.Key) + 2*opBytes
+		prep += lockBytes
+		commit += lockBytes
 	}
 	for _, pre := range p.scans {
 		prep += 4*(pl+len(pre)) + 2*opBytes
@@ -206,12 +241,19 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts tx
 	// Scanned prefixes: every version present now must be ≤ ReadTS, and
 	// the Txn below fails if any version appears after this revision.
 	var scanRev int64
-	if len(p.scans) > 0 {
+	writes := len(req.Writes) > 0
+	qdir := s.k.scanLockDir()
+	qRange := func() clientv3.Op { return clientv3.OpGet(qdir, clientv3.WithRange(clientv3.GetPrefixRangeEnd(qdir))) }
+	_, qKnown := s.scanLockCache()
+	if len(p.scans) > 0 || (writes && !qKnown) {
 		var ops []clientv3.Op
 		for _, pre := range p.scans {
 			dp, lp := s.k.dataDir()+pre, s.k.lockDir()+pre
 			ops = append(ops, clientv3.OpGet(dp, clientv3.WithRange(clientv3.GetPrefixRangeEnd(dp)), clientv3.WithKeysOnly()),
 				clientv3.OpGet(lp, clientv3.WithRange(clientv3.GetPrefixRangeEnd(lp)), clientv3.WithLimit(1)))
+		}
+		if writes {
+			ops = append(ops, qRange())
 		}
 		r, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
@@ -219,6 +261,9 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts tx
 		}
 		scanRev = r.Header.Revision
 		rs := ranges(r.Responses)
+		if writes {
+			s.setScanLockCache(scanRev, rs[len(rs)-1])
+		}
 		for i, pre := range p.scans {
 			for _, kv := range rs[2*i] {
 				key, vts, ok := parseVersion(strings.TrimPrefix(string(kv.Key), s.k.dataDir()))
@@ -228,6 +273,30 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts tx
 			}
 			if len(rs[2*i+1]) > 0 {
 				return s.foreignLock(ctx, what, rs[2*i+1][0])
+			}
+		}
+	}
+	// Scan locks of other transactions covering a key written here.
+	var qRev int64
+	if writes {
+		var qLocks []*mvccpb.KeyValue
+		qRev, qLocks = s.scanLockCacheAll()
+		for _, kv := range qLocks {
+			rest := strings.TrimPrefix(string(kv.Key), qdir)
+			i := strings.LastIndex(rest, sep)
+			if i < 0 || txn.TxnID(rest[i+1:]) == req.Txn {
+				continue
+			}
+			for _, w := range req.Writes {
+				if strings.HasPrefix(w.Key, rest[:i]) {
+					ts, retry, err := s.foreignLock(ctx, what, kv)
+					if retry { // resolved: the cached list is stale
+						s.mu.Lock()
+						s.qRev, s.qLocks = 0, nil
+						s.mu.Unlock()
+					}
+					return ts, retry, err
+				}
 			}
 		}
 	}
@@ -259,12 +328,31 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts tx
 			clientv3.Compare(clientv3.ModRevision(dp), "<", scanRev+1).WithRange(clientv3.GetPrefixRangeEnd(dp)))
 		elseOps = append(elseOps, clientv3.OpGet(lp, clientv3.WithRange(clientv3.GetPrefixRangeEnd(lp)), clientv3.WithLimit(1)))
 	}
+	// Written keys: no other transaction's read lock, and no scan lock
+	// created since the one this client knows of.
+	for _, w := range req.Writes {
+		from, to := s.k.readLocks(w.Key)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(from), "=", 0).WithRange(to))
+		elseOps = append(elseOps, clientv3.OpGet(from, clientv3.WithRange(to), clientv3.WithLimit(1)))
+	}
+	if writes {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(qdir), "<", qRev+1).WithRange(clientv3.GetPrefixRangeEnd(qdir)))
+		elseOps = append(elseOps, qRange())
+	}
 	lock := encodeLock(lockRec{Txn: req.Txn, Primary: req.Primary, PrepareTS: pts})
 	thenOps := []clientv3.Op{clientv3.OpPut(hw, pad(pts))}
 	for _, w := range req.Writes {
 		thenOps = append(thenOps, clientv3.OpPut(s.k.lock(w.Key), lock))
 	}
-	rec := encodeRec(txnRec{IsPrimary: req.IsPrimary, Primary: req.Primary, Writes: req.Writes, PrepareTS: pts})
+	if !s.noReadLocks {
+		for _, k := range p.reads {
+			thenOps = append(thenOps, clientv3.OpPut(s.k.readLock(k, req.Txn), lock))
+		}
+		for _, pre := range p.scans {
+			thenOps = append(thenOps, clientv3.OpPut(s.k.scanLock(pre, req.Txn), lock))
+		}
+	}
+	rec := encodeRec(txnRec{IsPrimary: req.IsPrimary, Primary: req.Primary, Writes: req.Writes, PrepareTS: pts, Reads: p.reads, Scans: p.scans})
 	thenOps = append(thenOps, clientv3.OpPut(rk, rec), clientv3.OpPut(s.k.alive(req.Txn), "", clientv3.WithLease(lease)))
 
 	r, err := s.cli.Txn(ctx).If(cmps...).Then(thenOps...).Else(elseOps...).Commit()
@@ -309,6 +397,15 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts tx
 		if l := rs[base+i]; len(l) > 0 {
 			return s.foreignLock(ctx, what, l[0])
 		}
+	}
+	base += len(p.scans)
+	for i := range req.Writes {
+		if l := rs[base+i]; len(l) > 0 {
+			return s.foreignLock(ctx, what, l[0])
+		}
+	}
+	if writes {
+		s.setScanLockCache(r.Header.Revision, rs[len(rs)-1])
 	}
 	// Only the high-water mark (or a scanned range) moved: try again.
 	return 0, true, nil

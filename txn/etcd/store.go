@@ -65,12 +65,18 @@ type Store struct {
 	lease    clientv3.LeaseID
 	leaseTTL int64
 	leaseAt  time.Time
+	// The scan locks as of revision qRev (0: not read yet): a writer
+	// checks its keys against them and its Txn fails if one was created
+	// since.
+	qRev   int64
+	qLocks []*mvccpb.KeyValue
 
 	// Test-only knobs, each breaking one rule (negative controls).
 	noReadFence   bool // reads do not advance the high-water mark
 	noReadWait    bool // reads ignore pending locks
 	noCommitFence bool // commits do not advance the high-water mark
 	noLimitCheck  bool // oversized transactions are sent to etcd
+	noReadLocks   bool // prepares take no read locks on keys read or prefixes scanned
 }
 
 var _ txn.Store = (*Store)(nil)
@@ -539,10 +545,11 @@ func (s *Store) commit(ctx context.Context, id txn.TxnID, ts txn.Timestamp) erro
 		if ts < rec.PrepareTS {
 			return fmt.Errorf("etcdstore: commit txn %s at %d: below its prepare timestamp %d: %w", id, ts, rec.PrepareTS, txn.ErrInvalid)
 		}
-		ops := make([]clientv3.Op, 0, 2*len(rec.Writes)+5)
+		ops := make([]clientv3.Op, 0, 2*len(rec.Writes)+len(rec.Reads)+len(rec.Scans)+5)
 		for _, w := range rec.Writes {
 			ops = append(ops, clientv3.OpPut(s.k.version(w.Key, ts), encodeVersion(w)), clientv3.OpDelete(s.k.lock(w.Key)))
 		}
+		ops = append(ops, s.readLockDeletes(id, rec)...)
 		ops = append(ops, clientv3.OpDelete(s.k.rec(id)), clientv3.OpDelete(s.k.alive(id)),
 			clientv3.OpPut(s.k.status(id), encodeStatus(txn.Status{State: txn.Committed, TS: ts})))
 		if !s.noCommitFence {
@@ -607,10 +614,11 @@ func (s *Store) abort(ctx context.Context, id txn.TxnID) error {
 		if err != nil {
 			return fmt.Errorf("etcdstore: abort txn %s: record: %w", id, err)
 		}
-		ops := make([]clientv3.Op, 0, len(rec.Writes)+3)
+		ops := make([]clientv3.Op, 0, len(rec.Writes)+len(rec.Reads)+len(rec.Scans)+3)
 		for _, w := range rec.Writes {
 			ops = append(ops, clientv3.OpDelete(s.k.lock(w.Key)))
 		}
+		ops = append(ops, s.readLockDeletes(id, rec)...)
 		ops = append(ops, clientv3.OpDelete(s.k.rec(id)), clientv3.OpDelete(s.k.alive(id)), clientv3.OpPut(sk, aborted))
 		r, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.k.rec(id)), "=", recKV.ModRevision)).
 			Then(ops...).Commit()
@@ -624,4 +632,15 @@ func (s *Store) abort(ctx context.Context, id txn.TxnID) error {
 			return fmt.Errorf("etcdstore: abort txn %s: its record keeps changing", id)
 		}
 	}
+}
+
+func (s *Store) readLockDeletes(id txn.TxnID, rec txnRec) []clientv3.Op {
+	var ops []clientv3.Op
+	for _, k := range rec.Reads {
+		ops = append(ops, clientv3.OpDelete(s.k.readLock(k, id)))
+	}
+	for _, pre := range rec.Scans {
+		ops = append(ops, clientv3.OpDelete(s.k.scanLock(pre, id)))
+	}
+	return ops
 }

@@ -64,6 +64,7 @@ func Checks() []Check {
 		{"VisibleExactlyAtCommitTS", checkVisibility},
 		{"ConflictNewerVersion", checkConflictNewer},
 		{"ConflictForeignLock", checkConflictLock},
+		{"ReadsProtectedUntilCommit", checkReadLocks},
 		{"StatusRace", checkStatusRace},
 		{"ExpiredLockResolved", checkExpiredResolved},
 		{"CommittedPrimaryRolledForward", checkRollForward},
@@ -448,6 +449,47 @@ func checkConflictLock(t testing.TB, rt *testing.T, open Open, _ *config) {
 		if _, err := ss[0].Prepare(ctxT(t, 10*time.Second), req); err != nil {
 			t.Errorf("reads %v scans %v writes %s after the lock's txn aborted: %v", req.Reads, req.Scans, req.Writes[0].Key, err)
 		} else if err := ss[0].Abort(ctxT(t, 10*time.Second), req.Txn); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// From a successful prepare until its commit, the keys a transaction read
+// and the prefixes it scanned refuse other transactions' prepares that
+// write them (its reads must still hold at its commit timestamp, chosen
+// later); plain reads are not held up; after the commit the writes go
+// through.
+func checkReadLocks(t testing.TB, rt *testing.T, open Open, _ *config) {
+	ss := open(rt, 2)
+	withResolver(ss, &Resolver{Shards: map[int]txn.Store{0: ss[0]}})
+	r := put(t, ss[0], "rl/k", "v0", 1, 0)
+	reader := NewTxnID()
+	ctx := ctxT(t, 10*time.Second)
+	p, err := ss[0].Prepare(ctx, txn.PrepareRequest{Txn: reader, Primary: txn.PrimaryRef{Key: "out"}, IsPrimary: true, ReadTS: r,
+		Reads: []string{"rl/k"}, Scans: []string{"sc/"}, Writes: []txn.Write{{Key: "out", Value: []byte("x")}}, Lease: longLease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writers := []string{"rl/k", "sc/new"}
+	for _, key := range writers {
+		_, err := ss[1].Prepare(ctx, txn.PrepareRequest{Txn: NewTxnID(), Primary: txn.PrimaryRef{Key: key}, IsPrimary: true, ReadTS: r,
+			Writes: []txn.Write{{Key: key, Value: []byte("w")}}, Lease: longLease})
+		if !errors.Is(err, txn.ErrConflict) {
+			t.Errorf("write of %q while a prepared transaction read it (key rl/k, prefix sc/): got %v, want ErrConflict", key, err)
+		}
+	}
+	if v, ok := get(t, ss[1], "rl/k", p+1); !ok || v != "v0" {
+		t.Errorf("plain read of rl/k under a read lock: %q,%v", v, ok)
+	}
+	if err := ss[0].Commit(ctx, reader, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range writers {
+		id := NewTxnID()
+		if _, err := ss[1].Prepare(ctx, txn.PrepareRequest{Txn: id, Primary: txn.PrimaryRef{Key: key}, IsPrimary: true, ReadTS: p,
+			Writes: []txn.Write{{Key: key, Value: []byte("w")}}, Lease: longLease}); err != nil {
+			t.Errorf("write of %q after the reader committed: %v", key, err)
+		} else if err := ss[1].Abort(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
