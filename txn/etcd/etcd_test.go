@@ -164,3 +164,17 @@ func TestLimitsCheckedBeforeSending(t *testing.T) {
 		_ = cli.Close()
 	}
 }
+
+// A coordinator that prepared on two shards, each its own etcd cluster,
+// and died (never committed): a reader resolves it through the Resolver
+// after its lease; one that died after committing the primary is rolled
+// forward. Each open alternates between the two clusters, so the primary
+// and the secondary share nothing.
+func TestCoordinatorDiesAcrossClusters(t *testing.T) {
+	cs := []*etcdtest.Cluster{etcdtest.Embedded(t, 1), etcdtest.Embedded(t, 1)}
+	opens := []storetest.Open{opener(cs[0], nil), opener(cs[1], nil)}
+	var n atomic.Int64
+	alternate := func(t *testing.T, k int) []txn.Store { return opens[n.Add(1)%2](t, k) }
+	storetest.RunCheck(t, "ExpiredLockResolved", alternate)
+	storetest.RunCheck(t, "CommittedPrimaryRolledForward", alternate)
+}

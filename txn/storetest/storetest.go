@@ -86,6 +86,21 @@ func Run(t *testing.T, open Open, opts ...Option) {
 	}
 }
 
+// RunCheck runs the named check as a subtest.
+func RunCheck(t *testing.T, name string, open Open, opts ...Option) {
+	c := &config{}
+	for _, o := range opts {
+		o(c)
+	}
+	for _, ch := range Checks() {
+		if ch.Name == name {
+			t.Run(name, func(t *testing.T) { ch.Fn(t, t, open, c) })
+			return
+		}
+	}
+	t.Fatalf("storetest: no check named %q", name)
+}
+
 // Fails runs the named check on a recording testing.TB and reports whether
 // it failed, with its messages; rt is the real test (its cleanups run the
 // backend down).
