@@ -53,7 +53,7 @@ var etcdLimits = storetest.Limits{
 
 func TestConformance(t *testing.T) {
 	c := etcdtest.Embedded(t, 3)
-	storetest.Run(t, opener(c, nil), storetest.WithLimits(etcdLimits))
+	storetest.Run(t, opener(c, nil), storetest.WithLimits(etcdLimits), storetest.ValidatesInput())
 }
 
 // Negative controls: each knob breaks one rule and the suite's check for
@@ -177,4 +177,14 @@ func TestCoordinatorDiesAcrossClusters(t *testing.T) {
 	alternate := func(t *testing.T, k int) []txn.Store { return opens[n.Add(1)%2](t, k) }
 	storetest.RunCheck(t, "ExpiredLockResolved", alternate)
 	storetest.RunCheck(t, "CommittedPrimaryRolledForward", alternate)
+}
+
+// The limits the store declares to the DB are the ones the conformance
+// run proves: that many writes and that large a value fit.
+func TestDeclaredLimits(t *testing.T) {
+	s := &Store{opt: Options{MaxTxnOps: DefaultMaxTxnOps, MaxRequestBytes: DefaultMaxRequestBytes, MaxKeyBytes: DefaultMaxKeyBytes}}
+	l := s.Limits()
+	if l.MaxPrepareKeys != etcdLimits.FitWrites || l.MaxValueBytes != etcdLimits.FitValue || l.MaxKeyBytes != etcdLimits.FitKey {
+		t.Errorf("declared %+v; the conformance run proves %d writes, %d-byte values, %d-byte keys", l, etcdLimits.FitWrites, etcdLimits.FitValue, etcdLimits.FitKey)
+	}
 }

@@ -644,3 +644,17 @@ func (s *Store) readLockDeletes(id txn.TxnID, rec txnRec) []clientv3.Op {
 	}
 	return ops
 }
+
+// Limits implements txn.Limiter: the largest prepare the cluster's
+// operation limit admits whatever the mix (every key written is the worst
+// case: three compares each, plus four), values that leave room for the
+// request's keys and framing, and keys up to MaxKeyBytes.
+func (s *Store) Limits() txn.Limits {
+	return txn.Limits{
+		MaxKeyBytes:    s.opt.MaxKeyBytes,
+		MaxValueBytes:  s.opt.MaxRequestBytes - 8192,
+		MaxPrepareKeys: min((s.opt.MaxTxnOps-4)/3, (s.opt.MaxTxnOps-5)/2),
+	}
+}
+
+var _ txn.Limiter = (*Store)(nil)
