@@ -87,3 +87,10 @@ txn-long:
 ACCURACY_OUT ?= accuracy.json
 accuracy:
 	MERIDIAN_ACCURACY_OUT=$(abspath $(ACCURACY_OUT)) $(GO) test -count=1 -v -timeout 15m -run '^TestAccuracyVsChrony$$' ./interop/
+
+# Long transaction runs: the bank workload with skewed clocks and commit
+# wait over three independent 3-member embedded etcd clusters, 10⁵
+# transactions, both checkers (MERIDIAN_TXN_LONG sets the count).
+MERIDIAN_TXN_LONG ?= 100000
+txn-long:
+	MERIDIAN_TXN_LONG=$(MERIDIAN_TXN_LONG) $(GO) test -count=1 -v -timeout 90m -run '^TestDBOnThreeClusters$$' ./txn/etcd/
