@@ -10,7 +10,7 @@ GO ?= go
 FUZZTIME ?= 20000x
 FUZZMINIMIZE ?= 0
 
-.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build proto proto-check accuracy txn-long
+.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build proto proto-check accuracy txn-long txn-long-etcd
 
 build:
 	$(GO) build ./...
@@ -88,9 +88,9 @@ ACCURACY_OUT ?= accuracy.json
 accuracy:
 	MERIDIAN_ACCURACY_OUT=$(abspath $(ACCURACY_OUT)) $(GO) test -count=1 -v -timeout 15m -run '^TestAccuracyVsChrony$$' ./interop/
 
-# Long transaction runs: the bank workload with skewed clocks and commit
-# wait over three independent 3-member embedded etcd clusters, 10⁵
-# transactions, both checkers (MERIDIAN_TXN_LONG sets the count).
-MERIDIAN_TXN_LONG ?= 100000
-txn-long:
-	MERIDIAN_TXN_LONG=$(MERIDIAN_TXN_LONG) $(GO) test -count=1 -v -timeout 90m -run '^TestDBOnThreeClusters$$' ./txn/etcd/
+# The same on etcd: bank transfers and audits with skewed clocks and commit
+# wait over three independent 3-member embedded etcd clusters, through both
+# checkers (TXN_LONG_TXNS transactions). make txn-long runs it first.
+txn-long-etcd:
+	MERIDIAN_TXN_LONG_TXNS=$(TXN_LONG_TXNS) $(GO) test -count=1 -v -timeout 90m -run '^TestDBOnThreeClusters$$' ./txn/etcd/
+txn-long: txn-long-etcd

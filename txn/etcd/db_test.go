@@ -76,10 +76,10 @@ func runDB(t *testing.T, cs []*etcdtest.Cluster, w txntest.Workload, skip bool, 
 	return rep
 }
 
-func long() bool { return os.Getenv("MERIDIAN_TXN_LONG") != "" }
+func long() bool { return os.Getenv("MERIDIAN_TXN_LONG_TXNS") != "" }
 
 func envSteps(def int) int {
-	if v, err := strconv.Atoi(os.Getenv("MERIDIAN_TXN_LONG")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv("MERIDIAN_TXN_LONG_TXNS")); err == nil && v > 0 {
 		return v
 	}
 	return def
@@ -98,7 +98,7 @@ func TestDBOnThreeClusters(t *testing.T) {
 }
 
 // Bank transfers and audits, commit wait on: neither checker rule breaks
-// and every audit sees the constant total. MERIDIAN_TXN_LONG=N runs N
+// and every audit sees the constant total. MERIDIAN_TXN_LONG_TXNS=N runs N
 // steps (make txn-long); the default is a short run.
 func bankCommitWait(t *testing.T, cs []*etcdtest.Cluster) {
 	bank := &txntest.Bank{Accounts: 40, Initial: 1000, AuditEvery: 4}
