@@ -3,15 +3,18 @@ package etcdstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meridiantime/meridian/internal/etcdtest"
 	"github.com/meridiantime/meridian/txn"
 	"github.com/meridiantime/meridian/txn/storetest"
+	"github.com/meridiantime/meridian/txn/txntest"
 )
 
 // benchTxn runs one read-write transaction on s: read key at now, prepare
@@ -101,6 +104,102 @@ func BenchmarkTxnParallel(b *testing.B) {
 	reportLatency(b, lat)
 }
 
-func testingProcs() int { return runtimeGOMAXPROCS() }
+func testingProcs() int { return runtime.GOMAXPROCS(0) }
 
-func runtimeGOMAXPROCS() int { return runtime.GOMAXPROCS(0) }
+func dbShards(b *testing.B, cs []*etcdtest.Cluster) []txn.Store {
+	var shards []txn.Store
+	for _, c := range cs {
+		s, err := Open(context.Background(), c.Endpoints, Options{Prefix: fmt.Sprintf("bench%d/", shardSeq.Add(1))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		shards = append(shards, s)
+	}
+	return shards
+}
+
+// The DB over three independent 3-member embedded clusters. CommitWait:
+// one transaction reading and writing a key on each of two shards, with
+// and without commit wait alternately, for ε from 10 µs to 10 ms: median
+// latencies and the overhead against the 2ε + 50 µs bound. Throughput:
+// bank transfers from 16 goroutines (ε = 100 µs), commit wait on and off.
+func BenchmarkDBOnEtcd(b *testing.B) {
+	cs := []*etcdtest.Cluster{etcdtest.Embedded(b, 3), etcdtest.Embedded(b, 3), etcdtest.Embedded(b, 3)}
+	ctx := context.Background()
+	for _, eps := range []time.Duration{10 * time.Microsecond, 100 * time.Microsecond, time.Millisecond, 10 * time.Millisecond} {
+		b.Run(fmt.Sprintf("CommitWait/eps=%v", eps), func(b *testing.B) {
+			shards := dbShards(b, cs)
+			node := txntest.NewNode(txntest.NewTrueClock(), 0, eps.Nanoseconds())
+			dbs := map[bool]*txn.DB{}
+			for _, skip := range []bool{false, true} {
+				db, err := txn.Open(txn.Options{Shards: shards, Time: node, UnsafeSkipCommitWait: skip})
+				if err != nil {
+					b.Fatal(err)
+				}
+				dbs[skip] = db
+			}
+			k1 := "bench/0"
+			k2 := k1
+			for i := 1; dbs[false].ShardOf(k2) == dbs[false].ShardOf(k1); i++ {
+				k2 = fmt.Sprint("bench/", i)
+			}
+			fn := func(tx *txn.Tx) error {
+				for _, k := range []string{k1, k2} {
+					if _, _, err := tx.Get(k); err != nil {
+						return err
+					}
+					if err := tx.Put(k, []byte("v")); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			lat := map[bool][]time.Duration{}
+			for b.Loop() {
+				for _, skip := range []bool{false, true} {
+					start := time.Now()
+					if err := dbs[skip].Update(ctx, fn); err != nil {
+						b.Fatal(err)
+					}
+					lat[skip] = append(lat[skip], time.Since(start))
+				}
+			}
+			med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
+			mw, mn := med(lat[false]), med(lat[true])
+			bound := 2*eps + 50*time.Microsecond
+			b.ReportMetric(float64(mw.Microseconds()), "wait-µs")
+			b.ReportMetric(float64(mn.Microseconds()), "nowait-µs")
+			b.ReportMetric(float64((mw - mn).Microseconds()), "overhead-µs")
+			b.ReportMetric(float64(bound.Microseconds()), "bound-µs")
+		})
+	}
+	for _, skip := range []bool{false, true} {
+		b.Run(fmt.Sprintf("Throughput/commitwait=%v", !skip), func(b *testing.B) {
+			c := txntest.NewTrueClock()
+			db, err := txn.Open(txn.Options{Shards: dbShards(b, cs), Time: txntest.NewNode(c, 0, 100_000),
+				UnsafeSkipCommitWait: skip, MaxAttempts: 1000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rec := txntest.NewRecorder(c)
+			bank := &txntest.Bank{Accounts: 1000, Initial: 1000}
+			if err := bank.Setup(ctx, db, rec); err != nil {
+				b.Fatal(err)
+			}
+			var seed atomic.Uint64
+			b.SetParallelism(16 / max(1, runtime.GOMAXPROCS(0)))
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				rnd := rand.New(rand.NewPCG(seed.Add(1), 3))
+				for pb.Next() {
+					if err := bank.Transfer(ctx, db, rec, 0, rnd); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "txn/s")
+		})
+	}
+}
