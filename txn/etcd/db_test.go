@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/meridiantime/meridian/internal/etcdtest"
 	"github.com/meridiantime/meridian/txn"
 	"github.com/meridiantime/meridian/txn/check"
+	"github.com/meridiantime/meridian/txn/storetest"
 	"github.com/meridiantime/meridian/txn/txntest"
 )
 
@@ -90,6 +92,23 @@ func envSteps(def int) int {
 func TestDBOnThreeClusters(t *testing.T) {
 	cs := threeClusters(t)
 	t.Run("BankCommitWait", func(t *testing.T) { bankCommitWait(t, cs) })
+	if !long() {
+		t.Run("ClientRestart", func(t *testing.T) {
+			if msg := clientRestart(t, cs, false); msg != "" {
+				t.Fatal(msg)
+			}
+		})
+		// Negative control: the restarted client's resolver lies (says
+		// Aborted for every transaction): the rolled-forward transfer is
+		// rolled back on its secondary and the check above fires.
+		t.Run("ClientRestartLyingResolverIsCaught", func(t *testing.T) {
+			msg := clientRestart(t, cs, true)
+			if msg == "" {
+				t.Fatal("a resolver that aborts committed transactions went unnoticed")
+			}
+			t.Logf("caught: %s", msg)
+		})
+	}
 	if long() {
 		return // the long run checks the positive case only
 	}
@@ -172,3 +191,172 @@ func registersPorcupine(t *testing.T, cs []*etcdtest.Cluster) {
 	}
 	t.Fatal("commit wait off: the checkers did not both report violations in 6 rounds")
 }
+
+// reopen opens new handles (new etcd clients) on the shards' prefixes: a
+// restarted client.
+func reopen(t *testing.T, cs []*etcdtest.Cluster, prefixes []string) []txn.Store {
+	t.Helper()
+	var out []txn.Store
+	for i, c := range cs {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s, err := Open(ctx, c.Endpoints, Options{Prefix: prefixes[i]})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		out = append(out, s)
+	}
+	return out
+}
+
+// A client dies twice mid-transfer — once between the prepares and any
+// commit, once after committing only the primary — and a restarted client
+// (new etcd clients, new DB) carries on: the first transfer is rolled back
+// after its lease, the second rolled forward, every audit sees the
+// constant total, and later transfers commit. It returns what went wrong
+// ("" if nothing); lie gives the restarted DB a resolver that says Aborted
+// for everything.
+func clientRestart(t *testing.T, cs []*etcdtest.Cluster, lie bool) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var prefixes []string
+	for range cs {
+		prefixes = append(prefixes, fmt.Sprintf("restart%d/", shardSeq.Add(1)))
+	}
+	node := txntest.NewNode(txntest.NewTrueClock(), 0, 1_000_000)
+	open := func(shards []txn.Store) *txn.DB {
+		db, err := txn.Open(txn.Options{Shards: shards, Time: node, LockLease: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	first := reopen(t, cs, prefixes)
+	db := open(first)
+	bank := &txntest.Bank{Accounts: 12, Initial: 100}
+	rec := txntest.NewRecorder(txntest.NewTrueClock())
+	if err := bank.Setup(ctx, db, rec); err != nil {
+		t.Fatal(err)
+	}
+	// Two accounts on different shards.
+	a, b := bank.Key(0), ""
+	for i := 1; i < bank.Accounts; i++ {
+		if db.ShardOf(bank.Key(i)) != db.ShardOf(a) {
+			b = bank.Key(i)
+			break
+		}
+	}
+	// The dying coordinator's part of a transfer of amt from a to b, read
+	// at a fresh snapshot, prepared on both shards (a's is the primary).
+	crashTransfer := func(amt int, commitPrimary bool) {
+		iv, err := node.Now(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := iv.LatestNS
+		bal := map[string]int{}
+		for _, k := range []string{a, b} {
+			v, ok, err := first[db.ShardOf(k)].Get(ctx, k, r)
+			if err != nil || !ok {
+				t.Fatalf("read %s: %v %v", k, ok, err)
+			}
+			bal[k], _ = strconv.Atoi(string(v))
+		}
+		id := txn.TxnID(fmt.Sprintf("%032x", shardSeq.Add(1)))
+		prim := txn.PrimaryRef{Shard: db.ShardOf(a), Key: a}
+		var pts int64
+		for _, k := range []string{a, b} {
+			v := bal[k] + amt
+			if k == a {
+				v = bal[k] - amt
+			}
+			p, err := first[db.ShardOf(k)].Prepare(ctx, txn.PrepareRequest{Txn: id, Primary: prim, IsPrimary: k == a, ReadTS: r,
+				Reads: []string{k}, Writes: []txn.Write{{Key: k, Value: []byte(strconv.Itoa(v))}}, Lease: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pts = max(pts, p)
+		}
+		if commitPrimary {
+			if err := first[db.ShardOf(a)].Commit(ctx, id, pts); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	crashTransfer(7, false)
+	for _, s := range first {
+		_ = s.Close() // the client dies
+	}
+	second := reopen(t, cs, prefixes)
+	// The restarted coordinator resolves what it meets from the
+	// primaries' records, as a DB would.
+	res := &storetest.Resolver{Shards: map[int]txn.Store{}}
+	for i, s := range second {
+		res.Shards[i] = s
+		s.SetResolver(res)
+	}
+	crashTransfer2 := func() {
+		first = second
+		crashTransfer(5, true)
+	}
+	crashTransfer2() // reads wait for the first one's lease, then it dies again
+	restarted := reopen(t, cs, prefixes)
+	if lie {
+		for i := range restarted {
+			restarted[i] = lyingStore{restarted[i]}
+		}
+	}
+	db2 := open(restarted)
+	balances := func() map[string]int {
+		out := map[string]int{}
+		err := db2.View(ctx, func(tx *txn.Tx) error {
+			for i := range bank.Accounts {
+				v, ok, err := tx.Get(bank.Key(i))
+				if err != nil || !ok {
+					return fmt.Errorf("%s: %v %v", bank.Key(i), ok, err)
+				}
+				out[bank.Key(i)], _ = strconv.Atoi(string(v))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got := balances()
+	total := 0
+	for _, v := range got {
+		total += v
+	}
+	if total != int(bank.Total()) || got[a] != 95 || got[b] != 105 {
+		return fmt.Sprintf("after two crashed clients: total %d (want %d), %s=%d (want 95: the rolled-back 7 absent, the rolled-forward 5 present), %s=%d (want 105)",
+			total, bank.Total(), a, got[a], b, got[b])
+	}
+	rnd := rand.New(rand.NewPCG(5, 5))
+	for range 10 {
+		if err := bank.Transfer(ctx, db2, rec, 0, rnd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total = 0
+	for _, v := range balances() {
+		total += v
+	}
+	if total != int(bank.Total()) {
+		return fmt.Sprintf("after transfers by the restarted client: total %d, want %d", total, bank.Total())
+	}
+	return ""
+}
+
+// lyingStore installs a resolver that calls every transaction Aborted.
+type lyingStore struct{ txn.Store }
+
+type abortAll struct{}
+
+func (abortAll) Resolve(context.Context, txn.LockInfo) (txn.Status, error) {
+	return txn.Status{State: txn.Aborted}, nil
+}
+
+func (l lyingStore) SetResolver(txn.Resolver) { l.Store.SetResolver(abortAll{}) }
