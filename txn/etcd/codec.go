@@ -16,6 +16,7 @@ import (
 //
 //	P h                     high-water mark: every read, prepare and commit ts seen
 //	P d/<key>\x00<inv ts>   a committed version; inv ts = MaxInt64 − ts, 19 digits
+//	P k/<key>               the key index: the key was ever prepared for writing (empty)
 //	P l/<key>               the lock of a prepared write (txn id, primary, prepare ts)
 //	P r/<key>\x00<txn>      a prepared transaction's read lock on a key it read
 //	P q/<prefix>\x00<txn>   a prepared transaction's read lock on a prefix it scanned
@@ -38,6 +39,8 @@ func (k keys) data(key string) string { return k.p + "d/" + key + sep }
 func (k keys) version(key string, ts txn.Timestamp) string {
 	return k.data(key) + pad(inv(ts))
 }
+func (k keys) indexDir() string                         { return k.p + "k/" }
+func (k keys) index(key string) string                  { return k.p + "k/" + key }
 func (k keys) lockDir() string                          { return k.p + "l/" }
 func (k keys) lock(key string) string                   { return k.p + "l/" + key }
 func (k keys) readLock(key string, id txn.TxnID) string { return k.p + "r/" + key + sep + string(id) }

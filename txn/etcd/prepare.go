@@ -156,7 +156,7 @@ func (s *Store) checkLimits(p *prepared) error {
 		n    int
 	}{
 		{"prepare compares", 3 + 2*c + w + 2*sc + wq},
-		{"prepare operations", 3 + w + r + sc},
+		{"prepare operations", 3 + 2*w + r + sc},
 		{"prepare diagnostics", 3 + 2*c + sc + w + wq},
 		// The nested Txn that raises the high-water mark needs 1 op of
 		// headroom (etcd gives a nested Txn the budget its parent left).
@@ -172,7 +172,7 @@ func (s *Store) checkLimits(p *prepared) error {
 	prep := 1024 + len(p.rec) + pl + opBytes
 	commit := 1024 + 3*(pl+len(p.req.Txn)+opBytes)
 	for _, wr := range p.req.Writes {
-		prep += 2*(pl+len(wr.Key)) + len(p.req.Primary.Key) + 3*opBytes
+		prep += 3*(pl+len(wr.Key)) + len(p.req.Primary.Key) + 4*opBytes
 		commit += 2*(pl+len(wr.Key)) + len(wr.Value) + 2*opBytes
 	}
 	for _, k := range p.checks {
@@ -219,8 +219,16 @@ func (s *Store) Prepare(ctx context.Context, req txn.PrepareRequest) (txn.Timest
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("etcdstore: prepare txn %s: %w", req.Txn, err)
 		}
-		ts, retry, err := s.prepareOnce(ctx, p, lead)
-		if err != nil || !retry {
+		ts, again, err := s.prepareOnce(ctx, p, lead)
+		if err != nil && transient(err) && attempt < 8 {
+			// Lost with the leader or the member: ask again (a prepare
+			// that went through is found by its record).
+			if err := sleep(ctx, 20*time.Millisecond<<min(attempt, 5)); err != nil {
+				return 0, fmt.Errorf("etcdstore: prepare txn %s: %w", req.Txn, err)
+			}
+			continue
+		}
+		if err != nil || !again {
 			return ts, err
 		}
 		lead = min(max(2*lead, int64(20*time.Microsecond)), int64(10*time.Millisecond))
@@ -342,7 +350,7 @@ func (s *Store) prepareOnce(ctx context.Context, p *prepared, lead int64) (ts tx
 	lock := encodeLock(lockRec{Txn: req.Txn, Primary: req.Primary, PrepareTS: pts})
 	thenOps := []clientv3.Op{clientv3.OpPut(hw, pad(pts))}
 	for _, w := range req.Writes {
-		thenOps = append(thenOps, clientv3.OpPut(s.k.lock(w.Key), lock))
+		thenOps = append(thenOps, clientv3.OpPut(s.k.lock(w.Key), lock), clientv3.OpPut(s.k.index(w.Key), ""))
 	}
 	if !s.noReadLocks {
 		for _, k := range p.reads {

@@ -27,6 +27,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Defaults of an etcd server (its flags --max-txn-ops and
@@ -241,7 +243,15 @@ func ranges(rs []*pb.ResponseOp) [][]*mvccpb.KeyValue {
 // ---- reads --------------------------------------------------------------
 
 // Get implements txn.Store.
-func (s *Store) Get(ctx context.Context, key string, ts txn.Timestamp) ([]byte, bool, error) {
+func (s *Store) Get(ctx context.Context, key string, ts txn.Timestamp) (v []byte, found bool, err error) {
+	err = retry(ctx, func() error {
+		v, found, err = s.get(ctx, key, ts)
+		return err
+	})
+	return v, found, err
+}
+
+func (s *Store) get(ctx context.Context, key string, ts txn.Timestamp) ([]byte, bool, error) {
 	if err := s.checkKey("get: key", key); err != nil {
 		return nil, false, err
 	}
@@ -271,7 +281,15 @@ func (s *Store) Get(ctx context.Context, key string, ts txn.Timestamp) ([]byte, 
 }
 
 // Scan implements txn.Store.
-func (s *Store) Scan(ctx context.Context, prefix string, limit int, ts txn.Timestamp) ([]txn.KV, error) {
+func (s *Store) Scan(ctx context.Context, prefix string, limit int, ts txn.Timestamp) (kvs []txn.KV, err error) {
+	err = retry(ctx, func() error {
+		kvs, err = s.scan(ctx, prefix, limit, ts)
+		return err
+	})
+	return kvs, err
+}
+
+func (s *Store) scan(ctx context.Context, prefix string, limit int, ts txn.Timestamp) ([]txn.KV, error) {
 	if strings.Contains(prefix, sep) {
 		return nil, fmt.Errorf("etcdstore: scan: prefix %q contains the reserved byte 0x00: %w", prefix, txn.ErrInvalid)
 	}
@@ -281,42 +299,49 @@ func (s *Store) Scan(ctx context.Context, prefix string, limit int, ts txn.Times
 	if err := checkTS("scan: read", ts); err != nil {
 		return nil, err
 	}
-	dp, lp := s.k.dataDir()+prefix, s.k.lockDir()+prefix
-	dataOp := clientv3.OpGet(dp, clientv3.WithRange(clientv3.GetPrefixRangeEnd(dp)))
+	// Round 1, fenced: the keys ever written under the prefix (the key
+	// index, one entry per key) and the locks. Once no lock ≤ ts is
+	// pending here, nothing at or below ts can change any more (the fence
+	// keeps every later prepare above ts), so round 2 may read the
+	// versions in as many requests as it needs.
+	ip, lp := s.k.indexDir()+prefix, s.k.lockDir()+prefix
+	indexOp := clientv3.OpGet(ip, clientv3.WithRange(clientv3.GetPrefixRangeEnd(ip)), clientv3.WithKeysOnly())
 	lockOp := clientv3.OpGet(lp, clientv3.WithRange(clientv3.GetPrefixRangeEnd(lp)))
-	var data []*mvccpb.KeyValue
+	var index []*mvccpb.KeyValue
 	err := s.readLoop(ctx, ts, func() ([]*mvccpb.KeyValue, error) {
-		r, err := s.fenced(ctx, ts, dataOp, lockOp)
+		r, err := s.fenced(ctx, ts, indexOp, lockOp)
 		if err != nil {
 			return nil, err
 		}
-		data = r[0]
+		index = r[0]
 		return r[1], nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: scan %q at %d: %w", prefix, ts, err)
 	}
+	// Round 2: each key's newest version ≤ ts, a batch of keys per Txn.
 	var out []txn.KV
-	dd := s.k.dataDir()
-	last := ""
-	done := false // the current user key's visible version was taken
-	for _, kv := range data {
-		key, vts, ok := parseVersion(strings.TrimPrefix(string(kv.Key), dd))
-		if !ok {
-			return nil, fmt.Errorf("etcdstore: scan %q: malformed version key %q", prefix, kv.Key)
+	batch := max(1, s.opt.MaxTxnOps)
+	for lo := 0; lo < len(index); lo += batch {
+		part := index[lo:min(lo+batch, len(index))]
+		ops := make([]clientv3.Op, len(part))
+		for i, kv := range part {
+			key := strings.TrimPrefix(string(kv.Key), s.k.indexDir())
+			ops[i] = clientv3.OpGet(s.k.version(key, ts), clientv3.WithRange(s.k.p+"d/"+key+"\x01"), clientv3.WithLimit(1))
 		}
-		if key != last {
-			last, done = key, false
+		r, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("etcdstore: scan %q at %d: %w", prefix, ts, err)
 		}
-		// Within one key, versions come newest first.
-		if done || vts > ts {
-			continue
-		}
-		done = true
-		if v, found := decodeVersion(kv.Value); found {
-			out = append(out, txn.KV{Key: key, Value: v})
-			if limit > 0 && len(out) == limit {
-				break
+		for i, vs := range ranges(r.Responses) {
+			if len(vs) == 0 {
+				continue // prepared once, never committed at or below ts
+			}
+			if v, found := decodeVersion(vs[0].Value); found {
+				out = append(out, txn.KV{Key: strings.TrimPrefix(string(part[i].Key), s.k.indexDir()), Value: v})
+				if limit > 0 && len(out) == limit {
+					return out, nil
+				}
 			}
 		}
 	}
@@ -449,7 +474,11 @@ func (s *Store) Status(ctx context.Context, id txn.TxnID) (txn.Status, error) {
 	if err := checkTxn(id); err != nil {
 		return txn.Status{}, err
 	}
-	r, err := s.cli.Get(ctx, s.k.status(id))
+	var r *clientv3.GetResponse
+	err := retry(ctx, func() (err error) {
+		r, err = s.cli.Get(ctx, s.k.status(id))
+		return err
+	})
 	if err != nil {
 		return txn.Status{}, wrapEtcd("status of txn "+string(id), err)
 	}
@@ -466,9 +495,13 @@ func (s *Store) AbortIfPending(ctx context.Context, id txn.TxnID) (txn.Status, e
 		return txn.Status{}, err
 	}
 	sk := s.k.status(id)
-	r, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)).
-		Then(clientv3.OpPut(sk, encodeStatus(txn.Status{State: txn.Aborted})), clientv3.OpGet(sk)).
-		Else(clientv3.OpGet(sk)).Commit()
+	var r *clientv3.TxnResponse
+	err := retry(ctx, func() (err error) { // idempotent: the put is conditional
+		r, err = s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)).
+			Then(clientv3.OpPut(sk, encodeStatus(txn.Status{State: txn.Aborted})), clientv3.OpGet(sk)).
+			Else(clientv3.OpGet(sk)).Commit()
+		return err
+	})
 	if err != nil {
 		return txn.Status{}, wrapEtcd("abort-if-pending txn "+string(id), err)
 	}
@@ -491,7 +524,7 @@ func (s *Store) Commit(ctx context.Context, id txn.TxnID, ts txn.Timestamp) erro
 	if err := checkTS("commit", ts); err != nil {
 		return err
 	}
-	return s.commit(ctx, id, ts)
+	return retry(ctx, func() error { return s.commit(ctx, id, ts) })
 }
 
 func (s *Store) loadRec(ctx context.Context, id txn.TxnID) (*mvccpb.KeyValue, *txn.Status, error) {
@@ -582,7 +615,7 @@ func (s *Store) Abort(ctx context.Context, id txn.TxnID) error {
 	if err := checkTxn(id); err != nil {
 		return err
 	}
-	return s.abort(ctx, id)
+	return retry(ctx, func() error { return s.abort(ctx, id) })
 }
 
 func (s *Store) abort(ctx context.Context, id txn.TxnID) error {
@@ -658,3 +691,36 @@ func (s *Store) Limits() txn.Limits {
 }
 
 var _ txn.Limiter = (*Store)(nil)
+
+// transient reports an etcd error after which the same call may simply be
+// made again: no leader, leader changed, a request timed out, a member
+// unreachable (gRPC Unavailable). Every Store method is idempotent
+// (a repeated prepare returns the first one's timestamp, a repeated
+// commit at the same timestamp nothing new), so an outcome that was lost
+// with such an error is found again by the retry.
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
+	return status.Code(errors.Unwrap(err)) == codes.Unavailable || status.Code(err) == codes.Unavailable
+}
+
+// retry runs f again (up to 8 attempts, backing off from 20 ms, within
+// ctx) while it fails with a transient error.
+func retry(ctx context.Context, f func() error) error {
+	wait := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || attempt == 8 || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		if sleep(ctx, wait) != nil {
+			return err
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
