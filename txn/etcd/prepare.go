@@ -220,7 +220,7 @@ func (s *Store) Prepare(ctx context.Context, req txn.PrepareRequest) (txn.Timest
 			return 0, fmt.Errorf("etcdstore: prepare txn %s: %w", req.Txn, err)
 		}
 		ts, again, err := s.prepareOnce(ctx, p, lead)
-		if err != nil && transient(err) && attempt < 8 {
+		if err != nil && transient(err) && attempt < retryAttempts-1 {
 			// Lost with the leader or the member: ask again (a prepare
 			// that went through is found by its record).
 			if err := sleep(ctx, 20*time.Millisecond<<min(attempt, 5)); err != nil {

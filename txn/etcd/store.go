@@ -709,13 +709,16 @@ func transient(err error) bool {
 	return status.Code(errors.Unwrap(err)) == codes.Unavailable || status.Code(err) == codes.Unavailable
 }
 
+// retryAttempts bounds retry (a test sets 1 for a negative control).
+var retryAttempts = 8
+
 // retry runs f again (up to 8 attempts, backing off from 20 ms, within
 // ctx) while it fails with a transient error.
 func retry(ctx context.Context, f func() error) error {
 	wait := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := f()
-		if err == nil || attempt == 8 || ctx.Err() != nil || !transient(err) {
+		if err == nil || attempt >= retryAttempts || ctx.Err() != nil || !transient(err) {
 			return err
 		}
 		if sleep(ctx, wait) != nil {
