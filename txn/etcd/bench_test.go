@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meridiantime/meridian/internal/etcdtest"
 	"github.com/meridiantime/meridian/txn"
 	"github.com/meridiantime/meridian/txn/storetest"
