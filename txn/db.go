@@ -124,7 +124,6 @@ type DB struct {
 
 	mu   sync.Mutex
 	last Timestamp
-	rnd  *mrand.Rand
 
 	// test hooks (export_test.go): a non-nil error from one stops the
 	// commit at that point as if the coordinator died there.
@@ -227,7 +226,6 @@ func Open(o Options) (*DB, error) {
 		maxKeyBytes: o.MaxKeyBytes, maxValueBytes: o.MaxValueBytes,
 		prepareKeys: make([]int, len(o.Shards)),
 		log:         o.Logger, m: newMetrics(o.Registerer),
-		rnd: mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 	}
 	for i, s := range db.shards {
 		if l, ok := s.(Limiter); ok {
@@ -324,9 +322,14 @@ func (db *DB) backoff(ctx context.Context, attempt int) error {
 	if d > db.o.BackoffMax || d <= 0 {
 		d = db.o.BackoffMax
 	}
-	db.mu.Lock()
-	d = d/2 + time.Duration(db.rnd.Int64N(int64(d/2)+1))
-	db.mu.Unlock()
+	return SleepJittered(ctx, d)
+}
+
+// SleepJittered sleeps for a duration drawn uniformly from [d/2, d] (so
+// that retrying clients spread out), or until ctx ends. Backends use it
+// for their own retries too.
+func SleepJittered(ctx context.Context, d time.Duration) error {
+	d = d/2 + mrand.N(d/2+1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

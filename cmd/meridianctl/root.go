@@ -715,23 +715,11 @@ func ntpdataCmd(o *opts) *cobra.Command {
 // serverstatsCmd is chronyc serverstats: the NTP server's and the PTP
 // grandmaster's counters.
 func serverstatsCmd(o *opts) *cobra.Command {
-	return &cobra.Command{
-		Use:   "serverstats",
-		Short: "The NTP server's and the PTP grandmaster's counters since start",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			g, ctx, done, err := o.session()
-			if err != nil {
-				return err
-			}
-			defer done()
-			r, err := g.Service().ServerStats(ctx, &timev1.ServerStatsRequest{})
-			if err != nil {
-				return o.rpcErr(err)
-			}
-			if o.json {
-				return o.printJSON(r)
-			}
+	return rpcCmd(o, "serverstats", "The NTP server's and the PTP grandmaster's counters since start",
+		func(ctx context.Context, c timev1.TimeServiceClient) (*timev1.ServerStatsResponse, error) {
+			return c.ServerStats(ctx, &timev1.ServerStatsRequest{})
+		}, func(r *timev1.ServerStatsResponse) any { return r },
+		func(r *timev1.ServerStatsResponse) error {
 			tw := tabwriter.NewWriter(o.stdout, 0, 0, 1, ' ', 0)
 			if !r.NtpEnabled && !r.PtpEnabled {
 				fmt.Fprintln(o.stdout, "no NTP server and no PTP grandmaster configured")
@@ -759,16 +747,16 @@ func serverstatsCmd(o *opts) *cobra.Command {
 				fmt.Fprintf(tw, "PTP messages dropped\t: %d\n", r.PtpDropped)
 			}
 			return tw.Flush()
-		},
-	}
+		})
 }
 
-// clientsCmd is chronyc clients: the NTP server's client log.
-func clientsCmd(o *opts) *cobra.Command {
-	var limit int
-	c := &cobra.Command{
-		Use:   "clients",
-		Short: "The NTP server's clients, busiest first: replies, drops, kiss-o'-deaths, last request",
+// rpcCmd is a command that makes one TimeService call and prints its
+// answer: as JSON (what asJSON picks of it), or through show.
+func rpcCmd[T any](o *opts, use, short string, call func(context.Context, timev1.TimeServiceClient) (T, error),
+	asJSON func(T) any, show func(T) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			g, ctx, done, err := o.session()
@@ -776,13 +764,26 @@ func clientsCmd(o *opts) *cobra.Command {
 				return err
 			}
 			defer done()
-			r, err := g.Service().Clients(ctx, &timev1.ClientsRequest{Limit: int32(limit)})
+			r, err := call(ctx, g.Service())
 			if err != nil {
 				return o.rpcErr(err)
 			}
 			if o.json {
-				return o.printJSON(r.Clients)
+				return o.printJSON(asJSON(r))
 			}
+			return show(r)
+		},
+	}
+}
+
+// clientsCmd is chronyc clients: the NTP server's client log.
+func clientsCmd(o *opts) *cobra.Command {
+	var limit int
+	c := rpcCmd(o, "clients", "The NTP server's clients, busiest first: replies, drops, kiss-o'-deaths, last request",
+		func(ctx context.Context, c timev1.TimeServiceClient) (*timev1.ClientsResponse, error) {
+			return c.Clients(ctx, &timev1.ClientsRequest{Limit: int32(limit)})
+		}, func(r *timev1.ClientsResponse) any { return r.Clients },
+		func(r *timev1.ClientsResponse) error {
 			if len(r.Clients) == 0 {
 				fmt.Fprintln(o.stdout, "no clients (or no NTP server)")
 				return nil
@@ -793,8 +794,7 @@ func clientsCmd(o *opts) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s ago\n", c.Address, c.Replies, c.Dropped, c.Kod, time.Duration(c.LastAgoNs).Round(time.Millisecond))
 			}
 			return tw.Flush()
-		},
-	}
+		})
 	c.Flags().IntVar(&limit, "limit", 100, "at most this many clients (≤ 4096)")
 	return c
 }

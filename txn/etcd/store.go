@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
@@ -401,17 +400,7 @@ func (s *Store) readLoop(ctx context.Context, ts txn.Timestamp, read func() ([]*
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return txn.SleepJittered(ctx, d) }
 
 // aliveSet reports which of the locks' transactions still hold their
 // lease (their liveness key exists).
