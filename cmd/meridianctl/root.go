@@ -569,39 +569,27 @@ LAST     age of the newest sample            STAMPS  where t1/t4 came from: user
 
 func sourcesCmd(o *opts) *cobra.Command {
 	var verbose bool
-	c := &cobra.Command{
-		Use:   "sources",
-		Short: "List the time sources: state, reach, poll, offset, delay, jitter, bound",
-		Long: `State is what the last discipline update did with the source (-v explains
+	c := sourcesView(o, "sources", "List the time sources: state, reach, poll, offset, delay, jitter, bound", func(out []sourceJSON) error {
+		if verbose {
+			fmt.Fprint(o.stdout, sourcesLegend)
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(o.stdout, "no sources configured (the daemon may be its own reference: see local_stratum)")
+			return nil
+		}
+		tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSTATE\tSTRATUM\tREACH\tPOLL\tOFFSET µs\tDELAY µs\tJITTER µs\tBOUND µs\tLAST\tVALID/SENT\tSTAMPS(tx/rx)")
+		for _, s := range out {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%03o\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s/%s\n", s.Name, s.State, s.Stratum, s.Reach,
+				fmtPoll(s.PollNS), µs(s.OffsetNS), µs(float64(s.DelayNS)), µs(s.JitterNS), µs(s.BoundNS),
+				fmtAge(s.LastSampleAgeNS), s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
+		}
+		return tw.Flush()
+	})
+	c.Long = `State is what the last discipline update did with the source (-v explains
 each, as chronyc sources -v does; selectdata says why). Reach is the 8-bit
 register of the last polls, octal as in chronyc. Offset is local minus
-source. Every offset, delay, jitter and bound column is in microseconds.`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			out, err := o.fetchSources()
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return o.printJSON(out)
-			}
-			if verbose {
-				fmt.Fprint(o.stdout, sourcesLegend)
-			}
-			if len(out) == 0 {
-				fmt.Fprintln(o.stdout, "no sources configured (the daemon may be its own reference: see local_stratum)")
-				return nil
-			}
-			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tSTRATUM\tREACH\tPOLL\tOFFSET µs\tDELAY µs\tJITTER µs\tBOUND µs\tLAST\tVALID/SENT\tSTAMPS(tx/rx)")
-			for _, s := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%03o\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s/%s\n", s.Name, s.State, s.Stratum, s.Reach,
-					fmtPoll(s.PollNS), µs(s.OffsetNS), µs(float64(s.DelayNS)), µs(s.JitterNS), µs(s.BoundNS),
-					fmtAge(s.LastSampleAgeNS), s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
-			}
-			return tw.Flush()
-		},
-	}
+source. Every offset, delay, jitter and bound column is in microseconds.`
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "print a legend of the columns and states first")
 	return c
 }
@@ -623,26 +611,14 @@ func fmtAge(ns int64) string {
 // sourceTableCmd is a view of the Sources call: a table with header and
 // one row per source, or the sources as JSON.
 func sourceTableCmd(o *opts, use, short, header string, row func(s sourceJSON) string) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			out, err := o.fetchSources()
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return o.printJSON(out)
-			}
-			tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, header)
-			for _, s := range out {
-				fmt.Fprintln(tw, row(s))
-			}
-			return tw.Flush()
-		},
-	}
+	return sourcesView(o, use, short, func(out []sourceJSON) error {
+		tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, header)
+		for _, s := range out {
+			fmt.Fprintln(tw, row(s))
+		}
+		return tw.Flush()
+	})
 }
 
 // selectdataCmd is chronyc selectdata: why each source is or is not used.
@@ -666,27 +642,18 @@ func sourcestatsCmd(o *opts) *cobra.Command {
 // ntpdataCmd is chronyc ntpdata: what each NTP source's last valid reply
 // said.
 func ntpdataCmd(o *opts) *cobra.Command {
-	return &cobra.Command{
-		Use:   "ntpdata",
-		Short: "Each NTP source's last valid reply: stratum, leap, root delay and dispersion, offset, delay, stamps",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			out, err := o.fetchSources()
-			if err != nil {
-				return err
+	ntpOnly := func() ([]sourceJSON, error) {
+		out, err := o.fetchSources()
+		ntp := []sourceJSON{}
+		for _, s := range out {
+			if s.Type == "ntp" {
+				ntp = append(ntp, s)
 			}
-			var ntp []sourceJSON
-			for _, s := range out {
-				if s.Type == "ntp" {
-					ntp = append(ntp, s)
-				}
-			}
-			if o.json {
-				if ntp == nil {
-					ntp = []sourceJSON{}
-				}
-				return o.printJSON(ntp)
-			}
+		}
+		return ntp, err
+	}
+	return viewCmd(o, "ntpdata", "Each NTP source's last valid reply: stratum, leap, root delay and dispersion, offset, delay, stamps",
+		ntpOnly, func(ntp []sourceJSON) any { return ntp }, func(ntp []sourceJSON) error {
 			for i, s := range ntp {
 				if i > 0 {
 					fmt.Fprintln(o.stdout)
@@ -708,8 +675,7 @@ func ntpdataCmd(o *opts) *cobra.Command {
 				}
 			}
 			return nil
-		},
-	}
+		})
 }
 
 // serverstatsCmd is chronyc serverstats: the NTP server's and the PTP
@@ -750,23 +716,17 @@ func serverstatsCmd(o *opts) *cobra.Command {
 		})
 }
 
-// rpcCmd is a command that makes one TimeService call and prints its
-// answer: as JSON (what asJSON picks of it), or through show.
-func rpcCmd[T any](o *opts, use, short string, call func(context.Context, timev1.TimeServiceClient) (T, error),
-	asJSON func(T) any, show func(T) error) *cobra.Command {
+// viewCmd is a command that fetches one answer and prints it: as JSON
+// (what asJSON picks of it), or through show.
+func viewCmd[T any](o *opts, use, short string, fetch func() (T, error), asJSON func(T) any, show func(T) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			g, ctx, done, err := o.session()
+			r, err := fetch()
 			if err != nil {
 				return err
-			}
-			defer done()
-			r, err := call(ctx, g.Service())
-			if err != nil {
-				return o.rpcErr(err)
 			}
 			if o.json {
 				return o.printJSON(asJSON(r))
@@ -774,6 +734,29 @@ func rpcCmd[T any](o *opts, use, short string, call func(context.Context, timev1
 			return show(r)
 		},
 	}
+}
+
+// rpcCmd is a viewCmd whose answer is one TimeService call.
+func rpcCmd[T any](o *opts, use, short string, call func(context.Context, timev1.TimeServiceClient) (T, error),
+	asJSON func(T) any, show func(T) error) *cobra.Command {
+	return viewCmd(o, use, short, func() (T, error) {
+		var zero T
+		g, ctx, done, err := o.session()
+		if err != nil {
+			return zero, err
+		}
+		defer done()
+		r, err := call(ctx, g.Service())
+		if err != nil {
+			return zero, o.rpcErr(err)
+		}
+		return r, nil
+	}, asJSON, show)
+}
+
+// sourcesView is a viewCmd over the Sources call's list.
+func sourcesView(o *opts, use, short string, show func([]sourceJSON) error) *cobra.Command {
+	return viewCmd(o, use, short, o.fetchSources, func(out []sourceJSON) any { return out }, show)
 }
 
 // clientsCmd is chronyc clients: the NTP server's client log.
@@ -801,33 +784,26 @@ func clientsCmd(o *opts) *cobra.Command {
 
 // activityCmd is chronyc activity: how many sources answer.
 func activityCmd(o *opts) *cobra.Command {
-	return &cobra.Command{
-		Use:   "activity",
-		Short: "How many sources are online (answering), offline (unreachable) or not yet polled",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			out, err := o.fetchSources()
-			if err != nil {
-				return err
+	count := func() (activityJSON, error) {
+		out, err := o.fetchSources()
+		var a activityJSON
+		for _, s := range out {
+			switch {
+			case s.Reach != 0:
+				a.Online++
+			case s.Sent > 0:
+				a.Offline++
+			default:
+				a.Unpolled++
 			}
-			var a activityJSON
-			for _, s := range out {
-				switch {
-				case s.Reach != 0:
-					a.Online++
-				case s.Sent > 0:
-					a.Offline++
-				default:
-					a.Unpolled++
-				}
-			}
-			if o.json {
-				return o.printJSON(a)
-			}
-			fmt.Fprintf(o.stdout, "%d sources online\n%d sources offline\n%d sources not yet polled\n", a.Online, a.Offline, a.Unpolled)
-			return nil
-		},
+		}
+		return a, err
 	}
+	return viewCmd(o, "activity", "How many sources are online (answering), offline (unreachable) or not yet polled",
+		count, func(a activityJSON) any { return a }, func(a activityJSON) error {
+			_, err := fmt.Fprintf(o.stdout, "%d sources online\n%d sources offline\n%d sources not yet polled\n", a.Online, a.Offline, a.Unpolled)
+			return err
+		})
 }
 
 type activityJSON struct {
