@@ -330,3 +330,49 @@ func TestOpenDefaultsAndErrorsNameTheTransport(t *testing.T) {
 		t.Fatalf("NowTime of an unpublished segment: %v %v %v", early, late, err)
 	}
 }
+
+// BenchmarkShmVsTimeNow is the client's shared-memory Now against
+// time.Now in the same run: the best of 200 interleaved rounds of 5000
+// calls each (the minimum is what other work on the machine did not
+// inflate). Reports both in ns and their ratio.
+func BenchmarkShmVsTimeNow(b *testing.B) {
+	f := newFixture(b)
+	now := f.model.At(hostclock.MonoRawNS())
+	f.publish(truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, LastSampleNS: now, Eps0NS: 1000, DriftBoundPPB: 15000, MaxErrorNS: int64(time.Hour)})
+	shm, err := client.OpenShm(f.shmPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shm.Close()
+	var src client.TimeSource = shm
+	ctx := context.Background()
+	var bestShm, bestNow float64
+	for b.Loop() {
+		for r := 0; r < 200; r++ {
+			const n = 5000
+			t0 := time.Now()
+			for i := 0; i < n; i++ {
+				if _, err := src.Now(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t1 := time.Now()
+			for i := 0; i < n; i++ {
+				_ = time.Now()
+			}
+			t2 := time.Now()
+			s, w := float64(t1.Sub(t0))/n, float64(t2.Sub(t1))/n
+			if bestShm == 0 || s < bestShm {
+				bestShm = s
+			}
+			if bestNow == 0 || w < bestNow {
+				bestNow = w
+			}
+		}
+	}
+	b.ReportMetric(bestShm, "shm-ns")
+	b.ReportMetric(bestNow, "timenow-ns")
+	b.ReportMetric(bestShm/bestNow, "shm/timenow")
+	allocs := testing.AllocsPerRun(1000, func() { _, _ = src.Now(ctx) })
+	b.ReportMetric(allocs, "allocs/read")
+}

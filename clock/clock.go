@@ -50,7 +50,7 @@ type Linear struct {
 // At returns the reading for raw counter value rawNS.
 func (l Linear) At(rawNS int64) int64 {
 	d := rawNS - l.BaseRawNS
-	return l.BaseNS + d + int64(math.Round(float64(d)*l.FreqPPB*1e-9))
+	return l.BaseNS + d + int64(math.RoundToEven(float64(d)*l.FreqPPB*1e-9))
 }
 
 // Rebase returns the model with a new frequency from raw instant rawNS on,

@@ -532,6 +532,11 @@ func (d *Daemon) Start() (err error) {
 	}
 	d.log.Info("meridiand started", "clock", d.cfg.Clock, "clock_offset", d.cfg.ClockOffset.D(),
 		"shm", d.ShmPath, "state_dir", d.StateDir, "metrics", d.MetricsAddr(), "grpc", strings.Join(d.GRPCAddrs(), ","), "drift_ppb", freq)
+	if rp := hostclock.ReadPath(); rp.Method != "vdso" {
+		d.log.Warn("host clocks read through the clock_gettime system call, not the vDSO: every clock read costs a system call", "reason", rp.Reason)
+	} else if rp.Reason != "" {
+		d.log.Info("host clocks read through the vDSO", "frame_bytes", rp.FrameBytes, "stack_use_bytes", rp.StackUseBytes, "reason", rp.Reason)
+	}
 	if len(d.cfg.Sources) == 0 && d.cfg.LocalStratum == 0 {
 		d.log.Warn("no sources configured: the clock stays unsynchronized; add sources (NTP or PTP servers) to the configuration, or set local_stratum to serve this host's clock as a local reference")
 	} else if len(d.cfg.Sources) == 0 {

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"math"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/discipline"
 	"github.com/meridiantime/meridian/internal/version"
 	"github.com/meridiantime/meridian/ntp"
@@ -61,6 +63,11 @@ func newMetrics() *metrics {
 		Help: "Always 1: the running build's version, VCS revision and Go version as labels."}, []string{"version", "revision", "goversion"})
 	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
 	m.reg.MustRegister(build)
+	rp := hostclock.ReadPath()
+	readPath := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meridian_clock_read_path",
+		Help: "Always 1: how this process reads the host's clocks (method vdso or syscall; frame_bytes the stack reserved for each vDSO call)."}, []string{"method", "frame_bytes"})
+	readPath.WithLabelValues(rp.Method, strconv.Itoa(rp.FrameBytes)).Set(1)
+	m.reg.MustRegister(readPath)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.stateSet = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meridian_status_state",
 		Help: "1 for the current status (a state set: synchronized, holdover, unsynchronized, disrupted), 0 for the others."}, []string{"state"})

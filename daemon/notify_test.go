@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,13 @@ func TestBuildInfoMetric(t *testing.T) {
 	resp.Body.Close()
 	if !regexp.MustCompile(`(?m)^meridian_build_info\{goversion="go1\.[^"]+",revision="[^"]*",version="[^"]+"\} 1$`).Match(body) {
 		t.Fatalf("no meridian_build_info in\n%s", body)
+	}
+	// The clock read path is exported; on linux/amd64 it is the vDSO.
+	want := `(?m)^meridian_clock_read_path\{frame_bytes="\d+",method="(vdso|syscall)"\} 1$`
+	if runtime.GOARCH == "amd64" {
+		want = `(?m)^meridian_clock_read_path\{frame_bytes="\d+",method="vdso"\} 1$`
+	}
+	if !regexp.MustCompile(want).Match(body) {
+		t.Fatalf("no meridian_clock_read_path matching %s in\n%s", want, body)
 	}
 }

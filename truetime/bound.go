@@ -114,7 +114,12 @@ func (i Interval) UntilAfterNS(tNS int64) int64 { return tNS - i.EarliestNS + 1 
 // Bound computes the interval for local clock reading nowNS. It is pure and
 // does not allocate. An unsynchronized estimate, or one whose half-width has
 // grown past MaxErrorNS, yields Status Unsynchronized and a zero interval.
-func Bound(nowNS int64, e Estimate) Interval {
+func Bound(nowNS int64, e Estimate) Interval { return BoundOf(nowNS, &e) }
+
+// BoundOf is Bound reading the estimate through a pointer: the
+// shared-memory reader's hot path, which would otherwise copy the
+// estimate on every read.
+func BoundOf(nowNS int64, e *Estimate) Interval {
 	if e.Status == Unsynchronized || e.Status == Disrupted {
 		return Interval{Status: e.Status} // no bounds: see Disrupted
 	}

@@ -1,77 +1,78 @@
 package hostclock
 
-/*
-#include <time.h>
-static long long meridian_monoraw(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-static long long meridian_ns(clockid_t id) {
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-typedef struct { long long raw, boot; } meridian_rawboot;
-// Two vDSO reads in one cgo call. rawFirst chooses the order; see RawBootNS
-// and BootRawNS for why the order matters.
-typedef struct { long long raw0, boot, raw1; } meridian_rawbootraw;
-static meridian_rawbootraw meridian_rawbootraw_read(void) {
-	meridian_rawbootraw r;
-	r.raw0 = meridian_ns(CLOCK_MONOTONIC_RAW);
-	r.boot = meridian_ns(CLOCK_BOOTTIME);
-	r.raw1 = meridian_ns(CLOCK_MONOTONIC_RAW);
-	return r;
-}
-static meridian_rawboot meridian_rawboot_read(int rawFirst) {
-	meridian_rawboot r;
-	if (rawFirst) {
-		r.raw = meridian_ns(CLOCK_MONOTONIC_RAW);
-		r.boot = meridian_ns(CLOCK_BOOTTIME);
-	} else {
-		r.boot = meridian_ns(CLOCK_BOOTTIME);
-		r.raw = meridian_ns(CLOCK_MONOTONIC_RAW);
-	}
-	return r;
-}
-*/
-import "C"
+import "golang.org/x/sys/unix"
 
-// MonoRawNS reads CLOCK_MONOTONIC_RAW through libc, which uses the vDSO (no
-// system call). CLOCK_MONOTONIC_RAW is never slewed by NTP daemons, so it is
-// the only safe base for the virtual clock; Go's time.Now is CLOCK_MONOTONIC,
-// which another daemon may slew by up to 500 ppm.
-func MonoRawNS() int64 {
-	return int64(C.meridian_monoraw())
+// ReadPathInfo says how this process reads the host's clocks.
+type ReadPathInfo struct {
+	// Method is "vdso" (the kernel's __vdso_clock_gettime, called without
+	// cgo and without a system call) or "syscall" (clock_gettime(2)).
+	Method string
+	// StackUseBytes is the vDSO's stack use measured at start (the deepest
+	// of the clocks read), and FrameBytes the stack each call reserves.
+	StackUseBytes, FrameBytes int
+	// Reason explains a system-call path or the larger frame; empty on the
+	// normal path.
+	Reason string
 }
+
+// ReadPath reports how the clocks are read; meridiand logs it at start and
+// exports it as meridian_clock_read_path.
+func ReadPath() ReadPathInfo { return vdso.path }
+
+func syscallNS(id int32) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(id, &ts); err != nil {
+		// CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME exist on every kernel Go
+		// supports (2.6.39+): a failure here is a broken kernel.
+		panic("hostclock: clock_gettime(" + itoa(int(id)) + "): " + err.Error())
+	}
+	return ts.Nano()
+}
+
+func itoa(n int) string {
+	if n < 0 {
+		return "-" + itoa(-n)
+	}
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+// MonoRawNS reads CLOCK_MONOTONIC_RAW through the vDSO (no system call, no
+// cgo; see ReadPath). CLOCK_MONOTONIC_RAW is never slewed by NTP daemons,
+// so it is the only safe base for the virtual clock; Go's time.Now is
+// CLOCK_MONOTONIC, which another daemon may slew by up to 500 ppm.
+func MonoRawNS() int64 { return clockNS(unix.CLOCK_MONOTONIC_RAW) }
 
 // BootNS reads CLOCK_BOOTTIME through the vDSO. Unlike CLOCK_MONOTONIC_RAW
 // it keeps counting while the system is suspended.
-func BootNS() int64 { return int64(C.meridian_ns(C.CLOCK_BOOTTIME)) }
+func BootNS() int64 { return clockNS(unix.CLOCK_BOOTTIME) }
 
-// RawBootNS reads CLOCK_MONOTONIC_RAW and then CLOCK_BOOTTIME in one cgo
-// call (two vDSO reads). A publisher stamps with this order: a preemption
-// between the reads makes the boottime stamp late, which can only hide a
-// suspend gap a reader computes from it, never invent one.
+// RealtimeNS reads CLOCK_REALTIME through the vDSO.
+func RealtimeNS() int64 { return clockNS(unix.CLOCK_REALTIME) }
+
+// RawBootNS reads CLOCK_MONOTONIC_RAW and then CLOCK_BOOTTIME. A publisher
+// stamps with this order: a preemption between the reads makes the
+// boottime stamp late, which can only hide a suspend gap a reader computes
+// from it, never invent one.
 func RawBootNS() (raw, boot int64) {
-	r := C.meridian_rawboot_read(1)
-	return int64(r.raw), int64(r.boot)
+	return clockPairNS(unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_BOOTTIME)
 }
 
 // RawBootRawNS brackets a CLOCK_BOOTTIME read between two
-// CLOCK_MONOTONIC_RAW reads (one cgo call): the raw clock at the boottime
-// instant lies in [raw0, raw1] however long the thread was preempted
-// between the reads. A publisher compares two such brackets to bound a
-// suspend gap from below.
+// CLOCK_MONOTONIC_RAW reads: the raw clock at the boottime instant lies in
+// [raw0, raw1] however long the thread was preempted between the reads. A
+// publisher compares two such brackets to bound a suspend gap from below.
 func RawBootRawNS() (raw0, boot, raw1 int64) {
-	r := C.meridian_rawbootraw_read()
-	return int64(r.raw0), int64(r.boot), int64(r.raw1)
+	raw0, boot = clockPairNS(unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_BOOTTIME)
+	return raw0, boot, clockNS(unix.CLOCK_MONOTONIC_RAW)
 }
 
-// BootRawNS reads CLOCK_BOOTTIME and then CLOCK_MONOTONIC_RAW in one cgo
-// call: the reader's order, for the same reason as RawBootNS (a late raw
-// reading shrinks the apparent gap).
+// BootRawNS reads CLOCK_BOOTTIME and then CLOCK_MONOTONIC_RAW: the
+// reader's order, for the same reason as RawBootNS (a late raw reading
+// shrinks the apparent gap).
 func BootRawNS() (raw, boot int64) {
-	r := C.meridian_rawboot_read(0)
-	return int64(r.raw), int64(r.boot)
+	boot, raw = clockPairNS(unix.CLOCK_BOOTTIME, unix.CLOCK_MONOTONIC_RAW)
+	return raw, boot
 }

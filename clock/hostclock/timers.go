@@ -1,7 +1,9 @@
-// Package hostclock reads the host's clocks (CLOCK_MONOTONIC_RAW and
-// CLOCK_BOOTTIME through the vDSO, via cgo) and makes Go runtime timers. It is
-// the impure half of package clock, kept apart so that the cores that use
-// clock's interfaces import no cgo.
+// Package hostclock reads the host's clocks (CLOCK_MONOTONIC_RAW,
+// CLOCK_BOOTTIME and CLOCK_REALTIME through the kernel's vDSO, called from
+// a small assembly stub without cgo; the system call where there is no
+// usable vDSO) and makes Go runtime timers. It is the impure half of
+// package clock, kept apart so that the cores that use clock's interfaces
+// import no unsafe code.
 package hostclock
 
 import (

@@ -427,6 +427,20 @@ type Reader struct {
 	vm         *vmClock
 	fakeClocks bool
 	noJudge    bool // test hook: the negative control without liveness and gap checks
+	noCache    bool // test hook: decode every read (the path before the cache)
+	trustCache bool // test hook, the negative control: never revalidate the cache
+	// cache holds the last snapshot this reader decoded, with the sequence
+	// and checksum words it was published under (see Now).
+	cache atomic.Pointer[decodedSnapshot]
+}
+
+// decodedSnapshot is one validated snapshot, decoded; immutable once
+// stored in Reader.cache.
+type decodedSnapshot struct {
+	seq, ck uint64
+	m       clock.Linear
+	e       truetime.Estimate
+	s       truetime.Stamp
 }
 
 // Open is OpenWith(path, Options{}).
@@ -608,20 +622,33 @@ func (r *Reader) bound(m clock.Linear, e truetime.Estimate, s truetime.Stamp, ra
 	return truetime.Bound(m.At(raw), e)
 }
 
-// Now reads CLOCK_BOOTTIME and CLOCK_MONOTONIC_RAW (vDSO, one cgo call),
-// applies the published clock model and returns the TrueTime interval. It
-// returns truetime.ErrUnsynchronized when no bound can be promised — including a
-// snapshot whose writer stopped or missed its heartbeat (void) — and
-// truetime.ErrDisrupted when the clocks diverged since the publish (truetime.Judge). It does
-// not allocate. The seqlock alone guarantees a whole snapshot here; the
-// checksum (a corruption check) is left to Snapshot to keep this path fast.
+// Now reads CLOCK_BOOTTIME and CLOCK_MONOTONIC_RAW (the vDSO, two reads
+// in one call), applies the published clock model and returns the TrueTime
+// interval. It returns truetime.ErrUnsynchronized when no bound can be
+// promised — including a snapshot whose writer stopped or missed its
+// heartbeat (void) — and truetime.ErrDisrupted when the clocks diverged
+// since the publish (truetime.Judge). It does not allocate while the
+// snapshot is unchanged.
 //
-// The clocks are read after the snapshot is copied: the stamp then never
+// The fast path skips copying and decoding: when the sequence word is
+// even, the checksum word equals the one the reader last decoded under the
+// same sequence, and the sequence is unchanged after the checksum was
+// loaded, no write started in between and the segment holds exactly the
+// snapshot decoded before (the checksum covers the sequence and every
+// word, so a re-created segment that restarted its sequence differs in it).
+// Otherwise the words are copied under the seqlock, checksummed, decoded
+// and cached (one allocation per publish the reader sees).
+//
+// The clocks are read after the snapshot is loaded: the stamp then never
 // looks newer than the reading, however long the reader was preempted.
 func (r *Reader) Now() (truetime.Interval, error) {
-	var w [shmWords]uint64
-	if err := r.loadCurrent(&w); err != nil {
-		return truetime.Interval{}, err
+	c := r.cache.Load()
+	s1 := atomic.LoadUint64(r.seq)
+	if c == nil || !r.trustCache && (c.seq != s1 || atomic.LoadUint64(&r.words[shmCkWord]) != c.ck || atomic.LoadUint64(r.seq) != s1) {
+		var err error
+		if c, err = r.refresh(); err != nil {
+			return truetime.Interval{}, err
+		}
 	}
 	var raw, boot int64
 	if r.fakeClocks {
@@ -629,7 +656,41 @@ func (r *Reader) Now() (truetime.Interval, error) {
 	} else {
 		raw, boot = hostclock.BootRawNS() // a direct call: the fast path
 	}
-	return r.intervalAt(&w, raw, boot, r.vm.marker(), true)
+	var iv truetime.Interval
+	if r.noJudge {
+		iv = truetime.BoundOf(c.m.At(raw), &c.e)
+	} else {
+		switch truetime.Judge(c.s, raw, boot, r.vm.marker()) {
+		case truetime.Void:
+			iv = truetime.Interval{}
+		case truetime.Gap:
+			iv = truetime.Interval{Status: truetime.Disrupted}
+		default:
+			iv = truetime.BoundOf(c.m.At(raw), &c.e)
+		}
+	}
+	return iv, truetime.StatusErr(iv.Status)
+}
+
+// refresh copies, verifies and decodes the current snapshot and caches it.
+func (r *Reader) refresh() (*decodedSnapshot, error) {
+	var w [shmWords]uint64
+	seq, ok := r.load(&w)
+	if !ok {
+		return nil, ErrBusy
+	}
+	if seq == 0 {
+		return nil, truetime.ErrUnsynchronized
+	}
+	if w[shmCkWord] != checksum(seq, &w) {
+		return nil, ErrCorrupt
+	}
+	d := &decodedSnapshot{seq: seq, ck: w[shmCkWord], s: decodeStamp(&w)}
+	d.m, d.e = decode(&w)
+	if !r.noCache {
+		r.cache.Store(d)
+	}
+	return d, nil
 }
 
 // loadCurrent copies the newest snapshot: ErrBusy when the writer did not
