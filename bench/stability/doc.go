@@ -39,17 +39,20 @@
 // A missing sample is NaN (Grid places timestamped samples on the tau0 grid
 // and leaves the empty slots NaN). Policy: a term is used only when every
 // sample it reads is present — an ADEV term needs x[i], x[i+m], x[i+2m]; an
-// MDEV/TDEV term needs all of x[j..j+3m−1]; an MTIE window all of its n+1
-// samples. Terms touching a gap are skipped, never interpolated, and N counts
-// only the terms used, so a point estimated from few terms says so. A τ with
-// no complete term is left out of the result. This keeps every estimate an
-// unbiased average of real terms (ADEV, MDEV, TDEV) and every MTIE value the
-// exact maximum over the complete windows; it does not bridge a gap, so a
-// long outage hides the largest τ.
+// MDEV/TDEV term needs all of x[j..j+3m−1]. Terms touching a gap are skipped,
+// never interpolated, and N counts only the terms used, so a point estimated
+// from few terms says so. MTIE takes each window's peak-to-peak over the
+// samples it has — the largest |x[i] − x[j]| over present samples at most n
+// slots apart — and N counts the windows holding two or more: requiring
+// complete windows instead would let a gap make MTIE shrink as the window
+// grows. A τ with no usable term is left out of the result. Every estimate is
+// thus an average of real terms (ADEV, MDEV, TDEV) or a maximum over real
+// samples (MTIE); nothing bridges a gap, so a gap can only hide an excursion,
+// and a long outage hides the largest τ.
 //
 // # Limits
 //
 // Values must be finite or NaN (a gap) with |x| ≤ 1e100 s, so that no sum of
 // squares can overflow; anything else is an error naming the index. tau0 must
-// be finite and > 0.
+// be within [1e-30, 1e30] s.
 package stability

@@ -130,8 +130,8 @@ func Grid(tNS []int64, xS []float64, tau0 time.Duration) ([]float64, error) {
 }
 
 func check(x []float64, tau0S float64) error {
-	if !(tau0S > 0) || math.IsInf(tau0S, 0) {
-		return fmt.Errorf("stability: tau0 = %v s: must be finite and > 0", tau0S)
+	if !(tau0S >= 1e-30 && tau0S <= 1e30) {
+		return fmt.Errorf("stability: tau0 = %v s: must be within [1e-30, 1e30] s", tau0S)
 	}
 	for i, v := range x {
 		if v != v {
@@ -261,9 +261,11 @@ func modSum(x []float64, m int) (float64, int) {
 }
 
 // MTIE is the maximum time interval error of phase x for windows of n
-// intervals (n+1 samples, τ = n·tau0), in the units of x: the largest
-// peak-to-peak excursion of x within any complete window. A window length
-// with no window free of gaps (including n ≥ N) is left out.
+// intervals (n+1 slots, τ = n·tau0), in the units of x: the largest
+// peak-to-peak excursion of the samples present in any window, i.e. the
+// largest |x[i] − x[j]| over present samples at most n slots apart. A
+// window length with no window holding two present samples (including
+// n ≥ N) is left out.
 func MTIE(x []float64, tau0S float64, windows []int) ([]Point, error) {
 	if err := check(x, tau0S); err != nil {
 		return nil, err
@@ -273,23 +275,10 @@ func MTIE(x []float64, tau0S float64, windows []int) ([]Point, error) {
 	}
 	var out []Point
 	for _, w := range windows {
-		best, count := 0.0, 0
-		// Each maximal run of present samples is scanned on its own.
-		for start := 0; start < len(x); {
-			if x[start] != x[start] {
-				start++
-				continue
-			}
-			end := start
-			for end < len(x) && x[end] == x[end] {
-				end++
-			}
-			if v, c := slidingRange(x[start:end], w+1); c > 0 {
-				best = max(best, v)
-				count += c
-			}
-			start = end
+		if w >= len(x) {
+			continue
 		}
+		best, count := slidingRange(x, w+1)
 		if count == 0 {
 			continue
 		}
@@ -298,33 +287,41 @@ func MTIE(x []float64, tau0S float64, windows []int) ([]Point, error) {
 	return out, nil
 }
 
-// slidingRange returns the largest max−min over every window of size k of
-// run (no NaN), and the number of windows, with monotone deques of indices.
-func slidingRange(run []float64, k int) (float64, int) {
-	if k > len(run) {
-		return 0, 0
-	}
+// slidingRange returns the largest max−min over the present samples of
+// every window of k slots of x, and the number of windows holding at least
+// two present samples, with monotone deques of indices (gaps are never
+// pushed): O(len(x)).
+func slidingRange(x []float64, k int) (float64, int) {
 	maxQ := make([]int, 0, k)
 	minQ := make([]int, 0, k)
-	best := 0.0
-	for i, v := range run {
-		for len(maxQ) > 0 && run[maxQ[len(maxQ)-1]] <= v {
-			maxQ = maxQ[:len(maxQ)-1]
+	best, count, present := 0.0, 0, 0
+	for i, v := range x {
+		if v == v {
+			present++
+			for len(maxQ) > 0 && x[maxQ[len(maxQ)-1]] <= v {
+				maxQ = maxQ[:len(maxQ)-1]
+			}
+			maxQ = append(maxQ, i)
+			for len(minQ) > 0 && x[minQ[len(minQ)-1]] >= v {
+				minQ = minQ[:len(minQ)-1]
+			}
+			minQ = append(minQ, i)
 		}
-		maxQ = append(maxQ, i)
-		for len(minQ) > 0 && run[minQ[len(minQ)-1]] >= v {
-			minQ = minQ[:len(minQ)-1]
+		if i >= k {
+			if old := x[i-k]; old == old {
+				present--
+			}
 		}
-		minQ = append(minQ, i)
-		if maxQ[0] <= i-k {
+		if len(maxQ) > 0 && maxQ[0] <= i-k {
 			maxQ = maxQ[1:]
 		}
-		if minQ[0] <= i-k {
+		if len(minQ) > 0 && minQ[0] <= i-k {
 			minQ = minQ[1:]
 		}
-		if i >= k-1 {
-			best = max(best, run[maxQ[0]]-run[minQ[0]])
+		if i >= k-1 && present >= 2 {
+			best = max(best, x[maxQ[0]]-x[minQ[0]])
+			count++
 		}
 	}
-	return best, len(run) - k + 1
+	return best, count
 }
