@@ -84,10 +84,7 @@ var (
 
 // selfContained reports why page could make a browser fetch anything.
 func selfContained(page string) []string {
-	var why []string
-	for _, m := range fetchRe.FindAllString(page, -1) {
-		why = append(why, m)
-	}
+	why := fetchRe.FindAllString(page, -1)
 	for _, m := range hrefRe.FindAllStringSubmatch(page, -1) {
 		if !strings.HasPrefix(m[1], "#") {
 			why = append(why, "href="+m[1])
