@@ -266,3 +266,12 @@ func MetricValue(text []byte, name string) (float64, error) {
 	}
 	return v, nil
 }
+
+// CheckRSS is the bound assertion of the memory tests: nil when rss is at
+// most bound bytes, else an error naming what exceeded it and by how much.
+func CheckRSS(what string, rss, bound int64) error {
+	if rss <= bound {
+		return nil
+	}
+	return fmt.Errorf("%s: %.1f MB exceeds the bound of %.1f MB by %.1f MB", what, MB(rss), MB(bound), MB(rss-bound))
+}

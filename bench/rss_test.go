@@ -119,6 +119,14 @@ func TestReadProcMemSeesTouchedMemory(t *testing.T) {
 	if touched.RssAnon-before.RssAnon < 60<<20 {
 		t.Fatalf("64 MB touched, RssAnon %v → %v", before, touched)
 	}
+	// The bound assertion of the memory tests catches it (its negative
+	// control): 64 MB held exceed a 40 MB bound, 0 MB do not.
+	if err := CheckRSS("ballast", touched.RSS, 40e6); err == nil || !strings.Contains(err.Error(), "exceeds the bound of 40.0 MB") {
+		t.Fatalf("64 MB held against a 40 MB bound: %v", err)
+	}
+	if err := CheckRSS("ballast", before.RSS, 40e6); err != nil {
+		t.Fatalf("before the ballast: %v", err)
+	}
 	b.do(t, "free")
 	freed, err := ReadProcMem(pid)
 	if err != nil {
