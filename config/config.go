@@ -113,6 +113,8 @@ const (
 	MaxAccessRules       = 1024 // entries in ntp_server.allow or deny
 	DefaultPoolSources   = 4
 	MaxPoolSources       = 16
+	MaxMemoryLimitMiB    = 1 << 20 // 1 TiB
+	MaxGCPercent         = 10000
 )
 
 // NTPServer configures the NTP server.
@@ -228,6 +230,20 @@ type HLC struct {
 	Persist        bool     `yaml:"persist"` // upper bound in state_dir (default true)
 }
 
+// Memory tunes the Go runtime's memory (docs/memory.md). GOGC and
+// GOMEMLIMIT in meridiand's environment override these.
+type Memory struct {
+	// LimitMiB is a soft limit on the Go runtime's memory in MiB
+	// (runtime/debug.SetMemoryLimit, as GOMEMLIMIT): past it the GC runs
+	// more often (at most about half the CPU) instead of growing the heap.
+	// 0: none.
+	LimitMiB int `yaml:"limit_mib"`
+	// GCPercent is the GC's target (runtime/debug.SetGCPercent, as GOGC):
+	// the heap may grow this many percent over the live data before a
+	// collection. -1 turns it off, allowed only with a limit.
+	GCPercent int `yaml:"gc_percent"`
+}
+
 // Config is the whole file.
 type Config struct {
 	Clock                  string     `yaml:"clock"`        // virtual | system | phc:/dev/ptpN
@@ -252,6 +268,7 @@ type Config struct {
 	ClockBound             ClockBound `yaml:"clockbound"`
 	StateDir               string     `yaml:"state_dir"`
 	LogLevel               string     `yaml:"log_level"` // debug | info | warn | error
+	Memory                 Memory     `yaml:"memory"`
 }
 
 // Default returns the built-in configuration: a virtual clock that serves
@@ -281,6 +298,7 @@ func Default() *Config {
 		Metrics:    Metrics{Listen: "127.0.0.1:9390"},
 		ClockBound: ClockBound{RealtimeWanderPPM: 15},
 		LogLevel:   "info",
+		Memory:     Memory{LimitMiB: 24, GCPercent: 100},
 	}
 }
 
@@ -340,6 +358,9 @@ clockbound:                 # the interval in AWS ClockBound's v2 layout, for Cl
   realtime_wander_ppm: 15   # assumed frequency change of CLOCK_REALTIME between publishes
 state_dir: ""               # "": /var/lib/meridian, else a per-user state dir
 log_level: info             # debug | info | warn | error
+memory:                     # the Go runtime (docs/memory.md); GOGC, GOMEMLIMIT in the environment override
+  limit_mib: 24             # soft limit on the Go runtime's memory in MiB (as GOMEMLIMIT); 0: none
+  gc_percent: 100           # heap growth over live data before a collection (as GOGC); -1: off (needs limit_mib)
 `)
 }
 
@@ -702,6 +723,15 @@ func (c *Config) Validate() error {
 		if err := hostPort(c.Metrics.Listen, true); err != nil {
 			return bad("metrics.listen", "%v", err)
 		}
+	}
+	if c.Memory.LimitMiB < 0 || c.Memory.LimitMiB > MaxMemoryLimitMiB {
+		return bad("memory.limit_mib", "must be 0 (none) or up to %d, got %d", MaxMemoryLimitMiB, c.Memory.LimitMiB)
+	}
+	if c.Memory.GCPercent == 0 || c.Memory.GCPercent < -1 || c.Memory.GCPercent > MaxGCPercent {
+		return bad("memory.gc_percent", "must be 1..%d, or -1 (off) with a limit_mib, got %d", MaxGCPercent, c.Memory.GCPercent)
+	}
+	if c.Memory.GCPercent == -1 && c.Memory.LimitMiB == 0 {
+		return bad("memory.gc_percent", "-1 (off) needs a memory.limit_mib: the heap would grow without bound")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -553,7 +553,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var srv *http.Server
 	if d.metricsLn != nil {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{DisableCompression: true}))
 		mux.HandleFunc("/readyz", d.readyz)
 		mux.HandleFunc("/healthz", d.healthz)
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -111,6 +111,7 @@ func run(args []string) int {
 	}
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	daemon.ApplyMemory(cfg.Memory, os.Getenv, log) // process-wide: here, not in daemon.New
 	notifier, nerr := sdnotify.FromEnv()
 	if nerr != nil {
 		log.Warn("not notifying systemd", "err", nerr)
