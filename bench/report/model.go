@@ -204,6 +204,9 @@ var Sections = []struct{ ID, Heading string }{
 	{SectionServerEfficiency, "Server efficiency against the socket limit"},
 }
 
+// Present reports whether the built-in section id holds data.
+func (r *Results) Present(id string) bool { return r.present(id) }
+
 func (r *Results) present(id string) bool {
 	switch id {
 	case SectionOffsets:
