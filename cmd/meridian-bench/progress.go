@@ -30,8 +30,15 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
+// hasWidth: a terminal that reports no size (a fresh pseudo-terminal)
+// would get no bars drawn at all; it gets lines.
+func hasWidth(w io.Writer) bool {
+	ws, err := unix.IoctlGetWinsize(int(w.(*os.File).Fd()), unix.TIOCGWINSZ)
+	return err == nil && ws.Col > 0
+}
+
 func newProgress(w io.Writer) progress {
-	if isTerminal(w) {
+	if isTerminal(w) && hasWidth(w) {
 		return &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40))}
 	}
 	return &lines{w: w}

@@ -22,6 +22,13 @@ var producers = map[string]string{
 	report.SectionServerEfficiency: "ntp-server",
 }
 
+// notYet qualifies the producers that cannot fill their section yet.
+var notYet = map[string]string{
+	"accuracy":   " (that subcommand is not built yet)",
+	"stability":  " (that subcommand is not built yet)",
+	"ntp-server": " (that subcommand does not write --out results yet)",
+}
+
 func newReportCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "report --out DIR",
@@ -44,7 +51,7 @@ which subcommand would have filled it.`,
 					if res.NotMeasured == nil {
 						res.NotMeasured = map[string]string{}
 					}
-					res.NotMeasured[id] = fmt.Sprintf("meridian-bench %s --out %s was not run into this directory", sub, g.out)
+					res.NotMeasured[id] = fmt.Sprintf("meridian-bench %s --out %s was not run into this directory", sub, g.out) + notYet[sub]
 				}
 			}
 			path := filepath.Join(g.out, "report.html")
