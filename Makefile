@@ -12,7 +12,7 @@ GO ?= go
 FUZZTIME ?= 20000x
 FUZZMINIMIZE ?= 0
 
-.PHONY: run test lint vet staticcheck unit nocgo nocgo-short fuzz-short fuzz bench bench-memory sim sim-long build proto proto-check accuracy txn-long txn-long-etcd
+.PHONY: run test lint vet staticcheck unit nocgo nocgo-short fuzz-short fuzz bench bench-memory sim sim-long build proto proto-check accuracy txn-long txn-long-etcd bench-smoke-cli
 
 build:
 	$(GO) build ./...
@@ -62,6 +62,15 @@ bench:
 	./bin/meridian-bench ntp-server --duration 10s
 	./bin/meridian-bench grpc --duration 5s
 	./bin/meridian-bench grpc --duration 5s --pin
+	./bin/meridian-bench truetime --meridiand bin/meridiand --out bench/out
+	./bin/meridian-bench commit-wait --out bench/out
+	./bin/meridian-bench sim --worlds 100 --seed 1 --out bench/out
+	./bin/meridian-bench report --out bench/out
+
+# meridian-bench's truetime, commit-wait, sim and report subcommands in
+# reduced form (seconds), checked for well-formed output with measured numbers.
+bench-smoke-cli:
+	MERIDIAN_BENCH_SMOKE=1 $(GO) test -count=1 -v -timeout 5m -run '^TestSmoke$$' ./cmd/meridian-bench/
 
 # meridiand's memory (docs/memory.md): idle, under an open-loop NTP load of
 # 100k requests/s for 10 s (meridiand and the generator on different CPUs),

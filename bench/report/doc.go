@@ -4,10 +4,13 @@
 // Sections, each optional: offsets over time per contestant, error
 // histograms and CDFs, stability (ADEV, TDEV, MTIE on log-log axes, from
 // package bench/stability), ε against true error, coverage, commit latency
-// against ε, and server efficiency against the socket limit. A section that
+// against ε, and server efficiency against the socket limit; then any
+// generic tables (Results.Tables: meridian-bench truetime, commit-wait and
+// sim), each a section of its own with the table's id. A section that
 // is nil is shown as "Not measured in this run:" with the reason given in
 // Results.NotMeasured ("no reason recorded" when none is): the renderer
-// never invents data.
+// never invents data. A table without rows says why in its own
+// NotMeasured.
 //
 // The page has inline CSS, every plot an inline SVG drawn with
 // gonum.org/v1/plot, no script and no external reference: no URL, no

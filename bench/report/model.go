@@ -33,6 +33,11 @@ type Results struct {
 	CommitLatency    *CommitLatency    `json:"commit_latency,omitempty"`
 	ServerEfficiency *ServerEfficiency `json:"server_efficiency,omitempty"`
 
+	// Tables are generic table sections (meridian-bench truetime, sim, …),
+	// rendered after the sections above, in order, each as a section of
+	// its own whose id is the table's ID.
+	Tables []Table `json:"tables,omitempty"`
+
 	// NotMeasured gives, by section id (Sections), why a section is absent.
 	NotMeasured map[string]string `json:"not_measured,omitempty"`
 }
@@ -125,6 +130,58 @@ type EfficiencyRow struct {
 	SocketLimitPerCPUSecond float64 `json:"socket_limit_per_cpu_second"`
 }
 
+// Table is a generic table section: cells are text, formatted by whoever
+// measured them (units in the column names or the cells). A table that
+// could not be measured has no rows and says why in NotMeasured; the page
+// then shows "Not measured in this run:" with that reason.
+type Table struct {
+	ID          string     `json:"id"` // the section id: [a-z0-9-], not one of Sections'
+	Heading     string     `json:"heading"`
+	Columns     []string   `json:"columns"`
+	Rows        [][]string `json:"rows"`
+	Note        string     `json:"note,omitempty"` // method, shown above the table
+	NotMeasured string     `json:"not_measured,omitempty"`
+}
+
+// SetTable replaces the table with t's ID, or appends t: a subcommand
+// run again into the same directory replaces its own tables.
+func (r *Results) SetTable(t Table) {
+	for i := range r.Tables {
+		if r.Tables[i].ID == t.ID {
+			r.Tables[i] = t
+			return
+		}
+	}
+	r.Tables = append(r.Tables, t)
+}
+
+// Table returns the table with this ID, or nil.
+func (r *Results) Table(id string) *Table {
+	for i := range r.Tables {
+		if r.Tables[i].ID == id {
+			return &r.Tables[i]
+		}
+	}
+	return nil
+}
+
+func validTableID(id string) bool {
+	if id == "" || id[0] == '-' {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	for _, s := range Sections {
+		if s.ID == id {
+			return false
+		}
+	}
+	return true
+}
+
 // Section ids, in the order the report shows them.
 const (
 	SectionOffsets          = "offsets"
@@ -146,6 +203,9 @@ var Sections = []struct{ ID, Heading string }{
 	{SectionCommitLatency, "Commit latency against ε"},
 	{SectionServerEfficiency, "Server efficiency against the socket limit"},
 }
+
+// Present reports whether the built-in section id holds data.
+func (r *Results) Present(id string) bool { return r.present(id) }
 
 func (r *Results) present(id string) bool {
 	switch id {
@@ -260,6 +320,31 @@ func (r *Results) Validate() error {
 			if !(row.RepliesPerCPUSecond >= 0) || math.IsInf(row.RepliesPerCPUSecond, 0) {
 				bad("%s.replies_per_cpu_second = %v: must be finite and ≥ 0", p, row.RepliesPerCPUSecond)
 			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range r.Tables {
+		p := fmt.Sprintf("tables[%d]", i)
+		switch {
+		case !validTableID(t.ID):
+			bad("%s.id = %q: want lower-case letters, digits and '-', not a built-in section's id", p, t.ID)
+		case seen[t.ID]:
+			bad("%s.id = %q: duplicate", p, t.ID)
+		}
+		seen[t.ID] = true
+		if t.Heading == "" {
+			bad("%s.heading: empty", p)
+		}
+		if len(t.Columns) == 0 {
+			bad("%s.columns: empty", p)
+		}
+		for j, row := range t.Rows {
+			if len(row) != len(t.Columns) {
+				bad("%s.rows[%d]: %d cells for %d columns", p, j, len(row), len(t.Columns))
+			}
+		}
+		if t.NotMeasured != "" && len(t.Rows) > 0 {
+			bad("%s: not_measured with %d rows", p, len(t.Rows))
 		}
 	}
 	for id := range r.NotMeasured {

@@ -89,6 +89,9 @@ func Render(w io.Writer, r *Results) error {
 		}
 		views = append(views, v)
 	}
+	for _, t := range r.Tables {
+		views = append(views, tableView(t))
+	}
 	title := r.Title
 	if title == "" {
 		title = "meridian-bench results"
@@ -631,4 +634,16 @@ func efficiencyView(v *sectionView, s *ServerEfficiency) error {
 	}
 	v.Plots = append(v.Plots, svg)
 	return nil
+}
+
+func tableView(t Table) sectionView {
+	v := sectionView{ID: t.ID, Heading: t.Heading, Missing: t.NotMeasured}
+	if t.Note != "" {
+		v.Notes = append(v.Notes, t.Note)
+	}
+	if v.Missing == "" && len(t.Rows) == 0 {
+		noData(&v, "rows")
+	}
+	v.Tables = append(v.Tables, table{Head: t.Columns, Rows: t.Rows})
+	return v
 }

@@ -291,6 +291,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"title":"x","server_efficiency":{"rows":[{"name":"a","replies_per_cpu_second":1,"socket_limit_per_cpu_second":2}]}}`))
 	f.Add([]byte(`{"title":"<b>","eps_vs_error":{"contestants":[{"name":"a","eps_s":[0,0],"err_s":[0,1e-300]}]},"commit_latency":{"backends":[{"name":"b","eps_s":[0],"latency_s":[0]}]}}`))
 	f.Add([]byte(`{"title":"x","errors":{"contestants":[{"name":"a","error_s":[5,5,5]}]}}`))
+	f.Add([]byte(`{"title":"x","tables":[{"id":"t-1","heading":"<h>","columns":["a","b"],"rows":[["1","<i>"]],"note":"n"},{"id":"t2","heading":"h","columns":["a"],"rows":null,"not_measured":"why"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 4096 {
 			return
@@ -309,6 +310,11 @@ func FuzzDecode(f *testing.F) {
 		for _, s := range Sections {
 			if !strings.Contains(page.String(), `<section id="`+s.ID+`">`) {
 				t.Fatalf("section %s missing", s.ID)
+			}
+		}
+		for _, tb := range r.Tables {
+			if !strings.Contains(page.String(), `<section id="`+tb.ID+`">`) {
+				t.Fatalf("table section %s missing", tb.ID)
 			}
 		}
 		var enc bytes.Buffer

@@ -30,34 +30,19 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/bench"
-	"github.com/meridiantime/meridian/internal/version"
 )
 
 func main() {
 	// `meridian-bench … | head` must still stop its peers and remove its
 	// files: a closed stdout becomes a write error, not a fatal SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
-	if len(os.Args) < 2 {
-		usage()
+	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "meridian-bench:", err)
+		if e, ok := err.(exitError); ok {
+			os.Exit(e.code)
+		}
+		os.Exit(2) // usage: unknown subcommand, bad flag or argument
 	}
-	switch os.Args[1] {
-	case "--version", "-version", "version":
-		fmt.Println(version.String("meridian-bench"))
-	case "ntp-server":
-		ntpServerMain(os.Args[2:])
-	case "grpc":
-		grpcMain(os.Args[2:])
-	default:
-		usage()
-	}
-}
-
-func usage() {
-	fmt.Fprintln(os.Stderr, `usage:
-  meridian-bench --version
-  meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--meridiand PATH]
-  meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand PATH]`)
-	os.Exit(2)
 }
 
 func ntpServerMain(args []string) {

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meridiantime/meridian/bench/report"
+)
+
+// producers names, for each built-in report section, the subcommand that
+// fills it, for the reason shown when it is absent.
+var producers = map[string]string{
+	report.SectionOffsets:          "accuracy",
+	report.SectionErrors:           "accuracy",
+	report.SectionEpsVsError:       "accuracy",
+	report.SectionStability:        "stability",
+	report.SectionCoverage:         "sim",
+	report.SectionCommitLatency:    "commit-wait",
+	report.SectionServerEfficiency: "ntp-server",
+}
+
+// notYet qualifies the producers that cannot fill their section yet.
+var notYet = map[string]string{
+	"accuracy":   " (that subcommand is not built yet)",
+	"stability":  " (that subcommand is not built yet)",
+	"ntp-server": " (that subcommand does not write --out results yet)",
+}
+
+func newReportCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "report --out DIR",
+		Short: "render DIR/results.json as DIR/report.html (one self-contained page)",
+		Long: `report renders DIR/results.json, merged there by the other subcommands' --out DIR,
+as DIR/report.html: one page, no script, no external reference. A section nobody
+measured says so, with the reason recorded by whoever skipped it or, when none was,
+which subcommand would have filled it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.out == "" {
+				return fmt.Errorf("report: --out DIR is required (the directory holding results.json)")
+			}
+			res, err := report.Load(g.out)
+			if err != nil {
+				return failed("report: %v", err)
+			}
+			for id, sub := range producers {
+				if !res.Present(id) && res.NotMeasured[id] == "" {
+					if res.NotMeasured == nil {
+						res.NotMeasured = map[string]string{}
+					}
+					res.NotMeasured[id] = fmt.Sprintf("meridian-bench %s --out %s was not run into this directory", sub, g.out) + notYet[sub]
+				}
+			}
+			path := filepath.Join(g.out, "report.html")
+			if err := report.WriteFile(path, res); err != nil {
+				return failed("report: %v", err)
+			}
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(struct {
+					Subcommand string `json:"subcommand"`
+					Path       string `json:"path"`
+				}{"report", path})
+			}
+			_, err = fmt.Fprintln(g.stdout, path)
+			return err
+		},
+	}
+}
