@@ -62,6 +62,7 @@ bench:
 	./bin/meridian-bench ntp-server --duration 10s
 	./bin/meridian-bench grpc --duration 5s
 	./bin/meridian-bench grpc --duration 5s --pin
+	./bin/meridian-bench ptp-server
 
 # Regenerate the gRPC API from api/**/*.proto with protoc (Debian's
 # protobuf-compiler) and the plugin versions pinned as tools in go.mod.
