@@ -62,6 +62,7 @@ bench:
 	./bin/meridian-bench ntp-server --duration 10s
 	./bin/meridian-bench grpc --duration 5s
 	./bin/meridian-bench grpc --duration 5s --pin
+	./bin/meridian-bench ptp-server
 	./bin/meridian-bench truetime --meridiand bin/meridiand --out bench/out
 	./bin/meridian-bench commit-wait --out bench/out
 	./bin/meridian-bench sim --worlds 100 --seed 1 --out bench/out

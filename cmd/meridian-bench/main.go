@@ -4,11 +4,18 @@
 //
 //	meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--batched] [--meridiand bin/meridiand]
 //	meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand bin/meridiand]
+//	meridian-bench ptp-server [--clients 1000,5000,20000] [--seconds 10] [--with-ptp4l] [--with-floor] [--smoke] [--json] [--out DIR]
 //
 // ntp-server serves NTP from meridiand and from chronyd (-x, `local stratum
 // 1`, never touching the clock) on loopback, each pinned to CPU 1 with the
 // load generator on CPU 0, and reports replies/s and replies per
 // server-CPU-second (the fair figure on 2 cores). Every load is bounded.
+//
+// ptp-server loads a PTP grandmaster with unicast clients at 1 Hz
+// (package bench/ptpload): meridiand's, ptp4l's and the kernel floor's,
+// each alone in a network namespace pinned to CPU 1, and reports served
+// fractions, client-seconds per server CPU-second, CPU and memory, and
+// ratios to the floor (`meridian-bench ptp-server --help`).
 //
 // grpc loads meridiand's TimeService on its unix socket with closed-loop
 // unary Now calls (each reply checked) and, as the baseline on the same

@@ -19,7 +19,7 @@ var producers = map[string]string{
 	report.SectionStability:        "stability",
 	report.SectionCoverage:         "sim",
 	report.SectionCommitLatency:    "commit-wait",
-	report.SectionServerEfficiency: "ntp-server",
+	report.SectionServerEfficiency: "ptp-server",
 }
 
 // notYet qualifies the producers that cannot fill their section yet.

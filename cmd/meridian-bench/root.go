@@ -68,7 +68,7 @@ Progress goes to stderr: bars on a terminal, plain lines otherwise.`,
 	root.AddCommand(newVersionCmd(g))
 	root.AddCommand(newMissingCmd(g, "accuracy", "our NTP client against chronyd on impaired paths in network namespaces (offsets, errors, ε against true error)"))
 	root.AddCommand(newMissingCmd(g, "stability", "ADEV, TDEV and MTIE of Meridian and its peers"))
-	root.AddCommand(newMissingCmd(g, "ptp-server", "the PTP server's load against ptp4l"))
+	root.AddCommand(newPTPServerCmd(g))
 	return root
 }
 
