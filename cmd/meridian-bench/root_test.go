@@ -49,7 +49,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"report"}, 2, "--out DIR is required"},
 		{[]string{"accuracy"}, 1, "accuracy: not built yet"},
 		{[]string{"stability", "--anything"}, 1, "stability: not built yet"},
-		{[]string{"ptp-server"}, 1, "ptp-server: not built yet"},
+		{[]string{"ptp-server", "--meridiand", "/nonexistent"}, 2, `meridiand binary "/nonexistent"`},
 		{[]string{"report", "--out", "/nonexistent/dir"}, 1, "results.json"},
 		{[]string{"truetime", "--meridiand", "/nonexistent/meridiand"}, 1, "--meridiand"},
 	} {
