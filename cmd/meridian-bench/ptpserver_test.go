@@ -39,7 +39,7 @@ func TestPTPServerSmoke(t *testing.T) {
 	}
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	// Not a terminal: plain lines, no bar drawing.
-	if strings.ContainsAny(stderr.String(), "\r\x1b") || !strings.Contains(stderr.String(), "ptp-server: meridiand 1000 clients: load for 3 s") {
+	if strings.ContainsAny(stderr.String(), "\r\x1b") || !strings.Contains(stderr.String(), "meridian-bench: ptp-server: meridiand 1000 clients: 4/4") {
 		t.Errorf("progress on a pipe should be plain lines:\n%q", stderr.String())
 	}
 	b, err := os.ReadFile(filepath.Join(out, "ptp-server.json"))

@@ -13,7 +13,7 @@ import (
 	"github.com/meridiantime/meridian/bench/report"
 )
 
-// TestSmoke (MERIDIAN_BENCH_SMOKE=1; make bench-smoke-cli) builds
+// TestSmoke (MERIDIAN_BENCH_SMOKE=1; make bench-smoke) builds
 // meridian-bench and meridiand, runs every subcommand of this package's
 // own in its reduced form into one --out directory, then report, and
 // checks what came out: exit 0, one JSON document on stdout with real
@@ -21,7 +21,7 @@ import (
 // section.
 func TestSmoke(t *testing.T) {
 	if os.Getenv("MERIDIAN_BENCH_SMOKE") != "1" {
-		t.Skip("MERIDIAN_BENCH_SMOKE=1 runs it (make bench-smoke-cli)")
+		t.Skip("MERIDIAN_BENCH_SMOKE=1 runs it (make bench-smoke)")
 	}
 	bin := t.TempDir()
 	for _, p := range []string{"meridian-bench", "meridiand"} {
@@ -151,7 +151,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("report.html lacks section %s", id)
 		}
 	}
-	for _, want := range []string{"meridian-bench accuracy --out", "meridian-bench ntp-server --out"} {
+	for _, want := range []string{"meridian-bench accuracy --out", "meridian-bench ptp-server --out"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("report.html does not say why a section is missing (%q)", want)
 		}
