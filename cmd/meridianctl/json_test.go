@@ -6,7 +6,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"testing"
 
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -141,3 +143,5 @@ func checkScalar(fd protoreflect.FieldDescriptor, v any, path string) error {
 	}
 	return nil
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
