@@ -156,9 +156,9 @@ func TestGRPCCommands(t *testing.T) {
 func TestUnreachableDaemon(t *testing.T) {
 	addr := "unix://" + filepath.Join(t.TempDir(), "nobody.sock")
 	for _, cmd := range [][]string{{"now"}, {"status"}, {"sources"}, {"hlc"}, {"watch", "--count", "1"}, {"wait-until", "+1ms"}} {
-		_, err := runCtl(append([]string{"--addr", addr, "--timeout", "2s"}, cmd...)...)
-		if exitCode(err) != 2 || !strings.Contains(err.Error(), "cannot reach meridiand") {
-			t.Errorf("%v: %v", cmd, err)
+		out, err := runCtl(append([]string{"--addr", addr, "--timeout", "2s", "--json"}, cmd...)...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "cannot reach meridiand") || out != "" {
+			t.Errorf("%v: %v, printed %q", cmd, err, out)
 		}
 	}
 	if _, err := runCtl("--addr", "unix:relative", "now"); exitCode(err) != 2 {

@@ -75,6 +75,40 @@ func TestJSONCheckNegativeControls(t *testing.T) {
 	}
 }
 
+// The rendering rules docs/meridianctl-json.md states, on one document of
+// each kind of field.
+func TestJSONRenderingRules(t *testing.T) {
+	print := func(doc *timev1.CtlOutput) string {
+		var out strings.Builder
+		if err := (&opts{stdout: &out}).printDoc(doc); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	st := print(statusDoc(&timev1.StatusResponse{OffsetNs: math.NaN(), FrequencyPpb: math.Inf(1), DriftBoundPpb: math.Inf(-1), Stratum: 3, LastSampleAgeNs: -1}))
+	stats := &timev1.ServerStatsResponse{NtpDropped: map[string]uint64{"version": 1, "denied": 2, "rate": 3, "mode": 4}}
+	ss := print(&timev1.CtlOutput{Body: &timev1.CtlOutput_ServerStats{ServerStats: stats}})
+	h := print(&timev1.CtlOutput{Body: &timev1.CtlOutput_Hlc{Hlc: &timev1.HLCTimestamp{Key: []byte{0x18, 0xee, 0x6e, 0x18, 0xf5, 0x1f, 0x92, 0x3c, 0, 0, 0, 0}}}})
+	for _, c := range []struct{ doc, want string }{
+		{st, `"offset_ns":"NaN"`}, {st, `"frequency_ppb":"Infinity"`}, {st, `"drift_bound_ppb":"-Infinity"`},
+		{st, `"stratum":3`}, {st, `"last_sample_age_ns":"-1"`}, {st, `"interval":null`}, {st, `"reason":""`},
+		{st, `"status":"CLOCK_STATUS_UNSPECIFIED","leap":"LEAP_INDICATOR_NONE"`},
+		{ss, `"ntp_dropped":{"denied":"2","mode":"4","rate":"3","version":"1"}`},
+		{h, `"key":"GO5uGPUfkjwAAAAA"`},
+	} {
+		if !strings.Contains(c.doc, c.want) {
+			t.Errorf("%s lacks %s", c.doc, c.want)
+		}
+	}
+	// Compact, whatever spaces this binary's protojson adds (it varies them
+	// from build to build on purpose): the same message, the same bytes.
+	for _, doc := range []string{st, ss, h} {
+		if c := compact(t, []byte(doc)); c != doc {
+			t.Errorf("not compact: %q", doc)
+		}
+	}
+}
+
 // compact is a document on one line, as printDoc writes it.
 func compact(t *testing.T, b []byte) string {
 	t.Helper()

@@ -182,13 +182,20 @@ promise that, commands fail with "clock is unsynchronized" (or "clock is
 disrupted" after a suspend, VM pause or migration; exit status 1)
 instead of printing a number. Exit status 2: usage or connection errors.
 
-With --shm, "now" and "status" read the shared-memory segment instead (no
-daemon round trip; what applications on the same host use).`,
+With --shm, "now", "status" and "waitsync" read the shared-memory segment
+instead (no daemon round trip; what applications on the same host use);
+the other commands refuse it.
+
+--json prints each answer as one line of JSON: the TimeService reply in a
+meridian.time.v1.CtlOutput ("schema":"meridian.time.v1"), through protojson
+with the .proto field names, every field present, 64-bit integers as
+strings and enums by name; the same document over gRPC and --shm
+(docs/meridianctl-json.md).`,
 		Example: `  # start a daemon in one shell (unprivileged, virtual clock):
   make run
   # then, in another:
   meridianctl now                    # earliest, latest, ε and status
-  meridianctl now --json             # {"earliest_ns":…,"latest_ns":…,"status":"synchronized"}
+  meridianctl now --json             # {"schema":"meridian.time.v1","interval":{"earliest_ns":"…","latest_ns":"…","status":"CLOCK_STATUS_SYNCHRONIZED"}}
   meridianctl status                 # offset, frequency, error bound, stratum, reference
   meridianctl sources                # each source: state, reach, offset, delay, jitter
   meridianctl hlc                    # a hybrid logical clock timestamp
@@ -213,7 +220,7 @@ daemon round trip; what applications on the same host use).`,
 	pf.StringVar(&o.key, "tls-key", "", "TCP: client key for mTLS")
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
-	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	pf.BoolVar(&o.json, "json", false, "print one line of JSON (a meridian.time.v1.CtlOutput through protojson) instead of a table")
 	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o), ntpdataCmd(o), clientsCmd(o),
 		hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
 	// --shm serves only what the segment holds; every other command needs
