@@ -158,7 +158,8 @@ func StatusOf(st truetime.Status) timev1.ClockStatus {
 	}
 }
 
-func intervalOf(iv truetime.Interval) *timev1.Interval {
+// IntervalOf converts a TrueTime reading to the wire message.
+func IntervalOf(iv truetime.Interval) *timev1.Interval {
 	return &timev1.Interval{EarliestNs: iv.EarliestNS, LatestNs: iv.LatestNS, Status: StatusOf(iv.Status)}
 }
 
@@ -189,7 +190,7 @@ func (s *Service) Now(context.Context, *timev1.NowRequest) (*timev1.Interval, er
 	if err != nil {
 		return nil, ttErr(err)
 	}
-	return intervalOf(iv), nil
+	return IntervalOf(iv), nil
 }
 
 func (s *Service) compare(ts int64, after bool) (*timev1.BoolResponse, error) {
@@ -204,7 +205,7 @@ func (s *Service) compare(ts int64, after bool) (*timev1.BoolResponse, error) {
 	if after {
 		v = iv.After(ts)
 	}
-	return &timev1.BoolResponse{Value: v, Interval: intervalOf(iv)}, nil
+	return &timev1.BoolResponse{Value: v, Interval: IntervalOf(iv)}, nil
 }
 
 // After implements TimeService.After: ts_ns < earliest.
@@ -246,36 +247,48 @@ func (s *Service) WaitUntilAfter(ctx context.Context, r *timev1.TimestampRequest
 	if err != nil {
 		return nil, ttErr(err)
 	}
-	return intervalOf(iv), nil
+	return IntervalOf(iv), nil
 }
 
 func (s *Service) status() *timev1.StatusResponse {
 	e := s.opt.TT.Estimate()
 	now := s.opt.TT.LocalNS()
 	iv, _ := s.opt.TT.Now() // with the clock's check: a stalled publisher or a resume shows here too
-	r := &timev1.StatusResponse{
-		Status:           StatusOf(iv.Status),
-		Leap:             timev1.LeapIndicator(e.Leap),
-		OffsetNs:         e.OffsetNS,
-		FrequencyPpb:     e.FreqPPB,
-		Stratum:          uint32(e.Stratum),
-		ReferenceId:      e.Reference(),
-		RootDelayNs:      e.RootDelayNS,
-		RootDispersionNs: e.RootDispersionNS,
-		LastSampleAgeNs:  -1,
-		MaxErrorNs:       e.MaxErrorNS,
-		Clock:            s.opt.ClockName,
-		UptimeNs:         int64(time.Since(s.started)),
-	}
-	if e.LastSampleNS != 0 {
-		r.LastSampleAgeNs = now - e.LastSampleNS
-	}
-	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
-		r.Interval = intervalOf(iv)
-		r.ErrorBoundNs = iv.EpsNS()
-	}
+	r := StatusOfEstimate(e, now, iv)
+	r.Clock = s.opt.ClockName
+	r.UptimeNs = int64(time.Since(s.started))
 	if iv.Status != truetime.Synchronized && s.opt.Reason != nil {
 		r.Reason = s.opt.Reason()
+	}
+	return r
+}
+
+// StatusOfEstimate is the part of a StatusResponse that an estimate, a
+// local clock reading and the interval read at it determine: everything
+// but clock, uptime_ns and reason, which only the daemon knows. The Status
+// call and `meridianctl --shm status` (from the shared-memory segment)
+// both build their answer here.
+func StatusOfEstimate(e truetime.Estimate, localNS int64, iv truetime.Interval) *timev1.StatusResponse {
+	r := &timev1.StatusResponse{
+		Status:                  StatusOf(iv.Status),
+		Leap:                    timev1.LeapIndicator(e.Leap),
+		OffsetNs:                e.OffsetNS,
+		FrequencyPpb:            e.FreqPPB,
+		Stratum:                 uint32(e.Stratum),
+		ReferenceId:             e.Reference(),
+		RootDelayNs:             e.RootDelayNS,
+		RootDispersionNs:        e.RootDispersionNS,
+		LastSampleAgeNs:         -1,
+		MaxErrorNs:              e.MaxErrorNS,
+		DriftBoundPpb:           e.DriftBoundPPB,
+		FrequencyUncertaintyPpb: e.FreqUncPPB,
+	}
+	if e.LastSampleNS != 0 {
+		r.LastSampleAgeNs = localNS - e.LastSampleNS
+	}
+	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
+		r.Interval = IntervalOf(iv)
+		r.ErrorBoundNs = iv.EpsNS()
 	}
 	return r
 }

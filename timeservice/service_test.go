@@ -130,6 +130,7 @@ func TestNowPlumbing(t *testing.T) {
 		t.Fatalf("status while unsynchronized: %v %v", st, err)
 	}
 	est := synced(200 * time.Microsecond)
+	est.FreqUncPPB = 2500
 	f.tt.SetEstimate(est)
 	for i := 0; i < 200; i++ {
 		before := time.Now().UnixNano()
@@ -141,14 +142,18 @@ func TestNowPlumbing(t *testing.T) {
 		if iv.EarliestNs > after || iv.LatestNs < before {
 			t.Fatalf("read %d: [%d, %d] misses the served clock's [%d, %d]", i, iv.EarliestNs, iv.LatestNs, before, after)
 		}
-		// ε is the estimate's 200 µs plus 15 ppm of the time since it.
-		if eps, grown := (iv.LatestNs-iv.EarliestNs)/2, (after-est.LocalNS)*15/1_000_000+1; eps < int64(200*time.Microsecond) || eps > int64(200*time.Microsecond)+grown {
+		// ε is the estimate's 200 µs plus 15 + 2.5 ppm of the time since it.
+		if eps, grown := (iv.LatestNs-iv.EarliestNs)/2, (after-est.LocalNS)*175/10_000_000+1; eps < int64(200*time.Microsecond) || eps > int64(200*time.Microsecond)+grown {
 			t.Fatalf("ε %d", eps)
 		}
 	}
 	st, err = c.Status(ctx, &timev1.StatusRequest{})
 	if err != nil || st.Status != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || st.ReferenceId != "127.0.0.1" || st.ErrorBoundNs < 200_000 {
 		t.Fatalf("status: %v %v", st, err)
+	}
+	// ε's growth terms are the estimate's (what the segment carries too).
+	if st.DriftBoundPpb != 15000 || st.FrequencyUncertaintyPpb != 2500 {
+		t.Fatalf("status: drift bound %v, frequency uncertainty %v ppb; want 15000, 2500", st.DriftBoundPpb, st.FrequencyUncertaintyPpb)
 	}
 	src, err := c.Sources(ctx, &timev1.SourcesRequest{})
 	if err != nil || len(src.Sources) != 1 || src.Sources[0].State != "selected" {

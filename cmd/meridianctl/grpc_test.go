@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -70,41 +70,42 @@ func TestGRPCCommands(t *testing.T) {
 	before := time.Now().UnixNano()
 	out, err := runCtl("--addr", addr, "now", "--json")
 	after := time.Now().UnixNano()
-	var n nowJSON
-	if err != nil || json.Unmarshal([]byte(out), &n) != nil || n.Status != "synchronized" || n.EarliestNS > after || n.LatestNS < before {
-		t.Fatalf("now --json: %q %v (truth in [%d, %d])", out, err, before, after)
+	doc, derr := decodeDoc(out)
+	if n := doc.GetInterval(); err != nil || derr != nil || n.GetStatus() != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || n.EarliestNs > after || n.LatestNs < before {
+		t.Fatalf("now --json: %q %v %v (truth in [%d, %d])", out, err, derr, before, after)
 	}
 	if out, err := runCtl("--addr", addr, "now"); err != nil || !strings.Contains(out, "earliest") || !strings.Contains(out, "ε") {
 		t.Fatalf("now: %q %v", out, err)
 	}
 
 	out, err = runCtl("--addr", addr, "status", "--json")
-	var st statusJSON
-	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Status != "synchronized" || st.ErrorBoundNS < 300_000 || st.RefID != "127.0.0.1" || st.Clock != "virtual" {
-		t.Fatalf("status --json: %q %v", out, err)
+	doc, derr = decodeDoc(out)
+	if st := doc.GetStatus(); err != nil || derr != nil || st.GetStatus() != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || st.ErrorBoundNs < 300_000 || st.ReferenceId != "127.0.0.1" || st.Clock != "virtual" {
+		t.Fatalf("status --json: %q %v %v", out, err, derr)
 	}
 	if out, err := runCtl("--addr", addr, "status"); err != nil || !strings.Contains(out, "error bound (ε)") || !strings.Contains(out, "127.0.0.1") || strings.Contains(out, "why") {
 		t.Fatalf("status: %q %v", out, err)
 	}
 
 	out, err = runCtl("--addr", addr, "sources", "--json")
-	var srcs []sourceJSON
-	if err != nil || json.Unmarshal([]byte(out), &srcs) != nil || len(srcs) != 2 || srcs[0].Reach != 0o377 || srcs[0].State != "selected" {
-		t.Fatalf("sources --json: %q %v", out, err)
+	doc, derr = decodeDoc(out)
+	if srcs := doc.GetSources().GetSources(); err != nil || derr != nil || len(srcs) != 2 || srcs[0].Reach != 0o377 || srcs[0].State != "selected" {
+		t.Fatalf("sources --json: %q %v %v", out, err, derr)
 	}
 	if out, err := runCtl("--addr", addr, "sources"); err != nil || !strings.Contains(out, "REACH") || !strings.Contains(out, "377") {
 		t.Fatalf("sources: %q %v", out, err)
 	}
 
 	out, err = runCtl("--addr", addr, "hlc", "--json")
-	var h hlcJSON
-	if err != nil || json.Unmarshal([]byte(out), &h) != nil || h.WallNS < before {
-		t.Fatalf("hlc: %q %v", out, err)
+	doc, derr = decodeDoc(out)
+	h := doc.GetHlc()
+	if err != nil || derr != nil || h.GetWallNs() < before {
+		t.Fatalf("hlc: %q %v %v", out, err, derr)
 	}
 	out, err = runCtl("--addr", addr, "hlc", "update", h.Text, "--json")
-	var h2 hlcJSON
-	if err != nil || json.Unmarshal([]byte(out), &h2) != nil || h2.Key <= h.Key {
-		t.Fatalf("hlc update: %q %v", out, err)
+	doc, derr = decodeDoc(out)
+	if h2 := doc.GetHlc(); err != nil || derr != nil || bytes.Compare(h2.GetKey(), h.Key) <= 0 {
+		t.Fatalf("hlc update: %q %v %v", out, err, derr)
 	}
 	far := hlc.Timestamp{WallNS: time.Now().UnixNano() + 10_000_000_000}
 	if _, err := runCtl("--addr", addr, "hlc", "update", far.String()); exitCode(err) != 1 || !strings.Contains(err.Error(), "refused") {
@@ -116,8 +117,8 @@ func TestGRPCCommands(t *testing.T) {
 
 	out, err = runCtl("--addr", addr, "wait-until", "+30ms", "--json")
 	returned := time.Now().UnixNano()
-	if err != nil || json.Unmarshal([]byte(out), &n) != nil {
-		t.Fatalf("wait-until: %q %v", out, err)
+	if doc, derr := decodeDoc(out); err != nil || derr != nil || doc.GetInterval().GetStatus() != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED {
+		t.Fatalf("wait-until: %q %v %v", out, err, derr)
 	}
 	if returned-before < int64(30*time.Millisecond) {
 		t.Fatalf("wait-until +30ms returned after %v", time.Duration(returned-before))
@@ -130,8 +131,8 @@ func TestGRPCCommands(t *testing.T) {
 	}
 
 	out, err = runCtl("--addr", addr, "watch", "--count", "1", "--json")
-	if err != nil || !strings.Contains(out, `"status":"synchronized"`) {
-		t.Fatalf("watch: %q %v", out, err)
+	if doc, derr := decodeDoc(out); err != nil || derr != nil || doc.GetStatus().GetStatus() != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED {
+		t.Fatalf("watch: %q %v %v", out, err, derr)
 	}
 	// Updates stream as the daemon publishes estimates (here every 5 ms).
 	stop := make(chan struct{})
@@ -155,9 +156,9 @@ func TestGRPCCommands(t *testing.T) {
 func TestUnreachableDaemon(t *testing.T) {
 	addr := "unix://" + filepath.Join(t.TempDir(), "nobody.sock")
 	for _, cmd := range [][]string{{"now"}, {"status"}, {"sources"}, {"hlc"}, {"watch", "--count", "1"}, {"wait-until", "+1ms"}} {
-		_, err := runCtl(append([]string{"--addr", addr, "--timeout", "2s"}, cmd...)...)
-		if exitCode(err) != 2 || !strings.Contains(err.Error(), "cannot reach meridiand") {
-			t.Errorf("%v: %v", cmd, err)
+		out, err := runCtl(append([]string{"--addr", addr, "--timeout", "2s", "--json"}, cmd...)...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "cannot reach meridiand") || out != "" {
+			t.Errorf("%v: %v, printed %q", cmd, err, out)
 		}
 	}
 	if _, err := runCtl("--addr", "unix:relative", "now"); exitCode(err) != 2 {
@@ -179,10 +180,11 @@ func TestSourcesAllPages(t *testing.T) {
 		}}
 	})
 	out, err := runCtl("--addr", addr, "sources", "--json")
-	var srcs []sourceJSON
-	if err != nil || json.Unmarshal([]byte(out), &srcs) != nil {
-		t.Fatalf("sources --json: %v", err)
+	doc, derr := decodeDoc(out)
+	if err != nil || derr != nil {
+		t.Fatalf("sources --json: %v %v", err, derr)
 	}
+	srcs := doc.GetSources().GetSources()
 	if len(srcs) != n {
 		t.Fatalf("%d sources listed, want %d", len(srcs), n)
 	}
@@ -256,7 +258,7 @@ func TestChronycParityViews(t *testing.T) {
 	if out := run("activity"); !strings.Contains(out, "1 sources online") || !strings.Contains(out, "1 sources offline") {
 		t.Fatalf("activity: %q", out)
 	}
-	if out := run("activity", "--json"); !strings.Contains(out, `"online":1`) {
+	if out := run("activity", "--json"); !strings.Contains(out, `"activity":{"online":1,"offline":1,"unpolled":0}`) {
 		t.Fatalf("activity --json: %q", out)
 	}
 	if out := run("sources", "-v"); !strings.Contains(out, "REACH    the last 8 polls") || !strings.Contains(out, "16s") || !strings.Contains(out, "OFFSET µs") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/client"
@@ -47,75 +49,6 @@ func unsyncErr(err error) exitError {
 		return errDisrupted
 	}
 	return errUnsync
-}
-
-type nowJSON struct {
-	EarliestNS int64  `json:"earliest_ns"`
-	LatestNS   int64  `json:"latest_ns"`
-	Status     string `json:"status"`
-}
-
-// statusJSON is `status --json`, the same fields from gRPC or shm.
-type statusJSON struct {
-	Status           string  `json:"status"`
-	Reason           string  `json:"reason,omitempty"` // gRPC only: why not synchronized
-	Leap             string  `json:"leap,omitempty"`
-	EarliestNS       int64   `json:"earliest_ns"`
-	LatestNS         int64   `json:"latest_ns"`
-	ErrorBoundNS     int64   `json:"error_bound_ns"`
-	OffsetNS         float64 `json:"offset_ns"`
-	FreqPPB          float64 `json:"freq_ppb"`
-	Stratum          uint32  `json:"stratum"`
-	RefID            string  `json:"ref_id"`
-	RootDelayNS      int64   `json:"root_delay_ns"`
-	RootDispersionNS int64   `json:"root_dispersion_ns"`
-	LastSampleAgeNS  int64   `json:"last_sample_age_ns"`
-	MaxErrorNS       int64   `json:"max_error_ns"`
-	Clock            string  `json:"clock,omitempty"`
-	UptimeNS         int64   `json:"uptime_ns,omitempty"`
-	// shm only: the ε growth terms, and the writer's liveness: "live",
-	// "stopped" (clean stop), "void" (no heartbeat before void_after: dead
-	// or hung) or "disrupted" (clocks diverged since the publish).
-	DriftBoundPPB  float64 `json:"drift_bound_ppb,omitempty"`
-	FreqUncPPB     float64 `json:"freq_unc_ppb,omitempty"`
-	Writer         string  `json:"writer,omitempty"`
-	HeartbeatAgeNS int64   `json:"heartbeat_age_ns,omitempty"`
-}
-
-type sourceJSON struct {
-	Name            string  `json:"name"`
-	Type            string  `json:"type"`
-	Address         string  `json:"address"`
-	State           string  `json:"state"`
-	Stratum         uint32  `json:"stratum"`
-	Reach           uint32  `json:"reach"`
-	OffsetNS        float64 `json:"offset_ns"`
-	DelayNS         int64   `json:"delay_ns"`
-	JitterNS        float64 `json:"jitter_ns"`
-	BoundNS         float64 `json:"bound_ns"`
-	LastSampleAgeNS int64   `json:"last_sample_age_ns"`
-	Sent            uint64  `json:"sent"`
-	Valid           uint64  `json:"valid"`
-	Rejected        uint64  `json:"rejected"`
-	Timeouts        uint64  `json:"timeouts"`
-	TxTimestamping  string  `json:"tx_timestamping"`
-	RxTimestamping  string  `json:"rx_timestamping"`
-	StateReason     string  `json:"state_reason"`
-	Samples         uint32  `json:"samples"`
-	PollNS          int64   `json:"poll_ns"`
-	Interleaved     uint64  `json:"interleaved"`
-	RootDelayNS     int64   `json:"root_delay_ns"`
-	RootDispNS      int64   `json:"root_dispersion_ns"`
-	Leap            string  `json:"leap"`
-	LastOffsetNS    int64   `json:"last_offset_ns"`
-	LastDelayNS     int64   `json:"last_delay_ns"`
-}
-
-type hlcJSON struct {
-	WallNS  int64  `json:"wall_ns"`
-	Logical uint32 `json:"logical"`
-	Text    string `json:"text"`
-	Key     string `json:"key"` // hex of the 12-byte order-preserving key
 }
 
 type opts struct {
@@ -194,7 +127,47 @@ func (o *opts) rpcErr(err error) error {
 	return exitError{2, fmt.Sprintf("%s: %s", st.Code(), st.Message())}
 }
 
-func (o *opts) printJSON(v any) error { return json.NewEncoder(o.stdout).Encode(v) }
+// JSONSchema is the schema field of every --json document: the proto
+// package whose messages the documents are (docs/meridianctl-json.md).
+const JSONSchema = "meridian.time.v1"
+
+// jsonOptions are the fixed rules of every --json document: the proto3 JSON
+// mapping of timev1.CtlOutput with the .proto field names (snake_case),
+// every field present (zero values and null messages included, so a
+// document's keys do not depend on its values), enums by name. int64 and
+// uint64 fields are JSON strings, as the mapping says: nanoseconds since
+// 1970 need more than the 53 bits a JSON number keeps in many parsers.
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// printDoc prints doc as one line of JSON with its schema set. protojson
+// varies its whitespace on purpose; the document is compacted so that the
+// output is the same bytes for the same message.
+func (o *opts) printDoc(doc *timev1.CtlOutput) error {
+	doc.Schema = JSONSchema
+	b, err := jsonOptions.Marshal(doc)
+	if err != nil {
+		return exitError{2, "--json: " + err.Error()}
+	}
+	var line bytes.Buffer
+	if err := json.Compact(&line, b); err != nil {
+		return exitError{2, "--json: " + err.Error()}
+	}
+	line.WriteByte('\n')
+	_, err = o.stdout.Write(line.Bytes())
+	return err
+}
+
+func intervalDoc(iv *timev1.Interval) *timev1.CtlOutput {
+	return &timev1.CtlOutput{Body: &timev1.CtlOutput_Interval{Interval: iv}}
+}
+
+func statusDoc(r *timev1.StatusResponse) *timev1.CtlOutput {
+	return &timev1.CtlOutput{Body: &timev1.CtlOutput_Status{Status: r}}
+}
+
+func sourcesDoc(s []*timev1.Source) *timev1.CtlOutput {
+	return &timev1.CtlOutput{Body: &timev1.CtlOutput_Sources{Sources: &timev1.SourcesResponse{Sources: s}}}
+}
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	o := &opts{stdout: stdout}
@@ -209,13 +182,20 @@ promise that, commands fail with "clock is unsynchronized" (or "clock is
 disrupted" after a suspend, VM pause or migration; exit status 1)
 instead of printing a number. Exit status 2: usage or connection errors.
 
-With --shm, "now" and "status" read the shared-memory segment instead (no
-daemon round trip; what applications on the same host use).`,
+With --shm, "now", "status" and "waitsync" read the shared-memory segment
+instead (no daemon round trip; what applications on the same host use);
+the other commands refuse it.
+
+--json prints each answer as one line of JSON: the TimeService reply in a
+meridian.time.v1.CtlOutput ("schema":"meridian.time.v1"), through protojson
+with the .proto field names, every field present, 64-bit integers as
+strings and enums by name; the same document over gRPC and --shm
+(docs/meridianctl-json.md).`,
 		Example: `  # start a daemon in one shell (unprivileged, virtual clock):
   make run
   # then, in another:
   meridianctl now                    # earliest, latest, ε and status
-  meridianctl now --json             # {"earliest_ns":…,"latest_ns":…,"status":"synchronized"}
+  meridianctl now --json             # {"schema":"meridian.time.v1","interval":{"earliest_ns":"…","latest_ns":"…","status":"CLOCK_STATUS_SYNCHRONIZED"}}
   meridianctl status                 # offset, frequency, error bound, stratum, reference
   meridianctl sources                # each source: state, reach, offset, delay, jitter
   meridianctl hlc                    # a hybrid logical clock timestamp
@@ -240,7 +220,7 @@ daemon round trip; what applications on the same host use).`,
 	pf.StringVar(&o.key, "tls-key", "", "TCP: client key for mTLS")
 	pf.StringVar(&o.sname, "tls-server-name", "", "TCP: name to verify in the daemon's certificate")
 	pf.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline for each call (wait-until: for the whole wait)")
-	pf.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	pf.BoolVar(&o.json, "json", false, "print one line of JSON (a meridian.time.v1.CtlOutput through protojson) instead of a table")
 	root.AddCommand(nowCmd(o), statusCmd(o), sourcesCmd(o), selectdataCmd(o), sourcestatsCmd(o), activityCmd(o), serverstatsCmd(o), ntpdataCmd(o), clientsCmd(o),
 		hlcCmd(o), watchCmd(o), waitCmd(o), waitsyncCmd(o))
 	// --shm serves only what the segment holds; every other command needs
@@ -274,10 +254,11 @@ func openShm(p string) (*shm.Reader, error) {
 	}
 }
 
-func printInterval(o *opts, iv truetime.Interval) error {
+func printInterval(o *opts, w *timev1.Interval) error {
 	if o.json {
-		return o.printJSON(nowJSON{iv.EarliestNS, iv.LatestNS, iv.Status.String()})
+		return o.printDoc(intervalDoc(w))
 	}
+	iv := client.Interval(w)
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "earliest\t%s\t%d\n", fmtTime(iv.EarliestNS), iv.EarliestNS)
 	fmt.Fprintf(tw, "latest\t%s\t%d\n", fmtTime(iv.LatestNS), iv.LatestNS)
@@ -292,136 +273,161 @@ func nowCmd(o *opts) *cobra.Command {
 		Short: "Print the TrueTime interval [earliest, latest]",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var iv truetime.Interval
+			var iv *timev1.Interval
 			var err error
 			if o.shm != "" {
-				r, oerr := openShm(o.shm)
-				if oerr != nil {
-					return oerr
-				}
-				defer r.Close()
-				iv, err = r.Now()
+				iv, err = nowFromShm(o.shm)
 			} else {
-				g, derr := o.dial()
-				if derr != nil {
-					return derr
-				}
-				defer g.Close()
-				ctx, cancel := o.ctx()
-				defer cancel()
-				iv, err = g.Now(ctx)
-				if err != nil && !errors.Is(err, truetime.ErrUnsynchronized) {
-					return o.rpcErr(err)
-				}
+				iv, err = o.nowFromRPC()
 			}
-			if errors.Is(err, truetime.ErrUnsynchronized) {
+			if errors.Is(err, errUnsync) || errors.Is(err, errDisrupted) {
 				if o.json {
-					st := truetime.Unsynchronized
-					if errors.Is(err, truetime.ErrDisrupted) {
-						st = truetime.Disrupted
+					// The same document over either transport: no interval, the status only.
+					st := timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED
+					if errors.Is(err, errDisrupted) {
+						st = timev1.ClockStatus_CLOCK_STATUS_DISRUPTED
 					}
-					_ = o.printJSON(nowJSON{Status: st.String()})
+					_ = o.printDoc(intervalDoc(&timev1.Interval{Status: st}))
 				}
-				return unsyncErr(err)
+				return err
 			}
 			if err != nil {
-				return exitError{2, err.Error()}
+				return err
 			}
 			return printInterval(o, iv)
 		},
 	}
 }
 
-func statusFromShm(p string) (statusJSON, error) {
+// nowFromShm reads the interval from the segment at p, as the Now call
+// would answer it: errUnsync or errDisrupted when it promises none.
+func nowFromShm(p string) (*timev1.Interval, error) {
 	r, err := openShm(p)
 	if err != nil {
-		return statusJSON{}, err
+		return nil, err
+	}
+	defer r.Close()
+	iv, err := r.Now()
+	if errors.Is(err, truetime.ErrUnsynchronized) {
+		return nil, unsyncErr(err)
+	}
+	if err != nil {
+		return nil, exitError{2, err.Error()}
+	}
+	return timeservice.IntervalOf(iv), nil
+}
+
+// nowFromRPC is the Now call's reply, unchanged.
+func (o *opts) nowFromRPC() (*timev1.Interval, error) {
+	g, ctx, done, err := o.session()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	iv, err := g.Service().Now(ctx, &timev1.NowRequest{})
+	if err != nil {
+		return nil, o.rpcErr(err)
+	}
+	return iv, nil
+}
+
+// statusView is a StatusResponse and, read from the segment (--shm), what
+// the segment says about its writer: the table shows that; the JSON is the
+// StatusResponse alone, the same message as over gRPC (a writer that is not
+// live is named in its reason).
+type statusView struct {
+	r              *timev1.StatusResponse
+	writer         string // --shm: live, stopped, void, disrupted or none
+	heartbeatAgeNS int64
+}
+
+func statusFromShm(p string) (statusView, error) {
+	r, err := openShm(p)
+	if err != nil {
+		return statusView{}, err
 	}
 	defer r.Close()
 	in, err := r.Inspect()
 	if err != nil {
-		return statusJSON{}, exitError{2, err.Error()}
+		return statusView{}, exitError{2, err.Error()}
 	}
-	e, local, iv := in.Estimate, in.LocalNS, in.Interval
-	st := statusJSON{
-		Status: iv.Status.String(), OffsetNS: e.OffsetNS, FreqPPB: e.FreqPPB,
-		DriftBoundPPB: e.DriftBoundPPB, FreqUncPPB: e.FreqUncPPB, Stratum: uint32(e.Stratum),
-		RefID: e.Reference(), RootDelayNS: e.RootDelayNS, RootDispersionNS: e.RootDispersionNS,
-		MaxErrorNS: e.MaxErrorNS, LastSampleAgeNS: -1,
-	}
-	if iv.Status == truetime.Synchronized || iv.Status == truetime.Holdover {
-		st.EarliestNS, st.LatestNS, st.ErrorBoundNS = iv.EarliestNS, iv.LatestNS, iv.EpsNS()
-	}
-	if e.LastSampleNS != 0 {
-		st.LastSampleAgeNS = local - e.LastSampleNS
-	}
+	v := statusView{r: timeservice.StatusOfEstimate(in.Estimate, in.LocalNS, in.Interval)}
 	switch {
 	case in.Stamp.BootNS == 0 && in.Stamp.VoidAfterNS == 0:
-		st.Writer = "none" // never published
+		v.writer = "none" // never published
 	case in.Stamp.VoidAfterNS == 0:
-		st.Writer = "stopped"
+		v.writer = "stopped"
 	default:
-		st.Writer = in.Verdict.String()
+		v.writer = in.Verdict.String()
 	}
 	if in.Stamp.BootNS != 0 {
-		st.HeartbeatAgeNS = in.BootNS - in.Stamp.BootNS
+		v.heartbeatAgeNS = in.BootNS - in.Stamp.BootNS
 	}
-	return st, nil
+	if in.Interval.Status != truetime.Synchronized {
+		v.r.Reason = shmReason(v.writer, v.heartbeatAgeNS)
+	}
+	return v, nil
 }
 
-func statusFromRPC(r *timev1.StatusResponse) statusJSON {
-	st := statusJSON{
-		Status: statusName(r.Status), OffsetNS: r.OffsetNs, FreqPPB: r.FrequencyPpb, Stratum: r.Stratum,
-		RefID: r.ReferenceId, RootDelayNS: r.RootDelayNs, RootDispersionNS: r.RootDispersionNs,
-		LastSampleAgeNS: r.LastSampleAgeNs, MaxErrorNS: r.MaxErrorNs, Clock: r.Clock, UptimeNS: r.UptimeNs, Reason: r.Reason,
-		ErrorBoundNS: r.ErrorBoundNs, EarliestNS: r.GetInterval().GetEarliestNs(), LatestNS: r.GetInterval().GetLatestNs(),
+// shmReason is why a segment's status is not synchronized as far as the
+// segment can tell: its writer's state. The daemon's own reason is not in
+// the segment ("" when the writer is live).
+func shmReason(writer string, heartbeatAgeNS int64) string {
+	switch writer {
+	case "none":
+		return "the segment was never published: meridiand is starting or not running"
+	case "stopped":
+		return "meridiand stopped and closed the segment"
+	case truetime.Void.String():
+		return fmt.Sprintf("no heartbeat from meridiand for %v: it died or hangs", time.Duration(heartbeatAgeNS).Round(time.Millisecond))
+	case truetime.Gap.String():
+		return "the host's clocks were disrupted (suspend, VM pause or migration) since the last publish"
 	}
-	if r.Leap != timev1.LeapIndicator_LEAP_INDICATOR_NONE {
-		st.Leap = strings.ToLower(strings.TrimPrefix(r.Leap.String(), "LEAP_INDICATOR_"))
-	}
-	return st
+	return ""
 }
 
-func printStatus(o *opts, st statusJSON) error {
+func printStatus(o *opts, v statusView) error {
 	if o.json {
-		return o.printJSON(st)
+		return o.printDoc(statusDoc(v.r))
 	}
+	r := v.r
+	status := statusName(r.Status)
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "status\t%s\n", st.Status)
-	if st.Reason != "" {
-		fmt.Fprintf(tw, "why\t%s\n", st.Reason)
+	fmt.Fprintf(tw, "status\t%s\n", status)
+	if r.Reason != "" {
+		fmt.Fprintf(tw, "why\t%s\n", r.Reason)
 	}
-	if st.Writer != "" {
-		fmt.Fprintf(tw, "writer\t%s (last heartbeat %v ago)\n", st.Writer, time.Duration(st.HeartbeatAgeNS).Round(time.Millisecond))
+	if v.writer != "" {
+		fmt.Fprintf(tw, "writer\t%s (last heartbeat %v ago)\n", v.writer, time.Duration(v.heartbeatAgeNS).Round(time.Millisecond))
 	}
-	if st.Status == truetime.Synchronized.String() || st.Status == truetime.Holdover.String() {
-		fmt.Fprintf(tw, "error bound (ε)\t%v\n", time.Duration(st.ErrorBoundNS))
-		fmt.Fprintf(tw, "interval\t[%s, %s]\n", fmtTime(st.EarliestNS), fmtTime(st.LatestNS))
+	if status == truetime.Synchronized.String() || status == truetime.Holdover.String() {
+		fmt.Fprintf(tw, "error bound (ε)\t%v\n", time.Duration(r.ErrorBoundNs))
+		fmt.Fprintf(tw, "interval\t[%s, %s]\n", fmtTime(r.GetInterval().GetEarliestNs()), fmtTime(r.GetInterval().GetLatestNs()))
 	}
-	fmt.Fprintf(tw, "offset (local − true)\t%.0f ns\n", st.OffsetNS)
-	fmt.Fprintf(tw, "frequency\t%.3f ppb\n", st.FreqPPB)
-	fmt.Fprintf(tw, "stratum\t%d\n", st.Stratum)
-	if st.RefID == "LOCL" {
-		fmt.Fprintf(tw, "reference\t%s (local reference: this host's clock, not UTC)\n", st.RefID)
+	fmt.Fprintf(tw, "offset (local − true)\t%.0f ns\n", r.OffsetNs)
+	fmt.Fprintf(tw, "frequency\t%.3f ppb\n", r.FrequencyPpb)
+	fmt.Fprintf(tw, "stratum\t%d\n", r.Stratum)
+	if r.ReferenceId == "LOCL" {
+		fmt.Fprintf(tw, "reference\t%s (local reference: this host's clock, not UTC)\n", r.ReferenceId)
 	} else {
-		fmt.Fprintf(tw, "reference\t%s\n", st.RefID)
+		fmt.Fprintf(tw, "reference\t%s\n", r.ReferenceId)
 	}
-	fmt.Fprintf(tw, "root delay / dispersion\t%v / %v\n", time.Duration(st.RootDelayNS), time.Duration(st.RootDispersionNS))
-	if st.LastSampleAgeNS >= 0 {
-		fmt.Fprintf(tw, "last sample\t%v ago\n", time.Duration(st.LastSampleAgeNS).Round(time.Millisecond))
+	fmt.Fprintf(tw, "root delay / dispersion\t%v / %v\n", time.Duration(r.RootDelayNs), time.Duration(r.RootDispersionNs))
+	if r.LastSampleAgeNs >= 0 {
+		fmt.Fprintf(tw, "last sample\t%v ago\n", time.Duration(r.LastSampleAgeNs).Round(time.Millisecond))
 	} else {
 		fmt.Fprintf(tw, "last sample\tnone\n")
 	}
-	fmt.Fprintf(tw, "max error\t%v\n", time.Duration(st.MaxErrorNS))
-	if st.Leap != "" {
-		fmt.Fprintf(tw, "leap second\t%s pending\n", st.Leap)
+	fmt.Fprintf(tw, "max error\t%v\n", time.Duration(r.MaxErrorNs))
+	if r.Leap != timev1.LeapIndicator_LEAP_INDICATOR_NONE {
+		fmt.Fprintf(tw, "leap second\t%s pending\n", strings.ToLower(strings.TrimPrefix(r.Leap.String(), "LEAP_INDICATOR_")))
 	}
-	if st.DriftBoundPPB+st.FreqUncPPB != 0 {
-		fmt.Fprintf(tw, "ε growth\t%.0f ppb (drift bound %.0f + frequency uncertainty %.0f)\n", st.DriftBoundPPB+st.FreqUncPPB, st.DriftBoundPPB, st.FreqUncPPB)
+	if g := r.DriftBoundPpb + r.FrequencyUncertaintyPpb; g != 0 {
+		fmt.Fprintf(tw, "ε growth\t%.0f ppb (drift bound %.0f + frequency uncertainty %.0f)\n", g, r.DriftBoundPpb, r.FrequencyUncertaintyPpb)
 	}
-	if st.Clock != "" {
-		fmt.Fprintf(tw, "clock\t%s\n", st.Clock)
-		fmt.Fprintf(tw, "uptime\t%v\n", time.Duration(st.UptimeNS).Round(time.Second))
+	if r.Clock != "" {
+		fmt.Fprintf(tw, "clock\t%s\n", r.Clock)
+		fmt.Fprintf(tw, "uptime\t%v\n", time.Duration(r.UptimeNs).Round(time.Second))
 	}
 	return tw.Flush()
 }
@@ -448,7 +454,7 @@ func statusCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return o.rpcErr(err)
 			}
-			return printStatus(o, statusFromRPC(r))
+			return printStatus(o, statusView{r: r})
 		},
 	}
 }
@@ -473,11 +479,11 @@ retried until the timeout too: waitsync may run before meridiand is up.`,
 				return exitError{2, "waitsync: --max-error must be ≥ 0 and --interval > 0"}
 			}
 			deadline := time.Now().Add(o.timeout)
-			var last statusJSON
+			var last statusView
 			var lastErr error
 			for {
 				last, lastErr = o.readStatus(min(time.Until(deadline), 5*time.Second))
-				if lastErr == nil && last.Status == truetime.Synchronized.String() && (maxErr == 0 || last.ErrorBoundNS <= int64(maxErr)) {
+				if lastErr == nil && last.r.Status == timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED && (maxErr == 0 || last.r.ErrorBoundNs <= int64(maxErr)) {
 					return printStatus(o, last)
 				}
 				left := time.Until(deadline)
@@ -489,11 +495,11 @@ retried until the timeout too: waitsync may run before meridiand is up.`,
 			if lastErr != nil {
 				return exitError{1, fmt.Sprintf("not synchronized within %v: %v", o.timeout, lastErr)}
 			}
-			why := last.Status
-			if last.Status == truetime.Synchronized.String() {
-				why = fmt.Sprintf("synchronized, but ε %v > --max-error %v", time.Duration(last.ErrorBoundNS), maxErr)
-			} else if last.Reason != "" {
-				why += ": " + last.Reason
+			why := statusName(last.r.Status)
+			if last.r.Status == timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED {
+				why = fmt.Sprintf("synchronized, but ε %v > --max-error %v", time.Duration(last.r.ErrorBoundNs), maxErr)
+			} else if last.r.Reason != "" {
+				why += ": " + last.r.Reason
 			}
 			return exitError{1, fmt.Sprintf("not synchronized within %v (%s)", o.timeout, why)}
 		},
@@ -505,32 +511,32 @@ retried until the timeout too: waitsync may run before meridiand is up.`,
 
 // readStatus reads the status once from the segment (--shm) or the
 // daemon, each call bounded by d.
-func (o *opts) readStatus(d time.Duration) (statusJSON, error) {
+func (o *opts) readStatus(d time.Duration) (statusView, error) {
 	if o.shm != "" {
 		return statusFromShm(o.shm)
 	}
 	g, err := o.dial()
 	if err != nil {
-		return statusJSON{}, err
+		return statusView{}, err
 	}
 	defer g.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), max(d, 100*time.Millisecond))
 	defer cancel()
 	r, err := g.Service().Status(ctx, &timev1.StatusRequest{})
 	if err != nil {
-		return statusJSON{}, o.rpcErr(err)
+		return statusView{}, o.rpcErr(err)
 	}
-	return statusFromRPC(r), nil
+	return statusView{r: r}, nil
 }
 
 // fetchSources reads every page of the Sources call.
-func (o *opts) fetchSources() ([]sourceJSON, error) {
+func (o *opts) fetchSources() ([]*timev1.Source, error) {
 	g, ctx, done, err := o.session()
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	out := []sourceJSON{}
+	out := []*timev1.Source{}
 	for token, pages := "", 0; ; pages++ { // the reply is paged: follow next_page_token
 		if pages > 100_000 {
 			return nil, errors.New("sources: the server keeps returning pages")
@@ -539,11 +545,7 @@ func (o *opts) fetchSources() ([]sourceJSON, error) {
 		if err != nil {
 			return nil, o.rpcErr(err)
 		}
-		for _, s := range r.Sources {
-			out = append(out, sourceJSON{s.Name, s.Type, s.Address, s.State, s.Stratum, s.Reach, s.OffsetNs, s.DelayNs,
-				s.JitterNs, s.BoundNs, s.LastSampleAgeNs, s.Sent, s.Valid, s.Rejected, s.Timeouts, s.TxTimestamping, s.RxTimestamping,
-				s.StateReason, s.Samples, s.PollNs, s.Interleaved, s.RootDelayNs, s.RootDispersionNs, s.Leap, s.LastOffsetNs, s.LastDelayNs})
-		}
+		out = append(out, r.Sources...)
 		if token = r.NextPageToken; token == "" {
 			return out, nil
 		}
@@ -569,7 +571,7 @@ LAST     age of the newest sample            STAMPS  where t1/t4 came from: user
 
 func sourcesCmd(o *opts) *cobra.Command {
 	var verbose bool
-	c := sourcesView(o, "sources", "List the time sources: state, reach, poll, offset, delay, jitter, bound", func(out []sourceJSON) error {
+	c := sourcesView(o, "sources", "List the time sources: state, reach, poll, offset, delay, jitter, bound", func(out []*timev1.Source) error {
 		if verbose {
 			fmt.Fprint(o.stdout, sourcesLegend)
 		}
@@ -581,8 +583,8 @@ func sourcesCmd(o *opts) *cobra.Command {
 		fmt.Fprintln(tw, "NAME\tSTATE\tSTRATUM\tREACH\tPOLL\tOFFSET µs\tDELAY µs\tJITTER µs\tBOUND µs\tLAST\tVALID/SENT\tSTAMPS(tx/rx)")
 		for _, s := range out {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%03o\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s/%s\n", s.Name, s.State, s.Stratum, s.Reach,
-				fmtPoll(s.PollNS), µs(s.OffsetNS), µs(float64(s.DelayNS)), µs(s.JitterNS), µs(s.BoundNS),
-				fmtAge(s.LastSampleAgeNS), s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
+				fmtPoll(s.PollNs), µs(s.OffsetNs), µs(float64(s.DelayNs)), µs(s.JitterNs), µs(s.BoundNs),
+				fmtAge(s.LastSampleAgeNs), s.Valid, s.Sent, s.TxTimestamping, s.RxTimestamping)
 		}
 		return tw.Flush()
 	})
@@ -610,8 +612,8 @@ func fmtAge(ns int64) string {
 
 // sourceTableCmd is a view of the Sources call: a table with header and
 // one row per source, or the sources as JSON.
-func sourceTableCmd(o *opts, use, short, header string, row func(s sourceJSON) string) *cobra.Command {
-	return sourcesView(o, use, short, func(out []sourceJSON) error {
+func sourceTableCmd(o *opts, use, short, header string, row func(s *timev1.Source) string) *cobra.Command {
+	return sourcesView(o, use, short, func(out []*timev1.Source) error {
 		tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, header)
 		for _, s := range out {
@@ -624,8 +626,8 @@ func sourceTableCmd(o *opts, use, short, header string, row func(s sourceJSON) s
 // selectdataCmd is chronyc selectdata: why each source is or is not used.
 func selectdataCmd(o *opts) *cobra.Command {
 	return sourceTableCmd(o, "selectdata", "Why each source is or is not selected", "NAME\tSTATE\tREACH\tBOUND µs\tWHY",
-		func(s sourceJSON) string {
-			return fmt.Sprintf("%s\t%s\t%03o\t%s\t%s", s.Name, s.State, s.Reach, µs(s.BoundNS), s.StateReason)
+		func(s *timev1.Source) string {
+			return fmt.Sprintf("%s\t%s\t%03o\t%s\t%s", s.Name, s.State, s.Reach, µs(s.BoundNs), s.StateReason)
 		})
 }
 
@@ -633,18 +635,18 @@ func selectdataCmd(o *opts) *cobra.Command {
 func sourcestatsCmd(o *opts) *cobra.Command {
 	return sourceTableCmd(o, "sourcestats", "Each source's clock filter: samples, offset, jitter, bound, interleaved samples",
 		"NAME\tSAMPLES\tOFFSET µs\tJITTER µs\tBOUND µs\tLAST\tVALID\tREJECTED\tTIMEOUTS\tINTERLEAVED",
-		func(s sourceJSON) string {
-			return fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d", s.Name, s.Samples, µs(s.OffsetNS), µs(s.JitterNS), µs(s.BoundNS),
-				fmtAge(s.LastSampleAgeNS), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
+		func(s *timev1.Source) string {
+			return fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d", s.Name, s.Samples, µs(s.OffsetNs), µs(s.JitterNs), µs(s.BoundNs),
+				fmtAge(s.LastSampleAgeNs), s.Valid, s.Rejected, s.Timeouts, s.Interleaved)
 		})
 }
 
 // ntpdataCmd is chronyc ntpdata: what each NTP source's last valid reply
 // said.
 func ntpdataCmd(o *opts) *cobra.Command {
-	ntpOnly := func() ([]sourceJSON, error) {
+	ntpOnly := func() ([]*timev1.Source, error) {
 		out, err := o.fetchSources()
-		ntp := []sourceJSON{}
+		ntp := []*timev1.Source{}
 		for _, s := range out {
 			if s.Type == "ntp" {
 				ntp = append(ntp, s)
@@ -653,7 +655,7 @@ func ntpdataCmd(o *opts) *cobra.Command {
 		return ntp, err
 	}
 	return viewCmd(o, "ntpdata", "Each NTP source's last valid reply: stratum, leap, root delay and dispersion, offset, delay, stamps",
-		ntpOnly, func(ntp []sourceJSON) any { return ntp }, func(ntp []sourceJSON) error {
+		ntpOnly, sourcesDoc, func(ntp []*timev1.Source) error {
 			for i, s := range ntp {
 				if i > 0 {
 					fmt.Fprintln(o.stdout)
@@ -662,11 +664,11 @@ func ntpdataCmd(o *opts) *cobra.Command {
 				fmt.Fprintf(tw, "Remote address\t: %s\n", s.Address)
 				fmt.Fprintf(tw, "Stratum\t: %d\n", s.Stratum)
 				fmt.Fprintf(tw, "Leap status\t: %s\n", s.Leap)
-				fmt.Fprintf(tw, "Root delay\t: %s µs\n", µs(float64(s.RootDelayNS)))
-				fmt.Fprintf(tw, "Root dispersion\t: %s µs\n", µs(float64(s.RootDispNS)))
-				fmt.Fprintf(tw, "Poll interval\t: %s\n", fmtPoll(s.PollNS))
-				fmt.Fprintf(tw, "Offset (source − local)\t: %s µs\n", µs(float64(s.LastOffsetNS)))
-				fmt.Fprintf(tw, "Peer delay\t: %s µs\n", µs(float64(s.LastDelayNS)))
+				fmt.Fprintf(tw, "Root delay\t: %s µs\n", µs(float64(s.RootDelayNs)))
+				fmt.Fprintf(tw, "Root dispersion\t: %s µs\n", µs(float64(s.RootDispersionNs)))
+				fmt.Fprintf(tw, "Poll interval\t: %s\n", fmtPoll(s.PollNs))
+				fmt.Fprintf(tw, "Offset (source − local)\t: %s µs\n", µs(float64(s.LastOffsetNs)))
+				fmt.Fprintf(tw, "Peer delay\t: %s µs\n", µs(float64(s.LastDelayNs)))
 				fmt.Fprintf(tw, "Timestamping (tx/rx)\t: %s/%s\n", s.TxTimestamping, s.RxTimestamping)
 				fmt.Fprintf(tw, "Interleaved samples\t: %d\n", s.Interleaved)
 				fmt.Fprintf(tw, "Valid / sent / timeouts\t: %d / %d / %d\n", s.Valid, s.Sent, s.Timeouts)
@@ -684,7 +686,9 @@ func serverstatsCmd(o *opts) *cobra.Command {
 	return rpcCmd(o, "serverstats", "The NTP server's and the PTP grandmaster's counters since start",
 		func(ctx context.Context, c timev1.TimeServiceClient) (*timev1.ServerStatsResponse, error) {
 			return c.ServerStats(ctx, &timev1.ServerStatsRequest{})
-		}, func(r *timev1.ServerStatsResponse) any { return r },
+		}, func(r *timev1.ServerStatsResponse) *timev1.CtlOutput {
+			return &timev1.CtlOutput{Body: &timev1.CtlOutput_ServerStats{ServerStats: r}}
+		},
 		func(r *timev1.ServerStatsResponse) error {
 			tw := tabwriter.NewWriter(o.stdout, 0, 0, 1, ' ', 0)
 			if !r.NtpEnabled && !r.PtpEnabled {
@@ -718,7 +722,7 @@ func serverstatsCmd(o *opts) *cobra.Command {
 
 // viewCmd is a command that fetches one answer and prints it: as JSON
 // (what asJSON picks of it), or through show.
-func viewCmd[T any](o *opts, use, short string, fetch func() (T, error), asJSON func(T) any, show func(T) error) *cobra.Command {
+func viewCmd[T any](o *opts, use, short string, fetch func() (T, error), asJSON func(T) *timev1.CtlOutput, show func(T) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -729,7 +733,7 @@ func viewCmd[T any](o *opts, use, short string, fetch func() (T, error), asJSON 
 				return err
 			}
 			if o.json {
-				return o.printJSON(asJSON(r))
+				return o.printDoc(asJSON(r))
 			}
 			return show(r)
 		},
@@ -738,7 +742,7 @@ func viewCmd[T any](o *opts, use, short string, fetch func() (T, error), asJSON 
 
 // rpcCmd is a viewCmd whose answer is one TimeService call.
 func rpcCmd[T any](o *opts, use, short string, call func(context.Context, timev1.TimeServiceClient) (T, error),
-	asJSON func(T) any, show func(T) error) *cobra.Command {
+	asJSON func(T) *timev1.CtlOutput, show func(T) error) *cobra.Command {
 	return viewCmd(o, use, short, func() (T, error) {
 		var zero T
 		g, ctx, done, err := o.session()
@@ -755,8 +759,8 @@ func rpcCmd[T any](o *opts, use, short string, call func(context.Context, timev1
 }
 
 // sourcesView is a viewCmd over the Sources call's list.
-func sourcesView(o *opts, use, short string, show func([]sourceJSON) error) *cobra.Command {
-	return viewCmd(o, use, short, o.fetchSources, func(out []sourceJSON) any { return out }, show)
+func sourcesView(o *opts, use, short string, show func([]*timev1.Source) error) *cobra.Command {
+	return viewCmd(o, use, short, o.fetchSources, sourcesDoc, show)
 }
 
 // clientsCmd is chronyc clients: the NTP server's client log.
@@ -765,7 +769,9 @@ func clientsCmd(o *opts) *cobra.Command {
 	c := rpcCmd(o, "clients", "The NTP server's clients, busiest first: replies, drops, kiss-o'-deaths, last request",
 		func(ctx context.Context, c timev1.TimeServiceClient) (*timev1.ClientsResponse, error) {
 			return c.Clients(ctx, &timev1.ClientsRequest{Limit: int32(limit)})
-		}, func(r *timev1.ClientsResponse) any { return r.Clients },
+		}, func(r *timev1.ClientsResponse) *timev1.CtlOutput {
+			return &timev1.CtlOutput{Body: &timev1.CtlOutput_Clients{Clients: r}}
+		},
 		func(r *timev1.ClientsResponse) error {
 			if len(r.Clients) == 0 {
 				fmt.Fprintln(o.stdout, "no clients (or no NTP server)")
@@ -784,9 +790,9 @@ func clientsCmd(o *opts) *cobra.Command {
 
 // activityCmd is chronyc activity: how many sources answer.
 func activityCmd(o *opts) *cobra.Command {
-	count := func() (activityJSON, error) {
+	count := func() (*timev1.SourceActivity, error) {
 		out, err := o.fetchSources()
-		var a activityJSON
+		a := &timev1.SourceActivity{}
 		for _, s := range out {
 			switch {
 			case s.Reach != 0:
@@ -800,21 +806,17 @@ func activityCmd(o *opts) *cobra.Command {
 		return a, err
 	}
 	return viewCmd(o, "activity", "How many sources are online (answering), offline (unreachable) or not yet polled",
-		count, func(a activityJSON) any { return a }, func(a activityJSON) error {
+		count, func(a *timev1.SourceActivity) *timev1.CtlOutput {
+			return &timev1.CtlOutput{Body: &timev1.CtlOutput_Activity{Activity: a}}
+		}, func(a *timev1.SourceActivity) error {
 			_, err := fmt.Fprintf(o.stdout, "%d sources online\n%d sources offline\n%d sources not yet polled\n", a.Online, a.Offline, a.Unpolled)
 			return err
 		})
 }
 
-type activityJSON struct {
-	Online   int `json:"online"`
-	Offline  int `json:"offline"`
-	Unpolled int `json:"unpolled"`
-}
-
 func printHLC(o *opts, t *timev1.HLCTimestamp) error {
 	if o.json {
-		return o.printJSON(hlcJSON{t.WallNs, t.Logical, t.Text, hex.EncodeToString(t.Key)})
+		return o.printDoc(&timev1.CtlOutput{Body: &timev1.CtlOutput_Hlc{Hlc: t}})
 	}
 	fmt.Fprintf(o.stdout, "%s\t%x\n", t.Text, t.Key)
 	return nil
@@ -925,15 +927,14 @@ estimate updates at most every --interval. It runs until interrupted or
 					}
 					return o.rpcErr(err)
 				}
-				st := statusFromRPC(r)
 				if o.json {
-					if err := o.printJSON(st); err != nil {
+					if err := o.printDoc(statusDoc(r)); err != nil {
 						return err
 					}
 					continue
 				}
-				fmt.Fprintf(o.stdout, row, time.Now().UTC().Format("15:04:05.000"), st.Status, time.Duration(st.ErrorBoundNS),
-					fmt.Sprintf("%.0f ns", st.OffsetNS), fmt.Sprintf("%.3f", st.FreqPPB), fmt.Sprint(st.Stratum), st.RefID)
+				fmt.Fprintf(o.stdout, row, time.Now().UTC().Format("15:04:05.000"), statusName(r.Status), time.Duration(r.ErrorBoundNs),
+					fmt.Sprintf("%.0f ns", r.OffsetNs), fmt.Sprintf("%.3f", r.FrequencyPpb), fmt.Sprint(r.Stratum), r.ReferenceId)
 			}
 			return nil
 		},
@@ -992,7 +993,7 @@ nanoseconds, or RFC 3339. The whole wait is bounded by --timeout.`,
 			if err != nil {
 				return o.rpcErr(err)
 			}
-			return printInterval(o, client.Interval(iv))
+			return printInterval(o, iv)
 		},
 	}
 }

@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	timev1 "github.com/meridiantime/meridian/api/meridian/time/v1"
 	"github.com/meridiantime/meridian/clock"
 	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/truetime"
@@ -44,17 +44,13 @@ func TestNowJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v map[string]any
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("%q: %v", out, err)
+	doc, err := decodeDoc(out)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(v) != 3 || v["status"] != "synchronized" {
-		t.Fatalf("want exactly earliest_ns, latest_ns, status: %v", v)
-	}
-	var n nowJSON
-	_ = json.Unmarshal([]byte(out), &n)
-	if n.LatestNS-n.EarliestNS < 10000 || n.EarliestNS < 1_800_000_000e9-10000 {
-		t.Fatalf("interval %+v", n)
+	n := doc.GetInterval()
+	if n.GetStatus() != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || n.LatestNs-n.EarliestNs < 10000 || n.EarliestNs < 1_800_000_000e9-10000 {
+		t.Fatalf("interval %v", n)
 	}
 	if out, err := runCtl("--shm", p, "now"); err != nil || !strings.Contains(out, "synchronized") {
 		t.Fatalf("table: %q %v", out, err)
@@ -62,17 +58,24 @@ func TestNowJSON(t *testing.T) {
 }
 
 func TestStatusJSON(t *testing.T) {
-	p := publish(t, truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 5000, OffsetNS: 42, FreqPPB: -1234.5, MaxErrorNS: 1e9, Stratum: 3, RefID: 0x4c4f434c})
+	p := publish(t, truetime.Estimate{Status: truetime.Synchronized, Eps0NS: 5000, OffsetNS: 42, FreqPPB: -1234.5, MaxErrorNS: 1e9, Stratum: 3, RefID: 0x4c4f434c,
+		DriftBoundPPB: 15000, FreqUncPPB: 500})
 	out, err := runCtl("--shm", p, "status", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s statusJSON
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
+	doc, err := decodeDoc(out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Status != "synchronized" || s.OffsetNS != 42 || s.FreqPPB != -1234.5 || s.Stratum != 3 || s.RefID != "LOCL" || s.ErrorBoundNS < 5000 || s.LastSampleAgeNS < 0 {
-		t.Fatalf("%+v", s)
+	s := doc.GetStatus()
+	if s.GetStatus() != timev1.ClockStatus_CLOCK_STATUS_SYNCHRONIZED || s.OffsetNs != 42 || s.FrequencyPpb != -1234.5 || s.Stratum != 3 ||
+		s.ReferenceId != "LOCL" || s.ErrorBoundNs < 5000 || s.LastSampleAgeNs < 0 || s.DriftBoundPpb != 15000 || s.FrequencyUncertaintyPpb != 500 {
+		t.Fatalf("%v", s)
+	}
+	// What only the daemon knows is left unset over shm.
+	if s.Clock != "" || s.UptimeNs != 0 || s.Reason != "" {
+		t.Fatalf("shm status claims the daemon's clock, uptime or reason: %v", s)
 	}
 	if out, err := runCtl("--shm", p, "status"); err != nil || !strings.Contains(out, "error bound") {
 		t.Fatalf("table: %q %v", out, err)
@@ -86,11 +89,12 @@ func TestUnsynchronizedExits1(t *testing.T) {
 	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "unsynchronized") {
 		t.Fatalf("err %v", err)
 	}
-	if !strings.Contains(out, `"status":"unsynchronized"`) {
-		t.Fatalf("json %q", out)
+	if doc, err := decodeDoc(out); err != nil || doc.GetInterval().GetStatus() != timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED || doc.GetInterval().GetLatestNs() != 0 {
+		t.Fatalf("json %q %v", out, err)
 	}
-	if out, err := runCtl("--shm", p, "status", "--json"); err != nil || !strings.Contains(out, `"status":"unsynchronized"`) {
-		t.Fatalf("status of an unsynchronized clock: %q %v", out, err)
+	out, err = runCtl("--shm", p, "status", "--json")
+	if doc, derr := decodeDoc(out); err != nil || derr != nil || doc.GetStatus().GetStatus() != timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED || doc.GetStatus().Interval != nil {
+		t.Fatalf("status of an unsynchronized clock: %q %v %v", out, err, derr)
 	}
 }
 
@@ -133,7 +137,7 @@ func TestDisruptedAndStoppedShm(t *testing.T) {
 	p := publish(t, truetime.Estimate{Status: truetime.Disrupted, Eps0NS: 5000, MaxErrorNS: 1e9})
 	out, err := runCtl("--shm", p, "now", "--json")
 	var e exitError
-	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "disrupted") || !strings.Contains(out, `"status":"disrupted"`) {
+	if !errors.As(err, &e) || e.code != 1 || !strings.Contains(e.msg, "disrupted") || !strings.Contains(out, `"status":"CLOCK_STATUS_DISRUPTED"`) {
 		t.Fatalf("now on a disrupted segment: %q %v", out, err)
 	}
 	out, err = runCtl("--shm", p, "status")
@@ -158,9 +162,12 @@ func TestDisruptedAndStoppedShm(t *testing.T) {
 		t.Fatalf("now after a clean stop: %v", err)
 	}
 	out, err = runCtl("--shm", q, "status", "--json")
-	var s statusJSON
-	if err != nil || json.Unmarshal([]byte(out), &s) != nil || s.Status != "unsynchronized" || s.Writer != "stopped" {
-		t.Fatalf("status after a clean stop: %q %v", out, err)
+	doc, derr := decodeDoc(out)
+	if s := doc.GetStatus(); err != nil || derr != nil || s.GetStatus() != timev1.ClockStatus_CLOCK_STATUS_UNSYNCHRONIZED || !strings.Contains(s.GetReason(), "meridiand stopped") {
+		t.Fatalf("status after a clean stop: %q %v %v", out, err, derr)
+	}
+	if out, err := runCtl("--shm", q, "status"); err != nil || !strings.Contains(out, "stopped (last heartbeat") {
+		t.Fatalf("status table after a clean stop: %q %v", out, err)
 	}
 }
 

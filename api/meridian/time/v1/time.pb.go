@@ -384,9 +384,13 @@ type StatusResponse struct {
 	UptimeNs         int64                  `protobuf:"varint,14,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
 	// Why the status is not synchronized (holdover, unsynchronized); "" when
 	// it is, or when the daemon cannot say.
-	Reason        string `protobuf:"bytes,15,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason string `protobuf:"bytes,15,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How fast ε grows between updates: the configured drift bound plus the
+	// servo's bound on its residual frequency error, ppb each.
+	DriftBoundPpb           float64 `protobuf:"fixed64,16,opt,name=drift_bound_ppb,json=driftBoundPpb,proto3" json:"drift_bound_ppb,omitempty"`
+	FrequencyUncertaintyPpb float64 `protobuf:"fixed64,17,opt,name=frequency_uncertainty_ppb,json=frequencyUncertaintyPpb,proto3" json:"frequency_uncertainty_ppb,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -522,6 +526,20 @@ func (x *StatusResponse) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetDriftBoundPpb() float64 {
+	if x != nil {
+		return x.DriftBoundPpb
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetFrequencyUncertaintyPpb() float64 {
+	if x != nil {
+		return x.FrequencyUncertaintyPpb
+	}
+	return 0
 }
 
 type SourcesRequest struct {
@@ -1477,7 +1495,7 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"\fBoolResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\bR\x05value\x126\n" +
 	"\binterval\x18\x02 \x01(\v2\x1a.meridian.time.v1.IntervalR\binterval\"\x0f\n" +
-	"\rStatusRequest\"\xc5\x04\n" +
+	"\rStatusRequest\"\xa9\x05\n" +
 	"\x0eStatusResponse\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.meridian.time.v1.ClockStatusR\x06status\x123\n" +
 	"\x04leap\x18\x02 \x01(\x0e2\x1f.meridian.time.v1.LeapIndicatorR\x04leap\x126\n" +
@@ -1495,7 +1513,9 @@ const file_meridian_time_v1_time_proto_rawDesc = "" +
 	"maxErrorNs\x12\x14\n" +
 	"\x05clock\x18\r \x01(\tR\x05clock\x12\x1b\n" +
 	"\tuptime_ns\x18\x0e \x01(\x03R\buptimeNs\x12\x16\n" +
-	"\x06reason\x18\x0f \x01(\tR\x06reason\"L\n" +
+	"\x06reason\x18\x0f \x01(\tR\x06reason\x12&\n" +
+	"\x0fdrift_bound_ppb\x18\x10 \x01(\x01R\rdriftBoundPpb\x12:\n" +
+	"\x19frequency_uncertainty_ppb\x18\x11 \x01(\x01R\x17frequencyUncertaintyPpb\"L\n" +
 	"\x0eSourcesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
