@@ -48,8 +48,8 @@ func TestPHCFollowsClockAndNICStampsInHardware(t *testing.T) {
 	if phcErr >= 2000 || phcErr <= -2000 {
 		t.Fatalf("PHC − clock = %d ns", phcErr)
 	}
-	if dev.Steps < 1 || dev.FreqWrites < 10 {
-		t.Fatalf("PHC steered by %d steps and %d frequency writes", dev.Steps, dev.FreqWrites)
+	if steps, writes := dev.Adjustments(); steps < 1 || writes < 10 {
+		t.Fatalf("PHC steered by %d steps and %d frequency writes", steps, writes)
 	}
 	off, unc, ok := b.PHCOffset()
 	if !ok {
@@ -64,5 +64,6 @@ func TestPHCFollowsClockAndNICStampsInHardware(t *testing.T) {
 	if !strings.Contains(string(body), "meridian_phc_offset_seconds") {
 		t.Error("metrics lack meridian_phc_offset_seconds")
 	}
-	t.Logf("PHC − clock: %d ns true, %d ± %d ns measured; %d steps, %d frequency writes", phcErr, off, unc, dev.Steps, dev.FreqWrites)
+	steps, writes := dev.Adjustments()
+	t.Logf("PHC − clock: %d ns true, %d ± %d ns measured; %d steps, %d frequency writes", phcErr, off, unc, steps, writes)
 }

@@ -85,6 +85,14 @@ func (p *PHC) OpenCount() int {
 	return p.open
 }
 
+// Adjustments returns the steps and frequency writes so far, safe to call
+// while a follower steers the device.
+func (p *PHC) Adjustments() (steps, freqWrites int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Steps, p.FreqWrites
+}
+
 // Caps implements phc.Device.
 func (p *PHC) Caps(int) (unix.PtpClockCaps, error) {
 	c := unix.PtpClockCaps{Max_adj: p.MaxAdj}
