@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/meridiantime/meridian/bench"
 	"github.com/meridiantime/meridian/internal/version"
 )
@@ -47,8 +49,21 @@ func main() {
 		ntpServerMain(os.Args[2:])
 	case "grpc":
 		grpcMain(os.Args[2:])
+	case "accuracy": // a stopgap until the cobra root: the merger replaces it
+		runCobra(accuracyCmd(), os.Args[2:])
+	case "stability":
+		runCobra(stabilityCmd(), os.Args[2:])
 	default:
 		usage()
+	}
+}
+
+// runCobra runs one subcommand with args; an error exits 1.
+func runCobra(c *cobra.Command, args []string) {
+	c.SetArgs(args)
+	if err := c.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "meridian-bench:", err)
+		os.Exit(1)
 	}
 }
 
@@ -56,7 +71,9 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   meridian-bench --version
   meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--meridiand PATH]
-  meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand PATH]`)
+  meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand PATH]
+  meridian-bench accuracy [--paths clean,...] [--contestants ...] [--warmup 30s] [--measure 120s] [--smoke] [--json] [--out DIR]
+  meridian-bench stability --out DIR`)
 	os.Exit(2)
 }
 

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meridiantime/meridian/bench/accuracy"
+	"github.com/meridiantime/meridian/bench/report"
+	"github.com/meridiantime/meridian/bench/stability"
+)
+
+// stabilityCmd is `meridian-bench stability`: ADEV, MDEV, TDEV and MTIE of
+// every error series in DIR/accuracy.json.
+func stabilityCmd() *cobra.Command {
+	var out string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stability",
+		Short: "ADEV/MDEV/TDEV against τ and MTIE against the window of each accuracy error series",
+		Long: `Reads DIR/accuracy.json (written by meridian-bench accuracy --out DIR), puts each
+contestant's error series of the measured span on its sampling grid (τ0 = the
+sampling interval; missing samples are gaps, never interpolated), computes
+ADEV, MDEV, TDEV and MTIE (NIST SP 1065; package bench/stability), prints a
+table and fills the stability section of DIR/results.json.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("stability: --out DIR is required (the directory meridian-bench accuracy --out wrote)")
+			}
+			rep, err := readAccuracy(out)
+			if err != nil {
+				return err
+			}
+			curves, err := analyzeAccuracy(rep)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(curves); err != nil {
+					return err
+				}
+			} else {
+				printStability(cmd.OutOrStdout(), curves)
+			}
+			res, err := loadResults(out)
+			if err != nil {
+				return err
+			}
+			if res.Stability == nil {
+				res.Stability = &report.Stability{}
+			}
+			res.Stability.Contestants = replaceByName(res.Stability.Contestants, func(s report.StabilityCurves) string { return s.Name }, curves)
+			delete(res.NotMeasured, report.SectionStability)
+			return report.Save(out, res)
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "results directory holding accuracy.json; results.json there gets the stability section")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the curves as JSON instead of the table")
+	return cmd
+}
+
+// readAccuracy reads DIR/accuracy.json strictly.
+func readAccuracy(dir string) (*accuracy.Report, error) {
+	path := filepath.Join(dir, accuracyFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("stability: %w (run meridian-bench accuracy --out %s first)", err, dir)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var rep accuracy.Report
+	if err := dec.Decode(&rep); err != nil {
+		return nil, fmt.Errorf("stability: %s: %w", path, err)
+	}
+	for _, p := range rep.Paths {
+		for _, c := range p.Contestants {
+			if len(c.TNS) != len(c.ErrNS) {
+				return nil, fmt.Errorf("stability: %s: path %s, %s: %d times for %d errors", path, p.Path, c.Name, len(c.TNS), len(c.ErrNS))
+			}
+			if c.SampleIntervalNS <= 0 {
+				return nil, fmt.Errorf("stability: %s: path %s, %s: sample_interval_ns %d: must be > 0", path, p.Path, c.Name, c.SampleIntervalNS)
+			}
+		}
+	}
+	return &rep, nil
+}
+
+// onGrid keeps the samples from fromNS on, and of several falling in one
+// slot of tau0 (a late tick followed by a timely one) the first, so that
+// stability.Grid gets one sample a slot. The slots are Grid's: nearest to
+// t0 + k·tau0 with t0 the first kept sample.
+func onGrid(tNS, errNS []int64, fromNS, tau0 int64) ([]int64, []float64) {
+	var ts []int64
+	var xs []float64
+	var t0, last int64 = 0, -1
+	for i, t := range tNS {
+		if t < fromNS {
+			continue
+		}
+		if len(ts) == 0 {
+			t0 = t
+		}
+		slot := (t - t0 + tau0/2) / tau0
+		if len(ts) > 0 && (slot == last || t <= ts[len(ts)-1]) {
+			continue
+		}
+		last = slot
+		ts = append(ts, t)
+		xs = append(xs, float64(errNS[i])/1e9)
+	}
+	return ts, xs
+}
+
+// analyzeAccuracy computes every contestant's curves over its measured span.
+func analyzeAccuracy(rep *accuracy.Report) ([]report.StabilityCurves, error) {
+	var out []report.StabilityCurves
+	warmNS := int64(rep.WarmupS * 1e9)
+	for _, p := range rep.Paths {
+		for _, c := range p.Contestants {
+			name := seriesName(p.Path, c.Name)
+			ts, xs := onGrid(c.TNS, c.ErrNS, warmNS, c.SampleIntervalNS)
+			if len(xs) < 3 {
+				continue // nothing to analyze: no curve rather than an empty one
+			}
+			x, err := stability.Grid(ts, xs, time.Duration(c.SampleIntervalNS))
+			if err != nil {
+				return nil, fmt.Errorf("stability: %s: %w", name, err)
+			}
+			cv, err := stability.Analyze(x, time.Duration(c.SampleIntervalNS).Seconds())
+			if err != nil {
+				return nil, fmt.Errorf("stability: %s: %w", name, err)
+			}
+			out = append(out, report.StabilityCurves{Name: name, Curves: cv})
+		}
+	}
+	return out, nil
+}
+
+// at is the point at τ (within 1 %), or NaN.
+func at(ps []stability.Point, tauS float64) float64 {
+	for _, p := range ps {
+		if math.Abs(p.TauS-tauS) <= 0.01*tauS {
+			return p.Value
+		}
+	}
+	return math.NaN()
+}
+
+func printStability(w io.Writer, cs []report.StabilityCurves) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "series\tτ0\tsamples\tgaps\tADEV(1s)\tADEV(4s)\tMDEV(1s)\tTDEV(1s)\tTDEV(4s)\tMTIE(1s)\tMTIE(4s)\tMTIE(max)\t")
+	f := func(v float64, unit string) string {
+		if math.IsNaN(v) {
+			return "-"
+		}
+		if unit == "s" {
+			return us(int64(math.Round(v * 1e9)))
+		}
+		return fmt.Sprintf("%.2e", v)
+	}
+	for _, c := range cs {
+		cv := c.Curves
+		mtieMax := math.NaN()
+		if n := len(cv.MTIE); n > 0 {
+			mtieMax = cv.MTIE[n-1].Value
+		}
+		fmt.Fprintf(tw, "%s\t%gs\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Name, cv.Tau0S, cv.Samples, cv.Gaps,
+			f(at(cv.ADEV, 1), ""), f(at(cv.ADEV, 4), ""), f(at(cv.MDEV, 1), ""), f(at(cv.TDEV, 1), "s"), f(at(cv.TDEV, 4), "s"),
+			f(at(cv.MTIE, 1), "s"), f(at(cv.MTIE, 4), "s"), f(mtieMax, "s"))
+	}
+	_ = tw.Flush()
+}
