@@ -4,6 +4,8 @@
 //
 //	meridian-bench ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--batched] [--meridiand bin/meridiand]
 //	meridian-bench grpc [--duration 5s] [--conns 4] [--concurrency 32] [--pin] [--meridiand bin/meridiand]
+//	meridian-bench accuracy [--paths clean,jitter,lossy,asymmetric,route-change] [--contestants meridian-ntp,chronyd-ntp,meridian-ptp,ptp4l-ptp] [--warmup 30s] [--measure 120s] [--offset 5ms] [--smoke] [--json] [--out DIR]
+//	meridian-bench stability --out DIR
 //
 // ntp-server serves NTP from meridiand and from chronyd (-x, `local stratum
 // 1`, never touching the clock) on loopback, each pinned to CPU 1 with the
@@ -15,6 +17,12 @@
 // server, grpc.health.v1 Check, and reports calls/s, p50/p99/p99.9 and
 // calls per server-CPU-second; then one caller's gRPC Now latency against
 // a shared-memory read of the same daemon's segment.
+//
+// accuracy runs the accuracy matrix of package bench/accuracy (its doc says
+// how each contestant's true error is measured) and writes DIR/accuracy.json
+// and the offsets, errors, eps-vs-error and coverage sections of
+// DIR/results.json; stability computes ADEV/MDEV/TDEV/MTIE of those error
+// series into the stability section.
 package main
 
 import (
