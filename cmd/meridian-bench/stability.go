@@ -150,37 +150,40 @@ func analyzeAccuracy(rep *accuracy.Report) ([]report.StabilityCurves, error) {
 	return out, nil
 }
 
-// at is the point at τ (within 1 %), or NaN.
-func at(ps []stability.Point, tauS float64) float64 {
-	for _, p := range ps {
-		if math.Abs(p.TauS-tauS) <= 0.01*tauS {
-			return p.Value
+// near is the point whose τ is nearest target on a log scale (nil for
+// none).
+func near(ps []stability.Point, targetS float64) *stability.Point {
+	var best *stability.Point
+	for i := range ps {
+		if best == nil || math.Abs(math.Log(ps[i].TauS/targetS)) < math.Abs(math.Log(best.TauS/targetS)) {
+			best = &ps[i]
 		}
 	}
-	return math.NaN()
+	return best
 }
 
 func printStability(w io.Writer, cs []report.StabilityCurves) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "series\tτ0\tsamples\tgaps\tADEV(1s)\tADEV(4s)\tMDEV(1s)\tTDEV(1s)\tTDEV(4s)\tMTIE(1s)\tMTIE(4s)\tMTIE(max)\t")
-	f := func(v float64, unit string) string {
-		if math.IsNaN(v) {
+	fmt.Fprintln(tw, "series\tτ0\tsamples\tgaps\tADEV(~1s)\tADEV(~10s)\tMDEV(~1s)\tTDEV(~1s)\tTDEV(~10s)\tMTIE(~1s)\tMTIE(~10s)\tMTIE(max)\t")
+	// Each cell is value@τ: the octave point nearest the column's τ.
+	f := func(ps []stability.Point, targetS float64, seconds bool) string {
+		p := near(ps, targetS)
+		if targetS == 0 && len(ps) > 0 {
+			p = &ps[len(ps)-1]
+		}
+		if p == nil {
 			return "-"
 		}
-		if unit == "s" {
-			return us(int64(math.Round(v * 1e9)))
+		if seconds {
+			return fmt.Sprintf("%s@%gs", us(int64(math.Round(p.Value*1e9))), p.TauS)
 		}
-		return fmt.Sprintf("%.2e", v)
+		return fmt.Sprintf("%.2e@%gs", p.Value, p.TauS)
 	}
 	for _, c := range cs {
 		cv := c.Curves
-		mtieMax := math.NaN()
-		if n := len(cv.MTIE); n > 0 {
-			mtieMax = cv.MTIE[n-1].Value
-		}
 		fmt.Fprintf(tw, "%s\t%gs\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Name, cv.Tau0S, cv.Samples, cv.Gaps,
-			f(at(cv.ADEV, 1), ""), f(at(cv.ADEV, 4), ""), f(at(cv.MDEV, 1), ""), f(at(cv.TDEV, 1), "s"), f(at(cv.TDEV, 4), "s"),
-			f(at(cv.MTIE, 1), "s"), f(at(cv.MTIE, 4), "s"), f(mtieMax, "s"))
+			f(cv.ADEV, 1, false), f(cv.ADEV, 10, false), f(cv.MDEV, 1, false), f(cv.TDEV, 1, true), f(cv.TDEV, 10, true),
+			f(cv.MTIE, 1, true), f(cv.MTIE, 10, true), f(cv.MTIE, 0, true))
 	}
 	_ = tw.Flush()
 }
