@@ -22,6 +22,12 @@
 // server, grpc.health.v1 Check, and reports calls/s, p50/p99/p99.9 and
 // calls per server-CPU-second; then one caller's gRPC Now latency against
 // a shared-memory read of the same daemon's segment.
+//
+// accuracy runs the accuracy matrix of package bench/accuracy (its doc says
+// how each contestant's true error is measured) and writes DIR/accuracy.json
+// and the offsets, errors, eps-vs-error and coverage sections of
+// DIR/results.json; stability computes ADEV/MDEV/TDEV/MTIE of those error
+// series into the stability section.
 package main
 
 import (

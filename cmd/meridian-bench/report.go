@@ -24,8 +24,6 @@ var producers = map[string]string{
 
 // notYet qualifies the producers that cannot fill their section yet.
 var notYet = map[string]string{
-	"accuracy":   " (that subcommand is not built yet)",
-	"stability":  " (that subcommand is not built yet)",
 	"ntp-server": " (that subcommand does not write --out results yet)",
 }
 

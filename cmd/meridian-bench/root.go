@@ -66,8 +66,8 @@ Progress goes to stderr: bars on a terminal, plain lines otherwise.`,
 	root.AddCommand(newNTPServerCmd(g))
 	root.AddCommand(newGRPCCmd(g))
 	root.AddCommand(newVersionCmd(g))
-	root.AddCommand(newMissingCmd(g, "accuracy", "our NTP client against chronyd on impaired paths in network namespaces (offsets, errors, ε against true error)"))
-	root.AddCommand(newMissingCmd(g, "stability", "ADEV, TDEV and MTIE of Meridian and its peers"))
+	root.AddCommand(newAccuracyCmd(g))
+	root.AddCommand(newStabilityCmd(g))
 	root.AddCommand(newPTPServerCmd(g))
 	return root
 }
@@ -79,17 +79,6 @@ func newVersionCmd(g *globalFlags) *cobra.Command {
 			_, err := fmt.Fprintln(g.stdout, version.String("meridian-bench"))
 			return err
 		}}
-}
-
-// newMissingCmd stands for a subcommand whose part of the issue is not
-// built yet: it says so and fails, so nobody takes silence for a result.
-func newMissingCmd(g *globalFlags, name, what string) *cobra.Command {
-	return &cobra.Command{
-		Use: name, Short: "(not built yet) " + what, DisableFlagParsing: true,
-		RunE: func(*cobra.Command, []string) error {
-			return failed("%s: not built yet (issue 14: %s); nothing was measured", name, what)
-		},
-	}
 }
 
 // finish ends a subcommand run: raw goes to stdout as JSON (--json) and to

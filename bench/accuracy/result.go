@@ -1,0 +1,238 @@
+package accuracy
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/meridiantime/meridian/impair"
+)
+
+// Report is the raw result of a run of paths (meridian-bench writes it as
+// accuracy.json). Nanoseconds unless named otherwise.
+type Report struct {
+	Server           string       `json:"server"`
+	InjectedOffsetNS int64        `json:"injected_offset_ns"` // the server's clock − the host clock
+	WarmupS          float64      `json:"warmup_s"`
+	MeasureS         float64      `json:"measure_s"`
+	Paths            []PathResult `json:"paths"`
+}
+
+// PathResult is one path.
+type PathResult struct {
+	Path        string             `json:"path"`
+	Impairment  string             `json:"impairment"`
+	Groups      []GroupResult      `json:"groups"`
+	Contestants []ContestantResult `json:"contestants"`
+}
+
+// GroupResult is one pair of namespaces and its server.
+type GroupResult struct {
+	Contestants []string           `json:"contestants"`
+	Calibration impair.Calibration `json:"calibration"` // the wire's own overhead, subtracted
+	Wire        impair.Stats       `json:"wire"`
+	// MinDelayNS is the smallest round trip any client of the group
+	// reported; ProvableMinNS half of it (0: none reported).
+	MinDelayNS    int64 `json:"min_delay_ns"`
+	ProvableMinNS int64 `json:"provable_min_ns"`
+	// The witness: the server's own segment read against host + injected
+	// once a second (meridiand server only). A server true to the truth
+	// stays within a few µs.
+	ServerReads      int   `json:"server_reads"`
+	ServerDriftMaxNS int64 `json:"server_drift_max_ns"` // max |server midpoint − (host + injected)|
+}
+
+// ContestantResult is one contestant on one path. The series run from the
+// start of sampling (t = 0) to its end; the statistics cover the measured
+// span after the warm-up.
+type ContestantResult struct {
+	Name             string `json:"name"`
+	Path             string `json:"path"`
+	Measured         string `json:"measured"`           // how its error is read
+	SampleIntervalNS int64  `json:"sample_interval_ns"` // Meridian: the read interval; peers: their median spacing, to 100 ms
+	StartedNS        int64  `json:"started_ns"`         // its start, relative to t = 0 (≤ 0)
+	FirstSyncNS      int64  `json:"first_sync_ns"`      // from its start to its first synchronized sample; −1: never
+
+	// The series: at TNS[i] (since t = 0) the error ErrNS[i] = estimate −
+	// truth; EpsNS[i] the interval's half-width (Meridian only).
+	TNS   []int64 `json:"t_ns"`
+	ErrNS []int64 `json:"err_ns"`
+	EpsNS []int64 `json:"eps_ns,omitempty"`
+
+	// Over the measured span. AbsErr figures are |error − physics|, the
+	// offset the path's asymmetry forces on any two-way client.
+	Samples        int   `json:"samples"`
+	MedianErrNS    int64 `json:"median_err_ns"`    // signed
+	MedianOffsetNS int64 `json:"median_offset_ns"` // error + injected: what it measured against the host clock
+	P50AbsErrNS    int64 `json:"p50_abs_err_ns"`
+	P99AbsErrNS    int64 `json:"p99_abs_err_ns"`
+	MinDelayNS     int64 `json:"min_delay_ns,omitempty"` // the smallest round trip it reported
+
+	// Meridian only. Containment counts the whole run, warm-up included.
+	Unsynchronized    int      `json:"unsynchronized,omitempty"` // reads refused in the measured span
+	CheckedReads      int64    `json:"checked_reads,omitempty"`
+	Violations        int64    `json:"violations"`
+	ViolationExamples []string `json:"violation_examples,omitempty"`
+	ControlViolations int64    `json:"control_violations,omitempty"` // the same reads with ε/100
+	LooseReads        int64    `json:"loose_reads,omitempty"`        // host reads > 20 µs apart even after retries
+	Coverage          *float64 `json:"coverage,omitempty"`           // (checked − violations) / checked
+	EpsP50NS          int64    `json:"eps_p50_ns,omitempty"`
+	// EpsOverProvable is the median over reads of ε / (the smallest δ/2 +
+	// 15 ppm × its age, over every round trip the group saw by then).
+	EpsOverProvable float64 `json:"eps_over_provable,omitempty"`
+}
+
+// IsMeridian reports whether name is one of our clients.
+func IsMeridian(name string) bool { return name == MeridianNTP || name == MeridianPTP }
+
+// Quantile is the nearest-rank q-quantile (index ⌊q·(n−1)⌋ of the sorted
+// values); it sorts a copy. 0 for no values.
+func Quantile(v []int64, q float64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
+}
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// Result summarizes the run; call it after Sample.
+func (r *Run) Result() PathResult {
+	pr := PathResult{Path: r.path.Name, Impairment: Describe(r.path.Impair)}
+	for _, g := range r.groups {
+		gr := GroupResult{Contestants: g.names, Calibration: g.cal, Wire: g.pair.Wire.Stats()}
+		g.mu.Lock()
+		for _, d := range g.delays {
+			if gr.MinDelayNS == 0 || d.ns < gr.MinDelayNS {
+				gr.MinDelayNS = d.ns
+			}
+		}
+		gr.ProvableMinNS = gr.MinDelayNS / 2
+		gr.ServerReads = len(g.witness)
+		for _, w := range g.witness {
+			gr.ServerDriftMaxNS = max(gr.ServerDriftMaxNS, abs64(w))
+		}
+		g.mu.Unlock()
+		pr.Groups = append(pr.Groups, gr)
+	}
+	warmEnd := r.begin.Add(r.opts.Warmup)
+	for _, c := range r.cs {
+		cr := ContestantResult{Name: c.name, Path: r.path.Name, SampleIntervalNS: int64(peerEvery),
+			StartedNS: int64(c.proc.started.Sub(r.begin)), FirstSyncNS: -1}
+		switch c.name {
+		case MeridianNTP, MeridianPTP:
+			cr.Measured = "shm segment read in-process against CLOCK_REALTIME + injected offset"
+			cr.SampleIntervalNS = int64(meridianEvery)
+		case ChronydNTP:
+			cr.Measured = "chronyc tracking system time (chronyd -x) − injected offset"
+		case Ptp4lPTP:
+			cr.Measured = "ptp4l master offset lines (free_running 1: raw per-Sync measurements) − injected offset"
+		}
+		c.mu.Lock()
+		var errs, abss, eps, offs []int64
+		var ratios []float64
+		for _, o := range c.obs {
+			if o.synced && cr.FirstSyncNS < 0 {
+				cr.FirstSyncNS = int64(o.at.Sub(c.proc.started))
+			}
+			if o.at.Before(r.begin) || o.at.After(r.end) {
+				continue
+			}
+			measuring := !o.at.Before(warmEnd)
+			if !o.synced {
+				if measuring {
+					cr.Unsynchronized++
+				}
+				continue
+			}
+			cr.TNS = append(cr.TNS, int64(o.at.Sub(r.begin)))
+			cr.ErrNS = append(cr.ErrNS, o.errNS)
+			if IsMeridian(c.name) {
+				cr.EpsNS = append(cr.EpsNS, o.epsNS)
+			}
+			if !measuring {
+				continue
+			}
+			phys := PhysicsNS(c.g.cfg, o.at.Sub(c.g.configured))
+			errs = append(errs, o.errNS)
+			offs = append(offs, o.errNS+r.opts.InjectedOffsetNS)
+			abss = append(abss, abs64(o.errNS-phys))
+			if IsMeridian(c.name) {
+				eps = append(eps, o.epsNS)
+				if o.ratio > 0 {
+					ratios = append(ratios, o.ratio)
+				}
+			}
+		}
+		if !IsMeridian(c.name) {
+			cr.SampleIntervalNS = medianInterval(cr.TNS, int64(peerEvery))
+		}
+		cr.Samples = len(errs)
+		cr.MedianErrNS, cr.MedianOffsetNS = Quantile(errs, .5), Quantile(offs, .5)
+		cr.P50AbsErrNS, cr.P99AbsErrNS = Quantile(abss, .5), Quantile(abss, .99)
+		if c.minDelay != math.MaxInt64 {
+			cr.MinDelayNS = c.minDelay
+		}
+		if IsMeridian(c.name) {
+			cr.CheckedReads, cr.Violations, cr.ControlViolations, cr.LooseReads = c.checked, c.violations, c.control, c.loose
+			cr.ViolationExamples = slices.Clone(c.examples)
+			if c.checked > 0 {
+				cov := float64(c.checked-c.violations) / float64(c.checked)
+				cr.Coverage = &cov
+			}
+			cr.EpsP50NS = Quantile(eps, .5)
+			if len(ratios) > 0 {
+				slices.Sort(ratios)
+				cr.EpsOverProvable = ratios[len(ratios)/2]
+			}
+		}
+		c.mu.Unlock()
+		pr.Contestants = append(pr.Contestants, cr)
+	}
+	return pr
+}
+
+// Contestant returns the named contestant's result, or nil.
+func (p *PathResult) Contestant(name string) *ContestantResult {
+	for i := range p.Contestants {
+		if p.Contestants[i].Name == name {
+			return &p.Contestants[i]
+		}
+	}
+	return nil
+}
+
+// Group returns the group holding the named contestant, or nil.
+func (p *PathResult) Group(name string) *GroupResult {
+	for i := range p.Groups {
+		if slices.Contains(p.Groups[i].Contestants, name) {
+			return &p.Groups[i]
+		}
+	}
+	return nil
+}
+
+// Seconds is ns in seconds.
+func Seconds(ns int64) float64 { return float64(ns) / float64(time.Second) }
+
+// medianInterval is the median spacing of ts rounded to 100 ms (at least
+// 100 ms; def with fewer than two samples): a peer's own pace (ptp4l
+// reports once per granted Sync interval) is the series' τ0.
+func medianInterval(ts []int64, def int64) int64 {
+	if len(ts) < 2 {
+		return def
+	}
+	d := make([]int64, 0, len(ts)-1)
+	for i := 1; i < len(ts); i++ {
+		d = append(d, ts[i]-ts[i-1])
+	}
+	const step = int64(100 * time.Millisecond)
+	return max(step, (Quantile(d, .5)+step/2)/step*step)
+}
