@@ -172,6 +172,11 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 		t.Msghdr.Namelen = m.Msghdr.Namelen
 		t.Msghdr.Iov = &b.txIov[b.nTx]
 		t.Msghdr.Iovlen = 1
+		t.Msghdr.Control, t.Msghdr.Controllen = nil, 0
+		if b.ts != nil && (b.xl[b.nTx].rec || s.testStampAll) { // the table awaits this reply's transmit stamp
+			t.Msghdr.Control = &b.ts.cmsg[0]
+			t.Msghdr.SetControllen(txCmsgLen)
+		}
 		b.nTx++
 	}
 	if b.nTx == 0 {
@@ -183,18 +188,17 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	}
 	for j, v := range b.verdicts[:b.nTx] {
 		if v == verdictFailed {
-			if b.ts != nil {
+			// A refused datagram that asked for a stamp may have taken a
+			// number; one that did not ask takes none.
+			if b.tx[j].Msghdr.Control != nil {
 				b.ts.resync = true
 			}
 			continue
 		}
 		s.sent(v)
-		if b.ts != nil {
-			if x := &b.xl[j]; x.rec {
-				b.ts.add(x.addr, x.rx, x.rxNS)
-			} else {
-				b.ts.skip()
-			}
+		if b.ts != nil && b.xl[j].rec {
+			x := &b.xl[j]
+			b.ts.add(x.addr, x.rx, x.rxNS)
 		}
 	}
 	if b.ts != nil {

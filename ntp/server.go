@@ -114,6 +114,10 @@ type Server struct {
 	clog        *clientLog
 	dropDenied  atomic.Uint64
 	testIDShift uint32 // test knob: pair TX stamps with another reply (see txStamper.idShift)
+	// testStampAll is a test knob: every reply asks for a kernel transmit
+	// stamp, not only those the table awaits (the negative control of the
+	// numbering: the ring numbers only the latter).
+	testStampAll bool
 
 	// Interleaved mode: the table (nil: basic mode only) and its counters.
 	xt                                              *xtable
