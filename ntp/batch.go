@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/mmsg"
 	"github.com/meridiantime/meridian/ntp/engine"
 )
@@ -38,6 +39,8 @@ type batchIO struct {
 	failed   func(e syscall.Errno) // counts one entry the kernel refused
 	recvFunc func(fd uintptr) bool
 	sendFunc func(fd uintptr) bool
+	now      served       // the served clock, read once per batch after its receive
+	readNow  func() int64 // reads it into now (allocated once)
 }
 
 func newBatchIO() *batchIO {
@@ -153,14 +156,26 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 }
 
 // serveBatch answers the b.n requests in b.rx and sends the replies.
+//
+// The clocks are read once per batch, after recvmmsg returned: CLOCK_REALTIME
+// and then the served clock (hwts.ClockPair), which converts each request's
+// kernel receive stamp by its age (rxAt: late, never early) and is the
+// transmit timestamp of every reply in the batch — later than each
+// request's receive, earlier than each reply's send (early, never late).
 func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	mono := monoNS()
-	realtime, now := s.rxClockPair()
+	if b.readNow == nil {
+		b.readNow = func() int64 { return b.now.read(s.ts) }
+	}
+	b.now.est = s.ts.Estimate()
+	realtime, now, _ := hwts.ClockPair(b.readNow)
+	b.now.iv.EarliestNS += s.testTxShiftNS
+	b.now.iv.LatestNS += s.testTxShiftNS
 	b.nTx = 0
 	for i := 0; i < b.n; i++ {
 		m := &b.rx[i]
 		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
-		rl, v := s.handleX(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i), &b.xl[b.nTx])
+		rl, v := s.handleAt(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i), &b.xl[b.nTx], &b.now)
 		if rl == 0 {
 			continue
 		}

@@ -254,21 +254,11 @@ func (s *Server) clockPair() (now, realtime int64) {
 	return now, realtime
 }
 
-// rxClockPair reads CLOCK_REALTIME and then the served clock for converting
-// receive stamps (see rxAt): a delay between the reads makes a stamp late,
-// never early; a pair held up between the reads is read again.
-func (s *Server) rxClockPair() (realtime, now int64) {
-	realtime, now, _ = hwts.ClockPair(s.servedNS)
-	return realtime, now
-}
-
 // servedNS is the served clock now: the TrueTime midpoint, or the local
 // reading while unsynchronized (as the replies' timestamps are).
 func (s *Server) servedNS() int64 {
-	if iv, err := s.ts.Now(); err == nil {
-		return iv.MidNS()
-	}
-	return s.ts.LocalNS()
+	var p served
+	return p.read(s.ts)
 }
 
 // drainAfterPollError handles a read-readiness error caused by the error

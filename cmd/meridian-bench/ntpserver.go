@@ -25,6 +25,7 @@ func ntpServerMain(args []string) {
 	clients := fs.Int("clients", 2, "client sockets")
 	inflight := fs.Int("inflight", 64, "requests in flight per client (≤ 64 batched)")
 	md := fs.String("meridiand", "bin/meridiand", "meridiand binary")
+	mdB := fs.String("meridiand-b", "", "a second meridiand binary (e.g. main's) as a fourth contestant, meridiand-b: before/after in one run")
 	bare := fs.String("bare", "", "ntpfloor binary (default: go build ./interop/testdata/ntpfloor, run from the repository)")
 	batched := fs.Bool("batched", true, "batched generator (sendmmsg/recvmmsg), so the generator is not the bottleneck")
 	jsonOut := fs.Bool("json", false, "one JSON line per measurement and one for the summary instead of tables")
@@ -39,7 +40,7 @@ func ntpServerMain(args []string) {
 	if *batched {
 		load = bench.RunNTPLoadBatched
 	}
-	b := ntpBench{meridiand: *md, bare: *bare, dur: *dur, rounds: *rounds, clients: *clients, inflight: *inflight,
+	b := ntpBench{meridiand: *md, meridiandB: *mdB, bare: *bare, dur: *dur, rounds: *rounds, clients: *clients, inflight: *inflight,
 		load: load, servers: strings.Split(*servers, ","), json: *jsonOut, smoke: *smoke, ci: os.Getenv("CI") == "true"}
 	if err := b.run(); err != nil {
 		fmt.Fprintln(os.Stderr, "meridian-bench:", err)
@@ -48,12 +49,12 @@ func ntpServerMain(args []string) {
 }
 
 type ntpBench struct {
-	meridiand, bare           string
-	dur                       time.Duration
-	rounds, clients, inflight int
-	load                      func(context.Context, bench.NTPLoad) (bench.NTPLoadResult, error)
-	servers                   []string
-	json, smoke, ci           bool
+	meridiand, meridiandB, bare string
+	dur                         time.Duration
+	rounds, clients, inflight   int
+	load                        func(context.Context, bench.NTPLoad) (bench.NTPLoadResult, error)
+	servers                     []string
+	json, smoke, ci             bool
 }
 
 // contestant is one server process under load.
@@ -87,6 +88,7 @@ type summary struct {
 	DurationS    float64            `json:"duration_s"`
 	VsBare       []float64          `json:"meridiand_vs_bare"`
 	VsChronyd    []float64          `json:"meridiand_vs_chronyd,omitempty"`
+	VsB          []float64          `json:"meridiand_vs_b,omitempty"`
 	MedianVsBare float64            `json:"median_meridiand_vs_bare"`
 	MedianVsChr  float64            `json:"median_meridiand_vs_chronyd,omitempty"`
 	Bad          map[string]int64   `json:"bad"`
@@ -189,6 +191,15 @@ func (b *ntpBench) run() error {
 		{name: "bare", cmd: onCPU1(bare, fmt.Sprintf("127.0.0.1:%d", bport)), addr: fmt.Sprintf("127.0.0.1:%d", bport)},
 		{name: "meridiand", cmd: onCPU1(b.meridiand, "--config", cfg), addr: fmt.Sprintf("127.0.0.1:%d", mport)},
 	}
+	if b.meridiandB != "" {
+		port, cfgB := freePort(), filepath.Join(dir, "b.yaml")
+		if err := os.WriteFile(cfgB, []byte(fmt.Sprintf("local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:%d\"]}\nmetrics: {listen: \"\"}\ngrpc: {listen: []}\nshm: {path: %s}\nstate_dir: %s\nlog_level: warn\n",
+			port, filepath.Join(dir, "b.shm"), filepath.Join(dir, "state-b"))), 0o644); err != nil {
+			return err
+		}
+		cs = append(cs, &contestant{name: "meridiand-b", cmd: onCPU1(b.meridiandB, "--config", cfgB), addr: fmt.Sprintf("127.0.0.1:%d", port)})
+		b.servers = append(b.servers, "meridiand-b")
+	}
 	if chronyd, err := exec.LookPath("chronyd"); err == nil {
 		cport := freePort()
 		cdir := filepath.Join(dir, "chrony")
@@ -277,6 +288,9 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 		if byName["bare"] > 0 {
 			s.VsBare = append(s.VsBare, byName["meridiand"]/byName["bare"])
 		}
+		if byName["meridiand-b"] > 0 {
+			s.VsB = append(s.VsB, byName["meridiand"]/byName["meridiand-b"])
+		}
 		if byName["chronyd"] > 0 {
 			s.VsChronyd = append(s.VsChronyd, byName["meridiand"]/byName["chronyd"])
 		}
@@ -307,6 +321,9 @@ func printTables(all []measurement, s summary) {
 	fmt.Printf("meridiand/bare    replies per server-CPU-second: median %.2f× (rounds:%s)\n", s.MedianVsBare, ff(s.VsBare))
 	if len(s.VsChronyd) > 0 {
 		fmt.Printf("meridiand/chronyd replies per server-CPU-second: median %.2f× (rounds:%s)\n", s.MedianVsChr, ff(s.VsChronyd))
+	}
+	if len(s.VsB) > 0 {
+		fmt.Printf("meridiand/meridiand-b replies per server-CPU-second: median %.2f× (rounds:%s)\n", median(s.VsB), ff(s.VsB))
 	}
 	if s.Smoke != nil {
 		fmt.Printf("smoke: pass=%v %s\n", s.Smoke.Pass, s.Smoke.Reason)
