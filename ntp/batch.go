@@ -126,11 +126,15 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 	if s.xt != nil {
 		b.ts = newTxStamper(s.HardwareTxToServed != nil)
 		b.ts.idShift = s.testIDShift
-		b.onIdle = func(fd uintptr) { b.ts.drain(fd, s) }
+		b.onIdle = func(fd uintptr) {
+			if b.ts.queued {
+				b.ts.drain(fd, s)
+			}
+		}
 		b.stampFn = func(fd uintptr) {
 			if b.ts.resync {
 				b.ts.restart(fd, s)
-			} else {
+			} else if b.ts.queued {
 				b.ts.drain(fd, s)
 			}
 		}
@@ -216,7 +220,7 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 			b.ts.add(x.addr, x.rx, x.rxNS)
 		}
 	}
-	if b.ts != nil {
+	if b.ts != nil && (b.ts.queued || b.ts.resync) {
 		// Software stamps are queued before sendmmsg returns: collect
 		// them now, before the clients' next requests.
 		_ = rc.Control(b.stampFn)

@@ -58,6 +58,12 @@ type txStamper struct {
 	ring   [txRing]txPending
 	nextID uint32
 	resync bool // a send failed: numbering uncertain
+	// queued says stamps may wait on the error queue: a stamped reply
+	// went out since the last drain that found the queue empty. Software
+	// stamps are queued before sendmmsg returns, so after such a drain
+	// none is on its way; hardware stamps come later: with hw it stays
+	// set. Without it the worker makes no error-queue read at all.
+	queued bool
 	msgs   [batchSize]mmsg.Hdr
 	iov    [batchSize]unix.Iovec
 	bufs   [batchSize][16]byte
@@ -133,6 +139,7 @@ func (t *txStamper) add(addr [16]byte, rx uint64, rxNS int64) {
 	id := t.nextID
 	t.nextID++
 	t.ring[id%txRing] = txPending{id: id, used: true, addr: addr, rx: rx, rxNS: rxNS}
+	t.queued = true
 }
 
 // drain reads the error queue of fd and stores the stamps in the table.
@@ -146,6 +153,7 @@ func (t *txStamper) drain(fd uintptr, s *Server) {
 		}
 		n, e := mmsg.Recv(fd, t.msgs[:], unix.MSG_ERRQUEUE)
 		if e != 0 || n == 0 {
+			t.queued = t.hw
 			return
 		}
 		now, realtime := s.clockPair()
@@ -153,6 +161,7 @@ func (t *txStamper) drain(fd uintptr, s *Server) {
 			t.stamp(t.oobs[i][:t.msgs[i].Msghdr.Controllen], now, realtime, s)
 		}
 		if n < len(t.msgs) {
+			t.queued = t.hw
 			return
 		}
 	}

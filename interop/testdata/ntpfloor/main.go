@@ -33,8 +33,11 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
+// mmsg makes the call without telling the Go runtime (RawSyscall6): the
+// one goroutine may block in recvmmsg holding the only P, and no runtime
+// thread is woken to take it over — what a C responder would cost.
 func mmsg(trap uintptr, fd int, h []mmsghdr, flags int) (int, unix.Errno) {
-	n, _, e := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), uintptr(len(h)), uintptr(flags), 0, 0)
+	n, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), uintptr(len(h)), uintptr(flags), 0, 0)
 	return int(n), e
 }
 
