@@ -10,7 +10,7 @@ GO ?= go
 FUZZTIME ?= 20000x
 FUZZMINIMIZE ?= 0
 
-.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench sim sim-long build proto proto-check accuracy txn-long txn-long-etcd
+.PHONY: run test lint vet staticcheck unit fuzz-short fuzz bench bench-smoke sim sim-long build proto proto-check accuracy txn-long txn-long-etcd
 
 build:
 	$(GO) build ./...
@@ -48,6 +48,18 @@ bench:
 	./bin/meridian-bench ntp-server --duration 10s
 	./bin/meridian-bench grpc --duration 5s
 	./bin/meridian-bench grpc --duration 5s --pin
+
+# Regression guard of the NTP server at the socket limit (~35 s): meridiand,
+# chronyd and the bare responder (interop/testdata/ntpfloor) under the same
+# load in one run, 5 rounds of 2 s; fails when a median ratio of replies per
+# server-CPU-second falls below its floor minus the noise margin
+# (cmd/meridian-bench/smoke.go) or any reply is bad. Without chronyd its
+# ratio is skipped, except under CI=true, where that fails.
+bench-smoke:
+	$(GO) build -o bin/meridiand ./cmd/meridiand
+	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
+	$(GO) build -o bin/ntpfloor ./interop/testdata/ntpfloor
+	./bin/meridian-bench ntp-server --smoke --json --duration 2s --rounds 5 --bare bin/ntpfloor
 
 # Regenerate the gRPC API from api/**/*.proto with protoc (Debian's
 # protobuf-compiler) and the plugin versions pinned as tools in go.mod.

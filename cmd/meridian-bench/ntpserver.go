@@ -92,6 +92,8 @@ type summary struct {
 	MedianVsBare float64            `json:"median_meridiand_vs_bare"`
 	MedianVsChr  float64            `json:"median_meridiand_vs_chronyd,omitempty"`
 	Bad          map[string]int64   `json:"bad"`
+	Unjudged     int                `json:"rounds_unjudged"`         // a server got < minJudgedCPU: no ratio from that round
+	Silent       int                `json:"rounds_meridiand_silent"` // rounds in which meridiand answered nothing
 	PerCPU       map[string]float64 `json:"median_replies_per_cpu_s"`
 	Smoke        *smokeVerdict      `json:"smoke,omitempty"`
 }
@@ -263,6 +265,10 @@ func (b *ntpBench) run() error {
 	return nil
 }
 
+// minJudgedCPU is the least server CPU time a measurement needs for its
+// round to count in the ratios (±5 % from the 10 ms accounting tick).
+const minJudgedCPU = 200 * time.Millisecond
+
 func median(x []float64) float64 {
 	if len(x) == 0 {
 		return 0
@@ -280,10 +286,22 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 	per := map[string][]float64{}
 	for r := 1; r <= rounds; r++ {
 		byName := map[string]float64{}
+		judged := true
 		for _, m := range all {
 			if m.Round == r {
 				byName[m.Server] = m.RepliesPerCPU
+				// CPU time comes in 10 ms ticks: a server that got less
+				// than minJudgedCPU (a generator starved by other load)
+				// is measured too coarsely to judge the round.
+				judged = judged && m.CPUS >= minJudgedCPU.Seconds()
+				if m.Server == "meridiand" && m.Sent > 0 && m.Received == 0 {
+					s.Silent++
+				}
 			}
+		}
+		if !judged {
+			s.Unjudged++
+			continue
 		}
 		if byName["bare"] > 0 {
 			s.VsBare = append(s.VsBare, byName["meridiand"]/byName["bare"])

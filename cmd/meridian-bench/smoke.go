@@ -14,6 +14,10 @@ const (
 	marginVsChronyd = 0.15
 )
 
+// minJudgedRounds is the least number of rounds whose ratios a verdict
+// takes a median of.
+const minJudgedRounds = 3
+
 type smokeVerdict struct {
 	Pass            bool    `json:"pass"`
 	Reason          string  `json:"reason"`
@@ -30,6 +34,12 @@ func checkSmoke(s summary, withChronyd bool) smokeVerdict {
 	v := smokeVerdict{Pass: true, FloorVsBare: floorVsBare, MarginVsBare: marginVsBare,
 		FloorVsChronyd: floorVsChronyd, MarginVsChronyd: marginVsChronyd, ChronydChecked: withChronyd}
 	var why []string
+	if s.Silent > 0 {
+		why = append(why, fmt.Sprintf("meridiand answered nothing in %d rounds", s.Silent))
+	}
+	if judged := len(s.VsBare); judged < minJudgedRounds {
+		why = append(why, fmt.Sprintf("inconclusive: %d of %d rounds judged (the others had a server below %v of CPU: the machine is too busy)", judged, s.Rounds, minJudgedCPU))
+	}
 	for name, n := range s.Bad {
 		if n > 0 {
 			why = append(why, fmt.Sprintf("%s sent %d bad replies", name, n))
