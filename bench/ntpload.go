@@ -169,3 +169,32 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	const hz = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / hz, nil
 }
+
+// CoreBusy returns the time CPU core cpu spent busy (user, nice, system,
+// irq, softirq, and steal: time the hypervisor gave to someone else) since
+// boot, from /proc/stat. A benchmark subtracts its own processes' CPU time
+// from it to see how much of a core others took during a measurement.
+func CoreBusy(cpu int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	name := fmt.Sprintf("cpu%d", cpu)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != name {
+			continue
+		}
+		var ticks int64
+		for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system [idle iowait] irq softirq steal
+			v, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: /proc/stat %s field %d: %w", name, i, err)
+			}
+			ticks += v
+		}
+		const hz = 100 // USER_HZ on Linux
+		return time.Duration(ticks) * time.Second / hz, nil
+	}
+	return 0, fmt.Errorf("bench: no %s in /proc/stat", name)
+}

@@ -78,6 +78,10 @@ type measurement struct {
 	RepliesPerCPU float64 `json:"replies_per_cpu_s"`
 	P50US         float64 `json:"latency_p50_us"`
 	P99US         float64 `json:"latency_p99_us"`
+	// Others: CPU time other processes (and the hypervisor) took on the
+	// generator's core 0 and the server's core 1 during the measurement.
+	Others0S float64 `json:"others_cpu0_s"`
+	Others1S float64 `json:"others_cpu1_s"`
 }
 
 // summary is the run's ratios: meridiand's replies per server-CPU-second
@@ -92,7 +96,7 @@ type summary struct {
 	MedianVsBare float64            `json:"median_meridiand_vs_bare"`
 	MedianVsChr  float64            `json:"median_meridiand_vs_chronyd,omitempty"`
 	Bad          map[string]int64   `json:"bad"`
-	Unjudged     int                `json:"rounds_unjudged"`         // a server got < minJudgedCPU: no ratio from that round
+	Unjudged     int                `json:"rounds_unjudged"`         // a server got < minJudgedCPU, or others > maxOthersShare of a core: no ratio from that round
 	Silent       int                `json:"rounds_meridiand_silent"` // rounds in which meridiand answered nothing
 	PerCPU       map[string]float64 `json:"median_replies_per_cpu_s"`
 	Smoke        *smokeVerdict      `json:"smoke,omitempty"`
@@ -150,6 +154,9 @@ func (b *ntpBench) measure(c *contestant, round int) (measurement, error) {
 	if err != nil {
 		return measurement{}, err
 	}
+	gen0, _ := bench.ProcessCPU(os.Getpid())
+	core00, _ := bench.CoreBusy(0)
+	core10, _ := bench.CoreBusy(1)
 	res, err := b.load(context.Background(), bench.NTPLoad{Addr: c.addr, Clients: b.clients, InFlight: b.inflight, Duration: b.dur})
 	if err != nil {
 		return measurement{}, fmt.Errorf("%s: %w", c.name, err)
@@ -158,9 +165,13 @@ func (b *ntpBench) measure(c *contestant, round int) (measurement, error) {
 	if err != nil {
 		return measurement{}, fmt.Errorf("%s died under load: %w", c.name, err)
 	}
+	gen1, _ := bench.ProcessCPU(os.Getpid())
+	core01, _ := bench.CoreBusy(0)
+	core11, _ := bench.CoreBusy(1)
 	m := measurement{Kind: "measurement", Round: round, Server: c.name, Sent: res.Sent, Received: res.Received, Bad: res.Bad,
 		ElapsedS: res.Elapsed.Seconds(), CPUS: (cpu1 - cpu0).Seconds(), RepliesPerS: res.RepliesPerSecond,
-		P50US: float64(res.LatencyP50) / 1e3, P99US: float64(res.LatP99) / 1e3}
+		P50US: float64(res.LatencyP50) / 1e3, P99US: float64(res.LatP99) / 1e3,
+		Others0S: max(0, (core01 - core00 - (gen1 - gen0)).Seconds()), Others1S: max(0, (core11 - core10 - (cpu1 - cpu0)).Seconds())}
 	if m.CPUS > 0 {
 		m.RepliesPerCPU = float64(res.Received) / m.CPUS
 	}
@@ -269,6 +280,11 @@ func (b *ntpBench) run() error {
 // round to count in the ratios (±5 % from the 10 ms accounting tick).
 const minJudgedCPU = 200 * time.Millisecond
 
+// maxOthersShare is the largest share of a core other processes may take
+// during a measurement whose round is judged: on a shared machine the
+// ratios drift with the contention (see smoke.go).
+const maxOthersShare = 0.5
+
 func median(x []float64) float64 {
 	if len(x) == 0 {
 		return 0
@@ -294,6 +310,9 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 				// than minJudgedCPU (a generator starved by other load)
 				// is measured too coarsely to judge the round.
 				judged = judged && m.CPUS >= minJudgedCPU.Seconds()
+				// Nor is a round in which other processes took more
+				// than maxOthersShare of either core.
+				judged = judged && max(m.Others0S, m.Others1S) <= maxOthersShare*m.ElapsedS
 				if m.Server == "meridiand" && m.Sent > 0 && m.Received == 0 {
 					s.Silent++
 				}
