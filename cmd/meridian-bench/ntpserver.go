@@ -344,9 +344,12 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 }
 
 func printTables(all []measurement, s summary) {
-	fmt.Printf("%-6s %-10s %10s %6s %11s %9s %14s %9s %9s\n", "round", "server", "received", "bad", "replies/s", "cpu-s", "replies/cpu-s", "p50", "p99")
+	fmt.Printf("%-6s %-11s %10s %6s %11s %9s %14s %9s %9s %13s\n", "round", "server", "received", "bad", "replies/s", "cpu-s", "replies/cpu-s", "p50", "p99", "others cpu0/1")
 	for _, m := range all {
-		fmt.Printf("%-6d %-10s %10d %6d %11.0f %9.2f %14.0f %7.0fµs %7.0fµs\n", m.Round, m.Server, m.Received, m.Bad, m.RepliesPerS, m.CPUS, m.RepliesPerCPU, m.P50US, m.P99US)
+		fmt.Printf("%-6d %-11s %10d %6d %11.0f %9.2f %14.0f %7.0fµs %7.0fµs %6.2f/%.2fs\n", m.Round, m.Server, m.Received, m.Bad, m.RepliesPerS, m.CPUS, m.RepliesPerCPU, m.P50US, m.P99US, m.Others0S, m.Others1S)
+	}
+	if s.Unjudged > 0 {
+		fmt.Printf("%d of %d rounds not judged (a server below %v of CPU, or others above %.0f%% of a core)\n", s.Unjudged, s.Rounds, minJudgedCPU, 100*maxOthersShare)
 	}
 	ff := func(x []float64) string {
 		out := ""
