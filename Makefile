@@ -68,18 +68,27 @@ bench:
 	./bin/meridian-bench sim --worlds 100 --seed 1 --out bench/out
 	./bin/meridian-bench report --out bench/out
 
-# meridian-bench's truetime, commit-wait, sim and report subcommands in
-# reduced form (seconds), checked for well-formed output with measured numbers.
-# Every meridian-bench subcommand in reduced form (seconds each), checked for
-# well-formed output with measured numbers; in make test (CI).
-bench-smoke:
-	MERIDIAN_BENCH_SMOKE=1 $(GO) test -count=1 -v -timeout 10m -run 'Smoke' ./cmd/meridian-bench/
 
 # meridiand's memory (docs/memory.md): idle, under an open-loop NTP load of
 # 100k requests/s for 10 s (meridiand and the generator on different CPUs),
 # and with 1000 gRPC Watch streams; twice. make test runs a lighter load.
 bench-memory:
 	MERIDIAN_MEMORY_FULL=1 $(GO) test -count=2 -v -run '^TestMemory' ./interop/
+
+# Every meridian-bench subcommand in reduced form (seconds each), checked for
+# well-formed output with measured numbers; in make test (CI). First the NTP
+# server's regression guard (~35 s): meridiand, chronyd and the bare
+# responder (interop/testdata/ntpfloor) under the same load in one run, 5
+# rounds of 2 s; it fails when a median ratio of replies per server-CPU-second
+# falls below its floor minus the noise margin (cmd/meridian-bench/smoke.go)
+# or any reply is bad (without chronyd its ratio is skipped, except under
+# CI=true, where that fails). Then the smoke tests of the other subcommands.
+bench-smoke:
+	$(GO) build -o bin/meridiand ./cmd/meridiand
+	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
+	$(GO) build -o bin/ntpfloor ./interop/testdata/ntpfloor
+	./bin/meridian-bench ntp-server --smoke --json --duration 2s --rounds 5 --bare bin/ntpfloor
+	MERIDIAN_BENCH_SMOKE=1 $(GO) test -count=1 -v -timeout 10m -run 'Smoke' ./cmd/meridian-bench/
 
 # Regenerate the gRPC API from api/**/*.proto with protoc (Debian's
 # protobuf-compiler) and the plugin versions pinned as tools in go.mod.

@@ -28,15 +28,16 @@ type NTPLoad struct {
 
 // NTPLoadResult is what a load measured.
 type NTPLoadResult struct {
-	Sent, Received     int64
+	Sent, Received     int64 // Received: good replies only
+	Bad                int64 // replies that failed the checks (see ntpcheck.go)
 	Elapsed            time.Duration
 	RepliesPerSecond   float64
 	LatencyP50, LatP99 time.Duration
 }
 
 func (r NTPLoadResult) String() string {
-	return fmt.Sprintf("sent %d, received %d in %v: %.0f replies/s, latency p50 %v p99 %v",
-		r.Sent, r.Received, r.Elapsed.Round(time.Millisecond), r.RepliesPerSecond, r.LatencyP50, r.LatP99)
+	return fmt.Sprintf("sent %d, received %d (%d bad) in %v: %.0f replies/s, latency p50 %v p99 %v",
+		r.Sent, r.Received, r.Bad, r.Elapsed.Round(time.Millisecond), r.RepliesPerSecond, r.LatencyP50, r.LatP99)
 }
 
 // check validates a load: bounded in time, aimed only at loopback or
@@ -60,7 +61,7 @@ func (cfg NTPLoad) check(maxInFlight int) (*net.UDPAddr, error) {
 }
 
 // RunNTPLoad sends NTPv4 client requests, one datagram per system call, and
-// counts replies. The origin timestamp of each reply carries the send time,
+// counts the replies that pass the checks of ntpcheck.go. The origin timestamp of each reply carries the send time,
 // for latency.
 func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 	raddr, err := cfg.check(1 << 20)
@@ -69,10 +70,11 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var sent, recv atomic.Int64
+	var sent, recv, bad atomic.Int64
 	lats := make([][]time.Duration, cfg.Clients)
 	var wg sync.WaitGroup
 	start := time.Now()
+	rc := replyCheck{start: start}
 	errc := make(chan error, cfg.Clients)
 	for i := 0; i < cfg.Clients; i++ {
 		conn, err := net.DialUDP("udp", nil, raddr)
@@ -122,9 +124,11 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 					}
 					return
 				}
-				if n >= 48 {
+				if lat, ok := rc.check(buf[:n], time.Since(start), time.Now().UnixNano()); ok {
 					recv.Add(1)
-					lats[i] = append(lats[i], time.Since(start)-time.Duration(binary.BigEndian.Uint64(buf[24:])))
+					lats[i] = append(lats[i], lat)
+				} else {
+					bad.Add(1)
 				}
 				if !send() {
 					return
@@ -140,7 +144,7 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 	default:
 	}
 	all := mergeLatencies(lats)
-	r := NTPLoadResult{Sent: min(sent.Load(), max(cfg.MaxRequests, sent.Load())), Received: recv.Load(), Elapsed: el}
+	r := NTPLoadResult{Sent: min(sent.Load(), max(cfg.MaxRequests, sent.Load())), Received: recv.Load(), Bad: bad.Load(), Elapsed: el}
 	if cfg.MaxRequests > 0 {
 		r.Sent = min(sent.Load(), cfg.MaxRequests)
 	}
@@ -164,4 +168,33 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const hz = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / hz, nil
+}
+
+// CoreBusy returns the time CPU core cpu spent busy (user, nice, system,
+// irq, softirq, and steal: time the hypervisor gave to someone else) since
+// boot, from /proc/stat. A benchmark subtracts its own processes' CPU time
+// from it to see how much of a core others took during a measurement.
+func CoreBusy(cpu int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	name := fmt.Sprintf("cpu%d", cpu)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != name {
+			continue
+		}
+		var ticks int64
+		for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system [idle iowait] irq softirq steal
+			v, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: /proc/stat %s field %d: %w", name, i, err)
+			}
+			ticks += v
+		}
+		const hz = 100 // USER_HZ on Linux
+		return time.Duration(ticks) * time.Second / hz, nil
+	}
+	return 0, fmt.Errorf("bench: no %s in /proc/stat", name)
 }

@@ -24,9 +24,10 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var sent, recv atomic.Int64
+	var sent, recv, bad atomic.Int64
 	lats := make([][]time.Duration, cfg.Clients)
 	start := time.Now()
+	check := replyCheck{start: start}
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Clients; i++ {
 		conn, err := net.DialUDP("udp", nil, raddr)
@@ -117,13 +118,16 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 					}
 					continue
 				}
-				el := time.Since(start)
+				el, wall := time.Since(start), time.Now().UnixNano()
+				good := 0
 				for j := 0; j < nRecv; j++ {
-					if rx[j].Len >= 48 {
-						lats[i] = append(lats[i], el-time.Duration(binary.BigEndian.Uint64(resps[j][24:])))
+					if lat, ok := check.check(resps[j][:min(int(rx[j].Len), len(resps[j]))], el, wall); ok {
+						lats[i] = append(lats[i], lat)
+						good++
 					}
 				}
-				recv.Add(int64(nRecv))
+				recv.Add(int64(good))
+				bad.Add(int64(nRecv - good))
 				if nRecv > 0 && !burst(nRecv) {
 					return
 				}
@@ -133,7 +137,7 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 	wg.Wait()
 	el := time.Since(start)
 	all := mergeLatencies(lats)
-	r := NTPLoadResult{Sent: sent.Load(), Received: recv.Load(), Elapsed: el}
+	r := NTPLoadResult{Sent: sent.Load(), Received: recv.Load(), Bad: bad.Load(), Elapsed: el}
 	if cfg.MaxRequests > 0 {
 		r.Sent = min(r.Sent, cfg.MaxRequests)
 	}

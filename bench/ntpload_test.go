@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,40 @@ func TestNTPLoadRefusesForeignAddresses(t *testing.T) {
 func TestProcessCPU(t *testing.T) {
 	if d, err := ProcessCPU(os.Getpid()); err != nil || d < 0 {
 		t.Fatalf("%v %v", d, err)
+	}
+}
+
+// CoreBusy counts this process's own work on its core, and names a core
+// that does not exist.
+func TestCoreBusy(t *testing.T) {
+	if _, err := CoreBusy(1 << 20); err == nil || !strings.Contains(err.Error(), "cpu1048576") {
+		t.Fatalf("a missing core: %v", err)
+	}
+	total := time.Duration(0)
+	for cpu := 0; ; cpu++ {
+		d, err := CoreBusy(cpu)
+		if err != nil {
+			break
+		}
+		total += d
+	}
+	self0, _ := ProcessCPU(os.Getpid())
+	spin := time.Now()
+	for x := 0; time.Since(spin) < 300*time.Millisecond; x++ {
+		_ = x
+	}
+	self1, _ := ProcessCPU(os.Getpid())
+	after := time.Duration(0)
+	for cpu := 0; ; cpu++ {
+		d, err := CoreBusy(cpu)
+		if err != nil {
+			break
+		}
+		after += d
+	}
+	// The cores were busy at least while this process spun (less two ticks).
+	if after-total < self1-self0-20*time.Millisecond {
+		t.Fatalf("cores busy %v while this process used %v", after-total, self1-self0)
 	}
 }
 

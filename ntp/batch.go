@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meridiantime/meridian/hwts"
 	"github.com/meridiantime/meridian/internal/mmsg"
 	"github.com/meridiantime/meridian/ntp/engine"
 )
@@ -38,6 +39,8 @@ type batchIO struct {
 	failed   func(e syscall.Errno) // counts one entry the kernel refused
 	recvFunc func(fd uintptr) bool
 	sendFunc func(fd uintptr) bool
+	now      served       // the served clock, read once per batch after its receive
+	readNow  func() int64 // reads it into now (allocated once)
 }
 
 func newBatchIO() *batchIO {
@@ -123,11 +126,15 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 	if s.xt != nil {
 		b.ts = newTxStamper(s.HardwareTxToServed != nil)
 		b.ts.idShift = s.testIDShift
-		b.onIdle = func(fd uintptr) { b.ts.drain(fd, s) }
+		b.onIdle = func(fd uintptr) {
+			if b.ts.queued {
+				b.ts.drain(fd, s)
+			}
+		}
 		b.stampFn = func(fd uintptr) {
 			if b.ts.resync {
 				b.ts.restart(fd, s)
-			} else {
+			} else if b.ts.queued {
 				b.ts.drain(fd, s)
 			}
 		}
@@ -153,14 +160,26 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 }
 
 // serveBatch answers the b.n requests in b.rx and sends the replies.
+//
+// The clocks are read once per batch, after recvmmsg returned: CLOCK_REALTIME
+// and then the served clock (hwts.ClockPair), which converts each request's
+// kernel receive stamp by its age (rxAt: late, never early) and is the
+// transmit timestamp of every reply in the batch — later than each
+// request's receive, earlier than each reply's send (early, never late).
 func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	mono := monoNS()
-	realtime, now := s.rxClockPair()
+	if b.readNow == nil {
+		b.readNow = func() int64 { return b.now.read(s.ts) }
+	}
+	b.now.est = s.ts.Estimate()
+	realtime, now, _ := hwts.ClockPair(b.readNow)
+	b.now.iv.EarliestNS += s.testTxShiftNS
+	b.now.iv.LatestNS += s.testTxShiftNS
 	b.nTx = 0
 	for i := 0; i < b.n; i++ {
 		m := &b.rx[i]
 		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
-		rl, v := s.handleX(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i), &b.xl[b.nTx])
+		rl, v := s.handleAt(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i), &b.xl[b.nTx], &b.now)
 		if rl == 0 {
 			continue
 		}
@@ -172,6 +191,11 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 		t.Msghdr.Namelen = m.Msghdr.Namelen
 		t.Msghdr.Iov = &b.txIov[b.nTx]
 		t.Msghdr.Iovlen = 1
+		t.Msghdr.Control, t.Msghdr.Controllen = nil, 0
+		if b.ts != nil && (b.xl[b.nTx].rec || s.testStampAll) { // the table awaits this reply's transmit stamp
+			t.Msghdr.Control = &b.ts.cmsg[0]
+			t.Msghdr.SetControllen(txCmsgLen)
+		}
 		b.nTx++
 	}
 	if b.nTx == 0 {
@@ -183,21 +207,20 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	}
 	for j, v := range b.verdicts[:b.nTx] {
 		if v == verdictFailed {
-			if b.ts != nil {
+			// A refused datagram that asked for a stamp may have taken a
+			// number; one that did not ask takes none.
+			if b.tx[j].Msghdr.Control != nil {
 				b.ts.resync = true
 			}
 			continue
 		}
 		s.sent(v)
-		if b.ts != nil {
-			if x := &b.xl[j]; x.rec {
-				b.ts.add(x.addr, x.rx, x.rxNS)
-			} else {
-				b.ts.skip()
-			}
+		if b.ts != nil && b.xl[j].rec {
+			x := &b.xl[j]
+			b.ts.add(x.addr, x.rx, x.rxNS)
 		}
 	}
-	if b.ts != nil {
+	if b.ts != nil && (b.ts.queued || b.ts.resync) {
 		// Software stamps are queued before sendmmsg returns: collect
 		// them now, before the clients' next requests.
 		_ = rc.Control(b.stampFn)

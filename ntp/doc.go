@@ -22,7 +22,17 @@
 // Interleaved mode (xleave.go, txstamp.go): replies carry the kernel's
 // transmit stamp of the previous reply to clients that ask, from a
 // bounded per-address table; a transmit stamp is still never later than
-// the real send.
+// the real send. Only replies the table records ask the kernel for their
+// transmit stamp (a per-datagram control message), so basic clients cost
+// no error-queue traffic.
+//
+// Per batch, not per request (batch.go): one recvmmsg, one
+// CLOCK_REALTIME/served-clock pair read after it (the receive stamps'
+// conversion and every reply's transmit timestamp), one sendmmsg; the
+// error queue is read only while stamps may wait on it. Per request: the
+// kernel receive stamp, the checks, the rate limit and client log. The
+// bare responder interop/testdata/ntpfloor is the socket API's limit
+// that `meridian-bench ntp-server` measures this against.
 //
 // Not yet: NTS.
 package ntp

@@ -114,6 +114,13 @@ type Server struct {
 	clog        *clientLog
 	dropDenied  atomic.Uint64
 	testIDShift uint32 // test knob: pair TX stamps with another reply (see txStamper.idShift)
+	// testStampAll is a test knob: every reply asks for a kernel transmit
+	// stamp, not only those the table awaits (the negative control of the
+	// numbering: the ring numbers only the latter).
+	testStampAll bool
+	// testTxShiftNS is a test knob: moves the batch's served-clock reading
+	// (the transmit timestamps) by this much after it was read.
+	testTxShiftNS int64
 
 	// Interleaved mode: the table (nil: basic mode only) and its counters.
 	xt                                              *xtable
@@ -221,6 +228,34 @@ func (s *Server) sendFailed(e syscall.Errno) {
 	s.sendErrs[i].Add(1)
 }
 
+// served is one reading of the served clock with the estimate behind it:
+// what a reply's transmit timestamp, leap indicator, stratum, reference
+// and root values come from. The batched workers read it once per batch,
+// after the batch was received (so it is later than every request's
+// receive: a transmit timestamp may be early, never late, and never
+// before the receive); single requests read it per request.
+type served struct {
+	est truetime.Estimate
+	iv  truetime.Interval // iv.Earliest = iv.Latest = the local reading while unsynchronized
+	err error             // from Now: unsynchronized (LI=3, stratum 16)
+}
+
+// read reads the served clock into p and returns its midpoint.
+func (p *served) read(ts TimeSource) int64 {
+	p.iv, p.err = ts.Now()
+	if p.err != nil {
+		l := ts.LocalNS()
+		p.iv.EarliestNS, p.iv.LatestNS = l, l
+	}
+	return p.iv.MidNS()
+}
+
+// readServed reads the estimate and then the served clock.
+func (s *Server) readServed(p *served) {
+	p.est = s.ts.Estimate()
+	p.read(s.ts)
+}
+
 // Handle builds the reply to req in resp (at least 48 bytes) and returns its
 // length; 0 means drop. rxNS is the receive timestamp (TrueTime midpoint);
 // the transmit timestamp is read as late as possible, inside. It does not
@@ -245,13 +280,21 @@ type xlOut struct {
 // interleaved mode on, it answers requests in interleaved form from the
 // table and records the reply there (see xleave.go).
 func (s *Server) handleX(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut) (int, Verdict) {
-	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, x)
+	var now served
+	s.readServed(&now)
+	return s.handleAt(lim, req, resp, rxNS, monoNS, from, x, &now)
+}
+
+// handleAt is handleX with the served clock already read (now, after the
+// request's receive).
+func (s *Server) handleAt(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served) (int, Verdict) {
+	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, x, now)
 	s.clog.record(from.Addr(), v, monoNS)
 	return n, v
 }
 
-// answer is handleX before the client log.
-func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut) (int, Verdict) {
+// answer is handleAt before the client log.
+func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served) (int, Verdict) {
 	if x != nil {
 		x.rec = false
 	}
@@ -292,15 +335,12 @@ func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 		s.rateDropped.Add(1)
 		return 0, DropRate
 	}
-	e := s.ts.Estimate()
+	e, iv := &now.est, now.iv
 	out.Precision = -20 // ~1 µs
 	out.Receive = engine.ToNTP(rxNS)
-	iv, err := s.ts.Now()
-	if err != nil {
+	if now.err != nil {
 		out.Leap, out.Stratum = engine.LeapUnsync, engine.StratumNone
 		v |= flagUnsync
-		l := s.ts.LocalNS()
-		iv.EarliestNS, iv.LatestNS = l, l
 	} else {
 		out.Leap = engine.LeapNone
 		switch e.Leap {

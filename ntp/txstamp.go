@@ -12,12 +12,18 @@ import (
 )
 
 // Kernel transmit stamps of the server's replies (interleaved mode; see
-// xleave.go). With SOF_TIMESTAMPING_OPT_ID the kernel numbers the datagrams
-// a socket sends 0, 1, 2, ... and reports each one's stamp on the socket's
-// error queue with that number; OPT_TSONLY leaves the payload out. Each
-// worker (one socket) keeps a ring of the replies it sent by that number
-// and, after every batch and whenever the error queue wakes the socket,
-// drains the queue with one recvmmsg and moves each stamp into the table.
+// xleave.go). Only the replies whose stamp the table awaits ask for one,
+// with an SO_TIMESTAMPING control message on that datagram (txGenFlags):
+// a stamp costs the kernel a clone of the datagram on the error queue, a
+// wake-up of the socket and a read to drain it, which a reply to a basic
+// client would pay for nothing. With SOF_TIMESTAMPING_OPT_ID set on the
+// socket the kernel numbers the datagrams that ask for a stamp 0, 1, 2,
+// ... (a datagram that does not ask takes no number) and reports each
+// stamp on the socket's error queue with that number; OPT_TSONLY leaves
+// the payload out. Each worker (one socket) keeps a ring of the stamped
+// replies it sent by that number and, after every batch and whenever the
+// error queue wakes the socket, drains the queue with one recvmmsg and
+// moves each stamp into the table.
 //
 // A send the kernel refuses may or may not have used a number (EPERM from
 // a firewall does, routing errors do not): after any refused entry the
@@ -52,17 +58,24 @@ type txStamper struct {
 	ring   [txRing]txPending
 	nextID uint32
 	resync bool // a send failed: numbering uncertain
+	// queued says stamps may wait on the error queue: a stamped reply
+	// went out since the last drain that found the queue empty. Software
+	// stamps are queued before sendmmsg returns, so after such a drain
+	// none is on its way; hardware stamps come later: with hw it stays
+	// set. Without it the worker makes no error-queue read at all.
+	queued bool
 	msgs   [batchSize]mmsg.Hdr
 	iov    [batchSize]unix.Iovec
 	bufs   [batchSize][16]byte
 	oobs   [batchSize][txOobLen]byte
-	hw     bool // the socket asks for hardware stamps too
+	hw     bool            // the socket asks for hardware stamps too
+	cmsg   [txCmsgLen]byte // asks for one datagram's stamp (read only by the kernel)
 
 	idShift uint32 // test knob: pair each stamp with another reply (negative control of the pairing)
 }
 
 func newTxStamper(hw bool) *txStamper {
-	t := &txStamper{hw: hw}
+	t := &txStamper{hw: hw, cmsg: txCmsg(hw)}
 	for i := range t.msgs {
 		t.iov[i].Base = &t.bufs[i][0]
 		t.iov[i].SetLen(len(t.bufs[i]))
@@ -74,14 +87,39 @@ func newTxStamper(hw bool) *txStamper {
 }
 
 // txFlags are the SO_TIMESTAMPING flags of a server socket in interleaved
-// mode: transmit stamps only (receive stamps come from SO_TIMESTAMPNS).
+// mode: report software (and raw hardware) stamps, numbered, without the
+// payload. They generate none: each reply that needs its transmit stamp
+// asks for it (txGenFlags; receive stamps come from SO_TIMESTAMPNS).
 func txFlags(hw bool) int {
-	f := unix.SOF_TIMESTAMPING_TX_SOFTWARE | unix.SOF_TIMESTAMPING_SOFTWARE |
-		unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
+	f := unix.SOF_TIMESTAMPING_SOFTWARE | unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
 	if hw {
-		f |= unix.SOF_TIMESTAMPING_TX_HARDWARE | unix.SOF_TIMESTAMPING_RAW_HARDWARE
+		f |= unix.SOF_TIMESTAMPING_RAW_HARDWARE
 	}
 	return f
+}
+
+// txGenFlags are the flags of the per-datagram SO_TIMESTAMPING control
+// message of a reply whose transmit stamp the table awaits.
+func txGenFlags(hw bool) uint32 {
+	f := uint32(unix.SOF_TIMESTAMPING_TX_SOFTWARE)
+	if hw {
+		f |= unix.SOF_TIMESTAMPING_TX_HARDWARE
+	}
+	return f
+}
+
+// txCmsgLen is CMSG_SPACE(4): one SO_TIMESTAMPING control message.
+const txCmsgLen = unix.SizeofCmsghdr + 8
+
+// txCmsg builds the control message that asks the kernel for one
+// datagram's transmit stamp.
+func txCmsg(hw bool) [txCmsgLen]byte {
+	var b [txCmsgLen]byte
+	binary.NativeEndian.PutUint64(b[0:], unix.SizeofCmsghdr+4) // CMSG_LEN(4)
+	binary.NativeEndian.PutUint32(b[8:], unix.SOL_SOCKET)
+	binary.NativeEndian.PutUint32(b[12:], unix.SO_TIMESTAMPING)
+	binary.NativeEndian.PutUint32(b[unix.SizeofCmsghdr:], txGenFlags(hw))
+	return b
 }
 
 // enableTxStamps turns on transmit stamps on fd; it returns false when the
@@ -95,18 +133,13 @@ func enableTxStamps(fd int, hw bool) bool {
 	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING, txFlags(hw)) == nil
 }
 
-// add remembers the next datagram the socket sends successfully.
+// add remembers the next stamped datagram the socket sent successfully.
+// Datagrams sent without asking for a stamp take no number.
 func (t *txStamper) add(addr [16]byte, rx uint64, rxNS int64) {
 	id := t.nextID
 	t.nextID++
 	t.ring[id%txRing] = txPending{id: id, used: true, addr: addr, rx: rx, rxNS: rxNS}
-}
-
-// skip accounts for a datagram sent without a table entry (basic-only
-// reply, KoD): it still takes a number.
-func (t *txStamper) skip() {
-	t.ring[t.nextID%txRing].used = false
-	t.nextID++
+	t.queued = true
 }
 
 // drain reads the error queue of fd and stores the stamps in the table.
@@ -120,6 +153,7 @@ func (t *txStamper) drain(fd uintptr, s *Server) {
 		}
 		n, e := mmsg.Recv(fd, t.msgs[:], unix.MSG_ERRQUEUE)
 		if e != 0 || n == 0 {
+			t.queued = t.hw
 			return
 		}
 		now, realtime := s.clockPair()
@@ -127,6 +161,7 @@ func (t *txStamper) drain(fd uintptr, s *Server) {
 			t.stamp(t.oobs[i][:t.msgs[i].Msghdr.Controllen], now, realtime, s)
 		}
 		if n < len(t.msgs) {
+			t.queued = t.hw
 			return
 		}
 	}
@@ -228,21 +263,11 @@ func (s *Server) clockPair() (now, realtime int64) {
 	return now, realtime
 }
 
-// rxClockPair reads CLOCK_REALTIME and then the served clock for converting
-// receive stamps (see rxAt): a delay between the reads makes a stamp late,
-// never early; a pair held up between the reads is read again.
-func (s *Server) rxClockPair() (realtime, now int64) {
-	realtime, now, _ = hwts.ClockPair(s.servedNS)
-	return realtime, now
-}
-
 // servedNS is the served clock now: the TrueTime midpoint, or the local
 // reading while unsynchronized (as the replies' timestamps are).
 func (s *Server) servedNS() int64 {
-	if iv, err := s.ts.Now(); err == nil {
-		return iv.MidNS()
-	}
-	return s.ts.LocalNS()
+	var p served
+	return p.read(s.ts)
 }
 
 // drainAfterPollError handles a read-readiness error caused by the error

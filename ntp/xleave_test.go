@@ -295,6 +295,13 @@ func serveXleave(t *testing.T, shift uint32, knobs ...func(*Server)) *Server {
 // reply's receive timestamp, the client's kernel receive stamp of that
 // reply] (a real departure cannot follow the arrival).
 func xleaveRun(t *testing.T, s *Server, clients, rounds int) (inter int, bad []string) {
+	return xleaveRunMixed(t, s, clients, rounds, 0)
+}
+
+// xleaveRunMixed is xleaveRun with a basic client (origin and receive zero:
+// its replies are never recorded in the table) that sends basicEach
+// requests after each interleaved exchange.
+func xleaveRunMixed(t *testing.T, s *Server, clients, rounds, basicEach int) (inter int, bad []string) {
 	t.Helper()
 	cls := make([]*xclient, clients)
 	prev := make([]engine.Header, clients)
@@ -302,8 +309,18 @@ func xleaveRun(t *testing.T, s *Server, clients, rounds int) (inter int, bad []s
 	for i := range cls {
 		cls[i] = newXClient(t, fmt.Sprintf("127.0.0.%d:0", 2+i), s.Addr())
 	}
+	basic := newXClient(t, "127.0.0.200:0", s.Addr())
 	for k := 0; k < rounds; k++ {
 		for i, cl := range cls {
+			for j := range basicEach {
+				xmt := uint64(0xba51c000 + k<<8 + j)
+				if _, err := basic.c.Write(xreq(0, 0, xmt)); err != nil {
+					t.Fatal(err)
+				}
+				if h, _ := basic.read(t); h.Origin != xmt {
+					bad = append(bad, fmt.Sprintf("basic client round %d: origin %x, want %x", k, h.Origin, xmt))
+				}
+			}
 			rcv, xmt := uint64(0xdead0000+k<<8+i), uint64(0xbeef0000+k<<8+i)
 			if _, err := cl.c.Write(xreq(prev[i].Receive, rcv, xmt)); err != nil {
 				t.Fatal(err)
@@ -345,6 +362,45 @@ func TestXleaveLoopbackStamps(t *testing.T) {
 	if inter < clients*(rounds-1)*9/10 || st.InterleavedReplies != uint64(inter) || st.TxStamps+st.TxStampsBad > clients*rounds {
 		t.Fatalf("%d interleaved replies of %d, stats %+v", inter, clients*(rounds-1), st)
 	}
+}
+
+// Replies to basic clients do not ask the kernel for a transmit stamp, so
+// they take no stamp number (the kernel numbers only the datagrams that
+// ask): with basic replies sent between the interleaved ones, every stamp
+// still lands on its own reply. The truth is the kernel's own numbering and
+// the client's kernel receive stamps.
+func TestXleaveLoopbackMixedClients(t *testing.T) {
+	s := serveXleave(t, 0)
+	if err := mixedRun(t, s, 2, 20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mixedRun runs xleaveRunMixed with 3 basic requests after each
+// interleaved exchange and judges it: no violation, and (nearly) every
+// reply from each client's second exchange on interleaved.
+func mixedRun(t *testing.T, s *Server, clients, rounds int) error {
+	inter, bad := xleaveRunMixed(t, s, clients, rounds, 3)
+	if len(bad) > 0 {
+		return fmt.Errorf("%d violations, first: %s", len(bad), bad[0])
+	}
+	if st := s.Stats(); inter < clients*(rounds-1)*9/10 || st.InterleavedReplies != uint64(inter) {
+		return fmt.Errorf("%d interleaved replies of %d, stats %+v", inter, clients*(rounds-1), st)
+	}
+	return nil
+}
+
+// Negative control of the numbering: when basic replies also ask for a
+// stamp (test knob) while the ring still numbers only the recorded ones, as
+// a worker would if it assumed the wrong numbering, stamps land on the
+// wrong replies or on none, and the judgement above fails.
+func TestXleaveLoopbackMixedNegativeControl(t *testing.T) {
+	s := serveXleave(t, 0, func(s *Server) { s.testStampAll = true })
+	err := mixedRun(t, s, 2, 20)
+	if err == nil {
+		t.Fatal("stamps numbered differently from the ring went unnoticed")
+	}
+	t.Logf("detected: %v", err)
 }
 
 // Negative control of the pairing: with each stamp paired with the reply
@@ -563,14 +619,13 @@ func xleaveModel(data []byte, anyOrigin bool, shift uint32) error {
 			} else if h.Origin != xmt {
 				return fmt.Errorf("basic reply: origin %x, want %x", h.Origin, xmt)
 			}
-			// The reply leaves d ns later and takes a number.
+			// The reply leaves d ns later; one that asked the kernel for its
+			// stamp (the table awaits it) takes a number, others none.
 			d := int64(next()) << 8
-			sends = append(sends, sent{addr: a, rxNS: rxNS, txNS: rxNS + d, rec: x.rec})
 			if x.rec {
+				sends = append(sends, sent{addr: a, rxNS: rxNS, txNS: rxNS + d, rec: x.rec})
 				st.add(x.addr, x.rx, x.rxNS)
 				*c = client{lastRx: h.Receive, lastID: len(sends) - 1, have: true}
-			} else {
-				st.skip()
 			}
 			cur += d + 1
 		case 1: // the kernel reports one reply's departure

@@ -3,13 +3,14 @@ package main
 import "github.com/spf13/cobra"
 
 // The ntp-server and grpc subcommands keep their own flag parsing (package
-// flag, in main.go and grpc.go): cobra passes their arguments through
-// untouched. They print their own tables and take no --json or --out yet.
+// flag, in ntpserver.go and grpc.go): cobra passes their arguments through
+// untouched, so their flags, --json and --out included, go after the
+// subcommand's name. grpc takes no --json or --out yet.
 
 func newNTPServerCmd(*globalFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:                "ntp-server [--duration 10s] [--clients 2] [--inflight 64] [--batched] [--meridiand PATH]",
-		Short:              "NTP replies/s and per server-CPU-second: meridiand against chronyd -x (prints its own table; no --json/--out yet)",
+		Use:                "ntp-server [--duration 10s] [--rounds 3] [--clients 2] [--inflight 64] [--meridiand PATH] [--bare PATH] [--smoke] [--json] [--out DIR]",
+		Short:              "NTP replies per server-CPU-second: meridiand against chronyd -x and a bare recvmmsg/sendmmsg responder (the socket API's limit)",
 		DisableFlagParsing: true,
 		Run:                func(_ *cobra.Command, args []string) { ntpServerMain(args) },
 	}
