@@ -52,8 +52,25 @@ func WriteFile(path string, r *Results) error {
 // Render writes r as one self-contained HTML page: inline CSS, every plot
 // an inline SVG, no script, no external reference of any kind.
 func Render(w io.Writer, r *Results) error {
+	views, err := buildViews(r)
+	if err != nil {
+		return err
+	}
+	title := r.Title
+	if title == "" {
+		title = "meridian-bench results"
+	}
+	return page.Execute(w, struct {
+		Title, Run string
+		Sections   []sectionView
+	}{title, r.Run, views})
+}
+
+// buildViews validates r and lays out every section: the built-in ones in
+// report order, then the tables.
+func buildViews(r *Results) ([]sectionView, error) {
 	if err := r.Validate(); err != nil {
-		return fmt.Errorf("report: %w", err)
+		return nil, fmt.Errorf("report: %w", err)
 	}
 	var views []sectionView
 	for _, s := range Sections {
@@ -85,21 +102,14 @@ func Render(w io.Writer, r *Results) error {
 			err = efficiencyView(&v, r.ServerEfficiency)
 		}
 		if err != nil {
-			return fmt.Errorf("report: section %s: %w", s.ID, err)
+			return nil, fmt.Errorf("report: section %s: %w", s.ID, err)
 		}
 		views = append(views, v)
 	}
 	for _, t := range r.Tables {
 		views = append(views, tableView(t))
 	}
-	title := r.Title
-	if title == "" {
-		title = "meridian-bench results"
-	}
-	return page.Execute(w, struct {
-		Title, Run string
-		Sections   []sectionView
-	}{title, r.Run, views})
+	return views, nil
 }
 
 var page = template.Must(template.New("page").Parse(`<!DOCTYPE html>
