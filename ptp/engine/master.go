@@ -117,10 +117,10 @@ type MasterCounters struct {
 	// ShedSyncs and ShedAnnounces count scheduled sends skipped because
 	// the driver came a whole period or more late (a starved worker): the
 	// client gets the next one on a fresh schedule instead of a burst.
-	ShedSyncs, ShedAnnounces uint64
-	DroppedShort, DroppedVersion            uint64
-	DroppedDomain, DroppedType, DroppedTLV  uint64
-	UnknownTLVs                             uint64
+	ShedSyncs, ShedAnnounces               uint64
+	DroppedShort, DroppedVersion           uint64
+	DroppedDomain, DroppedType, DroppedTLV uint64
+	UnknownTLVs                            uint64
 }
 
 // Master is a unicast grandmaster port as a pure engine: it grants
