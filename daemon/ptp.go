@@ -263,4 +263,9 @@ func (m *metrics) registerPTPServer(s *ptp.Server, listen string) {
 	c("meridian_ptp_server_dropped_total", "Messages dropped: malformed, wrong version, domain or type, bad TLVs.", func(x engine.MasterCounters) uint64 {
 		return x.DroppedShort + x.DroppedVersion + x.DroppedDomain + x.DroppedType + x.DroppedTLV
 	})
+	c("meridian_ptp_server_syncs_shed_total", "Scheduled Syncs skipped because the grandmaster fell a whole period or more behind (load shed).", func(x engine.MasterCounters) uint64 { return x.ShedSyncs })
+	c("meridian_ptp_server_announces_shed_total", "Scheduled Announces skipped because the grandmaster fell a whole period or more behind (load shed).", func(x engine.MasterCounters) uint64 { return x.ShedAnnounces })
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meridian_ptp_server_rx_dropped_total",
+		Help: "Datagrams the kernel dropped on the grandmaster's sockets, their receive buffers full (a worker behind sheds Delay_Reqs and requests).", ConstLabels: l},
+		func() float64 { return float64(s.ShellCounters().RxDropped) }))
 }

@@ -76,7 +76,8 @@ func TestMeridianPTPClientOfMeridianGrandmaster(t *testing.T) {
 		d    *Daemon
 		want []string
 	}{
-		{a, []string{"meridian_ptp_server_clients{listen=\"127.0.0.1\"} 1", "meridian_ptp_server_syncs_total"}},
+		{a, []string{"meridian_ptp_server_clients{listen=\"127.0.0.1\"} 1", "meridian_ptp_server_syncs_total",
+			"meridian_ptp_server_syncs_shed_total", "meridian_ptp_server_rx_dropped_total"}},
 		{b, []string{"meridian_ptp_source_selected{source=\"ptp:127.0.0.1\"} 1", "meridian_ptp_source_granted{source=\"ptp:127.0.0.1\"} 1"}},
 	} {
 		resp, err := http.Get("http://" + c.d.MetricsAddr() + "/metrics")

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -90,6 +91,32 @@ func rxNS(st *hwts.Socket, oob []byte, realtimeNS, nowNS int64) (int64, hwts.Sou
 		return nowNS, hwts.SourceUser
 	}
 	return st.RxToClock(oob, realtimeNS, nowNS)
+}
+
+// socketDrops is how many datagrams conn's socket has dropped since it
+// opened, its receive buffer full (SO_MEMINFO's SK_MEMINFO_DROPS; one
+// getsockopt). SO_RXQ_OVFL would carry it with each datagram, but kernels
+// as recent as 6.18 do not attach it to UDP datagrams.
+func socketDrops(conn *net.UDPConn) (uint32, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var info [unix.SK_MEMINFO_DROPS + 1]uint32
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		l := uint32(unsafe.Sizeof(info))
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if e != 0 {
+			serr = e
+		} else if l < uint32(unsafe.Sizeof(info)) {
+			serr = fmt.Errorf("SO_MEMINFO: %d bytes, want %d", l, unsafe.Sizeof(info))
+		}
+	}); err != nil {
+		return 0, err
+	}
+	return info[unix.SK_MEMINFO_DROPS], serr
 }
 
 // udp6Pad appends the two octets 1588 Annex E adds to a message over

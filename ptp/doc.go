@@ -14,6 +14,29 @@
 // transmit stamps of Syncs are read from the error queue with a
 // configurable timeout.
 //
+// Bounds: a worker that falls behind — starved of CPU, or offered more
+// than it can serve — sheds load and never queues it
+// (TestServerStarvedMemoryBounded: 4000 clients against a worker that can
+// afford ~1000 transmit stamps a second, heap growth under 4 MB; the
+// shell as it was grew it by tens of MB in 4 s):
+//   - one Ready carries at most the engine's MaxBurst (default 256)
+//     scheduled Announces and Syncs; the rest go out with the next. A
+//     client whose schedule slipped a whole period or more gets one Sync,
+//     not a burst, and the skipped ones are counted
+//     (meridian_ptp_server_syncs_shed_total, _announces_shed_total);
+//   - a worker steps at most rxBurst (64) received datagrams before it
+//     sends their replies, so no flush holds more than MaxBurst + rxBurst
+//     datagrams of 512 bytes, plus the Follow_Ups of its Syncs;
+//   - a flush is two rounds at most (a transmit-stamp report schedules
+//     nothing), and the Syncs of a round share one TxTimeout for their
+//     stamps: lost stamps cost one timeout, not one each
+//     (TestServerLostStampsShareOneTimeout);
+//   - readers hand datagrams over through 256 buffers; what the worker
+//     does not read in time the kernel drops at the socket's receive
+//     buffer, and those drops are counted (SO_MEMINFO,
+//     meridian_ptp_server_rx_dropped_total);
+//   - clients: MaxClients per worker, beyond which requests are refused.
+//
 // Time: software stamps are CLOCK_REALTIME; they are converted to the
 // served or disciplined clock by their age (hwts.RxToClock, TxToClock), so
 // receive stamps may be late and transmit stamps early, never the other

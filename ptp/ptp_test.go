@@ -479,7 +479,7 @@ func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
 	ev, gen := freePorts(t)
 	srv := NewServer(ServerConfig{
 		Listen: netip.MustParseAddr("127.0.0.1"), EventPort: ev, GeneralPort: gen, ClientEventPort: ev, ClientGeneralPort: gen,
-		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 7},
+		Timestamping: hwts.Software, Engine: engine.MasterConfig{Identity: 7, MaxBurst: 1000}, // all 131 Syncs in one flush
 	}, syncedSource{}, nil)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
@@ -498,7 +498,7 @@ func TestServerRefusedSyncKeepsStampsMatched(t *testing.T) {
 		id := protocol.PortIdentity{ClockIdentity: protocol.ClockIdentity(i + 1), PortNumber: 1}
 		w.m.Step(now, engine.Input{Kind: engine.InputDatagram, Peer: peerOf(a), Datagram: syncRequest(id), RxNS: now})
 	}
-	srv.flush(w)
+	srv.flush(context.Background(), w)
 	if c := w.m.Counters(); c.Syncs != 131 || c.FollowUps != 130 || c.TxTimeouts != 1 {
 		t.Fatalf("counters %+v, want 131 Syncs, 130 Follow_Ups, 1 stamp timeout", c)
 	}

@@ -61,7 +61,21 @@ type Server struct {
 	// noSteer is a test-only knob (negative control): leave the kernel's
 	// 4-tuple hash to spread datagrams over the workers.
 	noSteer bool
+	// unbounded is a test-only knob (negative control): flush as this
+	// shell first did — each transmit stamp waited for on its own
+	// TxTimeout, the schedule run again after every stamp (a tick), until
+	// the engine has no Sync left; with an uncapped MaxBurst that is the
+	// loop that never ended and queued without limit when starved.
+	unbounded bool
+	// stampWaitEach is a test-only knob (negative control): wait for each
+	// transmit stamp on its own TxTimeout (part of unbounded).
+	stampWaitEach bool
 }
+
+// rxBurst is how many received datagrams a worker steps through before it
+// sends what they produced: with the engine's MaxBurst it bounds what one
+// flush holds (rxBurst + MaxBurst datagrams and their Follow_Ups).
+const rxBurst = 64
 
 type worker struct {
 	ev, gen  *net.UDPConn
@@ -69,10 +83,16 @@ type worker struct {
 	m        *engine.Master
 	cnt      atomic.Pointer[engine.MasterCounters]
 	writeErr atomic.Uint64
-	syncs    []sentSync // reused by flush
-	evBase   int        // syncs[evBase:] are in evOut
-	evOut    *batchSender
-	genOut   *batchSender
+	// rxDrops is what the kernel dropped on the event and general sockets
+	// (socketDrops), as of publish.
+	rxDrops atomic.Uint64
+	// maxQueued is the most datagrams one Ready held (tests read it once
+	// Serve has returned).
+	maxQueued int
+	syncs     []sentSync // reused by flush
+	evBase    int        // syncs[evBase:] are in evOut
+	evOut     *batchSender
+	genOut    *batchSender
 }
 
 // NewServer returns a grandmaster serving ts.
@@ -173,6 +193,37 @@ func (w *worker) batches(v6 bool) error {
 func (w *worker) publish() {
 	c := w.m.Counters()
 	w.cnt.Store(&c)
+	var drops uint64
+	for _, conn := range []*net.UDPConn{w.ev, w.gen} {
+		if n, err := socketDrops(conn); err == nil {
+			drops += uint64(n)
+		}
+	}
+	if drops > w.rxDrops.Load() { // a closed socket reads nothing: keep the last count
+		w.rxDrops.Store(drops)
+	}
+}
+
+// ShellCounters count what the grandmaster's socket shell dropped.
+type ShellCounters struct {
+	// RxDropped is datagrams the kernel dropped because the worker did
+	// not read them in time (receive buffer full: a starved or overloaded
+	// worker sheds Delay_Reqs and requests this way).
+	RxDropped uint64
+	// SendErrors is datagrams a send failed for.
+	SendErrors uint64
+}
+
+// ShellCounters sums the workers' shell counters (live).
+func (s *Server) ShellCounters() ShellCounters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t ShellCounters
+	for _, w := range s.workers {
+		t.RxDropped += w.rxDrops.Load()
+		t.SendErrors += w.writeErr.Load()
+	}
+	return t
 }
 
 // Counters sums the workers' engine counters, as of their last
@@ -199,6 +250,8 @@ func (s *Server) Counters() engine.MasterCounters {
 		t.FollowUps += c.FollowUps
 		t.DelayResps += c.DelayResps
 		t.TxTimeouts += c.TxTimeouts
+		t.ShedSyncs += c.ShedSyncs
+		t.ShedAnnounces += c.ShedAnnounces
 		t.DroppedShort += c.DroppedShort
 		t.DroppedVersion += c.DroppedVersion
 		t.DroppedDomain += c.DroppedDomain
@@ -265,6 +318,7 @@ func (s *Server) run(ctx context.Context, w *worker) {
 		}()
 	}
 	defer func() {
+		w.publish() // the drop counts, while the sockets are open
 		close(done)
 		w.ev.Close()
 		w.gen.Close()
@@ -277,7 +331,7 @@ func (s *Server) run(ctx context.Context, w *worker) {
 	defer est.Stop()
 	s.estimate(w)
 	for {
-		s.flush(w)
+		s.flush(ctx, w)
 		if d := w.m.Ready().DeadlineNS; d != 1<<63-1 {
 			timer.Reset(max(time.Duration(d-s.servedNS()), 0))
 		}
@@ -290,11 +344,25 @@ func (s *Server) run(ctx context.Context, w *worker) {
 			s.estimate(w)
 			w.publish()
 		case p := <-rx:
-			if p.closed {
+			if !s.receive(w, p, free) {
 				return
 			}
-			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputDatagram, Peer: peerOf(p.from), Event: p.event, Datagram: p.buf[:p.n], RxNS: p.rxNS})
-			free <- p
+			// Step what else has arrived, up to rxBurst, before sending:
+			// replies go out in batches, and a worker behind on its
+			// schedule still answers Delay_Reqs at the rate it reads them.
+			for i := 1; i < rxBurst && !s.unbounded; i++ {
+				var p *rxPacket
+				select {
+				case p = <-rx:
+				default:
+				}
+				if p == nil {
+					break
+				}
+				if !s.receive(w, p, free) {
+					return
+				}
+			}
 		}
 		if !timer.Stop() {
 			select {
@@ -303,6 +371,17 @@ func (s *Server) run(ctx context.Context, w *worker) {
 			}
 		}
 	}
+}
+
+// receive steps one datagram from a reader and returns its buffer; false
+// when the reader's socket closed.
+func (s *Server) receive(w *worker, p *rxPacket, free chan<- *rxPacket) bool {
+	if p.closed {
+		return false
+	}
+	w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputDatagram, Peer: peerOf(p.from), Event: p.event, Datagram: p.buf[:p.n], RxNS: p.rxNS})
+	free <- p
+	return true
 }
 
 func (s *Server) estimate(w *worker) {
@@ -316,13 +395,17 @@ func (s *Server) estimate(w *worker) {
 
 // flush sends the engine's datagrams, batched per socket (sendmmsg);
 // each Sync's transmit stamp is then read from the error queue (in send
-// order) and fed back, which releases its Follow_Up. A stamp that does not
-// come within TxTimeout, or a Sync that could not be sent, is reported as
-// 0: the engine counts it and sends no Follow_Up.
-func (s *Server) flush(w *worker) {
+// order) and fed back, which releases its Follow_Up, and the Follow_Ups
+// are sent: two rounds at most, as a stamp report schedules nothing else.
+// The Syncs of a round share one TxTimeout, counted from when the last
+// was sent: a stamp not come by then, or a Sync that could not be sent,
+// is reported as 0 (the engine counts it and sends no Follow_Up), so a
+// round takes at most TxTimeout plus one error-queue read per Sync.
+func (s *Server) flush(ctx context.Context, w *worker) {
 	v6 := s.cfg.Listen.Is6() && !s.cfg.Listen.Is4In6()
-	for {
+	for ctx.Err() == nil {
 		rd := w.m.Ready()
+		w.maxQueued = max(w.maxQueued, len(rd.Send))
 		w.syncs, w.evBase = w.syncs[:0], 0
 		for _, d := range rd.Send {
 			data := udp6Pad(d.Data, v6)
@@ -345,14 +428,26 @@ func (s *Server) flush(w *worker) {
 		if len(w.syncs) == 0 {
 			return
 		}
+		deadline := time.Now().Add(s.cfg.TxTimeout)
 		for _, p := range w.syncs {
+			if ctx.Err() != nil {
+				return // shutting down: the sockets close, no Follow_Up would go out
+			}
 			var tx int64
+			wait := max(time.Until(deadline), 0) // 0: one look at the error queue
+			if s.unbounded || s.stampWaitEach {
+				wait = s.cfg.TxTimeout
+			}
 			if p.sent {
-				if t, _, ok := w.evStamps.TxToClock(p.kernelID, s.cfg.TxTimeout, s.servedNS); ok {
+				if t, _, ok := w.evStamps.TxToClock(p.kernelID, wait, s.servedNS); ok {
 					tx = t
 				}
 			}
-			w.m.Step(s.servedNS(), engine.Input{Kind: engine.InputTxStamp, TxID: p.txID, TxNS: tx})
+			now := s.servedNS()
+			w.m.Step(now, engine.Input{Kind: engine.InputTxStamp, TxID: p.txID, TxNS: tx})
+			if s.unbounded {
+				w.m.Step(now, engine.Input{Kind: engine.InputTick})
+			}
 		}
 	}
 }

@@ -23,7 +23,10 @@
 // interval, max duration, max clients; a refusal is a zero duration),
 // Announce and Sync/Follow_Up at the granted rates, Delay_Resp for every
 // Delay_Req, clockClass 6/7/248 from the TrueTime status, clockAccuracy and
-// offsetScaledLogVariance from ε.
+// offsetScaledLogVariance from ε. A Ready carries at most MaxBurst
+// scheduled sends; a client whose schedule slipped a whole period gets one
+// send, not a burst, and the skipped ones are counted as shed; a
+// transmit-stamp report releases its Follow_Up and schedules nothing.
 //
 // Wire format: facebook/time's ptp/protocol types marshal and unmarshal
 // every message and TLV; messageLength is set here (the library leaves it

@@ -41,7 +41,17 @@ type MasterConfig struct {
 	// Otherwise PTP timescale: TAI = UTC + UTCOffsetS, flagged valid.
 	ARB        bool
 	UTCOffsetS int16 // 0 → 37
+	// MaxBurst caps the scheduled Announces and Syncs one Ready carries
+	// (0 → DefaultMaxBurst). The rest stay due: the deadline is then now,
+	// and they go out with the next Ready. With replies (one per input)
+	// it bounds what a Ready holds, so a driver that falls behind does not
+	// make the engine queue without limit.
+	MaxBurst int
 }
+
+// DefaultMaxBurst is MaxBurst's default: 256 datagrams of MaxDatagram
+// bytes, 128 KiB of buffers.
+const DefaultMaxBurst = 256
 
 // message types a client can subscribe to, as indices.
 const (
@@ -104,9 +114,13 @@ type MasterCounters struct {
 	Cancels                                 uint64
 	Announces, Syncs, FollowUps, DelayResps uint64
 	TxTimeouts                              uint64
-	DroppedShort, DroppedVersion            uint64
-	DroppedDomain, DroppedType, DroppedTLV  uint64
-	UnknownTLVs                             uint64
+	// ShedSyncs and ShedAnnounces count scheduled sends skipped because
+	// the driver came a whole period or more late (a starved worker): the
+	// client gets the next one on a fresh schedule instead of a burst.
+	ShedSyncs, ShedAnnounces               uint64
+	DroppedShort, DroppedVersion           uint64
+	DroppedDomain, DroppedType, DroppedTLV uint64
+	UnknownTLVs                            uint64
 }
 
 // Master is a unicast grandmaster port as a pure engine: it grants
@@ -152,6 +166,9 @@ func NewMaster(cfg MasterConfig) *Master {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = 10000
 	}
+	if cfg.MaxBurst <= 0 {
+		cfg.MaxBurst = DefaultMaxBurst
+	}
 	if cfg.UTCOffsetS == 0 {
 		cfg.UTCOffsetS = defaultUTCOffsetS
 	}
@@ -182,6 +199,12 @@ func (m *Master) Advance() {
 
 // Step feeds one input observed at local reading nowNS. For the
 // grandmaster, local readings are the served (disciplined) time, UTC.
+//
+// A transmit-stamp report only releases its Follow_Up: sends that fell
+// due meanwhile wait for the next tick or datagram (the deadline says
+// when). A driver that reports the stamps of one Ready's Syncs therefore
+// gets Follow_Ups back and no new Syncs, and its send/stamp loop ends
+// however slow it is.
 func (m *Master) Step(nowNS int64, in Input) {
 	switch in.Kind {
 	case InputDatagram:
@@ -190,6 +213,7 @@ func (m *Master) Step(nowNS int64, in Input) {
 		}
 	case InputTxStamp:
 		m.txStamp(in.TxID, in.TxNS)
+		return
 	case InputEstimate:
 		m.setQuality(in.Status, in.EpsNS, in.Leap)
 		m.steps = uint16(max(int(in.Stratum), 1) - 1)
@@ -437,9 +461,10 @@ func (m *Master) grant(nowNS int64, i int32, k int, log protocol.LogInterval, du
 	}
 }
 
-// run sends everything due at nowNS and sets the deadline.
+// run sends what is due at nowNS, up to MaxBurst scheduled sends in the
+// Ready, and sets the deadline (now, when some are left due).
 func (m *Master) run(nowNS int64) {
-	for len(m.heap) > 0 && m.heap[0].atNS <= nowNS {
+	for len(m.heap) > 0 && m.heap[0].atNS <= nowNS && len(m.ready.Send) < m.cfg.MaxBurst {
 		d := m.pop()
 		c := &m.slots[d.slot]
 		if !c.inUse {
@@ -475,7 +500,13 @@ func (m *Master) run(nowNS int64) {
 			m.sync(nowNS, d.slot, c, g.log)
 		}
 		g.nextNS += g.periodNS
-		if g.nextNS <= nowNS { // the driver was late: no burst to catch up
+		if g.nextNS <= nowNS { // the driver was late: shed, no burst to catch up
+			shed := uint64((nowNS-g.nextNS)/g.periodNS + 1)
+			if d.kind == kAnnounce {
+				m.cnt.ShedAnnounces += shed
+			} else {
+				m.cnt.ShedSyncs += shed
+			}
 			g.nextNS = nowNS + g.periodNS
 		}
 		m.push(due{atNS: g.nextNS, slot: d.slot, kind: d.kind, gen: g.gen})

@@ -415,3 +415,106 @@ func BenchmarkMasterLoad(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e9), "clients/core")
 }
+
+// lateDriver grants n clients Sync at 1/s at trueStart (each gets its
+// first Sync then), starves the driver: its next tick comes 3.5 s late,
+// and then drains what is due with ticks at that instant. It returns the
+// largest Ready (datagrams and buffers) seen after the starvation, the
+// Syncs each client got at the late instant, and the counters.
+func lateDriver(t *testing.T, n, burst int) (maxSend, maxBufs int, per map[Peer]int, c MasterCounters) {
+	t.Helper()
+	cfg := gmConfig(0xaa)
+	cfg.MaxBurst = burst
+	m := NewMaster(cfg)
+	p := func(i int) Peer { return Peer{IP: [16]byte{14: byte(i >> 8), 15: byte(i)}} }
+	now := trueStart
+	for i := range n {
+		m.Step(now, Input{Kind: InputDatagram, Peer: p(i), Datagram: requestMsg(0, req(protocol.MessageSync, 0, 300))})
+		m.Advance()
+	}
+	for m.Ready().DeadlineNS <= now {
+		m.Step(now, Input{Kind: InputTick})
+		m.Advance()
+	}
+	now += 3_500_000_000
+	per = map[Peer]int{}
+	for steps := 0; ; steps++ {
+		if steps > n+10 {
+			t.Fatalf("%d ticks at one instant and still due", steps)
+		}
+		m.Step(now, Input{Kind: InputTick})
+		rd := m.Ready()
+		maxSend, maxBufs = max(maxSend, len(rd.Send)), max(maxBufs, len(m.bufs))
+		for _, d := range rd.Send {
+			if msgType(d.Data) == protocol.MessageSync {
+				per[d.Peer]++
+			}
+		}
+		m.Advance()
+		if rd.DeadlineNS > now {
+			break
+		}
+	}
+	if len(per) != n {
+		t.Fatalf("%d of %d clients got a Sync after the starvation", len(per), n)
+	}
+	for q, k := range per {
+		if k != 1 {
+			t.Fatalf("client %v got %d Syncs at one instant, want 1 (no catch-up burst)", q, k)
+		}
+	}
+	return maxSend, maxBufs, per, m.Counters()
+}
+
+// A driver that comes late does not make the grandmaster queue without
+// limit: each Ready carries at most MaxBurst scheduled sends (the deadline
+// stays now until all are out), each client gets one Sync, not a burst,
+// and the Syncs its schedule skipped are counted as shed: slots at 0, 1,
+// 2 and 3 s, sent at 0 and 3.5 s, so 2 shed per client. Negative control:
+// with a cap beyond the client count, one Ready holds every client's Sync.
+func TestMasterLateDriverBoundedAndShed(t *testing.T) {
+	const n, burst = 1000, 50
+	maxSend, maxBufs, _, c := lateDriver(t, n, burst)
+	if maxSend > burst || maxBufs > burst {
+		t.Fatalf("a Ready held %d datagrams in %d buffers, cap %d", maxSend, maxBufs, burst)
+	}
+	if c.ShedSyncs != 2*n || c.ShedAnnounces != 0 {
+		t.Fatalf("shed %d Syncs, %d Announces; want %d, 0", c.ShedSyncs, c.ShedAnnounces, 2*n)
+	}
+	if maxSend, _, _, _ := lateDriver(t, n, 1<<30); maxSend != n {
+		t.Fatalf("control: uncapped, one Ready held %d datagrams, want all %d", maxSend, n)
+	}
+}
+
+// A transmit-stamp report releases its Follow_Up and nothing else, even
+// when Syncs fell due meanwhile: the driver's send/stamp loop ends.
+func TestMasterTxStampSendsOnlyFollowUp(t *testing.T) {
+	m := NewMaster(gmConfig(0xaa))
+	now := trueStart
+	for i := range 2 {
+		m.Step(now, Input{Kind: InputDatagram, Peer: peer(byte(i)), Datagram: requestMsg(0, req(protocol.MessageSync, 0, 300))})
+	}
+	var ids []uint64
+	for _, d := range m.Ready().Send {
+		if d.Event {
+			ids = append(ids, d.TxID)
+		}
+	}
+	m.Advance()
+	if len(ids) != 2 {
+		t.Fatalf("%d Syncs for two grants", len(ids))
+	}
+	now += 5e9 // both clients are due again
+	m.Step(now, Input{Kind: InputTxStamp, TxID: ids[0], TxNS: now})
+	if s := m.Ready().Send; len(s) != 1 || msgType(s[0].Data) != protocol.MessageFollowUp {
+		t.Fatalf("after a stamp report: %d datagrams, want one Follow_Up", len(s))
+	}
+	if d := m.Ready().DeadlineNS; d > now {
+		t.Fatalf("deadline %d after now %d with Syncs due", d, now)
+	}
+	m.Advance()
+	m.Step(now, Input{Kind: InputTick})
+	if s := m.Ready().Send; len(s) != 2 || msgType(s[0].Data) != protocol.MessageSync {
+		t.Fatalf("the tick after: %d datagrams, want the two due Syncs", len(s))
+	}
+}
