@@ -12,7 +12,7 @@ GO ?= go
 FUZZTIME ?= 20000x
 FUZZMINIMIZE ?= 0
 
-.PHONY: run test lint vet staticcheck unit nocgo nocgo-short fuzz-short fuzz bench bench-memory sim sim-long build proto proto-check accuracy txn-long txn-long-etcd bench-smoke
+.PHONY: bench-results run test lint vet staticcheck unit nocgo nocgo-short fuzz-short fuzz bench bench-memory sim sim-long build proto proto-check accuracy txn-long txn-long-etcd bench-smoke
 
 build:
 	$(GO) build ./...
@@ -57,16 +57,27 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(MAKE) bench-results
+
+# Every meridian-bench subcommand with full settings (about 15 minutes; root,
+# chrony, linuxptp, iproute2 and /dev/net/tun for ptp-server and accuracy)
+# into $(BENCH_OUT), then bench/RESULTS.md and its plots rendered from
+# $(BENCH_OUT)/results.json (nothing in it is typed in).
+BENCH_OUT ?= bench/out
+bench-results:
+	rm -rf $(BENCH_OUT)
 	$(GO) build -o bin/meridiand ./cmd/meridiand
 	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
-	./bin/meridian-bench ntp-server --duration 10s
-	./bin/meridian-bench grpc --duration 5s
-	./bin/meridian-bench grpc --duration 5s --pin
-	./bin/meridian-bench ptp-server
-	./bin/meridian-bench truetime --meridiand bin/meridiand --out bench/out
-	./bin/meridian-bench commit-wait --out bench/out
-	./bin/meridian-bench sim --worlds 100 --seed 1 --out bench/out
-	./bin/meridian-bench report --out bench/out
+	$(GO) build -o bin/ntpfloor ./interop/testdata/ntpfloor
+	./bin/meridian-bench ntp-server --duration 5s --rounds 5 --bare bin/ntpfloor --out $(BENCH_OUT)
+	./bin/meridian-bench ptp-server --meridiand bin/meridiand --out $(BENCH_OUT)
+	./bin/meridian-bench truetime --meridiand bin/meridiand --out $(BENCH_OUT)
+	./bin/meridian-bench commit-wait --out $(BENCH_OUT)
+	./bin/meridian-bench sim --worlds 200 --seed 1 --out $(BENCH_OUT)
+	./bin/meridian-bench accuracy --meridiand bin/meridiand --measure 60s --out $(BENCH_OUT)
+	./bin/meridian-bench stability --out $(BENCH_OUT)
+	./bin/meridian-bench report --out $(BENCH_OUT) --markdown bench/RESULTS.md \
+	  --run "commit $$(git rev-parse --short HEAD), $$(date -u +%Y-%m-%dT%H:%MZ), $$(nproc) cores ($$(uname -r)); reproduce: make bench-results"
 
 
 # meridiand's memory (docs/memory.md): idle, under an open-loop NTP load of

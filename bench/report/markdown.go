@@ -21,6 +21,13 @@ func WriteMarkdown(mdPath, plotDir string, r *Results) error {
 	if err := os.MkdirAll(plotDir, 0o755); err != nil {
 		return err
 	}
+	// Plots of an earlier rendering would linger unlinked: start clean.
+	old, _ := filepath.Glob(filepath.Join(plotDir, "*.svg"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
 	rel, err := filepath.Rel(filepath.Dir(mdPath), plotDir)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,7 +27,8 @@ var producers = map[string]string{
 var notYet = map[string]string{}
 
 func newReportCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var markdown, run string
+	cmd := &cobra.Command{
 		Use:   "report --out DIR",
 		Short: "render DIR/results.json as DIR/report.html (one self-contained page)",
 		Long: `report renders DIR/results.json, merged there by the other subcommands' --out DIR,
@@ -50,9 +52,18 @@ which subcommand would have filled it.`,
 					res.NotMeasured[id] = fmt.Sprintf("meridian-bench %s --out %s was not run into this directory", sub, g.out) + notYet[sub]
 				}
 			}
+			if run != "" {
+				res.Run = run
+			}
 			path := filepath.Join(g.out, "report.html")
 			if err := report.WriteFile(path, res); err != nil {
 				return failed("report: %v", err)
+			}
+			if markdown != "" {
+				plots := strings.TrimSuffix(markdown, filepath.Ext(markdown)) + "-plots"
+				if err := report.WriteMarkdown(markdown, plots, res); err != nil {
+					return failed("report: --markdown: %v", err)
+				}
 			}
 			if g.json {
 				return json.NewEncoder(g.stdout).Encode(struct {
@@ -64,4 +75,7 @@ which subcommand would have filled it.`,
 			return err
 		},
 	}
+	cmd.Flags().StringVar(&run, "run", "", "describe the run (commit, host, date, the command that reproduces it) at the top of the report")
+	cmd.Flags().StringVar(&markdown, "markdown", "", "also write the results as Markdown to this file, its plots as SVG files in <file without extension>-plots/ (how bench/RESULTS.md is made)")
+	return cmd
 }
