@@ -26,35 +26,30 @@
 //   - The frame holds no Go pointers (NO_LOCAL_POINTERS), and no Go code runs
 //     while it is live.
 
+// CALL_ON_FRAME(frame) is the body of vdsoCallSmall and vdsoCallLarge:
+// load the arguments, move SP to the top of the frame, call, restore SP,
+// store clock_gettime's return value.
+#define CALL_ON_FRAME(frame) \
+	NO_LOCAL_POINTERS; \
+	MOVQ	fn+0(FP), AX; \
+	MOVL	clockid+8(FP), DI; \
+	MOVQ	ts+16(FP), SI; \
+	MOVQ	SP, R12; \
+	LEAQ	frame(SP), BX; \
+	ANDQ	$~15, BX; \
+	MOVQ	BX, SP; \
+	CALL	AX; \
+	MOVQ	R12, SP; \
+	MOVL	AX, ret+24(FP); \
+	RET
+
 // func vdsoCallSmall(fn uintptr, clockid int32, ts *unix.Timespec) int32
 TEXT ·vdsoCallSmall(SB), 0, $1024-28
-	NO_LOCAL_POINTERS
-	MOVQ	fn+0(FP), AX
-	MOVL	clockid+8(FP), DI
-	MOVQ	ts+16(FP), SI
-	MOVQ	SP, R12
-	LEAQ	1024(SP), BX
-	ANDQ	$~15, BX
-	MOVQ	BX, SP
-	CALL	AX
-	MOVQ	R12, SP
-	MOVL	AX, ret+24(FP)
-	RET
+	CALL_ON_FRAME(1024)
 
 // func vdsoCallLarge(fn uintptr, clockid int32, ts *unix.Timespec) int32
 TEXT ·vdsoCallLarge(SB), 0, $16384-28
-	NO_LOCAL_POINTERS
-	MOVQ	fn+0(FP), AX
-	MOVL	clockid+8(FP), DI
-	MOVQ	ts+16(FP), SI
-	MOVQ	SP, R12
-	LEAQ	16384(SP), BX
-	ANDQ	$~15, BX
-	MOVQ	BX, SP
-	CALL	AX
-	MOVQ	R12, SP
-	MOVL	AX, ret+24(FP)
-	RET
+	CALL_ON_FRAME(16384)
 
 // func vdsoCall2Small(fn uintptr, id0, id1 int32, ts0, ts1 *unix.Timespec)
 // reads two clocks back to back in one frame (the shared-memory reader's

@@ -27,15 +27,7 @@ import (
 // that ignored its server would measure 0 and show the whole offset as
 // error.
 func TestAccuracySmoke(t *testing.T) {
-	if os.Getenv("MERIDIAN_BENCH_SMOKE") != "1" {
-		t.Skip("set MERIDIAN_BENCH_SMOKE=1 (root, iproute2, /dev/net/tun, chrony, linuxptp; about a minute)")
-	}
-	bin := t.TempDir()
-	for _, c := range []string{"meridiand", "meridian-bench"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, c), "github.com/meridiantime/meridian/cmd/"+c).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", c, err, out)
-		}
-	}
+	bin := smokeBinaries(t, "root, iproute2, /dev/net/tun, chrony, linuxptp; about a minute")
 	out := t.TempDir()
 	const injected = 5 * time.Millisecond
 	run := func(args ...string) []byte {

@@ -21,15 +21,7 @@ import (
 // meridiand serving ≥ 99% of 1000 clients, and a results.json that
 // report.Load accepts, with meridiand's efficiency row.
 func TestPTPServerSmoke(t *testing.T) {
-	if os.Getenv("MERIDIAN_BENCH_SMOKE") != "1" {
-		t.Skip("set MERIDIAN_BENCH_SMOKE=1 to run meridian-bench ptp-server --smoke (about 30 s)")
-	}
-	dir := t.TempDir()
-	for _, p := range []string{"meridiand", "meridian-bench"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, p), "github.com/meridiantime/meridian/cmd/"+p).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", p, err, out)
-		}
-	}
+	dir := smokeBinaries(t, "meridian-bench ptp-server --smoke, about 30 s")
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command(filepath.Join(dir, "meridian-bench"), "ptp-server", "--smoke", "--out", out, "--meridiand", filepath.Join(dir, "meridiand"))
 	var stdout, stderr bytes.Buffer

@@ -20,15 +20,7 @@ import (
 // measured numbers, results.json that validates, report.html with every
 // section.
 func TestSmoke(t *testing.T) {
-	if os.Getenv("MERIDIAN_BENCH_SMOKE") != "1" {
-		t.Skip("MERIDIAN_BENCH_SMOKE=1 runs it (make bench-smoke)")
-	}
-	bin := t.TempDir()
-	for _, p := range []string{"meridian-bench", "meridiand"} {
-		if b, err := exec.Command("go", "build", "-o", filepath.Join(bin, p), "../"+p).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", p, err, b)
-		}
-	}
+	bin := smokeBinaries(t, "truetime, commit-wait, sim and report in reduced form, about 20 s")
 	scenarios, err := filepath.Abs("../../sim/scenarios")
 	if err != nil {
 		t.Fatal(err)
