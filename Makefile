@@ -64,6 +64,8 @@ bench:
 # into $(BENCH_OUT), then bench/RESULTS.md and its plots rendered from
 # $(BENCH_OUT)/results.json (nothing in it is typed in).
 BENCH_OUT ?= bench/out
+# Taken when make starts: the commit the binaries are built from.
+BENCH_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +uncommitted)
 bench-results:
 	rm -rf $(BENCH_OUT)
 	$(GO) build -o bin/meridiand ./cmd/meridiand
@@ -77,7 +79,7 @@ bench-results:
 	./bin/meridian-bench accuracy --meridiand bin/meridiand --measure 60s --out $(BENCH_OUT)
 	./bin/meridian-bench stability --out $(BENCH_OUT)
 	./bin/meridian-bench report --out $(BENCH_OUT) --markdown bench/RESULTS.md \
-	  --run "commit $$(git rev-parse --short HEAD), $$(date -u +%Y-%m-%dT%H:%MZ), $$(nproc) cores ($$(uname -r)); reproduce: make bench-results"
+	  --run "commit $(BENCH_COMMIT), $$(date -u +%Y-%m-%dT%H:%MZ), $$(nproc) cores ($$(uname -r)); reproduce: make bench-results"
 
 
 # meridiand's memory (docs/memory.md): idle, under an open-loop NTP load of
