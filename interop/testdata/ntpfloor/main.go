@@ -10,7 +10,13 @@
 // this host's clock read once per batch, and it claims a synchronization it
 // does not have. It binds loopback or private addresses only.
 //
-//	ntpfloor ADDR:PORT
+// With --rx-stamps it also asks the kernel for a software receive stamp of
+// every datagram (SO_TIMESTAMPING, as meridiand's server does) and takes
+// each one with its datagram, without using it: the floor of a server whose
+// receive timestamps come from the kernel, which is what the replies of a
+// server that is not allowed wrong timestamps cost.
+//
+//	ntpfloor [--rx-stamps] ADDR:PORT
 package main
 
 import (
@@ -42,13 +48,18 @@ func mmsg(trap uintptr, fd int, h []mmsghdr, flags int) (int, unix.Errno) {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: ntpfloor ADDR:PORT")
+	args := os.Args[1:]
+	rxStamps := len(args) == 2 && args[0] == "--rx-stamps"
+	if rxStamps {
+		args = args[1:]
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: ntpfloor [--rx-stamps] ADDR:PORT")
 		os.Exit(2)
 	}
-	ap, err := netip.ParseAddrPort(os.Args[1])
+	ap, err := netip.ParseAddrPort(args[0])
 	if err != nil || !ap.Addr().Is4() || !(ap.Addr().IsLoopback() || ap.Addr().IsPrivate()) {
-		fmt.Fprintf(os.Stderr, "ntpfloor: %q: want an IPv4 loopback or private ADDR:PORT (a benchmark fixture, never a server)\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "ntpfloor: %q: want an IPv4 loopback or private ADDR:PORT (a benchmark fixture, never a server)\n", args[0])
 		os.Exit(2)
 	}
 	runtime.GOMAXPROCS(1)
@@ -56,13 +67,18 @@ func main() {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err == nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		if rxStamps {
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING, unix.SOF_TIMESTAMPING_RX_SOFTWARE|unix.SOF_TIMESTAMPING_SOFTWARE)
+		}
+	}
+	if err == nil {
 		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ntpfloor:", err)
 		os.Exit(1)
 	}
-	serve(fd)
+	serve(fd, rxStamps)
 }
 
 // ntpTime converts Unix nanoseconds to a 64-bit NTP timestamp.
@@ -71,8 +87,9 @@ func ntpTime(unixNS int64) uint64 {
 	return sec<<32 | (uint64(unixNS%1e9)<<32)/1e9
 }
 
-func serve(fd int) {
+func serve(fd int, rxStamps bool) {
 	var (
+		oob  [batch][128]byte
 		rh   [batch]mmsghdr
 		sh   [batch]mmsghdr
 		riov [batch]unix.Iovec
@@ -86,6 +103,9 @@ func serve(fd int) {
 		riov[i].SetLen(len(rbuf[i]))
 		rh[i].hdr.Iov, rh[i].hdr.Iovlen = &riov[i], 1
 		rh[i].hdr.Name = (*byte)(unsafe.Pointer(&from[i]))
+		if rxStamps {
+			rh[i].hdr.Control = &oob[i][0]
+		}
 		siov[i].Base = &sbuf[i][0]
 		siov[i].SetLen(48)
 		sh[i].hdr.Iov, sh[i].hdr.Iovlen = &siov[i], 1
@@ -95,6 +115,9 @@ func serve(fd int) {
 	for {
 		for i := range rh {
 			rh[i].hdr.Namelen = unix.SizeofSockaddrInet4
+			if rxStamps {
+				rh[i].hdr.SetControllen(len(oob[i]))
+			}
 		}
 		n, e := mmsg(unix.SYS_RECVMMSG, fd, rh[:], unix.MSG_WAITFORONE)
 		if e != 0 || n <= 0 {
