@@ -27,6 +27,15 @@ func ntpToUnixNS(ts uint64) int64 {
 	return (int64(ts>>32)-ntpUnixOffset)*1e9 + int64((ts&0xffffffff)*1e9>>32)
 }
 
+// unsynchronized reports whether a reply that failed the check is a server
+// saying it cannot serve time — LI 3 (alarm) or stratum 0 (a kiss-o'-death)
+// — rather than a reply with wrong content: counted apart (Unsynchronized),
+// so that "0 bad replies" speaks of timestamps and "unsynchronized" of a
+// server's honest state.
+func unsynchronized(b []byte) bool {
+	return len(b) >= 48 && b[0]&7 == 4 && (b[0]>>6 == 3 || b[1] == 0)
+}
+
 // replyCheck validates replies of one load.
 type replyCheck struct {
 	start time.Time // the load's start: origins are ns since it

@@ -49,5 +49,11 @@ func TestReplyCheck(t *testing.T) {
 		if _, ok := c.check(b, el, wall); ok {
 			t.Errorf("%s: accepted", name)
 		}
+		// LI 3 and stratum 0 are the server's honest "cannot serve";
+		// everything else is a wrong reply.
+		want := name == "LI 3" || name == "stratum 0 (KoD)"
+		if got := unsynchronized(b); got != want {
+			t.Errorf("%s: counted as unsynchronized %v, want %v", name, got, want)
+		}
 	}
 }

@@ -29,7 +29,8 @@ type NTPLoad struct {
 // NTPLoadResult is what a load measured.
 type NTPLoadResult struct {
 	Sent, Received     int64 // Received: good replies only
-	Bad                int64 // replies that failed the checks (see ntpcheck.go)
+	Bad                int64 // replies that failed the checks (see ntpcheck.go), unsynchronized ones apart
+	Unsynchronized     int64 // replies with LI 3 or stratum 0: the server said it cannot serve time
 	Elapsed            time.Duration
 	RepliesPerSecond   float64
 	LatencyP50, LatP99 time.Duration
@@ -70,7 +71,7 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var sent, recv, bad atomic.Int64
+	var sent, recv, bad, unsync atomic.Int64
 	lats := make([][]time.Duration, cfg.Clients)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -127,6 +128,8 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 				if lat, ok := rc.check(buf[:n], time.Since(start), time.Now().UnixNano()); ok {
 					recv.Add(1)
 					lats[i] = append(lats[i], lat)
+				} else if unsynchronized(buf[:n]) {
+					unsync.Add(1)
 				} else {
 					bad.Add(1)
 				}
@@ -144,7 +147,7 @@ func RunNTPLoad(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) {
 	default:
 	}
 	all := mergeLatencies(lats)
-	r := NTPLoadResult{Sent: min(sent.Load(), max(cfg.MaxRequests, sent.Load())), Received: recv.Load(), Bad: bad.Load(), Elapsed: el}
+	r := NTPLoadResult{Sent: min(sent.Load(), max(cfg.MaxRequests, sent.Load())), Received: recv.Load(), Bad: bad.Load(), Unsynchronized: unsync.Load(), Elapsed: el}
 	if cfg.MaxRequests > 0 {
 		r.Sent = min(sent.Load(), cfg.MaxRequests)
 	}

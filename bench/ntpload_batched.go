@@ -24,7 +24,7 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var sent, recv, bad atomic.Int64
+	var sent, recv, bad, unsync atomic.Int64
 	lats := make([][]time.Duration, cfg.Clients)
 	start := time.Now()
 	check := replyCheck{start: start}
@@ -119,15 +119,19 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 					continue
 				}
 				el, wall := time.Since(start), time.Now().UnixNano()
-				good := 0
+				good, unsynced := 0, 0
 				for j := 0; j < nRecv; j++ {
-					if lat, ok := check.check(resps[j][:min(int(rx[j].Len), len(resps[j]))], el, wall); ok {
+					reply := resps[j][:min(int(rx[j].Len), len(resps[j]))]
+					if lat, ok := check.check(reply, el, wall); ok {
 						lats[i] = append(lats[i], lat)
 						good++
+					} else if unsynchronized(reply) {
+						unsynced++
 					}
 				}
 				recv.Add(int64(good))
-				bad.Add(int64(nRecv - good))
+				unsync.Add(int64(unsynced))
+				bad.Add(int64(nRecv - good - unsynced))
 				if nRecv > 0 && !burst(nRecv) {
 					return
 				}
@@ -137,7 +141,7 @@ func RunNTPLoadBatched(ctx context.Context, cfg NTPLoad) (NTPLoadResult, error) 
 	wg.Wait()
 	el := time.Since(start)
 	all := mergeLatencies(lats)
-	r := NTPLoadResult{Sent: sent.Load(), Received: recv.Load(), Bad: bad.Load(), Elapsed: el}
+	r := NTPLoadResult{Sent: sent.Load(), Received: recv.Load(), Bad: bad.Load(), Unsynchronized: unsync.Load(), Elapsed: el}
 	if cfg.MaxRequests > 0 {
 		r.Sent = min(r.Sent, cfg.MaxRequests)
 	}

@@ -76,6 +76,7 @@ type measurement struct {
 	Sent          int64   `json:"sent"`
 	Received      int64   `json:"received"`
 	Bad           int64   `json:"bad"`
+	Unsync        int64   `json:"unsynchronized"` // LI 3 or stratum 0: the server said it cannot serve time
 	ElapsedS      float64 `json:"elapsed_s"`
 	CPUS          float64 `json:"server_cpu_s"`
 	RepliesPerS   float64 `json:"replies_per_s"`
@@ -100,6 +101,7 @@ type summary struct {
 	MedianVsBare float64            `json:"median_meridiand_vs_bare"`
 	MedianVsChr  float64            `json:"median_meridiand_vs_chronyd,omitempty"`
 	Bad          map[string]int64   `json:"bad"`
+	Unsync       map[string]int64   `json:"unsynchronized"`
 	Unjudged     int                `json:"rounds_unjudged"`          // a server got < minJudgedCPU, or others > maxOthersShare of a core: no ratio from that round
 	Silent       int                `json:"rounds_meridiand_silent"`  // rounds in which meridiand answered nothing
 	PerCPU       map[string]float64 `json:"median_replies_per_cpu_s"` // over the judged rounds
@@ -172,7 +174,7 @@ func (b *ntpBench) measure(c *contestant, round int) (measurement, error) {
 	gen1, _ := bench.ProcessCPU(os.Getpid())
 	core01, _ := bench.CoreBusy(0)
 	core11, _ := bench.CoreBusy(1)
-	m := measurement{Kind: "measurement", Round: round, Server: c.name, Sent: res.Sent, Received: res.Received, Bad: res.Bad,
+	m := measurement{Kind: "measurement", Round: round, Server: c.name, Sent: res.Sent, Received: res.Received, Bad: res.Bad, Unsync: res.Unsynchronized,
 		ElapsedS: res.Elapsed.Seconds(), CPUS: (cpu1 - cpu0).Seconds(), RepliesPerS: res.RepliesPerSecond,
 		P50US: float64(res.LatencyP50) / 1e3, P99US: float64(res.LatP99) / 1e3,
 		Others0S: max(0, (core01 - core00 - (gen1 - gen0)).Seconds()), Others1S: max(0, (core11 - core10 - (cpu1 - cpu0)).Seconds())}
@@ -307,7 +309,7 @@ func median(x []float64) float64 {
 }
 
 func summarize(all []measurement, rounds int, dur time.Duration) summary {
-	s := summary{Kind: "summary", Rounds: rounds, DurationS: dur.Seconds(), Bad: map[string]int64{}, PerCPU: map[string]float64{}}
+	s := summary{Kind: "summary", Rounds: rounds, DurationS: dur.Seconds(), Bad: map[string]int64{}, Unsync: map[string]int64{}, PerCPU: map[string]float64{}}
 	per := map[string][]float64{}
 	for r := 1; r <= rounds; r++ {
 		byName := map[string]float64{}
@@ -346,6 +348,7 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 	}
 	for _, m := range all {
 		s.Bad[m.Server] += m.Bad
+		s.Unsync[m.Server] += m.Unsync
 	}
 	for k, v := range per {
 		s.PerCPU[k] = median(v)
@@ -355,9 +358,9 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 }
 
 func printTables(all []measurement, s summary) {
-	fmt.Printf("%-6s %-11s %10s %6s %11s %9s %14s %9s %9s %13s\n", "round", "server", "received", "bad", "replies/s", "cpu-s", "replies/cpu-s", "p50", "p99", "others cpu0/1")
+	fmt.Printf("%-6s %-11s %10s %6s %7s %11s %9s %14s %9s %9s %13s\n", "round", "server", "received", "bad", "unsync", "replies/s", "cpu-s", "replies/cpu-s", "p50", "p99", "others cpu0/1")
 	for _, m := range all {
-		fmt.Printf("%-6d %-11s %10d %6d %11.0f %9.2f %14.0f %7.0fµs %7.0fµs %6.2f/%.2fs\n", m.Round, m.Server, m.Received, m.Bad, m.RepliesPerS, m.CPUS, m.RepliesPerCPU, m.P50US, m.P99US, m.Others0S, m.Others1S)
+		fmt.Printf("%-6d %-11s %10d %6d %7d %11.0f %9.2f %14.0f %7.0fµs %7.0fµs %6.2f/%.2fs\n", m.Round, m.Server, m.Received, m.Bad, m.Unsync, m.RepliesPerS, m.CPUS, m.RepliesPerCPU, m.P50US, m.P99US, m.Others0S, m.Others1S)
 	}
 	if s.Unjudged > 0 {
 		fmt.Printf("%d of %d rounds not judged (a server below %v of CPU, or others above %.0f%% of a core)\n", s.Unjudged, s.Rounds, minJudgedCPU, 100*maxOthersShare)

@@ -50,6 +50,11 @@ func TestSmokeVerdict(t *testing.T) {
 		t.Errorf("a bad reply passed: %+v", v)
 	}
 	all = rounds(5, 300e3, 300e3, 100e3, time.Second)
+	all[4].Unsync = 1
+	if v := checkSmoke(summarize(all, 5, 2*time.Second), true); v.Pass || !strings.Contains(v.Reason, "unsynchronized") {
+		t.Errorf("an unsynchronized reply passed: %+v", v)
+	}
+	all = rounds(5, 300e3, 300e3, 100e3, time.Second)
 	for i := range all {
 		if all[i].Server == "meridiand" && all[i].Round == 2 {
 			all[i].Received, all[i].RepliesPerCPU = 0, 0

@@ -58,6 +58,11 @@ func checkSmoke(s summary, withChronyd bool) smokeVerdict {
 			why = append(why, fmt.Sprintf("%s sent %d bad replies", name, n))
 		}
 	}
+	for name, n := range s.Unsync {
+		if n > 0 {
+			why = append(why, fmt.Sprintf("%s said it was unsynchronized (LI 3 or stratum 0) in %d replies", name, n))
+		}
+	}
 	if s.MedianVsBare < floorVsBare-marginVsBare {
 		why = append(why, fmt.Sprintf("meridiand/bare %.3f < floor %.2f − margin %.2f", s.MedianVsBare, floorVsBare, marginVsBare))
 	}
