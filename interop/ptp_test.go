@@ -7,15 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/meridiantime/meridian/bench/accuracy"
+	"github.com/meridiantime/meridian/bench/ptpload"
 	"github.com/meridiantime/meridian/impair"
 )
 
@@ -124,26 +124,6 @@ func runMeridiandCmd(t testing.TB, ns, yaml string) (dir string, d *exec.Cmd) {
 	return dir, d
 }
 
-// ptp4lMasterConf is ptp4l as a unicast master on iface: master only,
-// unicast_listen, clockClass 6 (a reference, not 248), software stamps,
-// UDPv4, E2E, free running.
-func ptp4lMasterConf(iface string) string {
-	return fmt.Sprintf(`[global]
-free_running 1
-masterOnly 1
-unicast_listen 1
-clockClass 6
-time_stamping software
-network_transport UDPv4
-delay_mechanism E2E
-uds_address DIR/master.sock
-logging_level 6
-[%s]
-`, iface)
-}
-
-var masterOffsetRe = regexp.MustCompile(`master offset\s+(-?\d+) s\d freq\s+[-+]?\d+ path delay\s+(-?\d+)`)
-
 // ptp4l (linuxptp 3.1.1, software stamps, unicast UDPv4, slave only, free
 // running) in its own namespace as a client of meridiand's grandmaster,
 // whose virtual clock runs +6 ms ahead of the host clock (ptp4l's): ptp4l
@@ -161,37 +141,20 @@ grpc: {listen: []}
 shm: {path: DIR/tt.shm}
 state_dir: DIR/state
 `, addrB))
-	lines := ptp4l(t, nsA, fmt.Sprintf(`[global]
-free_running 1
-slaveOnly 1
-time_stamping software
-network_transport UDPv4
-delay_mechanism E2E
-uds_address DIR/slave.sock
-summary_interval 0
-logging_level 6
-unicast_req_duration 60
-[unicast_master_table]
-table_id 1
-logQueryInterval 0
-UDPv4 %s
-[%s]
-unicast_master_table 1
-`, addrB, p.Iface[impair.A]))
+	lines := ptp4l(t, nsA, accuracy.Ptp4lSlaveConf("DIR/slave.sock", addrB, p.Iface[impair.A]))
 	var offs []float64
 	deadline := time.After(60 * time.Second)
 	for len(offs) < 20 {
 		select {
 		case l := <-lines:
-			m := masterOffsetRe.FindStringSubmatch(l)
-			if m == nil {
-				continue
+			m, ok, err := accuracy.ParseMasterOffset(l)
+			if err != nil {
+				t.Fatal(err)
 			}
-			off, _ := strconv.ParseFloat(m[1], 64)
-			if delay, _ := strconv.ParseFloat(m[2], 64); delay == 0 {
-				continue // the first line, before a delay measurement
+			if !ok || m.PathDelayNS == 0 {
+				continue // not a report, or the first one, before a delay measurement
 			}
-			offs = append(offs, off)
+			offs = append(offs, float64(m.OffsetNS))
 		case <-deadline:
 			t.Fatalf("ptp4l printed %d master offset lines in 60 s", len(offs))
 		}
@@ -214,7 +177,7 @@ func TestMeridianClientOfPtp4lMaster(t *testing.T) {
 	need(t, "ptp4l")
 	p := netnsPair(t)
 	nsA, nsB, addrB := p.NS[impair.A], p.NS[impair.B], p.Addr[impair.B].String()
-	ptp4l(t, nsB, ptp4lMasterConf(p.Iface[impair.B]))
+	ptp4l(t, nsB, ptpload.Ptp4lConf(p.Iface[impair.B]))
 	dir := runMeridiand(t, nsA, fmt.Sprintf(`local_stratum: 0
 clock_offset: -4ms
 sources: [{type: ptp, address: %q, timestamping: software, poll: 1s}]

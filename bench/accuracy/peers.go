@@ -152,11 +152,11 @@ func chronycLine(sock string, args ...string) (string, error) {
 	return line, nil
 }
 
-// startPtp4l runs ptp4l (slave only, free running, software stamps,
-// unicast UDPv4 to server) on iface in side's namespace; each output line
-// goes to onLine with the instant it was read, and to dir/name.log.
-func startPtp4l(p *impair.Pair, side impair.Side, dir, name string, server netip.Addr, onLine func(time.Time, string)) (*proc, error) {
-	conf := fmt.Sprintf(`[global]
+// Ptp4lSlaveConf is ptp4l as a unicast client of master on iface: slave
+// only, free running (never touching a clock), software stamps, UDPv4, E2E,
+// 60 s grants, its command socket at uds.
+func Ptp4lSlaveConf(uds, master, iface string) string {
+	return fmt.Sprintf(`[global]
 free_running 1
 slaveOnly 1
 time_stamping software
@@ -172,7 +172,14 @@ logQueryInterval 0
 UDPv4 %s
 [%s]
 unicast_master_table 1
-`, filepath.Join(dir, name+".sock"), server, p.Iface[side])
+`, uds, master, iface)
+}
+
+// startPtp4l runs ptp4l (slave only, free running, software stamps,
+// unicast UDPv4 to server) on iface in side's namespace; each output line
+// goes to onLine with the instant it was read, and to dir/name.log.
+func startPtp4l(p *impair.Pair, side impair.Side, dir, name string, server netip.Addr, onLine func(time.Time, string)) (*proc, error) {
+	conf := Ptp4lSlaveConf(filepath.Join(dir, name+".sock"), server.String(), p.Iface[side])
 	if !strings.Contains(conf, "free_running 1") {
 		return nil, errors.New("accuracy: ptp4l config without free_running 1")
 	}
