@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"math"
 	"os"
@@ -302,25 +301,17 @@ func (rep *ptpServerReport) efficiencyRows() []report.EfficiencyRow {
 
 // write writes DIR/ptp-server.json and merges the efficiency rows into
 // DIR/results.json (replacing rows of an earlier ptp-server run, keeping
-// everything else).
+// everything else), through the subcommands' one finish.
 func (rep *ptpServerReport) write(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	g := &globalFlags{out: dir, stdout: io.Discard}
+	if err := g.finish("ptp-server", rep, rep.merge); err != nil {
 		return fmt.Errorf("ptp-server: --out: %w", err)
 	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "ptp-server.json"), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("ptp-server: --out: %w", err)
-	}
-	res, err := report.Load(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		res = &report.Results{Title: "meridian-bench results"}
-	case err != nil:
-		return fmt.Errorf("ptp-server: --out: not merging into an invalid file: %w", err)
-	}
+	return nil
+}
+
+// merge puts this run's server efficiency rows into res.
+func (rep *ptpServerReport) merge(res *report.Results) {
 	if res.Run == "" {
 		host, _ := os.Hostname()
 		res.Run = fmt.Sprintf("%s on %s, %s", rep.Command, host, time.Now().UTC().Format(time.RFC3339))
@@ -348,10 +339,6 @@ func (rep *ptpServerReport) write(dir string) error {
 	if len(res.NotMeasured) == 0 {
 		res.NotMeasured = nil
 	}
-	if err := report.Save(dir, res); err != nil {
-		return fmt.Errorf("ptp-server: --out: %w", err)
-	}
-	return nil
 }
 
 // runBar is one run's phase in the shared progress (progress.go):

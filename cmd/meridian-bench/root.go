@@ -122,7 +122,7 @@ func loadOrNew(dir string) (*report.Results, error) {
 	if _, serr := os.Stat(filepath.Join(dir, report.ResultsFile)); errors.Is(serr, os.ErrNotExist) {
 		return &report.Results{Title: "meridian-bench results"}, nil
 	}
-	return nil, err
+	return nil, fmt.Errorf("not merging into an invalid file: %w", err)
 }
 
 // filled clears a section's not-measured reason once it is filled.
