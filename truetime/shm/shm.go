@@ -656,6 +656,8 @@ func (r *Reader) Now() (truetime.Interval, error) {
 	} else {
 		raw, boot = hostclock.BootRawNS() // a direct call: the fast path
 	}
+	// r.bound, written out: the call and its by-value estimate cost
+	// about 2 ns of a 64 ns read (BenchmarkShmNowVsTimeNow).
 	var iv truetime.Interval
 	if r.noJudge {
 		iv = truetime.BoundOf(c.m.At(raw), &c.e)
