@@ -39,8 +39,10 @@ type batchIO struct {
 	failed   func(e syscall.Errno) // counts one entry the kernel refused
 	recvFunc func(fd uintptr) bool
 	sendFunc func(fd uintptr) bool
-	now      served       // the served clock, read once per batch after its receive
-	readNow  func() int64 // reads it into now (allocated once)
+	now      served           // the served clock, read once per batch after its receive
+	readNow  func() int64     // reads it into now (allocated once)
+	late     served           // the served clock read again just before sendmmsg
+	rxNS     [batchSize]int64 // of each tx entry: its request's receive timestamp
 }
 
 func newBatchIO() *batchIO {
@@ -163,9 +165,10 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 //
 // The clocks are read once per batch, after recvmmsg returned: CLOCK_REALTIME
 // and then the served clock (hwts.ClockPair), which converts each request's
-// kernel receive stamp by its age (rxAt: late, never early) and is the
-// transmit timestamp of every reply in the batch — later than each
-// request's receive, earlier than each reply's send (early, never late).
+// kernel receive stamp by its age (rxAt: late, never early). The served
+// clock is read once more just before sendmmsg (stampLate) for the transmit
+// timestamp of every basic reply in the batch — later than each request's
+// receive, earlier than each reply's send (early, never late).
 func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	mono := monoNS()
 	if b.readNow == nil {
@@ -184,6 +187,7 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 			continue
 		}
 		b.verdicts[b.nTx] = v
+		b.rxNS[b.nTx] = rxNS
 		t := &b.tx[b.nTx]
 		b.txIov[b.nTx].Base = &b.resps[i][0]
 		b.txIov[b.nTx].SetLen(rl)
@@ -201,6 +205,7 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	if b.nTx == 0 {
 		return nil
 	}
+	b.stampLate(s)
 	b.sent = 0
 	if err := rc.Write(b.sendFunc); err != nil {
 		return err
@@ -226,4 +231,37 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 		_ = rc.Control(b.stampFn)
 	}
 	return nil
+}
+
+// stampLate reads the served clock again, after the batch's replies are
+// built and just before they are sent, and moves the transmit timestamp of
+// every synchronized basic reply to it. A transmit timestamp read at the
+// batch's receive is early by the whole batch's work; a client's offset is
+// biased by half of that (its response leg looks longer than it is), and
+// its delay by all of it. The stamp stays early, never late: it is read
+// before sendmmsg. Interleaved replies carry a kernel stamp, KoD and
+// unsynchronized replies the receive time: they are left alone. If a new
+// estimate was published between the two reads, or the clock is no longer
+// synchronized, every reply keeps its first reading (stratum, leap, root
+// delay and dispersion come from that estimate and must agree with it).
+func (b *batchIO) stampLate(s *Server) {
+	b.late.est = s.ts.Estimate()
+	if b.now.err != nil || b.late.est != b.now.est {
+		return
+	}
+	b.late.read(s.ts)
+	if b.late.err != nil {
+		return
+	}
+	b.late.iv.EarliestNS += s.testTxShiftNS
+	b.late.iv.LatestNS += s.testTxShiftNS
+	mid := max(b.late.iv.MidNS(), b.now.iv.MidNS())
+	disp := engine.NSToShort(max(0, b.late.iv.EpsNS()-b.late.est.RootDelayNS/2))
+	for j, v := range b.verdicts[:b.nTx] {
+		if v.kind() != Reply || v&(flagXleave|flagUnsync) != 0 {
+			continue
+		}
+		r := (*[engine.HeaderLen]byte)(unsafe.Pointer(b.txIov[j].Base))
+		engine.PatchTransmit(r[:], max(mid, b.rxNS[j]), disp)
+	}
 }

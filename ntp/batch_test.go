@@ -2,11 +2,29 @@ package ntp
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/meridiantime/meridian/ntp/engine"
+	"github.com/meridiantime/meridian/truetime"
 )
+
+// steadyTS serves this host's clock from one estimate, published once, as
+// the daemon's clock does between updates (hostTS makes a new estimate at
+// every call, so the late transmit read would never apply).
+type steadyTS struct{ est truetime.Estimate }
+
+func newSteadyTS() *steadyTS {
+	n := time.Now().UnixNano()
+	return &steadyTS{est: truetime.Estimate{Status: truetime.Synchronized, LocalNS: n, Eps0NS: 1000, MaxErrorNS: 1e9,
+		Stratum: 1, RefID: 0x474e5353, LastSampleNS: n}}
+}
+func (h *steadyTS) LocalNS() int64              { return time.Now().UnixNano() }
+func (h *steadyTS) Estimate() truetime.Estimate { return h.est }
+func (h *steadyTS) Now() (truetime.Interval, error) {
+	return truetime.Bound(h.LocalNS(), h.est), nil
+}
 
 // bracketRun sends bursts of requests from one client socket with kernel
 // receive stamps to a batched server serving this host's clock, each
@@ -58,25 +76,127 @@ func bracketRun(t *testing.T, s *Server, bursts, perBurst int) (bad []string, ba
 // timestamp: against the host clock each reply's receive and transmit
 // timestamps lie between the request's send and the reply's arrival.
 func TestBatchTimestampsBracketedByHostClock(t *testing.T) {
-	s := NewServer(hostTS{}, RateLimit{}, quietLog())
-	bad, batched := bracketRun(t, s, 50, 16)
-	if len(bad) > 0 {
-		t.Fatalf("%d of %d replies outside the host-clock bracket, first: %s", len(bad), 50*16, bad[0])
+	for _, ts := range []TimeSource{hostTS{}, newSteadyTS()} {
+		s := NewServer(ts, RateLimit{}, quietLog())
+		bad, batched := bracketRun(t, s, 50, 16)
+		if len(bad) > 0 {
+			t.Fatalf("%T: %d of %d replies outside the host-clock bracket, first: %s", ts, len(bad), 50*16, bad[0])
+		}
+		if batched == 0 {
+			t.Fatalf("%T: no two replies answered in one batch: the test did not exercise the per-batch read", ts)
+		}
+		t.Logf("%T: %d of %d replies answered in batches of more than one", ts, batched, 50*16)
 	}
-	if batched == 0 {
-		t.Fatal("no two replies answered in one batch: the test did not exercise the per-batch read")
-	}
-	t.Logf("%d of %d replies answered in batches of more than one", batched, 50*16)
 }
 
 // Negative control: a transmit reading 200 µs late (test knob) puts replies'
 // transmit timestamps after their arrival, and the bracket reports it.
 func TestBatchTimestampsNegativeControl(t *testing.T) {
-	s := NewServer(hostTS{}, RateLimit{}, quietLog())
+	s := NewServer(newSteadyTS(), RateLimit{}, quietLog())
 	s.testTxShiftNS = 200_000
 	bad, _ := bracketRun(t, s, 5, 16)
 	if len(bad) == 0 {
 		t.Fatal("transmit timestamps 200 µs late went unnoticed")
 	}
 	t.Logf("detected: %s (%d of %d)", bad[0], len(bad), 5*16)
+}
+
+// stepTS is a served clock that moves 1 ms at every reading and remembers
+// its readings; its estimate can be replaced from the second call of
+// Estimate on (a publication between the batch's two reads).
+type stepTS struct {
+	mu        sync.Mutex
+	local     int64
+	est, next truetime.Estimate
+	estCalls  int
+	reads     []int64
+}
+
+func newStepTS() *stepTS {
+	e := truetime.Estimate{Status: truetime.Synchronized, LocalNS: now, Eps0NS: 50_000, MaxErrorNS: 1e9,
+		Stratum: 2, RefID: 0x7f000001, RootDelayNS: 20_000, LastSampleNS: now - 1e9}
+	return &stepTS{local: now, est: e, next: e}
+}
+func (f *stepTS) LocalNS() int64 { f.mu.Lock(); defer f.mu.Unlock(); return f.local }
+func (f *stepTS) Estimate() truetime.Estimate {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.estCalls++
+	if f.estCalls > 1 {
+		return f.next
+	}
+	return f.est
+}
+func (f *stepTS) Now() (truetime.Interval, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.local += 1e6
+	iv := truetime.Bound(f.local, f.est)
+	f.reads = append(f.reads, iv.MidNS())
+	return iv, nil
+}
+
+// oneReply sends one basic request to a batched server on ts and returns
+// the reply.
+func oneReply(t *testing.T, ts TimeSource) engine.Header {
+	t.Helper()
+	s := NewServer(ts, RateLimit{}, quietLog())
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	cl := newXClient(t, "127.0.0.1:0", s.Addr())
+	if _, err := cl.c.Write(xreq(0, 0, 12345)); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := cl.read(t)
+	return h
+}
+
+// A basic reply's transmit timestamp is the served clock's last reading
+// before the send, not the reading taken when the batch arrived: the work
+// between the two (a whole batch of replies) would otherwise count as
+// path delay, and half of it as offset, in every client.
+func TestBatchTransmitReadBeforeSend(t *testing.T) {
+	ts := newStepTS()
+	h := oneReply(t, ts)
+	ts.mu.Lock()
+	reads := append([]int64(nil), ts.reads...)
+	ts.mu.Unlock()
+	tx, rx := engine.ToUnixNS(h.Transmit, now), engine.ToUnixNS(h.Receive, now)
+	// The receive timestamp is the batch's first reading less the
+	// request's age in the kernel (µs); the transmit reading comes at
+	// least one reading (1 ms here) later.
+	if tx-rx < 1e6 {
+		t.Fatalf("transmit − receive = %d ns: the transmit timestamp is the receive-time reading, not one taken before the send (readings %v)", tx-rx, reads)
+	}
+	if last := reads[len(reads)-1]; tx != last {
+		t.Fatalf("transmit %d is not the last reading %d (readings %v)", tx, last, reads)
+	}
+	// The root dispersion is the late reading's: ε − root delay/2.
+	iv := truetime.Bound(ts.local, ts.est)
+	if want := engine.NSToShort(iv.EpsNS() - ts.est.RootDelayNS/2); h.RootDisp != want {
+		t.Fatalf("root dispersion %#x, want %#x (the late reading's)", h.RootDisp, want)
+	}
+}
+
+// When a new estimate is published between the batch's
+// two reads, the reply keeps its first reading (its stratum, leap and root
+// figures come from the first estimate and must agree with its transmit
+// timestamp).
+func TestBatchTransmitKeptAcrossPublication(t *testing.T) {
+	ts := newStepTS()
+	ts.next.Stratum = 3
+	ts.next.LastSampleNS++
+	h := oneReply(t, ts)
+	ts.mu.Lock()
+	reads := append([]int64(nil), ts.reads...)
+	ts.mu.Unlock()
+	tx, rx := engine.ToUnixNS(h.Transmit, now), engine.ToUnixNS(h.Receive, now)
+	if tx-rx >= 1e6 {
+		t.Fatalf("transmit − receive = %d ns: a reading from after the new publication was used (readings %v)", tx-rx, reads)
+	}
+	if h.Stratum != 2 {
+		t.Fatalf("stratum %d, want the first estimate's 2", h.Stratum)
+	}
 }

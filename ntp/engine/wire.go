@@ -103,6 +103,15 @@ func DecodeHeader(b []byte) (h Header, ok bool) {
 	return h, true
 }
 
+// PatchTransmit rewrites an encoded reply's transmit timestamp and root
+// dispersion (a later reading of the same estimate: the dispersion only
+// grows), leaving every other field as it was.
+func PatchTransmit(b []byte, txNS int64, rootDisp uint32) {
+	_ = b[HeaderLen-1]
+	binary.BigEndian.PutUint32(b[8:], rootDisp)
+	binary.BigEndian.PutUint64(b[40:], ToNTP(txNS))
+}
+
 func (h *Header) Encode(b []byte) {
 	_ = b[HeaderLen-1]
 	b[0] = h.Leap<<6 | (h.Version&7)<<3 | h.Mode&7
