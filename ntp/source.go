@@ -137,6 +137,8 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	var sendGen, prevGen uint64 // step generations at this send and at the last answered one
 	awaiting := false
 	txSrc := hwts.SourceUser
+	var txID uint32 // OPT_ID of the last request sent
+	txPending := false
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -168,9 +170,15 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				awaiting = true
 				// The kernel numbers only the datagrams it took (OPT_ID): a
 				// failed send must not move the count.
-				txSrc = s.txStamp(e, stamps, stamps.NextTxID())
+				txID, txPending = stamps.NextTxID(), true
 			}
 		}
+		// The transmit stamp is collected when the reply comes (or before
+		// the next poll), not now: work on this CPU right after the send
+		// delays whatever the send woke to carry the datagram (a virtual
+		// NIC, a tunnel, a bridge: the scheduler often wakes it here), and
+		// that delay lands in the request leg, after t1, as offset. chronyd
+		// also goes back to waiting at once and reads the stamp later.
 		wait := time.Duration(e.Ready().DeadlineNS - s.clk.NowNS())
 		_ = conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
 		for {
@@ -180,9 +188,19 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				if ctx.Err() != nil {
 					return nil
 				}
+				if txPending {
+					// Unanswered: the stamp still belongs to the engine's
+					// exchange (interleaved mode samples it later).
+					txPending = false
+					txSrc = s.txStamp(e, stamps, txID)
+				}
 				break // deadline (the next poll is due), or ICMP unreachable
 			}
 			t4, rxSrc := stamps.RxToClock(oob[:oobn], realtime, t4)
+			if txPending {
+				txPending = false
+				txSrc = s.txStamp(e, stamps, txID)
+			}
 			e.Step(t4, engine.Input{Kind: engine.InputDatagram, Datagram: buf[:m], RxNS: t4})
 			rd := e.Ready()
 			s.Stats.Reach.Store(uint32(e.Client().Reach()))
