@@ -617,6 +617,12 @@ loop:
 			if d.removed[smp.Name] {
 				continue // in flight from a source a reload removed
 			}
+			if d.log.Enabled(ctx, slog.LevelDebug) {
+				// chronyd's measurements log: every sample, as taken.
+				x := smp.Sample
+				d.log.Debug("sample", "source", smp.Name, "t1_ns", x.T1NS, "offset_ns", int64(x.OffsetNS()), "delay_ns", x.DelayNS(),
+					"request_leg_ns", x.T2NS-x.T1NS, "response_leg_ns", x.T4NS-x.T3NS, "server_ns", x.T3NS-x.T2NS)
+			}
 			if err := d.loop.AddSample(smp.Name, smp.Sample, smp.Gen); err != nil {
 				d.log.Debug("sample rejected", "source", smp.Name, "err", err)
 			}
