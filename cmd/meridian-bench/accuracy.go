@@ -33,7 +33,7 @@ func newAccuracyCmd(g *globalFlags) *cobra.Command {
 		offset             time.Duration
 		smoke, asJSON      bool
 		out, meridiand     string
-		workdir            string
+		workdir, server    string
 	)
 	cmd := &cobra.Command{
 		Use:   "accuracy",
@@ -74,7 +74,10 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 				defer os.RemoveAll(tmp)
 				dir = tmp
 			}
-			opts := accuracy.Options{Meridiand: meridiand, Contestants: contestants, Server: accuracy.ServerMeridiand,
+			if server == accuracy.ServerChronyd && !cmd.Flags().Changed("offset") {
+				offset = 0 // a chronyd server serves this host's clock
+			}
+			opts := accuracy.Options{Meridiand: meridiand, Contestants: contestants, Server: server,
 				InjectedOffsetNS: int64(offset), Warmup: warm, Measure: measure, Dir: dir}
 			if err := accuracy.Requirements(opts); err != nil {
 				return err
@@ -119,6 +122,7 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 	f.DurationVar(&offset, "offset", 5*time.Millisecond, "injected offset: the servers' clocks − this host's clock (±1s)")
 	f.BoolVar(&smoke, "smoke", false, "a quick run: paths clean and asymmetric, 15 s warm-up + 10 s measured (flags given still apply)")
 	f.StringVar(&meridiand, "meridiand", "bin/meridiand", "meridiand binary")
+	f.StringVar(&server, "server", accuracy.ServerMeridiand, "the clients' server: "+accuracy.ServerMeridiand+" (serving --offset ahead) or "+accuracy.ServerChronyd+" (this host's clock, NTP only)")
 	f.StringVar(&workdir, "workdir", "", "keep every configuration and log here (default: a temporary directory, removed)")
 	return cmd
 }
