@@ -25,9 +25,10 @@ const latenessRing = 4096
 type DirStats struct {
 	LinkStats
 	Queued int // frames in flight now
-	// Delivery lateness (written − due), over the last frames delivered:
-	// the part of the wire's overhead spent in this process.
+	// Delivery lateness (write started − due) and the write's own time
+	// (into the kernel's receive path), over the last frames delivered.
 	LatenessP50NS, LatenessP99NS int64
+	WriteP50NS, WriteP99NS       int64
 }
 
 // Stats is both directions'.
@@ -59,6 +60,7 @@ type direction struct {
 	armedNS int64    // the timer's instant; MaxInt64 when disarmed
 	closed  bool
 	late    [latenessRing]int64
+	write   [latenessRing]int64
 	lateN   int
 	pool    sync.Pool
 }
@@ -160,23 +162,38 @@ func (d *direction) stats() DirStats {
 	s := DirStats{LinkStats: d.l.stats, Queued: len(d.l.q)}
 	n := min(d.lateN, latenessRing)
 	late := slices.Clone(d.late[:n])
+	write := slices.Clone(d.write[:n])
 	d.mu.Unlock()
 	if n > 0 {
 		slices.Sort(late)
 		s.LatenessP50NS = late[n/2]
 		s.LatenessP99NS = late[min(n-1, n*99/100)]
+		slices.Sort(write)
+		s.WriteP50NS = write[n/2]
+		s.WriteP99NS = write[min(n-1, n*99/100)]
 	}
 	return s
 }
 
-// arm sets the direction's timer to dueNS (absolute); d.mu held.
+// spinNS is how long before a frame's due instant the delivery thread
+// wakes, to spin to the instant itself. A timerfd wake-up through epoll
+// comes tens to a few hundred µs late on a busy machine, and unevenly: the
+// request and the reply of an exchange go out at different moments of the
+// machine's load, so the lateness was an asymmetry that no calibration
+// (made without delay, hence without timers) could see, and that every
+// client took for offset. Spinning costs at most spinNS of one CPU per
+// delivery, a few per second at the rates of the accuracy runs.
+const spinNS = 200_000
+
+// arm sets the direction's timer to wake the delivery spinNS before dueNS
+// (absolute); d.mu held.
 func (d *direction) arm(dueNS int64) {
 	if dueNS == d.armedNS {
 		return
 	}
 	spec := unix.ItimerSpec{}
 	if dueNS != math.MaxInt64 {
-		spec.Value = unix.NsecToTimespec(max(dueNS, 1)) // zero would disarm
+		spec.Value = unix.NsecToTimespec(max(dueNS-spinNS, 1)) // zero would disarm
 	}
 	// Errors only for a bad fd or value, neither possible here while open.
 	_ = unix.TimerfdSettime(d.tfd, unix.TFD_TIMER_ABSTIME, &spec, nil)
@@ -224,20 +241,33 @@ func (w *Wire) read(d *direction) {
 }
 
 // deliver writes frames out when they are due. It waits on the timerfd
-// through Go's netpoller: the kernel's hrtimer makes the descriptor ready
-// within tens of µs of the due instant, and epoll wakes the runtime at
-// once — where Go's own timers round their sleeps to the millisecond, and a
-// thread blocked in read(2) would hold a P until sysmon took it back.
+// through Go's netpoller, which the kernel's hrtimer makes ready spinNS
+// before the due instant, and spins the rest of the way — where Go's own
+// timers round their sleeps to the millisecond, and a thread blocked in
+// read(2) would hold a P until sysmon took it back.
 func (w *Wire) deliver(d *direction) {
 	defer w.wg.Done()
 	var tick [8]byte
 	var due []*frame
-	var late []int64
+	var late, write []int64
 	for {
 		d.mu.Lock()
 		if d.closed {
 			d.mu.Unlock()
 			return
+		}
+		if nx, ok := d.l.next(); ok {
+			if wait := nx - w.monoNS(); wait > 0 && wait <= spinNS {
+				// Woken early on purpose (arm): spin to the due instant.
+				d.mu.Unlock()
+				for w.monoNS() < nx {
+				}
+				d.mu.Lock()
+				if d.closed {
+					d.mu.Unlock()
+					return
+				}
+			}
 		}
 		due = d.l.popDue(w.monoNS(), due[:0])
 		if nx, ok := d.l.next(); ok {
@@ -246,14 +276,16 @@ func (w *Wire) deliver(d *direction) {
 			d.arm(math.MaxInt64)
 		}
 		d.mu.Unlock()
-		late = late[:0]
+		late, write = late[:0], write[:0]
 		var fwd, werr uint64
 		for _, f := range due {
+			start := w.monoNS()
 			if _, err := d.out.Write(f.buf[:f.n]); err != nil {
 				werr++
 			} else {
 				fwd++
-				late = append(late, w.monoNS()-f.dueNS)
+				late = append(late, start-f.dueNS)
+				write = append(write, w.monoNS()-start)
 			}
 			d.pool.Put(f)
 		}
@@ -261,8 +293,9 @@ func (w *Wire) deliver(d *direction) {
 			d.mu.Lock()
 			d.l.stats.Forwarded += fwd
 			d.l.stats.WriteErr += werr
-			for _, v := range late {
+			for i, v := range late {
 				d.late[d.lateN%latenessRing] = v
+				d.write[d.lateN%latenessRing] = write[i]
 				d.lateN++
 			}
 			d.mu.Unlock()

@@ -72,10 +72,10 @@ func TestWireDriverDelaysAndCloses(t *testing.T) {
 	if st.BtoA.Dropped+st.BtoA.Forwarded != 200 || uint64(got) != st.BtoA.Forwarded || got < 60 || got > 140 {
 		t.Fatalf("b→a: %d read, stats %+v", got, st.BtoA)
 	}
-	if st.AtoB.Forwarded != 20 || st.AtoB.LatenessP50NS <= 0 {
+	if st.AtoB.Forwarded != 20 || st.AtoB.LatenessP50NS < 0 || st.AtoB.WriteP50NS <= 0 {
 		t.Fatalf("a→b stats %+v", st.AtoB)
 	}
-	t.Logf("a→b delivery lateness p50 %v p99 %v", time.Duration(st.AtoB.LatenessP50NS), time.Duration(st.AtoB.LatenessP99NS))
+	t.Logf("a→b delivery lateness p50 %v p99 %v, write p50 %v", time.Duration(st.AtoB.LatenessP50NS), time.Duration(st.AtoB.LatenessP99NS), time.Duration(st.AtoB.WriteP50NS))
 	// Frames in flight at Close are dropped with it; Close returns promptly.
 	w.Configure(Config{AtoB: Path{Delay: time.Hour}})
 	send(ta, 1)
