@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,4 +113,70 @@ func followsReference(t *testing.T, a, b *Daemon, timeout, tol time.Duration) (r
 		t.Fatalf("B's clock still %v from A's after %v (started at -3ms)", lastErr, timeout)
 	}
 	return reads, lastErr
+}
+
+// At log_level debug every sample is logged as taken (chronyd's
+// measurements log): B polls A, whose clock runs 2.5 ms ahead on the same
+// CLOCK_MONOTONIC_RAW, so each sample's offset is 2.5 ms within its own
+// δ/2 (independent truth: the configured offsets), and its delay is the sum
+// of its two legs. At info level no sample is logged.
+func TestDebugLogsEverySample(t *testing.T) {
+	a, cancelA, doneA := startDaemon(t, "local_stratum: 1\nclock_offset: +2.5ms\nntp_server: {listen: [\"127.0.0.1:0\"]}\n")
+	defer func() { cancelA(); <-doneA }()
+	src := fmt.Sprintf("sources: [{type: ntp, address: %q, poll: 125ms}]\n", a.NTPServerAddr())
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		logs := &lockedBuf{}
+		b, cancelB, doneB := runDaemonLog(t, tempConfig(t, "local_stratum: 0\n"+src), Options{Tick: 20 * time.Millisecond},
+			slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
+		time.Sleep(1500 * time.Millisecond)
+		cancelB()
+		<-doneB
+		valid := b.sources[0].Stats.Valid.Load()
+		var lines []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "msg=sample ") {
+				lines = append(lines, l)
+			}
+		}
+		if level == slog.LevelInfo {
+			if len(lines) > 0 || valid == 0 {
+				t.Fatalf("info level: %d sample lines for %d samples", len(lines), valid)
+			}
+			continue
+		}
+		if valid < 3 || len(lines) < int(valid)-1 {
+			t.Fatalf("debug level: %d sample lines for %d valid samples", len(lines), valid)
+		}
+		for i, l := range lines {
+			var off, del, req, resp, hold, t1 int64
+			f := map[string]*int64{"offset_ns": &off, "delay_ns": &del, "request_leg_ns": &req, "response_leg_ns": &resp, "server_ns": &hold, "t1_ns": &t1}
+			for _, kv := range strings.Fields(l) {
+				k, v, _ := strings.Cut(kv, "=")
+				if p, ok := f[k]; ok {
+					if _, err := fmt.Sscan(v, p); err != nil {
+						t.Fatalf("%s: %v", kv, err)
+					}
+					delete(f, k)
+				}
+			}
+			if len(f) > 0 {
+				t.Fatalf("sample line lacks %v: %s", f, l)
+			}
+			if del != req+resp {
+				t.Fatalf("delay %d ≠ request leg %d + response leg %d: %s", del, req, resp, l)
+			}
+			// B starts on the host's time, converges towards A: any
+			// sample's offset is A − B now, within ±2.5 ms + δ/2 of 2.5 ms.
+			if off < -del/2 || off > 5_000_000+del/2 || hold < 0 || t1 <= 0 {
+				t.Fatalf("implausible sample: %s", l)
+			}
+			// The first sample comes before any correction of B's clock:
+			// A − B = 2.5 ms, within the sample's δ/2 (and 20 µs of slack
+			// for two clock models read at different instants).
+			if i == 0 && (off < 2_500_000-del/2-20_000 || off > 2_500_000+del/2+20_000) {
+				t.Fatalf("first sample's offset %d ns, want 2.5 ms within δ/2 = %d ns: %s", off, del/2, l)
+			}
+		}
+		t.Logf("%d sample lines for %d samples; first: %s", len(lines), valid, lines[0])
+	}
 }
