@@ -173,12 +173,11 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				txID, txPending = stamps.NextTxID(), true
 			}
 		}
-		// The transmit stamp is collected when the reply comes (or before
-		// the next poll), not now: work on this CPU right after the send
-		// delays whatever the send woke to carry the datagram (a virtual
-		// NIC, a tunnel, a bridge: the scheduler often wakes it here), and
-		// that delay lands in the request leg, after t1, as offset. chronyd
-		// also goes back to waiting at once and reads the stamp later.
+		// The transmit stamp is collected when the reply comes (or at the
+		// timeout), not now, as chronyd does: the goroutine goes back to
+		// waiting at once rather than working on the CPU that may have to
+		// carry the datagram (a virtual NIC, a tunnel). The stamp is the
+		// same either way.
 		wait := time.Duration(e.Ready().DeadlineNS - s.clk.NowNS())
 		_ = conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
 		for {
