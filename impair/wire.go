@@ -78,7 +78,7 @@ func New(ctx context.Context, a, b *os.File, cfg Config) (*Wire, error) {
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return nil, fmt.Errorf("impair: clock_gettime: %w", err)
 	}
-	w := &Wire{files: [2]*os.File{a, b}, baseTime: time.Now(), baseMono: ts.Nano()}
+	w := &Wire{files: [2]*os.File{a, b}, baseTime: time.Now(), baseMono: ts.Nano() - testMonoLagNS}
 	now := w.monoNS()
 	for i, io := range [][2]*os.File{{a, b}, {b, a}} {
 		tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
@@ -106,6 +106,11 @@ func New(ctx context.Context, a, b *os.File, cfg Config) (*Wire, error) {
 	w.stopCtx = context.AfterFunc(ctx, func() { w.shutdown() })
 	return w, nil
 }
+
+// testMonoLagNS is a test knob: monoNS runs this far behind the timerfd's
+// CLOCK_MONOTONIC (a little of it is always there: baseMono is read before
+// baseTime).
+var testMonoLagNS int64
 
 // monoNS is CLOCK_MONOTONIC without a syscall.
 func (w *Wire) monoNS() int64 { return w.baseMono + int64(time.Since(w.baseTime)) }
@@ -256,6 +261,12 @@ func (w *Wire) deliver(d *direction) {
 			d.mu.Unlock()
 			return
 		}
+		// Whatever the timer was armed for has fired (or is re-armed
+		// below): arm must set it again even for the same instant. Once
+		// monoNS read a hair behind the timer's clock at its expiry, found
+		// nothing due, and arm skipped the instant it was "already armed"
+		// for: the direction stalled for good.
+		d.armedNS = math.MaxInt64
 		if nx, ok := d.l.next(); ok {
 			if wait := nx - w.monoNS(); wait > 0 && wait <= spinNS {
 				// Woken early on purpose (arm): spin to the due instant.

@@ -125,3 +125,37 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatal("negative loss accepted")
 	}
 }
+
+// The wire's own clock may read a little behind the timer's: a frame whose
+// timer expired before monoNS says it is (nearly) due must still go out,
+// not wait for a timer that already fired. With monoNS 1 ms behind, every
+// frame meets that case; before the delivery loop re-armed after each
+// expiry, the first frame stalled the direction for good.
+func TestWireDeliversWhenItsClockLags(t *testing.T) {
+	testMonoLagNS = int64(time.Millisecond)
+	defer func() { testMonoLagNS = 0 }()
+	wa, ta := seqpacket(t)
+	wb, tb := seqpacket(t)
+	defer ta.Close()
+	defer tb.Close()
+	w, err := New(context.Background(), wa, wb, Config{AtoB: Path{Delay: 2 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	buf := make([]byte, 64)
+	for i := range 20 {
+		t0 := time.Now()
+		if _, err := ta.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		_ = tb.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := tb.Read(buf)
+		if err != nil || n != 1 || buf[0] != byte(i) {
+			t.Fatalf("frame %d: %d bytes %x, %v (stats %+v)", i, n, buf[:n], err, w.Stats().AtoB)
+		}
+		if d := time.Since(t0); d < 2*time.Millisecond {
+			t.Fatalf("frame %d came through a 2 ms wire in %v", i, d)
+		}
+	}
+}
