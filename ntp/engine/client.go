@@ -39,6 +39,8 @@ type ClientConfig struct {
 	// Interleaved asks the server for interleaved replies (chrony's
 	// xleave): see interleaved below.
 	Interleaved bool
+
+	exactPolls bool // test knob: no PollJitter
 }
 
 // Interleaved mode, client side (chrony's `xleave`). A server in
@@ -180,6 +182,24 @@ func (c *Client) NextInterval() time.Duration {
 		return 2 * time.Second
 	}
 	return c.poll
+}
+
+// PollJitter is the spread of each poll interval around the poll: a
+// uniform draw within ±PollJitter of it. A client polling at exact
+// multiples of its poll stays at one phase of whatever else runs
+// periodically on its host or its path (its own daemon's updates, a
+// monitoring scrape, a neighbour's timer); if that phase is a slow one,
+// every exchange sees the same extra delay in one direction, and the
+// filter's minima, which it trusts, are biased by it. Spread polls sample
+// every phase.
+const PollJitter = 0.125
+
+// jittered spreads a poll interval by PollJitter (see there).
+func (c *Client) jittered(d time.Duration) time.Duration {
+	if c.cfg.exactPolls {
+		return d
+	}
+	return d + time.Duration((2*c.rng.Float64()-1)*PollJitter*float64(d))
 }
 
 // Request writes a 48-byte client request into buf for a send at local time

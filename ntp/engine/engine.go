@@ -88,7 +88,7 @@ func (e *Engine) Step(nowNS int64, in Input) {
 		}
 		n := e.c.Request(e.req[:], nowNS) // t1 read before the send: early, never late
 		e.ready.Send = e.req[:n]
-		e.next = nowNS + int64(e.c.NextInterval()/time.Nanosecond)
+		e.next = nowNS + int64(e.c.jittered(e.c.NextInterval())/time.Nanosecond)
 	case InputDatagram:
 		s, err := e.c.Response(in.Datagram, in.RxNS)
 		switch {

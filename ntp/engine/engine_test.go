@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -25,7 +26,7 @@ func reply(req []byte, rxClientNS, serverOffNS int64, stratum uint8, refID uint3
 // rounding), takes a better t1 from a transmit stamp, and stops on DENY.
 // It is driven only through Step: it has no clock to read.
 func TestEngineCycle(t *testing.T) {
-	e := New(ClientConfig{Poll: 4 * time.Second}, 1, t0+1e9)
+	e := New(ClientConfig{exactPolls: true, Poll: 4 * time.Second}, 1, t0+1e9)
 	e.Step(t0, Input{Kind: InputTick})
 	if rd := e.Ready(); rd.Send != nil || rd.DeadlineNS != t0+1e9 {
 		t.Fatalf("before the deadline: %+v", rd)
@@ -102,7 +103,7 @@ func TestPollAdviceMovesAdaptivePoll(t *testing.T) {
 		}
 		e.Advance()
 	}
-	e := New(ClientConfig{MinPoll: time.Second, MaxPoll: 64 * time.Second}, 1, t0)
+	e := New(ClientConfig{exactPolls: true, MinPoll: time.Second, MaxPoll: 64 * time.Second}, 1, t0)
 	e.Step(now, Input{Kind: InputPollAdvice, PollNS: int64(10 * time.Second)})
 	var polls []time.Duration
 	for range 16 {
@@ -122,10 +123,50 @@ func TestPollAdviceMovesAdaptivePoll(t *testing.T) {
 		t.Fatalf("poll after a second reply: %v, want 2 s", got)
 	}
 
-	fixed := New(ClientConfig{Poll: 16 * time.Second}, 2, t0)
+	fixed := New(ClientConfig{exactPolls: true, Poll: 16 * time.Second}, 2, t0)
 	fixed.Step(now, Input{Kind: InputPollAdvice, PollNS: int64(time.Second)})
 	exchange(fixed)
 	if fixed.Client().Poll() != 16*time.Second {
 		t.Fatalf("a fixed poll moved to %v on advice", fixed.Client().Poll())
+	}
+}
+
+// Polls are spread within ±PollJitter of the poll, around it on average,
+// and not at one phase: a poll-long periodic disturbance meets the requests
+// at every phase, not always at the same one.
+func TestPollsSpread(t *testing.T) {
+	const poll = 16 * time.Second
+	e := New(ClientConfig{Poll: poll}, 7, t0)
+	now := int64(t0)
+	var sum float64
+	phases := map[int]bool{}
+	const n = 2000
+	for i := 0; i < n; i++ {
+		e.Step(now, Input{Kind: InputTick})
+		if e.Ready().Send == nil {
+			t.Fatalf("poll %d: no request at its deadline", i)
+		}
+		e.Advance()
+		next := e.Ready().DeadlineNS
+		iv := time.Duration(next - now)
+		if lo, hi := poll-time.Duration(PollJitter*float64(poll)), poll+time.Duration(PollJitter*float64(poll)); iv < lo || iv > hi {
+			t.Fatalf("poll %d: interval %v outside [%v, %v]", i, iv, lo, hi)
+		}
+		sum += float64(iv)
+		phases[int((next-t0)%int64(poll)*10/int64(poll))] = true
+		now = next
+	}
+	if mean := sum / n; math.Abs(mean-float64(poll)) > 0.01*float64(poll) {
+		t.Fatalf("mean interval %v, want %v within 1%%", time.Duration(mean), poll)
+	}
+	if len(phases) < 10 {
+		t.Fatalf("requests met only %d of 10 phases of the poll", len(phases))
+	}
+	// The test knob turns the spread off: the same check must fail then.
+	e = New(ClientConfig{Poll: poll, exactPolls: true}, 7, t0)
+	e.Step(t0, Input{Kind: InputTick})
+	e.Advance()
+	if got := e.Ready().DeadlineNS - t0; got != int64(poll) {
+		t.Fatalf("exact polls: interval %v", time.Duration(got))
 	}
 }

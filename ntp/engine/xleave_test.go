@@ -87,7 +87,7 @@ const (
 // last exchange answered.
 func TestInterleavedClient(t *testing.T) {
 	s := &xserver{off: xoff, q: xq}
-	e := New(ClientConfig{Poll: time.Second, Interleaved: true}, 7, t0)
+	e := New(ClientConfig{exactPolls: true, Poll: time.Second, Interleaved: true}, 7, t0)
 	at := t0
 	next := func() int64 { at += 1e9; return at - 1e9 }
 	checkBasic := func(rd Ready, what string) {
@@ -161,7 +161,7 @@ func TestInterleavedClient(t *testing.T) {
 // in TestInterleavedClient catches.
 func TestInterleavedClientPairingNegativeControl(t *testing.T) {
 	s := &xserver{off: xoff, q: xq}
-	e := New(ClientConfig{Poll: time.Second, Interleaved: true}, 7, t0)
+	e := New(ClientConfig{exactPolls: true, Poll: time.Second, Interleaved: true}, 7, t0)
 	e.c.setTestNoInterleavedOrigin()
 	var bad int
 	for i := int64(0); i < 4; i++ {
@@ -186,7 +186,7 @@ func TestInterleavedClientPairingNegativeControl(t *testing.T) {
 // nonces are refused; after the genuine reply, a replay is refused.
 func TestInterleavedClientOriginCheck(t *testing.T) {
 	s := &xserver{off: xoff, q: xq}
-	e := New(ClientConfig{Poll: time.Second, Interleaved: true}, 9, t0)
+	e := New(ClientConfig{exactPolls: true, Poll: time.Second, Interleaved: true}, 9, t0)
 	oldReq, _ := xpoll(t, e, s, t0, false, false)
 	e.Step(t0+1e9, Input{Kind: InputTick})
 	req := append([]byte(nil), e.Ready().Send...)
@@ -226,7 +226,7 @@ func TestInterleavedClientOriginCheck(t *testing.T) {
 // Interleaved, requests carry no origin or receive field at all.
 func TestInterleavedClientFallbacks(t *testing.T) {
 	s := &xserver{off: xoff, q: xq}
-	e := New(ClientConfig{Poll: time.Second, Interleaved: true}, 3, t0)
+	e := New(ClientConfig{exactPolls: true, Poll: time.Second, Interleaved: true}, 3, t0)
 	xpoll(t, e, s, t0, false, false)
 	for i := int64(1); i <= MaxInterleavedUnanswered+1; i++ {
 		req, _ := xpoll(t, e, s, t0+i*1e9, true, false)
@@ -237,7 +237,7 @@ func TestInterleavedClientFallbacks(t *testing.T) {
 	}
 	// A basic-only server (it ignores the origin).
 	b := &xserver{off: xoff, q: xq}
-	e = New(ClientConfig{Poll: time.Second, Interleaved: true}, 4, t0)
+	e = New(ClientConfig{exactPolls: true, Poll: time.Second, Interleaved: true}, 4, t0)
 	for i := int64(0); i < 5; i++ {
 		e.Step(t0+i*1e9, Input{Kind: InputTick})
 		req := append([]byte(nil), e.Ready().Send...)
@@ -250,7 +250,7 @@ func TestInterleavedClientFallbacks(t *testing.T) {
 		}
 		e.Advance()
 	}
-	e = New(ClientConfig{Poll: time.Second}, 5, t0)
+	e = New(ClientConfig{exactPolls: true, Poll: time.Second}, 5, t0)
 	for i := int64(0); i < 3; i++ {
 		req, _ := xpoll(t, e, s, t0+i*1e9, false, false)
 		if q, _ := DecodeHeader(req); q.Origin != 0 || q.Receive != 0 {
