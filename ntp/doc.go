@@ -28,7 +28,9 @@
 //
 // Per batch, not per request (batch.go): one recvmmsg, one
 // CLOCK_REALTIME/served-clock pair read after it (the receive stamps'
-// conversion and every reply's transmit timestamp), one sendmmsg; the
+// conversion), one served-clock read just before the send (every basic
+// reply's transmit timestamp, when the estimate is still the one the
+// replies were built from), one sendmmsg; the
 // error queue is read only while stamps may wait on it. Per request: the
 // kernel receive stamp, the checks, the rate limit and client log. The
 // bare responder interop/testdata/ntpfloor is the socket API's limit
