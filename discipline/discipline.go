@@ -545,7 +545,7 @@ func (d *Discipline) mergeWithPrevious(lo, hi, prevLo, prevHi float64, havePrev,
 
 // centreShift is how far (in hull half-widths) the estimate's centre may
 // move from the hull's centre towards the filter's estimate.
-const centreShift = 0.25
+const centreShift = 0.5
 
 // combine weights the selected sources into the steering offset and builds
 // the estimate's centre, width and reference fields from the hull [lo, hi].
@@ -579,8 +579,11 @@ func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) 
 	steer := math.Min(math.Max(sx/sw, lo), hi)
 	// The estimate is centred on the filter's estimate, so a reader's
 	// best estimate (the midpoint) is as good as the steered clock, within
-	// a quarter of the hull's half-width of its centre: the interval then
-	// covers the hull at most 25 % wider than the hull itself.
+	// half the hull's half-width of its centre: the interval then covers
+	// the hull at most 50 % wider than the hull itself. (A quarter kept ε
+	// a little tighter but held the midpoint off the filter's estimate on
+	// jittery paths: in the simulator heavy-jitter's midpoint error p99
+	// 727 µs against 398 µs, ε/min 1.50 against 1.59.)
 	c, half := (lo+hi)/2, (hi-lo)/2
 	mid := math.Min(math.Max(steer, c-centreShift*half), c+centreShift*half)
 	b := selected[bestIdx].sample
