@@ -57,7 +57,7 @@ type direction struct {
 	l       *link
 	tfd     int      // the timer, armed by number (timer.Fd() would make it blocking)
 	timer   *os.File // the same timer, read through Go's netpoller
-	armedNS int64    // the timer's instant; MaxInt64 when disarmed
+	armedNS int64    // the timer's instant; MaxInt64 when disarmed, 0 when arm must set it
 	closed  bool
 	late    [latenessRing]int64
 	write   [latenessRing]int64
@@ -262,11 +262,12 @@ func (w *Wire) deliver(d *direction) {
 			return
 		}
 		// Whatever the timer was armed for has fired (or is re-armed
-		// below): arm must set it again even for the same instant. Once
-		// monoNS read a hair behind the timer's clock at its expiry, found
-		// nothing due, and arm skipped the instant it was "already armed"
-		// for: the direction stalled for good.
-		d.armedNS = math.MaxInt64
+		// below): arm must set it again even for the same instant, or
+		// disarm it. Once monoNS read a hair behind the timer's clock at
+		// its expiry, found nothing due, and arm skipped the instant it was
+		// "already armed" for: the direction stalled for good. 0 is no
+		// instant arm is asked for (as in shutdown), so it never skips.
+		d.armedNS = 0
 		if nx, ok := d.l.next(); ok {
 			if wait := nx - w.monoNS(); wait > 0 && wait <= spinNS {
 				// Woken early on purpose (arm): spin to the due instant.
