@@ -139,6 +139,12 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 	txSrc := hwts.SourceUser
 	var txID uint32 // OPT_ID of the last request sent
 	txPending := false
+	collectTx := func() { // once per request sent
+		if txPending {
+			txPending = false
+			txSrc = s.txStamp(e, stamps, txID)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -187,19 +193,13 @@ func (s *Source) Run(ctx context.Context, out chan<- SourceSample) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				if txPending {
-					// Unanswered: the stamp still belongs to the engine's
-					// exchange (interleaved mode samples it later).
-					txPending = false
-					txSrc = s.txStamp(e, stamps, txID)
-				}
+				// Unanswered: the stamp still belongs to the engine's
+				// exchange (interleaved mode samples it later).
+				collectTx()
 				break // deadline (the next poll is due), or ICMP unreachable
 			}
 			t4, rxSrc := stamps.RxToClock(oob[:oobn], realtime, t4)
-			if txPending {
-				txPending = false
-				txSrc = s.txStamp(e, stamps, txID)
-			}
+			collectTx()
 			e.Step(t4, engine.Input{Kind: engine.InputDatagram, Datagram: buf[:m], RxNS: t4})
 			rd := e.Ready()
 			s.Stats.Reach.Store(uint32(e.Client().Reach()))
