@@ -77,7 +77,7 @@ func TestServerDeniesRefusedClients(t *testing.T) {
 	if ask("127.0.0.66") {
 		t.Fatal("denied client answered")
 	}
-	if st := s.Stats(); st.DropDenied != 1 {
+	if st := settled(s); st.DropDenied != 1 {
 		t.Fatalf("denied count %d", st.DropDenied)
 	}
 }

@@ -133,7 +133,7 @@ func TestBatchPort0Poisoning(t *testing.T) {
 			}
 			n, _ := readReplies(t, legit, 500*time.Millisecond)
 			got += n
-			st := s.Stats()
+			st := settled(s)
 			t.Logf("legit replies %d/%d; port-0 drops %d, EINVAL %d", got, rounds*perRound, st.DropSourcePort, st.SendErrors["EINVAL"])
 			if got*100 < rounds*perRound*99 {
 				t.Fatalf("legit client got %d of %d replies (< 99 %%)", got, rounds*perRound)
@@ -192,7 +192,7 @@ func TestRateLimitFloodReflection(t *testing.T) {
 		}
 	}
 	el := time.Since(start).Seconds()
-	st := s.Stats()
+	st := settled(s)
 	sentBytes := sent * engine.HeaderLen
 	t.Logf("flood %d requests in %.2fs: %d replies (%d bytes, %.0f %% of received bytes); stats %+v",
 		sent, el, got, gotBytes, 100*float64(gotBytes)/float64(sentBytes), st)
@@ -396,11 +396,15 @@ func FuzzServerBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := NewServer(synced(), RateLimit{RequestsPerSecond: 1e6, Burst: 24}, nil)
 		s.allowPort0 = true
-		sender, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sender.Close()
+		sender, err := detach(uc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(sender.fd)
 		recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
 			t.Fatal(err)
@@ -436,11 +440,7 @@ func FuzzServerBatch(f *testing.F) {
 		if b.n == 0 {
 			return
 		}
-		rc, err := sender.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.serveBatch(rc, b); err != nil {
+		if err := s.serveBatch(sender, b); err != nil {
 			t.Fatal(err)
 		}
 		st := s.Stats()

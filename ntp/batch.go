@@ -1,7 +1,6 @@
 package ntp
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"syscall"
@@ -14,11 +13,12 @@ import (
 	"github.com/meridiantime/meridian/ntp/engine"
 )
 
-// Batched server I/O: recvmmsg/sendmmsg through the socket's RawConn, so
-// one wake-up and two system calls serve up to batchSize requests, with
-// every buffer allocated once per worker (the loop does not allocate).
+// Batched server I/O: recvmmsg/sendmmsg on a blocking socket the worker
+// owns, outside Go's network poller (see detach), so one wake-up and two
+// system calls serve up to batchSize requests, with every buffer allocated
+// once per worker (the loop does not allocate).
 
-const batchSize = 32
+const batchSize = 64
 
 type batchIO struct {
 	rx, tx   [batchSize]mmsg.Hdr
@@ -31,13 +31,10 @@ type batchIO struct {
 	verdicts [batchSize]Verdict // of each tx entry
 	xl       [batchSize]xlOut   // of each tx entry: its table entry, if any
 	ts       *txStamper         // nil: no kernel TX stamps (basic mode only)
-	onIdle   func(fd uintptr)   // called when recvmmsg finds nothing (the error queue may have woken us)
-	stampFn  func(fd uintptr)   // after a send: collect the TX stamps (allocated once)
 	n, nTx   int
 	sent     int // tx entries done (sent or failed): resumes after EAGAIN
 	errno    syscall.Errno
 	failed   func(e syscall.Errno) // counts one entry the kernel refused
-	recvFunc func(fd uintptr) bool
 	sendFunc func(fd uintptr) bool
 	now      served           // the served clock, read once per batch after its receive
 	readNow  func() int64     // reads it into now (allocated once)
@@ -54,21 +51,6 @@ func newBatchIO() *batchIO {
 		b.rx[i].Msghdr.Iov = &b.rxIov[i]
 		b.rx[i].Msghdr.Iovlen = 1
 		b.rx[i].Msghdr.Control = &b.oobs[i][0]
-	}
-	b.recvFunc = func(fd uintptr) bool {
-		for i := range b.rx {
-			b.rx[i].Msghdr.Namelen = unix.SizeofSockaddrInet6
-			b.rx[i].Msghdr.SetControllen(oobLen)
-		}
-		n, e := mmsg.Recv(fd, b.rx[:], 0)
-		if e == unix.EAGAIN {
-			if b.onIdle != nil {
-				b.onIdle(fd)
-			}
-			return false // wait for readability
-		}
-		b.n, b.errno = n, e
-		return true
 	}
 	// sendmmsg stops at the first entry it cannot send: it returns the
 	// count before it, or the entry's error when it is the first. A failed
@@ -116,48 +98,65 @@ func ntohs(p uint16) uint16 {
 	return uint16(b[0])<<8 | uint16(b[1])
 }
 
-// batchWorker serves one socket with recvmmsg/sendmmsg.
-func (s *Server) batchWorker(c *net.UDPConn) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		s.worker(c)
-		return
+// recv waits for requests: it blocks until one comes (or the socket's
+// receive timeout, or Close) and takes up to batchSize of them.
+func (b *batchIO) recv(fd uintptr) {
+	for i := range b.rx {
+		b.rx[i].Msghdr.Namelen = unix.SizeofSockaddrInet6
+		b.rx[i].Msghdr.SetControllen(oobLen)
 	}
+	b.n, b.errno = mmsg.RecvWait(fd, b.rx[:], 0)
+}
+
+// send sends the batch's replies, waiting for room in the socket's send
+// buffer if it is full; it gives up when the socket is closed.
+func (b *batchIO) send(sk *sock) error {
+	fd := uintptr(sk.fd)
+	for !b.sendFunc(fd) {
+		if sk.closed.Load() {
+			return net.ErrClosed
+		}
+		pfd := []unix.PollFd{{Fd: int32(sk.fd), Events: unix.POLLOUT}}
+		_, _ = unix.Poll(pfd, sockWakeMS)
+	}
+	return nil
+}
+
+// batchWorker serves one socket with recvmmsg/sendmmsg until it is closed.
+func (s *Server) batchWorker(sk *sock) {
 	b := newBatchIO()
 	b.failed = s.sendFailed
 	if s.xt != nil {
 		b.ts = newTxStamper(s.HardwareTxToServed != nil)
 		b.ts.idShift = s.testIDShift
-		b.onIdle = func(fd uintptr) {
-			if b.ts.queued {
-				b.ts.drain(fd, s)
-			}
+	}
+	fd := uintptr(sk.fd)
+	for !sk.closed.Load() {
+		// Stamps still on the error queue (hardware ones come after the
+		// send) are taken before the requests that may ask for them.
+		b.collectStamps(fd, s)
+		b.recv(fd)
+		if sk.closed.Load() {
+			return
 		}
-		b.stampFn = func(fd uintptr) {
-			if b.ts.resync {
-				b.ts.restart(fd, s)
-			} else if b.ts.queued {
-				b.ts.drain(fd, s)
-			}
+		if b.errno != 0 || b.n == 0 {
+			continue // the receive timeout, EINTR, or an ICMP error (ECONNREFUSED): nothing to serve
+		}
+		if err := s.serveBatch(sk, b); err != nil {
+			return
 		}
 	}
-	for {
-		if err := rc.Read(b.recvFunc); err != nil {
-			if b.ts != nil && !errors.Is(err, net.ErrClosed) {
-				s.drainAfterPollError(rc, b.ts)
-				continue
-			}
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("ntp server read", "err", err)
-			}
-			return
-		}
-		if b.errno != 0 {
-			continue // e.g. ECONNREFUSED from an ICMP error: nothing to serve
-		}
-		if err := s.serveBatch(rc, b); err != nil {
-			return
-		}
+}
+
+// collectStamps reads the transmit stamps waiting on the error queue, or
+// restarts the numbering after a failed send.
+func (b *batchIO) collectStamps(fd uintptr, s *Server) {
+	switch {
+	case b.ts == nil:
+	case b.ts.resync:
+		b.ts.restart(fd, s)
+	case b.ts.queued:
+		b.ts.drain(fd, s)
 	}
 }
 
@@ -169,7 +168,7 @@ func (s *Server) batchWorker(c *net.UDPConn) {
 // clock is read once more just before sendmmsg (stampLate) for the transmit
 // timestamp of every basic reply in the batch — later than each request's
 // receive, earlier than each reply's send (early, never late).
-func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
+func (s *Server) serveBatch(sk *sock, b *batchIO) error {
 	mono := monoNS()
 	if b.readNow == nil {
 		b.readNow = func() int64 { return b.now.read(s.ts) }
@@ -207,7 +206,7 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 	}
 	b.stampLate(s)
 	b.sent = 0
-	if err := rc.Write(b.sendFunc); err != nil {
+	if err := b.send(sk); err != nil {
 		return err
 	}
 	for j, v := range b.verdicts[:b.nTx] {
@@ -225,11 +224,9 @@ func (s *Server) serveBatch(rc syscall.RawConn, b *batchIO) error {
 			b.ts.add(x.addr, x.rx, x.rxNS)
 		}
 	}
-	if b.ts != nil && (b.ts.queued || b.ts.resync) {
-		// Software stamps are queued before sendmmsg returns: collect
-		// them now, before the clients' next requests.
-		_ = rc.Control(b.stampFn)
-	}
+	// Software stamps are queued before sendmmsg returns: collect them
+	// now, before the clients' next requests.
+	b.collectStamps(uintptr(sk.fd), s)
 	return nil
 }
 

@@ -26,6 +26,10 @@
 // transmit stamp (a per-datagram control message), so basic clients cost
 // no error-queue traffic.
 //
+// Each worker owns a blocking socket outside Go's network poller (detach)
+// and waits in recvmmsg itself: one system call per wake-up, and no epoll
+// callback in the kernel for every datagram in and every reply sent.
+//
 // Per batch, not per request (batch.go): one recvmmsg, one
 // CLOCK_REALTIME/served-clock pair read after it (the receive stamps'
 // conversion), one served-clock read just before the send (every basic

@@ -110,11 +110,11 @@ func TestServerReplyUnsynchronized(t *testing.T) {
 	if v.kind() != Reply || n != 48 || h.Leap != engine.LeapUnsync || h.Stratum != engine.StratumNone || h.Version != 3 {
 		t.Fatalf("unsynchronized reply %+v verdict %v", h, v)
 	}
-	if s.Stats().RepliesUnsynchronized != 0 {
+	if settled(s).RepliesUnsynchronized != 0 {
 		t.Fatal("counted before it was sent")
 	}
 	s.sent(v)
-	if s.Stats().RepliesUnsynchronized != 1 || s.Stats().Replies != 1 {
+	if settled(s).RepliesUnsynchronized != 1 || settled(s).Replies != 1 {
 		t.Fatal("not counted")
 	}
 }
@@ -153,7 +153,7 @@ func TestServerDropsBadInput(t *testing.T) {
 			t.Errorf("%s: n %d verdict %v, want drop %v", tc.name, n, v, tc.want)
 		}
 	}
-	st := s.Stats()
+	st := settled(s)
 	if st.DropShort != 2 || st.DropMode != 4 || st.DropVersion != 2 || st.DropSourcePort != 1 || st.Replies != 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -204,7 +204,7 @@ func TestServerRateLimitKoD(t *testing.T) {
 			t.Fatal("KoD sent without kod: true")
 		}
 	}
-	if st := s.Stats(); st.RateDropped != 8 {
+	if st := settled(s); st.RateDropped != 8 {
 		t.Fatalf("rate drops %d, want 8", st.RateDropped)
 	}
 }
@@ -382,7 +382,7 @@ func serverLoopNoAllocs(t *testing.T, xleave bool) {
 	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
 		t.Fatalf("%.3f allocations per request (client and server together)", per)
 	}
-	st := s.Stats()
+	st := settled(s)
 	if st.Replies < n || st.Replies > n+200 {
 		t.Fatalf("replies %d", st.Replies)
 	}

@@ -2,7 +2,6 @@ package ntp
 
 import (
 	"encoding/binary"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -268,13 +267,4 @@ func (s *Server) clockPair() (now, realtime int64) {
 func (s *Server) servedNS() int64 {
 	var p served
 	return p.read(s.ts)
-}
-
-// drainAfterPollError handles a read-readiness error caused by the error
-// queue alone (epoll reported only EPOLLERR, which Go's poller returns as
-// an error until the next event): the worker drains the queue, waits a
-// little so as not to spin, and carries on.
-func (s *Server) drainAfterPollError(rc syscall.RawConn, t *txStamper) {
-	_ = rc.Control(func(fd uintptr) { t.drain(fd, s) })
-	time.Sleep(100 * time.Microsecond) // the poller reports the error until the next event
 }

@@ -139,7 +139,7 @@ func TestXleaveReplyFields(t *testing.T) {
 	}
 	// Counted once sent.
 	s.sent(Reply | flagXleave)
-	if st := s.Stats(); st.InterleavedReplies != 1 || st.XleaveEntries != 2 || st.XleaveCapacity < DefaultInterleavedTable {
+	if st := settled(s); st.InterleavedReplies != 1 || st.XleaveEntries != 2 || st.XleaveCapacity < DefaultInterleavedTable {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -358,7 +358,7 @@ func TestXleaveLoopbackStamps(t *testing.T) {
 	// A stamp made early by a preemption between the clock reads is
 	// dropped (TxStampsBad) and its client gets one basic reply: allowed,
 	// rarely.
-	st := s.Stats()
+	st := settled(s)
 	if inter < clients*(rounds-1)*9/10 || st.InterleavedReplies != uint64(inter) || st.TxStamps+st.TxStampsBad > clients*rounds {
 		t.Fatalf("%d interleaved replies of %d, stats %+v", inter, clients*(rounds-1), st)
 	}
@@ -384,7 +384,7 @@ func mixedRun(t *testing.T, s *Server, clients, rounds int) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("%d violations, first: %s", len(bad), bad[0])
 	}
-	if st := s.Stats(); inter < clients*(rounds-1)*9/10 || st.InterleavedReplies != uint64(inter) {
+	if st := settled(s); inter < clients*(rounds-1)*9/10 || st.InterleavedReplies != uint64(inter) {
 		return fmt.Errorf("%d interleaved replies of %d, stats %+v", inter, clients*(rounds-1), st)
 	}
 	return nil
@@ -410,7 +410,7 @@ func TestXleaveLoopbackPairingNegativeControl(t *testing.T) {
 	s := serveXleave(t, ^uint32(0))
 	inter, bad := xleaveRun(t, s, 2, 10)
 	if len(bad) == 0 {
-		t.Fatalf("stamps paired with the wrong reply went unnoticed (%d interleaved); stats %+v", inter, s.Stats())
+		t.Fatalf("stamps paired with the wrong reply went unnoticed (%d interleaved); stats %+v", inter, settled(s))
 	}
 	t.Logf("detected: %s (%d in all)", bad[0], len(bad))
 }
@@ -461,7 +461,7 @@ func TestXleaveBasicStampError(t *testing.T) {
 		}
 	}
 	if len(early) < m*rounds/2 {
-		t.Fatalf("only %d of %d second replies were interleaved; stats %+v", len(early), m*rounds, s.Stats())
+		t.Fatalf("only %d of %d second replies were interleaved; stats %+v", len(early), m*rounds, settled(s))
 	}
 	for _, g := range realGap {
 		if g < 0 {
@@ -525,7 +525,7 @@ func TestXleaveSendFailureResync(t *testing.T) {
 		inter += i
 		bad = append(bad, b...)
 	}
-	st := s.Stats()
+	st := settled(s)
 	if len(bad) > 0 || st.TxResyncs == 0 || inter < 10 {
 		t.Fatalf("%d interleaved, violations %v, stats %+v", inter, bad, st)
 	}
