@@ -1,6 +1,7 @@
 package ntp
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"sync"
@@ -225,4 +226,38 @@ func settled(s *Server) ServerStats {
 		prev = st
 	}
 	return prev
+}
+
+// A worker blocked in recvmmsg on an idle socket is woken by Close (the
+// socket is shut down), not left to its receive timeout; and a server
+// closed before Serve starts no worker on the closed descriptors.
+func TestCloseWakesBlockedWorkers(t *testing.T) {
+	s := NewServer(synced(), RateLimit{}, quietLog())
+	if err := s.Listen("127.0.0.1:0", 2); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	cl := newXClient(t, "127.0.0.1:0", s.Addr()) // the workers are up once one answers
+	if _, err := cl.c.Write(xreq(0, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cl.read(t)
+	time.Sleep(50 * time.Millisecond) // both workers block in recvmmsg
+	start := time.Now()
+	cancel()
+	<-done
+	// The receive timeout alone would take up to sockWakeMS.
+	if took := time.Since(start); took > sockWakeMS*time.Millisecond/2 {
+		t.Fatalf("Serve returned %v after cancel: the workers waited for their receive timeout", took)
+	}
+	s2 := NewServer(synced(), RateLimit{}, quietLog())
+	if err := s2.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	_ = s2.Serve(ctx2) // returns at once, without touching the closed descriptor
 }
