@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridiantime/meridian/internal/release"
 )
 
 const dockerfilePath = "Dockerfile"
@@ -111,8 +113,8 @@ func TestDockerfileBuildsStaticImage(t *testing.T) {
 	if len(froms) != 2 || froms[1] != "scratch" {
 		t.Fatalf("stages %q: want a build stage and a final FROM scratch", froms)
 	}
-	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "-o /out/") {
-		t.Fatalf("build command %q: want CGO_ENABLED=0 and -o /out/", build)
+	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "-o /out/") || !strings.Contains(build, "-tags "+release.Tags+" ") {
+		t.Fatalf("build command %q: want CGO_ENABLED=0, -tags %s (a release build, package release) and -o /out/", build, release.Tags)
 	}
 	if user != "65532:65532" || entry != `["/usr/bin/meridiand"]` || len(copies) != 1 ||
 		copies[0] != "--from=build /out/meridiand /out/meridianctl /usr/bin/" {

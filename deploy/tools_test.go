@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/meridiantime/meridian/internal/release"
 )
 
 // tool finds a program the deploy checks run; it skips locally when it is
@@ -59,7 +61,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	sa := tool(t, "systemd-analyze")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "meridiand")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meridiantime/meridian/cmd/meridiand").CombinedOutput(); err != nil {
+	if out, err := release.Build(bin, "github.com/meridiantime/meridian/cmd/meridiand").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	unit, err := os.ReadFile(unitPath)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meridiantime/meridian/impair"
+	"github.com/meridiantime/meridian/internal/release"
 )
 
 // needNetns skips without root or ip(8) (fails under CI=true).
@@ -45,11 +46,11 @@ func netnsPair(t testing.TB) *impair.Pair {
 	return p
 }
 
-// buildMeridiand compiles the daemon once per test binary run.
+// buildMeridiand compiles the daemon as it is released (package release).
 func buildMeridiand(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "meridiand")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/meridiantime/meridian/cmd/meridiand").CombinedOutput()
+	out, err := release.Build(bin, "github.com/meridiantime/meridian/cmd/meridiand").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build meridiand: %v\n%s", err, out)
 	}

@@ -2,9 +2,10 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/meridiantime/meridian/internal/release"
 )
 
 // smokeBinaries skips unless MERIDIAN_BENCH_SMOKE=1 (make bench-smoke;
@@ -17,7 +18,7 @@ func smokeBinaries(t *testing.T, why string) string {
 	}
 	bin := t.TempDir()
 	for _, p := range []string{"meridian-bench", "meridiand"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, p), "github.com/meridiantime/meridian/cmd/"+p).CombinedOutput(); err != nil {
+		if out, err := release.Build(filepath.Join(bin, p), "github.com/meridiantime/meridian/cmd/"+p).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", p, err, out)
 		}
 	}
