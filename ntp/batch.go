@@ -132,13 +132,14 @@ func (s *Server) batchWorker(sk *sock) {
 	}
 	fd := uintptr(sk.fd)
 	for !sk.closed.Load() {
-		// Stamps still on the error queue (hardware ones come after the
-		// send) are taken before the requests that may ask for them.
-		b.collectStamps(fd, s)
 		b.recv(fd)
 		if sk.closed.Load() {
 			return
 		}
+		// Stamps still on the error queue — hardware ones come after the
+		// send, while the worker may be blocked in recvmmsg, which they do
+		// not wake — are taken before the requests that may ask for them.
+		b.collectStamps(fd, s)
 		if b.errno != 0 || b.n == 0 {
 			continue // the receive timeout, EINTR, or an ICMP error (ECONNREFUSED): nothing to serve
 		}
