@@ -400,7 +400,7 @@ func FuzzServerBatch(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sender, err := detach(uc)
+		sender, err := detach(uc, sockWake)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -117,7 +117,7 @@ func (b *batchIO) send(sk *sock) error {
 			return net.ErrClosed
 		}
 		pfd := []unix.PollFd{{Fd: int32(sk.fd), Events: unix.POLLOUT}}
-		_, _ = unix.Poll(pfd, sockWakeMS)
+		_, _ = unix.Poll(pfd, int(sk.wake.Milliseconds()))
 	}
 	return nil
 }

@@ -117,6 +117,9 @@ type Server struct {
 	// stamp, not only those the table awaits (the negative control of the
 	// numbering: the ring numbers only the latter).
 	testStampAll bool
+	// testWake is a test knob: the workers' backstop wake-up (sockWake) when
+	// non-zero.
+	testWake time.Duration
 	// testTxShiftNS is a test knob: moves the batch's served-clock reading
 	// (the transmit timestamps) by this much after it was read.
 	testTxShiftNS int64
@@ -140,14 +143,15 @@ type Server struct {
 type sock struct {
 	fd     int
 	addr   string
-	closed atomic.Bool // Close was called: the worker stops at its next wake-up
-	fdDone bool        // the descriptor is closed (under Server.mu)
+	wake   time.Duration // the backstop wake-up: SO_RCVTIMEO, and the wait for room to send
+	closed atomic.Bool   // Close was called: the worker stops at its next wake-up
+	fdDone bool          // the descriptor is closed (under Server.mu)
 }
 
-// sockWakeMS is how often, at least, a worker blocked on its socket wakes
+// sockWake is how often, at least, a worker blocked on its socket wakes
 // (SO_RCVTIMEO; also the wait for room in a full send buffer): a backstop
 // for Close, which wakes it at once by shutting the socket down.
-const sockWakeMS = 500
+const sockWake = 500 * time.Millisecond
 
 // NewServer returns a server for ts. Out-of-range rate-limit values are
 // clamped (config validates them; see config.RateLimit).
@@ -427,7 +431,11 @@ func (s *Server) Listen(addr string, workers int) error {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err == nil {
 			var sk *sock
-			if sk, err = detach(pc.(*net.UDPConn)); err == nil {
+			wake := sockWake
+			if s.testWake > 0 {
+				wake = s.testWake
+			}
+			if sk, err = detach(pc.(*net.UDPConn), wake); err == nil {
 				s.mu.Lock()
 				s.socks = append(s.socks, sk)
 				s.mu.Unlock()
@@ -447,15 +455,16 @@ func (s *Server) Listen(addr string, workers int) error {
 // detach takes a socket Go opened (and resolved, bound and set up) out of
 // Go's network poller: it duplicates the descriptor, closes the
 // net.UDPConn — which removes it from the poller's epoll set before closing
-// its own descriptor — and makes the duplicate blocking. A worker then
+// its own descriptor — and makes the duplicate blocking, with a receive
+// timeout of wake. A worker then
 // waits in recvmmsg itself: one system call per wake-up instead of a
 // recvmmsg that finds nothing, a poller wake-up and a goroutine switch;
 // and the kernel no longer calls the poller's epoll callback for every
 // datagram received and every reply's buffer freed, which on loopback cost
 // about a tenth of the server's CPU under load.
-func detach(c *net.UDPConn) (*sock, error) {
+func detach(c *net.UDPConn, wake time.Duration) (*sock, error) {
 	defer c.Close()
-	sk := &sock{fd: -1, addr: c.LocalAddr().String()}
+	sk := &sock{fd: -1, addr: c.LocalAddr().String(), wake: wake}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -467,7 +476,7 @@ func detach(c *net.UDPConn) (*sock, error) {
 	if derr != nil {
 		return nil, derr
 	}
-	tv := unix.NsecToTimeval(sockWakeMS * int64(time.Millisecond))
+	tv := unix.NsecToTimeval(wake.Nanoseconds())
 	if err := unix.SetNonblock(sk.fd, false); err != nil {
 		unix.Close(sk.fd)
 		return nil, err
