@@ -560,7 +560,11 @@ func (r *runner) link(i int, forward bool) (int64, bool) {
 	s := r.sc.Sources[i]
 	rng := r.rngs[i]
 	lost := rng.Float64()*100 < s.LossPct
-	j := rng.ExpFloat64() * s.JitterUS
+	mean := s.JitterUS
+	if !forward && s.ReturnJitterUS != nil {
+		mean = *s.ReturnJitterUS
+	}
+	j := rng.ExpFloat64() * mean
 	tS := float64(r.now-startTrueNS) / 1e9
 	for _, w := range s.Outages {
 		if tS >= w.FromS && tS < w.ToS {

@@ -70,6 +70,10 @@ type Source struct {
 	DelayUS          float64  `yaml:"delay_us"`     // base round trip
 	AsymmetryUS      float64  `yaml:"asymmetry_us"` // forward minus return one-way delay
 	JitterUS         float64  `yaml:"jitter_us"`    // mean of exponential queueing per direction
+	// ReturnJitterUS, when set, is the return direction's mean queueing
+	// (jitter_us is then the forward direction's): one-sided queueing, as
+	// when requests leave an idle host and replies a busy one.
+	ReturnJitterUS *float64 `yaml:"return_jitter_us"`
 	LossPct          float64  `yaml:"loss_pct"`     // per direction
 	Outages          []Window `yaml:"outages"`      // no replies
 	Stratum          uint8    `yaml:"stratum"`      // advertised
@@ -222,6 +226,9 @@ func (sc Scenario) Validate() error {
 		}
 		if s.DelayUS < 0 || s.JitterUS < 0 || s.RootDelayUS < 0 || s.RootDispersionUS < 0 {
 			bad("sources[%d]: delays, jitter and root values must be ≥ 0", i)
+		}
+		if s.ReturnJitterUS != nil && !(*s.ReturnJitterUS >= 0) {
+			bad("sources[%d].return_jitter_us: must be ≥ 0, got %v", i, *s.ReturnJitterUS)
 		}
 		if s.DelayUS/2 < abs(s.AsymmetryUS)/2 {
 			bad("sources[%d].asymmetry_us: |%v| exceeds delay_us %v", i, s.AsymmetryUS, s.DelayUS)
@@ -423,6 +430,9 @@ func nonFinite(sc Scenario) []string {
 		for name, v := range map[string]float64{"poll_s": s.PollS, "max_poll_s": s.MaxPollS, "delay_us": s.DelayUS, "asymmetry_us": s.AsymmetryUS,
 			"jitter_us": s.JitterUS, "loss_pct": s.LossPct, "root_dispersion_us": s.RootDispersionUS, "root_delay_us": s.RootDelayUS} {
 			check(k+name, v)
+		}
+		if s.ReturnJitterUS != nil {
+			check(k+"return_jitter_us", *s.ReturnJitterUS)
 		}
 		for j, e := range s.Errors {
 			check(fmt.Sprintf("%serrors[%d].from_s", k, j), e.FromS)

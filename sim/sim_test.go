@@ -2,6 +2,8 @@ package sim
 
 import (
 	"encoding/binary"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -184,6 +186,8 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"name: x\nsources: [{name: a}, {name: a}]\n", "duplicate"},
 		{"name: x\ndiscipline: {servo: fancy}\n", "discipline.servo"},
 		{"name: x\nsources: [{name: a, stratum: 16}]\n", "stratum"},
+		{"name: x\nsources: [{name: a, return_jitter_us: -1}]\n", "sources[0].return_jitter_us"},
+		{"name: x\nsources: [{name: a, return_jitter_us: .nan}]\n", "sources[0].return_jitter_us"},
 	} {
 		_, err := ParseScenario([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -218,6 +222,37 @@ func TestParseScenarioRefusesNonFinite(t *testing.T) {
 	} {
 		if _, err := ParseScenario([]byte(in)); err == nil || !strings.Contains(err.Error(), "finite") {
 			t.Errorf("%q: want a finite-number error, got %v", in, err)
+		}
+	}
+}
+
+// TestReturnJitterIsOneSided checks the link's draws: with return_jitter_us
+// set, forward trips queue with jitter_us and return trips with
+// return_jitter_us (means within 10 % over 20,000 draws), and every trip is
+// at least its base delay.
+func TestReturnJitterIsOneSided(t *testing.T) {
+	ret := 400.0
+	sc := Scenario{Seed: 1, Sources: []Source{{Name: "a", DelayUS: 2000, AsymmetryUS: 200, JitterUS: 20, ReturnJitterUS: &ret}}}
+	r := &runner{sc: sc, now: startTrueNS, rngs: []*rand.Rand{rand.New(rand.NewPCG(1, 1))}}
+	const n = 20000
+	for _, tc := range []struct {
+		forward        bool
+		baseUS, meanUS float64
+	}{{true, 1100, 20}, {false, 900, 400}} {
+		var sum float64
+		for range n {
+			d, ok := r.link(0, tc.forward)
+			if !ok {
+				t.Fatal("a lossless link lost a packet")
+			}
+			us := float64(d) / 1e3
+			if us < tc.baseUS-0.001 {
+				t.Fatalf("forward=%v: a trip of %v µs is shorter than the base %v µs", tc.forward, us, tc.baseUS)
+			}
+			sum += us - tc.baseUS
+		}
+		if got := sum / n; math.Abs(got-tc.meanUS) > 0.1*tc.meanUS {
+			t.Errorf("forward=%v: mean queueing %.1f µs, want %v µs", tc.forward, got, tc.meanUS)
 		}
 	}
 }
