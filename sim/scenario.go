@@ -63,20 +63,20 @@ type Discipline struct {
 
 // Source is a simulated time source behind a simulated link.
 type Source struct {
-	Name             string   `yaml:"name"`
-	Protocol         string   `yaml:"protocol"` // ntp (default) | ptp: a unicast PTP grandmaster; poll_s is its Sync and Delay_Req period
-	PollS            float64  `yaml:"poll_s"`
-	MaxPollS         float64  `yaml:"max_poll_s"`   // > poll_s: the poll adapts between them on the filter's advice
-	DelayUS          float64  `yaml:"delay_us"`     // base round trip
-	AsymmetryUS      float64  `yaml:"asymmetry_us"` // forward minus return one-way delay
-	JitterUS         float64  `yaml:"jitter_us"`    // mean of exponential queueing per direction
+	Name        string  `yaml:"name"`
+	Protocol    string  `yaml:"protocol"` // ntp (default) | ptp: a unicast PTP grandmaster; poll_s is its Sync and Delay_Req period
+	PollS       float64 `yaml:"poll_s"`
+	MaxPollS    float64 `yaml:"max_poll_s"`   // > poll_s: the poll adapts between them on the filter's advice
+	DelayUS     float64 `yaml:"delay_us"`     // base round trip
+	AsymmetryUS float64 `yaml:"asymmetry_us"` // forward minus return one-way delay
+	JitterUS    float64 `yaml:"jitter_us"`    // mean of exponential queueing per direction
 	// ReturnJitterUS, when set, is the return direction's mean queueing
 	// (jitter_us is then the forward direction's): one-sided queueing, as
 	// when requests leave an idle host and replies a busy one.
-	ReturnJitterUS *float64 `yaml:"return_jitter_us"`
-	LossPct          float64  `yaml:"loss_pct"`     // per direction
-	Outages          []Window `yaml:"outages"`      // no replies
-	Stratum          uint8    `yaml:"stratum"`      // advertised
+	ReturnJitterUS   *float64 `yaml:"return_jitter_us"`
+	LossPct          float64  `yaml:"loss_pct"` // per direction
+	Outages          []Window `yaml:"outages"`  // no replies
+	Stratum          uint8    `yaml:"stratum"`  // advertised
 	RootDispersionUS float64  `yaml:"root_dispersion_us"`
 	RootDelayUS      float64  `yaml:"root_delay_us"`
 	Errors           []Error  `yaml:"errors"` // the source's clock minus true time, piecewise
