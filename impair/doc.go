@@ -26,7 +26,14 @@
 //     namespaces, stamped in this process on one CLOCK_MONOTONIC, measure
 //     each direction's one-way delay; with zero impairment that is the
 //     wire's own overhead, which Config.SubtractNS can take off the
-//     configured delays.
+//     configured delays;
+//   - stamped calibration (Pair.StampFloors, Pair.CalibrateStamped): the
+//     same legs as kernel stamps see them (software transmit stamp at the
+//     sender, receive stamp at the receiver, one CLOCK_REALTIME), in a time
+//     client's rhythm (a request after a pause, the reply at once), and each
+//     direction's overhead over its base delay for Path.SubtractNS. The
+//     wire's wake-up to read a request from an idle machine is slower than
+//     the one for the reply, so the two overheads differ.
 //
 // Units: delays are time.Duration; instants are CLOCK_MONOTONIC
 // nanoseconds. Delays are never negative: jitter adds to the base delay, so

@@ -182,3 +182,52 @@ func TestVethPairBaseline(t *testing.T) {
 		}
 	}
 }
+
+// CalibrateStamped's overheads, taken off each direction, make each
+// direction's kernel-stamped minimum its configured delay (1 ms each way
+// here, within tol: the minima of 40 exchanges on a loaded 2-core machine).
+// Negative control: the same check with 400 µs too much taken off one
+// direction fails.
+func TestStampedCalibrationLevelsFloors(t *testing.T) {
+	needNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, _ := newTestPair(t, ctx)
+	const tol = 100 * time.Microsecond
+	path := Config{AtoB: Path{Delay: time.Millisecond}, BtoA: Path{Delay: time.Millisecond}, Seed: 1}
+	sc, err := p.CalibrateStamped(ctx, path, 40, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("over 1 ms base: a→b min %v p50 %v, b→a min %v p50 %v (%d/%d); overheads %v / %v",
+		sc.AtoBMin, sc.AtoBP50, sc.BtoAMin, sc.BtoAP50, sc.Exchanges, sc.Sent,
+		time.Duration(sc.AtoBOverheadNS), time.Duration(sc.BtoAOverheadNS))
+	if sc.AtoBMin < time.Millisecond || sc.BtoAMin < time.Millisecond {
+		t.Fatalf("a leg came in under its 1 ms base delay: a→b %v, b→a %v", sc.AtoBMin, sc.BtoAMin)
+	}
+	check := func(extra int64) error {
+		cfg := path
+		cfg.AtoB.SubtractNS, cfg.BtoA.SubtractNS = sc.AtoBOverheadNS+extra, sc.BtoAOverheadNS
+		if err := p.Wire.Configure(cfg); err != nil {
+			t.Fatal(err)
+		}
+		f, err := p.StampFloors(ctx, 40, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("subtracting %v / %v: a→b min %v p50 %v, b→a min %v p50 %v", time.Duration(cfg.AtoB.SubtractNS),
+			time.Duration(cfg.BtoA.SubtractNS), f.AtoBMin, f.AtoBP50, f.BtoAMin, f.BtoAP50)
+		for _, m := range []time.Duration{f.AtoBMin, f.BtoAMin} {
+			if d := m - time.Millisecond; d > tol || d < -tol {
+				return fmt.Errorf("floors a→b %v, b→a %v: want 1 ms ± %v each", f.AtoBMin, f.BtoAMin, tol)
+			}
+		}
+		return nil
+	}
+	if err := check(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(int64(400 * time.Microsecond)); err == nil {
+		t.Fatal("negative control: 400 µs too much off a→b passed the check")
+	}
+}

@@ -7,9 +7,14 @@
 //
 // Paths lists the impairments (clean, jitter, lossy, asymmetric,
 // route-change): per direction a base delay (the minimum), jitter, loss and
-// route changes. The wire's own overhead is calibrated per pair and taken
-// off each direction's delays, so the configured delay is what the path
-// shows. A path whose directions differ by Δ forces an offset of Δ/2 on any
+// route changes. The wire's own overhead is calibrated per pair and
+// direction with kernel stamps at both ends, in a client's rhythm
+// (impair.CalibrateStamped), and taken off each direction's delays, so the
+// configured delay is each direction's minimum as the clients' kernel
+// stamps see it. What the wire adds above the minimum is not symmetric: a
+// request leaves an idle machine and waits for the wire's wake-up (~200 µs
+// median here), a reply finds it awake (~15 µs); scenario path-one-sided
+// in sim/scenarios models this. A path whose directions differ by Δ forces an offset of Δ/2 on any
 // two-way client (the path's "physics", PhysicsNS, which changes with a
 // route change); every |error| figure is measured from it.
 //

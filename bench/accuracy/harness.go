@@ -52,6 +52,13 @@ const (
 // anything once proven loses precision (the provable minimum's growth).
 const DriftBoundPPM = 15
 
+// The stamped calibration: exchanges, one every stampedEvery (long enough
+// for the machine to fall idle between them, as between a client's polls).
+const (
+	stampedExchanges = 40
+	stampedEvery     = 100 * time.Millisecond
+)
+
 // maxBracketNS bounds the host-clock reads around one interval read: a
 // read preempted between them (ms on a loaded machine) would pass for our
 // error, and would make the containment check lenient.
@@ -186,7 +193,8 @@ type seenDelay struct {
 // group is one pair of namespaces: the server in B, clients in A.
 type group struct {
 	pair       *impair.Pair
-	cal        impair.Calibration
+	cal        impair.Calibration        // user-space probes, back to back (reported)
+	stamped    impair.StampedCalibration // kernel stamps, a client's rhythm (subtracted)
 	cfg        impair.Config
 	configured time.Time // route changes count from here
 	server     *proc
@@ -313,9 +321,15 @@ func (r *Run) startGroup(ctx context.Context, i int, names []string) error {
 	// Each direction's own minimum overhead off its delays, so that each
 	// configured delay is that direction's minimum (impair.Path.Delay), as
 	// on a real path: an uneven overhead would be an asymmetry that biases
-	// every client alike, and the minima are what a filter can find.
+	// every client alike, and the minima are what a filter can find. The
+	// overhead is measured as the clients see it: kernel stamps at both
+	// ends, a request after a pause and its reply at once, over the path's
+	// base delays (impair.CalibrateStamped).
+	if g.stamped, err = pair.CalibrateStamped(ctx, r.path.Impair, stampedExchanges, stampedEvery); err != nil {
+		return err
+	}
 	g.cfg = r.path.Impair
-	g.cfg.AtoB.SubtractNS, g.cfg.BtoA.SubtractNS = int64(g.cal.AtoBMin), int64(g.cal.BtoAMin)
+	g.cfg.AtoB.SubtractNS, g.cfg.BtoA.SubtractNS = g.stamped.AtoBOverheadNS, g.stamped.BtoAOverheadNS
 	if err := pair.Wire.Configure(g.cfg); err != nil {
 		return err
 	}

@@ -29,7 +29,10 @@ type PathResult struct {
 // GroupResult is one pair of namespaces and its server.
 type GroupResult struct {
 	Contestants []string           `json:"contestants"`
-	Calibration impair.Calibration `json:"calibration"` // the wire's own overhead, subtracted
+	Calibration impair.Calibration `json:"calibration"` // the wire's own overhead in user space, back to back
+	// Stamped is the overhead per direction as kernel stamps see it in a
+	// client's rhythm; its overheads are what was subtracted.
+	Stamped impair.StampedCalibration `json:"stamped_calibration"`
 	Wire        impair.Stats       `json:"wire"`
 	// MinDelayNS is the smallest round trip any client of the group
 	// reported; ProvableMinNS half of it (0: none reported).
@@ -107,7 +110,7 @@ func abs64(v int64) int64 {
 func (r *Run) Result() PathResult {
 	pr := PathResult{Path: r.path.Name, Impairment: Describe(r.path.Impair)}
 	for _, g := range r.groups {
-		gr := GroupResult{Contestants: g.names, Calibration: g.cal, Wire: g.pair.Wire.Stats()}
+		gr := GroupResult{Contestants: g.names, Calibration: g.cal, Stamped: g.stamped, Wire: g.pair.Wire.Stats()}
 		g.mu.Lock()
 		for _, d := range g.delays {
 			if gr.MinDelayNS == 0 || d.ns < gr.MinDelayNS {

@@ -159,8 +159,8 @@ func printPath(w io.Writer, p *accuracy.PathResult, injected int64) {
 	}
 	_ = tw.Flush()
 	for _, g := range p.Groups {
-		fmt.Fprintf(w, "  group %v: min δ %s (provable min %s), wire overhead %s subtracted, server drift max %s over %d reads\n",
-			g.Contestants, us(g.MinDelayNS), us(g.ProvableMinNS), us(g.Calibration.OverheadNS), us(g.ServerDriftMaxNS), g.ServerReads)
+		fmt.Fprintf(w, "  group %v: min δ %s (provable min %s), wire overhead subtracted a→b %s b→a %s (kernel stamps), server drift max %s over %d reads\n",
+			g.Contestants, us(g.MinDelayNS), us(g.ProvableMinNS), us(g.Stamped.AtoBOverheadNS), us(g.Stamped.BtoAOverheadNS), us(g.ServerDriftMaxNS), g.ServerReads)
 	}
 }
 
