@@ -33,7 +33,7 @@ type GroupResult struct {
 	// Stamped is the overhead per direction as kernel stamps see it in a
 	// client's rhythm; its overheads are what was subtracted.
 	Stamped impair.StampedCalibration `json:"stamped_calibration"`
-	Wire        impair.Stats       `json:"wire"`
+	Wire    impair.Stats              `json:"wire"`
 	// MinDelayNS is the smallest round trip any client of the group
 	// reported; ProvableMinNS half of it (0: none reported).
 	MinDelayNS    int64 `json:"min_delay_ns"`
