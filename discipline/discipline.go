@@ -217,23 +217,40 @@ func (d *Discipline) AddSample(name string, s Sample) error {
 		d.srcs[name] = src
 	}
 	mid := s.T1NS + (s.T4NS-s.T1NS)/2
-	delay := float64(s.DelayNS())
+	// The exchange on the free-running timescale U: the local stamps t1
+	// and t4 are converted through the recorded corrections, so a
+	// correction applied between them bends nothing. U runs at the
+	// oscillator's rate 1 + s with |s| ≤ rateBound.
+	u1, u4 := d.uAt(float64(s.T1NS-d.epochL)), d.uAt(float64(s.T4NS-d.epochL))
+	t2, t3 := float64(s.T2NS-d.epochL), float64(s.T3NS-d.epochL)
+	serverSpan := t3 - t2
+	// δ on U; never less than on the local clock (the two differ by the
+	// correction's rate over t4 − t1), so the bound takes the larger.
+	delay := math.Max((u4-u1)-serverSpan, float64(s.DelayNS()))
+	rateBound := d.rateBound()
 	bound := float64(s.RootDelayNS)/2 + float64(s.RootDispersionNS) + float64(d.cfg.PrecisionNS) +
-		// The local clock's rate error during the exchange skews t1..t4.
-		delay*(d.cfg.OscillatorTolerancePPB+d.cfg.MaxFreqPPB)*1e-9
+		// The oscillator's rate error skews the local span t4 − t1: δ is
+		// measured short or long by s·(t4 − t1). The round trip's share
+		// keeps the a-priori bound (tolerance and correction range), as
+		// it always had; the server's span t3 − t2 — up to a Sync interval
+		// when PTP pairs a Delay_Req with the next Sync, microseconds for
+		// NTP — is covered at the rate's bound.
+		delay*(d.cfg.OscillatorTolerancePPB+d.cfg.MaxFreqPPB)*1e-9 + math.Abs(serverSpan)*rateBound
 	if !d.cfg.Ablation.OmitPathDelay {
 		bound += delay / 2 // asymmetry: the one-way split of δ is unknown
 	}
-	lRel := float64(s.T1NS-d.epochL) + float64(s.T4NS-s.T1NS)/2
-	u := d.uAt(lRel)
+	u := (u1 + u4) / 2
 	// Compare on the free-running timescale: local readings go back after a
 	// negative step, U never does.
 	if n := len(src.samples); n > 0 && u <= src.samples[n-1].u {
 		return fmt.Errorf("discipline: source %s: sample at %d is not newer than the last (%d)", name, mid, src.samples[n-1].localNS)
 	}
-	x := -s.OffsetNS() // local minus source
+	// U − source time at the exchange's midpoint on U: exact for a linear
+	// U, which the midpoint on the local clock is not when a correction
+	// changed its rate in between.
+	xr := ((u1 - t2) + (u4 - t3)) / 2
 	rs := rawSample{
-		u: u, xr: x - (lRel - u), boundNS: bound,
+		u: u, xr: xr, boundNS: bound,
 		localNS: mid, delayNS: s.DelayNS(),
 		rootDelayNS: s.RootDelayNS, rootDispNS: s.RootDispersionNS,
 		stratum: s.Stratum, leap: s.Leap, refID: s.RefID,
@@ -253,6 +270,14 @@ func (d *Discipline) rate() (s, unc float64) {
 		return d.fit.slope, d.fit.slopeUnc
 	}
 	return d.priorS, prior
+}
+
+// rateBound bounds the oscillator's rate error |s| now: the estimate's
+// magnitude plus its error bound (rate), never more than the configured
+// tolerance, which holds by assumption.
+func (d *Discipline) rateBound() float64 {
+	est, unc := d.rate()
+	return math.Min(d.cfg.OscillatorTolerancePPB*1e-9, math.Abs(est)+unc) + d.cfg.DriftBoundPPB*1e-9
 }
 
 // growth is how fast an aged bound widens per ns of U.

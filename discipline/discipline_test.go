@@ -249,3 +249,40 @@ func TestSourceOptions(t *testing.T) {
 		t.Fatalf("prefer: interval %+v misses true time", iv)
 	}
 }
+
+// A PTP-style exchange pairs a Delay_Req with the next Sync: the server's
+// span t3 − t2 is up to a Sync interval, and the local clock's rate error
+// over that span shortens the measured δ (here a clock 400 ppm slow, within
+// the oscillator tolerance, and 1 s between the Delay_Req's arrival and the
+// Sync's departure: δ is measured 400 µs short of its true 1010 µs). With
+// the asymmetry nearly all of δ (10 µs out, 1000 µs back), δ/2 alone misses
+// the truth by ~200 µs: the bound must cover the rate over the server's span.
+func TestLongServerSpanBoundsTruth(t *testing.T) {
+	const f = -400e-6
+	local := func(trueNS int64) int64 { return trueNS + int64(f*float64(trueNS-t0)) }
+	d, err := New(DefaultConfig(), local(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tau1 := t0 + 2e9
+	tau2 := tau1 + 10_000
+	tau3 := tau2 + 1e9
+	tau4 := tau3 + 1_000_000
+	s := Sample{T1NS: local(tau1), T2NS: tau2, T3NS: tau3, T4NS: local(tau4), Stratum: 1}
+	if got, want := s.DelayNS(), int64(1_010_000-400_000); math.Abs(float64(got-want)) > 1000 {
+		t.Fatalf("measured δ %d ns, want about %d (the setup is wrong)", got, want)
+	}
+	if err := d.AddSample("gm", s); err != nil {
+		t.Fatal(err)
+	}
+	trueNow := tau4 + 1_000_000
+	u := d.Update(local(trueNow))
+	if u.Estimate.Status != truetime.Synchronized {
+		t.Fatalf("want synchronized: %+v", u.Estimate)
+	}
+	iv := truetime.Bound(local(trueNow), u.Estimate)
+	if iv.EarliestNS > trueNow || iv.LatestNS < trueNow {
+		t.Fatalf("interval [%d, %d] misses true time %d by %d ns", iv.EarliestNS, iv.LatestNS, trueNow,
+			max(iv.EarliestNS-trueNow, trueNow-iv.LatestNS))
+	}
+}
