@@ -280,6 +280,18 @@ func (d *Discipline) rateBound() float64 {
 	return math.Min(d.cfg.OscillatorTolerancePPB*1e-9, math.Abs(est)+unc) + d.cfg.DriftBoundPPB*1e-9
 }
 
+// filterRateUnc is the rate uncertainty the clock filter ages samples by,
+// given the bound unc that rate() returned: three standard errors of the
+// regression's slope while the rate comes from the regression (capped at
+// unc/16), unc/16 otherwise (the prior: no fit yet, or a window no line
+// passed through). A statistic, never a bound: it only weighs samples.
+func (d *Discipline) filterRateUnc(unc float64) float64 {
+	if d.fit.ok && d.fit.slopeUnc == unc && d.fit.slopeSD > 0 {
+		return math.Min(unc/16, 3*d.fit.slopeSD)
+	}
+	return unc / 16
+}
+
 // growth is how fast an aged bound widens per ns of U.
 func (d *Discipline) growth() float64 {
 	if d.cfg.Ablation.OmitDrift {
@@ -461,7 +473,7 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 		case src.opt.MaxDistanceNS > 0 && half > float64(src.opt.MaxDistanceNS):
 			src.report.State = SourceTooFar
 		case half <= float64(d.cfg.MaxErrorNS):
-			f := filterSource(src.samples, uNow, cNow, sRate, unc)
+			f := filterSource(src.samples, uNow, cNow, sRate, d.filterRateUnc(unc))
 			src.report.OffsetNS = f.center
 			cands = append(cands, candidate{src: src, sample: last, center: center, half: half, filt: f})
 		}

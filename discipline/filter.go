@@ -18,12 +18,21 @@ import "math"
 // estimate than any one sample's centre or a mean of centres; chrony's
 // minimum-delay filter gets the same from samples least delayed in both
 // directions at once, which are rarer.
+//
+// How long the window is decides how close each edge comes to its
+// direction's floor: on a path whose requests queue more than its replies
+// (one machine idle, the other busy), the centre is off by half of what
+// the least-delayed request of the window still waited, so a short window
+// is a bias, not only noise. Samples are therefore aged by the rate's
+// statistical error (the regression's standard error, filterRateUnc), not
+// by a fraction of its hard bound, which is tens of times wider and left
+// samples older than a few polls with no say.
 
 // filterWanderPPB is the statistical (not bounding) rate of divergence
 // assumed between a sample and now on top of the fitted rate: it lets
 // recent samples count more than old ones without the hard drift bound
 // that would make any sample older than a few polls useless.
-const filterWanderPPB = 1000
+const filterWanderPPB = 300
 
 // filtered is a source's filter output at the update.
 type filtered struct {
@@ -33,13 +42,13 @@ type filtered struct {
 }
 
 // filterSource intersects the source's samples, newest first, aged with the
-// fitted rate sRate and the rate uncertainty unc. A sample that does not
-// overlap the newer ones is an outlier and skipped; a second in a row means
-// the source stepped (or its rate moved more than the aging covers), and
-// the window ends there: it is the newest consistent run of samples, less
-// its lone outliers.
+// fitted rate sRate and the statistical rate uncertainty unc. A sample that
+// does not overlap the newer ones is an outlier and skipped; a second in a
+// row means the source stepped (or its rate moved more than the aging
+// covers), and the window ends there: it is the newest consistent run of
+// samples, less its lone outliers.
 func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered {
-	grow := unc/16 + filterWanderPPB*1e-9
+	grow := unc + filterWanderPPB*1e-9
 	lo, hi := math.Inf(-1), math.Inf(1)
 	used, misses := 0, 0
 	for i := len(samples) - 1; i >= 0 && misses < 2; i-- {

@@ -15,7 +15,11 @@ type point struct {
 type fit struct {
 	slope    float64 // dxr/du, dimensionless
 	slopeUnc float64 // |slope − true slope| ≤ slopeUnc when the true xr is linear
-	ok       bool
+	// slopeSD is the slope's standard error from the residuals (weighted
+	// least squares: σ̂²/Sxx with σ̂² = Σ w·r²/(n − 2)): a statistic for
+	// weighing samples, never a bound. 0 with fewer than three points.
+	slopeSD float64
+	ok      bool
 }
 
 // regress fits xr = a + slope·u with weights 1/bound². The least-squares
@@ -57,7 +61,17 @@ func regress(pts []point) fit {
 	// steps by less than its points' widths leaves a feasible window whose
 	// range misses the true slope (a random world found it), while the
 	// least-squares bound degrades gracefully. It decides trimming only.
-	return fit{slope: sxy / sxx, slopeUnc: unc, ok: true}
+	slope := sxy / sxx
+	var sd float64
+	if n := len(pts); n > 2 {
+		var rss float64
+		for _, p := range pts {
+			r := p.xr - mx - slope*(p.u-mu)
+			rss += r * r / (p.boundNS * p.boundNS)
+		}
+		sd = math.Sqrt(rss / float64(n-2) / sxx)
+	}
+	return fit{slope: slope, slopeUnc: unc, slopeSD: sd, ok: true}
 }
 
 // slopeRange is the range of slopes of the lines that pass within every

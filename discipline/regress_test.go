@@ -100,3 +100,37 @@ func TestSlopeRangeHoldsTrueSlopeUnderNoise(t *testing.T) {
 		}
 	}
 }
+
+// slopeSD is the slope's standard error: over many lines with independent
+// noise (Gaussian, σ 20 µs, equal weights), the spread of the fitted slopes
+// about the true one matches the mean reported standard error within 15 %.
+func TestRegressSlopeSDMatchesSpread(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const trials, n, sigma = 4000, 32, 20e3
+	var sumSq, sumSD float64
+	for range trials {
+		var pts []point
+		for i := range n {
+			u := float64(i) * 1e9
+			pts = append(pts, point{u: u, xr: 1e6 + 3e-6*u + rng.NormFloat64()*sigma, boundNS: 1e6})
+		}
+		f := regress(pts)
+		if !f.ok || f.slopeSD <= 0 {
+			t.Fatalf("fit %+v", f)
+		}
+		sumSq += (f.slope - 3e-6) * (f.slope - 3e-6)
+		sumSD += f.slopeSD
+	}
+	spread, reported := math.Sqrt(sumSq/trials), sumSD/trials
+	t.Logf("slope spread %.3g, mean reported standard error %.3g", spread, reported)
+	if r := reported / spread; r < 0.85 || r > 1.15 {
+		t.Fatalf("reported standard error %.3g is %.2f× the actual spread %.3g", reported, r, spread)
+	}
+	if two := regress(pts2()); two.slopeSD != 0 {
+		t.Fatalf("two points: slopeSD %v, want 0 (no residual to judge)", two.slopeSD)
+	}
+}
+
+func pts2() []point {
+	return []point{{u: 0, xr: 0, boundNS: 1}, {u: 1e9, xr: 5, boundNS: 1}}
+}
