@@ -185,7 +185,8 @@ func TestVethPairBaseline(t *testing.T) {
 
 // CalibrateStamped's overheads, taken off each direction, make each
 // direction's kernel-stamped minimum its configured delay (1 ms each way
-// here, within tol: the minima of 40 exchanges on a loaded 2-core machine).
+// here, within tol: the minima of 40 exchanges on a loaded 2-core machine,
+// where a calibration moves by tens of µs from one run to the next).
 // Negative control: the same check with 400 µs too much taken off one
 // direction fails.
 func TestStampedCalibrationLevelsFloors(t *testing.T) {
@@ -193,7 +194,7 @@ func TestStampedCalibrationLevelsFloors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	p, _ := newTestPair(t, ctx)
-	const tol = 100 * time.Microsecond
+	const tol = 150 * time.Microsecond
 	path := Config{AtoB: Path{Delay: time.Millisecond}, BtoA: Path{Delay: time.Millisecond}, Seed: 1}
 	sc, err := p.CalibrateStamped(ctx, path, 40, 100*time.Millisecond)
 	if err != nil {
