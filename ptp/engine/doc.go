@@ -11,7 +11,8 @@
 // Announce (REQUEST_UNICAST_TRANSMISSION), qualifies them on their
 // Announces, picks the master by the BMCA (Compare), asks that one for
 // Sync and Delay_Resp, renews every grant at ¾ of its duration, treats a
-// zero duration as a refusal (retries with backoff), cancels the old
+// zero duration as a refusal (retries with a backoff doubling to 64 s;
+// an unanswered request is retried sooner, doubling to 8 s), cancels the old
 // master's grants when the choice changes and acknowledges a master's
 // CANCEL. It measures two-step Sync/Follow_Up and E2E Delay_Req/Delay_Resp
 // with the correction fields applied, tolerates sequence gaps, keeps one

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/facebook/time/ptp/protocol"
 
@@ -451,5 +452,31 @@ func TestClientAcknowledgesCancel(t *testing.T) {
 		if d.toMaster == 0 && msgType(d.data) == protocol.MessageDelayReq && d.at > ack && d.at < rerequest {
 			t.Fatal("a Delay_Req between the CANCEL and the new request")
 		}
+	}
+}
+
+// A master that was unreachable for five minutes is asked again within
+// maxLostBackoffNS once it answers: unanswered requests back off to 8 s at
+// most, not to the 64 s a refusing master gets (with silence doubling to
+// 64 s, a random world with 25 % loss went nine minutes with two samples).
+// Samples resume within 15 s (the backoff, two Announces to qualify, the
+// grants and one Sync/Delay_Req pairing).
+func TestResumesSoonAfterSilence(t *testing.T) {
+	w := newWorld(t, clientConfig(), clientOff, oneMaster(10_000, 10_000))
+	w.run(10e9)
+	if len(w.samples) == 0 {
+		t.Fatalf("no samples before the silence: %+v", w.cl.Counters())
+	}
+	w.ms[0].alive = false
+	w.run(300e9)
+	w.samples, w.sampleT = nil, nil
+	back := w.T
+	w.ms[0].alive = true
+	w.run(60e9)
+	if len(w.sampleT) == 0 {
+		t.Fatalf("no sample within 60 s of the master's return (client %+v)", w.cl.Counters())
+	}
+	if after := time.Duration(w.sampleT[0] - back); after > 15*time.Second {
+		t.Fatalf("first sample %v after the master answered again, want ≤ 15 s", after)
 	}
 }
