@@ -12,9 +12,10 @@
 // (impair.CalibrateStamped), and taken off each direction's delays, so the
 // configured delay is each direction's minimum as the clients' kernel
 // stamps see it. What the wire adds above the minimum is not symmetric: a
-// request leaves an idle machine and waits for the wire's wake-up (~200 µs
-// median here), a reply finds it awake (~15 µs); scenario path-one-sided
-// in sim/scenarios models this. A path whose directions differ by Δ forces an offset of Δ/2 on any
+// request leaves an idle machine and may wait for the wire's wake-up (its
+// median was 13–200 µs above the floor in runs here), a reply finds the
+// machine awake (~15 µs); scenario path-one-sided in sim/scenarios models
+// this. A path whose directions differ by Δ forces an offset of Δ/2 on any
 // two-way client (the path's "physics", PhysicsNS, which changes with a
 // route change); every |error| figure is measured from it.
 //
