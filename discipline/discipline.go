@@ -232,9 +232,10 @@ func (d *Discipline) AddSample(name string, s Sample) error {
 		// The oscillator's rate error skews the local span t4 − t1: δ is
 		// measured short or long by s·(t4 − t1). The round trip's share
 		// keeps the a-priori bound (tolerance and correction range), as
-		// it always had; the server's span t3 − t2 — up to a Sync interval
-		// when PTP pairs a Delay_Req with the next Sync, microseconds for
-		// NTP — is covered at the rate's bound.
+		// it always had; the server's span |t3 − t2| — microseconds for
+		// NTP, the wait between a Sync and the Delay_Req sent behind it
+		// for PTP, which any caller may make long — is covered at the
+		// rate's bound.
 		delay*(d.cfg.OscillatorTolerancePPB+d.cfg.MaxFreqPPB)*1e-9 + math.Abs(serverSpan)*rateBound
 	if !d.cfg.Ablation.OmitPathDelay {
 		bound += delay / 2 // asymmetry: the one-way split of δ is unknown

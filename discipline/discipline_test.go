@@ -125,6 +125,8 @@ func TestBadSamples(t *testing.T) {
 	for name, mut := range map[string]func(*Sample){
 		"t4 before t1":   func(s *Sample) { s.T4NS = s.T1NS - 1 },
 		"t3 before t2":   func(s *Sample) { s.T3NS = s.T2NS - 1 },
+		// The response first, but a span longer than any exchange.
+		"response first, 11 s": func(s *Sample) { s.T3NS, s.T4NS = s.T2NS-11e9, s.T1NS-11e9 },
 		"negative delay": func(s *Sample) { s.T3NS += 1e9 },
 		"stratum 0":      func(s *Sample) { s.Stratum = 0 },
 		"stratum 16":     func(s *Sample) { s.Stratum = 16 },
@@ -284,5 +286,27 @@ func TestLongServerSpanBoundsTruth(t *testing.T) {
 	if iv.EarliestNS > trueNow || iv.LatestNS < trueNow {
 		t.Fatalf("interval [%d, %d] misses true time %d by %d ns", iv.EarliestNS, iv.LatestNS, trueNow,
 			max(iv.EarliestNS-trueNow, trueNow-iv.LatestNS))
+	}
+}
+
+// PTP's order: the response (Sync) comes first and the request is sent
+// behind it, so t4 ≤ t1 and t3 ≤ t2. The sample is accepted and its θ and
+// δ are the offset and the round trip, as in NTP's order.
+func TestResponseFirstAccepted(t *testing.T) {
+	const off, fwd, back, wait = 3_000_000, 40_000, 60_000, 5_000_000
+	// True times: the Sync leaves the server at T, arrives at T + back; the
+	// request leaves wait later and arrives fwd after that.
+	T := t0 + 1e9
+	s := Sample{
+		T3NS: T, T4NS: T + back + off,
+		T1NS: T + back + wait + off, T2NS: T + back + wait + fwd,
+		Stratum: 1,
+	}
+	if s.OffsetNS() != -off+(fwd-back)/2 || s.DelayNS() != fwd+back {
+		t.Fatalf("θ %.0f δ %d, want %d and %d", s.OffsetNS(), s.DelayNS(), -off+(fwd-back)/2, fwd+back)
+	}
+	d, _ := New(DefaultConfig(), t0)
+	if err := d.AddSample("gm", s); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -16,10 +16,10 @@
 //     (U, xr = U − true time) where U is what the oscillator alone would read.
 //     Samples therefore survive steps and frequency changes unchanged.
 //   - Per-sample bound M = δ/2 + rootDelay/2 + rootDispersion + precision +
-//     δ·(tolerance + maxfreq) + (t3 − t2)·rateBound: a hard bound on
+//     δ·(tolerance + maxfreq) + |t3 − t2|·rateBound: a hard bound on
 //     |measured − true| when the source is honest (see package truetime for
 //     the derivation; the last term is the rate error over a PTP server's
-//     span between a Delay_Req and the Sync paired with it). θ and δ are
+//     span between a Sync and the Delay_Req sent behind it). θ and δ are
 //     computed on the free-running timescale U.
 //   - Candidates. A sample of age a bounds the offset now by M + g·a with
 //     g = FreqUnc + DriftBound; each source's newest sample is its candidate

@@ -12,6 +12,10 @@ import (
 //
 //	offset θ = ((t2 − t1) + (t3 − t4)) / 2   (source minus local)
 //	delay  δ = (t4 − t1) − (t3 − t2)
+//
+// The request usually comes first (NTP: t1 ≤ t4, t2 ≤ t3); PTP's response,
+// the Sync, may come first and the request be sent behind it (t4 ≤ t1,
+// t3 ≤ t2): the formulas are the same.
 type Sample struct {
 	T1NS int64 // local: request sent
 	T2NS int64 // remote: request received
@@ -43,12 +47,14 @@ func (s Sample) Validate() error {
 	case s.T1NS <= 0 || s.T2NS <= 0 || s.T3NS <= 0 || s.T4NS <= 0:
 		// Also keeps every difference below from overflowing.
 		return fmt.Errorf("discipline: sample timestamps must be after 1970, got t1..t4 = %d %d %d %d", s.T1NS, s.T2NS, s.T3NS, s.T4NS)
-	case s.T4NS-s.T1NS > maxExchangeNS:
+	case s.T4NS-s.T1NS > maxExchangeNS || s.T1NS-s.T4NS > maxExchangeNS:
 		return fmt.Errorf("discipline: exchange took %d ns, longer than %d", s.T4NS-s.T1NS, int64(maxExchangeNS))
-	case s.T4NS < s.T1NS:
-		return fmt.Errorf("discipline: sample t4 %d before t1 %d", s.T4NS, s.T1NS)
-	case s.T3NS < s.T2NS:
-		return fmt.Errorf("discipline: sample t3 %d before t2 %d", s.T3NS, s.T2NS)
+	case (s.T4NS < s.T1NS) != (s.T3NS < s.T2NS) && s.T4NS != s.T1NS && s.T3NS != s.T2NS:
+		// Either the request came first at both ends (NTP: t1 ≤ t4,
+		// t2 ≤ t3) or the response did (PTP's Sync, then the Delay_Req
+		// sent behind it: t4 ≤ t1, t3 ≤ t2). Mixed, the two clocks
+		// disagree on which of two messages was first.
+		return fmt.Errorf("discipline: sample t1..t4 = %d %d %d %d: the two ends disagree on which message came first", s.T1NS, s.T2NS, s.T3NS, s.T4NS)
 	case s.DelayNS() < 0:
 		return fmt.Errorf("discipline: sample has negative delay %d ns", s.DelayNS())
 	case s.RootDelayNS < 0 || s.RootDispersionNS < 0:

@@ -260,10 +260,13 @@ func (c *Client) Run(ctx context.Context, out chan<- Sample) error {
 			p.txSrc = hwts.SourceUser
 			t1, src, ok := evStamps.TxToClock(evID, c.cfg.TxTimeout, c.clk.NowNS)
 			if !ok {
+				// TxNS 0 tells the engine none will come: its t1 stays the
+				// pre-send reading, early and so never late.
 				c.Stats.TxStampsMissing.Add(1)
-				return nil
+				t1 = 0
+			} else {
+				p.txSrc = src
 			}
-			p.txSrc = src
 			p.e.Step(c.clk.NowNS(), engine.Input{Kind: engine.InputTxStamp, TxNS: t1})
 		}
 	}

@@ -18,15 +18,16 @@
 // root dispersion, RFC 5905). So one sample bounds our offset x by
 //
 //	|x − (−θ)| ≤ M = δ/2 + rootDelay/2 + rootDispersion + precision
-//	                  + δ·(tol + maxfreq) + (t3 − t2)·r
+//	                  + δ·(tol + maxfreq) + |t3 − t2|·r
 //
 // where the last two terms cover our own rate error during the exchange:
 // the local span t4 − t1 is δ plus the server's span t3 − t2, and a clock
 // whose rate is off by s measures δ short or long by s·(t4 − t1). For NTP
-// the server's span is microseconds; PTP pairs a Delay_Req with the next
-// Sync, up to a Sync interval later, so that span is covered at r = the
-// rate's bound now (|estimate| + its error bound, at most the oscillator
-// tolerance, plus the drift bound). θ and δ are taken on the free-running
+// the server's span is microseconds; PTP's Sync comes first and the
+// Delay_Req is sent behind it (t3 ≤ t2, t4 ≤ t1), a span as long as the
+// client takes to send it, or longer when the stamps come late. That span
+// is covered at r = the rate's bound now (|estimate| + its error bound, at
+// most the oscillator tolerance, plus the drift bound). θ and δ are taken on the free-running
 // timescale, where a correction applied between t1 and t4 bends nothing. The
 // discipline keeps samples on the oscillator's free-running timescale, ages
 // each by the rate bound (below), selects sources by intersection (the hull

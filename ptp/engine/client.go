@@ -152,11 +152,13 @@ type earlyFollowUp struct {
 	valid    bool
 }
 
-// delayEx is a Delay_Req exchange.
+// delayEx is a Delay_Req exchange and the Sync it followed.
 type delayEx struct {
 	seq      uint16
-	txNS     int64 // t1: local send (user-space reading, replaced by the TX stamp)
-	rxMaster int64 // t2 on the master's timescale
+	txNS     int64  // t1: local send (user-space reading, replaced by the TX stamp)
+	rxMaster int64  // t2 on the master's timescale
+	sync     syncRx // the complete Sync whose arrival sent it: t3, t4
+	stamped  bool   // t1 is settled: the TX stamp came, or none will
 	done     bool
 	used     bool
 	valid    bool
@@ -173,9 +175,12 @@ type Client struct {
 
 	sync  syncRx
 	delay delayEx // the outstanding Delay_Req
-	last  delayEx // the newest completed exchange, until a Sync pairs with it
+	last  delayEx // the newest completed exchange, until it is paired
 	early earlyFollowUp
 	next  struct{ delayReqNS int64 }
+	// syncFresh: c.sync completed in this Step; a Delay_Req that is due
+	// leaves now, right behind it.
+	syncFresh bool
 
 	sig     signaling
 	msgs    clientMsgs
@@ -339,10 +344,18 @@ func (c *Client) Step(nowNS int64, in Input) {
 			c.cnt.Dropped++
 		}
 	case InputTxStamp:
-		if c.delay.valid && in.TxNS > 0 {
-			c.delay.txNS = in.TxNS
+		// TxNS 0: no stamp will come; t1 stays the pre-send reading.
+		if c.delay.valid && !c.delay.stamped {
+			if in.TxNS > 0 {
+				c.delay.txNS = in.TxNS
+			}
+			c.delay.stamped = true
 			if c.last.valid && c.last.seq == c.delay.seq && !c.last.used {
-				c.last.txNS = in.TxNS // its Delay_Resp came before the stamp
+				// Its Delay_Resp came before the stamp.
+				c.last.txNS, c.last.stamped = c.delay.txNS, true
+				if err := c.pair(); err != nil {
+					c.ready.Rejected = append(c.ready.Rejected, err)
+				}
 			}
 		}
 	}
@@ -429,14 +442,27 @@ func (c *Client) poll(nowNS int64) {
 		}
 		soon(s.sync.nextReqNS)
 		soon(s.delayResp.nextReqNS)
-		if s.sync.valid(nowNS) && s.delayResp.valid(nowNS) {
-			if nowNS >= c.next.delayReqNS {
-				c.sendDelayReq(nowNS, i)
-				c.next.delayReqNS = nowNS + s.delayResp.periodNS
+		// A Delay_Req leaves right behind a complete Sync and is paired
+		// with it (as linuxptp does), so the exchange spans the Sync's
+		// arrival to the Delay_Req's, not up to a Sync interval: the local
+		// clock's rate error over that span would shorten or lengthen δ.
+		// No timer: without Syncs there is nothing to pair with.
+		if c.syncFresh && s.sync.valid(nowNS) && s.delayResp.valid(nowNS) && nowNS >= c.next.delayReqNS {
+			if c.last.valid && c.last.done && !c.last.used {
+				// The previous Delay_Req's stamp never came: pair it with
+				// its pre-send reading, early and so never late.
+				c.last.stamped = true
+				if err := c.pair(); err != nil {
+					c.ready.Rejected = append(c.ready.Rejected, err)
+				}
 			}
-			soon(c.next.delayReqNS)
+			c.sendDelayReq(nowNS, i)
+			// Due half a Sync period early, so that a Sync arriving a
+			// little early (jitter) is not skipped.
+			c.next.delayReqNS = nowNS + s.delayResp.periodNS - min(s.delayResp.periodNS, s.sync.periodNS)/2
 		}
 	}
+	c.syncFresh = false
 	c.ready.DeadlineNS = deadline
 }
 
@@ -464,7 +490,7 @@ func (c *Client) reselect(nowNS int64) {
 		s.sync, s.delayResp = grant{}, grant{}
 	}
 	c.selected = best
-	c.sync, c.delay, c.last, c.early = syncRx{}, delayEx{}, delayEx{}, earlyFollowUp{}
+	c.sync, c.delay, c.last, c.early, c.syncFresh = syncRx{}, delayEx{}, delayEx{}, earlyFollowUp{}, false
 	if best >= 0 {
 		s := &c.servers[best]
 		s.sync.nextReqNS, s.delayResp.nextReqNS = nowNS, nowNS
@@ -484,7 +510,7 @@ func (c *Client) sendDelayReq(nowNS int64, i int) {
 	c.ready.Send = append(c.ready.Send, Datagram{Server: i, Event: true, Data: finish(b, n)})
 	// t1 is the reading before the send: early, never late; the TX stamp
 	// (InputTxStamp) replaces it.
-	c.delay = delayEx{seq: c.seq.delayReq, txNS: nowNS, valid: true}
+	c.delay = delayEx{seq: c.seq.delayReq, txNS: nowNS, sync: c.sync, valid: true}
 	c.cnt.DelayReqs++
 }
 
@@ -559,13 +585,12 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 			if !ok {
 				return fmt.Errorf("%w: Sync origin", ErrBadTimestamps)
 			}
-			c.sync.originN, c.sync.done = o+corr, true
-			return c.pair()
+			c.sync.originN, c.sync.done, c.syncFresh = o+corr, true, true
+			return nil
 		}
 		if c.early.valid && c.early.seq == h.SequenceID { // its Follow_Up came first
 			c.early.valid = false
-			c.sync.originN, c.sync.done = c.early.originNS+corr, true
-			return c.pair()
+			c.sync.originN, c.sync.done, c.syncFresh = c.early.originNS+corr, true, true
 		}
 		return nil
 	case protocol.MessageFollowUp:
@@ -584,8 +609,8 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 			c.early = earlyFollowUp{seq: h.SequenceID, originNS: o + corr, valid: true}
 			return ErrSequence
 		}
-		c.sync.originN, c.sync.done = o+c.sync.corrNS+corr, true
-		return c.pair()
+		c.sync.originN, c.sync.done, c.syncFresh = o+c.sync.corrNS+corr, true, true
+		return nil
 	case protocol.MessageDelayResp:
 		m := &c.msgs.dr
 		if err := m.UnmarshalBinary(b[:h.MessageLength]); err != nil {
@@ -605,6 +630,9 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 		}
 		c.delay.rxMaster, c.delay.done = r-corr, true
 		c.last = c.delay
+		if !c.last.stamped {
+			return nil // paired when its TX stamp comes, or the next Sync
+		}
 		return c.pair()
 	}
 	c.cnt.Dropped++
@@ -621,24 +649,22 @@ func (c *Client) bodyOnly(b []byte, l int) []byte {
 	return finish(c.scratch[:], n)
 }
 
-// pair makes a sample from the newest Delay_Req exchange and the first
-// Sync the master sent after receiving it. Mapping to the discipline's
-// t1..t4 (offset θ = ((t2−t1)+(t3−t4))/2, delay δ = (t4−t1)−(t3−t2)):
+// pair makes a sample from the newest Delay_Req exchange and the Sync it
+// followed. Mapping to the discipline's t1..t4 (offset
+// θ = ((t2−t1)+(t3−t4))/2, delay δ = (t4−t1)−(t3−t2)):
 //
 //	t1 = Delay_Req sent (local)       t2 = its receipt at the master
 //	t3 = Sync origin (master, from Follow_Up + corrections)
 //	t4 = Sync received (local)
 //
 // so θ = ((t2−t1) + (t3−t4))/2 is 1588's −offsetFromMaster and δ is twice
-// its meanPathDelay; t1 ≤ t4 and t2 ≤ t3 hold because the Sync left after
-// the Delay_Req arrived.
+// its meanPathDelay. The Sync came first: t4 ≤ t1 and t3 ≤ t2, and δ is
+// the master's span t2 − t3 minus the local one t1 − t4, both as short as
+// the Delay_Req's send after the Sync's arrival allows.
 func (c *Client) pair() error {
 	d := &c.last
-	if !c.sync.done || !d.done || d.used {
+	if !d.done || d.used || !d.stamped || !d.sync.done {
 		return nil
-	}
-	if c.sync.originN < d.rxMaster || c.sync.rxNS < d.txNS {
-		return nil // this Sync left before the Delay_Req arrived: wait for the next
 	}
 	d.used = true
 	s := &c.servers[c.selected]
@@ -657,7 +683,7 @@ func (c *Client) pair() error {
 	}
 	smp := discipline.Sample{
 		T1NS: d.txNS, T2NS: d.rxMaster - taiUTC,
-		T3NS: c.sync.originN - taiUTC, T4NS: c.sync.rxNS,
+		T3NS: d.sync.originN - taiUTC, T4NS: d.sync.rxNS,
 		Stratum: uint8(min(int(s.ds.StepsRemoved)+1, 15)),
 		RefID:   uint32(s.ds.GMIdentity),
 	}

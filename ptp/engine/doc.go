@@ -15,7 +15,10 @@
 // an unanswered request is retried sooner, doubling to 8 s), cancels the old
 // master's grants when the choice changes and acknowledges a master's
 // CANCEL. It measures two-step Sync/Follow_Up and E2E Delay_Req/Delay_Resp
-// with the correction fields applied, tolerates sequence gaps, keeps one
+// with the correction fields applied, sending each Delay_Req right behind a
+// complete Sync and pairing the two (a Delay_Req sent between Syncs would
+// leave up to a Sync interval between them, over which the local clock's
+// rate error shows up as path delay), tolerates sequence gaps, keeps one
 // PortIdentity, converts a PTP (TAI) timescale to UTC with
 // currentUtcOffset (ARB is taken as is), and emits discipline.Samples
 // (see Client.pair for the t1..t4 mapping).

@@ -50,10 +50,15 @@ func TestClientMeasuresInjectedOffsetExactly(t *testing.T) {
 		if s.T2NS-s.T1NS != injected+up || s.T4NS-s.T3NS != down-injected {
 			t.Fatalf("sample %d: t2−t1 %d, t4−t3 %d: want %d and %d", i, s.T2NS-s.T1NS, s.T4NS-s.T3NS, injected+up, down-injected)
 		}
-		// t4 is the client's reading at the Sync's arrival (true time of
-		// the sample's delivery).
-		if s.T4NS != w.sampleT[i]+clientOff {
-			t.Fatalf("sample %d: t4 %d is not the arrival reading %d", i, s.T4NS, w.sampleT[i]+clientOff)
+		// The Delay_Req left right behind the Sync it is paired with: t1
+		// is the Sync's arrival reading t4 plus the TX stamp's lag, and
+		// the sample is made when the Delay_Resp arrives, a round trip
+		// (and the master's send lag) after t1.
+		if s.T1NS-s.T4NS != lag {
+			t.Fatalf("sample %d: t1 − t4 = %d, want the TX lag %d", i, s.T1NS-s.T4NS, int64(lag))
+		}
+		if s.T1NS+up+lag+down != w.sampleT[i]+clientOff {
+			t.Fatalf("sample %d: delivered at reading %d, want t1 + round trip = %d", i, w.sampleT[i]+clientOff, s.T1NS+up+lag+down)
 		}
 		if err := s.Validate(); err != nil {
 			t.Fatal(err)
@@ -478,5 +483,33 @@ func TestResumesSoonAfterSilence(t *testing.T) {
 	}
 	if after := time.Duration(w.sampleT[0] - back); after > 15*time.Second {
 		t.Fatalf("first sample %v after the master answered again, want ≤ 15 s", after)
+	}
+}
+
+// A client clock 200 ppm slow (within any oscillator's tolerance) with
+// Syncs 2 s apart and a 60 µs round trip: each Delay_Req is sent right
+// behind a Sync and paired with it, so the rate error acts over the
+// microseconds between them, not over a Sync interval, and every
+// exchange makes a sample whose δ is the round trip. Paired with the next
+// Sync instead, δ would come out ~400 µs short (negative), and the
+// discipline would reject every sample as impossible.
+func TestSlowClockLongSyncIntervalKeepsSamples(t *testing.T) {
+	const up, down = 30_000, 30_000
+	cc := clientConfig()
+	cc.LogSync, cc.LogDelayReq = 1, 1
+	w := newWorld(t, cc, clientOff, oneMaster(up, down))
+	w.clRate = -200e-6
+	w.run(120e9)
+	c := w.cl.Counters()
+	if c.Rejected != 0 || len(w.samples) < 50 || uint64(len(w.samples)) < c.DelayReqs-1 {
+		t.Fatalf("%d samples of %d Delay_Reqs, %d rejected: want one per exchange", len(w.samples), c.DelayReqs, c.Rejected)
+	}
+	for i, s := range w.samples {
+		if d := s.DelayNS(); d < up+down-100 || d > up+down+100 {
+			t.Fatalf("sample %d: δ %d ns, want the round trip %d ± 100", i, d, up+down)
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

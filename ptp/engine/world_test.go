@@ -23,6 +23,8 @@ type world struct {
 	T     int64 // true time
 	cl    *Client
 	clOff int64
+	// clRate is the client clock's rate error (−200e-6: 200 ppm slow).
+	clRate float64
 	ms    []*mnode
 	q     []delivery
 	txLag int64
@@ -37,7 +39,7 @@ type world struct {
 	tamper func(d *delivery) bool
 
 	samples []discipline.Sample
-	sampleT []int64 // true time of each sample's t4
+	sampleT []int64 // true time each sample was delivered
 	sent    []delivery
 }
 
@@ -74,6 +76,21 @@ func newWorld(t *testing.T, ccfg ClientConfig, clOff int64, masters ...*mnode) *
 	return w
 }
 
+// local is the client's clock reading at true time T.
+func (w *world) local(T int64) int64 {
+	return T + w.clOff + int64(w.clRate*float64(T-trueStart))
+}
+
+// trueAt is the true time at which the client's clock reads l (the first
+// ns at or after it).
+func (w *world) trueAt(l int64) int64 {
+	T := trueStart + int64(float64(l-w.clOff-trueStart)/(1+w.clRate))
+	for w.local(T) < l {
+		T++
+	}
+	return T
+}
+
 func (w *world) flushClient() {
 	for {
 		rd := w.cl.Ready()
@@ -87,7 +104,7 @@ func (w *world) flushClient() {
 			dl := delivery{at: w.T + w.txLag + m.up, toMaster: d.Server, event: d.Event, data: append([]byte(nil), d.Data...)}
 			w.send(dl)
 			if d.Event {
-				txNS = w.T + w.txLag + w.clOff
+				txNS = w.local(w.T + w.txLag)
 			}
 		}
 		w.cl.Advance()
@@ -98,7 +115,7 @@ func (w *world) flushClient() {
 		if txNS == 0 || !w.clientTx {
 			return
 		}
-		w.cl.Step(w.T+w.clOff, Input{Kind: InputTxStamp, TxNS: txNS})
+		w.cl.Step(w.local(w.T), Input{Kind: InputTxStamp, TxNS: txNS})
 	}
 }
 
@@ -148,8 +165,8 @@ func (w *world) run(durNS int64) {
 			w.t.Fatal("world: no progress")
 		}
 		next, who := int64(math.MaxInt64), -2
-		if d := w.cl.Ready().DeadlineNS; d != math.MaxInt64 && d-w.clOff < next {
-			next, who = d-w.clOff, -1
+		if d := w.cl.Ready().DeadlineNS; d != math.MaxInt64 && w.trueAt(d) < next {
+			next, who = w.trueAt(d), -1
 		}
 		for i, m := range w.ms {
 			if d := m.m.Ready().DeadlineNS; m.alive && d != math.MaxInt64 && d-m.off < next {
@@ -166,7 +183,7 @@ func (w *world) run(durNS int64) {
 		w.T = max(w.T, next)
 		switch {
 		case who == -1:
-			w.cl.Step(w.T+w.clOff, Input{Kind: InputTick})
+			w.cl.Step(w.local(w.T), Input{Kind: InputTick})
 			w.flushClient()
 		case who >= 0:
 			m := w.ms[who]
@@ -176,10 +193,10 @@ func (w *world) run(durNS int64) {
 			d := w.q[0]
 			w.q = w.q[1:]
 			if d.toMaster < 0 {
-				w.cl.Step(w.T+w.clOff, Input{Kind: InputDatagram, Server: d.from, Event: d.event, Datagram: d.data, RxNS: w.T + w.clOff})
+				w.cl.Step(w.local(w.T), Input{Kind: InputDatagram, Server: d.from, Event: d.event, Datagram: d.data, RxNS: w.local(w.T)})
 				w.flushClient()
 				if w.pendingTx != 0 && msgType(d.data) == protocol.MessageDelayResp {
-					w.cl.Step(w.T+w.clOff, Input{Kind: InputTxStamp, TxNS: w.pendingTx})
+					w.cl.Step(w.local(w.T), Input{Kind: InputTxStamp, TxNS: w.pendingTx})
 					w.pendingTx = 0
 					w.flushClient()
 				}
