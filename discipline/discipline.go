@@ -353,7 +353,7 @@ func (d *Discipline) Update(nowNS int64) Update {
 				c.src.usedU = max(c.src.usedU, c.sample.u)
 			}
 			d.updates++
-			d.addRegressionPoint(uNow, nowNS, regLo, regHi)
+			d.addRegressionPoint(uNow, nowNS, regLo, regHi, len(selected) < 2)
 		}
 	case havePrev:
 		hullC, hullH = (prevLo+prevHi)/2, (prevHi-prevLo)/2
@@ -651,10 +651,10 @@ func (d *Discipline) combine(nowNS int64, lo, hi float64, selected []candidate) 
 // of the frequency regression. The selection's interval, not each source's
 // samples: a hull of a majority holds true time whichever sources lied, so
 // the regression's hard slope bound holds too; a liar's samples never enter
-// it.
-func (d *Discipline) addRegressionPoint(uNow float64, nowNS int64, lo, hi float64) {
+// it. lone: the interval rests on one source (see stepRobustUnc).
+func (d *Discipline) addRegressionPoint(uNow float64, nowNS int64, lo, hi float64, lone bool) {
 	cNow := float64(nowNS-d.epochL) - uNow
-	d.reg = append(d.reg, point{u: uNow, xr: (lo+hi)/2 - cNow, boundNS: math.Max((hi-lo)/2, 1)})
+	d.reg = append(d.reg, point{u: uNow, xr: (lo+hi)/2 - cNow, boundNS: math.Max((hi-lo)/2, 1), lone: lone})
 	d.refit()
 }
 

@@ -123,14 +123,14 @@ func TestBadSamples(t *testing.T) {
 	d, _ := New(DefaultConfig(), t0)
 	good := exchange(t0+1e9, 0, 100_000, 100_000)
 	for name, mut := range map[string]func(*Sample){
-		"t4 before t1":   func(s *Sample) { s.T4NS = s.T1NS - 1 },
-		"t3 before t2":   func(s *Sample) { s.T3NS = s.T2NS - 1 },
+		"t4 before t1": func(s *Sample) { s.T4NS = s.T1NS - 1 },
+		"t3 before t2": func(s *Sample) { s.T3NS = s.T2NS - 1 },
 		// The response first, but a span longer than any exchange.
 		"response first, 11 s": func(s *Sample) { s.T3NS, s.T4NS = s.T2NS-11e9, s.T1NS-11e9 },
-		"negative delay": func(s *Sample) { s.T3NS += 1e9 },
-		"stratum 0":      func(s *Sample) { s.Stratum = 0 },
-		"stratum 16":     func(s *Sample) { s.Stratum = 16 },
-		"negative root":  func(s *Sample) { s.RootDispersionNS = -1 },
+		"negative delay":       func(s *Sample) { s.T3NS += 1e9 },
+		"stratum 0":            func(s *Sample) { s.Stratum = 0 },
+		"stratum 16":           func(s *Sample) { s.Stratum = 16 },
+		"negative root":        func(s *Sample) { s.RootDispersionNS = -1 },
 	} {
 		s := good
 		mut(&s)

@@ -8,6 +8,9 @@ type point struct {
 	u       float64 // ns on the free-running timescale, relative to the epoch
 	xr      float64 // ns
 	boundNS float64 // |measured − true| ≤ boundNS
+	// lone: the point rests on one source alone, which may have stepped
+	// unseen (with two or more, a step by one breaks their agreement).
+	lone bool
 }
 
 // fit is a weighted least-squares line through points, with a hard bound on
@@ -71,7 +74,83 @@ func regress(pts []point) fit {
 		}
 		sd = math.Sqrt(rss / float64(n-2) / sxx)
 	}
+	for _, p := range pts {
+		if p.lone {
+			unc = math.Max(unc, stepRobustUnc(pts, slope))
+			break
+		}
+	}
 	return fit{slope: slope, slopeUnc: unc, slopeSD: sd, ok: true}
+}
+
+// stepRobustUnc bounds |slope − true slope| when the points' source may
+// have stepped once inside the window (a lone reference that steps is
+// outside the assumptions, but its time before or after the step is still
+// promised). A step leaves each side holding a line of the true slope — a
+// step moves the offset, not the rate — so the true slope lies in the
+// feasible ranges of both sides. Bridged by a line through both, the
+// step's size over the gap looks like rate, which the bound above cannot
+// see: a point, or two close together, on one side of a long gap check
+// nothing, and a line through them claims a slope error of a fraction of a
+// ppm. The true slope is in the union over splits k of
+//
+//	range(points before k) ∩ range(points from k on)
+//
+// (a side of fewer than two points constrains nothing); the result is the
+// distance from slope to that union's far edge, +Inf when a split leaves
+// the slope unconstrained. Splits the data rule out (an empty
+// intersection) are skipped. Points are in time order.
+func stepRobustUnc(pts []point, slope float64) float64 {
+	n := len(pts)
+	if n < 2 {
+		return math.Inf(1)
+	}
+	// pre[k], suf[k]: ranges of pts[:k] and pts[k:].
+	type rng struct{ lo, hi float64 }
+	all := rng{math.Inf(-1), math.Inf(1)}
+	pre := make([]rng, n+1)
+	suf := make([]rng, n+1)
+	pre[0], suf[n] = all, all
+	for k := 1; k <= n; k++ {
+		r := pre[k-1]
+		b := pts[k-1]
+		for i := 0; i < k-1; i++ {
+			lo, hi := pairRange(pts[i], b)
+			r.lo, r.hi = math.Max(r.lo, lo), math.Min(r.hi, hi)
+		}
+		pre[k] = r
+	}
+	for k := n - 1; k >= 0; k-- {
+		r := suf[k+1]
+		a := pts[k]
+		for j := k + 1; j < n; j++ {
+			lo, hi := pairRange(a, pts[j])
+			r.lo, r.hi = math.Max(r.lo, lo), math.Min(r.hi, hi)
+		}
+		suf[k] = r
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for k := 0; k <= n; k++ {
+		l, h := math.Max(pre[k].lo, suf[k].lo), math.Min(pre[k].hi, suf[k].hi)
+		if l > h {
+			continue
+		}
+		lo, hi = math.Min(lo, l), math.Max(hi, h)
+	}
+	if lo > hi {
+		return 0 // no line fits at all: refit trims the window
+	}
+	return math.Max(slope-lo, hi-slope)
+}
+
+// pairRange is the range of slopes of the lines through points a and b
+// (in time order) within both bounds; unbounded for one instant.
+func pairRange(a, b point) (lo, hi float64) {
+	du := b.u - a.u
+	if du <= 0 {
+		return math.Inf(-1), math.Inf(1)
+	}
+	return ((b.xr - b.boundNS) - (a.xr + a.boundNS)) / du, ((b.xr + b.boundNS) - (a.xr - a.boundNS)) / du
 }
 
 // slopeRange is the range of slopes of the lines that pass within every

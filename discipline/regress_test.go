@@ -134,3 +134,62 @@ func TestRegressSlopeSDMatchesSpread(t *testing.T) {
 func pts2() []point {
 	return []point{{u: 0, xr: 0, boundNS: 1}, {u: 1e9, xr: 5, boundNS: 1}}
 }
+
+// A lone source that steps once inside the window: each side still holds
+// a line of the true slope, but a line through both does not. Wherever no
+// line fails the window (an infeasible window is trimmed by refit, so it
+// never reaches rate), the slope bound must still hold. Spacings include
+// long gaps with one or two points on a side, where a bridging line checks
+// nothing. The negative control: the same worlds without the lone mark
+// (the least-squares bound alone) must miss the true slope somewhere.
+func TestRegressBoundHoldsAcrossOneStep(t *testing.T) {
+	run := func(lone bool) (checked, missed int) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for trial := 0; trial < 4000; trial++ {
+			n := 2 + rng.IntN(12)
+			trueSlope := (rng.Float64() - 0.5) * 200e-6
+			split := rng.IntN(n + 1) // points from split on are after the step
+			step := (rng.Float64() - 0.5) * 2e6 * math.Pow(rng.Float64(), 2)
+			var pts []point
+			u := 0.0
+			for i := 0; i < n; i++ {
+				if rng.IntN(4) == 0 {
+					u += 1e11 + rng.Float64()*5e11 // a gap of minutes
+				} else {
+					u += 1e9 + rng.Float64()*2e9
+				}
+				b := 10 + rng.Float64()*2e5
+				x := 1e6 + trueSlope*u + (rng.Float64()*2-1)*b
+				if i >= split {
+					x += step
+				}
+				pts = append(pts, point{u: u, xr: x, boundNS: b, lone: lone})
+			}
+			if !feasible(pts) {
+				continue
+			}
+			f := regress(pts)
+			if !f.ok {
+				continue
+			}
+			checked++
+			if math.Abs(f.slope-trueSlope) > f.slopeUnc*(1+1e-9)+1e-15 {
+				missed++
+				if lone {
+					t.Errorf("trial %d: %d points, step %.0f ns before point %d: slope error %g exceeds bound %g",
+						trial, n, step, split, math.Abs(f.slope-trueSlope), f.slopeUnc)
+				}
+			}
+		}
+		return checked, missed
+	}
+	checked, _ := run(true)
+	if checked < 1000 {
+		t.Fatalf("only %d feasible worlds checked", checked)
+	}
+	if c, m := run(false); m == 0 {
+		t.Fatalf("negative control: the least-squares bound alone held in all %d worlds; the test cannot tell", c)
+	} else {
+		t.Logf("the least-squares bound alone missed the true slope in %d of %d worlds", m, c)
+	}
+}

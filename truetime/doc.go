@@ -59,8 +59,10 @@
 // DriftBoundPPB is the configured wander bound (15 ppm by default, RFC
 // 5905's PHI). FreqUncPPB is the servo's residual frequency error: the
 // oscillator tolerance (500 ppm) until two samples exist, then the hard
-// bound Σ|a_i|·M_i of the weighted regression slope (see package discipline),
-// so the first seconds after a fresh start or a ±100 ppm crystal do not
+// bound Σ|a_i|·M_i of the weighted regression slope (see package discipline)
+// — widened, while a point rests on one source alone, to cover one step of
+// that source inside the window, which a line bridging it would read as
+// rate (below) — so the first seconds after a fresh start or a ±100 ppm crystal do not
 // violate containment. A leap second announced by the sources widens the
 // interval by 1 s on both sides within a second of a UTC midnight.
 //
@@ -95,7 +97,13 @@
 //     chrony widens its root dispersion in the same event), and the
 //     frequency regression starts afresh. A regression window whose points
 //     stay inconsistent after trimming is discarded, and the rate falls
-//     back to the oscillator tolerance.
+//     back to the oscillator tolerance. A lone reference's step too small
+//     to make the window inconsistent still bends a line through it:
+//     points on each side hold a line of the true slope (a step moves the
+//     offset, not the rate), so while a point rests on one source the slope
+//     bound also covers the ranges of every split of the window in two — a
+//     side of one point checks nothing, and two points on either side of
+//     a long silence give back the oscillator tolerance, not a rate.
 //   - A lone source's new interval is never partially intersected with the
 //     previous hull: the narrower of the two whole intervals is kept (no
 //     narrower interval is sure to hold either the reference's old or its
