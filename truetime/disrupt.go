@@ -58,6 +58,11 @@ type Stamp struct {
 	GapSlackNS  int64   // gap tolerance, absolute
 	GapTolPPB   float64 // gap tolerance, relative to the elapsed boottime
 	Marker      uint64  // VMClock disruption marker at the publish (0: no device)
+	// WallToMonoNS is the kernel's wall_to_monotonic offset, read before
+	// RawNS and BootNS (hostclock.WallToMonoNS; 0: not recorded). While a
+	// reader finds the same offset, no sleep time was injected since: see
+	// JudgeFast.
+	WallToMonoNS int64
 }
 
 // Verdict is a reader's judgement of a snapshot at one (raw, boot) reading.
@@ -117,6 +122,63 @@ func Judge(s Stamp, raw, boot int64, marker uint64) Verdict {
 		return Gap
 	}
 	return Live
+}
+
+// JudgeFast is Judge without a CLOCK_BOOTTIME reading, for a reader that
+// read the raw clock and then the kernel's wall_to_monotonic offset w2m
+// (hostclock.RawWallToMonoNS). decided is false when it cannot tell — the
+// stamp has no offset, or w2m differs from it — and the caller then reads
+// CLOCK_BOOTTIME and calls Judge.
+//
+// Why it is sound: the kernel moves wall_to_monotonic by exactly the sleep
+// time it injects at a resume (and on a clock set or leap second), and
+// never otherwise. The publisher read the offset before its stamp, the
+// reader after its raw reading; the same value means no sleep was injected
+// between the stamp and the raw reading, so CLOCK_BOOTTIME advanced as
+// CLOCK_MONOTONIC did, which runs at most GapTolPPB faster than the raw
+// clock (the assumption Judge also makes). The heartbeat then expires by
+// the raw clock, conservatively: void once raw has advanced VoidAfter −
+// BootNS shrunk by that rate. Unlike Judge it never calls a gap on a
+// kernel slewing CLOCK_MONOTONIC faster than GapTolPPB, which the raw
+// clock, and so the interval, does not see.
+func JudgeFast(s Stamp, raw, w2m int64, marker uint64) (v Verdict, decided bool) {
+	f := s.Fast()
+	return f.Judge(raw, w2m, marker)
+}
+
+// FastJudge is JudgeFast with what depends on the stamp alone worked out
+// once (a reader keeps one per snapshot).
+type FastJudge struct {
+	w2m           int64 // 0: never decided
+	rawLo         int64 // raw below it: the stamp is from another boot
+	rawVoid       int64 // raw at or past it: the heartbeat expired
+	marker        uint64
+	writerStopped bool
+}
+
+// Fast prepares JudgeFast for stamp s.
+func (s Stamp) Fast() FastJudge {
+	f := FastJudge{w2m: s.WallToMonoNS, rawLo: s.RawNS - s.GapSlackNS, marker: s.Marker, writerStopped: s.VoidAfterNS <= s.BootNS}
+	if !f.writerStopped {
+		// Void once dr·(1 + tol) may have reached VoidAfter − BootNS
+		// (boottime runs at most tol faster than raw without a sleep); a
+		// nanosecond early for the division's rounding.
+		f.rawVoid = s.RawNS + int64(float64(s.VoidAfterNS-s.BootNS)/(1+s.GapTolPPB*1e-9)) - 1
+	}
+	return f
+}
+
+// Judge is JudgeFast for the prepared stamp.
+func (f *FastJudge) Judge(raw, w2m int64, marker uint64) (v Verdict, decided bool) {
+	switch {
+	case f.w2m == 0 || w2m != f.w2m:
+		return Live, false
+	case f.writerStopped || raw < f.rawLo || raw >= f.rawVoid:
+		return Void, true
+	case marker != 0 && f.marker != 0 && marker != f.marker:
+		return Gap, true
+	}
+	return Live, true
 }
 
 // Guard is the publish side of disruption detection. Fed the clocks at

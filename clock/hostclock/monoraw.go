@@ -76,3 +76,34 @@ func BootRawNS() (raw, boot int64) {
 	boot, raw = clockPairNS(unix.CLOCK_BOOTTIME, unix.CLOCK_MONOTONIC_RAW)
 	return raw, boot
 }
+
+// RawWallToMonoNS reads CLOCK_MONOTONIC_RAW, then CLOCK_MONOTONIC_COARSE
+// and CLOCK_REALTIME_COARSE, and returns the raw reading and the coarse
+// difference w2m = monotonic − realtime: the kernel's wall_to_monotonic
+// offset, exactly, when both coarse reads fell within one tick (both come
+// from the same timekeeping update). It moves when the kernel injects
+// sleep time at a resume (by the sleep's length), when CLOCK_REALTIME is
+// set or stepped and at a leap second — never with NTP slewing, which
+// moves both clocks alike; across a tick between the two reads it comes
+// out one tick off. Coarse clocks are read without the time counter, so
+// the three reads cost little more than one: the shared-memory reader's
+// fast way to know that no suspend happened since a publish. The raw
+// reading comes first: a resume after it can only make w2m differ.
+func RawWallToMonoNS() (raw, w2m int64) {
+	raw, mono, real := clockTripleNS(unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_MONOTONIC_COARSE, unix.CLOCK_REALTIME_COARSE)
+	return raw, mono - real
+}
+
+// WallToMonoNS returns the kernel's wall_to_monotonic offset (see
+// RawWallToMonoNS), read until both coarse clocks come from one tick.
+// ok is false when ten tries straddled a tick (a system too loaded to
+// say): the caller then records none.
+func WallToMonoNS() (w2m int64, ok bool) {
+	for range 10 {
+		m0, real, m1 := clockTripleNS(unix.CLOCK_MONOTONIC_COARSE, unix.CLOCK_REALTIME_COARSE, unix.CLOCK_MONOTONIC_COARSE)
+		if m0 == m1 {
+			return m0 - real, true
+		}
+	}
+	return 0, false
+}

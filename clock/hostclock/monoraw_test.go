@@ -44,3 +44,36 @@ func TestRawBootReadTheNamedClocks(t *testing.T) {
 		t.Fatalf("BootNS %d not in [%d, %d]", b, b0, b1)
 	}
 }
+
+// The coarse difference is the kernel's wall_to_monotonic: CLOCK_MONOTONIC
+// − CLOCK_REALTIME read precisely through system calls agrees with it to
+// within the time between the reads. The fast read (raw first) gives the
+// same value except across a tick, and its raw reading lies between system
+// call reads of CLOCK_MONOTONIC_RAW.
+func TestWallToMonoIsTheKernelsOffset(t *testing.T) {
+	w, ok := WallToMonoNS()
+	if !ok {
+		t.Fatal("ten tries all straddled a tick")
+	}
+	m0 := sys(unix.CLOCK_MONOTONIC)
+	r := sys(unix.CLOCK_REALTIME)
+	m1 := sys(unix.CLOCK_MONOTONIC)
+	if d := (m0+m1)/2 - r - w; d < -(m1-m0)-1000 || d > (m1-m0)+1000 {
+		t.Fatalf("coarse wall_to_monotonic %d, precise %d: %d ns apart, reads %d ns apart", w, (m0+m1)/2-r, d, m1-m0)
+	}
+	same := 0
+	for range 1000 {
+		before := sys(unix.CLOCK_MONOTONIC_RAW)
+		raw, w2 := RawWallToMonoNS()
+		after := sys(unix.CLOCK_MONOTONIC_RAW)
+		if raw < before || raw > after {
+			t.Fatalf("raw %d outside the system calls' [%d, %d]", raw, before, after)
+		}
+		if w3, _ := WallToMonoNS(); w2 == w3 {
+			same++
+		}
+	}
+	if same < 900 {
+		t.Fatalf("the fast read agreed with the careful one %d times of 1000", same)
+	}
+}

@@ -19,6 +19,8 @@ func vdsoCallLarge(fn uintptr, clockid int32, ts *unix.Timespec) int32
 func vdsoCall2Small(fn uintptr, id0, id1 int32, ts0, ts1 *unix.Timespec)
 
 //go:noescape
+func vdsoCall3Small(fn uintptr, id0, id1, id2 int32, ts0, ts1, ts2 *unix.Timespec)
+
 func vdsoStackDepth(fn uintptr, clockid int32, ts *unix.Timespec) uintptr
 
 const (
@@ -84,7 +86,7 @@ func loadVDSO(base uintptr) vdsoReader {
 	// Measure the stack the vDSO uses for each clock we read, on a painted
 	// 16 KiB frame, and check that it reads the clock it is asked for.
 	var depth uintptr
-	for _, id := range []int32{unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME} {
+	for _, id := range []int32{unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC_COARSE, unix.CLOCK_REALTIME_COARSE} {
 		before := syscallNS(id)
 		var ts unix.Timespec
 		d := vdsoStackDepth(fn, id, &ts)
@@ -162,4 +164,21 @@ func clockPairNS(id0, id1 int32) (int64, int64) {
 	}
 	a := clockNS(id0)
 	return a, clockNS(id1)
+}
+
+// clockTripleNS reads id0, id1 then id2.
+func clockTripleNS(id0, id1, id2 int32) (int64, int64, int64) {
+	v := &vdso
+	if v.fn != 0 && !v.large {
+		ts0 := unix.Timespec{Nsec: -1}
+		ts1 := unix.Timespec{Nsec: -1}
+		ts2 := unix.Timespec{Nsec: -1}
+		vdsoCall3Small(v.fn, id0, id1, id2, &ts0, &ts1, &ts2)
+		if ts0.Nsec >= 0 && ts1.Nsec >= 0 && ts2.Nsec >= 0 {
+			return ts0.Sec*1e9 + ts0.Nsec, ts1.Sec*1e9 + ts1.Nsec, ts2.Sec*1e9 + ts2.Nsec
+		}
+	}
+	a := clockNS(id0)
+	b := clockNS(id1)
+	return a, b, clockNS(id2)
 }

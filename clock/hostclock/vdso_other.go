@@ -12,3 +12,9 @@ func clockPairNS(id0, id1 int32) (int64, int64) {
 	a := syscallNS(id0)
 	return a, syscallNS(id1)
 }
+
+func clockTripleNS(id0, id1, id2 int32) (int64, int64, int64) {
+	a := syscallNS(id0)
+	b := syscallNS(id1)
+	return a, b, syscallNS(id2)
+}

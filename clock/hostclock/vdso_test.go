@@ -83,6 +83,15 @@ func TestVDSOUnderProfilerGCAndSmallStacks(t *testing.T) {
 							errs <- "BootRawNS outside its brackets"
 							return
 						}
+						// The three-clock call: raw within its bracket, the
+						// coarse offset within a tick of the careful one.
+						r0 = syscallNS(unix.CLOCK_MONOTONIC_RAW)
+						r, w2m := RawWallToMonoNS()
+						r1 = syscallNS(unix.CLOCK_MONOTONIC_RAW)
+						if w, ok := WallToMonoNS(); r < r0 || r > r1 || ok && (w2m-w > 100e6 || w-w2m > 100e6) {
+							errs <- "RawWallToMonoNS outside its brackets"
+							return
+						}
 					}
 				}()
 				<-done
@@ -105,7 +114,8 @@ func TestVDSONearStackLimit(t *testing.T) {
 	rec = func(n int) int64 {
 		var pad [64]byte
 		if n == 0 {
-			return MonoRawNS() + int64(pad[0])
+			r, _ := RawWallToMonoNS()
+			return min(MonoRawNS(), r) + int64(pad[0])
 		}
 		return rec(n-1) + int64(pad[n%64])
 	}

@@ -68,6 +68,16 @@ func TestSmoke(t *testing.T) {
 	if reads["monoraw_ns"].(float64) >= reads["shm_now_ns"].(float64) {
 		t.Errorf("CLOCK_MONOTONIC_RAW %v ns ≥ shm Now %v ns", reads["monoraw_ns"], reads["shm_now_ns"])
 	}
+	// The read path's regression guard: a TrueTime read costs at most
+	// maxShmPerTimeNow × time.Now in the same run (best of interleaved
+	// rounds, whose ratios are stable on a busy machine). Measured with
+	// the smoke's settings: 0.89–0.93 with the coarse-clock fast path;
+	// 1.35–1.36 with CLOCK_BOOTTIME read on every call (the path before
+	// it, as checked), which this ceiling fails.
+	const maxShmPerTimeNow = 1.15
+	if r := reads["shm_per_time_now"].(float64); r > maxShmPerTimeNow {
+		t.Errorf("shm Now / time.Now = %.3f > %.2f: the read path regressed", r, maxShmPerTimeNow)
+	}
 	rows := tt["grpc"].([]any)
 	if len(rows) != 4 {
 		t.Fatalf("%d gRPC rows, want 4", len(rows))

@@ -25,9 +25,9 @@ type world struct {
 	clOff int64
 	// clRate is the client clock's rate error (−200e-6: 200 ppm slow).
 	clRate float64
-	ms    []*mnode
-	q     []delivery
-	txLag int64
+	ms     []*mnode
+	q      []delivery
+	txLag  int64
 	// clientTx, masterTx: report transmit stamps (else the client keeps
 	// its pre-send reading and the master times out every Follow_Up).
 	clientTx, masterTx bool

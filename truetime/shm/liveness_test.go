@@ -18,17 +18,26 @@ import (
 // CLOCK_BOOTTIME and true time. Running advances all three; a suspend (or a
 // VM pause that stops the guest's counter) advances only boottime and true
 // time.
-type fakeHost struct{ raw, boot, truth int64 }
-
-func newFakeHost() *fakeHost {
-	return &fakeHost{raw: 1_000e9, boot: 1_500e9, truth: 1_800_000_000e9}
+//
+// w2m is the kernel's wall_to_monotonic offset: a resume injects the sleep
+// into CLOCK_REALTIME and CLOCK_BOOTTIME but not CLOCK_MONOTONIC, so it
+// falls by the sleep's length. bootReads counts CLOCK_BOOTTIME reads.
+type fakeHost struct {
+	raw, boot, truth, w2m int64
+	bootReads             int
 }
 
-func (h *fakeHost) clocks() (int64, int64) { return h.raw, h.boot }
+func newFakeHost() *fakeHost {
+	return &fakeHost{raw: 1_000e9, boot: 1_500e9, truth: 1_800_000_000e9, w2m: -1_799_999_000e9}
+}
+
+func (h *fakeHost) clocks() (int64, int64) { h.bootReads++; return h.raw, h.boot }
+func (h *fakeHost) rawW2M() (int64, int64) { return h.raw, h.w2m }
 func (h *fakeHost) run(d time.Duration)    { h.raw += int64(d); h.boot += int64(d); h.truth += int64(d) }
 func (h *fakeHost) suspend(d time.Duration) {
 	h.boot += int64(d)
 	h.truth += int64(d)
+	h.w2m -= int64(d)
 }
 
 const fakeOffsetNS = 300_000 // local − true at publish
@@ -480,5 +489,89 @@ func TestGuardPreemptionIsNotAGap(t *testing.T) {
 	g.Check(100e9, 200e9, 100e9, 0, 1, e)
 	if out, gap := g.Check(101e9, 203e9, 101e9+ms, 0, 2, e); out.Status != truetime.Disrupted || gap < 2e9-ms {
 		t.Fatalf("2 s suspend: %v gap %v", out.Status, time.Duration(gap))
+	}
+}
+
+func fakePairFast(t *testing.T, h *fakeHost, void time.Duration) (*Writer, *Reader) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tt.shm")
+	w, err := CreateWith(path, Options{Clocks: h.clocks, WallToMono: h.rawW2M, VoidAfter: void, VMClock: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	r, err := OpenWith(path, Options{Clocks: h.clocks, WallToMono: h.rawW2M, VMClock: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return w, r
+}
+
+// The reader's fast path (truetime.JudgeFast): while the kernel's
+// wall_to_monotonic offset is the one recorded at the publish, a read
+// needs no CLOCK_BOOTTIME and still expires with the heartbeat; a resume
+// moves the offset, and the read falls back to CLOCK_BOOTTIME and fails as
+// the careful path does (TestShmSuspendReaderSide's table); a tick between
+// the two coarse reads only costs the careful path. Negative control: a
+// resume the offset did not show (a detector that missed it) is read as
+// live, and the interval misses true time by the gap: the offset is what
+// guards the fast path.
+func TestShmFastPathJudgesWithoutBoottime(t *testing.T) {
+	h := newFakeHost()
+	w, r := fakePairFast(t, h, 5*time.Second)
+	m := h.model()
+	w.Publish(m, h.estimate(m))
+	h.bootReads = 0
+	h.run(400 * time.Millisecond)
+	if iv, err := r.Now(); err != nil || !contains(iv, h.truth) || h.bootReads != 0 {
+		t.Fatalf("live read: %+v %v, %d boottime reads (want 0)", iv, err, h.bootReads)
+	}
+	// A tick between the coarse reads: one tick off, the careful path.
+	h.w2m += 4_000_000
+	if iv, err := r.Now(); err != nil || !contains(iv, h.truth) || h.bootReads != 1 {
+		t.Fatalf("straddled tick: %+v %v, %d boottime reads (want 1)", iv, err, h.bootReads)
+	}
+	h.w2m -= 4_000_000
+	// The heartbeat expires by the raw clock, never later than by boottime.
+	h.run(4500 * time.Millisecond) // 4.9 s after the publish
+	if _, err := r.Now(); err != nil {
+		t.Fatalf("4.9 s after the publish (void after 5 s): %v", err)
+	}
+	h.run(100 * time.Millisecond)
+	if iv, err := r.Now(); !errors.Is(err, truetime.ErrUnsynchronized) || errors.Is(err, truetime.ErrDisrupted) || iv.Status != truetime.Unsynchronized || h.bootReads != 1 {
+		t.Fatalf("5 s after the publish: %+v %v, %d boottime reads (want void by the raw clock alone)", iv, err, h.bootReads)
+	}
+
+	for _, tc := range []struct {
+		gap, void time.Duration
+		want      truetime.Status
+	}{
+		{10 * time.Second, 5 * time.Second, truetime.Unsynchronized},
+		{time.Hour, 2 * time.Hour, truetime.Disrupted},
+		{3 * time.Second, 5 * time.Second, truetime.Disrupted},
+		{50 * time.Millisecond, 5 * time.Second, truetime.Disrupted},
+	} {
+		h := newFakeHost()
+		w, r := fakePairFast(t, h, tc.void)
+		m := h.model()
+		w.Publish(m, h.estimate(m))
+		h.run(400 * time.Millisecond)
+		h.suspend(tc.gap)
+		h.run(100 * time.Millisecond)
+		h.bootReads = 0
+		iv, err := r.Now()
+		if err == nil && !contains(iv, h.truth) {
+			t.Fatalf("%v: containment violation: [%d, %d] true %d", tc, iv.EarliestNS, iv.LatestNS, h.truth)
+		}
+		if iv.Status != tc.want || err == nil || h.bootReads != 1 {
+			t.Fatalf("%v: got %v %v after %d boottime reads, want %v after 1", tc, iv.Status, err, h.bootReads, tc.want)
+		}
+		// Negative control: the resume left the offset as it was.
+		h.w2m += int64(tc.gap)
+		iv, err = r.Now()
+		if err != nil || contains(iv, h.truth) {
+			t.Fatalf("%v: negative control: with the offset unchanged the read should succeed and miss true time: %+v %v", tc, iv, err)
+		}
 	}
 }

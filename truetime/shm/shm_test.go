@@ -166,11 +166,13 @@ func validBytes(t *testing.T) []byte {
 func TestShmBadFiles(t *testing.T) {
 	good := validBytes(t)
 	newer := append([]byte(nil), good...)
-	binary.LittleEndian.PutUint32(newer[8:], 3)
+	binary.LittleEndian.PutUint32(newer[8:], 4)
 	older := append([]byte(nil), good...)
 	binary.LittleEndian.PutUint32(older[8:], 0)
 	v1 := append([]byte(nil), good...)
 	binary.LittleEndian.PutUint32(v1[8:], 1)
+	v2 := append([]byte(nil), good...)
+	binary.LittleEndian.PutUint32(v2[8:], 2)
 	badMagic := append([]byte(nil), good...)
 	copy(badMagic, "NOTMERID")
 	corrupt := append([]byte(nil), good...)
@@ -186,9 +188,10 @@ func TestShmBadFiles(t *testing.T) {
 		{"directory", t.TempDir(), nil, "not a regular file"},
 		{"truncated", writeFile(t, good[:100]), ErrTruncated, "100 bytes"},
 		{"empty", writeFile(t, nil), ErrTruncated, "0 bytes"},
-		{"newer version", writeFile(t, newer), ErrVersion, "version 3, newer"},
+		{"newer version", writeFile(t, newer), ErrVersion, "version 4, newer"},
 		{"older version", writeFile(t, older), ErrVersion, "version 0"},
-		{"version 1 (no heartbeat)", writeFile(t, v1), ErrVersion, "version 1, this reader needs 2"},
+		{"version 1 (no heartbeat)", writeFile(t, v1), ErrVersion, "version 1, this reader needs 3"},
+		{"version 2 (no wall_to_monotonic)", writeFile(t, v2), ErrVersion, "version 2, this reader needs 3"},
 		{"bad magic", writeFile(t, badMagic), ErrMagic, "NOTMERID"},
 	} {
 		r, err := Open(tc.path)
