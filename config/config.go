@@ -111,6 +111,8 @@ const (
 	MaxWatchers          = 1 << 20
 	MaxWaiters           = 1 << 20
 	MaxAccessRules       = 1024 // entries in ntp_server.allow or deny
+	MaxNTPWorkers        = 256  // ntp_server.workers
+	AutoNTPWorkers       = 16   // ntp_server.workers 0: one per usable CPU, at most this
 	DefaultPoolSources   = 4
 	MaxPoolSources       = 16
 	MaxMemoryLimitMiB    = 1 << 20 // 1 TiB
@@ -128,6 +130,20 @@ type NTPServer struct {
 	Deny        []string    `yaml:"deny"`
 	RateLimit   RateLimit   `yaml:"rate_limit"`
 	Interleaved Interleaved `yaml:"interleaved"`
+	// Workers is the number of SO_REUSEPORT sockets (each served by one
+	// goroutine with recvmmsg/sendmmsg) per listen address; 0: one per CPU
+	// the process may use (runtime.GOMAXPROCS, which follows its CPU
+	// affinity and cgroup CPU limit), at most AutoNTPWorkers.
+	Workers int `yaml:"workers"`
+}
+
+// NTPWorkers is the number of server sockets per listen address that
+// ntp_server.workers asks for, given the CPUs the process may use.
+func (s NTPServer) NTPWorkers(cpus int) int {
+	if s.Workers > 0 {
+		return s.Workers
+	}
+	return max(1, min(cpus, AutoNTPWorkers))
 }
 
 // PTPServer configures the PTP unicast grandmaster.
@@ -329,6 +345,7 @@ ntp_server:
   interleaved:              # replies carry the previous reply's kernel transmit stamp to clients that ask (xleave)
     enabled: true
     table_size: 4096        # client addresses tracked (≤ 1048576, 48 bytes each); LRU within a 4-way set
+  workers: 0                # sockets per listen address (≤ 256); 0: one per CPU meridiand may use (≤ 16)
 ptp_server:                 # unicast PTP grandmaster (ports 319/320)
   listen: []                # addresses, e.g. ["10.200.0.2"]
   interface: ""
@@ -672,6 +689,9 @@ func (c *Config) Validate() error {
 	}
 	if xl := c.NTPServer.Interleaved; xl.TableSize < 1 || xl.TableSize > MaxInterleavedTable {
 		return bad("ntp_server.interleaved.table_size", "must be 1..%d, got %d", MaxInterleavedTable, xl.TableSize)
+	}
+	if w := c.NTPServer.Workers; w < 0 || w > MaxNTPWorkers {
+		return bad("ntp_server.workers", "must be 0 (one per usable CPU) or 1..%d, got %d", MaxNTPWorkers, w)
 	}
 	for i, a := range c.PTPServer.Listen { // an address: PTP's ports are 319 and 320
 		if err := hostOnly(a); err != nil {

@@ -187,6 +187,8 @@ func TestBoundsRefused(t *testing.T) {
 		{"ntp_server: {rate_limit: {table_size: 1000000000}}\n", "ntp_server.rate_limit.table_size"},
 		{"ntp_server: {rate_limit: {table_size: 0}}\n", "ntp_server.rate_limit.table_size"},
 		{"ntp_server: {interleaved: {table_size: 0}}\n", "ntp_server.interleaved.table_size: must be 1..1048576, got 0"},
+		{"ntp_server: {workers: -1}\n", "ntp_server.workers: must be 0 (one per usable CPU) or 1..256, got -1"},
+		{"ntp_server: {workers: 257}\n", "ntp_server.workers"},
 		{"ntp_server: {interleaved: {table_size: 2000000}}\n", "ntp_server.interleaved.table_size: must be 1..1048576, got 2000000"},
 		{"sources: [{type: ptp, address: \"10.0.0.1\", xleave: true}]\n", "sources[0].xleave: interleaved mode is for ntp sources, not ptp"},
 		{"clock_offset: 2562047h\n", "clock_offset"},
@@ -263,6 +265,7 @@ func TestBoundsAccepted(t *testing.T) {
 		"clock_offset: 87600h\n", "clock_offset: -87600h\n",
 		"ntp_server: {rate_limit: {requests_per_second: 1000000, burst: 1000000, table_size: 1048576, leak: 1, kod: true}}\n",
 		"ntp_server: {rate_limit: {requests_per_second: 0.001, burst: 1, table_size: 1, leak: 0}}\n",
+		"ntp_server: {workers: 0}\n", "ntp_server: {workers: 1}\n", "ntp_server: {workers: 256}\n",
 		"max_error: 15101ns\n", "max_error: 24h\n", "max_error: 1002us\ndrift_bound_ppm: 1000\nprecision: 1us\n", "holdover_after_polls: 1\n", "holdover_after_polls: 64\n",
 		"sources: [{type: ntp, address: \"[::1]:65535\", poll: 36h, min_poll: 36h, max_poll: 36h}]\n",
 		"sources: [{type: ntp, address: \"time.example:1\", poll: 125ms, min_poll: 125ms, max_poll: 1s}]\n",
@@ -359,6 +362,19 @@ func TestPoolEntry(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(y)); err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%q: %v, want an error naming %s", y, err, key)
+		}
+	}
+}
+
+// ntp_server.workers: a number is taken as is; 0 is one per CPU the
+// process may use, at least one and at most AutoNTPWorkers.
+func TestNTPWorkers(t *testing.T) {
+	for _, tc := range []struct{ workers, cpus, want int }{
+		{0, 1, 1}, {0, 2, 2}, {0, 16, 16}, {0, 64, AutoNTPWorkers}, {0, 0, 1},
+		{3, 1, 3}, {1, 64, 1}, {256, 2, 256},
+	} {
+		if got := (NTPServer{Workers: tc.workers}).NTPWorkers(tc.cpus); got != tc.want {
+			t.Errorf("workers %d on %d CPUs: %d, want %d", tc.workers, tc.cpus, got, tc.want)
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -500,7 +501,7 @@ func (d *Daemon) Start() (err error) {
 		}
 		d.m.registerServer(d.ntpServer)
 		for _, addr := range d.cfg.NTPServer.Listen {
-			if err := d.ntpServer.Listen(addr, 2); err != nil {
+			if err := d.ntpServer.Listen(addr, d.cfg.NTPServer.NTPWorkers(runtime.GOMAXPROCS(0))); err != nil {
 				d.shm.Close()
 				if d.metricsLn != nil {
 					d.metricsLn.Close()

@@ -5,11 +5,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meridiantime/meridian/clock/hostclock"
+	"github.com/meridiantime/meridian/config"
 	"github.com/meridiantime/meridian/truetime"
 	"github.com/meridiantime/meridian/truetime/shm"
 )
@@ -178,5 +182,36 @@ func TestDebugLogsEverySample(t *testing.T) {
 			}
 		}
 		t.Logf("%d sample lines for %d samples; first: %s", len(lines), valid, lines[0])
+	}
+}
+
+// ntp_server.workers opens that many SO_REUSEPORT sockets on the address,
+// counted in the kernel's own table (/proc/net/udp), not by the server;
+// 0 opens one per CPU the process may use (GOMAXPROCS, at most 16).
+func TestNTPServerWorkers(t *testing.T) {
+	for _, tc := range []struct {
+		workers int
+		want    int
+	}{{3, 3}, {0, min(runtime.GOMAXPROCS(0), config.AutoNTPWorkers)}} {
+		d, cancel, done := startDaemon(t, fmt.Sprintf("local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:0\"], workers: %d}\n", tc.workers))
+		ap := netip.MustParseAddrPort(d.NTPServerAddr())
+		raw, err := os.ReadFile("/proc/net/udp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := fmt.Sprintf("0100007F:%04X", ap.Port())
+		n := 0
+		for _, line := range strings.Split(string(raw), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[1] == local {
+				n++
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.want {
+			t.Errorf("workers %d: %d sockets on %v, want %d", tc.workers, n, ap, tc.want)
+		}
 	}
 }
