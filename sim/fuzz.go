@@ -83,7 +83,33 @@ func Generate(seed uint64, i int) Scenario {
 	} else {
 		addLiars(rng, &sc)
 	}
+	if n == 1 {
+		// A stream of its own, so that adding this left every other draw,
+		// and so every world without it, as it was.
+		sparse(rand.New(rand.NewPCG(seed^0x5ba75e, uint64(i))), &sc)
+	}
 	return sc
+}
+
+// sparse makes, one time in three, a lone source answer only in a few short
+// windows between long silences: a starved client (heavy loss, an
+// unreachable path) whose few samples lie minutes apart, so that whatever
+// the discipline concludes from them — a rate across a silence in which
+// the reference may have stepped — has little to check it against.
+func sparse(rng *rand.Rand, sc *Scenario) {
+	if rng.Float64() >= 1.0/3 {
+		return
+	}
+	s := &sc.Sources[0]
+	var ws []Window
+	at := 0.0
+	for at < sc.DurationS {
+		open := math.Round(1 + 30*rng.Float64()) // answers for this long
+		quiet := math.Round(60 + 600*rng.Float64())
+		ws = append(ws, Window{FromS: at + open, ToS: at + open + quiet})
+		at += open + quiet
+	}
+	s.Outages = append(s.Outages, ws...)
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
