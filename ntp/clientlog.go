@@ -48,7 +48,6 @@ func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {
 	sh := &c.shards[h%clShards]
 	set := sh.e[(h/clShards)%clSets*clWays:][:clWays]
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	e := &set[0]
 	for i := range set {
 		if set[i].addr == a {
@@ -71,6 +70,7 @@ func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {
 	default:
 		e.dropped++
 	}
+	sh.mu.Unlock() // not deferred: this runs per datagram, and nothing above can panic
 }
 
 // ClientInfo is one client address in the log.

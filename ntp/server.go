@@ -405,12 +405,17 @@ func (s *Server) HandleRequest(req, resp []byte, rxNS int64, from netip.Addr) (i
 	return n, v.kind()
 }
 
-// Listen opens workers SO_REUSEPORT sockets on addr ("host:port").
+// Listen opens workers sockets on addr ("host:port"), SO_REUSEPORT when
+// there are several. One socket is bound alone: the kernel then skips the
+// reuseport group's hash and selection on every datagram, and no other
+// process of this user can bind the port beside it.
 func (s *Server) Listen(addr string, workers int) error {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if workers > 1 {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}
 		})
 		if err != nil {
 			return err
