@@ -4,7 +4,8 @@
 // Source.Run drives an engine.Engine from a UDP socket with kernel or NIC
 // timestamps (package hwts) and timers, and hands its samples to the daemon
 // tagged with the step generation of the clock at send time. Server answers
-// requests from SO_REUSEPORT workers with batched I/O (recvmmsg/sendmmsg),
+// requests from its workers (one socket each, SO_REUSEPORT when several)
+// with batched I/O (recvmmsg/sendmmsg),
 // one shared rate-limit table, and Server.HandleRequest, the request handler
 // the simulator answers its simulated clients with.
 //
