@@ -80,40 +80,36 @@ TEXT ·vdsoCall2Small(SB), 0, $1024-32
 	MOVQ	R12, SP
 	RET
 
+// CALL_ON_TOP calls clock_gettime(DI, SI) from the top of the 1 KiB frame
+// and restores SP from R12 (which the vDSO preserves); FP offsets are
+// valid again after it.
+#define CALL_ON_TOP \
+	MOVQ	fn+0(FP), AX; \
+	LEAQ	1024(SP), CX; \
+	ANDQ	$~15, CX; \
+	MOVQ	CX, SP; \
+	CALL	AX; \
+	MOVQ	R12, SP
+
 // func vdsoCall3Small(fn uintptr, id0, id1, id2 int32, ts0, ts1, ts2 *unix.Timespec)
 // reads three clocks back to back in one frame (the shared-memory reader's
 // fast path: the raw clock, then the two coarse clocks whose difference
 // says whether sleep time was injected). Each call's arguments are loaded
-// from FP while SP is the frame's own (FP offsets assume it); only R12,
-// which the vDSO preserves, carries SP across a call. The return values are
-// not kept: the caller validates the results.
+// from FP while SP is the frame's own (FP offsets assume it); only R12
+// carries SP across a call. The return values are not kept: the caller
+// validates the results.
 TEXT ·vdsoCall3Small(SB), 0, $1024-48
 	NO_LOCAL_POINTERS
 	MOVQ	SP, R12
-	MOVQ	fn+0(FP), AX
 	MOVL	id0+8(FP), DI
 	MOVQ	ts0+24(FP), SI
-	LEAQ	1024(SP), CX
-	ANDQ	$~15, CX
-	MOVQ	CX, SP
-	CALL	AX
-	MOVQ	R12, SP
-	MOVQ	fn+0(FP), AX
+	CALL_ON_TOP
 	MOVL	id1+12(FP), DI
 	MOVQ	ts1+32(FP), SI
-	LEAQ	1024(SP), CX
-	ANDQ	$~15, CX
-	MOVQ	CX, SP
-	CALL	AX
-	MOVQ	R12, SP
-	MOVQ	fn+0(FP), AX
+	CALL_ON_TOP
 	MOVL	id2+16(FP), DI
 	MOVQ	ts2+40(FP), SI
-	LEAQ	1024(SP), CX
-	ANDQ	$~15, CX
-	MOVQ	CX, SP
-	CALL	AX
-	MOVQ	R12, SP
+	CALL_ON_TOP
 	RET
 
 // func vdsoStackDepth(fn uintptr, clockid int32, ts *unix.Timespec) uintptr

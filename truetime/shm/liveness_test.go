@@ -61,13 +61,18 @@ func contains(iv truetime.Interval, truth int64) bool {
 
 func fakePair(t *testing.T, h *fakeHost, void time.Duration) (*Writer, *Reader) {
 	t.Helper()
+	return fakePairWith(t, h, void, nil)
+}
+
+func fakePairWith(t *testing.T, h *fakeHost, void time.Duration, w2m func() (int64, int64)) (*Writer, *Reader) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := CreateWith(path, Options{Clocks: h.clocks, VoidAfter: void, VMClock: "-"})
+	w, err := CreateWith(path, Options{Clocks: h.clocks, WallToMono: w2m, VoidAfter: void, VMClock: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	r, err := OpenWith(path, Options{Clocks: h.clocks, VMClock: "-"})
+	r, err := OpenWith(path, Options{Clocks: h.clocks, WallToMono: w2m, VMClock: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,20 +497,11 @@ func TestGuardPreemptionIsNotAGap(t *testing.T) {
 	}
 }
 
+// fakePairFast is fakePair with the kernel's wall_to_monotonic offset
+// faked too, so the reader takes the fast path (truetime.JudgeFast).
 func fakePairFast(t *testing.T, h *fakeHost, void time.Duration) (*Writer, *Reader) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "tt.shm")
-	w, err := CreateWith(path, Options{Clocks: h.clocks, WallToMono: h.rawW2M, VoidAfter: void, VMClock: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	r, err := OpenWith(path, Options{Clocks: h.clocks, WallToMono: h.rawW2M, VMClock: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return w, r
+	return fakePairWith(t, h, void, h.rawW2M)
 }
 
 // The reader's fast path (truetime.JudgeFast): while the kernel's
