@@ -266,12 +266,21 @@ func (d *Discipline) AddSample(name string, s Sample) error {
 
 // rate returns the raw frequency estimate s and the bound on its error.
 func (d *Discipline) rate() (s, unc float64) {
-	prior := d.cfg.OscillatorTolerancePPB*1e-9 + math.Abs(d.priorS)
-	if d.fit.ok && d.fit.slopeUnc < prior {
+	if d.rateFromFit() {
 		return d.fit.slope, d.fit.slopeUnc
 	}
-	return d.priorS, prior
+	return d.priorS, d.priorUnc()
 }
+
+// priorUnc bounds the rate before any fit: the oscillator tolerance
+// around the prior estimate.
+func (d *Discipline) priorUnc() float64 {
+	return d.cfg.OscillatorTolerancePPB*1e-9 + math.Abs(d.priorS)
+}
+
+// rateFromFit says whether rate() comes from the regression: a fit whose
+// slope bound is tighter than the prior's.
+func (d *Discipline) rateFromFit() bool { return d.fit.ok && d.fit.slopeUnc < d.priorUnc() }
 
 // rateBound bounds the oscillator's rate error |s| now: the estimate's
 // magnitude plus its error bound (rate), never more than the configured
@@ -287,7 +296,7 @@ func (d *Discipline) rateBound() float64 {
 // unc/16), unc/16 otherwise (the prior: no fit yet, or a window no line
 // passed through). A statistic, never a bound: it only weighs samples.
 func (d *Discipline) filterRateUnc(unc float64) float64 {
-	if d.fit.ok && d.fit.slopeUnc == unc && d.fit.slopeSD > 0 {
+	if d.rateFromFit() && d.fit.slopeSD > 0 {
 		return math.Min(unc/16, 3*d.fit.slopeSD)
 	}
 	return unc / 16
