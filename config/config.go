@@ -130,8 +130,9 @@ type NTPServer struct {
 	Deny        []string    `yaml:"deny"`
 	RateLimit   RateLimit   `yaml:"rate_limit"`
 	Interleaved Interleaved `yaml:"interleaved"`
-	// Workers is the number of SO_REUSEPORT sockets (each served by one
-	// goroutine with recvmmsg/sendmmsg) per listen address; 0: one per CPU
+	// Workers is the number of sockets (each served by one goroutine with
+	// recvmmsg/sendmmsg; SO_REUSEPORT when more than one) per listen
+	// address; 0: one per CPU
 	// the process may use (runtime.GOMAXPROCS, which follows its CPU
 	// affinity and cgroup CPU limit), at most AutoNTPWorkers.
 	Workers int `yaml:"workers"`
