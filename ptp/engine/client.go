@@ -353,9 +353,7 @@ func (c *Client) Step(nowNS int64, in Input) {
 			if c.last.valid && c.last.seq == c.delay.seq && !c.last.used {
 				// Its Delay_Resp came before the stamp.
 				c.last.txNS, c.last.stamped = c.delay.txNS, true
-				if err := c.pair(); err != nil {
-					c.ready.Rejected = append(c.ready.Rejected, err)
-				}
+				c.pairLast()
 			}
 		}
 	}
@@ -452,9 +450,7 @@ func (c *Client) poll(nowNS int64) {
 				// The previous Delay_Req's stamp never came: pair it with
 				// its pre-send reading, early and so never late.
 				c.last.stamped = true
-				if err := c.pair(); err != nil {
-					c.ready.Rejected = append(c.ready.Rejected, err)
-				}
+				c.pairLast()
 			}
 			c.sendDelayReq(nowNS, i)
 			// Due half a Sync period early, so that a Sync arriving a
@@ -630,10 +626,7 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 		}
 		c.delay.rxMaster, c.delay.done = r-corr, true
 		c.last = c.delay
-		if !c.last.stamped {
-			return nil // paired when its TX stamp comes, or the next Sync
-		}
-		return c.pair()
+		return c.pair() // nil until t1 is settled: at its TX stamp, or the next Sync
 	}
 	c.cnt.Dropped++
 	return fmt.Errorf("%w: %v", ErrMessageType, t)
@@ -647,6 +640,13 @@ func (c *Client) receive(nowNS int64, i int, b []byte, rxNS int64) error {
 func (c *Client) bodyOnly(b []byte, l int) []byte {
 	n := copy(c.scratch[:l], b)
 	return finish(c.scratch[:], n)
+}
+
+// pairLast is pair outside a message's handling: a refusal joins Rejected.
+func (c *Client) pairLast() {
+	if err := c.pair(); err != nil {
+		c.ready.Rejected = append(c.ready.Rejected, err)
+	}
 }
 
 // pair makes a sample from the newest Delay_Req exchange and the Sync it
