@@ -444,7 +444,7 @@ type Reader struct {
 	words      *[shmWords]uint64
 	path       string
 	clocks     func() (raw, boot int64)
-	w2m        func() (raw, w2m int64) // fake for the fast path (Options.WallToMono)
+	w2m        func() (raw, w2m int64) // fakes (Options.WallToMono, or Clocks with no offset); nil: the vDSO
 	vm         *vmClock
 	fakeClocks bool
 	noJudge    bool // test hook: the negative control without liveness and gap checks
@@ -524,6 +524,11 @@ func OpenWith(path string, o Options) (*Reader, error) {
 		r.clocks = hostclock.BootRawNS
 	}
 	r.fakeClocks = o.Clocks != nil
+	if r.fakeClocks && r.w2m == nil {
+		// Fake clocks and no offset: never the fast path (an offset of 0
+		// decides nothing), the raw reading from the fakes.
+		r.w2m = func() (int64, int64) { raw, _ := o.Clocks(); return raw, 0 }
+	}
 	return r, nil
 }
 
@@ -680,19 +685,15 @@ func (r *Reader) Now() (truetime.Interval, error) {
 		}
 	}
 	var raw, w2m int64
-	switch {
-	case r.w2m != nil:
+	if r.w2m != nil {
 		raw, w2m = r.w2m()
-	case !r.fakeClocks:
+	} else {
 		raw, w2m = hostclock.RawWallToMonoNS() // a direct call: the fast path
 	}
 	// r.bound, written out: the call and its by-value estimate cost
 	// about 2 ns of a ~45 ns read (BenchmarkShmNowVsTimeNow).
 	var iv truetime.Interval
 	if r.noJudge {
-		if r.fakeClocks && r.w2m == nil {
-			raw, _ = r.clocks()
-		}
 		iv = truetime.BoundOf(c.m.At(raw), &c.e)
 	} else {
 		marker := r.vm.marker()
