@@ -176,6 +176,7 @@ type runner struct {
 	q     queue
 	h     host
 	rngs  []*rand.Rand
+	trace []int // per source: the trace row of its current exchange
 	rRead *rand.Rand
 	res   Result
 
@@ -296,6 +297,7 @@ func (r *runner) newHost(cfg discipline.Config, shmDir string) error {
 	}}
 	for i, s := range sc.Sources {
 		r.rngs = append(r.rngs, rand.New(rand.NewPCG(uint64(sc.Seed), uint64(i+1))))
+		r.trace = append(r.trace, -1)
 		// First requests spread over the first second, as iburst would.
 		first := h.clk.NowNS() + sec(0.1*float64(i+1))
 		cc := engine.ClientConfig{Poll: time.Duration(sec(s.PollS))}
@@ -565,6 +567,13 @@ func (r *runner) link(i int, forward bool) (int64, bool) {
 		mean = *s.ReturnJitterUS
 	}
 	j := rng.ExpFloat64() * mean
+	if k := s.JitterShape; k > 1 {
+		// Erlang-k of the same mean; only these scenarios draw more.
+		for range k - 1 {
+			j += rng.ExpFloat64() * mean
+		}
+		j /= float64(k)
+	}
 	tS := float64(r.now-startTrueNS) / 1e9
 	for _, w := range s.Outages {
 		if tS >= w.FromS && tS < w.ToS {
@@ -579,6 +588,13 @@ func (r *runner) link(i int, forward bool) (int64, bool) {
 		if tS >= rc.FromS {
 			delay, asym = rc.DelayUS, rc.AsymmetryUS
 		}
+	}
+	if rows := s.TraceRows; len(rows) > 0 {
+		if forward {
+			r.trace[i] = (r.trace[i] + 1) % len(rows)
+			return sec(rows[r.trace[i]][0] / 1e6), true
+		}
+		return sec(rows[r.trace[i]][1] / 1e6), true
 	}
 	if forward {
 		return sec((delay/2 + asym/2 + j) / 1e6), true

@@ -2,11 +2,13 @@ package sim
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -73,14 +75,27 @@ type Source struct {
 	// ReturnJitterUS, when set, is the return direction's mean queueing
 	// (jitter_us is then the forward direction's): one-sided queueing, as
 	// when requests leave an idle host and replies a busy one.
-	ReturnJitterUS   *float64 `yaml:"return_jitter_us"`
-	LossPct          float64  `yaml:"loss_pct"` // per direction
-	Outages          []Window `yaml:"outages"`  // no replies
-	Stratum          uint8    `yaml:"stratum"`  // advertised
-	RootDispersionUS float64  `yaml:"root_dispersion_us"`
-	RootDelayUS      float64  `yaml:"root_delay_us"`
-	Errors           []Error  `yaml:"errors"` // the source's clock minus true time, piecewise
-	Routes           []Route  `yaml:"routes"` // path changes: new delay and asymmetry from a time on
+	ReturnJitterUS *float64 `yaml:"return_jitter_us"`
+	// JitterShape k > 1 makes each direction's queueing Erlang-k (the sum
+	// of k exponentials, same mean) instead of exponential (k = 1, the
+	// default): a hump with a sparse floor, as a wake-up or a scheduler
+	// delay has, where the least-delayed samples are rare and far apart.
+	JitterShape int `yaml:"jitter_shape"`
+	// Trace names a file (relative to the scenario's) of recorded one-way
+	// delays, a "request_us reply_us" pair per line ('#' starts a
+	// comment): each exchange takes the next pair in turn, from the top
+	// again at the end, in place of delay_us, asymmetry_us and jitter
+	// (loss and outages still apply). A path measured on a real wire
+	// (docs/accuracy.md says how) replays here against true time.
+	Trace            string       `yaml:"trace"`
+	TraceRows        [][2]float64 `yaml:"-"`        // µs, loaded by LoadDir
+	LossPct          float64      `yaml:"loss_pct"` // per direction
+	Outages          []Window     `yaml:"outages"`  // no replies
+	Stratum          uint8        `yaml:"stratum"`  // advertised
+	RootDispersionUS float64      `yaml:"root_dispersion_us"`
+	RootDelayUS      float64      `yaml:"root_delay_us"`
+	Errors           []Error      `yaml:"errors"` // the source's clock minus true time, piecewise
+	Routes           []Route      `yaml:"routes"` // path changes: new delay and asymmetry from a time on
 }
 
 // Route replaces a source's delay_us and asymmetry_us from FromS on.
@@ -230,6 +245,9 @@ func (sc Scenario) Validate() error {
 		if s.ReturnJitterUS != nil && !(*s.ReturnJitterUS >= 0) {
 			bad("sources[%d].return_jitter_us: must be ≥ 0, got %v", i, *s.ReturnJitterUS)
 		}
+		if s.JitterShape < 0 || s.JitterShape > maxJitterShape {
+			bad("sources[%d].jitter_shape: must be 0..%d (0 and 1: exponential), got %d", i, maxJitterShape, s.JitterShape)
+		}
 		if s.DelayUS/2 < abs(s.AsymmetryUS)/2 {
 			bad("sources[%d].asymmetry_us: |%v| exceeds delay_us %v", i, s.AsymmetryUS, s.DelayUS)
 		}
@@ -278,10 +296,18 @@ func LoadDir(dir string) ([]Scenario, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
+		for i := range sc.Sources {
+			if err := sc.Sources[i].loadTrace(dir); err != nil {
+				return nil, fmt.Errorf("%s: sources[%d].trace: %w", f, i, err)
+			}
+		}
 		out = append(out, sc)
 	}
 	return out, nil
 }
+
+// maxJitterShape bounds jitter_shape (an Erlang-k draws k exponentials).
+const maxJitterShape = 16
 
 // TruthMode is what a scenario's reads are checked against.
 type TruthMode int
@@ -450,4 +476,52 @@ func nonFinite(sc Scenario) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// loadTrace reads the source's trace file (relative to dir), if it names
+// one: every line a pair of non-negative one-way delays in µs.
+func (s *Source) loadTrace(dir string) error {
+	if s.Trace == "" {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(dir, s.Trace))
+	if err != nil {
+		return err
+	}
+	rows, err := ParseTrace(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Trace, err)
+	}
+	s.TraceRows = rows
+	return nil
+}
+
+// ParseTrace parses a delay trace: per line "request_us reply_us", both
+// finite and ≥ 0; blank lines and '#' comments are skipped; at least one
+// pair.
+func ParseTrace(data []byte) ([][2]float64, error) {
+	var rows [][2]float64
+	for n, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 2 {
+			return nil, fmt.Errorf("line %d: want two delays (request_us reply_us), got %d fields", n+1, len(f))
+		}
+		var row [2]float64
+		for j, v := range f {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(x >= 0) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("line %d: delay %q: want a finite number of µs ≥ 0", n+1, v)
+			}
+			row[j] = x
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("no delays")
+	}
+	return rows, nil
 }
