@@ -619,10 +619,14 @@ loop:
 				continue // in flight from a source a reload removed
 			}
 			if d.log.Enabled(ctx, slog.LevelDebug) {
-				// chronyd's measurements log: every sample, as taken.
+				// chronyd's measurements log: every sample, as taken, with
+				// how far this clock is from CLOCK_REALTIME now, which puts
+				// t1 and t4 on the host's clock (meridian-bench accuracy
+				// --traces records one-way delays from it).
 				x := smp.Sample
 				d.log.Debug("sample", "source", smp.Name, "t1_ns", x.T1NS, "offset_ns", int64(x.OffsetNS()), "delay_ns", x.DelayNS(),
-					"request_leg_ns", x.T2NS-x.T1NS, "response_leg_ns", x.T4NS-x.T3NS, "server_ns", x.T3NS-x.T2NS)
+					"request_leg_ns", x.T2NS-x.T1NS, "response_leg_ns", x.T4NS-x.T3NS, "server_ns", x.T3NS-x.T2NS,
+					"t2_ns", x.T2NS, "t3_ns", x.T3NS, "t4_ns", x.T4NS, "clock_minus_realtime_ns", d.clk.NowNS()-time.Now().UnixNano())
 			}
 			if err := d.loop.AddSample(smp.Name, smp.Sample, smp.Gen); err != nil {
 				d.log.Debug("sample rejected", "source", smp.Name, "err", err)

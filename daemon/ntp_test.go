@@ -122,8 +122,10 @@ func followsReference(t *testing.T, a, b *Daemon, timeout, tol time.Duration) (r
 // At log_level debug every sample is logged as taken (chronyd's
 // measurements log): B polls A, whose clock runs 2.5 ms ahead on the same
 // CLOCK_MONOTONIC_RAW, so each sample's offset is 2.5 ms within its own
-// δ/2 (independent truth: the configured offsets), and its delay is the sum
-// of its two legs. At info level no sample is logged.
+// δ/2 (independent truth: the configured offsets), its delay is the sum
+// of its two legs, and clock_minus_realtime_ns puts t1 and t4 on the host's
+// clock, where each leg less A's 2.5 ms is a one-way trip. At info level no
+// sample is logged.
 func TestDebugLogsEverySample(t *testing.T) {
 	a, cancelA, doneA := startDaemon(t, "local_stratum: 1\nclock_offset: +2.5ms\nntp_server: {listen: [\"127.0.0.1:0\"]}\n")
 	defer func() { cancelA(); <-doneA }()
@@ -152,8 +154,9 @@ func TestDebugLogsEverySample(t *testing.T) {
 			t.Fatalf("debug level: %d sample lines for %d valid samples", len(lines), valid)
 		}
 		for i, l := range lines {
-			var off, del, req, resp, hold, t1 int64
-			f := map[string]*int64{"offset_ns": &off, "delay_ns": &del, "request_leg_ns": &req, "response_leg_ns": &resp, "server_ns": &hold, "t1_ns": &t1}
+			var off, del, req, resp, hold, t1, t2, t3, t4, c int64
+			f := map[string]*int64{"offset_ns": &off, "delay_ns": &del, "request_leg_ns": &req, "response_leg_ns": &resp, "server_ns": &hold,
+				"t1_ns": &t1, "t2_ns": &t2, "t3_ns": &t3, "t4_ns": &t4, "clock_minus_realtime_ns": &c}
 			for _, kv := range strings.Fields(l) {
 				k, v, _ := strings.Cut(kv, "=")
 				if p, ok := f[k]; ok {
@@ -166,8 +169,16 @@ func TestDebugLogsEverySample(t *testing.T) {
 			if len(f) > 0 {
 				t.Fatalf("sample line lacks %v: %s", f, l)
 			}
-			if del != req+resp {
-				t.Fatalf("delay %d ≠ request leg %d + response leg %d: %s", del, req, resp, l)
+			if del != req+resp || req != t2-t1 || resp != t4-t3 || hold != t3-t2 {
+				t.Fatalf("delay %d ≠ request leg %d + response leg %d, or the legs do not match t1..t4: %s", del, req, resp, l)
+			}
+			// On the host's clock (t1 and t4 less clock_minus_realtime_ns),
+			// each leg is a one-way trip through loopback once A's +2.5 ms
+			// is taken off: never negative (20 µs of slack for clock
+			// models read at different instants), never longer than δ.
+			upH, downH := t2-2_500_000-(t1-c), (t4-c)-(t3-2_500_000)
+			if upH < -20_000 || downH < -20_000 || upH > del+20_000 || downH > del+20_000 {
+				t.Fatalf("one-way trips on the host's clock %d and %d ns, want within [0, δ = %d]: %s", upH, downH, del, l)
 			}
 			// B starts on the host's time, converges towards A: any
 			// sample's offset is A − B now, within ±2.5 ms + δ/2 of 2.5 ms.

@@ -86,7 +86,8 @@ type Source struct {
 	// comment): each exchange takes the next pair in turn, from the top
 	// again at the end, in place of delay_us, asymmetry_us and jitter
 	// (loss and outages still apply). A path measured on a real wire
-	// (docs/accuracy.md says how) replays here against true time.
+	// (`meridian-bench accuracy --traces`, docs/benchmarks.md) replays
+	// here against true time.
 	Trace            string       `yaml:"trace"`
 	TraceRows        [][2]float64 `yaml:"-"`        // µs, loaded by LoadDir
 	LossPct          float64      `yaml:"loss_pct"` // per direction

@@ -72,6 +72,9 @@ type Options struct {
 	InjectedOffsetNS int64    // the server's clock − the host clock (meridiand server only)
 	Warmup, Measure  time.Duration
 	Dir              string // configurations and logs (a directory per path is made in it)
+	// Traces: our clients log every sample (log_level debug) so that
+	// Run.WriteTraces can record the one-way delays their exchanges took.
+	Traces bool
 }
 
 func (o *Options) fill() {
@@ -381,13 +384,18 @@ metrics: {listen: ""}
 				src = fmt.Sprintf(`{type: ptp, address: %q, timestamping: software, poll: 1s}`, addrB.String())
 			}
 			c.metricsAddr = netip.AddrPortFrom(addrA, 9390)
+			level := "info"
+			if r.opts.Traces {
+				level = "debug"
+			}
 			pr, shmPath, err := startMeridiand(r.opts.Meridiand, pair, impair.A, gdir, name, fmt.Sprintf(`clock: virtual
 clock_offset: 0s
 local_stratum: 0
+log_level: %s
 sources: [%s]
 ntp_server: {listen: []}
 metrics: {listen: "%s"}
-`, src, c.metricsAddr))
+`, level, src, c.metricsAddr))
 			if err != nil {
 				return err
 			}

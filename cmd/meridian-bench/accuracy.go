@@ -34,6 +34,7 @@ func newAccuracyCmd(g *globalFlags) *cobra.Command {
 		smoke, asJSON      bool
 		out, meridiand     string
 		workdir, server    string
+		traces             string
 	)
 	cmd := &cobra.Command{
 		Use:   "accuracy",
@@ -78,7 +79,12 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 				offset = 0 // a chronyd server serves this host's clock
 			}
 			opts := accuracy.Options{Meridiand: meridiand, Contestants: contestants, Server: server,
-				InjectedOffsetNS: int64(offset), Warmup: warm, Measure: measure, Dir: dir}
+				InjectedOffsetNS: int64(offset), Warmup: warm, Measure: measure, Dir: dir, Traces: traces != ""}
+			if traces != "" {
+				if err := os.MkdirAll(traces, 0o755); err != nil {
+					return fmt.Errorf("--traces: %w", err)
+				}
+			}
 			if err := accuracy.Requirements(opts); err != nil {
 				return err
 			}
@@ -91,7 +97,7 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 			rep := accuracy.Report{Server: opts.Server, InjectedOffsetNS: opts.InjectedOffsetNS, WarmupS: warm.Seconds(), MeasureS: measure.Seconds()}
 			for _, p := range ps {
 				fmt.Fprintf(cmd.ErrOrStderr(), "accuracy: path %s (%s): %v warm-up + %v measured\n", p.Name, accuracy.Describe(p.Impair), warm, measure)
-				res, err := runPath(ctx, opts, p)
+				res, err := runPath(ctx, opts, p, traces, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -124,16 +130,26 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 	f.StringVar(&meridiand, "meridiand", "bin/meridiand", "meridiand binary")
 	f.StringVar(&server, "server", accuracy.ServerMeridiand, "the clients' server: "+accuracy.ServerMeridiand+" (serving --offset ahead) or "+accuracy.ServerChronyd+" (this host's clock, NTP only)")
 	f.StringVar(&workdir, "workdir", "", "keep every configuration and log here (default: a temporary directory, removed)")
+	f.StringVar(&traces, "traces", "", "write the one-way delays of Meridian's exchanges per path to DIR/<path>-<contestant>.trace, for the simulator's trace key")
 	return cmd
 }
 
-func runPath(ctx context.Context, opts accuracy.Options, p accuracy.Path) (res accuracy.PathResult, err error) {
+func runPath(ctx context.Context, opts accuracy.Options, p accuracy.Path, traces string, log io.Writer) (res accuracy.PathResult, err error) {
 	r, err := accuracy.Start(ctx, opts, p)
 	if err != nil {
 		return res, err
 	}
 	defer func() { err = errors.Join(err, r.Close()) }()
 	r.Sample(ctx)
+	if traces != "" {
+		files, err := r.WriteTraces(traces)
+		if err != nil {
+			return res, err
+		}
+		for _, f := range files {
+			fmt.Fprintf(log, "accuracy: wrote %s\n", f)
+		}
+	}
 	return r.Result(), nil
 }
 

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/meridiantime/meridian/bench/accuracy"
 	"github.com/meridiantime/meridian/bench/report"
+	"github.com/meridiantime/meridian/sim"
 )
 
 // TestAccuracySmoke (MERIDIAN_BENCH_SMOKE=1; root, iproute2, /dev/net/tun,
@@ -42,7 +44,9 @@ func TestAccuracySmoke(t *testing.T) {
 		t.Logf("meridian-bench %v (%v):\n%s%s", args, time.Since(start).Round(time.Second), stdout.String(), stderr.String())
 		return stdout.Bytes()
 	}
-	stdout := run("accuracy", "--smoke", "--json", "--offset", injected.String(), "--meridiand", filepath.Join(bin, "meridiand"), "--out", out)
+	traces := t.TempDir()
+	stdout := run("accuracy", "--smoke", "--json", "--offset", injected.String(), "--meridiand", filepath.Join(bin, "meridiand"), "--out", out, "--traces", traces)
+	checkTraces(t, traces)
 	run("stability", "--out", out)
 
 	var printed, saved accuracy.Report
@@ -187,5 +191,46 @@ func TestSmokeChecksFailWhenTheyShould(t *testing.T) {
 	checkContestant(&r, "clean", &missed, inj)
 	if len(r.errs) != 1 {
 		t.Fatalf("a read that missed the truth: want 1 failure, got %v", r.errs)
+	}
+}
+
+// checkTraces: --traces wrote our NTP client's one-way delays per path, in
+// the simulator's format, and they are the wire's (independent truth: the
+// path's configured delays, which the calibration makes each direction's
+// floor as kernel stamps see it, and the servers' injected offset, which
+// the trace takes off): each leg's least over the few exchanges of a smoke
+// run is within 30 µs below and 150 µs above its configured delay, and its
+// median above it by less than 1 ms. Swapped legs (2 ms against 0.5 ms on
+// the asymmetric path) or the offset left in (5 ms) would be far outside.
+func checkTraces(t *testing.T, dir string) {
+	t.Helper()
+	paths, err := accuracy.Paths([]string{accuracy.PathClean, accuracy.PathAsymmetric}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		name := filepath.Join(dir, p.Name+"-"+accuracy.MeridianNTP+".trace")
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := sim.ParseTrace(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(rows) < 10 {
+			t.Fatalf("%s: %d exchanges", name, len(rows))
+		}
+		for leg, want := range []time.Duration{p.Impair.AtoB.Delay, p.Impair.BtoA.Delay} {
+			var v []float64
+			for _, r := range rows {
+				v = append(v, r[leg])
+			}
+			slices.Sort(v)
+			w := float64(want.Microseconds())
+			if v[0] < w-30 || v[0] > w+150 || v[len(v)/2]-w > 1000 {
+				t.Errorf("%s: leg %d least %.1f µs, median %.1f µs; the wire's floor is %v", name, leg, v[0], v[len(v)/2], want)
+			}
+		}
 	}
 }
