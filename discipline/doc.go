@@ -39,8 +39,11 @@
 //     time, so each edge comes from the sample least delayed that way.
 //     Selected sources are combined weighted by their filtered widths. The
 //     window ends at the newest sample that no longer overlaps the newer
-//     ones (a step). From the spread of the window's half-widths the filter
-//     also advises each source's poll (pollTarget).
+//     ones (a step), and where the source's own rate (a weighted fit
+//     through its samples, sourceTrend) stops fitting a line (a runs
+//     test); that rate, not the selection's, ages the window, so it can
+//     reach back 256 samples. From the spread of the window's half-widths
+//     the filter also advises each source's poll (pollTarget).
 //   - Frequency. A weighted least-squares line through the selections'
 //     hulls (U, xr) gives the oscillator's rate s; its error bound
 //     Σ|a_i|·M_i becomes FreqUncPPB. Until it is

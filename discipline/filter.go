@@ -1,6 +1,9 @@
 package discipline
 
-import "math"
+import (
+	"math"
+	"sort"
+)
 
 // The clock filter: per source, the best estimate of the offset now from
 // every sample in its window, for steering the clock and for centring the
@@ -23,22 +26,43 @@ import "math"
 // direction's floor: on a path whose requests queue more than its replies
 // (one machine idle, the other busy), the centre is off by half of what
 // the least-delayed request of the window still waited, so a short window
-// is a bias, not only noise. Samples are therefore aged by the rate's
-// statistical error (the regression's standard error, filterRateUnc), not
-// by a fraction of its hard bound, which is tens of times wider and left
-// samples older than a few polls with no say.
+// is a bias, not only noise. Where the least-delayed samples are rare (a
+// wake-up or a scheduler delay puts a hump above the floor, as on every
+// real host), each edge is one lucky sample, and the centre jumps by tens
+// of µs whenever a new one arrives or the old one ages out; the longer the
+// window, the more lucky samples it holds and the less it jumps.
+//
+// A long window needs a precise rate: a sample of age a is moved by the
+// rate's error times a. The selection's rate (the regression through the
+// hulls, whose centres scatter by ~100 µs) is off by ~1 ppm on a 1 ms
+// path, which limits the window to a few polls. So the filter fits the
+// source's own rate (sourceTrend): a least-squares line through its
+// samples' centres weighted toward the least delayed, over the longest
+// window, newest first, whose residuals pass a runs test (a rate that
+// changed inside the window — temperature, wander — leaves long runs of
+// one sign, as chrony's regression finds). Samples are aged by three
+// standard errors of that slope plus filterWanderPPB, and the window ends
+// where the trend's does. Where the trend cannot be fitted (fewer than
+// minTrendSamples samples), the selection's rate is used, aged by its
+// standard error (filterRateUnc).
 
 // filterWanderPPB is the statistical (not bounding) rate of divergence
 // assumed between a sample and now on top of the fitted rate: it lets
 // recent samples count more than old ones without the hard drift bound
-// that would make any sample older than a few polls useless.
-const filterWanderPPB = 300
+// that would make any sample older than a few polls useless. A quartz
+// oscillator wanders by less over the minutes a window spans; a larger
+// change (a temperature step) fails the trend's runs test and cuts the
+// window instead. (300 ppb aged a 4-minute-old sample by 70 µs, more than
+// the edges it held were worth: on the lossy wire trace, scenario 42, the
+// median error was 20 µs against 16.)
+const filterWanderPPB = 100
 
 // filtered is a source's filter output at the update.
 type filtered struct {
 	center float64 // L − T at now, ns
 	half   float64 // half-width of the window's intersection (its weight)
 	used   int     // samples in the consistent window
+	from   int     // index of its oldest sample
 }
 
 // filterSource intersects the source's samples, newest first, aged with the
@@ -50,7 +74,7 @@ type filtered struct {
 func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered {
 	grow := unc + filterWanderPPB*1e-9
 	lo, hi := math.Inf(-1), math.Inf(1)
-	used, misses := 0, 0
+	used, misses, from := 0, 0, len(samples)
 	for i := len(samples) - 1; i >= 0 && misses < 2; i-- {
 		rs := samples[i]
 		age := math.Abs(uNow - rs.u)
@@ -64,8 +88,9 @@ func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered 
 		lo, hi = nlo, nhi
 		used++
 		misses = 0
+		from = i
 	}
-	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used}
+	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used, from: from}
 }
 
 // pollTarget is the poll interval (ns of local time) at which a source's
@@ -95,4 +120,120 @@ func pollTarget(samples []rawSample, growth float64) int64 {
 	}
 	p := float64(near) / float64(len(samples))
 	return int64(math.Min(p*best/(4*growth), math.MaxInt64/2))
+}
+
+// minTrendSamples is the fewest samples a source's trend is fitted to.
+const minTrendSamples = 8
+
+// trendRunsZ is the runs test's threshold: a window whose residuals have
+// fewer sign runs than chance allows at z < −trendRunsZ is too long.
+const trendRunsZ = 2.5
+
+// trend is a source's own rate, fitted by sourceTrend.
+type trend struct {
+	slope float64 // dxr/du
+	sd    float64 // its standard error
+	n     int     // the newest n samples of the window it was fitted to
+}
+
+// trendScratch holds sourceTrend's buffers between updates.
+type trendScratch struct{ w, res, srt []float64 }
+
+// sourceTrend fits the rate of a source's samples (oldest first): a
+// weighted least-squares line through their centres xr over U, each
+// weighted 1/(1 + excess/scale)² by how far its half-width exceeds the
+// least in the window, scale the median excess (≥ 1 µs), so queueing,
+// which is noise here, speaks little. It tries the whole window, then
+// halves it from the oldest end, and returns the longest fit whose
+// residuals pass the runs test. ok is false below minTrendSamples.
+func sourceTrend(samples []rawSample, sc *trendScratch) (trend, bool) {
+	n := len(samples)
+	if n < minTrendSamples {
+		return trend{}, false
+	}
+	for ; ; n /= 2 {
+		t, ok := fitTrend(samples[len(samples)-n:], sc)
+		if !ok {
+			return trend{}, false
+		}
+		if n/2 < minTrendSamples || runsPass(sc.res[:n]) {
+			return t, true
+		}
+	}
+}
+
+// fitTrend is one weighted fit of sourceTrend; it leaves the residuals in
+// sc.res.
+func fitTrend(samples []rawSample, sc *trendScratch) (trend, bool) {
+	n := len(samples)
+	best := math.Inf(1)
+	for _, s := range samples {
+		best = math.Min(best, s.boundNS)
+	}
+	sc.srt = sc.srt[:0]
+	for _, s := range samples {
+		sc.srt = append(sc.srt, s.boundNS-best)
+	}
+	sort.Float64s(sc.srt)
+	scale := math.Max(sc.srt[n/2], 1000)
+	sc.w = sc.w[:0]
+	var sw, su, sx float64
+	for _, s := range samples {
+		q := 1 + (s.boundNS-best)/scale
+		w := 1 / (q * q)
+		sc.w = append(sc.w, w)
+		sw += w
+		su += w * s.u
+		sx += w * s.xr
+	}
+	mu, mx := su/sw, sx/sw
+	var sxx, sxy float64
+	for i, s := range samples {
+		du := s.u - mu
+		sxx += sc.w[i] * du * du
+		sxy += sc.w[i] * du * (s.xr - mx)
+	}
+	if !(sxx > 0) {
+		return trend{}, false
+	}
+	slope := sxy / sxx
+	var rss float64
+	sc.res = sc.res[:0]
+	for i, s := range samples {
+		r := s.xr - mx - slope*(s.u-mu)
+		sc.res = append(sc.res, r)
+		rss += sc.w[i] * r * r
+	}
+	return trend{slope: slope, sd: math.Sqrt(rss / float64(n-2) / sxx), n: n}, true
+}
+
+// runsPass is a Wald–Wolfowitz runs test on the signs of residuals in time
+// order: false when the runs are fewer than chance allows (z < −trendRunsZ),
+// which a line that no longer fits (the rate changed) leaves.
+func runsPass(res []float64) bool {
+	var pos, runs int
+	prev := 0
+	for _, r := range res {
+		sg := -1
+		if r >= 0 {
+			sg = 1
+			pos++
+		}
+		if sg != prev {
+			runs++
+		}
+		prev = sg
+	}
+	n := float64(len(res))
+	neg := len(res) - pos
+	if pos == 0 || neg == 0 {
+		return false
+	}
+	pq := 2 * float64(pos) * float64(neg)
+	mu := pq/n + 1
+	v := pq * (pq - n) / (n * n * (n - 1))
+	if !(v > 0) {
+		return true
+	}
+	return (float64(runs)-mu)/math.Sqrt(v) >= -trendRunsZ
 }

@@ -130,3 +130,146 @@ func TestFilterSkipsLoneOutlier(t *testing.T) {
 		t.Fatalf("filter used %d samples, centre %v; want 19 (all but the outlier), centre 0", f.used, f.center)
 	}
 }
+
+// erlang4 is queueing with a hump above the floor: the sum of four
+// exponentials of mean m/4 (the least-delayed samples are rare).
+func erlang4(rng *rand.Rand, m float64) float64 {
+	var q float64
+	for range 4 {
+		q += rng.ExpFloat64() * m / 4
+	}
+	return q
+}
+
+// The source's own trend recovers its rate from samples whose queueing has
+// a sparse floor, with a standard error that is honest: the slope is
+// within three of them of the truth in nearly every window.
+func TestTrendRecoversRate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var sc trendScratch
+	const trials = 400
+	miss := 0
+	var sumSD float64
+	for range trials {
+		rate := (rng.Float64() - 0.5) * 100e-6 // ±50 ppm
+		var ss []rawSample
+		for i := range 256 {
+			u := float64(i) * 1e9
+			ss = append(ss, rawAt(u, rate*u, 2e6, erlang4(rng, 150e3), erlang4(rng, 110e3)))
+		}
+		tr, ok := sourceTrend(ss, &sc)
+		if !ok {
+			t.Fatal("no trend from 256 samples")
+		}
+		if math.Abs(tr.slope-rate) > 3*tr.sd {
+			miss++
+		}
+		sumSD += tr.sd
+	}
+	t.Logf("mean standard error %.0f ppb; %d of %d windows off by more than 3 of them", sumSD/trials*1e9, miss, trials)
+	if miss > trials/20 {
+		t.Fatalf("%d of %d slopes off by more than three standard errors", miss, trials)
+	}
+	if sumSD/trials > 200e-9 {
+		t.Fatalf("mean standard error %.0f ppb: the trend is too loose to age a long window", sumSD/trials*1e9)
+	}
+}
+
+// A rate that changes inside the window (a temperature step) leaves long
+// runs of one sign in a line's residuals: the runs test cuts the window
+// back toward the change, and the centre stays near the truth. Negative
+// control: the line through the whole window misses by far more.
+func TestTrendCutsAtRateChange(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var sc trendScratch
+	var sumCut, sumWhole float64
+	const trials = 100
+	for range trials {
+		var ss []rawSample
+		x := 0.0
+		for i := range 256 {
+			u := float64(i) * 1e9
+			if i >= 192 {
+				x += 2e-6 * 1e9 // +2 ppm from sample 192 on
+			}
+			ss = append(ss, rawAt(u, x, 2e6, erlang4(rng, 40e3), erlang4(rng, 40e3)))
+		}
+		uNow, truth := 255e9, x
+		tr, ok := sourceTrend(ss, &sc)
+		if !ok {
+			t.Fatal("no trend")
+		}
+		if tr.n == len(ss) {
+			t.Fatal("the runs test kept a window across a 2 ppm rate change")
+		}
+		cut := filterSource(ss[len(ss)-tr.n:], uNow, 0, tr.slope, 3*tr.sd)
+		whole, _ := fitTrend(ss, &sc)
+		all := filterSource(ss, uNow, 0, whole.slope, 3*whole.sd)
+		sumCut += math.Abs(cut.center - truth)
+		sumWhole += math.Abs(all.center - truth)
+	}
+	t.Logf("mean |centre − truth| µs: cut window %.1f, whole window %.1f", sumCut/trials/1e3, sumWhole/trials/1e3)
+	if sumCut*2 > sumWhole {
+		t.Fatal("cutting the window at the rate change did not halve the error")
+	}
+}
+
+// On a sparse floor a long window aged with the source's trend estimates
+// the offset better than a short one: more lucky samples hold the edges.
+// The short window (32 samples, the filter's earlier length) is the
+// negative control.
+func TestLongWindowOnSparseFloor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var sc trendScratch
+	var sumLong, sumShort float64
+	const trials = 300
+	for range trials {
+		rate := (rng.Float64() - 0.5) * 20e-6
+		var ss []rawSample
+		for i := range 256 {
+			u := float64(i) * 1e9
+			ss = append(ss, rawAt(u, rate*u, 2e6, erlang4(rng, 150e3), erlang4(rng, 110e3)))
+		}
+		uNow := 255e9
+		truth := rate * uNow
+		estimate := func(win []rawSample) float64 {
+			tr, ok := sourceTrend(win, &sc)
+			if !ok {
+				t.Fatal("no trend")
+			}
+			return filterSource(win[len(win)-tr.n:], uNow, 0, tr.slope, 3*tr.sd+filterWanderPPB*1e-9).center
+		}
+		sumLong += math.Abs(estimate(ss) - truth)
+		sumShort += math.Abs(estimate(ss[len(ss)-32:]) - truth)
+	}
+	t.Logf("mean |centre − truth| µs: 256 samples %.1f, 32 samples %.1f", sumLong/trials/1e3, sumShort/trials/1e3)
+	if sumLong > 0.75*sumShort {
+		t.Fatal("the long window is not clearly better than the short one")
+	}
+}
+
+// The runs test passes random signs and fails a window whose residuals
+// fall into two long runs.
+func TestRunsPass(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	fails := 0
+	for range 1000 {
+		res := make([]float64, 128)
+		for i := range res {
+			res[i] = rng.NormFloat64()
+		}
+		if !runsPass(res) {
+			fails++
+		}
+	}
+	if fails > 30 { // z < −2.5 by chance: ~0.6 %
+		t.Fatalf("random residuals failed the runs test %d times in 1000", fails)
+	}
+	bent := make([]float64, 128)
+	for i := range bent {
+		bent[i] = rng.NormFloat64() + 3*math.Cos(float64(i)/128*2*math.Pi)
+	}
+	if runsPass(bent) {
+		t.Fatal("a bent window passed the runs test")
+	}
+}

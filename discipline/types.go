@@ -128,7 +128,7 @@ func DefaultConfig() Config {
 		MaxErrorNS:             1_000_000_000,
 		PrecisionNS:            100,
 		HoldoverAfterNS:        64_000_000_000,
-		FilterLen:              32,
+		FilterLen:              256,
 		RegressionLen:          64,
 		SlewTimeConstantNS:     8_000_000_000,
 		Servo:                  ServoLinReg,
