@@ -211,24 +211,31 @@ func fitTrend(samples []rawSample, sc *trendScratch) (trend, bool) {
 // order: false when the runs are fewer than chance allows (z < −trendRunsZ),
 // which a line that no longer fits (the rate changed) leaves.
 func runsPass(res []float64) bool {
-	var pos, runs int
+	var pos, neg, runs int
 	prev := 0
 	for _, r := range res {
-		sg := -1
-		if r >= 0 {
+		sg := 0
+		switch {
+		case r > 0:
 			sg = 1
 			pos++
+		case r < 0:
+			sg = -1
+			neg++
+		default:
+			continue // on the line: no sign (a noiseless source)
 		}
 		if sg != prev {
 			runs++
 		}
 		prev = sg
 	}
-	n := float64(len(res))
-	neg := len(res) - pos
 	if pos == 0 || neg == 0 {
-		return false
+		// A weighted fit's residuals sum to 0: one sign alone means all
+		// (or all but one) lie on the line.
+		return true
 	}
+	n := float64(pos + neg)
 	pq := 2 * float64(pos) * float64(neg)
 	mu := pq/n + 1
 	v := pq * (pq - n) / (n * n * (n - 1))

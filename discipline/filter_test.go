@@ -272,4 +272,7 @@ func TestRunsPass(t *testing.T) {
 	if runsPass(bent) {
 		t.Fatal("a bent window passed the runs test")
 	}
+	if !runsPass(make([]float64, 64)) {
+		t.Fatal("a noiseless window (every residual 0) failed the runs test")
+	}
 }
