@@ -411,7 +411,12 @@ metrics: {listen: "%s"}
 			r.wg.Add(1)
 			go r.sampleMeridian(c)
 		case ChronydNTP:
-			pr, sock, err := startChronyd(pair, impair.A, gdir, name, fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0\nport 0", addrB))
+			directives := fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0\nport 0", addrB)
+			if r.opts.Traces {
+				// chronyd's own record of every measurement, next to ours.
+				directives += fmt.Sprintf("\nlogdir %s\nlog rawmeasurements", filepath.Join(gdir, name))
+			}
+			pr, sock, err := startChronyd(pair, impair.A, gdir, name, directives)
 			if err != nil {
 				return err
 			}
