@@ -42,11 +42,7 @@ type source struct {
 	samples     []rawSample // oldest first, at most FilterLen
 	usedU       float64     // U of the newest sample a selection has used
 	report      SourceReport
-	// The filter's trend (sourceTrend) and the window it was fitted to
-	// (U of its oldest and newest samples).
-	trend    trend
-	trendOK  bool
-	trendKey [2]float64
+	tc          trendCache
 }
 
 // Discipline is the pure core: samples and local clock readings in,
@@ -489,20 +485,7 @@ func (d *Discipline) filter(names []string, uNow float64) []candidate {
 		case src.opt.MaxDistanceNS > 0 && half > float64(src.opt.MaxDistanceNS):
 			src.report.State = SourceTooFar
 		case half <= float64(d.cfg.MaxErrorNS):
-			f := filterSource(src.samples, uNow, cNow, sRate, d.filterRateUnc(unc))
-			// Then over the same window with the source's own rate, which
-			// lets it reach far back (see filter.go).
-			if win := src.samples[f.from:]; len(win) >= minTrendSamples {
-				// The trend depends on the window alone: fitted again only
-				// when a sample came or the window's start moved.
-				if key := [2]float64{win[0].u, win[len(win)-1].u}; key != src.trendKey {
-					src.trendKey = key
-					src.trend, src.trendOK = sourceTrend(win, &d.trendSc)
-				}
-				if tr := src.trend; src.trendOK {
-					f = filterSource(win[len(win)-tr.n:], uNow, cNow, tr.slope, 3*tr.sd)
-				}
-			}
+			f := filterTrended(src.samples, uNow, cNow, sRate, d.filterRateUnc(unc), &src.tc, &d.trendSc)
 			src.report.OffsetNS = f.center
 			cands = append(cands, candidate{src: src, sample: last, center: center, half: half, filt: f})
 		}

@@ -137,7 +137,56 @@ type trend struct {
 }
 
 // trendScratch holds sourceTrend's buffers between updates.
-type trendScratch struct{ w, res, srt []float64 }
+type trendScratch struct {
+	w, res, srt []float64
+	win         []rawSample
+}
+
+// trendCache is a source's last trend and the window it was fitted to (U
+// of its oldest and newest samples, and their count): the trend depends
+// on the window alone, so it is fitted again only when a sample came or
+// the window changed.
+type trendCache struct {
+	key [2]float64
+	n   int
+	tr  trend
+	ok  bool
+}
+
+// filterTrended is the clock filter: a first pass with the selection's
+// rate sRate (aged by unc) finds the newest consistent window and its lone
+// outliers; the source's own trend is fitted to the window less those
+// outliers; a second pass over the trend's part of it, aged with that
+// trend, gives the estimate. Without a trend (too few samples) the first
+// pass is the estimate.
+func filterTrended(samples []rawSample, uNow, cNow, sRate, unc float64, tc *trendCache, sc *trendScratch) filtered {
+	f := filterSource(samples, uNow, cNow, sRate, unc)
+	if f.used < minTrendSamples {
+		return f
+	}
+	// The window less its outliers, oldest first.
+	grow := unc + filterWanderPPB*1e-9
+	sc.win = sc.win[:0]
+	for _, rs := range samples[f.from:] {
+		c := rs.xr + sRate*(uNow-rs.u) + cNow
+		h := rs.boundNS + grow*math.Abs(uNow-rs.u)
+		if c+h >= f.center-f.half && c-h <= f.center+f.half {
+			sc.win = append(sc.win, rs)
+		}
+	}
+	win := sc.win
+	if len(win) < minTrendSamples {
+		return f
+	}
+	if key := [2]float64{win[0].u, win[len(win)-1].u}; key != tc.key || len(win) != tc.n {
+		tc.key, tc.n = key, len(win)
+		tc.tr, tc.ok = sourceTrend(win, sc)
+	}
+	if !tc.ok {
+		return f
+	}
+	return filterSource(win[len(win)-tc.tr.n:], uNow, cNow, tc.tr.slope, 3*tc.tr.sd)
+}
 
 // sourceTrend fits the rate of a source's samples (oldest first): a
 // weighted least-squares line through their centres xr over U, each

@@ -276,3 +276,27 @@ func TestRunsPass(t *testing.T) {
 		t.Fatal("a noiseless window (every residual 0) failed the runs test")
 	}
 }
+
+// A lone outlier inside the window (a corrupted or wildly late exchange)
+// neither bends the trend nor moves the centre: the filter leaves the
+// samples its first pass skipped out of the trend's fit. Negative control:
+// the trend fitted with the outlier in is off by far more.
+func TestTrendIgnoresLoneOutlier(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	var ss []rawSample
+	for i := range 200 {
+		ss = append(ss, rawAt(float64(i)*1e9, 0, 2e6, erlang4(rng, 100e3), erlang4(rng, 100e3)))
+	}
+	ss[190].xr = 40e6 // 40 ms off, far beyond its 1 ms half-width
+	var tc trendCache
+	var sc trendScratch
+	f := filterTrended(ss, 199e9, 0, 0, 1e-6, &tc, &sc)
+	if !tc.ok || math.Abs(f.center) > 30e3 || math.Abs(tc.tr.slope) > 0.2e-6 {
+		t.Fatalf("centre %.1f µs, trend %.0f ppb (ok %v): want within 30 µs and 200 ppb of 0", f.center/1e3, tc.tr.slope*1e9, tc.ok)
+	}
+	bent, ok := sourceTrend(ss, &sc)
+	if !ok || math.Abs(bent.slope) < 1e-6 {
+		t.Fatalf("the negative control: a trend through the outlier is off by only %.0f ppb (window %d)", bent.slope*1e9, bent.n)
+	}
+	t.Logf("centre %.1f µs, trend %.0f ppb; through the outlier the trend is %.0f ppb", f.center/1e3, tc.tr.slope*1e9, bent.slope*1e9)
+}
