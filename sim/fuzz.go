@@ -88,7 +88,19 @@ func Generate(seed uint64, i int) Scenario {
 		// and so every world without it, as it was.
 		sparse(rand.New(rand.NewPCG(seed^0x5ba75e, uint64(i))), &sc)
 	}
+	humps(rand.New(rand.NewPCG(seed^0x4a3b5, uint64(i))), &sc) // its own stream too
 	return sc
+}
+
+// humps gives half the queueing sources an Erlang-k queue (k = 2..8): a
+// hump above a sparse floor, as wake-ups and schedulers make, where the
+// least-delayed samples are rare.
+func humps(rng *rand.Rand, sc *Scenario) {
+	for i := range sc.Sources {
+		if sc.Sources[i].JitterUS > 0 && rng.Float64() < 0.5 {
+			sc.Sources[i].JitterShape = 2 + rng.IntN(7)
+		}
+	}
 }
 
 // sparse makes, one time in three, a lone source answer only in a few short
@@ -347,7 +359,8 @@ func shrinkCandidates(sc Scenario) []Scenario {
 			func(x *Source) { x.Outages = nil },
 			func(x *Source) { x.Routes = nil },
 			func(x *Source) { x.LossPct = 0 },
-			func(x *Source) { x.JitterUS = 0 },
+			func(x *Source) { x.JitterUS, x.JitterShape = 0, 0 },
+			func(x *Source) { x.JitterShape = 0 },
 			func(x *Source) { x.AsymmetryUS = 0 },
 			func(x *Source) {
 				x.RootDelayUS, x.RootDispersionUS, x.Stratum = d.RootDelayUS, d.RootDispersionUS, d.Stratum
