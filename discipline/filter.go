@@ -226,34 +226,22 @@ func fitTrend(samples []rawSample, sc *trendScratch) (trend, bool) {
 	sort.Float64s(sc.srt)
 	scale := math.Max(sc.srt[n/2], 1000)
 	sc.w = sc.w[:0]
-	var sw, su, sx float64
 	for _, s := range samples {
 		q := 1 + (s.boundNS-best)/scale
-		w := 1 / (q * q)
-		sc.w = append(sc.w, w)
-		sw += w
-		su += w * s.u
-		sx += w * s.xr
+		sc.w = append(sc.w, 1/(q*q))
 	}
-	mu, mx := su/sw, sx/sw
-	var sxx, sxy float64
-	for i, s := range samples {
-		du := s.u - mu
-		sxx += sc.w[i] * du * du
-		sxy += sc.w[i] * du * (s.xr - mx)
-	}
-	if !(sxx > 0) {
+	l, ok := fitLine(n, func(i int) (u, x, w float64) { return samples[i].u, samples[i].xr, sc.w[i] })
+	if !ok {
 		return trend{}, false
 	}
-	slope := sxy / sxx
 	var rss float64
 	sc.res = sc.res[:0]
 	for i, s := range samples {
-		r := s.xr - mx - slope*(s.u-mu)
+		r := s.xr - l.mx - l.slope*(s.u-l.mu)
 		sc.res = append(sc.res, r)
 		rss += sc.w[i] * r * r
 	}
-	return trend{slope: slope, sd: math.Sqrt(rss / float64(n-2) / sxx), n: n}, true
+	return trend{slope: l.slope, sd: math.Sqrt(rss / float64(n-2) / l.sxx), n: n}, true
 }
 
 // runsPass is a Wald–Wolfowitz runs test on the signs of residuals in time

@@ -36,24 +36,14 @@ func regress(pts []point) fit {
 	if len(pts) < 2 {
 		return fit{}
 	}
-	var sw, su, sx float64
-	for _, p := range pts {
-		w := 1 / (p.boundNS * p.boundNS)
-		sw += w
-		su += w * p.u
-		sx += w * p.xr
-	}
-	mu, mx := su/sw, sx/sw
-	var sxx, sxy float64
-	for _, p := range pts {
-		w := 1 / (p.boundNS * p.boundNS)
-		du := p.u - mu
-		sxx += w * du * du
-		sxy += w * du * (p.xr - mx)
-	}
-	if sxx <= 0 || math.IsNaN(sxx) {
+	l, ok := fitLine(len(pts), func(i int) (u, x, w float64) {
+		p := pts[i]
+		return p.u, p.xr, 1 / (p.boundNS * p.boundNS)
+	})
+	if !ok {
 		return fit{}
 	}
+	mu, mx, sxx := l.mu, l.mx, l.sxx
 	var unc float64
 	for _, p := range pts {
 		w := 1 / (p.boundNS * p.boundNS)
@@ -64,7 +54,7 @@ func regress(pts []point) fit {
 	// steps by less than its points' widths leaves a feasible window whose
 	// range misses the true slope (a random world found it), while the
 	// least-squares bound degrades gracefully. It decides trimming only.
-	slope := sxy / sxx
+	slope := l.slope
 	var sd float64
 	if n := len(pts); n > 2 {
 		var rss float64
@@ -196,4 +186,34 @@ func feasible(pts []point) bool {
 	}
 	_, _, ok := slopeRange(pts)
 	return ok
+}
+
+// line is a weighted least-squares line x = mx + slope·(u − mu).
+type line struct {
+	slope, mu, mx float64
+	sxx           float64 // Σ w·(u − mu)²
+}
+
+// fitLine fits a line by weighted least squares to the n points at(i)
+// gives (u, x and a weight > 0); ok is false when the u do not spread.
+func fitLine(n int, at func(i int) (u, x, w float64)) (line, bool) {
+	var sw, su, sx float64
+	for i := range n {
+		u, x, w := at(i)
+		sw += w
+		su += w * u
+		sx += w * x
+	}
+	mu, mx := su/sw, sx/sw
+	var sxx, sxy float64
+	for i := range n {
+		u, x, w := at(i)
+		du := u - mu
+		sxx += w * du * du
+		sxy += w * du * (x - mx)
+	}
+	if !(sxx > 0) {
+		return line{}, false
+	}
+	return line{slope: sxy / sxx, mu: mu, mx: mx, sxx: sxx}, true
 }
