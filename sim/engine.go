@@ -335,6 +335,13 @@ func Run(sc Scenario, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	for i, s := range sc.Sources {
+		if s.Trace != "" && len(s.TraceRows) == 0 {
+			// Parsed without its directory (ParseScenario, not LoadDir):
+			// running it would quietly use delay_us and jitter instead.
+			return Result{}, fmt.Errorf("sim: %s: sources[%d].trace %q was not loaded (LoadDir loads it)", sc.Name, i, s.Trace)
+		}
+	}
 	dir := opt.ShmDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "meridian-sim-"); err != nil {

@@ -327,6 +327,18 @@ func TestTraceReplaysDelays(t *testing.T) {
 	}
 }
 
+// A scenario whose trace was never loaded (parsed alone, not through
+// LoadDir) is refused rather than run on its delay_us.
+func TestUnloadedTraceRefused(t *testing.T) {
+	sc, err := ParseScenario([]byte("name: x\nduration_s: 10\nsources: [{name: a, trace: t.trace}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(sc, Options{}); err == nil || !strings.Contains(err.Error(), "sources[0].trace") {
+		t.Fatalf("an unloaded trace ran: %v", err)
+	}
+}
+
 func TestParseTraceErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", "no delays"},
