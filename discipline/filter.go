@@ -2,6 +2,7 @@ package discipline
 
 import (
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -62,7 +63,6 @@ type filtered struct {
 	center float64 // L − T at now, ns
 	half   float64 // half-width of the window's intersection (its weight)
 	used   int     // samples in the consistent window
-	from   int     // index of its oldest sample
 }
 
 // filterSource intersects the source's samples, newest first, aged with the
@@ -72,9 +72,19 @@ type filtered struct {
 // covers), and the window ends there: it is the newest consistent run of
 // samples, less its lone outliers.
 func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered {
+	return filterWindow(samples, uNow, cNow, sRate, unc, nil)
+}
+
+// filterWindow is filterSource that also leaves the samples it used in
+// *keep (when keep is not nil), oldest first: the window less its lone
+// outliers.
+func filterWindow(samples []rawSample, uNow, cNow, sRate, unc float64, keep *[]rawSample) filtered {
 	grow := unc + filterWanderPPB*1e-9
 	lo, hi := math.Inf(-1), math.Inf(1)
-	used, misses, from := 0, 0, len(samples)
+	used, misses := 0, 0
+	if keep != nil {
+		*keep = (*keep)[:0]
+	}
 	for i := len(samples) - 1; i >= 0 && misses < 2; i-- {
 		rs := samples[i]
 		age := math.Abs(uNow - rs.u)
@@ -88,9 +98,14 @@ func filterSource(samples []rawSample, uNow, cNow, sRate, unc float64) filtered 
 		lo, hi = nlo, nhi
 		used++
 		misses = 0
-		from = i
+		if keep != nil {
+			*keep = append(*keep, rs)
+		}
 	}
-	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used, from: from}
+	if keep != nil {
+		slices.Reverse(*keep)
+	}
+	return filtered{center: (lo + hi) / 2, half: (hi - lo) / 2, used: used}
 }
 
 // pollTarget is the poll interval (ns of local time) at which a source's
@@ -160,21 +175,8 @@ type trendCache struct {
 // trend, gives the estimate. Without a trend (too few samples) the first
 // pass is the estimate.
 func filterTrended(samples []rawSample, uNow, cNow, sRate, unc float64, tc *trendCache, sc *trendScratch) filtered {
-	f := filterSource(samples, uNow, cNow, sRate, unc)
-	if f.used < minTrendSamples {
-		return f
-	}
-	// The window less its outliers, oldest first.
-	grow := unc + filterWanderPPB*1e-9
-	sc.win = sc.win[:0]
-	for _, rs := range samples[f.from:] {
-		c := rs.xr + sRate*(uNow-rs.u) + cNow
-		h := rs.boundNS + grow*math.Abs(uNow-rs.u)
-		if c+h >= f.center-f.half && c-h <= f.center+f.half {
-			sc.win = append(sc.win, rs)
-		}
-	}
-	win := sc.win
+	f := filterWindow(samples, uNow, cNow, sRate, unc, &sc.win)
+	win := sc.win // the window less its outliers, oldest first
 	if len(win) < minTrendSamples {
 		return f
 	}
