@@ -111,11 +111,33 @@ func (n *NIC) Opener(atRaw func(raw int64) int64) func(int) (hwts.HardwareClock,
 }
 
 // RealtimeAtRaw is the host's CLOCK_REALTIME + offNS at a raw instant (for
-// clocks that read the host clock), through one (realtime, raw) pair.
+// clocks that read the host clock). Each conversion brackets a realtime
+// read between two raw reads and keeps the tightest of a few brackets: a
+// single (realtime, raw) pair is off by however long the thread was
+// preempted between its reads (tens of microseconds under -race on a busy
+// machine), which would move a receive stamp early and break the bound the
+// test checks, an error of the fake and not of the code under test.
 func RealtimeAtRaw(offNS int64) func(raw int64) int64 {
 	return func(raw int64) int64 {
-		rt := time.Now().UnixNano()
-		now := hostclock.MonoRawNS()
-		return rt + offNS - (now - raw)
+		rt, mid := realtimeRawPair()
+		return rt + offNS - (mid - raw)
 	}
+}
+
+// realtimeRawPair returns a CLOCK_REALTIME reading and the raw instant it
+// was taken at, within half the tightest of eight brackets.
+func realtimeRawPair() (rt, raw int64) {
+	best := int64(-1)
+	for range 8 {
+		r0 := hostclock.MonoRawNS()
+		t := hostclock.RealtimeNS()
+		r1 := hostclock.MonoRawNS()
+		if gap := r1 - r0; best < 0 || gap < best {
+			best, rt, raw = gap, t, r0+gap/2
+		}
+		if best < 2000 {
+			break
+		}
+	}
+	return rt, raw
 }
