@@ -96,10 +96,33 @@ func stepRobustUnc(pts []point, slope float64) float64 {
 		return math.Inf(1)
 	}
 	// pre[k], suf[k]: ranges of pts[:k] and pts[k:].
-	type rng struct{ lo, hi float64 }
-	all := rng{math.Inf(-1), math.Inf(1)}
-	pre := make([]rng, n+1)
-	suf := make([]rng, n+1)
+	pre := make([]slopeSpan, n+1)
+	suf := make([]slopeSpan, n+1)
+	if increasing(pts) {
+		var a, b slopeHull
+		slopeRanges(pts, pre, suf, &a, &b)
+	} else {
+		prefixSuffixPairs(pts, pre, suf)
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for k := 0; k <= n; k++ {
+		l, h := math.Max(pre[k].lo, suf[k].lo), math.Min(pre[k].hi, suf[k].hi)
+		if l > h {
+			continue
+		}
+		lo, hi = math.Min(lo, l), math.Max(hi, h)
+	}
+	if lo > hi {
+		return 0 // no line fits at all: refit trims the window
+	}
+	return math.Max(slope-lo, hi-slope)
+}
+
+// prefixSuffixPairs is slopeRanges over every pair, for points whose
+// instants do not strictly increase (and as the tests' reference).
+func prefixSuffixPairs(pts []point, pre, suf []slopeSpan) {
+	n := len(pts)
+	all := slopeSpan{math.Inf(-1), math.Inf(1)}
 	pre[0], suf[n] = all, all
 	for k := 1; k <= n; k++ {
 		r := pre[k-1]
@@ -119,18 +142,6 @@ func stepRobustUnc(pts []point, slope float64) float64 {
 		}
 		suf[k] = r
 	}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for k := 0; k <= n; k++ {
-		l, h := math.Max(pre[k].lo, suf[k].lo), math.Min(pre[k].hi, suf[k].hi)
-		if l > h {
-			continue
-		}
-		lo, hi = math.Min(lo, l), math.Max(hi, h)
-	}
-	if lo > hi {
-		return 0 // no line fits at all: refit trims the window
-	}
-	return math.Max(slope-lo, hi-slope)
 }
 
 // pairRange is the range of slopes of the lines through points a and b
@@ -154,6 +165,18 @@ func pairRange(a, b point) (lo, hi float64) {
 // When the true xr is linear and every point holds it, the true slope is in
 // the range.
 func slopeRange(pts []point) (lo, hi float64, ok bool) {
+	if n := len(pts); n >= 2 && increasing(pts) {
+		pre := make([]slopeSpan, n+1)
+		var a, b slopeHull
+		slopeRanges(pts, pre, nil, &a, &b)
+		return pre[n].lo, pre[n].hi, pre[n].lo <= pre[n].hi
+	}
+	return slopeRangePairs(pts)
+}
+
+// slopeRangePairs is slopeRange over every pair: for points whose instants
+// do not strictly increase (and as the tests' reference).
+func slopeRangePairs(pts []point) (lo, hi float64, ok bool) {
 	lo, hi = math.Inf(-1), math.Inf(1)
 	pairs := 0
 	for i := range pts {

@@ -193,3 +193,109 @@ func TestRegressBoundHoldsAcrossOneStep(t *testing.T) {
 		t.Logf("the least-squares bound alone missed the true slope in %d of %d worlds", m, c)
 	}
 }
+
+// randomWindow is a regression window of n points in strictly increasing
+// u: a line, a kink or a step, with errors inside (or, shape 3, partly
+// outside) the points' bounds, gaps from microseconds to minutes.
+func randomWindow(rng *rand.Rand, n int) []point {
+	pts := make([]point, n)
+	u := rng.Float64() * 1e13
+	slope := (rng.Float64() - 0.5) * 1e-3
+	x0 := (rng.Float64() - 0.5) * 1e7
+	shape := rng.IntN(4)
+	at := rng.IntN(n + 1)
+	for i := range pts {
+		switch rng.IntN(3) {
+		case 0:
+			u += 1e3 + rng.Float64()*1e6
+		case 1:
+			u += 1e9 * (0.5 + rng.Float64())
+		default:
+			u += 1e9 * rng.ExpFloat64() * 30
+		}
+		b := math.Exp(rng.Float64()*12) + 1
+		x := x0 + slope*u
+		switch {
+		case shape == 1 && i >= at:
+			x += 20e-6 * (u - pts[max(at-1, 0)].u)
+		case shape == 2 && i >= at:
+			x += 5e4
+		}
+		e := (2*rng.Float64() - 1) * b
+		if shape == 3 && rng.IntN(8) == 0 {
+			e *= 3
+		}
+		pts[i] = point{u: u, xr: x + e, boundNS: b}
+	}
+	return pts
+}
+
+func sameSlope(a, b float64) bool {
+	if math.IsInf(a, 0) || math.IsInf(b, 0) {
+		return a == b
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(b), 1e-12)
+}
+
+// The hull method gives every prefix's and suffix's feasible slope range
+// as the pairwise definition does, on random windows of every shape
+// (feasible and not) and size. The negative control answers each query
+// from the newest hull point alone, skipping the tangent search: the same
+// comparison finds it wrong.
+func TestSlopeRangesMatchPairs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	var a, b slopeHull
+	controlWrong := 0
+	for trial := range 3000 {
+		n := 2 + rng.IntN(120)
+		if trial%50 == 0 {
+			n = 256 + rng.IntN(64)
+		}
+		pts := randomWindow(rng, n)
+		pre, suf := make([]slopeSpan, n+1), make([]slopeSpan, n+1)
+		rpre, rsuf := make([]slopeSpan, n+1), make([]slopeSpan, n+1)
+		slopeRanges(pts, pre, suf, &a, &b)
+		prefixSuffixPairs(pts, rpre, rsuf)
+		for k := range n + 1 {
+			if !sameSlope(pre[k].lo, rpre[k].lo) || !sameSlope(pre[k].hi, rpre[k].hi) ||
+				!sameSlope(suf[k].lo, rsuf[k].lo) || !sameSlope(suf[k].hi, rsuf[k].hi) {
+				t.Fatalf("trial %d, n %d, k %d: hull pre %v suf %v, pairs pre %v suf %v", trial, n, k, pre[k], suf[k], rpre[k], rsuf[k])
+			}
+		}
+		lo, hi, ok := slopeRange(pts)
+		rlo, rhi, rok := slopeRangePairs(pts)
+		if ok != rok || !sameSlope(lo, rlo) || !sameSlope(hi, rhi) {
+			t.Fatalf("trial %d: slopeRange [%v, %v] %v, pairs [%v, %v] %v", trial, lo, hi, ok, rlo, rhi, rok)
+		}
+		// Negative control: the newest hull point only.
+		a.reset()
+		for j, p := range pts {
+			q := xy{p.u, p.xr - p.boundNS}
+			if len(a.h) > 0 {
+				last := a.h[len(a.h)-1]
+				if got := (q.y - last.y) / (q.x - last.x); !sameSlope(max(got, rpre[j].lo), rpre[j+1].lo) {
+					controlWrong++
+					break
+				}
+			}
+			a.add(xy{p.u, p.xr + p.boundNS})
+		}
+	}
+	if controlWrong < 100 {
+		t.Fatalf("negative control: answering from the newest hull point was wrong in only %d of 3000 windows", controlWrong)
+	}
+	t.Logf("negative control wrong in %d of 3000 windows", controlWrong)
+}
+
+// Points whose instants repeat take the pairwise path (a pair at one
+// instant constrains nothing) and still give its result.
+func TestSlopeRangeRepeatedInstant(t *testing.T) {
+	pts := []point{{u: 0, xr: 0, boundNS: 10}, {u: 1e9, xr: 1000, boundNS: 10}, {u: 1e9, xr: 1005, boundNS: 10}, {u: 2e9, xr: 2000, boundNS: 10}}
+	if increasing(pts) {
+		t.Fatal("repeated instant reported increasing")
+	}
+	lo, hi, ok := slopeRange(pts)
+	if !ok || lo > 1e-6 || hi < 1e-6 {
+		t.Fatalf("range [%v, %v] %v should hold the slope 1e-6", lo, hi, ok)
+	}
+}
