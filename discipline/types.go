@@ -108,11 +108,17 @@ type Config struct {
 	PrecisionNS            int64   // reading precision of the local clock
 	HoldoverAfterNS        int64   // no usable sample this long → holdover
 	FilterLen              int     // samples kept per source for the clock filter
-	RegressionLen          int     // points kept for the frequency regression
-	SlewTimeConstantNS     int64   // offsets are slewed out over about this long
-	Servo                  ServoKind
-	InitialFreqPPB         float64 // frequency from the drift file (steering only, not the bound)
-	Ablation               Ablation
+	// RegressionLen is how many points the frequency regression keeps. Its
+	// hard slope bound falls as 1/span: on a path whose points are ~1 ms
+	// wide (scenario 28), 64 points bound the rate to 50–65 ppm, more than
+	// the drift bound, and 256 to ~12 ppm (the bound ages at ~27 ppm
+	// instead of 65–80). The drift bound covers the frequency's moves
+	// across any window, and a window no line fits is trimmed (refit).
+	RegressionLen      int
+	SlewTimeConstantNS int64 // offsets are slewed out over about this long
+	Servo              ServoKind
+	InitialFreqPPB     float64 // frequency from the drift file (steering only, not the bound)
+	Ablation           Ablation
 }
 
 // DefaultConfig returns the defaults (the config keys drift_bound_ppm,
@@ -129,7 +135,7 @@ func DefaultConfig() Config {
 		PrecisionNS:            100,
 		HoldoverAfterNS:        64_000_000_000,
 		FilterLen:              256,
-		RegressionLen:          64,
+		RegressionLen:          256,
 		SlewTimeConstantNS:     8_000_000_000,
 		Servo:                  ServoLinReg,
 	}
