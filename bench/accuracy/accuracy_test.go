@@ -95,9 +95,24 @@ func TestParsePeers(t *testing.T) {
 	for i := range f {
 		f[i] = "0"
 	}
-	f[19] = "0.002087"
+	f[19], f[26] = "0.002087", "No"
 	if d, err := ParsePeerDelay(strings.Join(f, ",")); err != nil || d != 2_087_000 {
 		t.Fatalf("ntpdata %d %v", d, err)
+	}
+	// A whole line as chronyc printed it here (a basic-mode exchange), and
+	// the same with the exchange interleaved; a garbled field is refused.
+	line := "10.203.1.2,0ACB0102,123,10.203.1.1,0ACB0101,Normal,4,Server,1,0,1,-26,0.000000015,0.000000,0.000000,7F7F0101,,1796555135.351114131,0.000071685,0.002175755,0.000000059,0.000196798,0.00,111,111,1111,No,No,Kernel,Kernel,68,68,68,61"
+	if nd, err := ParseNTPData(line); err != nil || nd.DelayNS != 2_175_755 || nd.Interleaved {
+		t.Fatalf("ntpdata %+v %v", nd, err)
+	}
+	if nd, err := ParseNTPData(strings.Replace(line, "1111,No,No,", "1111,Yes,No,", 1)); err != nil || !nd.Interleaved {
+		t.Fatalf("interleaved ntpdata %+v %v", nd, err)
+	}
+	if _, err := ParseNTPData(strings.Replace(line, "1111,No,No,", "1111,Maybe,No,", 1)); err == nil || !strings.Contains(err.Error(), "field 27") {
+		t.Fatalf("a garbled interleaved field: %v", err)
+	}
+	if v, ok, err := ParseSourceMetric(strings.NewReader("meridian_source_delay_seconds{source=\"a\"} 0.002\nmeridian_source_interleaved_samples{source=\"a\"} 42\n"), "meridian_source_interleaved_samples"); !ok || err != nil || v != "42" {
+		t.Fatalf("interleaved samples %q %v %v", v, ok, err)
 	}
 	m, ok, err := ParseMasterOffset("ptp4l[1430.084]: master offset   -4183933 s0 freq +474086 path delay   1479368")
 	if !ok || err != nil || m.OffsetNS != -4183933 || m.PathDelayNS != 1479368 || m.State != 0 {
@@ -192,4 +207,30 @@ func TestMedianInterval(t *testing.T) {
 	if got := medianInterval([]int64{5}, s); got != s {
 		t.Fatalf("%d, want the default", got)
 	}
+}
+
+// Fuzz: an accepted ntpdata line has a positive delay in range, equal to
+// its field 20 in ns (within rounding), and is interleaved exactly when
+// its field 27 says Yes.
+func FuzzParseNTPData(f *testing.F) {
+	f.Add("10.203.1.2,0ACB0102,123,10.203.1.1,0ACB0101,Normal,4,Server,1,0,1,-26,0.000000015,0.000000,0.000000,7F7F0101,,1796555135.351114131,0.000071685,0.002175755,0.000000059,0.000196798,0.00,111,111,1111,Yes,No,Kernel,Kernel,68,68,68,61")
+	f.Add("0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1e-300,0,0,0,0,0,0,No")
+	f.Add("0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,nan,0,0,0,0,0,0,Yes")
+	f.Fuzz(func(t *testing.T, line string) {
+		nd, err := ParseNTPData(line)
+		if err != nil {
+			return
+		}
+		if nd.DelayNS <= 0 || float64(nd.DelayNS) > maxReportedS*1e9 {
+			t.Fatalf("delay %d ns accepted from %q", nd.DelayNS, line)
+		}
+		fs := strings.Split(strings.TrimSpace(line), ",")
+		v, perr := strconv.ParseFloat(strings.TrimSpace(fs[19]), 64)
+		if perr != nil || math.Abs(v*1e9-float64(nd.DelayNS)) > 1 {
+			t.Fatalf("delay %d ns from field %q", nd.DelayNS, fs[19])
+		}
+		if nd.Interleaved != (fs[26] == "Yes") {
+			t.Fatalf("interleaved %v from field %q", nd.Interleaved, fs[26])
+		}
+	})
 }

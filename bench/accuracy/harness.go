@@ -75,6 +75,10 @@ type Options struct {
 	// Traces: our clients log every sample (log_level debug) so that
 	// Run.WriteTraces can record the one-way delays their exchanges took.
 	Traces bool
+	// XLeave: the NTP clients (ours and chronyd) ask for interleaved mode
+	// (xleave), so that the server's transmit timestamp is its kernel's
+	// stamp of the previous reply instead of a reading before the send.
+	XLeave bool
 }
 
 func (o *Options) fill() {
@@ -257,7 +261,11 @@ type contestant struct {
 	mu                                            sync.Mutex
 	obs                                           []obs
 	checked, violations, control, loose, minDelay int64
-	examples                                      []string
+	// interleaved: meridian-ntp: its source's interleaved samples (the
+	// metric, last scraped); chronyd-ntp: the once-a-second ntpdata
+	// reports whose last exchange was interleaved.
+	interleaved int64
+	examples    []string
 }
 
 func (c *contestant) add(o obs) {
@@ -379,7 +387,7 @@ metrics: {listen: ""}
 		c := &contestant{name: name, g: g, minDelay: math.MaxInt64}
 		switch name {
 		case MeridianNTP, MeridianPTP:
-			src := fmt.Sprintf(`{type: ntp, address: "%s:123", poll: 1s, min_poll: 1s, max_poll: 1s, iburst: true}`, addrB)
+			src := fmt.Sprintf(`{type: ntp, address: "%s:123", poll: 1s, min_poll: 1s, max_poll: 1s, iburst: true, xleave: %t}`, addrB, r.opts.XLeave)
 			if name == MeridianPTP {
 				src = fmt.Sprintf(`{type: ptp, address: %q, timestamping: software, poll: 1s}`, addrB.String())
 			}
@@ -412,6 +420,9 @@ metrics: {listen: "%s"}
 			go r.sampleMeridian(c)
 		case ChronydNTP:
 			directives := fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0\nport 0", addrB)
+			if r.opts.XLeave {
+				directives = fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0 xleave\nport 0", addrB)
+			}
 			if r.opts.Traces {
 				// chronyd's own record of every measurement, next to ours.
 				directives += fmt.Sprintf("\nlogdir %s\nlog rawmeasurements", filepath.Join(gdir, name))
@@ -568,7 +579,11 @@ func (r *Run) sampleMeridian(c *contestant) {
 			return
 		}
 		nextSlow = now.Add(peerEvery - meridianEvery/2)
-		if d, ok := scrapeSourceDelay(c.metrics, c.metricsAddr); ok {
+		d, inter, ok := scrapeSourceDelay(c.metrics, c.metricsAddr)
+		c.mu.Lock()
+		c.interleaved = max(c.interleaved, inter)
+		c.mu.Unlock()
+		if ok {
 			c.g.addDelay(now, d)
 			c.mu.Lock()
 			c.minDelay = min(c.minDelay, d)
@@ -588,10 +603,14 @@ func (r *Run) sampleChronyd(c *contestant) {
 			}
 		}
 		if l, err := chronycLine(c.csock, "ntpdata"); err == nil {
-			if d, err := ParsePeerDelay(l); err == nil {
+			if nd, err := ParseNTPData(l); err == nil {
+				d := nd.DelayNS
 				c.g.addDelay(now, d)
 				c.mu.Lock()
 				c.minDelay = min(c.minDelay, d)
+				if nd.Interleaved {
+					c.interleaved++
+				}
 				c.mu.Unlock()
 			}
 		}

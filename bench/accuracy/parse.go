@@ -57,18 +57,38 @@ func ParseTracking(line string) (Tracking, error) {
 // ParsePeerDelay parses the round trip of chrony's last exchange from the
 // first line of `chronyc -c ntpdata` (field 20, "Peer delay").
 func ParsePeerDelay(line string) (int64, error) {
+	d, err := ParseNTPData(line)
+	return d.DelayNS, err
+}
+
+// NTPData is what the harness reads of `chronyc -c ntpdata`.
+type NTPData struct {
+	DelayNS     int64 // field 20, "Peer delay"
+	Interleaved bool  // field 27, "Interleaved": the last exchange was
+}
+
+// ParseNTPData parses the first line of `chronyc -c ntpdata`.
+func ParseNTPData(line string) (NTPData, error) {
 	f := strings.Split(strings.TrimSpace(line), ",")
-	if len(f) < 20 {
-		return 0, fmt.Errorf("chronyc ntpdata: %d fields, want ≥ 20", len(f))
+	if len(f) < 27 {
+		return NTPData{}, fmt.Errorf("chronyc ntpdata: %d fields, want ≥ 27", len(f))
 	}
 	d, err := secondsToNS("chronyc ntpdata: peer delay (field 20)", f[19])
 	if err != nil {
-		return 0, err
+		return NTPData{}, err
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("chronyc ntpdata: peer delay %d ns: want > 0", d)
+		return NTPData{}, fmt.Errorf("chronyc ntpdata: peer delay %d ns: want > 0", d)
 	}
-	return d, nil
+	var x bool
+	switch f[26] {
+	case "Yes":
+		x = true
+	case "No":
+	default:
+		return NTPData{}, fmt.Errorf("chronyc ntpdata: interleaved (field 27) %q: want Yes or No", f[26])
+	}
+	return NTPData{DelayNS: d, Interleaved: x}, nil
 }
 
 var masterOffsetRe = regexp.MustCompile(`master offset\s+(-?\d+) s(\d) freq\s+[-+]?\d+ path delay\s+(-?\d+)`)
@@ -105,18 +125,24 @@ func ParseMasterOffset(line string) (m MasterOffset, ok bool, err error) {
 // sample's round trip) of the first source from a Prometheus text
 // exposition; ok is false when the metric is absent.
 func ParseSourceDelay(r io.Reader) (ns int64, ok bool, err error) {
+	v, ok, err := ParseSourceMetric(r, "meridian_source_delay_seconds")
+	if !ok || err != nil {
+		return 0, ok, err
+	}
+	ns, err = secondsToNS("meridian_source_delay_seconds", v)
+	return ns, err == nil, err
+}
+
+// ParseSourceMetric finds the first sample of a per-source metric in a
+// Prometheus text exposition and returns its value as written.
+func ParseSourceMetric(r io.Reader, name string) (v string, ok bool, err error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		l := sc.Text()
-		if !strings.HasPrefix(l, "meridian_source_delay_seconds{") {
+		if !strings.HasPrefix(l, name+"{") {
 			continue
 		}
-		i := strings.LastIndexByte(l, ' ')
-		ns, err := secondsToNS("meridian_source_delay_seconds", l[i+1:])
-		if err != nil {
-			return 0, false, err
-		}
-		return ns, true, nil
+		return l[strings.LastIndexByte(l, ' ')+1:], true, nil
 	}
-	return 0, false, sc.Err()
+	return "", false, sc.Err()
 }

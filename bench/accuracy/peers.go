@@ -2,6 +2,7 @@ package accuracy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -239,16 +241,26 @@ func nsHTTPClient(p *impair.Pair, side impair.Side) *http.Client {
 		}}}
 }
 
-// scrapeSourceDelay reads meridian_source_delay_seconds from a daemon's
+// scrapeSourceDelay reads meridian_source_delay_seconds and
+// meridian_source_interleaved_samples (0 when absent) from a daemon's
 // metrics.
-func scrapeSourceDelay(c *http.Client, addr netip.AddrPort) (int64, bool) {
+func scrapeSourceDelay(c *http.Client, addr netip.AddrPort) (ns, interleaved int64, ok bool) {
 	resp, err := c.Get("http://" + addr.String() + "/metrics")
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	defer resp.Body.Close()
-	ns, ok, err := ParseSourceDelay(resp.Body)
-	return ns, ok && err == nil && ns > 0
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, 0, false
+	}
+	if v, ok, err := ParseSourceMetric(bytes.NewReader(body), "meridian_source_interleaved_samples"); ok && err == nil {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			interleaved = int64(f)
+		}
+	}
+	ns, ok, err = ParseSourceDelay(bytes.NewReader(body))
+	return ns, interleaved, ok && err == nil && ns > 0
 }
 
 // closers runs cleanups in reverse order, once.

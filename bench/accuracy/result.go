@@ -15,6 +15,7 @@ type Report struct {
 	InjectedOffsetNS int64        `json:"injected_offset_ns"` // the server's clock − the host clock
 	WarmupS          float64      `json:"warmup_s"`
 	MeasureS         float64      `json:"measure_s"`
+	XLeave           bool         `json:"xleave,omitempty"` // the NTP clients used interleaved mode
 	Paths            []PathResult `json:"paths"`
 }
 
@@ -70,6 +71,10 @@ type ContestantResult struct {
 	P50AbsErrNS    int64 `json:"p50_abs_err_ns"`
 	P99AbsErrNS    int64 `json:"p99_abs_err_ns"`
 	MinDelayNS     int64 `json:"min_delay_ns,omitempty"` // the smallest round trip it reported
+	// Interleaved (NTP clients): meridian-ntp: its interleaved samples over
+	// the run; chronyd-ntp: its once-a-second reports whose last exchange
+	// was interleaved.
+	Interleaved int64 `json:"interleaved,omitempty"`
 
 	// Meridian only. Containment counts the whole run, warm-up included.
 	Unsynchronized    int      `json:"unsynchronized,omitempty"` // reads refused in the measured span
@@ -180,6 +185,7 @@ func (r *Run) Result() PathResult {
 		cr.Samples = len(errs)
 		cr.MedianErrNS, cr.MedianOffsetNS = Quantile(errs, .5), Quantile(offs, .5)
 		cr.P50AbsErrNS, cr.P99AbsErrNS = Quantile(abss, .5), Quantile(abss, .99)
+		cr.Interleaved = c.interleaved
 		if c.minDelay != math.MaxInt64 {
 			cr.MinDelayNS = c.minDelay
 		}

@@ -35,6 +35,7 @@ func newAccuracyCmd(g *globalFlags) *cobra.Command {
 		out, meridiand     string
 		workdir, server    string
 		traces             string
+		xleave             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "accuracy",
@@ -79,7 +80,7 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 				offset = 0 // a chronyd server serves this host's clock
 			}
 			opts := accuracy.Options{Meridiand: meridiand, Contestants: contestants, Server: server,
-				InjectedOffsetNS: int64(offset), Warmup: warm, Measure: measure, Dir: dir, Traces: traces != ""}
+				InjectedOffsetNS: int64(offset), Warmup: warm, Measure: measure, Dir: dir, Traces: traces != "", XLeave: xleave}
 			if traces != "" {
 				if err := os.MkdirAll(traces, 0o755); err != nil {
 					return fmt.Errorf("--traces: %w", err)
@@ -94,7 +95,7 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 			if asJSON {
 				table = cmd.ErrOrStderr()
 			}
-			rep := accuracy.Report{Server: opts.Server, InjectedOffsetNS: opts.InjectedOffsetNS, WarmupS: warm.Seconds(), MeasureS: measure.Seconds()}
+			rep := accuracy.Report{Server: opts.Server, InjectedOffsetNS: opts.InjectedOffsetNS, WarmupS: warm.Seconds(), MeasureS: measure.Seconds(), XLeave: xleave}
 			for _, p := range ps {
 				fmt.Fprintf(cmd.ErrOrStderr(), "accuracy: path %s (%s): %v warm-up + %v measured\n", p.Name, accuracy.Describe(p.Impair), warm, measure)
 				res, err := runPath(ctx, opts, p, traces, cmd.ErrOrStderr())
@@ -131,6 +132,7 @@ the provable minimum. Needs root, iproute2, /dev/net/tun, chrony, linuxptp.`,
 	f.StringVar(&server, "server", accuracy.ServerMeridiand, "the clients' server: "+accuracy.ServerMeridiand+" (serving --offset ahead) or "+accuracy.ServerChronyd+" (this host's clock, NTP only)")
 	f.StringVar(&workdir, "workdir", "", "keep every configuration and log here (default: a temporary directory, removed)")
 	f.StringVar(&traces, "traces", "", "write the one-way delays of Meridian's exchanges per path to DIR/<path>-<contestant>.trace, for the simulator's trace key")
+	f.BoolVar(&xleave, "xleave", false, "the NTP clients (meridian-ntp and chronyd-ntp) use interleaved mode (chrony's xleave): the server's transmit stamp is its kernel's stamp of the previous reply")
 	return cmd
 }
 
