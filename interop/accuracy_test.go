@@ -148,6 +148,11 @@ func evaluateAccuracy(t *testing.T, path accuracy.Path, res *accuracy.PathResult
 	if ours.Samples == 0 || chrony.Samples == 0 {
 		return
 	}
+	// Basic mode: neither client's exchanges were interleaved (the
+	// negative control of TestAccuracyXLeave's counts).
+	if ours.Interleaved != 0 || chrony.Interleaved != 0 {
+		t.Errorf("basic mode: interleaved exchanges counted, ours %d chrony's %d", ours.Interleaved, chrony.Interleaved)
+	}
 	if g.MinDelayNS == 0 {
 		t.Error("neither client reported a round-trip delay")
 		return
@@ -182,4 +187,54 @@ func abs64(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// meridian-bench accuracy --xleave: both clients of the chronyd server
+// ask for interleaved mode and get it (their interleaved exchanges are
+// counted, as TestAccuracyVsChrony checks they are not without it), and
+// our intervals still contain the host's time on every read.
+func TestAccuracyXLeave(t *testing.T) {
+	need(t, "chronyd")
+	need(t, "chronyc")
+	need(t, "setpriv")
+	needNetns(t)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the impairment wire needs /dev/net/tun under CI")
+		}
+		t.Skip("no /dev/net/tun")
+	}
+	warm, measure := 10*time.Second, 20*time.Second
+	paths, err := accuracy.Paths([]string{accuracy.PathClean}, warm, measure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := accuracy.Options{Meridiand: buildMeridiand(t), Contestants: []string{accuracy.MeridianNTP, accuracy.ChronydNTP},
+		Server: accuracy.ServerChronyd, Warmup: warm, Measure: measure, Dir: t.TempDir(), XLeave: true}
+	r, err := accuracy.Start(t.Context(), opts, paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	r.Sample(t.Context())
+	res := r.Result()
+	ours, chrony := res.Contestant(accuracy.MeridianNTP), res.Contestant(accuracy.ChronydNTP)
+	if ours == nil || chrony == nil {
+		t.Fatalf("missing results: %+v", res)
+	}
+	if ours.Violations != 0 || ours.CheckedReads == 0 || ours.ControlViolations == 0 {
+		t.Errorf("containment: %d violations in %d reads (control %d)", ours.Violations, ours.CheckedReads, ours.ControlViolations)
+	}
+	// ~1 exchange a second for 30 s: most of ours after the first are
+	// interleaved; chronyd's once-a-second reports say so too.
+	if ours.Interleaved < 5 || chrony.Interleaved < 5 {
+		t.Errorf("interleaved exchanges: ours %d, chrony's reports %d; want ≥ 5 each\nmeridiand log (tail):\n%s",
+			ours.Interleaved, chrony.Interleaved, r.LogTail(accuracy.MeridianNTP))
+	}
+	t.Logf("interleaved: ours %d samples, chrony %d reports; median |err| ours %v chrony %v",
+		ours.Interleaved, chrony.Interleaved, time.Duration(ours.P50AbsErrNS), time.Duration(chrony.P50AbsErrNS))
 }
