@@ -419,10 +419,11 @@ metrics: {listen: "%s"}
 			r.wg.Add(1)
 			go r.sampleMeridian(c)
 		case ChronydNTP:
-			directives := fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0\nport 0", addrB)
+			xleave := ""
 			if r.opts.XLeave {
-				directives = fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0 xleave\nport 0", addrB)
+				xleave = " xleave"
 			}
+			directives := fmt.Sprintf("server %s iburst minpoll 0 maxpoll 0%s\nport 0", addrB, xleave)
 			if r.opts.Traces {
 				// chronyd's own record of every measurement, next to ours.
 				directives += fmt.Sprintf("\nlogdir %s\nlog rawmeasurements", filepath.Join(gdir, name))
