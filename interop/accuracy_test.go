@@ -41,13 +41,7 @@ func TestAccuracyVsChrony(t *testing.T) {
 	need(t, "chronyd")
 	need(t, "chronyc")
 	need(t, "setpriv")
-	needNetns(t)
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the impairment wire needs /dev/net/tun under CI")
-		}
-		t.Skip("no /dev/net/tun")
-	}
+	needWire(t)
 	warm, measure := 30*time.Second, 120*time.Second
 	if v := os.Getenv("MERIDIAN_ACCURACY_SECONDS"); v != "" {
 		s, err := strconv.Atoi(v)
@@ -197,13 +191,7 @@ func TestAccuracyXLeave(t *testing.T) {
 	need(t, "chronyd")
 	need(t, "chronyc")
 	need(t, "setpriv")
-	needNetns(t)
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the impairment wire needs /dev/net/tun under CI")
-		}
-		t.Skip("no /dev/net/tun")
-	}
+	needWire(t)
 	warm, measure := 10*time.Second, 20*time.Second
 	paths, err := accuracy.Paths([]string{accuracy.PathClean}, warm, measure)
 	if err != nil {

@@ -28,6 +28,19 @@ func needNetns(t testing.TB) {
 	}
 }
 
+// needWire is needNetns for the impairment wire, which also needs
+// /dev/net/tun (skips without it, fails under CI=true).
+func needWire(t testing.TB) {
+	t.Helper()
+	needNetns(t)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the impairment wire needs /dev/net/tun under CI")
+		}
+		t.Skip("no /dev/net/tun")
+	}
+}
+
 // netnsPair creates two network namespaces joined by a veth pair
 // (impair.NewVethPair: unique names, a subnet of its own), deleted when
 // the test ends.

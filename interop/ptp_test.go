@@ -233,13 +233,7 @@ state_dir: DIR/state
 // still contains the host clock on every read, from synchronization on.
 // Negative control: the same reads with ε shrunk 100× miss it.
 func TestMeridianPTPOverAsymmetricWire(t *testing.T) {
-	needNetns(t)
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the impairment wire needs /dev/net/tun under CI")
-		}
-		t.Skip("no /dev/net/tun")
-	}
+	needWire(t)
 	pair, err := impair.NewPair(t.Context(), impair.Config{})
 	if err != nil {
 		t.Fatal(err)
