@@ -38,10 +38,7 @@ import (
 // report (accuracy.Report) as JSON; MERIDIAN_ACCURACY_SECONDS sets the
 // measured span (default 120, after a 30 s warm-up).
 func TestAccuracyVsChrony(t *testing.T) {
-	need(t, "chronyd")
-	need(t, "chronyc")
-	need(t, "setpriv")
-	needWire(t)
+	needChronyWire(t)
 	warm, measure := 30*time.Second, 120*time.Second
 	if v := os.Getenv("MERIDIAN_ACCURACY_SECONDS"); v != "" {
 		s, err := strconv.Atoi(v)
@@ -109,6 +106,15 @@ func TestAccuracyVsChrony(t *testing.T) {
 			t.Logf("wrote %s", out)
 		}
 	}
+}
+
+// needChronyWire: chronyd, chronyc and setpriv, and the impairment wire.
+func needChronyWire(t *testing.T) {
+	t.Helper()
+	need(t, "chronyd")
+	need(t, "chronyc")
+	need(t, "setpriv")
+	needWire(t)
 }
 
 // accuracyStrict reports whether ours ≤ chrony's median is asserted.
@@ -188,10 +194,7 @@ func abs64(v int64) int64 {
 // counted, as TestAccuracyVsChrony checks they are not without it), and
 // our intervals still contain the host's time on every read.
 func TestAccuracyXLeave(t *testing.T) {
-	need(t, "chronyd")
-	need(t, "chronyc")
-	need(t, "setpriv")
-	needWire(t)
+	needChronyWire(t)
 	warm, measure := 10*time.Second, 20*time.Second
 	paths, err := accuracy.Paths([]string{accuracy.PathClean}, warm, measure)
 	if err != nil {
