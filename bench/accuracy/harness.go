@@ -581,15 +581,15 @@ func (r *Run) sampleMeridian(c *contestant) {
 		}
 		nextSlow = now.Add(peerEvery - meridianEvery/2)
 		d, inter, ok := scrapeSourceDelay(c.metrics, c.metricsAddr)
-		c.mu.Lock()
-		c.interleaved = max(c.interleaved, inter)
-		c.mu.Unlock()
 		if ok {
 			c.g.addDelay(now, d)
-			c.mu.Lock()
-			c.minDelay = min(c.minDelay, d)
-			c.mu.Unlock()
 		}
+		c.mu.Lock()
+		c.interleaved = max(c.interleaved, inter)
+		if ok {
+			c.minDelay = min(c.minDelay, d)
+		}
+		c.mu.Unlock()
 	})
 }
 
