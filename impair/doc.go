@@ -27,7 +27,9 @@
 //     each direction's one-way delay; with zero impairment that is the
 //     wire's own overhead, which Config.SubtractNS can take off the
 //     configured delays;
-//   - stamped calibration (Pair.StampFloors, Pair.CalibrateStamped): the
+//   - stamped calibration (Pair.StampFloors, Pair.CalibrateStamped) and
+//     the stamped probe that runs beside a measurement (Pair.StartStampProbe,
+//     StampProbe): the
 //     same legs as kernel stamps see them (software transmit stamp at the
 //     sender, receive stamp at the receiver, one CLOCK_REALTIME), in a time
 //     client's rhythm (a request after a pause, the reply at once), and each

@@ -232,3 +232,82 @@ func TestStampedCalibrationLevelsFloors(t *testing.T) {
 		t.Fatal("negative control: 400 µs too much off a→b passed the check")
 	}
 }
+
+// A StampProbe measures the wire while it runs: each direction's floor is
+// its configured delay (plus the wire's overhead, under tol), and after the
+// wire is reconfigured mid-run the legs that follow show the new delays —
+// which a calibration made before could not see. Negative control: the
+// legs before the change do not pass the check made for after it.
+func TestStampProbeFollowsTheWire(t *testing.T) {
+	needNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, _ := newTestPair(t, ctx)
+	const tol = 300 * time.Microsecond
+	ms := time.Millisecond
+	before := Config{AtoB: Path{Delay: 2 * ms}, BtoA: Path{Delay: ms / 2}, Seed: 1}
+	after := Config{AtoB: Path{Delay: ms / 2}, BtoA: Path{Delay: 3 * ms / 2}, Seed: 1}
+	if err := p.Wire.Configure(before); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := p.StartStampProbe(ctx, 20*time.Millisecond, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	change := time.Now()
+	if err := p.Wire.Configure(after); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	legs := sp.Legs()
+	// An exchange sent before the change may arrive after it: leave out
+	// the 100 ms around it.
+	var pre, post []StampedLegs
+	for _, l := range legs {
+		switch {
+		case l.At.Before(change.Add(-100 * time.Millisecond)):
+			pre = append(pre, l)
+		case l.At.After(change.Add(100 * time.Millisecond)):
+			post = append(post, l)
+		}
+	}
+	check := func(name string, legs []StampedLegs, cfg Config) error {
+		var ab, ba []time.Duration
+		for _, l := range legs {
+			if l.AtoB > 0 {
+				ab = append(ab, l.AtoB)
+			}
+			if l.BtoA > 0 {
+				ba = append(ba, l.BtoA)
+			}
+		}
+		if len(ab) < 10 || len(ba) < 10 {
+			return fmt.Errorf("%s: %d a→b and %d b→a legs of %d exchanges, want ≥ 10 each", name, len(ab), len(ba), len(legs))
+		}
+		slices.Sort(ab)
+		slices.Sort(ba)
+		t.Logf("%s: %d exchanges; a→b min %v p50 %v, b→a min %v p50 %v", name, len(legs), ab[0], Quantile(ab, .5), ba[0], Quantile(ba, .5))
+		for _, c := range []struct {
+			got, want time.Duration
+			dir       string
+		}{{ab[0], cfg.AtoB.Delay, "a→b"}, {ba[0], cfg.BtoA.Delay, "b→a"}} {
+			if c.got < c.want || c.got > c.want+tol {
+				return fmt.Errorf("%s: %s floor %v, want %v + [0, %v]", name, c.dir, c.got, c.want, tol)
+			}
+		}
+		return nil
+	}
+	if err := check("before", pre, before); err != nil {
+		t.Error(err)
+	}
+	if err := check("after", post, after); err != nil {
+		t.Error(err)
+	}
+	if err := check("control", pre, after); err == nil {
+		t.Error("negative control: the legs before the change passed the check for after it")
+	}
+}

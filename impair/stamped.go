@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/meridiantime/meridian/hwts"
@@ -80,29 +81,12 @@ func (p *Pair) CalibrateStamped(ctx context.Context, cfg Config, n int, interval
 // legs' kernel-stamped minima and medians. Exchanges without both
 // transmit stamps, or lost, are left out.
 func (p *Pair) StampFloors(ctx context.Context, n int, interval time.Duration) (Floors, error) {
-	srv, err := p.ListenUDP(B, 0)
+	x, err := p.newStampedExchanger(time.Second)
 	if err != nil {
 		return Floors{}, err
 	}
-	defer srv.Close()
-	cli, err := p.ListenUDP(A, 0)
-	if err != nil {
-		return Floors{}, err
-	}
-	defer cli.Close()
-	ss, err := softwareStamps(srv)
-	if err != nil {
-		return Floors{}, err
-	}
-	cs, err := softwareStamps(cli)
-	if err != nil {
-		return Floors{}, err
-	}
+	defer x.close()
 	var ab, ba []time.Duration
-	buf := make([]byte, 64)
-	oob := make([]byte, 512)
-	msg := make([]byte, probeBytes)
-	dst := srv.LocalAddr().(*net.UDPAddr)
 	sent := 0
 	for i := 0; i < n; i++ {
 		if i > 0 {
@@ -112,31 +96,15 @@ func (p *Pair) StampFloors(ctx context.Context, n int, interval time.Duration) (
 			case <-time.After(interval):
 			}
 		}
-		binary.LittleEndian.PutUint64(msg, uint64(i))
-		idc := cs.NextTxID()
-		if _, err := cli.WriteToUDP(msg, dst); err != nil {
-			return Floors{}, fmt.Errorf("impair: stamped probe send: %w", err)
+		l, err := x.exchange(uint64(i))
+		if err != nil {
+			return Floors{}, err
 		}
 		sent++
-		t2, from, ok := readStamped(srv, buf, oob, i)
-		if !ok {
-			continue
+		if l.AtoB > 0 && l.BtoA > 0 {
+			ab = append(ab, l.AtoB)
+			ba = append(ba, l.BtoA)
 		}
-		ids := ss.NextTxID()
-		if _, err := srv.WriteToUDP(buf[:probeBytes], from); err != nil {
-			return Floors{}, fmt.Errorf("impair: stamped probe reply: %w", err)
-		}
-		t4, _, ok := readStamped(cli, buf, oob, i)
-		if !ok {
-			continue
-		}
-		t1, ok1 := cs.TxStamp(idc, 20*time.Millisecond)
-		t3, ok3 := ss.TxStamp(ids, 20*time.Millisecond)
-		if !ok1 || !ok3 || t1.Source != hwts.SourceSoftware || t3.Source != hwts.SourceSoftware {
-			continue
-		}
-		ab = append(ab, time.Duration(t2-t1.NS))
-		ba = append(ba, time.Duration(t4-t3.NS))
 	}
 	f := Floors{Exchanges: len(ab), Sent: sent}
 	if len(ab) == 0 {
@@ -147,6 +115,149 @@ func (p *Pair) StampFloors(ctx context.Context, n int, interval time.Duration) (
 	f.AtoBMin, f.BtoAMin = ab[0], ba[0]
 	f.AtoBP50, f.BtoAP50 = Quantile(ab, 0.5), Quantile(ba, 0.5)
 	return f, nil
+}
+
+// StampedLegs is one stamped exchange: when it was sent and each leg's
+// kernel-stamped one-way delay, 0 for a leg that was lost or went without
+// a stamp (a lost request has no reply leg).
+type StampedLegs struct {
+	At         time.Time
+	AtoB, BtoA time.Duration
+}
+
+// stampedExchanger is a stamped client in A and an echo server in B, both
+// UDP sockets with software stamps, used one exchange at a time.
+type stampedExchanger struct {
+	srv, cli *net.UDPConn
+	ss, cs   *hwts.Socket
+	dst      *net.UDPAddr
+	wait     time.Duration // for each datagram to arrive
+	buf, oob []byte
+	msg      []byte
+}
+
+func (p *Pair) newStampedExchanger(wait time.Duration) (*stampedExchanger, error) {
+	x := &stampedExchanger{wait: wait, buf: make([]byte, 64), oob: make([]byte, 512), msg: make([]byte, probeBytes)}
+	var err error
+	if x.srv, err = p.ListenUDP(B, 0); err != nil {
+		return nil, err
+	}
+	if x.cli, err = p.ListenUDP(A, 0); err != nil {
+		x.close()
+		return nil, err
+	}
+	if x.ss, err = softwareStamps(x.srv); err != nil {
+		x.close()
+		return nil, err
+	}
+	if x.cs, err = softwareStamps(x.cli); err != nil {
+		x.close()
+		return nil, err
+	}
+	x.dst = x.srv.LocalAddr().(*net.UDPAddr)
+	return x, nil
+}
+
+func (x *stampedExchanger) close() {
+	for _, c := range []*net.UDPConn{x.srv, x.cli} {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
+// exchange sends probe seq from A, echoes it from B at once and returns
+// the legs it could measure; an error only when a socket refused to send.
+func (x *stampedExchanger) exchange(seq uint64) (StampedLegs, error) {
+	l := StampedLegs{At: time.Now()}
+	binary.LittleEndian.PutUint64(x.msg, seq)
+	idc := x.cs.NextTxID()
+	if _, err := x.cli.WriteToUDP(x.msg, x.dst); err != nil {
+		return l, fmt.Errorf("impair: stamped probe send: %w", err)
+	}
+	t2, from, ok := readStamped(x.srv, x.buf, x.oob, seq, x.wait)
+	if !ok {
+		return l, nil // lost: neither leg
+	}
+	// The reply goes at once, as a server's would; the stamps are read after.
+	ids := x.ss.NextTxID()
+	if _, err := x.srv.WriteToUDP(x.buf[:probeBytes], from); err != nil {
+		return l, fmt.Errorf("impair: stamped probe reply: %w", err)
+	}
+	t4, _, ok4 := readStamped(x.cli, x.buf, x.oob, seq, x.wait)
+	if t1, ok := x.cs.TxStamp(idc, 20*time.Millisecond); ok && t1.Source == hwts.SourceSoftware {
+		l.AtoB = time.Duration(t2 - t1.NS)
+	}
+	if t3, ok := x.ss.TxStamp(ids, 20*time.Millisecond); ok && ok4 && t3.Source == hwts.SourceSoftware {
+		l.BtoA = time.Duration(t4 - t3.NS)
+	}
+	return l, nil
+}
+
+// StampProbe measures the wire with stamped exchanges for as long as it
+// runs, next to whatever else uses it: the legs the clients' packets see
+// at the same time, where a calibration made before sees the machine as it
+// was then. Start it with Pair.StartStampProbe; Close stops it.
+type StampProbe struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	legs   []StampedLegs
+	err    error
+}
+
+// StartStampProbe runs one stamped exchange every interval (waiting at
+// most wait for each datagram) until ctx ends or Close.
+func (p *Pair) StartStampProbe(ctx context.Context, interval, wait time.Duration) (*StampProbe, error) {
+	if interval <= 0 || wait <= 0 {
+		return nil, fmt.Errorf("impair: stamp probe: interval %v and wait %v must be > 0", interval, wait)
+	}
+	x, err := p.newStampedExchanger(wait)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	sp := &StampProbe{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(sp.done)
+		defer x.close()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for seq := uint64(0); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			l, err := x.exchange(seq)
+			sp.mu.Lock()
+			if err != nil {
+				sp.err = err
+				sp.mu.Unlock()
+				return
+			}
+			sp.legs = append(sp.legs, l)
+			sp.mu.Unlock()
+		}
+	}()
+	return sp, nil
+}
+
+// Legs returns the exchanges so far, oldest first.
+func (sp *StampProbe) Legs() []StampedLegs {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return slices.Clone(sp.legs)
+}
+
+// Close stops the probe, waits for it and returns the error that stopped
+// it early, if any.
+func (sp *StampProbe) Close() error {
+	sp.cancel()
+	<-sp.done
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.err
 }
 
 func softwareStamps(c *net.UDPConn) (*hwts.Socket, error) {
@@ -162,16 +273,16 @@ func softwareStamps(c *net.UDPConn) (*hwts.Socket, error) {
 }
 
 // readStamped reads probe seq (skipping strays and late replies to earlier
-// probes) within a second and returns its kernel receive stamp.
-func readStamped(c *net.UDPConn, buf, oob []byte, seq int) (int64, *net.UDPAddr, bool) {
-	deadline := time.Now().Add(time.Second)
+// probes) within wait and returns its kernel receive stamp.
+func readStamped(c *net.UDPConn, buf, oob []byte, seq uint64, wait time.Duration) (int64, *net.UDPAddr, bool) {
+	deadline := time.Now().Add(wait)
 	_ = c.SetReadDeadline(deadline)
 	for {
 		k, oobn, _, from, err := c.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return 0, nil, false
 		}
-		if k != probeBytes || binary.LittleEndian.Uint64(buf) != uint64(seq) {
+		if k != probeBytes || binary.LittleEndian.Uint64(buf) != seq {
 			continue
 		}
 		st, ok := hwts.ParseRx(oob[:oobn])
