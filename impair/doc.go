@@ -27,15 +27,17 @@
 //     each direction's one-way delay; with zero impairment that is the
 //     wire's own overhead, which Config.SubtractNS can take off the
 //     configured delays;
-//   - stamped calibration (Pair.StampFloors, Pair.CalibrateStamped) and
-//     the stamped probe that runs beside a measurement (Pair.StartStampProbe,
-//     StampProbe): the
+//   - stamped calibration (Pair.StampFloors, Pair.CalibrateStamped): the
 //     same legs as kernel stamps see them (software transmit stamp at the
 //     sender, receive stamp at the receiver, one CLOCK_REALTIME), in a time
 //     client's rhythm (a request after a pause, the reply at once), and each
 //     direction's overhead over its base delay for Path.SubtractNS. The
 //     wire's wake-up to read a request from an idle machine is slower than
-//     the one for the reply, so the two overheads differ.
+//     the one for the reply, so the two overheads differ;
+//   - the stamped probe (Pair.StartStampProbe): the same exchanges, one
+//     every interval for as long as a measurement runs beside it, so the
+//     legs are the wire's while the clients use it (its overhead moves
+//     with the machine's load).
 //
 // Units: delays are time.Duration; instants are CLOCK_MONOTONIC
 // nanoseconds. Delays are never negative: jitter adds to the base delay, so
