@@ -2,10 +2,13 @@ package accuracy
 
 import (
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridiantime/meridian/impair"
 )
 
 // The route-change path's physics moves from 0 to +750 µs at warm +
@@ -233,4 +236,64 @@ func FuzzParseNTPData(f *testing.F) {
 			t.Fatalf("interleaved %v from field %q", nd.Interleaved, fs[26])
 		}
 	})
+}
+
+// The measured physics on the route-change path: each leg's excess is
+// taken over the base delay configured when it was sent, so the change is
+// not taken for an asymmetry of the wire. Legs are drawn from known
+// overheads (a→b 30 µs, b→a 10 µs, so the floors' asymmetry forces +10 µs)
+// plus jitter that is uneven above the floor (a→b U[0, 400 µs), b→a
+// U[0, 100 µs)): the least-delayed exchanges must show the +10 µs, while
+// the median over all of them is pulled up by the uneven jitter (~+85 µs).
+// The negative control: with the excess taken over the changed delay
+// throughout, the legs before the change make the a→b floor 1.5 ms
+// negative.
+func TestSummarizeProbe(t *testing.T) {
+	warm, measure := 10*time.Second, 100*time.Second
+	ps, err := Paths([]string{PathRouteChange}, warm, measure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ps[0].Impair
+	t0 := time.Unix(1_000_000, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var legs []impair.StampedLegs
+	for i := 0; i < 440; i++ {
+		at := t0.Add(time.Duration(i) * 250 * time.Millisecond)
+		since := at.Sub(t0)
+		l := impair.StampedLegs{At: at,
+			AtoB: delayAt(cfg.AtoB, since) + 30*time.Microsecond + time.Duration(rng.Int64N(400_000)),
+			BtoA: delayAt(cfg.BtoA, since) + 10*time.Microsecond + time.Duration(rng.Int64N(100_000))}
+		if i%7 == 0 {
+			l.BtoA = 0 // a reply lost
+		}
+		if i%11 == 0 {
+			l.AtoB, l.BtoA = 0, 0 // a request lost
+		}
+		legs = append(legs, l)
+	}
+	pr := summarizeProbe(legs, cfg, t0, t0, t0.Add(time.Hour))
+	t.Logf("%+v", pr)
+	if !pr.Valid || pr.Exchanges != 440 || pr.Pairs < 300 {
+		t.Fatalf("want valid, 440 exchanges, ≥ 300 pairs")
+	}
+	if pr.AtoBExcessMinNS < 30_000 || pr.AtoBExcessMinNS > 35_000 || pr.BtoAExcessMinNS < 10_000 || pr.BtoAExcessMinNS > 15_000 {
+		t.Errorf("floor excesses %d / %d ns, want 30–35 µs / 10–15 µs", pr.AtoBExcessMinNS, pr.BtoAExcessMinNS)
+	}
+	if pr.BiasNS < 0 || pr.BiasNS > 20_000 {
+		t.Errorf("bias of the least-delayed exchanges %d ns, want ~10 µs", pr.BiasNS)
+	}
+	if pr.BiasAllNS < 60_000 || pr.BiasAllNS > 110_000 {
+		t.Errorf("bias over every exchange %d ns, want ~85 µs", pr.BiasAllNS)
+	}
+	// A window with too few exchanges has no bias.
+	if short := summarizeProbe(legs, cfg, t0, t0, t0.Add(5*time.Second)); short.Valid || short.BiasNS != 0 {
+		t.Errorf("20 exchanges: %+v, want invalid, bias 0", short)
+	}
+	// The control.
+	flat := cfg
+	flat.AtoB.Delay, flat.AtoB.Changes = cfg.AtoB.Changes[0].Delay, nil
+	if c := summarizeProbe(legs, flat, t0, t0, t0.Add(time.Hour)); c.AtoBExcessMinNS > -1_000_000 {
+		t.Errorf("negative control: over the changed delay throughout, the a→b floor excess is %d ns, want under −1 ms", c.AtoBExcessMinNS)
+	}
 }

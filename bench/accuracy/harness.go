@@ -59,6 +59,14 @@ const (
 	stampedEvery     = 100 * time.Millisecond
 )
 
+// The stamped probe that runs through the whole run, next to the clients
+// (impair.StampProbe): one exchange every probeEvery, each datagram
+// awaited for at most probeWait.
+const (
+	probeEvery = 500 * time.Millisecond
+	probeWait  = 250 * time.Millisecond
+)
+
 // maxBracketNS bounds the host-clock reads around one interval read: a
 // read preempted between them (ms on a loaded machine) would pass for our
 // error, and would make the containment check lenient.
@@ -202,6 +210,7 @@ type group struct {
 	pair       *impair.Pair
 	cal        impair.Calibration        // user-space probes, back to back (reported)
 	stamped    impair.StampedCalibration // kernel stamps, a client's rhythm (subtracted)
+	probe      *impair.StampProbe        // kernel stamps through the run (the measured physics)
 	cfg        impair.Config
 	configured time.Time // route changes count from here
 	server     *proc
@@ -345,6 +354,10 @@ func (r *Run) startGroup(ctx context.Context, i int, names []string) error {
 		return err
 	}
 	g.configured = time.Now()
+	if g.probe, err = pair.StartStampProbe(ctx, probeEvery, probeWait); err != nil {
+		return err
+	}
+	r.cl.add(g.probe.Close)
 	addrA, addrB := pair.Addr[impair.A], pair.Addr[impair.B]
 	gdir := filepath.Join(r.dir, fmt.Sprintf("g%d", i))
 	if err := os.MkdirAll(gdir, 0o755); err != nil {

@@ -1,6 +1,7 @@
 package accuracy
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -34,7 +35,10 @@ type GroupResult struct {
 	// Stamped is the overhead per direction as kernel stamps see it in a
 	// client's rhythm; its overheads are what was subtracted.
 	Stamped impair.StampedCalibration `json:"stamped_calibration"`
-	Wire    impair.Stats              `json:"wire"`
+	// Probe is the wire as kernel stamps saw it during the run (the
+	// measured physics).
+	Probe ProbeResult  `json:"probe"`
+	Wire  impair.Stats `json:"wire"`
 	// MinDelayNS is the smallest round trip any client of the group
 	// reported; ProvableMinNS half of it (0: none reported).
 	MinDelayNS    int64 `json:"min_delay_ns"`
@@ -44,6 +48,108 @@ type GroupResult struct {
 	// stays within a few µs.
 	ServerReads      int   `json:"server_reads"`
 	ServerDriftMaxNS int64 `json:"server_drift_max_ns"` // max |server midpoint − (host + injected)|
+}
+
+// ProbeResult is what the stamped probe (impair.StampProbe, one exchange
+// every probeEvery from the group's start to the end of sampling) measured:
+// each direction's one-way delay, kernel stamp to kernel stamp, less the
+// base delay configured for it at the time (its "excess": the wire's
+// overhead left after the calibrated subtraction, plus jitter).
+//
+// The physics of a path is what its asymmetry forces on any two-way
+// client. PhysicsNS takes it from the configured delays, which holds when
+// the calibration made before the run was exact; but the wire's overhead
+// moves with the machine's load (its request-direction floor differed by
+// 15–50 µs between runs). The probe is itself a two-way client with a
+// perfect clock (both ends stamp on the one kernel's clock), so what it
+// measures is the physics: BiasNS is the median offset, (a→b excess − b→a
+// excess)/2, of its exchanges in the lowest tenth by round trip — what a
+// client that trusts its least-delayed exchanges must show on top of
+// PhysicsNS — and MeasuredPhysicsNS = PhysicsNS + BiasNS is the yardstick
+// of the *Measured* error figures. BiasAllNS (the median over every
+// exchange: what a client averaging all of them would show) and
+// BiasFloorsNS (half the difference of the two directions' minima, taken
+// from different exchanges) say how much the yardstick depends on which
+// exchanges a client trusts.
+type ProbeResult struct {
+	Exchanges       int   `json:"exchanges"`
+	AtoBLegs        int   `json:"a_to_b_legs"`
+	BtoALegs        int   `json:"b_to_a_legs"`
+	Pairs           int   `json:"pairs"` // exchanges with both legs
+	AtoBExcessMinNS int64 `json:"a_to_b_excess_min_ns"`
+	AtoBExcessP5NS  int64 `json:"a_to_b_excess_p5_ns"`
+	AtoBExcessP50NS int64 `json:"a_to_b_excess_p50_ns"`
+	BtoAExcessMinNS int64 `json:"b_to_a_excess_min_ns"`
+	BtoAExcessP5NS  int64 `json:"b_to_a_excess_p5_ns"`
+	BtoAExcessP50NS int64 `json:"b_to_a_excess_p50_ns"`
+	BiasNS          int64 `json:"bias_ns"`
+	BiasAllNS       int64 `json:"bias_all_ns"`
+	BiasFloorsNS    int64 `json:"bias_floors_ns"`
+	// Valid: at least minProbePairs exchanges with both legs; otherwise
+	// BiasNS is 0 and the measured figures equal the configured ones.
+	Valid bool `json:"valid"`
+}
+
+// minProbePairs is how many complete exchanges the bias needs (of which
+// the lowest tenth by round trip, at least minProbeLow, are used).
+const (
+	minProbePairs = 40
+	minProbeLow   = 10
+)
+
+// probeResult summarizes the legs of g's probe sent in [from, to].
+func (g *group) probeResult(from, to time.Time) ProbeResult {
+	if g.probe == nil {
+		return ProbeResult{}
+	}
+	return summarizeProbe(g.probe.Legs(), g.cfg, g.configured, from, to)
+}
+
+// summarizeProbe summarizes the legs sent in [from, to] through a wire
+// configured with cfg at configured.
+func summarizeProbe(legs []impair.StampedLegs, cfg impair.Config, configured, from, to time.Time) ProbeResult {
+	var pr ProbeResult
+	var ab, ba []int64
+	type pair struct{ rtt, off int64 }
+	var pairs []pair
+	for _, l := range legs {
+		if l.At.Before(from) || l.At.After(to) {
+			continue
+		}
+		pr.Exchanges++
+		since := l.At.Sub(configured)
+		xa, xb := int64(l.AtoB-delayAt(cfg.AtoB, since)), int64(l.BtoA-delayAt(cfg.BtoA, since))
+		if l.AtoB > 0 {
+			ab = append(ab, xa)
+		}
+		if l.BtoA > 0 {
+			ba = append(ba, xb)
+		}
+		if l.AtoB > 0 && l.BtoA > 0 {
+			pairs = append(pairs, pair{rtt: xa + xb, off: (xa - xb) / 2})
+		}
+	}
+	pr.AtoBLegs, pr.BtoALegs, pr.Pairs = len(ab), len(ba), len(pairs)
+	if len(pairs) < minProbePairs {
+		return pr
+	}
+	pr.Valid = true
+	pr.AtoBExcessMinNS, pr.AtoBExcessP5NS, pr.AtoBExcessP50NS = Quantile(ab, 0), Quantile(ab, .05), Quantile(ab, .5)
+	pr.BtoAExcessMinNS, pr.BtoAExcessP5NS, pr.BtoAExcessP50NS = Quantile(ba, 0), Quantile(ba, .05), Quantile(ba, .5)
+	pr.BiasFloorsNS = (pr.AtoBExcessMinNS - pr.BtoAExcessMinNS) / 2
+	offs := make([]int64, len(pairs))
+	for i, p := range pairs {
+		offs[i] = p.off
+	}
+	pr.BiasAllNS = Quantile(offs, .5)
+	slices.SortFunc(pairs, func(a, b pair) int { return cmp.Compare(a.rtt, b.rtt) })
+	low := pairs[:max(minProbeLow, len(pairs)/10)]
+	offs = offs[:0]
+	for _, p := range low {
+		offs = append(offs, p.off)
+	}
+	pr.BiasNS = Quantile(offs, .5)
+	return pr
 }
 
 // ContestantResult is one contestant on one path. The series run from the
@@ -70,7 +176,11 @@ type ContestantResult struct {
 	MedianOffsetNS int64 `json:"median_offset_ns"` // error + injected: what it measured against the host clock
 	P50AbsErrNS    int64 `json:"p50_abs_err_ns"`
 	P99AbsErrNS    int64 `json:"p99_abs_err_ns"`
-	MinDelayNS     int64 `json:"min_delay_ns,omitempty"` // the smallest round trip it reported
+	// The same from the measured physics (PhysicsNS + the group's
+	// ProbeResult.BiasNS): the yardstick the comparison uses.
+	P50AbsErrMeasuredNS int64 `json:"p50_abs_err_measured_ns"`
+	P99AbsErrMeasuredNS int64 `json:"p99_abs_err_measured_ns"`
+	MinDelayNS          int64 `json:"min_delay_ns,omitempty"` // the smallest round trip it reported
 	// Interleaved (NTP clients): meridian-ntp: its interleaved samples over
 	// the run; chronyd-ntp: its once-a-second reports whose last exchange
 	// was interleaved.
@@ -114,8 +224,11 @@ func abs64(v int64) int64 {
 // Result summarizes the run; call it after Sample.
 func (r *Run) Result() PathResult {
 	pr := PathResult{Path: r.path.Name, Impairment: Describe(r.path.Impair)}
+	bias := map[*group]int64{}
 	for _, g := range r.groups {
-		gr := GroupResult{Contestants: g.names, Calibration: g.cal, Stamped: g.stamped, Wire: g.pair.Wire.Stats()}
+		gr := GroupResult{Contestants: g.names, Calibration: g.cal, Stamped: g.stamped, Wire: g.pair.Wire.Stats(),
+			Probe: g.probeResult(r.begin, r.end)}
+		bias[g] = gr.Probe.BiasNS
 		g.mu.Lock()
 		for _, d := range g.delays {
 			if gr.MinDelayNS == 0 || d.ns < gr.MinDelayNS {
@@ -144,7 +257,7 @@ func (r *Run) Result() PathResult {
 			cr.Measured = "ptp4l master offset lines (free_running 1: raw per-Sync measurements) − injected offset"
 		}
 		c.mu.Lock()
-		var errs, abss, eps, offs []int64
+		var errs, abss, mabss, eps, offs []int64
 		var ratios []float64
 		for _, o := range c.obs {
 			if o.synced && cr.FirstSyncNS < 0 {
@@ -172,6 +285,7 @@ func (r *Run) Result() PathResult {
 			errs = append(errs, o.errNS)
 			offs = append(offs, o.errNS+r.opts.InjectedOffsetNS)
 			abss = append(abss, abs64(o.errNS-phys))
+			mabss = append(mabss, abs64(o.errNS-phys-bias[c.g]))
 			if IsMeridian(c.name) {
 				eps = append(eps, o.epsNS)
 				if o.ratio > 0 {
@@ -185,6 +299,7 @@ func (r *Run) Result() PathResult {
 		cr.Samples = len(errs)
 		cr.MedianErrNS, cr.MedianOffsetNS = Quantile(errs, .5), Quantile(offs, .5)
 		cr.P50AbsErrNS, cr.P99AbsErrNS = Quantile(abss, .5), Quantile(abss, .99)
+		cr.P50AbsErrMeasuredNS, cr.P99AbsErrMeasuredNS = Quantile(mabss, .5), Quantile(mabss, .99)
 		cr.Interleaved = c.interleaved
 		if c.minDelay != math.MaxInt64 {
 			cr.MinDelayNS = c.minDelay

@@ -160,7 +160,7 @@ func us(ns int64) string { return fmt.Sprintf("%.1fµs", float64(ns)/1e3) }
 func printPath(w io.Writer, p *accuracy.PathResult, injected int64) {
 	fmt.Fprintf(w, "\npath %s: %s (injected offset %v)\n", p.Path, p.Impairment, time.Duration(injected))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "contestant\tsamples\t|err| p50\t|err| p99\terr p50\tmeasured p50\tfirst sync\tcoverage\tε p50\tε/min\t")
+	fmt.Fprintln(tw, "contestant\tsamples\t|err| p50\t|err| p99\t|err|* p50\t|err|* p99\terr p50\tmeasured p50\tfirst sync\tcoverage\tε p50\tε/min\t")
 	for _, c := range p.Contestants {
 		sync := "never"
 		if c.FirstSyncNS >= 0 {
@@ -172,14 +172,19 @@ func printPath(w io.Writer, p *accuracy.PathResult, injected int64) {
 			eps = us(c.EpsP50NS)
 			ratio = fmt.Sprintf("%.2f", c.EpsOverProvable)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Name, c.Samples, us(c.P50AbsErrNS), us(c.P99AbsErrNS),
-			us(c.MedianErrNS), us(c.MedianOffsetNS), sync, cov, eps, ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Name, c.Samples, us(c.P50AbsErrNS), us(c.P99AbsErrNS),
+			us(c.P50AbsErrMeasuredNS), us(c.P99AbsErrMeasuredNS), us(c.MedianErrNS), us(c.MedianOffsetNS), sync, cov, eps, ratio)
 	}
 	_ = tw.Flush()
 	for _, g := range p.Groups {
 		fmt.Fprintf(w, "  group %v: min δ %s (provable min %s), wire overhead subtracted a→b %s b→a %s (kernel stamps), server drift max %s over %d reads\n",
 			g.Contestants, us(g.MinDelayNS), us(g.ProvableMinNS), us(g.Stamped.AtoBOverheadNS), us(g.Stamped.BtoAOverheadNS), us(g.ServerDriftMaxNS), g.ServerReads)
+		pb := g.Probe
+		fmt.Fprintf(w, "  stamped probe through the run: %d exchanges (%d a→b, %d b→a legs, %d both); excess over the configured delays a→b min %s p5 %s p50 %s, b→a min %s p5 %s p50 %s; bias %s (least-delayed tenth; over all %s, from the floors %s)\n",
+			pb.Exchanges, pb.AtoBLegs, pb.BtoALegs, pb.Pairs, us(pb.AtoBExcessMinNS), us(pb.AtoBExcessP5NS), us(pb.AtoBExcessP50NS),
+			us(pb.BtoAExcessMinNS), us(pb.BtoAExcessP5NS), us(pb.BtoAExcessP50NS), us(pb.BiasNS), us(pb.BiasAllNS), us(pb.BiasFloorsNS))
 	}
+	fmt.Fprintln(w, "  |err|: from the configured physics (half the configured asymmetry); |err|*: from the measured physics (that plus the probe's bias)")
 }
 
 // loadResults reads DIR/results.json, or starts one when there is none.
