@@ -40,10 +40,18 @@ import (
 // MERIDIAN_ACCURACY_STRICT=1 (the lead switches it on); otherwise a miss
 // is logged as "NOT YET". MERIDIAN_ACCURACY_OUT=file writes the harness's
 // report (accuracy.Report) as JSON; MERIDIAN_ACCURACY_SECONDS sets the
-// measured span (default 120, after a 30 s warm-up).
+// measured span (default 120, after a 30 s warm-up; 600 with
+// MERIDIAN_ACCURACY_STRICT=1). Two minutes check containment; they do
+// not decide a comparison: on the lossy path our 30-second medians
+// wandered by ±20 µs and chronyd's sat 60–110 µs off for its first four
+// minutes in some runs, so a two-minute median of either swings by more
+// than the two clients differ.
 func TestAccuracyVsChrony(t *testing.T) {
 	needChronyWire(t)
 	warm, measure := 30*time.Second, 120*time.Second
+	if accuracyStrict() {
+		measure = 600 * time.Second
+	}
 	if v := os.Getenv("MERIDIAN_ACCURACY_SECONDS"); v != "" {
 		s, err := strconv.Atoi(v)
 		if err != nil || s < 10 {
