@@ -65,8 +65,8 @@ type GroupResult struct {
 // measures is the physics: BiasNS is the median offset, (a→b excess − b→a
 // excess)/2, of its exchanges in the lowest tenth by round trip — what a
 // client that trusts its least-delayed exchanges must show on top of
-// PhysicsNS — and MeasuredPhysicsNS = PhysicsNS + BiasNS is the yardstick
-// of the *Measured* error figures. BiasAllNS (the median over every
+// PhysicsNS — and PhysicsNS + BiasNS, the measured physics, is the
+// yardstick of the *Measured* error figures. BiasAllNS (the median over every
 // exchange: what a client averaging all of them would show) and
 // BiasFloorsNS (half the difference of the two directions' minima, taken
 // from different exchanges) say how much the yardstick depends on which
