@@ -100,19 +100,15 @@ func ntohs(p uint16) uint16 {
 
 // recv waits for requests: it blocks until one comes (or the socket's
 // receive timeout, or Close) and takes up to batchSize of them. Under load
-// requests are already queued, and they are taken without telling the
-// runtime (mmsg.Recv, which cannot block): a receive that runs past
-// sysmon's tick is then not taken for a blocked thread whose P must be
-// handed on. Only an empty queue waits, in mmsg.RecvWait.
+// requests are already queued, and mmsg.RecvWait takes them without
+// telling the runtime: a receive that runs past sysmon's tick is then not
+// taken for a blocked thread whose P must be handed on.
 func (b *batchIO) recv(fd uintptr) {
 	for i := range b.rx {
 		b.rx[i].Msghdr.Namelen = unix.SizeofSockaddrInet6
 		b.rx[i].Msghdr.SetControllen(oobLen)
 	}
-	b.n, b.errno = mmsg.Recv(fd, b.rx[:], 0)
-	if b.errno == unix.EAGAIN {
-		b.n, b.errno = mmsg.RecvWait(fd, b.rx[:], 0)
-	}
+	b.n, b.errno = mmsg.RecvWait(fd, b.rx[:], 0)
 }
 
 // send sends the batch's replies, waiting for room in the socket's send

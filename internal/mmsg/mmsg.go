@@ -44,9 +44,14 @@ func Send(fd uintptr, msgs []Hdr, flags int) (int, syscall.Errno) {
 
 // RecvWait receives up to len(msgs) datagrams on a blocking socket: it
 // waits for the first (MSG_WAITFORONE) and takes the others already
-// queued. It tells the runtime it may block (Syscall6), so the thread's P
-// is handed on while it waits.
+// queued. Datagrams already queued (a server under load) are taken with
+// Recv, without telling the runtime; only an empty queue makes it wait
+// through Syscall6, which tells the runtime it may block, so the thread's
+// P is handed on while it waits.
 func RecvWait(fd uintptr, msgs []Hdr, flags int) (int, syscall.Errno) {
+	if n, e := Recv(fd, msgs, flags); e != unix.EAGAIN {
+		return n, e
+	}
 	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), uintptr(flags|unix.MSG_WAITFORONE), 0, 0)
 	if e != 0 {
 		return 0, e
