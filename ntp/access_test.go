@@ -116,3 +116,47 @@ func TestClientLog(t *testing.T) {
 		t.Fatalf("limit 1: %d", len(l))
 	}
 }
+
+// Each socket keeps its own client log; a client whose source ports land on
+// different SO_REUSEPORT sockets is listed once, with every socket's counts.
+func TestClientLogMergesSockets(t *testing.T) {
+	s := NewServer(synced(), RateLimit{}, quietLog())
+	if err := s.Listen("127.0.0.1:0", 2); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	srv, _ := net.ResolveUDPAddr("udp", s.Addr())
+	const ports = 32
+	for i := range ports {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("127.0.0.65")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.WriteToUDP(clientReq(4, engine.ModeClient, uint64(i+1)), srv)
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, _, err := c.ReadFromUDP(make([]byte, 128)); err != nil {
+			t.Fatalf("port %d: %v", i, err)
+		}
+		c.Close()
+	}
+	// The kernel spread the ports over both sockets (each gets one in two;
+	// all 32 on one socket has odds of 2⁻³¹): without that the merge is
+	// not exercised.
+	per := map[*clientLog]uint64{}
+	for _, c := range s.logs() {
+		c.mu.Lock()
+		for _, e := range c.e {
+			if e.addr.String() == "127.0.0.65" {
+				per[c] += e.replies
+			}
+		}
+		c.mu.Unlock()
+	}
+	if len(per) != 2 {
+		t.Fatalf("replies per log %v: want the client in both sockets' logs", per)
+	}
+	got := s.Clients(0)
+	if len(got) != 1 || got[0].Addr.String() != "127.0.0.65" || got[0].Replies != ports || got[0].Dropped != 0 {
+		t.Fatalf("clients %+v: want 127.0.0.65 once with %d replies", got, ports)
+	}
+}

@@ -36,10 +36,13 @@ type batchIO struct {
 	errno    syscall.Errno
 	failed   func(e syscall.Errno) // counts one entry the kernel refused
 	sendFunc func(fd uintptr) bool
-	now      served           // the served clock, read once per batch after its receive
-	readNow  func() int64     // reads it into now (allocated once)
-	late     served           // the served clock read again just before sendmmsg
-	rxNS     [batchSize]int64 // of each tx entry: its request's receive timestamp
+	now      served                // the served clock, read once per batch after its receive
+	readNow  func() int64          // reads it into now (allocated once)
+	late     served                // the served clock read again just before sendmmsg
+	rxNS     [batchSize]int64      // of each tx entry: its request's receive timestamp
+	from     [batchSize]netip.Addr // of each request: its sender, for the client log
+	rv       [batchSize]Verdict    // of each request: what answer said
+	t        tally                 // the batch's counts, flushed before and after the send
 }
 
 func newBatchIO() *batchIO {
@@ -185,7 +188,9 @@ func (s *Server) serveBatch(sk *sock, b *batchIO) error {
 	for i := 0; i < b.n; i++ {
 		m := &b.rx[i]
 		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
-		rl, v := s.handleAt(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, b.addrOf(i), &b.xl[b.nTx], &b.now)
+		from := b.addrOf(i)
+		rl, v := s.answer(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, from, &b.xl[b.nTx], &b.now, &b.t)
+		b.from[i], b.rv[i] = from.Addr(), v
 		if rl == 0 {
 			continue
 		}
@@ -205,6 +210,10 @@ func (s *Server) serveBatch(sk *sock, b *batchIO) error {
 		}
 		b.nTx++
 	}
+	// The log and the request counters before the replies go out: a
+	// client that has its reply finds itself counted.
+	sk.clog.recordBatch(b.from[:b.n], b.rv[:b.n], mono)
+	s.flush(&b.t)
 	if b.nTx == 0 {
 		return nil
 	}
@@ -222,12 +231,13 @@ func (s *Server) serveBatch(sk *sock, b *batchIO) error {
 			}
 			continue
 		}
-		s.sent(v)
+		b.t.sent(v)
 		if b.ts != nil && b.xl[j].rec {
 			x := &b.xl[j]
 			b.ts.add(x.addr, x.rx, x.rxNS)
 		}
 	}
+	s.flush(&b.t)
 	// Software stamps are queued before sendmmsg returns: collect them
 	// now, before the clients' next requests.
 	b.collectStamps(uintptr(sk.fd), s)

@@ -10,19 +10,25 @@ import (
 
 // The client log (chronyc clients): per client address, the requests
 // answered, dropped and answered with a kiss-o'-death, and when the last
-// one came. A fixed table of ClientLogSize entries in 64 shards of 4-way
-// sets under a keyed hash; a new address takes the least recently seen
-// entry of its set, so a flood of spoofed addresses can only evict. It is
-// kept whatever the rate limit says and costs one hash and one small lock
-// per request, no allocation.
+// one came. Each server socket keeps its own log, written by its worker
+// alone: a fixed table of ClientLogSize entries in 4-way sets under a keyed
+// hash; a new address takes the least recently seen entry of its set, so a
+// flood of spoofed addresses can only evict. It is kept whatever the rate
+// limit says and costs one hash per request, no allocation; the worker
+// takes the log's lock once per batch (recordBatch), not per request, so
+// the only contention is a reader listing the clients. Requests answered
+// outside a socket's worker (Handle) go to the server's own log, one lock
+// each. Clients merges the logs: a client whose source ports land on
+// different sockets (SO_REUSEPORT hashes the whole address and port) is
+// listed once.
 
-// ClientLogSize is the number of client addresses remembered.
+// ClientLogSize is the number of client addresses each log (one per server
+// socket) remembers.
 const ClientLogSize = 4096
 
 const (
-	clShards = 64
-	clWays   = 4
-	clSets   = ClientLogSize / clShards / clWays
+	clWays = 4
+	clSets = ClientLogSize / clWays
 )
 
 type clientEntry struct {
@@ -32,22 +38,35 @@ type clientEntry struct {
 }
 
 type clientLog struct {
-	seed   maphash.Seed
-	shards [clShards]struct {
-		mu sync.Mutex
-		e  [clSets * clWays]clientEntry
-	}
+	seed maphash.Seed
+	mu   sync.Mutex
+	e    [ClientLogSize]clientEntry
 }
 
 func newClientLog() *clientLog { return &clientLog{seed: maphash.MakeSeed()} }
 
+// record logs one request.
 func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {
+	c.mu.Lock()
+	c.add(a, v, monoNS)
+	c.mu.Unlock() // not deferred: this runs per datagram, and nothing above can panic
+}
+
+// recordBatch logs a batch's requests under one lock.
+func (c *clientLog) recordBatch(addrs []netip.Addr, vs []Verdict, monoNS int64) {
+	c.mu.Lock()
+	for i, a := range addrs {
+		c.add(a, vs[i], monoNS)
+	}
+	c.mu.Unlock()
+}
+
+// add logs one request; c.mu is held.
+func (c *clientLog) add(a netip.Addr, v Verdict, monoNS int64) {
 	a = a.Unmap()
 	b := a.As16()
 	h := maphash.Bytes(c.seed, b[:])
-	sh := &c.shards[h%clShards]
-	set := sh.e[(h/clShards)%clSets*clWays:][:clWays]
-	sh.mu.Lock()
+	set := c.e[h%clSets*clWays:][:clWays]
 	e := &set[0]
 	for i := range set {
 		if set[i].addr == a {
@@ -70,7 +89,17 @@ func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {
 	default:
 		e.dropped++
 	}
-	sh.mu.Unlock() // not deferred: this runs per datagram, and nothing above can panic
+}
+
+// logs returns the server's own log and each socket's.
+func (s *Server) logs() []*clientLog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*clientLog{s.clog}
+	for _, sk := range s.socks {
+		out = append(out, sk.clog)
+	}
+	return out
 }
 
 // ClientInfo is one client address in the log.
@@ -83,17 +112,27 @@ type ClientInfo struct {
 // Clients lists up to limit logged clients (≤ 0: all), busiest first.
 func (s *Server) Clients(limit int) []ClientInfo {
 	nowMonoNS := monoNS()
-	var out []ClientInfo
-	for i := range s.clog.shards {
-		sh := &s.clog.shards[i]
-		sh.mu.Lock()
-		for _, e := range sh.e {
-			if e.addr.IsValid() {
-				out = append(out, ClientInfo{Addr: e.addr, Replies: e.replies, Dropped: e.dropped, KoD: e.kod,
-					LastAgo: time.Duration(nowMonoNS - e.lastMonoNS), FirstSeenAgo: time.Duration(nowMonoNS - e.firstMonoNS)})
+	byAddr := map[netip.Addr]*ClientInfo{}
+	var out []*ClientInfo
+	for _, c := range s.logs() {
+		c.mu.Lock()
+		for _, e := range c.e {
+			if !e.addr.IsValid() {
+				continue
 			}
+			last, first := time.Duration(nowMonoNS-e.lastMonoNS), time.Duration(nowMonoNS-e.firstMonoNS)
+			ci := byAddr[e.addr]
+			if ci == nil {
+				ci = &ClientInfo{Addr: e.addr, LastAgo: last, FirstSeenAgo: first}
+				byAddr[e.addr] = ci
+				out = append(out, ci)
+			}
+			ci.Replies += e.replies
+			ci.Dropped += e.dropped
+			ci.KoD += e.kod
+			ci.LastAgo, ci.FirstSeenAgo = min(ci.LastAgo, last), max(ci.FirstSeenAgo, first)
 		}
-		sh.mu.Unlock()
+		c.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool {
 		ti, tj := out[i].Replies+out[i].Dropped+out[i].KoD, out[j].Replies+out[j].Dropped+out[j].KoD
@@ -105,5 +144,9 @@ func (s *Server) Clients(limit int) []ClientInfo {
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
-	return out
+	res := make([]ClientInfo, len(out))
+	for i, ci := range out {
+		res[i] = *ci
+	}
+	return res
 }

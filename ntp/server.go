@@ -143,6 +143,7 @@ type Server struct {
 type sock struct {
 	fd     int
 	addr   string
+	clog   *clientLog    // its worker's client log
 	wake   time.Duration // the backstop wake-up: SO_RCVTIMEO, and the wait for room to send
 	closed atomic.Bool   // Close was called: the worker stops at its next wake-up
 	fdDone bool          // the descriptor is closed (under Server.mu)
@@ -214,23 +215,60 @@ var monoBase = time.Now()
 // monoNS is a monotonic clock reading (ns since monoBase) for the limiter.
 func monoNS() int64 { return int64(time.Since(monoBase)) }
 
+// tally is a worker's counts between flushes: a plain increment per
+// request, and one atomic add per counter that moved per batch (flush).
+type tally struct {
+	requests, dropShort, dropMode, dropVersion, dropPort, dropDenied, rateDropped uint64
+	replies, kodRate, unsync, rateLeaked, xleave                                  uint64
+}
+
 // sent counts a reply the kernel accepted.
-func (s *Server) sent(v Verdict) {
+func (t *tally) sent(v Verdict) {
 	switch v.kind() {
 	case Reply:
-		s.replies.Add(1)
+		t.replies++
 	case ReplyKoD:
-		s.kodRate.Add(1)
+		t.kodRate++
 	}
 	if v&flagUnsync != 0 {
-		s.unsync.Add(1)
+		t.unsync++
 	}
 	if v&flagLeak != 0 {
-		s.rateLeaked.Add(1)
+		t.rateLeaked++
 	}
 	if v&flagXleave != 0 {
-		s.xleaveReplies.Add(1)
+		t.xleave++
 	}
+}
+
+// flush adds t to the server's counters and clears it.
+func (s *Server) flush(t *tally) {
+	addNZ(&s.requests, t.requests)
+	addNZ(&s.dropShort, t.dropShort)
+	addNZ(&s.dropMode, t.dropMode)
+	addNZ(&s.dropVersion, t.dropVersion)
+	addNZ(&s.dropPort, t.dropPort)
+	addNZ(&s.dropDenied, t.dropDenied)
+	addNZ(&s.rateDropped, t.rateDropped)
+	addNZ(&s.replies, t.replies)
+	addNZ(&s.kodRate, t.kodRate)
+	addNZ(&s.unsync, t.unsync)
+	addNZ(&s.rateLeaked, t.rateLeaked)
+	addNZ(&s.xleaveReplies, t.xleave)
+	*t = tally{}
+}
+
+func addNZ(c *atomic.Uint64, n uint64) {
+	if n != 0 {
+		c.Add(n)
+	}
+}
+
+// sent counts a reply the kernel accepted.
+func (s *Server) sent(v Verdict) {
+	var t tally
+	t.sent(v)
+	s.flush(&t)
 }
 
 // sendFailed counts a reply the kernel refused with e.
@@ -306,37 +344,39 @@ func (s *Server) handleX(lim *limiter, req, resp []byte, rxNS, monoNS int64, fro
 // handleAt is handleX with the served clock already read (now, after the
 // request's receive).
 func (s *Server) handleAt(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served) (int, Verdict) {
-	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, x, now)
+	var t tally
+	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, x, now, &t)
 	s.clog.record(from.Addr(), v, monoNS)
+	s.flush(&t)
 	return n, v
 }
 
-// answer is handleAt before the client log.
-func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served) (int, Verdict) {
+// answer is handleAt before the client log, counting into t.
+func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served, t *tally) (int, Verdict) {
 	if x != nil {
 		x.rec = false
 	}
-	s.requests.Add(1)
+	t.requests++
 	if from.Port() == 0 && !s.allowPort0 {
 		// Only a spoofed (raw) packet has source port 0; its reply cannot be
 		// sent and would fail sendmmsg for the rest of the batch.
-		s.dropPort.Add(1)
+		t.dropPort++
 		return 0, DropSourcePort
 	}
 	if acl := s.access.Load(); acl != nil && !acl.Allowed(from.Addr()) {
-		s.dropDenied.Add(1)
+		t.dropDenied++
 		return 0, DropDenied
 	}
 	h, ok := engine.DecodeHeader(req)
 	switch {
 	case !ok:
-		s.dropShort.Add(1)
+		t.dropShort++
 		return 0, DropShort
 	case h.Mode != engine.ModeClient: // control (6), private (7), symmetric, broadcast: not served
-		s.dropMode.Add(1)
+		t.dropMode++
 		return 0, DropMode
 	case h.Version < 1 || h.Version > 4:
-		s.dropVersion.Add(1)
+		t.dropVersion++
 		return 0, DropVersion
 	}
 	out := engine.Header{Version: h.Version, Mode: engine.ModeServer, Poll: h.Poll, Origin: h.Transmit}
@@ -350,7 +390,7 @@ func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 		out.Encode(resp)
 		return engine.HeaderLen, ReplyKoD
 	case rlDrop:
-		s.rateDropped.Add(1)
+		t.rateDropped++
 		return 0, DropRate
 	}
 	e, iv := &now.est, now.iv
@@ -469,7 +509,7 @@ func (s *Server) Listen(addr string, workers int) error {
 // about a tenth of the server's CPU under load.
 func detach(c *net.UDPConn, wake time.Duration) (*sock, error) {
 	defer c.Close()
-	sk := &sock{fd: -1, addr: c.LocalAddr().String(), wake: wake}
+	sk := &sock{fd: -1, addr: c.LocalAddr().String(), wake: wake, clog: newClientLog()}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err

@@ -71,7 +71,7 @@ type TimeServiceClient interface {
 	// since start (chronyc serverstats).
 	ServerStats(ctx context.Context, in *ServerStatsRequest, opts ...grpc.CallOption) (*ServerStatsResponse, error)
 	// Clients lists the NTP server's clients, busiest first (chronyc clients):
-	// the last ntp.ClientLogSize addresses seen.
+	// the last ntp.ClientLogSize addresses each server socket saw.
 	Clients(ctx context.Context, in *ClientsRequest, opts ...grpc.CallOption) (*ClientsResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
@@ -248,7 +248,7 @@ type TimeServiceServer interface {
 	// since start (chronyc serverstats).
 	ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error)
 	// Clients lists the NTP server's clients, busiest first (chronyc clients):
-	// the last ntp.ClientLogSize addresses seen.
+	// the last ntp.ClientLogSize addresses each server socket saw.
 	Clients(context.Context, *ClientsRequest) (*ClientsResponse, error)
 	// Watch streams the status at once and then on every change of status
 	// (and, unless changes_only, on estimate updates at most every
