@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,6 +76,36 @@ func TestNTPLoadRefusesForeignAddresses(t *testing.T) {
 func TestProcessCPU(t *testing.T) {
 	if d, err := ProcessCPU(os.Getpid()); err != nil || d < 0 {
 		t.Fatalf("%v %v", d, err)
+	}
+}
+
+// ThreadsCPU agrees with getrusage (the kernel's total for the process, in
+// µs) over a spin, and fails for a process that does not exist.
+func TestThreadsCPU(t *testing.T) {
+	if _, err := ThreadsCPU(1 << 30); err == nil {
+		t.Fatal("no error for a missing process")
+	}
+	rusage := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	th0, err := ThreadsCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru0 := rusage()
+	for spin := time.Now(); time.Since(spin) < 200*time.Millisecond; {
+	}
+	ru1 := rusage()
+	th1, _ := ThreadsCPU(os.Getpid())
+	// The two reads of each bracket the spin in opposite orders; what runs
+	// between them (a few syscalls, the runtime's other threads) is far
+	// below a millisecond or two.
+	if d, r := th1-th0, ru1-ru0; r < 10*time.Millisecond || d < r-2*time.Millisecond || d > r+5*time.Millisecond {
+		t.Fatalf("ThreadsCPU moved %v while getrusage moved %v", d, r)
 	}
 }
 

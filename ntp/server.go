@@ -367,9 +367,9 @@ func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 		t.dropDenied++
 		return 0, DropDenied
 	}
-	h, ok := engine.DecodeHeader(req)
+	var h engine.Header
 	switch {
-	case !ok:
+	case !h.Decode(req):
 		t.dropShort++
 		return 0, DropShort
 	case h.Mode != engine.ModeClient: // control (6), private (7), symmetric, broadcast: not served

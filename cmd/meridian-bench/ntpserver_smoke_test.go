@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridiantime/meridian/bench"
 )
 
 // rounds builds the measurements of n rounds with the given replies per
@@ -62,5 +66,44 @@ func TestSmokeVerdict(t *testing.T) {
 	}
 	if v := checkSmoke(summarize(all, 5, 2*time.Second), true); v.Pass || !strings.Contains(v.Reason, "answered nothing") {
 		t.Errorf("a silent meridiand passed: %+v", v)
+	}
+}
+
+// A round gives every contestant its whole duration in slices, taking
+// turns in an order that rotates slice by slice (each contestant leads as
+// often as the others), and sums what each slice measured.
+func TestRoundInterleavesSlices(t *testing.T) {
+	var order []string
+	b := &ntpBench{dur: 2 * time.Second, slice: 500 * time.Millisecond, clients: 1, inflight: 1,
+		load: func(_ context.Context, l bench.NTPLoad) (bench.NTPLoadResult, error) {
+			order = append(order, l.Addr)
+			if l.Duration != 500*time.Millisecond {
+				t.Errorf("slice of %v, want 500ms", l.Duration)
+			}
+			return bench.NTPLoadResult{Sent: 10, Received: 7, Elapsed: l.Duration, LatencyP50: time.Duration(len(order)) * time.Microsecond}, nil
+		}}
+	var cs []*contestant
+	for _, name := range []string{"a", "b", "c"} {
+		cmd := exec.Command("sleep", "60") // a process whose CPU the round reads
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		cs = append(cs, &contestant{name: name, cmd: cmd, addr: name})
+	}
+	ms, err := b.round(cs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ""); got != "bcacababcbca" {
+		t.Fatalf("order %q, want each slice rotated by one (bca cab abc bca)", got)
+	}
+	for i, m := range ms {
+		if m.Server != cs[i].name || m.Round != 1 || m.Slices != 4 || m.Sent != 40 || m.Received != 28 || m.ElapsedS != 2 {
+			t.Errorf("%+v: want 4 slices summed (40 sent, 28 received, 2 s)", m)
+		}
+		if m.RepliesPerS != 14 {
+			t.Errorf("%s: %v replies/s, want 14", m.Server, m.RepliesPerS)
+		}
 	}
 }

@@ -88,8 +88,16 @@ type Header struct {
 }
 
 func DecodeHeader(b []byte) (h Header, ok bool) {
+	return h, h.Decode(b)
+}
+
+// Decode parses b's first HeaderLen bytes into h; false (h untouched) if b
+// is shorter. In place, for a hot path: a Header returned by value is
+// written field by field and copied in wide words, which the CPU cannot
+// forward from the narrow stores (a stall per word).
+func (h *Header) Decode(b []byte) bool {
 	if len(b) < HeaderLen {
-		return h, false
+		return false
 	}
 	h.Leap, h.Version, h.Mode = b[0]>>6, b[0]>>3&7, b[0]&7
 	h.Stratum, h.Poll, h.Precision = b[1], int8(b[2]), int8(b[3])
@@ -100,7 +108,7 @@ func DecodeHeader(b []byte) (h Header, ok bool) {
 	h.Origin = binary.BigEndian.Uint64(b[24:])
 	h.Receive = binary.BigEndian.Uint64(b[32:])
 	h.Transmit = binary.BigEndian.Uint64(b[40:])
-	return h, true
+	return true
 }
 
 // PatchTransmit rewrites an encoded reply's transmit timestamp and root
