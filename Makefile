@@ -76,7 +76,7 @@ bench-results:
 	CGO_ENABLED=0 $(GO) build -tags grpcnotrace -o bin/meridiand ./cmd/meridiand
 	$(GO) build -o bin/meridian-bench ./cmd/meridian-bench
 	$(GO) build -o bin/ntpfloor ./interop/testdata/ntpfloor
-	./bin/meridian-bench ntp-server --duration 5s --rounds 5 --bare bin/ntpfloor --out $(BENCH_OUT)
+	./bin/meridian-bench ntp-server --duration 5s --rounds 5 --servers bare,bare-rx,meridiand,chronyd --bare bin/ntpfloor --out $(BENCH_OUT)
 	./bin/meridian-bench ptp-server --meridiand bin/meridiand --out $(BENCH_OUT)
 	./bin/meridian-bench truetime --meridiand bin/meridiand --out $(BENCH_OUT)
 	./bin/meridian-bench commit-wait --out $(BENCH_OUT)

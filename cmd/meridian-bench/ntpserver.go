@@ -32,7 +32,7 @@ func ntpServerMain(args []string) {
 	bare := fs.String("bare", "", "ntpfloor binary (default: go build ./interop/testdata/ntpfloor, run from the repository)")
 	batched := fs.Bool("batched", true, "batched generator (sendmmsg/recvmmsg), so the generator is not the bottleneck")
 	jsonOut := fs.Bool("json", false, "one JSON line per measurement and one for the summary instead of tables")
-	servers := fs.String("servers", "bare,meridiand,chronyd", "contestants to run (a subset is for profiling one server; ratios need its peer)")
+	servers := fs.String("servers", "bare,meridiand,chronyd", "contestants to run (a subset is for profiling one server; ratios need its peer); bare-rx adds the bare responder taking a kernel receive stamp of every datagram as meridiand does")
 	smoke := fs.Bool("smoke", false, "regression guard: exit 1 when a median ratio is below its floor minus the noise margin (smoke.go)")
 	out := fs.String("out", "", "results directory: writes ntp-server.json (measurements and summary) and merges server efficiency rows into results.json")
 	_ = fs.Parse(args)
@@ -101,6 +101,7 @@ type summary struct {
 	VsBare       []float64          `json:"meridiand_vs_bare"`
 	VsChronyd    []float64          `json:"meridiand_vs_chronyd,omitempty"`
 	VsB          []float64          `json:"meridiand_vs_b,omitempty"`
+	VsBareRx     []float64          `json:"meridiand_vs_bare_rx,omitempty"`
 	MedianVsBare float64            `json:"median_meridiand_vs_bare"`
 	MedianVsChr  float64            `json:"median_meridiand_vs_chronyd,omitempty"`
 	Bad          map[string]int64   `json:"bad"`
@@ -261,6 +262,10 @@ func (b *ntpBench) run() error {
 		{name: "bare", cmd: onCPU1(bare, fmt.Sprintf("127.0.0.1:%d", bport)), addr: fmt.Sprintf("127.0.0.1:%d", bport)},
 		{name: "meridiand", cmd: onCPU1(b.meridiand, "--config", cfg), addr: fmt.Sprintf("127.0.0.1:%d", mport)},
 	}
+	if slices.Contains(b.servers, "bare-rx") {
+		port := freePort()
+		cs = append(cs, &contestant{name: "bare-rx", cmd: onCPU1(bare, "--rx-stamps", fmt.Sprintf("127.0.0.1:%d", port)), addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	}
 	if b.meridiandB != "" {
 		port, cfgB := freePort(), filepath.Join(dir, "b.yaml")
 		if err := os.WriteFile(cfgB, []byte(fmt.Sprintf("local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:%d\"]}\nmetrics: {listen: \"\"}\ngrpc: {listen: []}\nshm: {path: %s}\nstate_dir: %s\nlog_level: warn\n",
@@ -290,7 +295,7 @@ func (b *ntpBench) run() error {
 	}
 	cs = slices.DeleteFunc(cs, func(c *contestant) bool { return !slices.Contains(b.servers, c.name) })
 	if len(cs) == 0 {
-		return fmt.Errorf("--servers %v: none of bare, meridiand, chronyd", b.servers)
+		return fmt.Errorf("--servers %v: none of bare, bare-rx, meridiand, chronyd", b.servers)
 	}
 	for _, c := range cs {
 		defer c.stop()
@@ -389,6 +394,9 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 		if byName["bare"] > 0 {
 			s.VsBare = append(s.VsBare, byName["meridiand"]/byName["bare"])
 		}
+		if byName["bare-rx"] > 0 {
+			s.VsBareRx = append(s.VsBareRx, byName["meridiand"]/byName["bare-rx"])
+		}
 		if byName["meridiand-b"] > 0 {
 			s.VsB = append(s.VsB, byName["meridiand"]/byName["meridiand-b"])
 		}
@@ -426,6 +434,9 @@ func printTables(all []measurement, s summary) {
 	if len(s.VsChronyd) > 0 {
 		fmt.Printf("meridiand/chronyd replies per server-CPU-second: median %.2f× (rounds:%s)\n", s.MedianVsChr, ff(s.VsChronyd))
 	}
+	if len(s.VsBareRx) > 0 {
+		fmt.Printf("meridiand/bare-rx replies per server-CPU-second: median %.2f× (rounds:%s)\n", median(s.VsBareRx), ff(s.VsBareRx))
+	}
 	if len(s.VsB) > 0 {
 		fmt.Printf("meridiand/meridiand-b replies per server-CPU-second: median %.2f× (rounds:%s)\n", median(s.VsB), ff(s.VsB))
 	}
@@ -454,7 +465,7 @@ func writeNTPServerResults(dir string, all []measurement, s summary) error {
 			rows = slices.DeleteFunc(res.ServerEfficiency.Rows, func(r report.EfficiencyRow) bool { return strings.HasPrefix(r.Name, ntpEfficiencyPrefix) })
 		}
 		if ok && limit > 0 {
-			for _, name := range []string{"meridiand", "chronyd", "meridiand-b", "bare"} {
+			for _, name := range []string{"meridiand", "chronyd", "meridiand-b", "bare-rx", "bare"} {
 				if v, have := s.PerCPU[name]; have && v > 0 {
 					rows = append(rows, report.EfficiencyRow{Name: ntpEfficiencyPrefix + name + " (median replies per server-CPU-second; limit: the bare recvmmsg/sendmmsg responder)",
 						RepliesPerCPUSecond: v, SocketLimitPerCPUSecond: limit})

@@ -11,7 +11,7 @@
 // does not have. It binds loopback or private addresses only.
 //
 // With --rx-stamps it also asks the kernel for a software receive stamp of
-// every datagram (SO_TIMESTAMPING, as meridiand's server does) and takes
+// every datagram (SO_TIMESTAMPNS, as meridiand's server does) and takes
 // each one with its datagram, without using it: the floor of a server whose
 // receive timestamps come from the kernel, which is what the replies of a
 // server that is not allowed wrong timestamps cost.
@@ -68,7 +68,7 @@ func main() {
 	if err == nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 		if rxStamps {
-			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING, unix.SOF_TIMESTAMPING_RX_SOFTWARE|unix.SOF_TIMESTAMPING_SOFTWARE)
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 		}
 	}
 	if err == nil {
