@@ -68,7 +68,12 @@ func NSToShort(ns int64) uint32 {
 	if ns <= 0 {
 		return 0
 	}
-	v := math.Ceil(float64(ns) * 65536 / 1e9)
+	// Exact, in integers: ceil(ns·2¹⁶/10⁹) = sec·2¹⁶ + ceil(rem·2¹⁶/10⁹).
+	// (In float64 the product rounds, and its ceiling could come out one
+	// unit short; and the float division was the costliest instruction of
+	// a reply.)
+	sec, rem := uint64(ns)/1e9, uint64(ns)%1e9
+	v := sec<<16 + (rem<<16+1e9-1)/1e9
 	if v >= math.MaxUint32 {
 		return math.MaxUint32
 	}
