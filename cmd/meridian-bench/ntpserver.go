@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -193,18 +194,21 @@ func (b *ntpBench) measure(c *contestant, round int, d time.Duration) (measureme
 }
 
 // round loads each contestant for b.dur, in slices of about b.slice: the
-// contestants take turns, slice by slice, in an order rotated by the slice
-// and the round, so that each meets the machine as it is within a fraction
-// of a second of the others (on a shared VM a core's speed drifts by tens
-// of percent over seconds), and none always goes first.
+// contestants take turns, slice by slice, so that each meets the machine as
+// it is within a fraction of a second of the others (on a shared VM a
+// core's speed drifts by tens of percent over seconds). Each pass over
+// them is in a new random order (seeded by the round): in a fixed cyclic
+// order every contestant would always follow the same one, and what a
+// slice leaves behind (chronyd's late replies, a cold cache) would always
+// fall on the same contestant.
 func (b *ntpBench) round(cs []*contestant, round int) ([]measurement, error) {
 	n := max(1, int((b.dur+b.slice-1)/b.slice))
 	per := b.dur / time.Duration(n)
+	rng := rand.New(rand.NewPCG(uint64(round), 0x6e7470))
 	sum := make([]measurement, len(cs))
 	p50, p99 := make([][]float64, len(cs)), make([][]float64, len(cs))
-	for k := range n {
-		for j := range cs {
-			i := (j + k + round) % len(cs)
+	for range n {
+		for _, i := range rng.Perm(len(cs)) {
 			m, err := b.measure(cs[i], round, per)
 			if err != nil {
 				return nil, err
