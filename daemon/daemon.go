@@ -499,6 +499,7 @@ func (d *Daemon) Start() (err error) {
 		if xl := d.cfg.NTPServer.Interleaved; xl.Enabled {
 			d.ntpServer.EnableInterleaved(xl.TableSize)
 		}
+		d.ntpServer.BusyPoll = d.cfg.NTPServer.BusyPoll.D()
 		d.m.registerServer(d.ntpServer)
 		for _, addr := range d.cfg.NTPServer.Listen {
 			if err := d.ntpServer.Listen(addr, d.cfg.NTPServer.NTPWorkers(runtime.GOMAXPROCS(0))); err != nil {

@@ -8,9 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/clock/hostclock"
 	"github.com/meridiantime/meridian/config"
@@ -224,5 +227,44 @@ func TestNTPServerWorkers(t *testing.T) {
 		if n != tc.want {
 			t.Errorf("workers %d: %d sockets on %v, want %d", tc.workers, n, ap, tc.want)
 		}
+	}
+}
+
+// ntp_server.busy_poll reaches the kernel: every socket of this process
+// bound to the server's port reports it (SO_BUSY_POLL, read through the
+// descriptors in /proc/self/fd).
+func TestNTPServerBusyPoll(t *testing.T) {
+	d, cancel, done := startDaemon(t, "local_stratum: 1\nntp_server: {listen: [\"127.0.0.1:0\"], workers: 2, busy_poll: 37us}\n")
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}()
+	port := int(netip.MustParseAddrPort(d.NTPServerAddr()).Port())
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		if in4, ok := sa.(*unix.SockaddrInet4); err != nil || !ok || in4.Port != port {
+			continue
+		}
+		if typ, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); typ != unix.SOCK_DGRAM {
+			continue
+		}
+		n++
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUSY_POLL); err != nil || v != 37 {
+			t.Errorf("socket %d: SO_BUSY_POLL %d (%v), want 37", fd, v, err)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d server sockets found on port %d, want 2", n, port)
 	}
 }

@@ -3,8 +3,13 @@ package ntp
 import (
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/ntp/engine"
 )
@@ -158,5 +163,35 @@ func TestClientLogMergesSockets(t *testing.T) {
 	got := s.Clients(0)
 	if len(got) != 1 || got[0].Addr.String() != "127.0.0.65" || got[0].Replies != ports || got[0].Dropped != 0 {
 		t.Fatalf("clients %+v: want 127.0.0.65 once with %d replies", got, ports)
+	}
+}
+
+// Server.BusyPoll sets SO_BUSY_POLL on every socket, read back from the
+// kernel; without it the sockets keep the system default
+// (net.core.busy_read: the control).
+func TestServerBusyPoll(t *testing.T) {
+	def := 0
+	if b, err := os.ReadFile("/proc/sys/net/core/busy_read"); err == nil {
+		def, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	set := 50
+	if def == set {
+		set = 51
+	}
+	for _, tc := range []struct {
+		set  time.Duration
+		want int
+	}{{time.Duration(set) * time.Microsecond, set}, {0, def}} {
+		s := NewServer(synced(), RateLimit{}, quietLog())
+		s.BusyPoll = tc.set
+		if err := s.Listen("127.0.0.1:0", 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, sk := range s.socks {
+			if v, err := unix.GetsockoptInt(sk.fd, unix.SOL_SOCKET, unix.SO_BUSY_POLL); err != nil || v != tc.want {
+				t.Errorf("BusyPoll %v: SO_BUSY_POLL %d (%v), want %d", tc.set, v, err, tc.want)
+			}
+		}
+		s.Close()
 	}
 }

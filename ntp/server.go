@@ -132,6 +132,11 @@ type Server struct {
 	// stamps (the NIC must have been set up for them, see package hwts).
 	// Nil: hardware stamps are dropped and software ones used.
 	HardwareTxToServed func(phcNS int64) (int64, bool)
+	// BusyPoll, set before Listen, is SO_BUSY_POLL on every socket (whole
+	// microseconds; 0: off): a worker whose socket is empty polls the
+	// NIC's queue that long before sleeping. Traffic from a NAPI driver
+	// only; loopback's is not polled.
+	BusyPoll time.Duration
 
 	mu      sync.Mutex
 	socks   []*sock
@@ -455,6 +460,11 @@ func (s *Server) Listen(addr string, workers int) error {
 		err := c.Control(func(fd uintptr) {
 			if workers > 1 {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}
+			if us := int(s.BusyPoll / time.Microsecond); serr == nil && us > 0 {
+				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BUSY_POLL, us); serr != nil {
+					serr = fmt.Errorf("SO_BUSY_POLL %dµs: %w", us, serr)
+				}
 			}
 		})
 		if err != nil {
