@@ -128,6 +128,11 @@ type EfficiencyRow struct {
 	Name                    string  `json:"name"`
 	RepliesPerCPUSecond     float64 `json:"replies_per_cpu_second"`
 	SocketLimitPerCPUSecond float64 `json:"socket_limit_per_cpu_second"`
+	// PairedRatio, when measured, is the median over rounds of the
+	// server's rate over the limit's in the same round: a paired figure,
+	// steadier than the ratio of the two medians on a machine whose speed
+	// drifts.
+	PairedRatio float64 `json:"paired_ratio,omitempty"`
 }
 
 // Table is a generic table section: cells are text, formatted by whoever
@@ -319,6 +324,9 @@ func (r *Results) Validate() error {
 			}
 			if !(row.RepliesPerCPUSecond >= 0) || math.IsInf(row.RepliesPerCPUSecond, 0) {
 				bad("%s.replies_per_cpu_second = %v: must be finite and ≥ 0", p, row.RepliesPerCPUSecond)
+			}
+			if !(row.PairedRatio >= 0) || math.IsInf(row.PairedRatio, 0) {
+				bad("%s.paired_ratio = %v: must be finite and ≥ 0 (0: not measured)", p, row.PairedRatio)
 			}
 		}
 	}

@@ -608,13 +608,25 @@ func latencyView(v *sectionView, c *CommitLatency) error {
 
 func efficiencyView(v *sectionView, s *ServerEfficiency) error {
 	tb := table{Caption: "Replies per server-CPU-second", Head: []string{"server", "replies / CPU-s", "socket limit / CPU-s", "ratio"}}
+	paired := slices.ContainsFunc(s.Rows, func(r EfficiencyRow) bool { return r.PairedRatio > 0 })
+	if paired {
+		tb.Head = append(tb.Head, "ratio in the same round (median)")
+	}
 	var ratios plotter.Values
 	var names []string
 	for _, r := range s.Rows {
 		ratio := r.RepliesPerCPUSecond / r.SocketLimitPerCPUSecond
 		ratios = append(ratios, ratio)
 		names = append(names, r.Name)
-		tb.Rows = append(tb.Rows, []string{r.Name, fmt.Sprintf("%.4g", r.RepliesPerCPUSecond), fmt.Sprintf("%.4g", r.SocketLimitPerCPUSecond), fmt.Sprintf("%.3f", ratio)})
+		row := []string{r.Name, fmt.Sprintf("%.4g", r.RepliesPerCPUSecond), fmt.Sprintf("%.4g", r.SocketLimitPerCPUSecond), fmt.Sprintf("%.3f", ratio)}
+		if paired {
+			cell := "—"
+			if r.PairedRatio > 0 {
+				cell = fmt.Sprintf("%.3f", r.PairedRatio)
+			}
+			row = append(row, cell)
+		}
+		tb.Rows = append(tb.Rows, row)
 	}
 	v.Tables = append(v.Tables, tb)
 	if len(ratios) == 0 {

@@ -61,7 +61,7 @@ func synthetic(t testing.TB) *Results {
 	}
 	r.CommitLatency = &CommitLatency{Backends: []LatencySeries{*lat}}
 	r.ServerEfficiency = &ServerEfficiency{Rows: []EfficiencyRow{
-		{Name: "meridiand", RepliesPerCPUSecond: 310000, SocketLimitPerCPUSecond: 400000},
+		{Name: "meridiand", RepliesPerCPUSecond: 310000, SocketLimitPerCPUSecond: 400000, PairedRatio: 0.8125},
 		{Name: "chronyd", RepliesPerCPUSecond: 190000, SocketLimitPerCPUSecond: 400000},
 	}}
 	return r
@@ -209,12 +209,23 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 }
 
+// The paired ratio gets its own column; a row without one shows a dash.
+func TestEfficiencyPairedColumn(t *testing.T) {
+	page := render(t, synthetic(t))
+	for _, want := range []string{"ratio in the same round (median)", "0.775", "0.812", "—"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
 func TestDecodeErrorsNameTheField(t *testing.T) {
 	for _, c := range []struct{ json, want string }{
 		{`{"title":"x","offsets":{"series":[{"name":"a","t_s":[1,2],"offset_s":[1]}]}}`, "offsets.series[0]: 2 times for 1 offsets"},
 		{`{"title":"x","colour":"red"}`, `unknown field "colour"`},
 		{`{"title":"x","coverage":{"rows":[{"name":"a","reads":3,"violations":4}]}}`, "coverage.rows[0]: 4 violations in 3 reads"},
 		{`{"title":"x","server_efficiency":{"rows":[{"name":"a","replies_per_cpu_second":1,"socket_limit_per_cpu_second":0}]}}`, "server_efficiency.rows[0].socket_limit_per_cpu_second = 0"},
+		{`{"title":"x","server_efficiency":{"rows":[{"name":"a","replies_per_cpu_second":1,"socket_limit_per_cpu_second":2,"paired_ratio":-1}]}}`, "server_efficiency.rows[0].paired_ratio = -1"},
 		{`{"title":"x","not_measured":{"bogus":"y"}}`, `not_measured["bogus"]: no such section`},
 		{`{"title":"x","coverage":{"rows":[]},"not_measured":{"coverage":"y"}}`, `not_measured["coverage"]: the section is present`},
 		{`{"title":"x","errors":{"contestants":[{"name":"","error_s":[]}]}}`, "errors.contestants[0].name: empty"},

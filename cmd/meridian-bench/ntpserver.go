@@ -110,6 +110,9 @@ type summary struct {
 	Unjudged     int                `json:"rounds_unjudged"`          // a server got < minJudgedCPU, or others > maxOthersShare of a core: no ratio from that round
 	Silent       int                `json:"rounds_meridiand_silent"`  // rounds in which meridiand answered nothing
 	PerCPU       map[string]float64 `json:"median_replies_per_cpu_s"` // over the judged rounds
+	// PairedVsBare is each server's replies per CPU-second over the bare
+	// responder's in the same round, median over the judged rounds.
+	PairedVsBare map[string]float64 `json:"median_vs_bare_in_round"`
 	Smoke        *smokeVerdict      `json:"smoke,omitempty"`
 }
 
@@ -368,8 +371,8 @@ func median(x []float64) float64 {
 }
 
 func summarize(all []measurement, rounds int, dur time.Duration) summary {
-	s := summary{Kind: "summary", Rounds: rounds, DurationS: dur.Seconds(), Bad: map[string]int64{}, Unsync: map[string]int64{}, PerCPU: map[string]float64{}}
-	per := map[string][]float64{}
+	s := summary{Kind: "summary", Rounds: rounds, DurationS: dur.Seconds(), Bad: map[string]int64{}, Unsync: map[string]int64{}, PerCPU: map[string]float64{}, PairedVsBare: map[string]float64{}}
+	per, pairs := map[string][]float64{}, map[string][]float64{}
 	for r := 1; r <= rounds; r++ {
 		byName := map[string]float64{}
 		judged := true
@@ -397,6 +400,9 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 		}
 		if byName["bare"] > 0 {
 			s.VsBare = append(s.VsBare, byName["meridiand"]/byName["bare"])
+			for name, v := range byName {
+				pairs[name] = append(pairs[name], v/byName["bare"])
+			}
 		}
 		if byName["bare-rx"] > 0 {
 			s.VsBareRx = append(s.VsBareRx, byName["meridiand"]/byName["bare-rx"])
@@ -414,6 +420,9 @@ func summarize(all []measurement, rounds int, dur time.Duration) summary {
 	}
 	for k, v := range per {
 		s.PerCPU[k] = median(v)
+	}
+	for k, v := range pairs {
+		s.PairedVsBare[k] = median(v)
 	}
 	s.MedianVsBare, s.MedianVsChr = median(s.VsBare), median(s.VsChronyd)
 	return s
@@ -472,7 +481,7 @@ func writeNTPServerResults(dir string, all []measurement, s summary) error {
 			for _, name := range []string{"meridiand", "chronyd", "meridiand-b", "bare-rx", "bare"} {
 				if v, have := s.PerCPU[name]; have && v > 0 {
 					rows = append(rows, report.EfficiencyRow{Name: ntpEfficiencyPrefix + name + " (median replies per server-CPU-second; limit: the bare recvmmsg/sendmmsg responder)",
-						RepliesPerCPUSecond: v, SocketLimitPerCPUSecond: limit})
+						RepliesPerCPUSecond: v, SocketLimitPerCPUSecond: limit, PairedRatio: s.PairedVsBare[name]})
 				}
 			}
 		}

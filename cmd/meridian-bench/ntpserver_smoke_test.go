@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"os/exec"
 	"slices"
 	"strings"
@@ -125,5 +126,28 @@ func TestRoundInterleavesSlices(t *testing.T) {
 		if m.RepliesPerS != 28 {
 			t.Errorf("%s: %v replies/s, want 28", m.Server, m.RepliesPerS)
 		}
+	}
+}
+
+// Each server's ratio to the bare responder is taken within each round
+// and then the median over rounds: a machine that is twice as fast in one
+// round moves both servers, not the ratio (the ratio of the two medians,
+// 140/150, differs).
+func TestSummaryPairsWithinRounds(t *testing.T) {
+	all := []measurement{
+		{Round: 1, Server: "bare", CPUS: 1, ElapsedS: 1, RepliesPerCPU: 100},
+		{Round: 1, Server: "meridiand", CPUS: 1, ElapsedS: 1, RepliesPerCPU: 90},
+		{Round: 2, Server: "bare", CPUS: 1, ElapsedS: 1, RepliesPerCPU: 200},
+		{Round: 2, Server: "meridiand", CPUS: 1, ElapsedS: 1, RepliesPerCPU: 190},
+	}
+	s := summarize(all, 2, time.Second)
+	if got := s.PairedVsBare["meridiand"]; math.Abs(got-0.925) > 1e-9 {
+		t.Errorf("paired meridiand/bare %v, want 0.925 (0.90 and 0.95)", got)
+	}
+	if s.PairedVsBare["bare"] != 1 {
+		t.Errorf("bare/bare %v", s.PairedVsBare["bare"])
+	}
+	if r := s.PerCPU["meridiand"] / s.PerCPU["bare"]; math.Abs(r-140.0/150) > 1e-9 {
+		t.Errorf("ratio of medians %v, want 140/150", r)
 	}
 }
