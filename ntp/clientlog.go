@@ -1,9 +1,6 @@
 package ntp
 
 import (
-	"encoding/binary"
-	"math/bits"
-	"math/rand/v2"
 	"net/netip"
 	"sort"
 	"sync"
@@ -46,23 +43,6 @@ type clientLog struct {
 }
 
 func newClientLog() *clientLog { return &clientLog{key: newAddrKey()} }
-
-// addrKey is the random key of a keyed hash of addresses: an attacker who
-// does not know it cannot choose addresses that fall into one set.
-type addrKey [3]uint64
-
-func newAddrKey() addrKey { return addrKey{rand.Uint64(), rand.Uint64(), rand.Uint64()} }
-
-// sum hashes a (16 bytes, as two words) with two keyed 64×64→128-bit
-// multiplies folded by xor. Unlike maphash over As16's array, the address
-// never goes back through memory in one wide load (which the CPU could not
-// forward from As16's two narrow stores).
-func (k addrKey) sum(a netip.Addr) uint64 {
-	b := a.As16()
-	hi, lo := bits.Mul64(binary.BigEndian.Uint64(b[:8])^k[0], binary.BigEndian.Uint64(b[8:])^k[1])
-	hi, lo = bits.Mul64(hi^lo^k[2], 0x9e3779b97f4a7c15)
-	return hi ^ lo
-}
 
 // record logs one request.
 func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {

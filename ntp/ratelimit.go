@@ -1,7 +1,6 @@
 package ntp
 
 import (
-	"hash/maphash"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -109,14 +108,14 @@ type limiter struct {
 	leak                 float64
 	kod                  bool
 	kodEveryNS           int64 // burst/rate, at most a day; also the idle time after which a flow loses trust
-	seed                 maphash.Seed
+	key                  addrKey
 	setMask              uint64 // sets per shard − 1
 	shards               [rlShards]rlShard
 	noTrustedFlow        bool           // test knob: chrony's model (leak only)
 	rand                 func() float64 // test knob; nil → math/rand/v2
 }
 
-func newLimiter(l RateLimit, seed maphash.Seed) *limiter {
+func newLimiter(l RateLimit, key addrKey) *limiter {
 	if l.RequestsPerSecond <= 0 {
 		return nil
 	}
@@ -126,7 +125,7 @@ func newLimiter(l RateLimit, seed maphash.Seed) *limiter {
 	}
 	sets := n / rlShards / rlWays
 	lim := &limiter{
-		rate: l.RequestsPerSecond, burst: float64(l.Burst), leak: l.Leak, kod: l.KoD, seed: seed,
+		rate: l.RequestsPerSecond, burst: float64(l.Burst), leak: l.Leak, kod: l.KoD, key: key,
 		setMask: uint64(sets - 1),
 	}
 	if lim.leak == 0 {
@@ -152,7 +151,7 @@ func (l *limiter) check(ap netip.AddrPort, nowNS int64) rlVerdict {
 		return rlAllow
 	}
 	a16 := ap.Addr().As16()
-	h := maphash.Bytes(l.seed, a16[:])
+	h := l.key.sum16(&a16)
 	sh := &l.shards[h&(rlShards-1)]
 	set := int((h >> 6) & l.setMask)
 	port := ap.Port()

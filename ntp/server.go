@@ -3,7 +3,6 @@ package ntp
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"math"
 	"net"
@@ -179,7 +178,7 @@ func NewServer(ts TimeSource, limit RateLimit, log *slog.Logger) *Server {
 		limit.Leak = 0
 	}
 	limit.Leak = min(limit.Leak, 1)
-	return &Server{ts: ts, lim: newLimiter(limit, maphash.MakeSeed()), log: log, clog: newClientLog()}
+	return &Server{ts: ts, lim: newLimiter(limit, newAddrKey()), log: log, clog: newClientLog()}
 }
 
 // EnableInterleaved turns on interleaved mode (see xleave.go) with a table
@@ -189,7 +188,7 @@ func (s *Server) EnableInterleaved(tableSize int) {
 	if tableSize <= 0 {
 		tableSize = DefaultInterleavedTable
 	}
-	s.xt = newXTable(tableSize, maphash.MakeSeed())
+	s.xt = newXTable(tableSize, newAddrKey())
 }
 
 // Stats returns the counters.

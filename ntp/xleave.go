@@ -1,7 +1,6 @@
 package ntp
 
 import (
-	"hash/maphash"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -88,7 +87,7 @@ type xlShard struct {
 }
 
 type xtable struct {
-	seed         maphash.Seed
+	key          addrKey
 	setMask      uint64
 	shards       [xlShards]xlShard
 	live         atomic.Int64  // entries in use
@@ -97,13 +96,13 @@ type xtable struct {
 	noStampCheck bool          // test knob: accept any TX stamp (negative control of the range check)
 }
 
-func newXTable(size int, seed maphash.Seed) *xtable {
+func newXTable(size int, key addrKey) *xtable {
 	n := xlShards * xlWays
 	for n < min(size, MaxInterleavedTable) {
 		n <<= 1
 	}
 	sets := n / xlShards / xlWays
-	t := &xtable{seed: seed, setMask: uint64(sets - 1)}
+	t := &xtable{key: key, setMask: uint64(sets - 1)}
 	for i := range t.shards {
 		t.shards[i].entries = make([]xlEntry, sets*xlWays)
 	}
@@ -114,7 +113,7 @@ func newXTable(size int, seed maphash.Seed) *xtable {
 func (t *xtable) capacity() int { return xlShards * xlWays * int(t.setMask+1) }
 
 func (t *xtable) set(a16 *[16]byte) (*xlShard, []xlEntry) {
-	h := maphash.Bytes(t.seed, a16[:])
+	h := t.key.sum16(a16)
 	sh := &t.shards[h&(xlShards-1)]
 	s := int((h >> 6) & t.setMask)
 	return sh, sh.entries[s*xlWays : s*xlWays+xlWays]

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"net"
 	"net/netip"
 	"slices"
@@ -168,8 +167,8 @@ func TestXleaveOriginCheckNegativeControl(t *testing.T) {
 // addresses of one set stay; touching the oldest makes the second-oldest
 // the one a fifth address evicts.
 func TestXleaveTableEviction(t *testing.T) {
-	seed := maphash.MakeSeed()
-	xt := newXTable(1, seed)
+	key := newAddrKey()
+	xt := newXTable(1, key)
 	if xt.capacity() != xlShards*xlWays {
 		t.Fatalf("capacity %d", xt.capacity())
 	}
@@ -182,7 +181,7 @@ func TestXleaveTableEviction(t *testing.T) {
 	}
 	// Five addresses of one set (one shard, one set: capacity 256 has one
 	// set per shard).
-	xt = newXTable(1, seed)
+	xt = newXTable(1, key)
 	var same []netip.Addr
 	first := addr(0).As16()
 	sh0, _ := xt.set(&first)
