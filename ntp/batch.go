@@ -184,6 +184,7 @@ func (s *Server) serveBatch(sk *sock, b *batchIO) error {
 	realtime, now, _ := hwts.ClockPair(b.readNow)
 	b.now.iv.EarliestNS += s.testTxShiftNS
 	b.now.iv.LatestNS += s.testTxShiftNS
+	b.now.prepare()
 	b.nTx = 0
 	for i := 0; i < b.n; i++ {
 		m := &b.rx[i]
@@ -266,13 +267,16 @@ func (b *batchIO) stampLate(s *Server) {
 	}
 	b.late.iv.EarliestNS += s.testTxShiftNS
 	b.late.iv.LatestNS += s.testTxShiftNS
-	mid := max(b.late.iv.MidNS(), b.now.iv.MidNS())
+	// The transmit timestamp and dispersion are encoded once for the
+	// batch; a reply whose request came in after mid keeps its receive.
+	b.late.midNS = max(b.late.iv.MidNS(), b.now.midNS)
+	b.late.midNTP = engine.ToNTP(b.late.midNS)
 	disp := engine.NSToShort(max(0, b.late.iv.EpsNS()-b.late.est.RootDelayNS/2))
 	for j, v := range b.verdicts[:b.nTx] {
 		if v.kind() != Reply || v&(flagXleave|flagUnsync) != 0 {
 			continue
 		}
 		r := (*[engine.HeaderLen]byte)(unsafe.Pointer(b.txIov[j].Base))
-		engine.PatchTransmit(r[:], max(mid, b.rxNS[j]), disp)
+		engine.PatchTransmit(r[:], b.late.transmit(b.rxNS[j]), disp)
 	}
 }

@@ -103,6 +103,38 @@ func TestBatchTimestampsNegativeControl(t *testing.T) {
 	t.Logf("detected: %s (%d of %d)", bad[0], len(bad), 5*16)
 }
 
+// A reply never sends before it received: when the batch's readings of
+// the served clock come out earlier than a request's receive timestamp
+// (test knob: both readings 5 ms early), its transmit timestamp is its
+// receive timestamp, in the reply built at the batch's receive and in the
+// late patch before the send alike. (Both fall back per reply from the
+// batch's one encoded reading; always using that reading fails here.)
+func TestBatchTransmitNeverBeforeReceive(t *testing.T) {
+	s := NewServer(newSteadyTS(), RateLimit{}, quietLog())
+	s.testTxShiftNS = -5_000_000
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	cl := newXClient(t, "127.0.0.1:0", s.Addr())
+	for k := range 20 {
+		for range 8 {
+			if _, err := cl.c.Write(xreq(0, 0, uint64(k+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 8 {
+			h, _ := cl.read(t)
+			if h.Transmit < h.Receive {
+				t.Fatalf("burst %d: transmit %#x before receive %#x", k, h.Transmit, h.Receive)
+			}
+			if h.Transmit != h.Receive {
+				t.Fatalf("burst %d: transmit %#x ≠ receive %#x although the served clock read 5 ms early", k, h.Transmit, h.Receive)
+			}
+		}
+	}
+}
+
 // stepTS is a served clock that moves 1 ms at every reading and remembers
 // its readings; its estimate can be replaced from the second call of
 // Estimate on (a publication between the batch's two reads).

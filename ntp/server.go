@@ -298,6 +298,15 @@ type served struct {
 	est truetime.Estimate
 	iv  truetime.Interval // iv.Earliest = iv.Latest = the local reading while unsynchronized
 	err error             // from Now: unsynchronized (LI=3, stratum 16)
+
+	// What every reply built from this reading shares, encoded once by
+	// prepare (per batch, not per reply).
+	leap, stratum       uint8
+	refID               uint32
+	refTime             uint64
+	rootDelay, rootDisp uint32
+	midNS               int64  // iv's midpoint: the transmit timestamp
+	midNTP              uint64 // midNS in NTP form
 }
 
 // read reads the served clock into p and returns its midpoint.
@@ -310,10 +319,49 @@ func (p *served) read(ts TimeSource) int64 {
 	return p.iv.MidNS()
 }
 
+// prepare encodes the fields of a reply that p decides: the leap
+// indicator, stratum, reference, root delay and dispersion of p.est and
+// p.iv (all zero but the leap indicator and stratum while unsynchronized),
+// and the transmit timestamp. Call it after p.est and p.iv are final.
+func (p *served) prepare() {
+	p.midNS = p.iv.MidNS()
+	p.midNTP = engine.ToNTP(p.midNS)
+	p.refID, p.refTime, p.rootDelay, p.rootDisp = 0, 0, 0, 0
+	if p.err != nil {
+		p.leap, p.stratum = engine.LeapUnsync, engine.StratumNone
+		return
+	}
+	e := &p.est
+	p.leap = engine.LeapNone
+	switch e.Leap {
+	case truetime.LeapInsert:
+		p.leap = engine.LeapInsert
+	case truetime.LeapDelete:
+		p.leap = engine.LeapDelete
+	}
+	p.stratum = max(1, min(e.Stratum, 15))
+	p.refID = e.RefID
+	p.refTime = engine.ToNTP(e.LastSampleNS)
+	p.rootDelay = engine.NSToShort(e.RootDelayNS)
+	p.rootDisp = engine.NSToShort(max(0, p.iv.EpsNS()-e.RootDelayNS/2))
+}
+
+// transmit is the transmit timestamp of a reply to a request received at
+// rxNS: the reading's midpoint, or rxNS if that is later (a new estimate
+// between receive and transmit may move the midpoint back a little, and a
+// reply must never send before it received).
+func (p *served) transmit(rxNS int64) uint64 {
+	if rxNS <= p.midNS {
+		return p.midNTP
+	}
+	return engine.ToNTP(rxNS)
+}
+
 // readServed reads the estimate and then the served clock.
 func (s *Server) readServed(p *served) {
 	p.est = s.ts.Estimate()
 	p.read(s.ts)
+	p.prepare()
 }
 
 // Handle builds the reply to req in resp (at least 48 bytes) and returns its
@@ -397,29 +445,14 @@ func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 		t.rateDropped++
 		return 0, DropRate
 	}
-	e, iv := &now.est, now.iv
 	out.Precision = -20 // ~1 µs
 	out.Receive = engine.ToNTP(rxNS)
+	out.Leap, out.Stratum, out.RefID, out.RefTime = now.leap, now.stratum, now.refID, now.refTime
+	out.RootDelay, out.RootDisp = now.rootDelay, now.rootDisp
 	if now.err != nil {
-		out.Leap, out.Stratum = engine.LeapUnsync, engine.StratumNone
 		v |= flagUnsync
-	} else {
-		out.Leap = engine.LeapNone
-		switch e.Leap {
-		case truetime.LeapInsert:
-			out.Leap = engine.LeapInsert
-		case truetime.LeapDelete:
-			out.Leap = engine.LeapDelete
-		}
-		out.Stratum = max(1, min(e.Stratum, 15))
-		out.RefID = e.RefID
-		out.RefTime = engine.ToNTP(e.LastSampleNS)
-		out.RootDelay = engine.NSToShort(e.RootDelayNS)
-		out.RootDisp = engine.NSToShort(max(0, iv.EpsNS()-e.RootDelayNS/2))
 	}
-	// A new estimate between receive and transmit may move the midpoint
-	// back a little; a reply must never send before it received.
-	out.Transmit = engine.ToNTP(max(iv.MidNS(), rxNS))
+	out.Transmit = now.transmit(rxNS)
 	if x != nil && s.xt != nil && h.Version == 4 && (h.Origin != 0 || h.Receive != 0) {
 		// Interleaved form: a non-zero origin, receive ≠ transmit (so a
 		// basic request echoing our transmit field is never taken for one),

@@ -37,9 +37,15 @@ const unixToNTPSeconds = 2_208_988_800
 // ToNTP converts Unix nanoseconds to a 64-bit NTP timestamp (era 0, valid
 // until 2036; later eras wrap and ToUnixNS resolves them near a pivot).
 func ToNTP(unixNS int64) uint64 {
-	sec := unixNS/1e9 + unixToNTPSeconds
-	frac := (uint64(unixNS%1e9) << 32) / 1e9
-	return uint64(sec)<<32 | frac
+	if unixNS >= 0 { // every time after 1970: unsigned division is cheaper
+		u := uint64(unixNS)
+		return (u/1e9+unixToNTPSeconds)<<32 | (u%1e9<<32)/1e9
+	}
+	sec, rem := unixNS/1e9, unixNS%1e9 // before 1970: floor, fraction ≥ 0
+	if rem < 0 {
+		sec, rem = sec-1, rem+1e9
+	}
+	return uint64(sec+unixToNTPSeconds)<<32 | (uint64(rem)<<32)/1e9
 }
 
 // ToUnixNS converts a 64-bit NTP timestamp to Unix nanoseconds, choosing the
@@ -116,13 +122,13 @@ func (h *Header) Decode(b []byte) bool {
 	return true
 }
 
-// PatchTransmit rewrites an encoded reply's transmit timestamp and root
-// dispersion (a later reading of the same estimate: the dispersion only
+// PatchTransmit rewrites an encoded reply's transmit timestamp (tx, in NTP
+// form) and root dispersion (a later reading of the same estimate: the dispersion only
 // grows), leaving every other field as it was.
-func PatchTransmit(b []byte, txNS int64, rootDisp uint32) {
+func PatchTransmit(b []byte, tx uint64, rootDisp uint32) {
 	_ = b[HeaderLen-1]
 	binary.BigEndian.PutUint32(b[8:], rootDisp)
-	binary.BigEndian.PutUint64(b[40:], ToNTP(txNS))
+	binary.BigEndian.PutUint64(b[40:], tx)
 }
 
 func (h *Header) Encode(b []byte) {

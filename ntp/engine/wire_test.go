@@ -39,3 +39,26 @@ func TestNSToShortExact(t *testing.T) {
 		t.Fatal("not rounded up")
 	}
 }
+
+// ToNTP is exact for every time from 1900 on: the seconds since 1900 in
+// the top 32 bits (mod 2³², the era), and floor(frac·2³²/10⁹) below.
+func TestToNTPExact(t *testing.T) {
+	want := func(ns int64) uint64 {
+		sec := new(big.Int).Div(big.NewInt(ns), big.NewInt(1e9)) // Euclidean: floor
+		frac := new(big.Int).Mod(big.NewInt(ns), big.NewInt(1e9))
+		frac.Lsh(frac, 32).Div(frac, big.NewInt(1e9))
+		sec.Add(sec, big.NewInt(unixToNTPSeconds))
+		return sec.Uint64()<<32 | frac.Uint64()
+	}
+	cases := []int64{0, 1, 1e9 - 1, 1e9, 2085978495e9 + 999999999, 2085978496e9, math.MaxInt64,
+		-1, -1e9 + 1, -1e9, -1e9 - 1, -unixToNTPSeconds * 1e9}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200000 {
+		cases = append(cases, rng.Int64N(1<<uint(rng.IntN(62)+1)), rng.Int64N(math.MaxInt64), -rng.Int64N(unixToNTPSeconds*1e9))
+	}
+	for _, ns := range cases {
+		if got, w := ToNTP(ns), want(ns); got != w {
+			t.Fatalf("ToNTP(%d) = %#x, want %#x", ns, got, w)
+		}
+	}
+}
