@@ -151,7 +151,7 @@ func TestClientLogMergesSockets(t *testing.T) {
 	for _, c := range s.logs() {
 		c.mu.Lock()
 		for _, e := range c.e {
-			if e.addr.String() == "127.0.0.65" {
+			if e.used() && e.addr.addr().String() == "127.0.0.65" {
 				per[c] += e.replies
 			}
 		}

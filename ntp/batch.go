@@ -1,6 +1,7 @@
 package ntp
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"syscall"
@@ -40,7 +41,7 @@ type batchIO struct {
 	readNow  func() int64          // reads it into now (allocated once)
 	late     served                // the served clock read again just before sendmmsg
 	rxNS     [batchSize]int64      // of each tx entry: its request's receive timestamp
-	from     [batchSize]netip.Addr // of each request: its sender, for the client log
+	from     [batchSize]ipWords    // of each request: its sender, for the client log
 	rv       [batchSize]Verdict    // of each request: what answer said
 	t        tally                 // the batch's counts, flushed before and after the send
 }
@@ -82,17 +83,21 @@ func newBatchIO() *batchIO {
 // verdictFailed marks a tx entry the kernel refused (not counted as sent).
 const verdictFailed Verdict = 0xff
 
-// addrOf decodes the sender of message i without allocating.
-func (b *batchIO) addrOf(i int) netip.AddrPort {
+// addrOf decodes the sender of message i without allocating, as a
+// netip.AddrPort and as words (wordsOf of its address, read from the
+// socket address itself).
+func (b *batchIO) addrOf(i int) (netip.AddrPort, ipWords) {
 	sa := &b.names[i]
 	switch sa.Family {
 	case unix.AF_INET:
 		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port)),
+			ipWords{lo: v4Mapped | uint64(binary.BigEndian.Uint32(s4.Addr[:]))}
 	case unix.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port)),
+			ipWords{binary.BigEndian.Uint64(sa.Addr[:8]), binary.BigEndian.Uint64(sa.Addr[8:])}
 	}
-	return netip.AddrPort{}
+	return netip.AddrPort{}, ipWords{}
 }
 
 // ntohs reads a port stored in network byte order.
@@ -176,45 +181,7 @@ func (b *batchIO) collectStamps(fd uintptr, s *Server) {
 // timestamp of every basic reply in the batch — later than each request's
 // receive, earlier than each reply's send (early, never late).
 func (s *Server) serveBatch(sk *sock, b *batchIO) error {
-	mono := monoNS()
-	if b.readNow == nil {
-		b.readNow = func() int64 { return b.now.read(s.ts) }
-	}
-	b.now.est = s.ts.Estimate()
-	realtime, now, _ := hwts.ClockPair(b.readNow)
-	b.now.iv.EarliestNS += s.testTxShiftNS
-	b.now.iv.LatestNS += s.testTxShiftNS
-	b.now.prepare()
-	b.nTx = 0
-	for i := 0; i < b.n; i++ {
-		m := &b.rx[i]
-		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
-		from := b.addrOf(i)
-		rl, v := s.answer(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, from, &b.xl[b.nTx], &b.now, &b.t)
-		b.from[i], b.rv[i] = from.Addr(), v
-		if rl == 0 {
-			continue
-		}
-		b.verdicts[b.nTx] = v
-		b.rxNS[b.nTx] = rxNS
-		t := &b.tx[b.nTx]
-		b.txIov[b.nTx].Base = &b.resps[i][0]
-		b.txIov[b.nTx].SetLen(rl)
-		t.Msghdr.Name = m.Msghdr.Name
-		t.Msghdr.Namelen = m.Msghdr.Namelen
-		t.Msghdr.Iov = &b.txIov[b.nTx]
-		t.Msghdr.Iovlen = 1
-		t.Msghdr.Control, t.Msghdr.Controllen = nil, 0
-		if b.ts != nil && (b.xl[b.nTx].rec || s.testStampAll) { // the table awaits this reply's transmit stamp
-			t.Msghdr.Control = &b.ts.cmsg[0]
-			t.Msghdr.SetControllen(txCmsgLen)
-		}
-		b.nTx++
-	}
-	// The log and the request counters before the replies go out: a
-	// client that has its reply finds itself counted.
-	sk.clog.recordBatch(b.from[:b.n], b.rv[:b.n], mono)
-	s.flush(&b.t)
+	s.buildBatch(sk, b)
 	if b.nTx == 0 {
 		return nil
 	}
@@ -243,6 +210,51 @@ func (s *Server) serveBatch(sk *sock, b *batchIO) error {
 	// now, before the clients' next requests.
 	b.collectStamps(uintptr(sk.fd), s)
 	return nil
+}
+
+// buildBatch reads the clocks, answers the b.n requests in b.rx into
+// b.tx[:b.nTx], and logs and counts them: all of a batch's work but the
+// system calls.
+func (s *Server) buildBatch(sk *sock, b *batchIO) {
+	mono := monoNS()
+	if b.readNow == nil {
+		b.readNow = func() int64 { return b.now.read(s.ts) }
+	}
+	b.now.est = s.ts.Estimate()
+	realtime, now, _ := hwts.ClockPair(b.readNow)
+	b.now.iv.EarliestNS += s.testTxShiftNS
+	b.now.iv.LatestNS += s.testTxShiftNS
+	b.now.prepare()
+	b.nTx = 0
+	for i := 0; i < b.n; i++ {
+		m := &b.rx[i]
+		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
+		from, w := b.addrOf(i)
+		rl, v := s.answer(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, from, &b.xl[b.nTx], &b.now, &b.t)
+		b.from[i], b.rv[i] = w, v
+		if rl == 0 {
+			continue
+		}
+		b.verdicts[b.nTx] = v
+		b.rxNS[b.nTx] = rxNS
+		t := &b.tx[b.nTx]
+		b.txIov[b.nTx].Base = &b.resps[i][0]
+		b.txIov[b.nTx].SetLen(rl)
+		t.Msghdr.Name = m.Msghdr.Name
+		t.Msghdr.Namelen = m.Msghdr.Namelen
+		t.Msghdr.Iov = &b.txIov[b.nTx]
+		t.Msghdr.Iovlen = 1
+		t.Msghdr.Control, t.Msghdr.Controllen = nil, 0
+		if b.ts != nil && (b.xl[b.nTx].rec || s.testStampAll) { // the table awaits this reply's transmit stamp
+			t.Msghdr.Control = &b.ts.cmsg[0]
+			t.Msghdr.SetControllen(txCmsgLen)
+		}
+		b.nTx++
+	}
+	// The log and the request counters before the replies go out: a
+	// client that has its reply finds itself counted.
+	sk.clog.recordBatch(b.from[:b.n], b.rv[:b.n], mono)
+	s.flush(&b.t)
 }
 
 // stampLate reads the served clock again, after the batch's replies are

@@ -2,11 +2,15 @@ package ntp
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/meridiantime/meridian/ntp/engine"
 	"github.com/meridiantime/meridian/truetime"
@@ -289,4 +293,52 @@ func TestCloseWakesBlockedWorkers(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	cancel2()
 	_ = s2.Serve(ctx2) // returns at once, without touching the closed descriptor
+}
+
+// BenchmarkBuildBatch measures a batch's user-space work without its system
+// calls (buildBatch: the clock reads, 64 replies, the client log and the
+// counters), per request, from one client address and from 4096.
+func BenchmarkBuildBatch(b *testing.B) {
+	for _, addrs := range []int{1, 4096} {
+		b.Run(fmt.Sprintf("addrs=%d", addrs), func(b *testing.B) {
+			s := NewServer(newSteadyTS(), RateLimit{}, quietLog())
+			s.EnableInterleaved(DefaultInterleavedTable)
+			sk := &sock{clog: newClientLog()}
+			bio := newBatchIO()
+			bio.ts = newTxStamper(false)
+			fill := func(k int) {
+				stamp := time.Now().UnixNano() - 20_000
+				for i := range batchSize {
+					n := (k*batchSize + i) % addrs
+					sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&bio.names[i]))
+					*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: uint16(40000 + i), Addr: [4]byte{10, byte(n >> 8), byte(n), 1}}
+					bio.rx[i].Msghdr.Namelen = unix.SizeofSockaddrInet4
+					copy(bio.bufs[i][:], xreq(0, 0, uint64(k*batchSize+i+1)))
+					bio.rx[i].Len = engine.HeaderLen
+					oob := bio.oobs[i][:]
+					binary.NativeEndian.PutUint64(oob[0:], unix.SizeofCmsghdr+16)
+					binary.NativeEndian.PutUint32(oob[8:], unix.SOL_SOCKET)
+					binary.NativeEndian.PutUint32(oob[12:], unix.SCM_TIMESTAMPNS)
+					binary.NativeEndian.PutUint64(oob[16:], uint64(stamp/1e9))
+					binary.NativeEndian.PutUint64(oob[24:], uint64(stamp%1e9))
+					bio.rx[i].Msghdr.SetControllen(unix.SizeofCmsghdr + 16)
+				}
+				bio.n = batchSize
+			}
+			fill(0)
+			b.ResetTimer()
+			for k := range b.N {
+				if addrs > 1 && k%64 == 0 {
+					b.StopTimer()
+					fill(k)
+					b.StartTimer()
+				}
+				s.buildBatch(sk, bio)
+				if bio.nTx != batchSize {
+					b.Fatalf("%d replies of %d", bio.nTx, batchSize)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/req")
+		})
+	}
 }

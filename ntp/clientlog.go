@@ -31,10 +31,12 @@ const (
 )
 
 type clientEntry struct {
-	addr                    netip.Addr
-	replies, dropped, kod   uint64
+	addr                    ipWords
+	replies, dropped, kod   uint64 // an entry in use has counted at least one request
 	lastMonoNS, firstMonoNS int64
 }
+
+func (e *clientEntry) used() bool { return e.replies|e.dropped|e.kod != 0 }
 
 type clientLog struct {
 	key addrKey
@@ -46,13 +48,14 @@ func newClientLog() *clientLog { return &clientLog{key: newAddrKey()} }
 
 // record logs one request.
 func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {
+	w := wordsOf(a)
 	c.mu.Lock()
-	c.add(a, v, monoNS)
+	c.add(w, v, monoNS)
 	c.mu.Unlock() // not deferred: this runs per datagram, and nothing above can panic
 }
 
 // recordBatch logs a batch's requests under one lock.
-func (c *clientLog) recordBatch(addrs []netip.Addr, vs []Verdict, monoNS int64) {
+func (c *clientLog) recordBatch(addrs []ipWords, vs []Verdict, monoNS int64) {
 	c.mu.Lock()
 	for i, a := range addrs {
 		c.add(a, vs[i], monoNS)
@@ -61,13 +64,12 @@ func (c *clientLog) recordBatch(addrs []netip.Addr, vs []Verdict, monoNS int64) 
 }
 
 // add logs one request; c.mu is held.
-func (c *clientLog) add(a netip.Addr, v Verdict, monoNS int64) {
-	a = a.Unmap()
-	h := c.key.sum(a)
+func (c *clientLog) add(a ipWords, v Verdict, monoNS int64) {
+	h := c.key.sumWords(a)
 	set := c.e[h%clSets*clWays:][:clWays]
 	e := &set[0]
 	for i := range set {
-		if set[i].addr == a {
+		if set[i].addr == a && set[i].used() {
 			e = &set[i]
 			break
 		}
@@ -75,7 +77,7 @@ func (c *clientLog) add(a netip.Addr, v Verdict, monoNS int64) {
 			e = &set[i]
 		}
 	}
-	if e.addr != a {
+	if e.addr != a || !e.used() {
 		*e = clientEntry{addr: a, firstMonoNS: monoNS}
 	}
 	e.lastMonoNS = monoNS
@@ -115,14 +117,15 @@ func (s *Server) Clients(limit int) []ClientInfo {
 	for _, c := range s.logs() {
 		c.mu.Lock()
 		for _, e := range c.e {
-			if !e.addr.IsValid() {
+			if !e.used() {
 				continue
 			}
 			last, first := time.Duration(nowMonoNS-e.lastMonoNS), time.Duration(nowMonoNS-e.firstMonoNS)
-			ci := byAddr[e.addr]
+			a := e.addr.addr()
+			ci := byAddr[a]
 			if ci == nil {
-				ci = &ClientInfo{Addr: e.addr, LastAgo: last, FirstSeenAgo: first}
-				byAddr[e.addr] = ci
+				ci = &ClientInfo{Addr: a, LastAgo: last, FirstSeenAgo: first}
+				byAddr[a] = ci
 				out = append(out, ci)
 			}
 			ci.Replies += e.replies

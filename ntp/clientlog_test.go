@@ -2,8 +2,12 @@ package ntp
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // retained is how many of addrs a fresh log of 4-way sets keeps when the
@@ -59,11 +63,47 @@ func TestClientLogHashSpreads(t *testing.T) {
 	}
 	kept := 0
 	for _, e := range c.e {
-		if e.addr.IsValid() {
+		if e.used() {
 			kept++
 		}
 	}
 	if want := retained(patterns["v4 /20"], c.key.sum); kept != want {
 		t.Errorf("log kept %d, the hash predicts %d", kept, want)
+	}
+}
+
+// The words the batched server reads from a socket address are wordsOf of
+// the address netip decodes from it, and turn back into that address (an
+// IPv4 one for the v4-mapped form), for IPv4, IPv6 and v4-mapped IPv6
+// senders alike: the log keys a client the same whichever way it came in.
+func TestAddrWordsFromSockaddr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	b := newBatchIO()
+	for k := range 3000 {
+		var a16 [16]byte
+		binary.BigEndian.PutUint64(a16[:8], rng.Uint64())
+		binary.BigEndian.PutUint64(a16[8:], rng.Uint64())
+		var a4 [4]byte
+		copy(a4[:], a16[12:])
+		switch k % 3 {
+		case 0:
+			s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.names[0]))
+			*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a4}
+		case 1:
+			b.names[0] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a16}
+		case 2:
+			m := netip.AddrFrom4(a4).As16() // ::ffff:a.b.c.d
+			b.names[0] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: m}
+		}
+		ap, w := b.addrOf(0)
+		if w != wordsOf(ap.Addr()) || w.addr() != ap.Addr() {
+			t.Fatalf("case %d: %v: words %x, wordsOf %x, back %v", k%3, ap, w, wordsOf(ap.Addr()), w.addr())
+		}
+		if k%3 != 1 && (!ap.Addr().Is4() || ap.Addr().As4() != a4 || w != wordsOf(netip.AddrFrom4(a4).Unmap())) {
+			t.Fatalf("case %d: %v is not the IPv4 %v", k%3, ap, a4)
+		}
+		if k%3 == 2 && wordsOf(netip.AddrFrom16(b.names[0].Addr)) != w { // unmapped by wordsOf too
+			t.Fatalf("v4-mapped %v: words differ from its IPv4 form", netip.AddrFrom16(b.names[0].Addr))
+		}
 	}
 }
