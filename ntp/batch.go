@@ -37,13 +37,13 @@ type batchIO struct {
 	errno    syscall.Errno
 	failed   func(e syscall.Errno) // counts one entry the kernel refused
 	sendFunc func(fd uintptr) bool
-	now      served                // the served clock, read once per batch after its receive
-	readNow  func() int64          // reads it into now (allocated once)
-	late     served                // the served clock read again just before sendmmsg
-	rxNS     [batchSize]int64      // of each tx entry: its request's receive timestamp
-	from     [batchSize]ipWords    // of each request: its sender, for the client log
-	rv       [batchSize]Verdict    // of each request: what answer said
-	t        tally                 // the batch's counts, flushed before and after the send
+	now      served             // the served clock, read once per batch after its receive
+	readNow  func() int64       // reads it into now (allocated once)
+	late     served             // the served clock read again just before sendmmsg
+	rxNS     [batchSize]int64   // of each tx entry: its request's receive timestamp
+	from     [batchSize]ipWords // of each request: its sender, for the client log
+	rv       [batchSize]Verdict // of each request: what answer said
+	t        tally              // the batch's counts, flushed before and after the send
 }
 
 func newBatchIO() *batchIO {
