@@ -230,7 +230,7 @@ func (s *Server) buildBatch(sk *sock, b *batchIO) {
 		m := &b.rx[i]
 		rxNS := rxAt(realtime, now, b.oobs[i][:m.Msghdr.Controllen])
 		from, w := b.addrOf(i)
-		rl, v := s.answer(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, from, &b.xl[b.nTx], &b.now, &b.t)
+		rl, v := s.answer(s.lim, b.bufs[i][:m.Len], b.resps[i][:], rxNS, mono, from, w, &b.xl[b.nTx], &b.now, &b.t)
 		b.from[i], b.rv[i] = w, v
 		if rl == 0 {
 			continue

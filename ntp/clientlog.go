@@ -47,10 +47,9 @@ type clientLog struct {
 func newClientLog() *clientLog { return &clientLog{key: newAddrKey()} }
 
 // record logs one request.
-func (c *clientLog) record(a netip.Addr, v Verdict, monoNS int64) {
-	w := wordsOf(a)
+func (c *clientLog) record(a ipWords, v Verdict, monoNS int64) {
 	c.mu.Lock()
-	c.add(w, v, monoNS)
+	c.add(a, v, monoNS)
 	c.mu.Unlock() // not deferred: this runs per datagram, and nothing above can panic
 }
 

@@ -59,7 +59,7 @@ func TestClientLogHashSpreads(t *testing.T) {
 	}
 	// The log itself keeps what the hash predicts.
 	for _, a := range patterns["v4 /20"] {
-		c.record(a, Reply, 1)
+		c.record(wordsOf(a), Reply, 1)
 	}
 	kept := 0
 	for _, e := range c.e {

@@ -62,7 +62,7 @@ const (
 )
 
 type rlEntry struct {
-	addr       [16]byte
+	addr       ipWords
 	lastNS     int64
 	tokens     float64
 	flowLastNS int64
@@ -145,13 +145,13 @@ func newLimiter(l RateLimit, key addrKey) *limiter {
 	return lim
 }
 
-// check charges one request from ap at nowNS. It does not allocate.
-func (l *limiter) check(ap netip.AddrPort, nowNS int64) rlVerdict {
+// check charges one request from ap (whose address is a) at nowNS. It
+// does not allocate.
+func (l *limiter) check(ap netip.AddrPort, a ipWords, nowNS int64) rlVerdict {
 	if l == nil {
 		return rlAllow
 	}
-	a16 := ap.Addr().As16()
-	h := l.key.sum16(&a16)
+	h := l.key.sumWords(a)
 	sh := &l.shards[h&(rlShards-1)]
 	set := int((h >> 6) & l.setMask)
 	port := ap.Port()
@@ -161,7 +161,7 @@ func (l *limiter) check(ap netip.AddrPort, nowNS int64) rlVerdict {
 	ways := sh.entries[set*rlWays : set*rlWays+rlWays]
 	var e *rlEntry
 	for i := range ways {
-		if ways[i].used && ways[i].addr == a16 {
+		if ways[i].used && ways[i].addr == a {
 			e = &ways[i]
 			break
 		}
@@ -177,7 +177,7 @@ func (l *limiter) check(ap netip.AddrPort, nowNS int64) rlVerdict {
 				e = &ways[i]
 			}
 		}
-		*e = rlEntry{addr: a16, used: true, lastNS: nowNS, tokens: l.burst, kodNS: nowNS - l.kodEveryNS}
+		*e = rlEntry{addr: a, used: true, lastNS: nowNS, tokens: l.burst, kodNS: nowNS - l.kodEveryNS}
 	}
 	e.tokens = l.refill(e.tokens, &e.lastNS, nowNS)
 

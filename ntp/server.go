@@ -397,14 +397,16 @@ func (s *Server) handleX(lim *limiter, req, resp []byte, rxNS, monoNS int64, fro
 // request's receive).
 func (s *Server) handleAt(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served) (int, Verdict) {
 	var t tally
-	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, x, now, &t)
-	s.clog.record(from.Addr(), v, monoNS)
+	w := wordsOf(from.Addr())
+	n, v := s.answer(lim, req, resp, rxNS, monoNS, from, w, x, now, &t)
+	s.clog.record(w, v, monoNS)
 	s.flush(&t)
 	return n, v
 }
 
-// answer is handleAt before the client log, counting into t.
-func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, x *xlOut, now *served, t *tally) (int, Verdict) {
+// answer is handleAt before the client log, counting into t; w is
+// wordsOf(from.Addr()).
+func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from netip.AddrPort, w ipWords, x *xlOut, now *served, t *tally) (int, Verdict) {
 	if x != nil {
 		x.rec = false
 	}
@@ -433,7 +435,7 @@ func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 	}
 	out := engine.Header{Version: h.Version, Mode: engine.ModeServer, Poll: h.Poll, Origin: h.Transmit}
 	v := Reply
-	switch lim.check(from, monoNS) {
+	switch lim.check(from, w, monoNS) {
 	case rlLeak:
 		v |= flagLeak
 	case rlKoD:
