@@ -195,3 +195,119 @@ func TestServerBusyPoll(t *testing.T) {
 		s.Close()
 	}
 }
+
+// Every server socket, IPv4 or IPv6 (which serves IPv4-mapped clients
+// through the same IPv4 option), sends with DF (IP_PMTUDISC_DO), read back
+// from the kernel; a socket Go opens keeps the default (the control).
+func TestServerSocketsSetDF(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		s := NewServer(synced(), RateLimit{}, quietLog())
+		if err := s.Listen(addr, 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, sk := range s.socks {
+			if v, err := unix.GetsockoptInt(sk.fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER); err != nil || v != unix.IP_PMTUDISC_DO {
+				t.Errorf("%s: IP_MTU_DISCOVER %d (%v), want IP_PMTUDISC_DO", addr, v, err)
+			}
+		}
+		s.Close()
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := c.(*net.UDPConn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) {
+			if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER); err != nil || v == unix.IP_PMTUDISC_DO {
+				t.Errorf("%s: a plain socket has IP_MTU_DISCOVER %d (%v): the control does not tell", addr, v, err)
+			}
+		})
+		c.Close()
+	}
+}
+
+// On the wire: a reply to an IPv4 client carries DF and IP ID 0 (captured
+// on loopback with a packet socket, as root), where a datagram from a
+// plain socket gets an ID from the kernel's shared generator — the per
+// datagram hash the option saves (the control: its IDs are not all 0).
+func TestRepliesCarryDFAndNoID(t *testing.T) {
+	ps, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("packet socket: %v (CI runs as root)", err)
+		}
+		t.Skipf("packet socket: %v (needs root)", err)
+	}
+	defer unix.Close(ps)
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(ps, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: lo.Index}); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
+	_ = unix.SetsockoptTimeval(ps, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	// ids returns the IP ID and DF bit of the first n UDP datagrams from
+	// source port from seen on lo.
+	ids := func(from, n int) (id []uint16, df []bool) {
+		buf := make([]byte, 2048)
+		for len(id) < n {
+			m, _, err := unix.Recvfrom(ps, buf, 0)
+			if err != nil {
+				t.Fatalf("capture: %v (have %d of %d)", err, len(id), n)
+			}
+			p := buf[:m]
+			if len(p) < 28 || p[0]>>4 != 4 || p[9] != unix.IPPROTO_UDP {
+				continue
+			}
+			ihl := int(p[0]&15) * 4
+			if len(p) < ihl+8 || int(p[ihl])<<8|int(p[ihl+1]) != from {
+				continue
+			}
+			id = append(id, uint16(p[4])<<8|uint16(p[5]))
+			df = append(df, p[6]&0x40 != 0)
+		}
+		return id, df
+	}
+	s := NewServer(synced(), RateLimit{}, quietLog())
+	if err := s.Listen("127.0.0.1:0", 1); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	cl := newXClient(t, "127.0.0.1:0", s.Addr())
+	srvPort := netip.MustParseAddrPort(s.Addr()).Port()
+	for i := range 8 {
+		if _, err := cl.c.Write(xreq(0, 0, uint64(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, df := ids(int(srvPort), 8)
+	for i := range id {
+		if id[i] != 0 || !df[i] {
+			t.Fatalf("reply %d: IP ID %d, DF %v: want 0 and DF", i, id[i], df[i])
+		}
+	}
+	// The control: a plain socket's datagrams to the same client.
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for range 8 {
+		if _, err := pc.WriteTo(make([]byte, engine.HeaderLen), cl.c.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, _ = ids(pc.LocalAddr().(*net.UDPAddr).Port, 8)
+	nonzero := 0
+	for _, v := range id {
+		if v != 0 {
+			nonzero++
+		}
+	}
+	if nonzero == 0 {
+		t.Fatalf("a plain socket's datagrams also had IP ID 0 (%v): the control does not tell", id)
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -495,6 +495,13 @@ func (s *Server) Listen(addr string, workers int) error {
 			if workers > 1 {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 			}
+			// Replies (48 bytes, never fragmented) go out with DF set:
+			// the kernel then gives them IP ID 0 (RFC 6864) instead of
+			// hashing a shared ID generator per datagram, as it does for
+			// datagrams that may be fragmented (IP_PMTUDISC_WANT, the
+			// default, with IPv4 and IPv4-mapped clients alike). A
+			// kernel without it costs only that: not an error.
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
 			if us := int(s.BusyPoll / time.Microsecond); serr == nil && us > 0 {
 				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BUSY_POLL, us); serr != nil {
 					serr = fmt.Errorf("SO_BUSY_POLL %dµs: %w", us, serr)
