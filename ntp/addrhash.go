@@ -53,10 +53,5 @@ func (k addrKey) sumWords(w ipWords) uint64 {
 	return hi ^ lo
 }
 
-// sum16 hashes an address's 16 bytes, read as two words (as sumWords).
-func (k addrKey) sum16(b *[16]byte) uint64 {
-	return k.sumWords(ipWords{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])})
-}
-
 // sum hashes a (as sumWords of wordsOf(a)).
 func (k addrKey) sum(a netip.Addr) uint64 { return k.sumWords(wordsOf(a)) }

@@ -379,7 +379,7 @@ func (s *Server) handle(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 // rec says the table awaits the reply's kernel TX stamp under (addr, rx).
 type xlOut struct {
 	rec  bool
-	addr [16]byte
+	addr ipWords
 	rx   uint64
 	rxNS int64
 }
@@ -460,13 +460,13 @@ func (s *Server) answer(lim *limiter, req, resp []byte, rxNS, monoNS int64, from
 		// basic request echoing our transmit field is never taken for one),
 		// and the origin is the receive timestamp of our last reply.
 		lookup := h.Origin != 0 && h.Receive != h.Transmit
-		txNS, ok, rx := s.xt.exchange(from.Addr(), h.Origin, lookup, out.Receive, monoNS)
+		txNS, ok, rx := s.xt.exchange(w, h.Origin, lookup, out.Receive, monoNS)
 		out.Receive = rx
 		if ok {
 			out.Origin, out.Transmit = h.Receive, engine.ToNTP(txNS)
 			v |= flagXleave
 		}
-		*x = xlOut{rec: true, addr: from.Addr().As16(), rx: rx, rxNS: rxNS}
+		*x = xlOut{rec: true, addr: w, rx: rx, rxNS: rxNS}
 	}
 	out.Encode(resp)
 	return engine.HeaderLen, v

@@ -48,7 +48,7 @@ const (
 type txPending struct {
 	id   uint32
 	used bool
-	addr [16]byte
+	addr ipWords
 	rx   uint64 // the reply's receive timestamp, as sent (the table's key with addr)
 	rxNS int64
 }
@@ -134,7 +134,7 @@ func enableTxStamps(fd int, hw bool) bool {
 
 // add remembers the next stamped datagram the socket sent successfully.
 // Datagrams sent without asking for a stamp take no number.
-func (t *txStamper) add(addr [16]byte, rx uint64, rxNS int64) {
+func (t *txStamper) add(addr ipWords, rx uint64, rxNS int64) {
 	id := t.nextID
 	t.nextID++
 	t.ring[id%txRing] = txPending{id: id, used: true, addr: addr, rx: rx, rxNS: rxNS}
@@ -195,7 +195,7 @@ func (t *txStamper) stamp(oob []byte, now, realtime int64, s *Server) {
 		s.txStampsBad.Add(1)
 		return
 	}
-	if s.xt.setTx(&p.addr, p.rx, tx) {
+	if s.xt.setTx(p.addr, p.rx, tx) {
 		s.txStamps.Add(1)
 	}
 }

@@ -1,7 +1,6 @@
 package ntp
 
 import (
-	"net/netip"
 	"sync"
 	"sync/atomic"
 )
@@ -73,7 +72,7 @@ const (
 )
 
 type xlEntry struct {
-	addr  [16]byte
+	addr  ipWords
 	rx    uint64 // receive timestamp of our last reply, as sent (NTP format)
 	txNS  int64  // kernel TX stamp of that reply on the served clock; 0: none
 	useNS int64  // monotonic time of the last request (LRU)
@@ -112,27 +111,26 @@ func newXTable(size int, key addrKey) *xtable {
 // capacity is the number of entries the table holds.
 func (t *xtable) capacity() int { return xlShards * xlWays * int(t.setMask+1) }
 
-func (t *xtable) set(a16 *[16]byte) (*xlShard, []xlEntry) {
-	h := t.key.sum16(a16)
+func (t *xtable) set(a ipWords) (*xlShard, []xlEntry) {
+	h := t.key.sumWords(a)
 	sh := &t.shards[h&(xlShards-1)]
 	s := int((h >> 6) & t.setMask)
 	return sh, sh.entries[s*xlWays : s*xlWays+xlWays]
 }
 
-// exchange looks up the request's origin for addr and records the new
+// exchange looks up the request's origin for address a and records the new
 // reply's receive timestamp rx (the entry's stamp is cleared until the
 // kernel reports it). lookup says whether the request is in interleaved
 // form. It returns the previous reply's TX stamp when the request may be
 // answered in interleaved mode, and the receive timestamp actually recorded
 // (made different from the previous one, so that an old origin never
 // matches a newer entry). It does not allocate.
-func (t *xtable) exchange(addr netip.Addr, origin uint64, lookup bool, rx uint64, monoNS int64) (txNS int64, ok bool, rec uint64) {
-	a16 := addr.As16()
-	sh, ways := t.set(&a16)
+func (t *xtable) exchange(a ipWords, origin uint64, lookup bool, rx uint64, monoNS int64) (txNS int64, ok bool, rec uint64) {
+	sh, ways := t.set(a)
 	sh.mu.Lock()
 	var e *xlEntry
 	for i := range ways {
-		if ways[i].used && ways[i].addr == a16 {
+		if ways[i].used && ways[i].addr == a {
 			e = &ways[i]
 			break
 		}
@@ -161,20 +159,20 @@ func (t *xtable) exchange(addr netip.Addr, origin uint64, lookup bool, rx uint64
 			t.live.Add(1)
 		}
 	}
-	*e = xlEntry{addr: a16, rx: rx, useNS: monoNS, used: true}
+	*e = xlEntry{addr: a, rx: rx, useNS: monoNS, used: true}
 	sh.mu.Unlock()
 	return txNS, ok, rx
 }
 
-// setTx stores the kernel TX stamp of the reply to addr whose receive
+// setTx stores the kernel TX stamp of the reply to address a whose receive
 // timestamp was rx, if that reply is still the last one (a later reply or
 // an eviction replaced the entry: the stamp is dropped).
-func (t *xtable) setTx(a16 *[16]byte, rx uint64, txNS int64) bool {
-	sh, ways := t.set(a16)
+func (t *xtable) setTx(a ipWords, rx uint64, txNS int64) bool {
+	sh, ways := t.set(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for i := range ways {
-		if e := &ways[i]; e.used && e.addr == *a16 && e.rx == rx && e.txNS == 0 {
+		if e := &ways[i]; e.used && e.addr == a && e.rx == rx && e.txNS == 0 {
 			e.txNS = txNS
 			return true
 		}

@@ -80,10 +80,10 @@ func TestXleaveReplyFields(t *testing.T) {
 	basic(h2, v, q2, rx2, "stamp missing")
 	// The kernel stamps reply 2 (20 µs after its receive).
 	tx2 := rx2 + 20_000
-	if !s.xt.setTx(&x.addr, x.rx, tx2) {
+	if !s.xt.setTx(x.addr, x.rx, tx2) {
 		t.Fatal("setTx refused the last reply's stamp")
 	}
-	if s.xt.setTx(&x.addr, x.rx, tx2+1) {
+	if s.xt.setTx(x.addr, x.rx, tx2+1) {
 		t.Fatal("a second stamp for the same reply was taken")
 	}
 	// 3. Interleaved: origin = q3.receive, receive = rx3, transmit = tx2.
@@ -96,18 +96,18 @@ func TestXleaveReplyFields(t *testing.T) {
 		t.Fatalf("interleaved reply lost the server state: %+v", h3)
 	}
 	tx3 := rx3 + 20_000
-	s.xt.setTx(&x.addr, x.rx, tx3)
+	s.xt.setTx(x.addr, x.rx, tx3)
 	// 4. Reply 3 was lost: the client echoes rx2 again: basic (the table
 	// holds rx3; the stamp of reply 2 is never served twice).
 	q4 := xreq(h2.Receive, 0x4444, 0xdddd)
 	h4, v := ask(q4, now, client)
 	basic(h4, v, q4, now, "lost reply")
-	s.xt.setTx(&x.addr, x.rx, now+20_000)
+	s.xt.setTx(x.addr, x.rx, now+20_000)
 	// 5. receive = transmit (a basic client that copies fields): basic.
 	q5 := xreq(h4.Receive, 0x5555, 0x5555)
 	h5, v := ask(q5, now, client)
 	basic(h5, v, q5, now, "receive = transmit")
-	s.xt.setTx(&x.addr, x.rx, now+20_000)
+	s.xt.setTx(x.addr, x.rx, now+20_000)
 	// 6. The right origin from another address (or port-less spoofing of
 	// another client): basic.
 	q6 := xreq(h5.Receive, 0x6666, 0xeeee)
@@ -125,7 +125,7 @@ func TestXleaveReplyFields(t *testing.T) {
 	if v&flagXleave == 0 || h8.Origin != 0x8888 {
 		t.Fatalf("new source port: want interleaved, got %+v %v", h8, v)
 	}
-	s.xt.setTx(&x.addr, x.rx, now+30_000)
+	s.xt.setTx(x.addr, x.rx, now+30_000)
 	// 9. Client restart (zero origin): basic; the entry is replaced.
 	q9 := xreq(0, 0x9999, 0x4321)
 	h9, v := ask(q9, now+2000, client)
@@ -153,7 +153,7 @@ func TestXleaveOriginCheckNegativeControl(t *testing.T) {
 		resp := make([]byte, engine.HeaderLen)
 		var x xlOut
 		s.handleX(nil, xreq(0, 1, 2), resp, now, now, client, &x)
-		s.xt.setTx(&x.addr, x.rx, now+10_000)
+		s.xt.setTx(x.addr, x.rx, now+10_000)
 		// A guess of the origin that is off by one unit (0.23 ns).
 		_, v := s.handleX(nil, xreq(x.rx+1, 3, 4), resp, now+1e6, now+1e6, client, &x)
 		if got := v&flagXleave != 0; got != knob {
@@ -174,7 +174,7 @@ func TestXleaveTableEviction(t *testing.T) {
 	}
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
 	for i := 0; i < 100_000; i++ {
-		xt.exchange(addr(i), 0, false, uint64(i+1), int64(i))
+		xt.exchange(wordsOf(addr(i)), 0, false, uint64(i+1), int64(i))
 	}
 	if l := xt.live.Load(); l != int64(xt.capacity()) || xt.evictions.Load() != uint64(100_000-xt.capacity()) {
 		t.Fatalf("live %d of %d, evictions %d", l, xt.capacity(), xt.evictions.Load())
@@ -182,19 +182,16 @@ func TestXleaveTableEviction(t *testing.T) {
 	// Five addresses of one set (one shard, one set: capacity 256 has one
 	// set per shard).
 	xt = newXTable(1, key)
-	var same []netip.Addr
-	first := addr(0).As16()
-	sh0, _ := xt.set(&first)
+	var same []ipWords
+	sh0, _ := xt.set(wordsOf(addr(0)))
 	for i := 0; len(same) < 5; i++ {
-		a := addr(i).As16()
-		if sh, _ := xt.set(&a); sh == sh0 {
-			same = append(same, addr(i))
+		if sh, _ := xt.set(wordsOf(addr(i))); sh == sh0 {
+			same = append(same, wordsOf(addr(i)))
 		}
 	}
 	for i, a := range same[:4] {
 		xt.exchange(a, 0, false, uint64(100+i), int64(i))
-		a16 := a.As16()
-		xt.setTx(&a16, uint64(100+i), 5000)
+		xt.setTx(a, uint64(100+i), 5000)
 	}
 	// Touch the oldest (it now records rx 200 and keeps no stamp).
 	xt.exchange(same[0], 0, false, 200, 10)
@@ -735,7 +732,7 @@ func BenchmarkHandleXleave(b *testing.B) {
 		for b.Loop() {
 			i++
 			s.handleX(nil, req, resp, now+i, now+i, client, &x)
-			s.xt.setTx(&x.addr, x.rx, now+i+10)
+			s.xt.setTx(x.addr, x.rx, now+i+10)
 			copy(req[24:32], resp[32:40]) // origin = the last receive timestamp
 		}
 	})
