@@ -123,8 +123,8 @@ func (h *Header) Decode(b []byte) bool {
 }
 
 // PatchTransmit rewrites an encoded reply's transmit timestamp (tx, in NTP
-// form) and root dispersion (a later reading of the same estimate: the dispersion only
-// grows), leaving every other field as it was.
+// form) and root dispersion (a later reading of the same estimate: the
+// dispersion only grows), leaving every other field as it was.
 func PatchTransmit(b []byte, tx uint64, rootDisp uint32) {
 	_ = b[HeaderLen-1]
 	binary.BigEndian.PutUint32(b[8:], rootDisp)
